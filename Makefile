@@ -1,0 +1,55 @@
+# Common tasks. `make demo` runs the main job on the embedded default (SQLite, local files);
+# `make test` runs the linters and the whole test suite. Both create .venv on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install demo test pytest lint format typecheck bench clean
+
+help:
+	@echo "make demo      ingest the bundled real sample into ./traingate-data and explain a conversation"
+	@echo "make test      lint, type-check and run the test suite (SQLite and PostgreSQL)"
+	@echo "make pytest    only the test suite"
+	@echo "make lint      ruff + mypy"
+	@echo "make format    ruff format and fix"
+	@echo "make bench     the benchmarks under benchmarks/"
+	@echo "make clean     remove .venv, caches and ./traingate-data"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/traingate sample load
+	$(BIN)/traingate explain --conversation $(DEMO_CONVERSATION) --purpose model_training --as-of 2025-07-01T00:00:00Z
+
+DEMO_CONVERSATION ?= oasst-054e1df3-35e0-4bb8-a585-607dbdcd24e0
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis traingate-data

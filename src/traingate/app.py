@@ -1,0 +1,136 @@
+"""``Traingate``: the one object the CLI, the HTTP API and library users talk to.
+
+It opens the store (migrating it), the key file and the policy, and offers each operation as
+one method. The edges (cli.py, api/, web/) parse, call one of these methods, and format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from traingate.vault.vault import Vault
+
+from traingate.ingest import IngestSummary, ingest_lines
+from traingate.keys import KeyRing, load_or_create_keys
+from traingate.policy import Decision, Policy, default_policy, explain_conversation, load_policy
+from traingate.settings import Settings
+from traingate.store.db import connect
+from traingate.store.store import Store
+from traingate.timeutil import format_instant, now_micros
+
+__all__ = ["Explanation", "MessageExplanation", "Traingate"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageExplanation:
+    message_id: str
+    at: int
+    role: str
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why each message of one conversation may or may not serve a purpose as of a time."""
+
+    conversation_id: str
+    purpose: str
+    as_of: int
+    policy: Policy
+    messages: tuple[MessageExplanation, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        def rules(decision: Decision) -> list[dict[str, str]]:
+            out = []
+            for rule_id in decision.rule_ids:
+                spec_rule, text = self.policy.rule_text(rule_id)
+                out.append({"id": rule_id, "rule": spec_rule, "text": text})
+            return out
+
+        return {
+            "conversation_id": self.conversation_id,
+            "purpose": self.purpose,
+            "as_of": format_instant(self.as_of),
+            "policy": {"id": self.policy.id, "sha256": self.policy.sha256},
+            "messages": [
+                {
+                    "message_id": m.message_id,
+                    "role": m.role,
+                    "at": format_instant(m.at),
+                    "eligible": m.decision.eligible,
+                    "basis": m.decision.basis,
+                    "reasons": list(m.decision.reasons) if not m.decision.eligible else [],
+                    "rules": rules(m.decision),
+                }
+                for m in self.messages
+            ],
+        }
+
+
+class Traingate:
+    """Open with ``Traingate.open(settings)``; close with ``close()`` or a ``with`` block."""
+
+    def __init__(self, *, store: Store, vault: Vault, policy: Policy, keys: KeyRing) -> None:
+        self.store = store
+        self.vault = vault
+        self.policy = policy
+        self.keys = keys
+
+    @classmethod
+    def open(cls, settings: Settings) -> Traingate:
+        policy = load_policy(settings.policy_file) if settings.policy_file else default_policy()
+        keys = load_or_create_keys(settings.key_file)
+        db = connect(settings.db_url)
+        try:
+            store = Store.open(db, keys=keys)
+            vault = Vault(db, keys=keys, policy=policy)
+        except BaseException:
+            db.close()
+            raise
+        return cls(store=store, vault=vault, policy=policy, keys=keys)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Traingate:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def ingest(self, lines: Iterable[str], *, batch_size: int = 5000) -> IngestSummary:
+        """Ingest JSONL event lines (SPEC §2); returns the SPEC §4 summary."""
+        return ingest_lines(
+            store=self.store,
+            sink=self.vault,
+            policy=self.policy,
+            lines=lines,
+            batch_size=batch_size,
+        )
+
+    def explain(
+        self, *, conversation_id: str, purpose: str, as_of: int | None = None
+    ) -> Explanation:
+        """Each message of a conversation under bases 2-4, with the rules that decided."""
+        self.policy.require_purpose(purpose)
+        when = now_micros() if as_of is None else as_of
+        facts = self.store.conversation_facts(conversation_id)
+        decided = explain_conversation(policy=self.policy, facts=facts, purpose=purpose, as_of=when)
+        return Explanation(
+            conversation_id=conversation_id,
+            purpose=purpose,
+            as_of=when,
+            policy=self.policy,
+            messages=tuple(
+                MessageExplanation(message_id=m.message_id, at=m.at, role=m.role, decision=d)
+                for m, d in decided
+            ),
+        )

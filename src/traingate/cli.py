@@ -1,0 +1,192 @@
+"""The command line: parse, call one method of ``Traingate``, format. Nothing else lives here.
+
+Exit status: 0 success; 1 the operation ran but found a problem (rejected events, a failed
+verification); 2 the command could not run (bad option, unusable settings, unknown item).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import click
+
+from traingate.app import Traingate
+from traingate.errors import TraingateError
+from traingate.settings import Settings
+from traingate.timeutil import parse_instant
+
+__all__ = ["cli", "main"]
+
+
+def _emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"traingate: error: {message}", err=True)
+    sys.exit(2)
+
+
+class _InstantType(click.ParamType):
+    name = "RFC3339"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_instant(str(value))
+        except TraingateError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+INSTANT = _InstantType()
+
+
+@contextlib.contextmanager
+def _open(ctx: click.Context) -> Iterator[Traingate]:
+    settings: Settings = ctx.obj
+    try:
+        with Traingate.open(settings) as tg:
+            yield tg
+    except TraingateError as exc:
+        _fail(str(exc))
+
+
+@contextlib.contextmanager
+def _lines(path: str) -> Iterator[IO[str]]:
+    """Text lines of a file, of a .gz file, or of standard input (``-``)."""
+    if path == "-":
+        yield io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict")
+        return
+    file = Path(path)
+    if not file.is_file():
+        _fail(f"no such file: {path}")
+    opener = gzip.open if file.suffix == ".gz" else open
+    with opener(file, "rt", encoding="utf-8") as handle:
+        yield handle
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "db_url",
+    envvar="TRAINGATE_DB",
+    metavar="URL",
+    help="Database URL: sqlite:///PATH or postgresql://… "
+    "[env TRAINGATE_DB; default sqlite:///traingate-data/traingate.sqlite]",
+)
+@click.option(
+    "--key-file",
+    envvar="TRAINGATE_KEY_FILE",
+    metavar="PATH",
+    help="Key file, created on first use with mode 0600 "
+    "[env TRAINGATE_KEY_FILE; default traingate-data/keys.json]",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    envvar="TRAINGATE_POLICY",
+    metavar="PATH",
+    help="Policy file [env TRAINGATE_POLICY; default the bundled consumer-2024]",
+)
+@click.version_option(package_name="traingate")
+@click.pass_context
+def cli(
+    ctx: click.Context, db_url: str | None, key_file: str | None, policy_file: str | None
+) -> None:
+    """traingate: decide, with proof, which user data may train models."""
+    ctx.obj = Settings.resolve(db_url=db_url, key_file=key_file, policy_file=policy_file)
+
+
+@cli.command()
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--receipts",
+    "receipts_file",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Append the receipt of every accepted feedback report to PATH (JSONL, 0600).",
+)
+@click.option(
+    "--batch-size",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Events per transaction.",
+)
+@click.pass_context
+def ingest(ctx: click.Context, file: str, receipts_file: str | None, batch_size: int) -> None:
+    """Ingest events from FILE (JSONL, optionally .gz; - for standard input).
+
+    Prints {"accepted", "duplicates", "rejected", "errors"}; exit 1 when anything was rejected.
+    """
+    with _open(ctx) as tg, _lines(file) as lines:
+        try:
+            summary = tg.ingest(lines, batch_size=batch_size)
+        except UnicodeDecodeError as exc:
+            _fail(f"{file} is not UTF-8 text: {exc}")
+    if receipts_file and summary.receipts:
+        path = Path(receipts_file)
+        path.touch(mode=0o600, exist_ok=True)
+        with path.open("a", encoding="utf-8") as out:
+            for line, event_id, receipt in summary.receipts:
+                out.write(json.dumps({"line": line, "event_id": event_id, "receipt": receipt}))
+                out.write("\n")
+    _emit(summary.to_dict())
+    sys.exit(0 if summary.rejected == 0 else 1)
+
+
+@cli.command()
+@click.option(
+    "--conversation",
+    "conversation_id",
+    required=True,
+    metavar="ID",
+    help="The conversation to explain.",
+)
+@click.option("--purpose", required=True, metavar="P", help="The purpose to decide for.")
+@click.option(
+    "--as-of", type=INSTANT, default=None, help="RFC 3339 instant to decide as of [default: now]."
+)
+@click.pass_context
+def explain(ctx: click.Context, conversation_id: str, purpose: str, as_of: int | None) -> None:
+    """Explain, message by message, whether a conversation may serve PURPOSE, and why."""
+    with _open(ctx) as tg:
+        result = tg.explain(conversation_id=conversation_id, purpose=purpose, as_of=as_of)
+    _emit(result.to_dict())
+
+
+@cli.group()
+def sample() -> None:
+    """The bundled sample of real public conversations (OASST, HH-RLHF)."""
+
+
+@sample.command("load")
+@click.pass_context
+def sample_load(ctx: click.Context) -> None:
+    """Ingest the bundled sample events (safe to run again: all duplicates the second time)."""
+    from traingate.sample.importer import sample_events_path
+
+    with _open(ctx) as tg, gzip.open(sample_events_path(), "rt", encoding="utf-8") as lines:
+        summary = tg.ingest(lines)
+    _emit(summary.to_dict())
+    sys.exit(0 if summary.rejected == 0 else 1)
+
+
+@sample.command("path")
+def sample_path() -> None:
+    """Print the path of the bundled sample events file (JSONL, gzip)."""
+    from traingate.sample.importer import sample_events_path
+
+    click.echo(str(sample_events_path()))
+
+
+def main() -> None:
+    cli(prog_name="traingate")

@@ -1,0 +1,117 @@
+"""As-of questions over append-only ledgers. Pure: frozen dataclasses in, answers out.
+
+Every ledger entry carries ``at`` (UTC microseconds, the event's own time) and ``seq`` (arrival
+order, used only to break ties between entries at the same instant where the SPEC says nothing
+else: the later arrival wins for plans; for consent a denial wins, SPEC §1 rule 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ConsentChange",
+    "ConversationFacts",
+    "FlagFact",
+    "MessageFact",
+    "PlanChange",
+    "consent_at",
+    "consent_held",
+    "deleted_by",
+    "flag_active",
+    "plan_at",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    at: int
+    seq: int
+    plan: str
+    organization_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    at: int
+    seq: int
+    granted: bool
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlagFact:
+    flag_id: str
+    at: int
+    cleared_at: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFact:
+    message_id: str
+    at: int
+    seq: int
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationFacts:
+    """Everything the policy needs to judge one conversation's messages."""
+
+    conversation_id: str
+    account_id: str
+    messages: tuple[MessageFact, ...]
+    plans: tuple[PlanChange, ...]
+    account_consent: tuple[ConsentChange, ...]
+    organization_consent: dict[str, tuple[ConsentChange, ...]] = field(default_factory=dict)
+    flags: tuple[FlagFact, ...] = ()
+    conversation_deleted: tuple[int, ...] = ()
+    account_deleted: tuple[int, ...] = ()
+
+    def consent(self, scope: str, subject: str | None) -> tuple[ConsentChange, ...]:
+        if scope == "account":
+            return self.account_consent
+        if subject is None:
+            return ()
+        return self.organization_consent.get(subject, ())
+
+
+def plan_at(plans: Iterable[PlanChange], t: int) -> PlanChange | None:
+    """The account's plan at ``t``: the latest change with ``at <= t`` (later arrival on ties)."""
+    best: PlanChange | None = None
+    for change in plans:
+        if change.at <= t and (best is None or (change.at, change.seq) > (best.at, best.seq)):
+            best = change
+    return best
+
+
+def consent_at(ledger: Iterable[ConsentChange], t: int) -> ConsentChange | None:
+    """The consent in force at ``t``: the latest change with ``at <= t``; at one instant a denial
+    wins over a grant. None when no change is that old (no event means not granted)."""
+    best: ConsentChange | None = None
+    for change in ledger:
+        if change.at > t:
+            continue
+        if best is None or change.at > best.at or (change.at == best.at and not change.granted):
+            best = change
+    return best
+
+
+def consent_held(ledger: Sequence[ConsentChange], since: int, until: int) -> tuple[bool, bool]:
+    """(granted at ``since``, and stayed granted with no denial in ``(since, until]``)."""
+    current = consent_at(ledger, since)
+    if current is None or not current.granted:
+        return False, False
+    interrupted = any(not c.granted and since < c.at <= until for c in ledger)
+    return True, not interrupted
+
+
+def flag_active(flag: FlagFact, as_of: int) -> bool:
+    """Raised at or before as-of and not cleared at or before as-of."""
+    return flag.at <= as_of and not any(c <= as_of for c in flag.cleared_at)
+
+
+def deleted_by(deletions: Iterable[int], as_of: int) -> bool:
+    """Whether any deletion of the item was at or before as-of."""
+    return any(at <= as_of for at in deletions)

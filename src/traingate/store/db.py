@@ -1,0 +1,231 @@
+"""Database connections behind one small interface: SQLite (embedded default) and PostgreSQL.
+
+SQL throughout traingate is written once with ``?`` placeholders; the PostgreSQL connection
+rewrites them to ``%s``. The few real dialect differences (DDL types, write locks, IN lists,
+identity columns) are answered here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from traingate.errors import ConfigError, StoreError
+
+__all__ = [
+    "Database",
+    "PostgresDatabase",
+    "SqliteDatabase",
+    "connect",
+    "sqlite_path_of",
+    "vault_path_of",
+]
+
+Row = tuple[Any, ...]
+
+
+class Database(Protocol):
+    """What the store needs from a database connection."""
+
+    dialect: str
+    url: str
+    vault_prefix: str  # table-name prefix of the vault's tables: "vault." or "vault_"
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def script(self, statements: Sequence[str]) -> None: ...
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteDatabase:
+    """A SQLite file in WAL mode, with the vault's own file attached as schema ``vault``.
+
+    The vault lives in a separate file (``<name>-vault.sqlite`` beside the main one) so that the
+    file holding encrypted feedback holds no account, e-mail or conversation id at all.
+    """
+
+    dialect = "sqlite"
+    vault_prefix = "vault."
+
+    def __init__(self, path: Path, *, url: str) -> None:
+        self.url = url
+        self.path = path
+        self.vault_path = vault_path_of(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("ATTACH DATABASE ? AS vault", (str(self.vault_path),))
+        for schema in ("main", "vault"):
+            self._conn.execute(f"PRAGMA {schema}.journal_mode=WAL")
+            self._conn.execute(f"PRAGMA {schema}.synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._depth = 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite {self.path}: {exc}") from exc
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            try:
+                self._conn.executemany(sql, rows)
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite {self.path}: {exc}") from exc
+
+    def script(self, statements: Sequence[str]) -> None:
+        for statement in statements:
+            self.execute(statement)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction (BEGIN IMMEDIATE: one writer at a time); nests as a no-op."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._conn.rollback()
+            raise
+        else:
+            self.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        if not values:
+            return "1 = 0", []
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+    vault_prefix = "vault_"
+    _LOCK_KEY = 7_106_914  # advisory lock serializing traingate writers
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.url = url
+        try:
+            self._conn = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
+        self._psycopg = psycopg
+        self._depth = 0
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            cursor = self._conn.execute(self._sql(sql), tuple(params))  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description is not None else []
+        except self._psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL: {exc}") from exc
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            try:
+                with self._conn.cursor() as cursor:
+                    cursor.executemany(self._sql(sql), rows)  # type: ignore[arg-type]
+            except self._psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL: {exc}") from exc
+
+    def script(self, statements: Sequence[str]) -> None:
+        for statement in statements:
+            self.execute(statement)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        with self._conn.transaction():
+            self.execute("SELECT pg_advisory_xact_lock(?)", (self._LOCK_KEY,))
+            self._depth = 1
+            try:
+                yield
+            finally:
+                self._depth = 0
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Bulk-load rows with COPY (the fast path for large ingests)."""
+        if not rows:
+            return
+        try:
+            with (
+                self._conn.cursor() as cursor,
+                cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL COPY into {table}: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _redact(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
+def vault_path_of(path: Path) -> Path:
+    """The vault file beside a main SQLite file: ``x.sqlite`` -> ``x-vault.sqlite``."""
+    return path.with_name(f"{path.stem}-vault{path.suffix or '.sqlite'}")
+
+
+def sqlite_path_of(url: str) -> Path | None:
+    """The file of a SQLite URL (``sqlite:///rel.db``, ``sqlite:////abs.db``, or a bare path)."""
+    if url.startswith("sqlite://"):
+        rest = url[len("sqlite://") :]
+        if not rest.startswith("/") or rest == "/":
+            raise ConfigError(f"SQLite URL {url!r} must look like sqlite:///path/to/file.sqlite")
+        return Path(unquote(rest[1:]))
+    if "://" in url:
+        return None
+    return Path(url)
+
+
+def connect(url: str) -> Database:
+    """Open a database by URL: ``sqlite:///…``, a file path, or ``postgresql://…``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(url)
+    path = sqlite_path_of(url)
+    if path is None:
+        raise ConfigError(
+            f"unsupported database URL {_redact(url)!r}: use sqlite:///PATH or postgresql://…"
+        )
+    return SqliteDatabase(path, url=url)

@@ -1,0 +1,181 @@
+"""The store's schema as numbered migrations, applied in order and recorded in schema_migrations.
+
+Each migration is a list of statements valid on SQLite and PostgreSQL alike (BIGINT, TEXT and
+BOOLEAN mean the same on both for what traingate stores). Times are BIGINT UTC microseconds.
+Statements may name the vault's tables as ``{vault}reports``: the prefix is ``vault.`` on SQLite
+(the vault's own attached file) and ``vault_`` on PostgreSQL.
+Append new migrations at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from traingate.errors import SchemaError
+from traingate.store.db import Database
+from traingate.timeutil import now_micros
+
+__all__ = ["MIGRATIONS", "Migration", "current_version", "migrate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "ledgers, conversations and messages",
+        (
+            # Every accepted event, keyed by a keyed hash of its event_id. body is NULL for
+            # feedback reports: their content lives only in the vault, de-linked.
+            """CREATE TABLE events (
+                seq BIGINT PRIMARY KEY,
+                event_key TEXT NOT NULL UNIQUE,
+                body_hash TEXT NOT NULL,
+                type TEXT NOT NULL,
+                at BIGINT,
+                body TEXT
+            )""",
+            """CREATE TABLE account_plans (
+                event_seq BIGINT PRIMARY KEY,
+                account_id TEXT NOT NULL,
+                at BIGINT NOT NULL,
+                plan TEXT NOT NULL,
+                organization_id TEXT,
+                email TEXT NOT NULL
+            )""",
+            "CREATE INDEX account_plans_account ON account_plans (account_id, at)",
+            """CREATE TABLE account_deletions (
+                event_seq BIGINT PRIMARY KEY,
+                account_id TEXT NOT NULL,
+                at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX account_deletions_account ON account_deletions (account_id)",
+            """CREATE TABLE consents (
+                event_seq BIGINT PRIMARY KEY,
+                scope TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                at BIGINT NOT NULL,
+                granted BOOLEAN NOT NULL,
+                source TEXT NOT NULL
+            )""",
+            "CREATE INDEX consents_subject ON consents (scope, subject, at)",
+            """CREATE TABLE conversations (
+                conversation_id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL,
+                first_seq BIGINT NOT NULL
+            )""",
+            "CREATE INDEX conversations_account ON conversations (account_id)",
+            """CREATE TABLE conversation_settings (
+                event_seq BIGINT PRIMARY KEY,
+                conversation_id TEXT NOT NULL,
+                at BIGINT NOT NULL,
+                fields TEXT NOT NULL
+            )""",
+            "CREATE INDEX conversation_settings_conv ON conversation_settings"
+            " (conversation_id, at)",
+            """CREATE TABLE conversation_deletions (
+                event_seq BIGINT PRIMARY KEY,
+                conversation_id TEXT NOT NULL,
+                account_id TEXT NOT NULL,
+                at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX conversation_deletions_conv ON conversation_deletions (conversation_id)",
+            """CREATE TABLE messages (
+                message_id TEXT PRIMARY KEY,
+                event_seq BIGINT NOT NULL,
+                conversation_id TEXT NOT NULL,
+                account_id TEXT NOT NULL,
+                role TEXT NOT NULL,
+                at BIGINT NOT NULL,
+                content TEXT NOT NULL,
+                attachments TEXT NOT NULL
+            )""",
+            "CREATE INDEX messages_conversation ON messages (conversation_id, at)",
+            """CREATE TABLE flags (
+                flag_id TEXT PRIMARY KEY,
+                event_seq BIGINT NOT NULL,
+                conversation_id TEXT NOT NULL,
+                policy TEXT NOT NULL,
+                at BIGINT NOT NULL,
+                reason TEXT
+            )""",
+            "CREATE INDEX flags_conversation ON flags (conversation_id)",
+            """CREATE TABLE flag_clears (
+                event_seq BIGINT PRIMARY KEY,
+                flag_id TEXT NOT NULL,
+                at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX flag_clears_flag ON flag_clears (flag_id)",
+            # Keyed hashes of the feedback_ids seen: enough to refuse a reused id, nothing more.
+            "CREATE TABLE feedback_keys (feedback_key TEXT PRIMARY KEY)",
+        ),
+    ),
+    Migration(
+        2,
+        "the feedback vault",
+        (
+            # One row per feedback report, de-linked (docs/vault.md). report_id and
+            # dedupe_key are random / keyed-hash values found nowhere in the main tables; the
+            # snapshot is AES-256-GCM under its own data key, which is stored only wrapped by a
+            # master key of the key file. Binary values are base64 text (same on both backends).
+            """CREATE TABLE {vault}reports (
+                report_id TEXT PRIMARY KEY,
+                dedupe_key TEXT NOT NULL UNIQUE,
+                secret_hash TEXT NOT NULL,
+                submitted_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                scheme TEXT NOT NULL,
+                master_key_id TEXT NOT NULL,
+                wrapped_key TEXT NOT NULL,
+                nonce TEXT NOT NULL,
+                ciphertext TEXT NOT NULL,
+                -- indexes for purge and rotation, written as UNIQUE constraints because one
+                -- CREATE INDEX cannot name a table of the attached SQLite schema and of
+                -- PostgreSQL alike
+                UNIQUE (expires_at, report_id),
+                UNIQUE (master_key_id, report_id)
+            )""",
+        ),
+    ),
+)
+
+
+def _ensure_table(db: Database) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+    )
+
+
+def current_version(db: Database) -> int:
+    _ensure_table(db)
+    rows = db.execute("SELECT MAX(version) FROM schema_migrations")
+    return int(rows[0][0] or 0)
+
+
+def migrate(db: Database, *, target: int | None = None) -> list[int]:
+    """Apply the migrations the database lacks (up to ``target``); returns the versions applied."""
+    known = MIGRATIONS[-1].version
+    target = known if target is None else target
+    applied: list[int] = []
+    with db.transaction():
+        version = current_version(db)
+        if version > known:
+            raise SchemaError(
+                f"the database schema is at version {version}, newer than this traingate "
+                f"knows ({known}); upgrade traingate"
+            )
+        for migration in MIGRATIONS:
+            if version < migration.version <= target:
+                db.script([s.format(vault=db.vault_prefix) for s in migration.statements])
+                db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, now_micros()),
+                )
+                applied.append(migration.version)
+    return applied

@@ -1,0 +1,229 @@
+"""The Store: traingate's ledgers and messages over one Database (SQLite or PostgreSQL).
+
+Reads answer the questions of ingest checks, explain and snapshots; writes append rows. What an
+event means is decided in ``traingate.ingest``; this module only moves rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from traingate.errors import NotFoundError
+from traingate.facts import ConsentChange, ConversationFacts, FlagFact, MessageFact, PlanChange
+from traingate.keys import KeyRing
+from traingate.store.db import Database
+from traingate.store.schema import migrate
+
+__all__ = ["MessageRow", "Store"]
+
+_CHUNK = 900  # stays under SQLite's bound-parameter limit on every version
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One stored message, as the snapshot and the builds read it."""
+
+    message_id: str
+    role: str
+    at: int
+    seq: int
+    content: str
+    attachments: tuple[dict[str, Any], ...]
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+class Store:
+    """Ledgers, conversations and messages. Create with ``Store.open(db, keys=...)``."""
+
+    def __init__(self, db: Database, *, keys: KeyRing) -> None:
+        self.db = db
+        self.keys = keys
+
+    @classmethod
+    def open(cls, db: Database, *, keys: KeyRing) -> Store:
+        migrate(db)
+        return cls(db, keys=keys)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- lookups for ingest checks (batched) ---------------------------------------------------
+
+    def _select_in(self, sql: str, column: str, values: Iterable[Any]) -> list[tuple[Any, ...]]:
+        unique = sorted(set(values))
+        rows: list[tuple[Any, ...]] = []
+        for chunk in _chunks(unique):
+            clause, params = self.db.in_list(column, chunk)
+            rows.extend(self.db.execute(sql.format(where=clause), params))
+        return rows
+
+    def known_events(self, event_keys: Iterable[str]) -> dict[str, str]:
+        rows = self._select_in(
+            "SELECT event_key, body_hash FROM events WHERE {where}", "event_key", event_keys
+        )
+        return {key: body_hash for key, body_hash in rows}
+
+    def conversation_owners(self, conversation_ids: Iterable[str]) -> dict[str, str]:
+        rows = self._select_in(
+            "SELECT conversation_id, account_id FROM conversations WHERE {where}",
+            "conversation_id",
+            conversation_ids,
+        )
+        return {conv: account for conv, account in rows}
+
+    def deleted_conversations(self, conversation_ids: Iterable[str]) -> set[str]:
+        rows = self._select_in(
+            "SELECT DISTINCT conversation_id FROM conversation_deletions WHERE {where}",
+            "conversation_id",
+            conversation_ids,
+        )
+        return {row[0] for row in rows}
+
+    def deleted_accounts(self, account_ids: Iterable[str]) -> set[str]:
+        rows = self._select_in(
+            "SELECT DISTINCT account_id FROM account_deletions WHERE {where}",
+            "account_id",
+            account_ids,
+        )
+        return {row[0] for row in rows}
+
+    def message_places(self, message_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """message_id -> (conversation_id, at) for the ids the store holds."""
+        rows = self._select_in(
+            "SELECT message_id, conversation_id, at FROM messages WHERE {where}",
+            "message_id",
+            message_ids,
+        )
+        return {mid: (conv, int(at)) for mid, conv, at in rows}
+
+    def known_flags(self, flag_ids: Iterable[str]) -> set[str]:
+        rows = self._select_in("SELECT flag_id FROM flags WHERE {where}", "flag_id", flag_ids)
+        return {row[0] for row in rows}
+
+    def known_feedback(self, feedback_keys: Iterable[str]) -> set[str]:
+        rows = self._select_in(
+            "SELECT feedback_key FROM feedback_keys WHERE {where}", "feedback_key", feedback_keys
+        )
+        return {row[0] for row in rows}
+
+    def next_seq(self) -> int:
+        rows = self.db.execute("SELECT MAX(seq) FROM events")
+        return int(rows[0][0] or 0) + 1
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        marks = ", ".join("?" * len(columns))
+        self.db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def count(self, table: str) -> int:
+        return int(self.db.execute(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+    # -- reads for explain and snapshots -----------------------------------------------------
+
+    def conversation_owner(self, conversation_id: str) -> str:
+        owners = self.conversation_owners([conversation_id])
+        if conversation_id not in owners:
+            raise NotFoundError(f"conversation {conversation_id!r} is not in the store")
+        return owners[conversation_id]
+
+    def conversation_facts(self, conversation_id: str) -> ConversationFacts:
+        """Everything the policy needs to judge this conversation's messages."""
+        account_id = self.conversation_owner(conversation_id)
+        db = self.db
+        messages = tuple(
+            MessageFact(message_id=mid, at=int(at), seq=int(seq), role=role)
+            for mid, at, seq, role in db.execute(
+                "SELECT message_id, at, event_seq, role FROM messages"
+                " WHERE conversation_id = ? ORDER BY at, event_seq",
+                (conversation_id,),
+            )
+        )
+        plans = tuple(
+            PlanChange(at=int(at), seq=int(seq), plan=plan, organization_id=org)
+            for at, seq, plan, org in db.execute(
+                "SELECT at, event_seq, plan, organization_id FROM account_plans"
+                " WHERE account_id = ?",
+                (account_id,),
+            )
+        )
+        organizations = sorted({p.organization_id for p in plans if p.organization_id})
+        org_consent = {org: self.consent_ledger("organization", org) for org in organizations}
+        flags = []
+        for flag_id, at in db.execute(
+            "SELECT flag_id, at FROM flags WHERE conversation_id = ?", (conversation_id,)
+        ):
+            clears = db.execute("SELECT at FROM flag_clears WHERE flag_id = ?", (flag_id,))
+            flags.append(
+                FlagFact(flag_id=flag_id, at=int(at), cleared_at=tuple(int(r[0]) for r in clears))
+            )
+        return ConversationFacts(
+            conversation_id=conversation_id,
+            account_id=account_id,
+            messages=messages,
+            plans=plans,
+            account_consent=self.consent_ledger("account", account_id),
+            organization_consent=org_consent,
+            flags=tuple(flags),
+            conversation_deleted=tuple(
+                int(r[0])
+                for r in db.execute(
+                    "SELECT at FROM conversation_deletions WHERE conversation_id = ?",
+                    (conversation_id,),
+                )
+            ),
+            account_deleted=self.account_deletions(account_id),
+        )
+
+    def consent_ledger(self, scope: str, subject: str) -> tuple[ConsentChange, ...]:
+        return tuple(
+            ConsentChange(at=int(at), seq=int(seq), granted=bool(granted), source=source)
+            for at, seq, granted, source in self.db.execute(
+                "SELECT at, event_seq, granted, source FROM consents"
+                " WHERE scope = ? AND subject = ? ORDER BY at, event_seq",
+                (scope, subject),
+            )
+        )
+
+    def account_deletions(self, account_id: str) -> tuple[int, ...]:
+        return tuple(
+            int(r[0])
+            for r in self.db.execute(
+                "SELECT at FROM account_deletions WHERE account_id = ?", (account_id,)
+            )
+        )
+
+    def messages_until(self, conversation_id: str, until: int) -> list[MessageRow]:
+        """The conversation's messages with ``at <= until``, in time order (then arrival)."""
+        return [
+            MessageRow(
+                message_id=mid,
+                role=role,
+                at=int(at),
+                seq=int(seq),
+                content=content,
+                attachments=tuple(json.loads(attachments)),
+            )
+            for mid, role, at, seq, content, attachments in self.db.execute(
+                "SELECT message_id, role, at, event_seq, content, attachments FROM messages"
+                " WHERE conversation_id = ? AND at <= ? ORDER BY at, event_seq",
+                (conversation_id, until),
+            )
+        ]
+
+    def settings_as_of(self, conversation_id: str, as_of: int) -> dict[str, Any]:
+        """custom_style, preferences and title as of ``as_of``: for each, the latest update
+        (by time, then arrival) that carried it."""
+        settings: dict[str, Any] = {"custom_style": None, "preferences": None, "title": None}
+        for (fields,) in self.db.execute(
+            "SELECT fields FROM conversation_settings"
+            " WHERE conversation_id = ? AND at <= ? ORDER BY at, event_seq",
+            (conversation_id, as_of),
+        ):
+            settings.update(json.loads(fields))
+        return settings

@@ -1,0 +1,83 @@
+"""Shared fixtures. Store tests run against SQLite and PostgreSQL (``db_url`` is parametrized).
+
+PostgreSQL: ``TRAINGATE_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``). Each
+test gets its own schema, dropped afterwards. With ``CI=true`` an unreachable PostgreSQL fails
+the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from tests.factories import Events
+from traingate.app import Traingate
+from traingate.settings import Settings
+
+PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> str | None:
+    import psycopg
+
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    problem = _pg_available()
+    if problem is not None:
+        message = f"PostgreSQL at {PG_URL} is unreachable: {problem}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: a missing PostgreSQL is a failure)")
+        pytest.skip(message)
+    return PG_URL
+
+
+@pytest.fixture
+def pg_schema_url(pg_server: str) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped after the test."""
+    import psycopg
+
+    schema = f"tg_test_{secrets.token_hex(6)}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in pg_server else "?"
+    yield f"{pg_server}{separator}options={quote(f'-csearch_path={schema}')}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}"
+    url: str = request.getfixturevalue("pg_schema_url")
+    return url
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(db_url=db_url, key_file=tmp_path / "keys" / "keys.json")
+
+
+@pytest.fixture
+def tg(settings: Settings) -> Iterator[Traingate]:
+    with Traingate.open(settings) as app:
+        yield app
+
+
+@pytest.fixture
+def ev() -> Events:
+    return Events()

@@ -1,0 +1,138 @@
+"""Builders of SPEC §2 events for tests: short to write, explicit about time."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable
+from typing import Any
+
+Event = dict[str, Any]
+
+
+class Events:
+    """Makes events with unique event_ids. ``t(n)`` is day ``n`` of 2024 at noon UTC."""
+
+    def __init__(self, prefix: str = "e") -> None:
+        self._ids = itertools.count(1)
+        self.prefix = prefix
+
+    @staticmethod
+    def t(day: int, second: int = 0) -> str:
+        import datetime as dt
+
+        moment = dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC) + dt.timedelta(days=day, seconds=second)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _base(self, type_: str, at: str) -> Event:
+        return {"type": type_, "event_id": f"{self.prefix}{next(self._ids)}", "at": at}
+
+    def account(
+        self,
+        account_id: str,
+        at: str,
+        plan: str = "free",
+        organization_id: str | None = None,
+        email: str | None = None,
+    ) -> Event:
+        return {
+            **self._base("account.updated", at),
+            "account_id": account_id,
+            "email": email or f"{account_id}@example.com",
+            "plan": plan,
+            "organization_id": organization_id,
+        }
+
+    def account_deleted(self, account_id: str, at: str) -> Event:
+        return {**self._base("account.deleted", at), "account_id": account_id}
+
+    def consent(
+        self,
+        subject: str,
+        at: str,
+        granted: bool,
+        scope: str = "account",
+        source: str = "privacy_settings",
+    ) -> Event:
+        key = "account_id" if scope == "account" else "organization_id"
+        return {
+            **self._base("consent.updated", at),
+            "scope": scope,
+            key: subject,
+            "setting": "model_training",
+            "granted": granted,
+            "source": source,
+        }
+
+    def conversation(self, conversation_id: str, account_id: str, at: str, **fields: Any) -> Event:
+        return {
+            **self._base("conversation.updated", at),
+            "conversation_id": conversation_id,
+            "account_id": account_id,
+            **fields,
+        }
+
+    def conversation_deleted(self, conversation_id: str, account_id: str, at: str) -> Event:
+        return {
+            **self._base("conversation.deleted", at),
+            "conversation_id": conversation_id,
+            "account_id": account_id,
+        }
+
+    def message(
+        self,
+        message_id: str,
+        conversation_id: str,
+        account_id: str,
+        at: str,
+        role: str = "user",
+        content: str = "hello",
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> Event:
+        return {
+            **self._base("message.created", at),
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "account_id": account_id,
+            "role": role,
+            "content": content,
+            "attachments": attachments or [],
+        }
+
+    def feedback(
+        self,
+        feedback_id: str,
+        account_id: str,
+        conversation_id: str,
+        message_id: str,
+        at: str,
+        rating: str = "down",
+        comment: str | None = None,
+        categories: list[str] | None = None,
+    ) -> Event:
+        return {
+            **self._base("feedback.submitted", at),
+            "feedback_id": feedback_id,
+            "account_id": account_id,
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "rating": rating,
+            "comment": comment,
+            "categories": categories or [],
+        }
+
+    def flag(self, flag_id: str, conversation_id: str, at: str, reason: str | None = None) -> Event:
+        return {
+            **self._base("safety.flagged", at),
+            "flag_id": flag_id,
+            "conversation_id": conversation_id,
+            "policy": "usage_policy",
+            "reason": reason,
+        }
+
+    def clear(self, flag_id: str, at: str) -> Event:
+        return {**self._base("safety.cleared", at), "flag_id": flag_id}
+
+
+def jsonl(events: Iterable[Event]) -> list[str]:
+    return [json.dumps(e) for e in events]

@@ -1,0 +1,392 @@
+"""SPEC §1 as decision tables: events in, ``explain`` out, on SQLite and PostgreSQL.
+
+Each case is a small history around one conversation ``c`` of account ``a`` (days of 2024 via
+``Events.t``) and the expected decision of each message: a basis id when eligible, else the
+first reason for denial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from tests.factories import Events, jsonl
+from traingate.app import Traingate
+from traingate.timeutil import parse_instant
+
+T = Events.t
+E = Events
+
+
+@dataclass(frozen=True)
+class Case:
+    history: Callable[[Events], list[dict[str, object]]]
+    purpose: str
+    as_of: str
+    expected: tuple[str, ...]  # per message in time order: basis id, or first denial reason
+
+
+def consumer(e: Events, plan: str = "free") -> list[dict[str, object]]:
+    return [e.account("a", T(0), plan), e.conversation("c", "a", T(1))]
+
+
+def msgs(e: Events, *days: int) -> list[dict[str, object]]:
+    return [e.message(f"m{d}", "c", "a", T(d), content=f"day {d}") for d in days]
+
+
+CASES: dict[str, Case] = {
+    # Rule 1: nothing without a basis.
+    "default deny, no consent": Case(
+        lambda e: [*consumer(e), *msgs(e, 5)], "model_training", T(100), ("no_consent",)
+    ),
+    "default deny for purposes no message basis grants": Case(
+        lambda e: [*consumer(e), e.consent("a", T(1), True), *msgs(e, 5)],
+        "service_analytics",
+        T(100),
+        ("default_deny",),
+    ),
+    # Rule 2: opt-in, held without interruption up to as-of.
+    "granted before the message, held": Case(
+        lambda e: [*consumer(e), e.consent("a", T(2), True), *msgs(e, 5)],
+        "model_training",
+        T(100),
+        ("opt_in",),
+    ),
+    "granted at the message's instant": Case(
+        lambda e: [*consumer(e), e.consent("a", T(5), True), *msgs(e, 5)],
+        "model_training",
+        T(100),
+        ("opt_in",),
+    ),
+    "granted only after the message": Case(
+        lambda e: [*consumer(e), *msgs(e, 5), e.consent("a", T(6), True)],
+        "model_training",
+        T(100),
+        ("no_consent",),
+    ),
+    "revoked before as-of removes covered messages": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+            e.consent("a", T(10), False),
+        ],
+        "model_training",
+        T(100),
+        ("consent_revoked",),
+    ),
+    "revoked after as-of does not exist yet": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+            e.consent("a", T(10), False),
+        ],
+        "model_training",
+        T(9),
+        ("opt_in",),
+    ),
+    "revoked exactly at as-of counts": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+            e.consent("a", T(10), False),
+        ],
+        "model_training",
+        T(10),
+        ("consent_revoked",),
+    ),
+    "re-granted covers new messages only": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+            e.consent("a", T(10), False),
+            e.consent("a", T(20), True),
+            *msgs(e, 30),
+        ],
+        "model_training",
+        T(100),
+        ("consent_revoked", "opt_in"),
+    ),
+    "message during the revoked gap": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), True),
+            e.consent("a", T(10), False),
+            *msgs(e, 15),
+            e.consent("a", T(20), True),
+        ],
+        "model_training",
+        T(100),
+        ("no_consent",),
+    ),
+    # Rule 8: at one instant a denial wins.
+    "grant and denial at the same instant": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), True),
+            e.consent("a", T(2), False),
+            *msgs(e, 5),
+        ],
+        "model_training",
+        T(100),
+        ("no_consent",),
+    ),
+    "denial at the same instant as a later-arriving grant": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), False),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+        ],
+        "model_training",
+        T(100),
+        ("no_consent",),
+    ),
+    # Rule 3: commercial plans need their organization's consent.
+    "commercial with organization consent": Case(
+        lambda e: [
+            e.account("a", T(0), "team", "org1"),
+            e.conversation("c", "a", T(1)),
+            e.consent("org1", T(2), True, scope="organization"),
+            *msgs(e, 5),
+        ],
+        "model_training",
+        T(100),
+        ("organization_opt_in",),
+    ),
+    "commercial: account consent has no effect": Case(
+        lambda e: [
+            e.account("a", T(0), "enterprise", "org1"),
+            e.conversation("c", "a", T(1)),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+        ],
+        "model_training",
+        T(100),
+        ("no_consent",),
+    ),
+    "consumer: organization consent has no effect": Case(
+        lambda e: [*consumer(e), e.consent("org1", T(2), True, scope="organization"), *msgs(e, 5)],
+        "model_training",
+        T(100),
+        ("no_consent",),
+    ),
+    "commercial: organization revoked later": Case(
+        lambda e: [
+            e.account("a", T(0), "api", "org1"),
+            e.conversation("c", "a", T(1)),
+            e.consent("org1", T(2), True, scope="organization"),
+            *msgs(e, 5),
+            e.consent("org1", T(9), False, scope="organization"),
+        ],
+        "model_training",
+        T(100),
+        ("consent_revoked",),
+    ),
+    "plan change consumer to commercial between messages": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+            e.account("a", T(10), "team", "org1"),
+            *msgs(e, 15),
+        ],
+        "model_training",
+        T(100),
+        ("opt_in", "no_consent"),
+    ),
+    "plan change commercial to consumer between messages": Case(
+        lambda e: [
+            e.account("a", T(0), "team", "org1"),
+            e.conversation("c", "a", T(1)),
+            e.consent("org1", T(2), True, scope="organization"),
+            *msgs(e, 5),
+            e.account("a", T(10), "pro"),
+            *msgs(e, 15),
+        ],
+        "model_training",
+        T(100),
+        ("organization_opt_in", "no_consent"),
+    ),
+    "organization as of the message's time": Case(
+        lambda e: [
+            e.account("a", T(0), "team", "org1"),
+            e.conversation("c", "a", T(1)),
+            e.consent("org2", T(2), True, scope="organization"),
+            *msgs(e, 5),
+            e.account("a", T(10), "team", "org2"),
+            *msgs(e, 15),
+        ],
+        "model_training",
+        T(100),
+        ("no_consent", "organization_opt_in"),
+    ),
+    # Rule 4: usage-policy flags.
+    "flag grants safety purposes for every plan": Case(
+        lambda e: [
+            e.account("a", T(0), "enterprise", "org1"),
+            e.conversation("c", "a", T(1)),
+            *msgs(e, 5, 6),
+            e.flag("f1", "c", T(7)),
+        ],
+        "safety_review",
+        T(100),
+        ("usage_policy_flag", "usage_policy_flag"),
+    ),
+    "flag grants safety model training": Case(
+        lambda e: [*consumer(e), *msgs(e, 5), e.flag("f1", "c", T(7))],
+        "safety_model_training",
+        T(100),
+        ("usage_policy_flag",),
+    ),
+    "flag grants nothing else": Case(
+        lambda e: [*consumer(e), *msgs(e, 5), e.flag("f1", "c", T(7))],
+        "model_training",
+        T(100),
+        ("no_consent",),
+    ),
+    "flag raised after as-of": Case(
+        lambda e: [*consumer(e), *msgs(e, 5), e.flag("f1", "c", T(50))],
+        "safety_review",
+        T(40),
+        ("no_active_flag",),
+    ),
+    "flag raised then cleared": Case(
+        lambda e: [*consumer(e), *msgs(e, 5), e.flag("f1", "c", T(7)), e.clear("f1", T(9))],
+        "safety_review",
+        T(100),
+        ("no_active_flag",),
+    ),
+    "flag cleared after as-of still active": Case(
+        lambda e: [*consumer(e), *msgs(e, 5), e.flag("f1", "c", T(7)), e.clear("f1", T(9))],
+        "safety_review",
+        T(8),
+        ("usage_policy_flag",),
+    ),
+    "one of two flags cleared": Case(
+        lambda e: [
+            *consumer(e),
+            *msgs(e, 5),
+            e.flag("f1", "c", T(7)),
+            e.flag("f2", "c", T(8)),
+            e.clear("f1", T(9)),
+        ],
+        "safety_model_training",
+        T(100),
+        ("usage_policy_flag",),
+    ),
+    # Rule 6: deletions.
+    "conversation deleted": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+            e.flag("f1", "c", T(6)),
+            e.conversation_deleted("c", "a", T(10)),
+        ],
+        "model_training",
+        T(100),
+        ("conversation_deleted",),
+    ),
+    "conversation deleted: flag basis gone too": Case(
+        lambda e: [
+            *consumer(e),
+            *msgs(e, 5),
+            e.flag("f1", "c", T(6)),
+            e.conversation_deleted("c", "a", T(10)),
+        ],
+        "safety_review",
+        T(100),
+        ("conversation_deleted",),
+    ),
+    "conversation deleted after as-of": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+            e.conversation_deleted("c", "a", T(10)),
+        ],
+        "model_training",
+        T(9),
+        ("opt_in",),
+    ),
+    "account deleted": Case(
+        lambda e: [
+            *consumer(e),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+            e.account_deleted("a", T(10)),
+        ],
+        "model_training",
+        T(100),
+        ("account_deleted",),
+    ),
+    # Rule 7: unknown account, and time.
+    "unknown account": Case(
+        lambda e: [e.conversation("c", "a", T(1)), e.consent("a", T(2), True), *msgs(e, 5)],
+        "model_training",
+        T(100),
+        ("unknown_account",),
+    ),
+    "account known only after the message": Case(
+        lambda e: [
+            e.conversation("c", "a", T(1)),
+            e.consent("a", T(2), True),
+            *msgs(e, 5),
+            e.account("a", T(6)),
+        ],
+        "model_training",
+        T(100),
+        ("unknown_account",),
+    ),
+    "unknown account: no flag basis either": Case(
+        lambda e: [e.conversation("c", "a", T(1)), *msgs(e, 5), e.flag("f1", "c", T(6))],
+        "safety_review",
+        T(100),
+        ("unknown_account",),
+    ),
+    "messages after as-of do not exist": Case(
+        lambda e: [*consumer(e), e.consent("a", T(2), True), *msgs(e, 5, 50)],
+        "model_training",
+        T(40),
+        ("opt_in",),
+    ),
+    # Decisions follow `at`, not arrival order.
+    "events arriving out of order": Case(
+        lambda e: [
+            *msgs(e, 5),
+            e.consent("a", T(10), False),
+            e.consent("a", T(2), True),
+            e.account("a", T(0)),
+        ],
+        "model_training",
+        T(100),
+        ("consent_revoked",),
+    ),
+    "out of order: account and grant arrive late": Case(
+        lambda e: [*msgs(e, 5, 6), e.consent("a", T(2), True), e.account("a", T(0), "max")],
+        "model_training",
+        T(100),
+        ("opt_in", "opt_in"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=list(CASES))
+def test_decision_table(tg: Traingate, case: Case) -> None:
+    summary = tg.ingest(jsonl(case.history(Events())))
+    assert summary.rejected == 0, summary.errors
+    result = tg.explain(conversation_id="c", purpose=case.purpose, as_of=parse_instant(case.as_of))
+    got = tuple(
+        m.decision.basis if m.decision.eligible else m.decision.reasons[0] for m in result.messages
+    )
+    assert got == case.expected
+    for message in result.to_dict()["messages"]:
+        assert message["rules"], "every decision names its rules"
+        assert all(rule["text"] for rule in message["rules"])
+        assert (message["basis"] is not None) == message["eligible"]
