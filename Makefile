@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/traingate sample load
 	$(BIN)/traingate explain --conversation $(DEMO_CONVERSATION) --purpose model_training --as-of 2025-07-01T00:00:00Z
 
-DEMO_CONVERSATION ?= oasst-054e1df3-35e0-4bb8-a585-607dbdcd24e0
+DEMO_CONVERSATION ?= oasst-tree-1a22d2c1-d194-49ef-bd74-d80997ca7da6
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

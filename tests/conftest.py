@@ -14,10 +14,18 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from tests.factories import Events
 from traingate.app import Traingate
 from traingate.settings import Settings
+
+# No per-example deadline: the first examples pay for imports and warm-up on a loaded CI core.
+hypothesis_settings.register_profile(
+    "traingate", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("traingate")
 
 PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -34,7 +34,7 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-class _InstantType(click.ParamType):
+class _InstantType(click.ParamType):  # type: ignore[type-arg]
     name = "RFC3339"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:

@@ -140,7 +140,7 @@ class PostgresDatabase:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
-            cursor = self._conn.execute(self._sql(sql), tuple(params))  # type: ignore[arg-type]
+            cursor = self._conn.execute(self._sql(sql), tuple(params))
             return cursor.fetchall() if cursor.description is not None else []
         except self._psycopg.Error as exc:
             raise StoreError(f"PostgreSQL: {exc}") from exc
@@ -149,7 +149,7 @@ class PostgresDatabase:
         if rows:
             try:
                 with self._conn.cursor() as cursor:
-                    cursor.executemany(self._sql(sql), rows)  # type: ignore[arg-type]
+                    cursor.executemany(self._sql(sql), rows)
             except self._psycopg.Error as exc:
                 raise StoreError(f"PostgreSQL: {exc}") from exc
 
