@@ -1,0 +1,364 @@
+"""The feedback vault: de-linked, encrypted feedback snapshots with receipts and expiry.
+
+One row of ``{vault}reports`` per report (docs/vault.md). A row holds a random report id, a
+vault-only dedupe key, the hash of the receipt secret, the report's own submission and expiry
+instants, and the envelope-encrypted snapshot. It holds no account, organization,
+conversation, message or feedback id, no e-mail and no plaintext; and no value in it is shared
+with another report except the constants (scheme, master key id).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from traingate.errors import ConfigError, ReceiptError, StoreError
+from traingate.keys import KeyRing, MasterKey
+from traingate.policy import Policy
+from traingate.retention import report_expiry
+from traingate.store.db import Database
+from traingate.timeutil import format_instant
+from traingate.vault.crypto import (
+    SCHEME,
+    Sealed,
+    b64,
+    new_receipt_secret,
+    new_report_id,
+    open_sealed,
+    rewrap,
+    seal,
+    secret_hash,
+    secrets_match,
+    unb64,
+)
+from traingate.vault.snapshot import Snapshot
+
+__all__ = ["Receipt", "ReportInfo", "Vault", "VaultRecord"]
+
+_PAGE = 500
+_RECEIPT = re.compile(r"([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{32,128})", re.ASCII)
+_COLUMNS = (
+    "report_id, submitted_at, expires_at, scheme, master_key_id, wrapped_key, nonce, ciphertext"
+)
+# Compared against when a receipt names no stored report, so that both failures take as long.
+_DUMMY_HASH = secret_hash("-" * 22, "-" * 43)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the holder of a report gets: ``<report_id>.<secret>``."""
+
+    report_id: str
+    secret: str = field(repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> Receipt:
+        match = _RECEIPT.fullmatch(text.strip())
+        if match is None:
+            raise ReceiptError("not a feedback receipt (expected REPORT_ID.SECRET)")
+        return cls(report_id=match.group(1), secret=match.group(2))
+
+    def __str__(self) -> str:
+        return f"{self.report_id}.{self.secret}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportInfo:
+    """A stored report's metadata, as its receipt holder may see it."""
+
+    report_id: str
+    submitted_at: int
+    expires_at: int
+    master_key_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "report_id": self.report_id,
+            "submitted_at": format_instant(self.submitted_at),
+            "expires_at": format_instant(self.expires_at),
+            "master_key_id": self.master_key_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VaultRecord:
+    """One report as a dataset build reads it. ``record_key`` is opaque and stable per report
+    (a keyed hash of the report id): it names the record without revealing the report id."""
+
+    record_key: str
+    submitted_at: int
+    expires_at: int
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    report_id: str
+    submitted_at: int
+    expires_at: int
+    scheme: str
+    sealed: Sealed
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> _Row:
+        report_id, submitted_at, expires_at, scheme, master_key_id, wrapped, nonce, ct = row
+        return cls(
+            report_id=str(report_id),
+            submitted_at=int(submitted_at),
+            expires_at=int(expires_at),
+            scheme=str(scheme),
+            sealed=Sealed(
+                master_key_id=str(master_key_id),
+                wrapped_key=unb64(wrapped),
+                nonce=unb64(nonce),
+                ciphertext=unb64(ct),
+            ),
+        )
+
+    @property
+    def info(self) -> ReportInfo:
+        return ReportInfo(
+            report_id=self.report_id,
+            submitted_at=self.submitted_at,
+            expires_at=self.expires_at,
+            master_key_id=self.sealed.master_key_id,
+        )
+
+
+class Vault:
+    """The vault over a Database whose schema is migrated (``Store.open`` or ``Vault.open``).
+
+    Implements ``traingate.ingest.ReportSink``. Every method is one transaction (nested in the
+    caller's when there is one, as ingest does).
+    """
+
+    def __init__(self, db: Database, *, keys: KeyRing, policy: Policy) -> None:
+        self._db = db
+        self._keys = keys
+        self._policy = policy
+        self._table = f"{db.vault_prefix}reports"
+        if db.dialect == "sqlite":
+            # Deleted rows are overwritten with zeros in the vault file, not left in free pages.
+            db.execute("PRAGMA vault.secure_delete = ON")
+
+    @classmethod
+    def open(cls, db: Database, *, keys: KeyRing, policy: Policy) -> Vault:
+        """Migrate the database, then open the vault over it."""
+        from traingate.store.schema import migrate
+
+        migrate(db)
+        return cls(db, keys=keys, policy=policy)
+
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    @property
+    def keys(self) -> KeyRing:
+        return self._keys
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put(self, *, snapshot: Snapshot, submitted_at: int, dedupe_key: str) -> str:
+        """Store one report; return its receipt ``<report_id>.<secret>``.
+
+        Idempotent on ``dedupe_key`` by upsert: if a report with this key is already stored
+        (only possible when an earlier attempt wrote the vault but the caller's commit of the
+        event then failed, so its receipt never reached anyone), that report is replaced by
+        this one under the same report id, with a fresh data key, nonce and receipt secret,
+        and the new receipt is returned. The old receipt stops working. So the vault ends up
+        exactly as if the first attempt had never happened: one report per event.
+        """
+        expires_at = report_expiry(self._policy, submitted_at)
+        vault_key = self._keys.id_hash("vault-dedupe", dedupe_key)
+        secret = new_receipt_secret()
+        master = self._keys.active_master
+        with self._db.transaction():
+            found = self._db.execute(
+                f"SELECT report_id FROM {self._table} WHERE dedupe_key = ?", (vault_key,)
+            )
+            report_id = str(found[0][0]) if found else new_report_id()
+            sealed = seal(
+                snapshot.to_json(),
+                master=master,
+                report_id=report_id,
+                submitted_at=submitted_at,
+                expires_at=expires_at,
+            )
+            values = (
+                secret_hash(report_id, secret),
+                submitted_at,
+                expires_at,
+                SCHEME,
+                sealed.master_key_id,
+                b64(sealed.wrapped_key),
+                b64(sealed.nonce),
+                b64(sealed.ciphertext),
+            )
+            if found:
+                self._db.execute(
+                    f"UPDATE {self._table} SET secret_hash = ?, submitted_at = ?,"
+                    " expires_at = ?, scheme = ?, master_key_id = ?, wrapped_key = ?,"
+                    " nonce = ?, ciphertext = ? WHERE report_id = ?",
+                    (*values, report_id),
+                )
+            else:
+                self._db.execute(
+                    f"INSERT INTO {self._table} (report_id, dedupe_key, secret_hash,"
+                    " submitted_at, expires_at, scheme, master_key_id, wrapped_key, nonce,"
+                    " ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (report_id, vault_key, *values),
+                )
+        return str(Receipt(report_id=report_id, secret=secret))
+
+    # -- the receipt holder ------------------------------------------------------------------
+
+    def _authorized(self, receipt: str) -> _Row:
+        parsed = Receipt.parse(receipt)
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS}, secret_hash FROM {self._table} WHERE report_id = ?",
+            (parsed.report_id,),
+        )
+        stored = str(rows[0][-1]) if rows else _DUMMY_HASH
+        if not secrets_match(stored, parsed.report_id, parsed.secret) or not rows:
+            raise ReceiptError(
+                "no stored feedback report matches this receipt (wrong secret, or the report "
+                "was deleted or has expired and been purged)"
+            )
+        return _Row.of(rows[0][:-1])
+
+    def _open(self, row: _Row) -> Snapshot:
+        if row.scheme != SCHEME:
+            raise StoreError(f"vault report {row.report_id}: unknown scheme {row.scheme!r}")
+        plaintext = open_sealed(
+            row.sealed,
+            master=self._keys.master(row.sealed.master_key_id),
+            report_id=row.report_id,
+            submitted_at=row.submitted_at,
+            expires_at=row.expires_at,
+        )
+        return Snapshot.from_json(plaintext)
+
+    def show(self, receipt: str) -> tuple[ReportInfo, Snapshot]:
+        """The stored report and its decrypted snapshot. Raises ReceiptError."""
+        row = self._authorized(receipt)
+        return row.info, self._open(row)
+
+    def delete(self, receipt: str) -> ReportInfo:
+        """Delete the report: its wrapped data key and its ciphertext go with the row, so the
+        payload can never be decrypted again (crypto-shredding). Raises ReceiptError."""
+        with self._db.transaction():
+            row = self._authorized(receipt)
+            self._db.execute(f"DELETE FROM {self._table} WHERE report_id = ?", (row.report_id,))
+        self.checkpoint()
+        return row.info
+
+    # -- retention and builds ----------------------------------------------------------------
+
+    def purge_expired(self, *, as_of: int) -> int:
+        """Delete (crypto-shred) every report whose expiry is at or before ``as_of``."""
+        with self._db.transaction():
+            count = int(
+                self._db.execute(
+                    f"SELECT COUNT(*) FROM {self._table} WHERE expires_at <= ?", (as_of,)
+                )[0][0]
+            )
+            if count:
+                self._db.execute(f"DELETE FROM {self._table} WHERE expires_at <= ?", (as_of,))
+        return count
+
+    def reports(self, *, as_of: int) -> Iterator[VaultRecord]:
+        """Every report usable at ``as_of`` (submitted_at <= as_of < expires_at), decrypted,
+        in an order that says nothing about submission order (by random report id)."""
+        after = ""
+        while True:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM {self._table} WHERE submitted_at <= ?"
+                " AND expires_at > ? AND report_id > ? ORDER BY report_id LIMIT ?",
+                (as_of, as_of, after, _PAGE),
+            )
+            for raw in rows:
+                row = _Row.of(raw)
+                yield VaultRecord(
+                    record_key=self._keys.sign(f"feedback-record\x00{row.report_id}".encode()),
+                    submitted_at=row.submitted_at,
+                    expires_at=row.expires_at,
+                    snapshot=self._open(row),
+                )
+            if len(rows) < _PAGE:
+                return
+            after = str(rows[-1][0])
+
+    def count(self) -> int:
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {self._table}")[0][0])
+
+    # -- master keys -------------------------------------------------------------------------
+
+    def master_key_usage(self) -> dict[str, int]:
+        """How many reports each master key wraps."""
+        rows = self._db.execute(
+            f"SELECT master_key_id, COUNT(*) FROM {self._table} GROUP BY master_key_id"
+        )
+        return {str(key_id): int(n) for key_id, n in rows}
+
+    def rotate(self, new_master: MasterKey) -> int:
+        """Re-wrap every data key not yet under ``new_master``; payloads are not touched.
+
+        ``new_master`` must already be in this vault's key ring (that is, saved in the key
+        file: see ``traingate.vault.rotation``), so no report is ever wrapped by a key that
+        exists nowhere else. Runs in pages, one transaction each; re-running after a crash
+        finishes the job. Returns how many data keys were re-wrapped.
+        """
+        if new_master not in self._keys.master_keys:
+            raise ConfigError(
+                f"master key {new_master.id} is not in the key ring; save it to the key file "
+                "before rotating to it"
+            )
+        total = 0
+        while True:
+            with self._db.transaction():
+                rows = self._db.execute(
+                    f"SELECT report_id, master_key_id, wrapped_key FROM {self._table}"
+                    " WHERE master_key_id <> ? ORDER BY report_id LIMIT ?",
+                    (new_master.id, _PAGE),
+                )
+                updates = [
+                    (
+                        b64(
+                            rewrap(
+                                unb64(wrapped),
+                                old=self._keys.master(str(key_id)),
+                                new=new_master,
+                                report_id=str(report_id),
+                            )
+                        ),
+                        new_master.id,
+                        str(report_id),
+                    )
+                    for report_id, key_id, wrapped in rows
+                ]
+                self._db.executemany(
+                    f"UPDATE {self._table} SET wrapped_key = ?, master_key_id = ?"
+                    " WHERE report_id = ?",
+                    updates,
+                )
+            total += len(rows)
+            if len(rows) < _PAGE:
+                break
+        self.checkpoint()
+        return total
+
+    def checkpoint(self) -> None:
+        """Best effort: on SQLite, fold the vault's WAL into its file and truncate it, so that
+        overwritten wrapped keys do not linger in the WAL. A no-op inside a transaction."""
+        if self._db.dialect != "sqlite":
+            return
+        with contextlib.suppress(StoreError):  # fails inside a transaction
+            self._db.execute("PRAGMA vault.wal_checkpoint(TRUNCATE)")
