@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from traingate.vault.vault import Vault
-
+from traingate.errors import ConfigError
 from traingate.ingest import IngestSummary, ingest_lines
 from traingate.keys import KeyRing, load_or_create_keys
 from traingate.policy import Decision, Policy, default_policy, explain_conversation, load_policy
@@ -20,6 +20,12 @@ from traingate.settings import Settings
 from traingate.store.db import connect
 from traingate.store.store import Store
 from traingate.timeutil import format_instant, now_micros
+from traingate.vault.snapshot import Snapshot
+from traingate.vault.vault import ReportInfo, Vault
+
+if TYPE_CHECKING:
+    from traingate.retention import PurgeCounts
+    from traingate.vault.rotation import RotationResult
 
 __all__ = ["Explanation", "MessageExplanation", "Traingate"]
 
@@ -73,11 +79,20 @@ class Explanation:
 class Traingate:
     """Open with ``Traingate.open(settings)``; close with ``close()`` or a ``with`` block."""
 
-    def __init__(self, *, store: Store, vault: Vault, policy: Policy, keys: KeyRing) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        vault: Vault,
+        policy: Policy,
+        keys: KeyRing,
+        key_file: Path | None = None,
+    ) -> None:
         self.store = store
         self.vault = vault
         self.policy = policy
         self.keys = keys
+        self.key_file = key_file  # where rotation writes the key ring (None: rotation refused)
 
     @classmethod
     def open(cls, settings: Settings) -> Traingate:
@@ -90,7 +105,7 @@ class Traingate:
         except BaseException:
             db.close()
             raise
-        return cls(store=store, vault=vault, policy=policy, keys=keys)
+        return cls(store=store, vault=vault, policy=policy, keys=keys, key_file=settings.key_file)
 
     def close(self) -> None:
         self.store.close()
@@ -134,3 +149,36 @@ class Traingate:
                 for m, d in decided
             ),
         )
+
+    # -- the feedback vault and retention (docs/vault.md) ---------------------------------------
+
+    def feedback_show(self, receipt: str) -> tuple[ReportInfo, Snapshot]:
+        """The report a receipt names, decrypted. Raises ReceiptError."""
+        return self.vault.show(receipt)
+
+    def feedback_delete(self, receipt: str) -> ReportInfo:
+        """Delete (crypto-shred) the report a receipt names. Raises ReceiptError."""
+        return self.vault.delete(receipt)
+
+    def rotate_keys(self, *, retire_old: bool = False) -> RotationResult:
+        """Rotate to a new master key (saved to the key file first), re-wrap every data key
+        under it, and with ``retire_old`` destroy the older master keys."""
+        from traingate.vault.rotation import rotate_master_key
+
+        if self.key_file is None:
+            raise ConfigError("no key file to rotate: open traingate with settings")
+        result, ring = rotate_master_key(
+            vault=self.vault, key_file=self.key_file, retire_old=retire_old
+        )
+        self.keys = ring
+        self.store.keys = ring
+        self.vault = Vault(self.store.db, keys=ring, policy=self.policy)
+        return result
+
+    def purge(self, *, as_of: int | None = None) -> PurgeCounts:
+        """Delete expired reports and hard-delete data deleted more than 30 days before
+        ``as_of`` (default: now, the one place the wall clock decides)."""
+        from traingate.retention import purge
+
+        when = now_micros() if as_of is None else as_of
+        return purge(db=self.store.db, vault=self.vault, as_of=when)

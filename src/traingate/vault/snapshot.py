@@ -34,19 +34,22 @@ class Snapshot:
     categories: tuple[str, ...]
     rated_message_index: int
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "date": self.date,
+            "messages": list(self.messages),
+            "custom_style": self.custom_style,
+            "preferences": self.preferences,
+            "rating": self.rating,
+            "comment": self.comment,
+            "categories": list(self.categories),
+            "rated_message_index": self.rated_message_index,
+        }
+
     def to_json(self) -> bytes:
         """Canonical bytes: what the vault encrypts."""
         return json.dumps(
-            {
-                "date": self.date,
-                "messages": list(self.messages),
-                "custom_style": self.custom_style,
-                "preferences": self.preferences,
-                "rating": self.rating,
-                "comment": self.comment,
-                "categories": list(self.categories),
-                "rated_message_index": self.rated_message_index,
-            },
+            self.to_dict(),
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,
