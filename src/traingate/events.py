@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -156,7 +158,7 @@ class SafetyCleared(_EventBase):
     flag_id: Id
 
 
-Event = Annotated[
+AnyEvent = (
     AccountUpdated
     | AccountDeleted
     | ConsentUpdated
@@ -165,10 +167,10 @@ Event = Annotated[
     | MessageCreated
     | FeedbackSubmitted
     | SafetyFlagged
-    | SafetyCleared,
-    Field(discriminator="type"),
-]
-_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+    | SafetyCleared
+)
+Event = Annotated[AnyEvent, Field(discriminator="type")]
+_EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 
 EVENT_TYPES: tuple[str, ...] = (
     "account.updated",
@@ -183,10 +185,11 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 
-class ParsedEvent(_Model):
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
     """A valid event with its canonical body (the identity used for idempotency)."""
 
-    event: Event
+    event: AnyEvent
     body: str
 
     @property
@@ -196,7 +199,10 @@ class ParsedEvent(_Model):
 
 def canonical_json(value: object) -> str:
     """The one text of a JSON value: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):  # integers beyond 64 bits
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _reject_constant(name: str) -> float:
@@ -274,7 +280,10 @@ def parse_event(raw: object, *, plans: Mapping[str, str], line: int | None = Non
 def parse_line(text: str, *, plans: Mapping[str, str], line: int) -> ParsedEvent:
     """Decode one JSONL line and validate it as an event."""
     try:
-        raw = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise EventError(f"not valid JSON: {exc}", line=line) from None
+        raw = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:  # orjson refuses integers beyond 64 bits; the standard parser tells the rest
+            raw = json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            raise EventError(f"not valid JSON: {exc}", line=line) from None
     return parse_event(raw, plans=plans, line=line)

@@ -126,9 +126,8 @@ class _Batch:
                 message_ids.add(event.message_id)
             if isinstance(event, (SafetyFlagged, SafetyCleared)):
                 flag_ids.add(event.flag_id)
-        self.event_hashes = store.known_events(
-            keys.id_hash("event", parsed.event.event_id) for _, parsed in events
-        )
+        self.event_keys = [keys.id_hash("event", parsed.event.event_id) for _, parsed in events]
+        self.event_hashes = store.known_events(self.event_keys)
         self.owners = store.conversation_owners(convs)
         self.deleted_convs = store.deleted_conversations(convs)
         self.deleted_accounts = store.deleted_accounts(accounts)
@@ -137,6 +136,7 @@ class _Batch:
         self.feedback = store.known_feedback(feedback_keys)
         self.seq = store.next_seq()
         self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _TABLES}
+        self.reports: list[tuple[int, int, FeedbackSubmitted]] = []  # line, seq, report
 
     def flush(self) -> None:
         for table, rows in self.rows.items():
@@ -177,9 +177,9 @@ def _claim(batch: _Batch, conversation_id: str, account_id: str, seq: int) -> No
         batch.rows["conversations"].append((conversation_id, account_id, seq))
 
 
-def _apply(batch: _Batch, parsed: ParsedEvent, seq: int, sink: ReportSink) -> str | None:
-    """Check one event against the batch state and queue its rows. Returns a receipt for an
-    accepted feedback report. Raises EventError to reject."""
+def _apply(batch: _Batch, parsed: ParsedEvent, line: int, seq: int) -> None:
+    """Check one event against the batch state and queue its rows (a report is queued for
+    the vault). Raises EventError to reject."""
     event = parsed.event
     rows = batch.rows
     if isinstance(event, AccountUpdated):
@@ -220,7 +220,11 @@ def _apply(batch: _Batch, parsed: ParsedEvent, seq: int, sink: ReportSink) -> st
         if event.message_id in batch.message_places:
             raise _fail(parsed, "message_id", f"message_id {event.message_id!r} is already used")
         _claim(batch, event.conversation_id, event.account_id, seq)
-        attachments = canonical_json([a.model_dump() for a in event.attachments])
+        attachments = (
+            canonical_json([a.model_dump() for a in event.attachments])
+            if event.attachments
+            else "[]"
+        )
         rows["messages"].append(
             (
                 event.message_id,
@@ -235,7 +239,7 @@ def _apply(batch: _Batch, parsed: ParsedEvent, seq: int, sink: ReportSink) -> st
         )
         batch.message_places[event.message_id] = (event.conversation_id, event.at)
     elif isinstance(event, FeedbackSubmitted):
-        return _apply_feedback(batch, parsed, event, sink)
+        _apply_feedback(batch, parsed, event, line, seq)
     elif isinstance(event, SafetyFlagged):
         if event.flag_id in batch.flags:
             raise _fail(parsed, "flag_id", f"flag_id {event.flag_id!r} is already used")
@@ -247,12 +251,11 @@ def _apply(batch: _Batch, parsed: ParsedEvent, seq: int, sink: ReportSink) -> st
         if event.flag_id not in batch.flags:
             raise _fail(parsed, "flag_id", f"names no flag the store holds ({event.flag_id!r})")
         rows["flag_clears"].append((seq, event.flag_id, event.at))
-    return None
 
 
 def _apply_feedback(
-    batch: _Batch, parsed: ParsedEvent, event: FeedbackSubmitted, sink: ReportSink
-) -> str:
+    batch: _Batch, parsed: ParsedEvent, event: FeedbackSubmitted, line: int, seq: int
+) -> None:
     _check_conversation(batch, parsed, event.conversation_id, event.account_id)
     feedback_key = batch.store.keys.id_hash("feedback", event.feedback_id)
     if feedback_key in batch.feedback:
@@ -267,20 +270,28 @@ def _apply_feedback(
         )
     if place[1] > event.at:
         raise _fail(parsed, "message_id", "the rated message is later than the report")
-    batch.flush()  # the snapshot reads this batch's earlier messages and settings too
-    snapshot = take_snapshot(
-        report=event,
-        messages=batch.store.messages_until(event.conversation_id, event.at),
-        settings=batch.store.settings_as_of(event.conversation_id, event.at),
-    )
-    receipt = sink.put(
-        snapshot=snapshot,
-        submitted_at=event.at,
-        dedupe_key=batch.store.keys.id_hash("report", event.event_id),
-    )
     batch.rows["feedback_keys"].append((feedback_key,))
     batch.feedback.add(feedback_key)
-    return receipt
+    batch.reports.append((line, seq, event))
+
+
+def _file_reports(batch: _Batch, sink: ReportSink, summary: IngestSummary) -> None:
+    """Snapshot and vault the batch's accepted reports, once its rows are written. Each
+    snapshot sees exactly what was accepted before its report (``event_seq < seq``)."""
+    batch.flush()
+    store = batch.store
+    for line, seq, report in batch.reports:
+        snapshot = take_snapshot(
+            report=report,
+            messages=store.messages_until(report.conversation_id, report.at, before_seq=seq),
+            settings=store.settings_as_of(report.conversation_id, report.at, before_seq=seq),
+        )
+        receipt = sink.put(
+            snapshot=snapshot,
+            submitted_at=report.at,
+            dedupe_key=store.keys.id_hash("report", report.event_id),
+        )
+        summary.receipts.append((line, report.event_id, receipt))
 
 
 def _write_batch(
@@ -289,9 +300,8 @@ def _write_batch(
     keys = store.keys
     with store.db.transaction():
         batch = _Batch(store, events)
-        for line, parsed in events:
+        for (line, parsed), event_key in zip(events, batch.event_keys, strict=True):
             event = parsed.event
-            event_key = keys.id_hash("event", event.event_id)
             body_hash = keys.id_hash("body", parsed.body)
             known = batch.event_hashes.get(event_key)
             if known is not None:
@@ -309,7 +319,7 @@ def _write_batch(
                 continue
             seq = batch.seq
             try:
-                receipt = _apply(batch, parsed, seq, sink)
+                _apply(batch, parsed, line, seq)
             except EventError as exc:
                 summary.reject(
                     EventError(exc.message, field=exc.field, event_id=exc.event_id, line=line)
@@ -329,9 +339,7 @@ def _write_batch(
             batch.event_hashes[event_key] = body_hash
             batch.seq += 1
             summary.accepted += 1
-            if receipt is not None:
-                summary.receipts.append((line, event.event_id, receipt))
-        batch.flush()
+        _file_reports(batch, sink, summary)
 
 
 def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:

@@ -63,8 +63,7 @@ class KeyRing:
 
     def id_hash(self, kind: str, value: str) -> str:
         """A keyed, one-way name for an identifier (``kind`` separates namespaces)."""
-        digest = hmac.new(self.id_key, f"{kind}\x00{value}".encode(), hashlib.sha256)
-        return digest.hexdigest()
+        return hmac.digest(self.id_key, f"{kind}\x00{value}".encode(), "sha256").hex()
 
     def sign(self, payload: bytes) -> str:
         return hmac.new(self.signing_key, payload, hashlib.sha256).hexdigest()

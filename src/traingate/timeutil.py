@@ -17,6 +17,7 @@ _RFC3339 = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = 1_000_000
+_ONE_US = timedelta(microseconds=1)
 
 
 def parse_instant(text: str) -> int:
@@ -30,21 +31,18 @@ def parse_instant(text: str) -> int:
             f"{text!r} is not an RFC 3339 date-time YYYY-MM-DDTHH:MM:SS[.fraction] "
             "followed by Z or +HH:MM/-HH:MM"
         )
-    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    fraction, offset = match.group(7), match.group(8)
+    if offset[1:3] > "23" or offset[4:6] > "59":
+        raise TimestampError(f"{text!r} has an impossible UTC offset {offset}")
+    # The strict regex has checked the form; the C parser checks the calendar, on at most
+    # six fraction digits (more are dropped).
+    if fraction is not None and len(fraction) > 6:
+        text = text[: match.start(7) + 6] + text[match.end(7) :]
     try:
-        moment = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
-        )
+        moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise TimestampError(f"{text!r} is not a real date-time: {exc}") from None
-    micros = int((fraction or "").ljust(6, "0")[:6])
-    if offset != "Z":
-        off_hours, off_minutes = int(offset[1:3]), int(offset[4:6])
-        if off_hours > 23 or off_minutes > 59:
-            raise TimestampError(f"{text!r} has an impossible UTC offset {offset}")
-        delta = timedelta(hours=off_hours, minutes=off_minutes)
-        moment = moment - delta if offset[0] == "+" else moment + delta
-    return to_micros(moment) + micros
+    return (moment - _EPOCH) // _ONE_US
 
 
 def to_micros(moment: datetime) -> int:

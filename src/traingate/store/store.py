@@ -19,6 +19,7 @@ from traingate.store.schema import migrate
 
 __all__ = ["MessageRow", "Store"]
 
+_NO_LIMIT = 2**62
 _CHUNK = 900  # stays under SQLite's bound-parameter limit on every version
 
 
@@ -198,8 +199,11 @@ class Store:
             )
         )
 
-    def messages_until(self, conversation_id: str, until: int) -> list[MessageRow]:
-        """The conversation's messages with ``at <= until``, in time order (then arrival)."""
+    def messages_until(
+        self, conversation_id: str, until: int, *, before_seq: int | None = None
+    ) -> list[MessageRow]:
+        """The conversation's messages with ``at <= until``, in time order (then arrival);
+        with ``before_seq``, only those accepted before that event."""
         return [
             MessageRow(
                 message_id=mid,
@@ -211,19 +215,22 @@ class Store:
             )
             for mid, role, at, seq, content, attachments in self.db.execute(
                 "SELECT message_id, role, at, event_seq, content, attachments FROM messages"
-                " WHERE conversation_id = ? AND at <= ? ORDER BY at, event_seq",
-                (conversation_id, until),
+                " WHERE conversation_id = ? AND at <= ? AND event_seq < ? ORDER BY at, event_seq",
+                (conversation_id, until, _NO_LIMIT if before_seq is None else before_seq),
             )
         ]
 
-    def settings_as_of(self, conversation_id: str, as_of: int) -> dict[str, Any]:
+    def settings_as_of(
+        self, conversation_id: str, as_of: int, *, before_seq: int | None = None
+    ) -> dict[str, Any]:
         """custom_style, preferences and title as of ``as_of``: for each, the latest update
-        (by time, then arrival) that carried it."""
+        (by time, then arrival) that carried it; with ``before_seq``, among those accepted
+        before that event."""
         settings: dict[str, Any] = {"custom_style": None, "preferences": None, "title": None}
         for (fields,) in self.db.execute(
             "SELECT fields FROM conversation_settings"
-            " WHERE conversation_id = ? AND at <= ? ORDER BY at, event_seq",
-            (conversation_id, as_of),
+            " WHERE conversation_id = ? AND at <= ? AND event_seq < ? ORDER BY at, event_seq",
+            (conversation_id, as_of, _NO_LIMIT if before_seq is None else before_seq),
         ):
             settings.update(json.loads(fields))
         return settings
