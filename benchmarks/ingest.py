@@ -29,11 +29,46 @@ from pathlib import Path
 from typing import Any
 
 PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-WORDS = (
-    "the model answer question please explain how why what data privacy training feedback "
-    "report conversation message account assistant user help code python error table chart "
-    "summary draft email letter plan travel recipe budget schedule meeting notes"
-).split()
+WORDS = tuple(
+    [
+        "the",
+        "model",
+        "answer",
+        "question",
+        "please",
+        "explain",
+        "how",
+        "why",
+        "what",
+        "data",
+        "privacy",
+        "training",
+        "feedback",
+        "report",
+        "conversation",
+        "message",
+        "account",
+        "assistant",
+        "user",
+        "help",
+        "code",
+        "python",
+        "error",
+        "table",
+        "chart",
+        "summary",
+        "draft",
+        "email",
+        "letter",
+        "plan",
+        "travel",
+        "recipe",
+        "budget",
+        "schedule",
+        "meeting",
+        "notes",
+    ]
+)
 
 
 def _at(seconds: int) -> str:
@@ -180,6 +215,76 @@ def phase_traingate(file: Path, db_url: str, key_file: Path) -> dict[str, Any]:
     return {"seconds": elapsed, "events": summary.accepted}
 
 
+def _bare_rows(
+    event: dict[str, Any], seq: int, seen_conversations: set[str]
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The rows traingate writes for one event, taken straight from the JSON."""
+    kind = event["type"]
+    if kind == "message.created":
+        return [
+            (
+                "messages",
+                (
+                    event["message_id"],
+                    seq,
+                    event["conversation_id"],
+                    event["account_id"],
+                    event["role"],
+                    0,
+                    event["content"],
+                    "[]",
+                ),
+            )
+        ]
+    if kind == "account.updated":
+        return [
+            (
+                "account_plans",
+                (
+                    seq,
+                    event["account_id"],
+                    0,
+                    event["plan"],
+                    event["organization_id"],
+                    event["email"],
+                ),
+            )
+        ]
+    if kind == "consent.updated":
+        return [
+            (
+                "consents",
+                (seq, event["scope"], event["account_id"], 0, event["granted"], event["source"]),
+            )
+        ]
+    if kind == "safety.flagged":
+        return [
+            (
+                "flags",
+                (
+                    event["flag_id"],
+                    seq,
+                    event["conversation_id"],
+                    event["policy"],
+                    0,
+                    event["reason"],
+                ),
+            )
+        ]
+    if kind == "conversation.updated":
+        rows: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "conversation_settings",
+                (seq, event["conversation_id"], 0, json.dumps({"title": event["title"]})),
+            )
+        ]
+        if event["conversation_id"] not in seen_conversations:
+            seen_conversations.add(event["conversation_id"])
+            rows.append(("conversations", (event["conversation_id"], event["account_id"], seq)))
+        return rows
+    return []
+
+
 def phase_baseline(file: Path, db_url: str) -> dict[str, Any]:
     """json.loads + executemany of the same rows into the same tables, no checks."""
     from traingate.store.db import connect
@@ -220,30 +325,8 @@ def phase_baseline(file: Path, db_url: str) -> dict[str, Any]:
             batches.setdefault("events", []).append(
                 (seq, event["event_id"], "", event["type"], 0, line)
             )
-            if event["type"] == "message.created":
-                batches.setdefault("messages", []).append(
-                    (
-                        event["message_id"],
-                        seq,
-                        event["conversation_id"],
-                        event["account_id"],
-                        event["role"],
-                        0,
-                        event["content"],
-                        "[]",
-                    )
-                )
-            elif event["type"] == "account.updated":
-                batches.setdefault("account_plans", []).append(
-                    (
-                        seq,
-                        event["account_id"],
-                        0,
-                        event["plan"],
-                        event["organization_id"],
-                        event["email"],
-                    )
-                )
+            for table, row in _bare_rows(event, seq, seen_conversations):
+                batches.setdefault(table, []).append(row)
             count += 1
             if count % 5000 == 0:
                 flush()
