@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test pytest lint format typecheck bench clean
+.PHONY: help install demo test pytest lint format typecheck bench docs clean
 
 help:
 	@echo "make demo      ingest the bundled real sample into ./traingate-data and explain a conversation"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint      ruff + mypy"
 	@echo "make format    ruff format and fix"
 	@echo "make bench     the benchmarks under benchmarks/"
+	@echo "make docs      regenerate docs/cli.md and docs/events.md"
 	@echo "make clean     remove .venv, caches and ./traingate-data"
 
 $(STAMP): pyproject.toml
@@ -32,16 +33,16 @@ demo: $(STAMP)
 DEMO_CONVERSATION ?= oasst-tree-1a22d2c1-d194-49ef-bd74-d80997ca7da6
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks tools
+	$(BIN)/ruff check --fix src tests benchmarks tools
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
@@ -50,6 +51,9 @@ test: lint pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+
+docs: $(STAMP)
+	$(BIN)/python tools/gen_docs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis traingate-data

@@ -1,0 +1,77 @@
+"""Docs live beside the code and must say what it does: generated references are current, and
+every command, option, setting, event type and policy rule is documented."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import click
+import pytest
+
+from traingate.cli import cli
+from traingate.events import EVENT_TYPES
+from traingate.policy import default_policy
+from traingate.settings import SETTINGS
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def _gen_docs() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "tools" / "gen_docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _walk(command: click.Command, path: str) -> list[tuple[str, click.Command]]:
+    found = [(path, command)]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            found.extend(_walk(sub, f"{path} {name}"))
+    return found
+
+
+def test_generated_references_are_current() -> None:
+    gen = _gen_docs()
+    assert (DOCS / "cli.md").read_text() == gen.cli_markdown(), "run python tools/gen_docs.py"
+    assert (DOCS / "events.md").read_text() == gen.events_markdown(), "run python tools/gen_docs.py"
+
+
+@pytest.mark.parametrize(("path", "command"), _walk(cli, "traingate"))
+def test_every_command_and_option_is_documented(path: str, command: click.Command) -> None:
+    text = (DOCS / "cli.md").read_text()
+    assert f"## `{path}`" in text
+    section = text.split(f"## `{path}`", 1)[1].split("\n## ", 1)[0]
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for flag in param.opts:
+                assert flag in section, f"{flag} of {path} is not in docs/cli.md"
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_every_setting_is_documented(name: str) -> None:
+    assert f"`{name}`" in (DOCS / "settings.md").read_text()
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_every_event_type_is_documented(event_type: str) -> None:
+    assert f"## `{event_type}`" in (DOCS / "events.md").read_text()
+
+
+def test_every_policy_rule_is_documented() -> None:
+    text = (DOCS / "policy.md").read_text()
+    policy = default_policy()
+    for rule_id in [b.id for b in policy.bases] + list(policy.rules):
+        assert f"`{rule_id}`" in text, f"rule {rule_id} is not in docs/policy.md"
+
+
+def test_readme_shows_exactly_two_setup_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    setup = readme.split("## Set up on a fresh machine", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", setup, flags=re.S)
+    assert [b.strip() for b in blocks] == ["make demo", "make test"]

@@ -1,0 +1,132 @@
+"""Generate the reference docs that must never drift from the code.
+
+    python tools/gen_docs.py          # rewrite docs/cli.md and docs/events.md
+    python tools/gen_docs.py --check  # exit 1 when either is out of date (used by the tests)
+
+docs/cli.md comes from the Click commands' own help; docs/events.md from the pydantic event
+models. Prose lives in the other docs; these two are references.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI_DOC = ROOT / "docs" / "cli.md"
+EVENTS_DOC = ROOT / "docs" / "events.md"
+
+
+def _commands(
+    command: click.Command, path: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    yield path, command
+    if isinstance(command, click.Group):
+        for name in sorted(command.commands):
+            yield from _commands(command.commands[name], (*path, name))
+
+
+def cli_markdown() -> str:
+    from traingate.cli import cli
+
+    out = [
+        "# Command-line reference",
+        "",
+        "Generated from the commands' own help by `python tools/gen_docs.py`; a test fails when",
+        "it is out of date. Global options go before the command: "
+        "`traingate --db URL ingest FILE`.",
+        "",
+    ]
+    for path, command in _commands(cli, ("traingate",)):
+        ctx = click.Context(command, info_name=" ".join(path))
+        out.append(f"## `{' '.join(path)}`")
+        out.append("")
+        out.append("```text")
+        out.append(command.get_help(ctx).rstrip())
+        out.append("```")
+        out.append("")
+    return "\n".join(out)
+
+
+def _schema_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        name = prop["$ref"].rsplit("/", 1)[-1]
+        fields = ", ".join(defs[name]["properties"])
+        return f"object {{{fields}}}"
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    if "enum" in prop:
+        return " or ".join(f"`{value}`" for value in prop["enum"])
+    if "anyOf" in prop:
+        return " or ".join(_schema_type(option, defs) for option in prop["anyOf"])
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return f"list of {_schema_type(prop.get('items', {}), defs)}"
+    return {
+        "string": "string",
+        "boolean": "boolean",
+        "object": "object",
+        "null": "null",
+        "integer": "integer",
+    }.get(kind, kind)
+
+
+def events_markdown() -> str:
+    from traingate.events import AnyEvent
+
+    out = [
+        "# Event reference",
+        "",
+        "Generated from the event models (`src/traingate/events.py`) by "
+        "`python tools/gen_docs.py`.",
+        "Every event is one JSON object per line (or in an HTTP body). Types are strict: a",
+        "boolean must be `true`/`false`, a string a JSON string. Unknown fields are rejected.",
+        "`at` is RFC 3339 `YYYY-MM-DDTHH:MM:SS[.fraction]` followed by `Z` or `+HH:MM`/`-HH:MM`,",
+        "stored as UTC microseconds (digits past the sixth of a fraction are dropped).",
+        "",
+    ]
+    for model in typing.get_args(AnyEvent):
+        kind = typing.get_args(model.model_fields["type"].annotation)[0]
+        out.append(f"## `{kind}`")
+        out.append("")
+        out.append("| field | type | required |")
+        out.append("|---|---|---|")
+        schema = model.model_json_schema(mode="validation")
+        defs = schema.get("$defs", {})
+        for name, info in model.model_fields.items():
+            if name == "type":
+                continue
+            if name == "at":
+                type_name = "RFC 3339 date-time string"
+            else:
+                type_name = _schema_type(schema["properties"][name], defs)
+            required = "yes" if info.is_required() else "no"
+            out.append(f"| `{name}` | {type_name} | {required} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail when a doc is out of date")
+    args = parser.parse_args()
+    stale = []
+    for path, text in ((CLI_DOC, cli_markdown()), (EVENTS_DOC, events_markdown())):
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path)
+        else:
+            path.write_text(text)
+    for path in stale:
+        print(f"{path.relative_to(ROOT)} is out of date: run python tools/gen_docs.py")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
