@@ -114,6 +114,20 @@ def test_purge_at_the_exact_expiry_instant_of_a_29_february_report(
     assert tg.vault.count() == 0
 
 
+def test_purge_long_after_expiry_deletes_by_day_alone(tg: Traingate, ev: Events) -> None:
+    events = [
+        ev.message("m1", "c1", "u1", ev.t(1)),
+        ev.feedback("f1", "u1", "c1", "m1", ev.t(1, 1)),
+        ev.feedback("f2", "u1", "c1", "m1", ev.t(2)),
+    ]
+    assert tg.ingest(jsonl(events)).accepted == 3
+    later = parse_instant("2034-01-02T12:00:01Z")  # the first report's exact expiry
+    assert _purge(tg, later - 1) == ZERO
+    assert _purge(tg, later) == {**ZERO, "expired_reports": 1}
+    assert _purge(tg, parse_instant("2040-01-01T00:00:00Z")) == {**ZERO, "expired_reports": 1}
+    assert tg.vault.count() == 0
+
+
 def _deleted_world(ev: Events) -> list[dict[str, Any]]:
     """u1: c1 deleted on day 10, c2 kept. u2 (deleted on day 20): c3. u3: c4 kept."""
     style = {"voice": "pirate", "signature": "write to mallory@corp.example"}

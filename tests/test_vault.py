@@ -78,8 +78,8 @@ def _vault_rows(db: Database) -> list[dict[str, Any]]:
         "report_id",
         "dedupe_key",
         "secret_hash",
-        "submitted_at",
-        "expires_at",
+        "submitted_day",
+        "expires_day",
         "scheme",
         "master_key_id",
         "wrapped_key",
@@ -111,6 +111,12 @@ def test_at_rest_the_vault_holds_no_plaintext_and_no_identifier(
 ) -> None:
     receipts = _ingest_two_reports(tg, ev)
     raw = _raw_vault_bytes(tg, settings)
+    # the exact instants are encrypted too (they could be matched against message times)
+    for receipt in receipts:
+        info, _ = tg.vault.show(receipt)
+        for instant in (info.submitted_at, info.expires_at):
+            assert str(instant).encode() not in raw
+            assert instant.to_bytes(8, "big") not in raw
     for needle in (
         SENTENCE,
         COMMENT,
@@ -174,6 +180,9 @@ def test_two_reports_of_one_account_share_no_stored_value(tg: Traingate, ev: Eve
         for column, value in row.items():
             if column not in FIXED_COLUMNS:
                 assert str(value) not in main_values, column
+    if db.dialect == "sqlite":  # the file's row order is random, not arrival order
+        rowids = [int(r[0]) for r in db.execute("SELECT rowid FROM vault.reports")]
+        assert min(rowids) > 2**20
     # each report has its own key material
     assert len({r["nonce"] for r in (first, second)}) == 2
     assert len({r["wrapped_key"][:16] for r in (first, second)}) == 2
@@ -237,9 +246,11 @@ def test_delete_shreds_the_report(tg: Traingate, ev: Events, settings: Settings)
 
 
 def test_reports_as_of_window_and_stable_record_keys(tg: Traingate, ev: Events) -> None:
-    _ingest_two_reports(tg, ev)
-    submitted = sorted(int(r["submitted_at"]) for r in _vault_rows(tg.store.db))
-    expires = sorted(int(r["expires_at"]) for r in _vault_rows(tg.store.db))
+    infos = [tg.vault.show(receipt)[0] for receipt in _ingest_two_reports(tg, ev)]
+    submitted = sorted(info.submitted_at for info in infos)
+    expires = sorted(info.expires_at for info in infos)
+    assert submitted == [parse_instant(Events.t(1, 3)), parse_instant(Events.t(2, 3))]
+    assert expires == [parse_instant("2034-01-02T12:00:03Z"), parse_instant("2034-01-03T12:00:03Z")]
     assert [
         len(list(tg.vault.reports(as_of=t)))
         for t in (
@@ -353,16 +364,26 @@ def test_rotate_refuses_a_key_not_in_the_ring(tg: Traingate) -> None:
         tg.vault.rotate(new_master_key())
 
 
-def test_tampered_rows_do_not_open(tg: Traingate, ev: Events) -> None:
-    receipt, _ = _ingest_two_reports(tg, ev)
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ("expires_day = expires_day + 86400000000", "days were altered"),
+        ("submitted_day = submitted_day - 86400000000", "days were altered"),
+        ("nonce = ?", "does not authenticate"),
+        ("wrapped_key = ?", "does not unwrap"),
+    ],
+)
+def test_tampered_rows_do_not_open(tg: Traingate, ev: Events, change: str, error: str) -> None:
+    receipt, other = _ingest_two_reports(tg, ev)
     db = tg.store.db
-    report_id = Receipt.parse(receipt).report_id
-    db.execute(
-        f"UPDATE {db.vault_prefix}reports SET expires_at = expires_at + 1 WHERE report_id = ?",
-        (report_id,),
-    )
-    with pytest.raises(StoreError, match="does not authenticate"):
+    rows = {r["report_id"]: r for r in _vault_rows(db)}
+    report_id, other_id = Receipt.parse(receipt).report_id, Receipt.parse(other).report_id
+    column = change.split(" = ")[0]
+    params = (rows[other_id][column], report_id) if "?" in change else (report_id,)
+    db.execute(f"UPDATE {db.vault_prefix}reports SET {change} WHERE report_id = ?", params)
+    with pytest.raises(StoreError, match=error):
         tg.vault.show(receipt)
+    assert tg.vault.show(other)[1].rating == "down"
 
 
 def test_vault_sqlite_file_is_separate(settings: Settings, tg: Traingate) -> None:
@@ -371,3 +392,34 @@ def test_vault_sqlite_file_is_separate(settings: Settings, tg: Traingate) -> Non
     main = sqlite_path_of(settings.db_url)
     assert isinstance(main, Path)
     assert vault_path_of(main).exists()
+
+
+def test_a_vault_write_orphaned_by_a_crash_is_taken_over_on_reingest(
+    tg: Traingate, ev: Events
+) -> None:
+    """A crash after the vault write but before the main commit (possible across SQLite's two
+    files) leaves an orphan row; ingesting the event again reuses it instead of adding one."""
+    events = [ev.account(ACCOUNT, ev.t(0)), *_report_events(ev, conv=CONV_A, day=1, comment="x")]
+    feedback = events[-1]
+    orphan = tg.vault.put(
+        snapshot=Snapshot(
+            date="2024-01-02",
+            messages=(),
+            custom_style=None,
+            preferences=None,
+            rating="up",
+            comment="orphan",
+            categories=(),
+            rated_message_index=0,
+        ),
+        submitted_at=parse_instant(feedback["at"]),
+        dedupe_key=tg.keys.id_hash("report", feedback["event_id"]),
+    )
+    summary = tg.ingest(jsonl(events))
+    assert summary.accepted == len(events)
+    ((_, _, receipt),) = summary.receipts
+    assert tg.vault.count() == 1
+    assert Receipt.parse(receipt).report_id == Receipt.parse(orphan).report_id
+    assert tg.vault.show(receipt)[1].comment == "x ([email])"
+    with pytest.raises(ReceiptError):
+        tg.vault.show(orphan)

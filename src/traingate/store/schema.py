@@ -119,16 +119,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         2,
         "the feedback vault",
         (
-            # One row per feedback report, de-linked (docs/vault.md). report_id and
-            # dedupe_key are random / keyed-hash values found nowhere in the main tables; the
-            # snapshot is AES-256-GCM under its own data key, which is stored only wrapped by a
-            # master key of the key file. Binary values are base64 text (same on both backends).
+            # One row per feedback report, de-linked (docs/vault.md). report_id and dedupe_key
+            # are random / keyed-hash values found nowhere in the main tables. The snapshot is
+            # AES-256-GCM under its own data key, stored only wrapped by a master key of the key
+            # file together with the report's exact submission and expiry instants; the columns
+            # keep only their UTC days (midnight, in microseconds) for SQL prefiltering. Binary
+            # values are base64 text (the same on both backends).
             """CREATE TABLE {vault}reports (
                 report_id TEXT PRIMARY KEY,
                 dedupe_key TEXT NOT NULL UNIQUE,
                 secret_hash TEXT NOT NULL,
-                submitted_at BIGINT NOT NULL,
-                expires_at BIGINT NOT NULL,
+                submitted_day BIGINT NOT NULL,
+                expires_day BIGINT NOT NULL,
                 scheme TEXT NOT NULL,
                 master_key_id TEXT NOT NULL,
                 wrapped_key TEXT NOT NULL,
@@ -137,7 +139,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 -- indexes for purge and rotation, written as UNIQUE constraints because one
                 -- CREATE INDEX cannot name a table of the attached SQLite schema and of
                 -- PostgreSQL alike
-                UNIQUE (expires_at, report_id),
+                UNIQUE (expires_day, report_id),
                 UNIQUE (master_key_id, report_id)
             )""",
         ),

@@ -1,16 +1,18 @@
 """The feedback vault: de-linked, encrypted feedback snapshots with receipts and expiry.
 
 One row of ``{vault}reports`` per report (docs/vault.md). A row holds a random report id, a
-vault-only dedupe key, the hash of the receipt secret, the report's own submission and expiry
-instants, and the envelope-encrypted snapshot. It holds no account, organization,
-conversation, message or feedback id, no e-mail and no plaintext; and no value in it is shared
-with another report except the constants (scheme, master key id).
+vault-only dedupe key, the hash of the receipt secret, the UTC days of the report's submission
+and expiry, and the envelope-encrypted snapshot; the exact instants are encrypted with the
+data key's wrapping. It holds no account, organization, conversation, message or feedback id,
+no e-mail and no plaintext; and no value in it is shared with another report except constants
+(scheme, master key id) and the coarse days.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,7 @@ from traingate.store.db import Database
 from traingate.timeutil import format_instant
 from traingate.vault.crypto import (
     SCHEME,
+    KeyBlob,
     Sealed,
     b64,
     new_receipt_secret,
@@ -33,15 +36,17 @@ from traingate.vault.crypto import (
     secret_hash,
     secrets_match,
     unb64,
+    unwrap_blob,
 )
 from traingate.vault.snapshot import Snapshot
 
 __all__ = ["Receipt", "ReportInfo", "Vault", "VaultRecord"]
 
 _PAGE = 500
+DAY = 86_400 * 1_000_000
 _RECEIPT = re.compile(r"([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{32,128})", re.ASCII)
 _COLUMNS = (
-    "report_id, submitted_at, expires_at, scheme, master_key_id, wrapped_key, nonce, ciphertext"
+    "report_id, submitted_day, expires_day, scheme, master_key_id, wrapped_key, nonce, ciphertext"
 )
 # Compared against when a receipt names no stored report, so that both failures take as long.
 _DUMMY_HASH = secret_hash("-" * 22, "-" * 43)
@@ -94,21 +99,26 @@ class VaultRecord:
     snapshot: Snapshot
 
 
+def day_of(micros: int) -> int:
+    """Midnight UTC of the day of an instant (what the vault's columns keep of a time)."""
+    return micros - micros % DAY
+
+
 @dataclass(frozen=True, slots=True)
 class _Row:
     report_id: str
-    submitted_at: int
-    expires_at: int
+    submitted_day: int
+    expires_day: int
     scheme: str
     sealed: Sealed
 
     @classmethod
     def of(cls, row: tuple[Any, ...]) -> _Row:
-        report_id, submitted_at, expires_at, scheme, master_key_id, wrapped, nonce, ct = row
+        report_id, submitted_day, expires_day, scheme, master_key_id, wrapped, nonce, ct = row
         return cls(
             report_id=str(report_id),
-            submitted_at=int(submitted_at),
-            expires_at=int(expires_at),
+            submitted_day=int(submitted_day),
+            expires_day=int(expires_day),
             scheme=str(scheme),
             sealed=Sealed(
                 master_key_id=str(master_key_id),
@@ -118,12 +128,11 @@ class _Row:
             ),
         )
 
-    @property
-    def info(self) -> ReportInfo:
+    def info(self, blob: KeyBlob) -> ReportInfo:
         return ReportInfo(
             report_id=self.report_id,
-            submitted_at=self.submitted_at,
-            expires_at=self.expires_at,
+            submitted_at=blob.submitted_at,
+            expires_at=blob.expires_at,
             master_key_id=self.sealed.master_key_id,
         )
 
@@ -194,8 +203,8 @@ class Vault:
             )
             values = (
                 secret_hash(report_id, secret),
-                submitted_at,
-                expires_at,
+                day_of(submitted_at),
+                day_of(expires_at),
                 SCHEME,
                 sealed.master_key_id,
                 b64(sealed.wrapped_key),
@@ -204,15 +213,23 @@ class Vault:
             )
             if found:
                 self._db.execute(
-                    f"UPDATE {self._table} SET secret_hash = ?, submitted_at = ?,"
-                    " expires_at = ?, scheme = ?, master_key_id = ?, wrapped_key = ?,"
+                    f"UPDATE {self._table} SET secret_hash = ?, submitted_day = ?,"
+                    " expires_day = ?, scheme = ?, master_key_id = ?, wrapped_key = ?,"
                     " nonce = ?, ciphertext = ? WHERE report_id = ?",
                     (*values, report_id),
+                )
+            elif self._db.dialect == "sqlite":
+                # A random rowid: the file's b-tree order then says nothing about arrival order.
+                self._db.execute(
+                    f"INSERT INTO {self._table} (rowid, report_id, dedupe_key, secret_hash,"
+                    " submitted_day, expires_day, scheme, master_key_id, wrapped_key, nonce,"
+                    " ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (secrets.randbelow(2**62) + 1, report_id, vault_key, *values),
                 )
             else:
                 self._db.execute(
                     f"INSERT INTO {self._table} (report_id, dedupe_key, secret_hash,"
-                    " submitted_at, expires_at, scheme, master_key_id, wrapped_key, nonce,"
+                    " submitted_day, expires_day, scheme, master_key_id, wrapped_key, nonce,"
                     " ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (report_id, vault_key, *values),
                 )
@@ -234,45 +251,73 @@ class Vault:
             )
         return _Row.of(rows[0][:-1])
 
-    def _open(self, row: _Row) -> Snapshot:
+    def _master(self, row: _Row) -> MasterKey:
         if row.scheme != SCHEME:
             raise StoreError(f"vault report {row.report_id}: unknown scheme {row.scheme!r}")
-        plaintext = open_sealed(
-            row.sealed,
-            master=self._keys.master(row.sealed.master_key_id),
-            report_id=row.report_id,
-            submitted_at=row.submitted_at,
-            expires_at=row.expires_at,
-        )
-        return Snapshot.from_json(plaintext)
+        return self._keys.master(row.sealed.master_key_id)
+
+    def _checked(self, row: _Row, blob: KeyBlob) -> KeyBlob:
+        if (day_of(blob.submitted_at), day_of(blob.expires_at)) != (
+            row.submitted_day,
+            row.expires_day,
+        ):
+            raise StoreError(f"vault report {row.report_id}: its days were altered")
+        return blob
+
+    def _times(self, row: _Row) -> KeyBlob:
+        """The exact instants of a row (unwrap only, no payload decryption)."""
+        blob = unwrap_blob(row.sealed, master=self._master(row), report_id=row.report_id)
+        return self._checked(row, blob)
+
+    def _open(self, row: _Row) -> tuple[KeyBlob, Snapshot]:
+        blob, plaintext = open_sealed(row.sealed, master=self._master(row), report_id=row.report_id)
+        return self._checked(row, blob), Snapshot.from_json(plaintext)
 
     def show(self, receipt: str) -> tuple[ReportInfo, Snapshot]:
         """The stored report and its decrypted snapshot. Raises ReceiptError."""
         row = self._authorized(receipt)
-        return row.info, self._open(row)
+        blob, snapshot = self._open(row)
+        return row.info(blob), snapshot
 
     def delete(self, receipt: str) -> ReportInfo:
         """Delete the report: its wrapped data key and its ciphertext go with the row, so the
         payload can never be decrypted again (crypto-shredding). Raises ReceiptError."""
         with self._db.transaction():
             row = self._authorized(receipt)
+            info = row.info(self._times(row))
             self._db.execute(f"DELETE FROM {self._table} WHERE report_id = ?", (row.report_id,))
         self.checkpoint()
-        return row.info
+        return info
 
     # -- retention and builds ----------------------------------------------------------------
 
     def purge_expired(self, *, as_of: int) -> int:
-        """Delete (crypto-shred) every report whose expiry is at or before ``as_of``."""
+        """Delete (crypto-shred) every report whose expiry is at or before ``as_of``.
+
+        Rows whose expiry day ended by ``as_of`` go by their column alone; rows expiring on
+        ``as_of``'s own day are decided by their exact expiry, unwrapped from the key blob.
+        """
+        table = self._table
         with self._db.transaction():
-            count = int(
+            sure = int(
                 self._db.execute(
-                    f"SELECT COUNT(*) FROM {self._table} WHERE expires_at <= ?", (as_of,)
+                    f"SELECT COUNT(*) FROM {table} WHERE expires_day <= ?", (as_of - DAY,)
                 )[0][0]
             )
-            if count:
-                self._db.execute(f"DELETE FROM {self._table} WHERE expires_at <= ?", (as_of,))
-        return count
+            if sure:
+                self._db.execute(f"DELETE FROM {table} WHERE expires_day <= ?", (as_of - DAY,))
+            boundary = [
+                _Row.of(raw)
+                for raw in self._db.execute(
+                    f"SELECT {_COLUMNS} FROM {table} WHERE expires_day > ? AND expires_day <= ?",
+                    (as_of - DAY, as_of),
+                )
+            ]
+            due = [row.report_id for row in boundary if self._times(row).expires_at <= as_of]
+            self._db.executemany(
+                f"DELETE FROM {table} WHERE report_id = ?", [(report_id,) for report_id in due]
+            )
+        return sure + len(due)
 
     def reports(self, *, as_of: int) -> Iterator[VaultRecord]:
         """Every report usable at ``as_of`` (submitted_at <= as_of < expires_at), decrypted,
@@ -280,17 +325,20 @@ class Vault:
         after = ""
         while True:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM {self._table} WHERE submitted_at <= ?"
-                " AND expires_at > ? AND report_id > ? ORDER BY report_id LIMIT ?",
-                (as_of, as_of, after, _PAGE),
+                f"SELECT {_COLUMNS} FROM {self._table} WHERE submitted_day <= ?"
+                " AND expires_day > ? AND report_id > ? ORDER BY report_id LIMIT ?",
+                (as_of, as_of - DAY, after, _PAGE),
             )
             for raw in rows:
                 row = _Row.of(raw)
+                blob, snapshot = self._open(row)
+                if not blob.submitted_at <= as_of < blob.expires_at:
+                    continue  # same day as as-of, but not in the window
                 yield VaultRecord(
                     record_key=self._keys.sign(f"feedback-record\x00{row.report_id}".encode()),
-                    submitted_at=row.submitted_at,
-                    expires_at=row.expires_at,
-                    snapshot=self._open(row),
+                    submitted_at=blob.submitted_at,
+                    expires_at=blob.expires_at,
+                    snapshot=snapshot,
                 )
             if len(rows) < _PAGE:
                 return
