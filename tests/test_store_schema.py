@@ -20,6 +20,7 @@ TABLES = (
     "flags",
     "flag_clears",
     "feedback_keys",
+    "report_events",
 )
 
 

@@ -98,6 +98,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
     "flags": ("flag_id", "event_seq", "conversation_id", "policy", "at", "reason"),
     "flag_clears": ("event_seq", "flag_id", "at"),
     "feedback_keys": ("feedback_key",),
+    "report_events": ("event_key", "body_hash"),
 }
 
 
@@ -325,19 +326,14 @@ def _write_batch(
                     EventError(exc.message, field=exc.field, event_id=exc.event_id, line=line)
                 )
                 continue
-            is_report = isinstance(event, FeedbackSubmitted)
-            batch.rows["events"].append(
-                (
-                    seq,
-                    event_key,
-                    body_hash,
-                    event.type,
-                    None if is_report else event.at,
-                    None if is_report else parsed.body,
+            if isinstance(event, FeedbackSubmitted):  # no seq, time or body: see report_events
+                batch.rows["report_events"].append((event_key, body_hash))
+            else:
+                batch.rows["events"].append(
+                    (seq, event_key, body_hash, event.type, event.at, parsed.body)
                 )
-            )
+                batch.seq += 1
             batch.event_hashes[event_key] = body_hash
-            batch.seq += 1
             summary.accepted += 1
         _file_reports(batch, sink, summary)
 

@@ -66,8 +66,13 @@ class Store:
         return rows
 
     def known_events(self, event_keys: Iterable[str]) -> dict[str, str]:
+        """event key -> body hash, for the keys of accepted events (reports included)."""
+        keys = list(event_keys)
         rows = self._select_in(
-            "SELECT event_key, body_hash FROM events WHERE {where}", "event_key", event_keys
+            "SELECT event_key, body_hash FROM events WHERE {where}", "event_key", keys
+        )
+        rows += self._select_in(
+            "SELECT event_key, body_hash FROM report_events WHERE {where}", "event_key", keys
         )
         return {key: body_hash for key, body_hash in rows}
 
