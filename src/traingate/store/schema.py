@@ -30,8 +30,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         1,
         "ledgers, conversations and messages",
         (
-            # Every accepted event, keyed by a keyed hash of its event_id. body is NULL for
-            # feedback reports: their content lives only in the vault, de-linked.
+            # Every accepted event but feedback reports (see report_events), keyed by a keyed
+            # hash of its event_id, with a keyed hash of its canonical body (idempotency).
             """CREATE TABLE events (
                 seq BIGINT PRIMARY KEY,
                 event_key TEXT NOT NULL UNIQUE,
@@ -113,6 +113,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX flag_clears_flag ON flag_clears (flag_id)",
             # Keyed hashes of the feedback_ids seen: enough to refuse a reused id, nothing more.
             "CREATE TABLE feedback_keys (feedback_key TEXT PRIMARY KEY)",
+            # Feedback events live apart from `events`: no seq, no time, so that their place
+            # among a conversation's messages is not recorded anywhere.
+            "CREATE TABLE report_events (event_key TEXT PRIMARY KEY, body_hash TEXT NOT NULL)",
         ),
     ),
     Migration(
