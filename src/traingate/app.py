@@ -24,6 +24,10 @@ from traingate.vault.snapshot import Snapshot
 from traingate.vault.vault import ReportInfo, Vault
 
 if TYPE_CHECKING:
+    from traingate.build.builder import BuildResult
+    from traingate.build.lineage import Lineage
+    from traingate.build.progress import Progress
+    from traingate.build.verify import Verification
     from traingate.retention import PurgeCounts
     from traingate.vault.rotation import RotationResult
 
@@ -182,3 +186,63 @@ class Traingate:
 
         when = now_micros() if as_of is None else as_of
         return purge(db=self.store.db, vault=self.vault, as_of=when)
+
+    # -- dataset builds (docs/builds.md) ----------------------------------------------------
+
+    def build_dataset(
+        self,
+        *,
+        purpose: str,
+        out: Path,
+        as_of: int | None = None,
+        format: str = "parquet",
+        engine: str = "duckdb",
+        progress: Progress | None = None,
+    ) -> BuildResult:
+        """Build the dataset of everything ``purpose`` may use as of ``as_of`` (default now)
+        into the new directory ``out``: records, signed manifest, lineage. BuildError when
+        ``out`` exists."""
+        from traingate.build.builder import build_dataset
+        from traingate.build.engine import BuildRequest
+        from traingate.build.engines import engine_named
+        from traingate.build.writer import as_format
+
+        self.policy.require_purpose(purpose)
+        request = BuildRequest(
+            policy=self.policy, purpose=purpose, as_of=now_micros() if as_of is None else as_of
+        )
+        return build_dataset(
+            store=self.store,
+            vault=self.vault,
+            keys=self.keys,
+            request=request,
+            engine=engine_named(engine),
+            out=out,
+            format=as_format(format),
+            progress=progress,
+        )
+
+    def verify_dataset(self, *, path: Path) -> Verification:
+        """Recompute a dataset's files, counts and signature against its manifest."""
+        from traingate.build.verify import verify_dataset
+
+        return verify_dataset(path, signing_key=self.keys.signing_key)
+
+    def lineage(self, *, conversation_id: str | None = None, receipt: str | None = None) -> Lineage:
+        """The builds holding data of a conversation, or of the feedback report of a receipt."""
+        from traingate.build.lineage import (
+            conversation_lineage,
+            receipt_record_key,
+            report_lineage,
+        )
+
+        if (conversation_id is None) == (receipt is None):
+            raise ConfigError("name exactly one item: a conversation id or a receipt")
+        signing_key = self.keys.signing_key
+        if conversation_id is not None:
+            return conversation_lineage(
+                self.store.db, signing_key=signing_key, conversation_id=conversation_id
+            )
+        assert receipt is not None
+        record_key = receipt_record_key(self.keys, receipt)
+        return report_lineage(self.store.db, signing_key=signing_key, record_key=record_key)

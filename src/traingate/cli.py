@@ -18,6 +18,8 @@ from typing import IO, Any, NoReturn
 import click
 
 from traingate.app import Traingate
+from traingate.build import ENGINES as BUILD_ENGINES
+from traingate.build import FORMATS as BUILD_FORMATS
 from traingate.errors import TraingateError
 from traingate.settings import Settings
 from traingate.timeutil import parse_instant
@@ -251,3 +253,92 @@ def purge(ctx: click.Context, as_of: int | None) -> None:
 
 def main() -> None:
     cli(prog_name="traingate")
+
+
+@cli.group()
+def dataset() -> None:
+    """Dataset builds: what a purpose may use as of a time, de-identified, with a signed
+    manifest (docs/builds.md)."""
+
+
+@dataset.command("build")
+@click.option("--purpose", required=True, metavar="P", help="The purpose the dataset serves.")
+@click.option(
+    "--as-of", type=INSTANT, default=None, help="RFC 3339 instant to build as of [default: now]."
+)
+@click.option(
+    "--out",
+    required=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path),
+    help="The directory to create; it must not exist (it appears whole or not at all).",
+)
+@click.option(
+    "--format",
+    "record_format",
+    type=click.Choice(BUILD_FORMATS),
+    default=BUILD_FORMATS[0],
+    show_default=True,
+    help="Record files: Parquet or JSON Lines.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(BUILD_ENGINES),
+    default=BUILD_ENGINES[0],
+    show_default=True,
+    help="duckdb: the bulk evaluator; scalar: the reference, message by message (slow).",
+)
+@click.pass_context
+def dataset_build(
+    ctx: click.Context,
+    purpose: str,
+    as_of: int | None,
+    out: Path,
+    record_format: str,
+    engine: str,
+) -> None:
+    """Build DIR/manifest.json and DIR/data/part-*: every record PURPOSE may use. Prints a
+    summary (build id, counts, exclusions, files) as JSON."""
+    from traingate.build.progress import terminal_progress
+
+    with _open(ctx) as tg, terminal_progress() as progress:
+        result = tg.build_dataset(
+            purpose=purpose,
+            out=out,
+            as_of=as_of,
+            format=record_format,
+            engine=engine,
+            progress=progress,
+        )
+    _emit(result.to_dict())
+
+
+@dataset.command("verify")
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
+@click.pass_context
+def dataset_verify(ctx: click.Context, directory: Path) -> None:
+    """Check DIR against its manifest: signature, every file's sha256 and rows, the counts.
+    Exit 0 when intact; 1, naming each change, when not."""
+    with _open(ctx) as tg:
+        result = tg.verify_dataset(path=directory)
+    _emit(result.to_dict())
+    if not result.ok:
+        for problem in result.problems:
+            click.echo(f"traingate: verify: {problem}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--conversation", "conversation_id", metavar="ID", help="A conversation id.")
+@click.option("--receipt", metavar="R", help="A feedback receipt (- reads standard input).")
+@click.pass_context
+def lineage(ctx: click.Context, conversation_id: str | None, receipt: str | None) -> None:
+    """List the dataset builds holding data of a conversation or of a feedback report."""
+    if (conversation_id is None) == (receipt is None):
+        _fail("give exactly one of --conversation ID and --receipt R")
+    with _open(ctx) as tg:
+        result = tg.lineage(
+            conversation_id=conversation_id,
+            receipt=_receipt(receipt) if receipt is not None else None,
+        )
+    _emit(result.to_dict())

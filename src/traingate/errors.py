@@ -10,6 +10,7 @@
      │    └── SchemaError       the database schema is newer than this code, or broken
      ├── NotFoundError          an item named by the caller does not exist
      ├── ReceiptError           a feedback receipt is malformed or matches no stored report
+     ├── BuildError             a dataset build cannot run (output exists, engine failure)
      └── TimestampError         a time given by the caller is not RFC 3339 (also used by events)
 
 Callers catch ``TraingateError`` to get every expected failure; anything else is a bug.
@@ -79,3 +80,8 @@ class NotFoundError(TraingateError):
 class ReceiptError(TraingateError):
     """A feedback receipt is malformed, or matches no stored report (wrong secret, deleted,
     purged: deliberately one error, so a receipt reveals nothing about other reports)."""
+
+
+class BuildError(TraingateError):
+    """A dataset build cannot run or complete (its output directory exists, an unknown engine
+    or format, an engine failure). Nothing is left behind: no directory, no lineage rows."""

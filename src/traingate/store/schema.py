@@ -147,6 +147,40 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "dataset build lineage",
+        (
+            # One row per completed dataset build (docs/builds.md), written in the same
+            # transaction as the rename that makes its directory appear. built_at is the wall
+            # clock (an audit fact, not an input of the build).
+            """CREATE TABLE builds (
+                build_id TEXT PRIMARY KEY,
+                built_at BIGINT NOT NULL,
+                purpose TEXT NOT NULL,
+                as_of BIGINT NOT NULL,
+                policy_id TEXT NOT NULL,
+                policy_sha256 TEXT NOT NULL,
+                engine TEXT NOT NULL,
+                format TEXT NOT NULL,
+                path TEXT NOT NULL,
+                manifest_sha256 TEXT NOT NULL,
+                records BIGINT NOT NULL,
+                messages BIGINT NOT NULL
+            )""",
+            # The items a build took, by keyed hash only: item_key names the conversation (all
+            # its bases) or the feedback report; record_id is the record's id in the dataset.
+            """CREATE TABLE build_items (
+                build_id TEXT NOT NULL,
+                record_id TEXT NOT NULL,
+                item_key TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                messages BIGINT NOT NULL,
+                PRIMARY KEY (build_id, record_id)
+            )""",
+            "CREATE INDEX build_items_item ON build_items (item_key)",
+        ),
+    ),
 )
 
 

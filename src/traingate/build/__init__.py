@@ -1,0 +1,15 @@
+"""Dataset builds (docs/builds.md): the bulk policy engine, records, signed manifests, lineage.
+
+- ``compile``: the policy, a purpose and an as-of compiled to DuckDB SQL (pure).
+- ``engine`` / ``engines``: the engine interface; ``duckdb`` (bulk) and ``scalar`` (reference).
+- ``records``: the record schema, record ids, record assembly (pure).
+- ``writer``: part files (Parquet or JSON Lines), fsynced and hashed.
+- ``manifest``: the manifest and its HMAC-SHA256 signature (pure); ``verify``: its checker.
+- ``lineage``: which builds took which items; ``builder``: the atomic build itself.
+
+Submodules are imported directly (``from traingate.build.builder import build_dataset``).
+"""
+
+# The names the command line offers (kept here so that it need not import the engines).
+ENGINES = ("duckdb", "scalar")
+FORMATS = ("parquet", "jsonl")

@@ -1,0 +1,300 @@
+"""A dataset build, start to finish: engine → records → part files → manifest → lineage.
+
+    DIR/manifest.json
+    DIR/data/part-00000.parquet   (or .jsonl)
+
+Everything is written into a hidden sibling ``.DIR.tmp-*`` and fsynced; the engine's scratch
+(DuckDB's database and spill files, the lineage spool) lives in another sibling ``.DIR.work-*``
+on the same file system. The build's lineage rows are inserted in one transaction, inside which
+the staging directory is renamed to DIR: DIR appears whole or not at all, and an interrupted
+build leaves neither DIR nor lineage rows (only, after a hard kill, a hidden staging directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from traingate.build.engine import BuildRequest, Engine, Tally
+from traingate.build.lineage import BuildRow, LineageSpool, commit_build
+from traingate.build.manifest import manifest_body, sign_manifest
+from traingate.build.progress import Progress
+from traingate.build.records import (
+    RECORD_SCHEMA,
+    LineageItem,
+    conversation_records,
+    feedback_record,
+)
+from traingate.build.writer import FORMATS, Format, PartWriter, fsync_path
+from traingate.errors import BuildError
+from traingate.keys import KeyRing
+from traingate.policy import decide_report
+from traingate.store.export import open_reader
+from traingate.store.store import Store
+from traingate.timeutil import now_micros
+from traingate.vault.vault import Vault
+
+__all__ = ["BuildResult", "Produced", "build_dataset", "produce"]
+
+_FEEDBACK_BATCH = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Produced:
+    """One step of a build: records (``RECORD_SCHEMA``) with their lineage items, and the
+    decisions they came from."""
+
+    records: pa.RecordBatch
+    items: tuple[LineageItem, ...]
+    messages: Tally
+    reports: Tally
+    messages_seen: int = 0
+    decisions: pa.Table | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    build_id: str
+    path: Path
+    manifest: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "build_id": self.build_id,
+            "path": str(self.path),
+            "purpose": m["purpose"],
+            "as_of": m["as_of"],
+            "counts": m["counts"],
+            "exclusions": m["exclusions"],
+            "files": m["files"],
+        }
+
+
+def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator[Produced]:
+    """Feedback records: every report the vault holds for as-of that the feedback basis grants
+    the purpose, each decided again by ``decide_report`` (expired reports stay out)."""
+    policy, purpose, as_of = request.policy, request.purpose, request.as_of
+    basis = policy.feedback_basis
+    if basis is None or purpose not in basis.purposes:
+        return
+    rows: list[dict[str, Any]] = []
+    items: list[LineageItem] = []
+    tally: Counter[tuple[str | None, str | None]] = Counter()
+
+    def flush() -> Produced:
+        produced = Produced(
+            records=pa.RecordBatch.from_pylist(rows, schema=RECORD_SCHEMA),
+            items=tuple(items),
+            messages=Tally(),
+            reports=Tally(counts=dict(tally)),
+        )
+        rows.clear()
+        items.clear()
+        tally.clear()
+        return produced
+
+    for report in vault.reports(as_of=as_of):
+        decision = decide_report(
+            policy=policy, submitted_at=report.submitted_at, purpose=purpose, as_of=as_of
+        )
+        if decision.basis is None:
+            tally[(None, decision.primary_reason)] += 1
+            continue
+        tally[(decision.basis, None)] += 1
+        record, item = feedback_record(
+            signing_key=keys.signing_key,
+            record_key=report.record_key,
+            basis=decision.basis,
+            snapshot=report.snapshot,
+        )
+        rows.append(record)
+        items.append(item)
+        if len(rows) >= _FEEDBACK_BATCH:
+            yield flush()
+    if rows or tally:
+        yield flush()
+
+
+def produce(
+    *,
+    store: Store,
+    vault: Vault,
+    keys: KeyRing,
+    request: BuildRequest,
+    engine: Engine,
+    progress: Progress | None = None,
+) -> Iterator[Produced]:
+    """The records of a build, in output order: conversation records (from the engine, over
+    one read snapshot of the store), then feedback records (from the vault)."""
+    with open_reader(store.db) as source:
+        if progress is not None:
+            total = source.scalar("SELECT COUNT(*) FROM messages WHERE at <= ?", (request.as_of,))
+            progress.start(int(total or 0))
+        for batch in engine.run(request=request, source=source, store=store):
+            records, items = conversation_records(batch.records, signing_key=keys.signing_key)
+            if progress is not None:
+                progress.advance(batch.messages_seen)
+            yield Produced(
+                records=records,
+                items=tuple(items),
+                messages=batch.tally,
+                reports=Tally(),
+                messages_seen=batch.messages_seen,
+                decisions=batch.decisions,
+            )
+    yield from _feedback(vault=vault, keys=keys, request=request)
+
+
+def _count(
+    counts: Counter[tuple[str, str]], sizes: Counter[tuple[str, str]], batch: pa.RecordBatch
+) -> None:
+    lengths = pc.list_value_length(batch.column("messages")).to_pylist()
+    for kind, basis, n in zip(
+        batch.column("kind").to_pylist(), batch.column("basis").to_pylist(), lengths, strict=True
+    ):
+        key = (str(kind), str(basis))
+        counts[key] += 1
+        sizes[key] += int(n or 0)
+
+
+def _check(
+    counts: dict[tuple[str, str], tuple[int, int]], messages: Tally, reports: Tally, seen: int
+) -> None:
+    """The books must balance; a build that does not is refused, not written."""
+    problems = []
+    if messages.considered != seen:
+        problems.append(f"{seen} messages read, {messages.considered} decided")
+    for kind, tally, index in (("conversation", messages, 1), ("feedback", reports, 0)):
+        written = Counter({b: v[index] for (k, b), v in counts.items() if k == kind})
+        if dict(+written) != {b: n for b, n in tally.included_by_basis().items() if n}:
+            problems.append(
+                f"{kind}: records hold {dict(written)}, decisions included "
+                f"{tally.included_by_basis()}"
+            )
+    if problems:
+        raise BuildError("the build does not balance: " + "; ".join(problems))
+
+
+def _refuse_existing(path: Path) -> None:
+    if path.exists() or path.is_symlink():
+        raise BuildError(
+            f"{path} already exists; a build never writes into or over an existing path "
+            "(choose a new --out directory)"
+        )
+
+
+def build_dataset(
+    *,
+    store: Store,
+    vault: Vault,
+    keys: KeyRing,
+    request: BuildRequest,
+    engine: Engine,
+    out: Path,
+    format: Format = "parquet",
+    progress: Progress | None = None,
+    rows_per_file: int = 250_000,
+    clock: Callable[[], int] = now_micros,
+) -> BuildResult:
+    """Build the dataset of ``request`` into the new directory ``out``, atomically, and record
+    its lineage. Raises BuildError when ``out`` exists or the build cannot complete."""
+    policy = request.policy
+    policy.require_purpose(request.purpose)
+    if format not in FORMATS:
+        raise BuildError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    target = out.absolute()
+    _refuse_existing(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(6)
+    staging = target.parent / f".{target.name}.tmp-{token}"
+    scratch = target.parent / f".{target.name}.work-{token}"
+    staging.mkdir()
+    (staging / "data").mkdir()
+    scratch.mkdir()
+    writer = PartWriter(staging / "data", format=format, rows_per_file=rows_per_file)
+    spool = LineageSpool(scratch / "lineage.tsv")
+    moved = False
+    try:
+        counts: Counter[tuple[str, str]] = Counter()
+        sizes: Counter[tuple[str, str]] = Counter()
+        messages, reports, seen = Tally(), Tally(), 0
+        work = BuildRequest(
+            policy=policy,
+            purpose=request.purpose,
+            as_of=request.as_of,
+            workdir=scratch,
+            keep_decisions=False,
+        )
+        for step in produce(
+            store=store, vault=vault, keys=keys, request=work, engine=engine, progress=progress
+        ):
+            writer.write(step.records)
+            spool.add(step.items)
+            _count(counts, sizes, step.records)
+            messages, reports = messages + step.messages, reports + step.reports
+            seen += step.messages_seen
+        files = writer.close()
+        totals = {key: (counts[key], sizes[key]) for key in counts}
+        _check(totals, messages, reports, seen)
+        manifest = sign_manifest(
+            manifest_body(
+                purpose=request.purpose,
+                as_of=request.as_of,
+                policy=policy,
+                engine=engine.name,
+                record_format=format,
+                counts=totals,
+                bases=[b.id for b in policy.bases if request.purpose in b.purposes],
+                messages=messages,
+                reports=reports,
+                files=files,
+            ),
+            signing_key=keys.signing_key,
+        )
+        data = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        (staging / "manifest.json").write_bytes(data)
+        fsync_path(staging / "manifest.json")
+        fsync_path(staging)
+        build = BuildRow(
+            build_id=f"build-{secrets.token_hex(8)}",
+            built_at=clock(),
+            purpose=request.purpose,
+            as_of=request.as_of,
+            policy_id=policy.id,
+            policy_sha256=policy.sha256,
+            engine=engine.name,
+            format=format,
+            path=str(target),
+            manifest_sha256=hashlib.sha256(data).hexdigest(),
+            records=sum(counts.values()),
+            messages=sum(sizes.values()),
+        )
+
+        def finish() -> None:
+            nonlocal moved
+            _refuse_existing(target)
+            os.rename(staging, target)
+            moved = True
+            fsync_path(target.parent)
+
+        commit_build(store.db, build=build, items=spool.chunks(), finish=finish)
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(target if moved else staging, ignore_errors=True)
+        raise
+    finally:
+        spool.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return BuildResult(build_id=build.build_id, path=target, manifest=manifest)

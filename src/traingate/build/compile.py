@@ -1,0 +1,347 @@
+"""Compile a Policy, a purpose and an as-of into the DuckDB SQL of the bulk evaluator. Pure.
+
+The SQL decides every message exactly as ``traingate.policy.evaluate.decide_message`` does:
+the same checks in the same order (deletions, the plan at the message's time, then each message
+basis of the purpose in the policy's precedence), the same basis, and the same first reason.
+Nothing about the policy is written here: bases, plans, purposes and kinds come from the
+``Policy`` object; this module only knows how each *kind* of basis is evaluated.
+
+The SQL reads these DuckDB tables, filled by the engine from the store (``LEDGERS``; times are
+BIGINT UTC microseconds and named ``ts``, since ``at`` is a DuckDB keyword)::
+
+    l_conversations(conversation_id, account_id)
+    l_account_plans(account_id, ts, event_seq, plan, organization_id)
+    l_account_deletions(account_id, ts)
+    l_consents(scope, subject, ts, granted)
+    l_conversation_deletions(conversation_id, ts)
+    l_flags(flag_id, conversation_id, policy, ts)
+    l_flag_clears(flag_id, ts)
+    l_conversation_settings(conversation_id, ts, event_seq, fields)   (only with content)
+
+and, per batch, ``batch(idx, conversation_id, ts, seq[, role, content, attachments])``: the
+messages of whole conversations, with ``$lo``/``$hi`` the least and greatest conversation id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from traingate.deid import EMAIL_PATTERN, EMAIL_TOKEN, KEPT_ATTACHMENT_SOURCES
+from traingate.errors import PolicyError
+from traingate.policy.model import Basis, Policy
+
+__all__ = ["LEDGERS", "CompiledPurpose", "Ledger", "compile_purpose", "message_query"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """One store table as the engine loads it: the store query (``?`` = as-of) and its schema."""
+
+    name: str
+    query: str
+    schema: pa.Schema
+    content: bool = False  # needed only when records are written
+
+
+def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(name, kind) for name, kind in fields])
+
+
+_S, _I = pa.string(), pa.int64()
+
+LEDGERS: tuple[Ledger, ...] = (
+    Ledger(
+        "l_conversations",
+        "SELECT conversation_id, account_id FROM conversations",
+        _schema(("conversation_id", _S), ("account_id", _S)),
+    ),
+    Ledger(
+        "l_account_plans",
+        "SELECT account_id, at, event_seq, plan, organization_id FROM account_plans WHERE at <= ?",
+        _schema(
+            ("account_id", _S),
+            ("ts", _I),
+            ("event_seq", _I),
+            ("plan", _S),
+            ("organization_id", _S),
+        ),
+    ),
+    Ledger(
+        "l_account_deletions",
+        "SELECT account_id, at FROM account_deletions WHERE at <= ?",
+        _schema(("account_id", _S), ("ts", _I)),
+    ),
+    Ledger(
+        "l_consents",
+        "SELECT scope, subject, at, CASE WHEN granted THEN 1 ELSE 0 END FROM consents"
+        " WHERE at <= ?",
+        _schema(("scope", _S), ("subject", _S), ("ts", _I), ("granted", _I)),
+    ),
+    Ledger(
+        "l_conversation_deletions",
+        "SELECT conversation_id, at FROM conversation_deletions WHERE at <= ?",
+        _schema(("conversation_id", _S), ("ts", _I)),
+    ),
+    Ledger(
+        "l_flags",
+        "SELECT flag_id, conversation_id, policy, at FROM flags WHERE at <= ?",
+        _schema(("flag_id", _S), ("conversation_id", _S), ("policy", _S), ("ts", _I)),
+    ),
+    Ledger(
+        "l_flag_clears",
+        "SELECT flag_id, at FROM flag_clears WHERE at <= ?",
+        _schema(("flag_id", _S), ("ts", _I)),
+    ),
+    Ledger(
+        "l_conversation_settings",
+        "SELECT conversation_id, at, event_seq, fields FROM conversation_settings WHERE at <= ?",
+        _schema(("conversation_id", _S), ("ts", _I), ("event_seq", _I), ("fields", _S)),
+        content=True,
+    ),
+)
+
+_META_SCHEMA = _schema(("conversation_id", _S), ("ts", _I), ("seq", _I))
+_CONTENT_SCHEMA = _schema(
+    ("conversation_id", _S),
+    ("ts", _I),
+    ("seq", _I),
+    ("role", _S),
+    ("content", _S),
+    ("attachments", _S),
+)
+
+
+def message_query(*, with_content: bool, order_text: str) -> tuple[str, pa.Schema]:
+    """The store query streaming messages with ``at <= ?`` grouped by conversation, in
+    (conversation id, time, arrival) order, and the schema of its rows. ``order_text`` is the
+    conversation id column as the store orders text by bytes (``StoreReader.order_text``)."""
+    columns = "conversation_id, at, event_seq"
+    if with_content:
+        columns += ", role, content, attachments"
+    sql = f"SELECT {columns} FROM messages WHERE at <= ? ORDER BY {order_text}, at, event_seq"
+    return sql, _CONTENT_SCHEMA if with_content else _META_SCHEMA
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPurpose:
+    """The SQL of one build. ``prepare`` runs once after the ledgers are loaded; ``decide``
+    (which creates ``decided(idx, conversation_id, basis, reason)``), ``tally`` and
+    ``records`` run per batch, with parameters ``$lo`` and ``$hi`` for ``decide`` and
+    ``records``."""
+
+    purpose: str
+    as_of: int
+    bases: tuple[Basis, ...]
+    with_content: bool
+    prepare: tuple[str, ...]
+    decide: str
+    tally: str
+    records: str
+
+
+def _q(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _redact(expr: str) -> str:
+    """The SQL twin of ``deid.redact``: the same pattern, every match replaced."""
+    return (
+        f"CASE WHEN contains({expr}, '@') THEN regexp_replace({expr}, {_q(EMAIL_PATTERN)},"
+        f" {_q(EMAIL_TOKEN)}, 'g') ELSE {expr} END"
+    )
+
+
+def _attachments(expr: str) -> str:
+    """The SQL twin of ``deid.strip_attachment`` over a stored attachments JSON array."""
+    kept = ", ".join(_q(source) for source in sorted(KEPT_ATTACHMENT_SOURCES))
+    struct = "STRUCT(source VARCHAR, name VARCHAR, content VARCHAR, omitted BOOLEAN)"
+    shape = '[{"source":"VARCHAR","name":"VARCHAR","content":"VARCHAR"}]'
+    return (
+        f"CASE WHEN {expr} = '[]' THEN []::{struct}[] ELSE list_transform("
+        f"from_json({expr}, {_q(shape)}), lambda a: CASE WHEN a.source IN ({kept})"
+        f" THEN {{'source': a.source, 'name': {_redact('a.name')},"
+        f" 'content': {_redact('a.content')}, 'omitted': false}}::{struct}"
+        f" ELSE {{'source': {_redact('a.source')}, 'name': NULL, 'content': NULL,"
+        f" 'omitted': true}}::{struct} END) END"
+    )
+
+
+def _plan_class(policy: Policy) -> str:
+    whens = " ".join(f"WHEN {_q(plan)} THEN {_q(kind)}" for plan, kind in policy.plans.items())
+    return f"CASE p.plan {whens} END"
+
+
+@dataclass(frozen=True, slots=True)
+class _BasisSql:
+    joins: tuple[str, ...]
+    columns: tuple[str, ...]
+    grant: str
+    main_reason: str | None
+    late_reason: str | None  # a reason that explains but never decides (sorted last)
+
+
+def _basis_sql(index: int, basis: Basis) -> _BasisSql:
+    i = index
+    if basis.kind == "flag":
+        return _BasisSql(
+            joins=(),
+            columns=(f"coalesce(c.flag_{i}, false) AS flag_{i}",),
+            grant=f"flag_{i}",
+            main_reason="'no_active_flag'",
+            late_reason=None,
+        )
+    if basis.kind == "consent":
+        scope = basis.consent_scope or "account"
+        subject = "c.account_id" if scope == "account" else "p.organization_id"
+        joins = (
+            f"ASOF LEFT JOIN (SELECT subject, ts, granted FROM consent_at"
+            f" WHERE scope = {_q(scope)}) k{i} ON k{i}.subject = {subject} AND b.ts >= k{i}.ts",
+            f"LEFT JOIN consent_last_denial d{i} ON d{i}.scope = {_q(scope)}"
+            f" AND d{i}.subject = {subject}",
+        )
+        match = f"coalesce(plan_class = {_q(basis.plan_class or '')}, false)"
+        granted = f"coalesce(granted_{i}, false)"
+        held = f"(denied_{i} IS NULL OR denied_{i} <= ts)"
+        late = (
+            f"CASE WHEN NOT {match} AND {granted} THEN 'account_scope_consent_ignored' END"
+            if scope == "account"
+            else None
+        )
+        return _BasisSql(
+            joins=joins,
+            columns=(f"k{i}.granted AS granted_{i}", f"d{i}.ts AS denied_{i}"),
+            grant=f"({match} AND {granted} AND {held})",
+            main_reason=(
+                f"CASE WHEN {match} THEN CASE WHEN {granted} THEN 'consent_revoked'"
+                " ELSE 'no_consent' END END"
+            ),
+            late_reason=late,
+        )
+    raise PolicyError(f"basis {basis.id!r}: kind {basis.kind!r} does not apply to messages")
+
+
+def _prepare(
+    policy: Policy, bases: tuple[Basis, ...], as_of: int, with_content: bool
+) -> tuple[str, ...]:
+    flags = [
+        f"c.conversation_id IN (SELECT f.conversation_id FROM l_flags f"
+        f" WHERE f.policy = {_q(basis.flag_policy or '')} AND f.ts <= {as_of}"
+        f" AND f.flag_id NOT IN (SELECT flag_id FROM l_flag_clears WHERE ts <= {as_of}))"
+        f" AS flag_{i}"
+        for i, basis in enumerate(bases)
+        if basis.kind == "flag"
+    ]
+    settings = ", s.style_fields, s.prefs_fields" if with_content else ""
+    settings_join = "LEFT JOIN conv_settings s USING (conversation_id)" if with_content else ""
+    statements = [
+        # The plan at t: the latest account.updated with at <= t, the later arrival on ties.
+        f"""CREATE OR REPLACE TABLE plans_at AS
+            SELECT account_id, ts, plan, organization_id FROM l_account_plans
+            WHERE ts <= {as_of}
+            QUALIFY row_number() OVER (PARTITION BY account_id, ts ORDER BY event_seq DESC) = 1""",
+        # Consent at t: the latest change with at <= t; at one instant a denial wins.
+        f"""CREATE OR REPLACE TABLE consent_at AS
+            SELECT scope, subject, ts, bool_and(granted = 1) AS granted FROM l_consents
+            WHERE ts <= {as_of} GROUP BY scope, subject, ts""",
+        # Held until as-of: no denial in (t, as-of], i.e. the last denial is at or before t.
+        f"""CREATE OR REPLACE TABLE consent_last_denial AS
+            SELECT scope, subject, max(ts) AS ts FROM l_consents
+            WHERE granted = 0 AND ts <= {as_of} GROUP BY scope, subject""",
+    ]
+    if with_content:
+        # Settings as of as-of: per setting, the latest update (time, then arrival) carrying it.
+        statements.append(
+            f"""CREATE OR REPLACE TABLE conv_settings AS
+            SELECT conversation_id,
+              arg_max(fields, (ts, event_seq)) FILTER (WHERE json_exists(fields, '$.custom_style'))
+                AS style_fields,
+              arg_max(fields, (ts, event_seq)) FILTER (WHERE json_exists(fields, '$.preferences'))
+                AS prefs_fields
+            FROM l_conversation_settings WHERE ts <= {as_of} GROUP BY conversation_id"""
+        )
+    statements.append(
+        f"""CREATE OR REPLACE TABLE conv_facts AS
+        SELECT c.conversation_id, c.account_id,
+          c.conversation_id IN (SELECT conversation_id FROM l_conversation_deletions
+            WHERE ts <= {as_of}) AS conv_deleted,
+          c.account_id IN (SELECT account_id FROM l_account_deletions WHERE ts <= {as_of})
+            AS acct_deleted
+          {"".join(", " + flag for flag in flags)}{settings}
+        FROM l_conversations c {settings_join}
+        ORDER BY c.conversation_id"""
+    )
+    return tuple(statements)
+
+
+def compile_purpose(*, policy: Policy, purpose: str, as_of: int) -> CompiledPurpose:
+    """The SQL deciding every message for ``purpose`` as of ``as_of`` under ``policy``."""
+    policy.require_purpose(purpose)
+    bases = policy.message_bases(purpose)
+    with_content = bool(bases)
+    parts = [_basis_sql(i, basis) for i, basis in enumerate(bases)]
+    columns = [
+        "b.idx", "b.conversation_id", "b.ts",
+        "coalesce(c.conv_deleted, false) AS conv_deleted",
+        "coalesce(c.acct_deleted, false) AS acct_deleted",
+        "p.plan", f"{_plan_class(policy)} AS plan_class",
+    ]  # fmt: skip
+    joins = [
+        "LEFT JOIN (SELECT * FROM conv_facts WHERE conversation_id BETWEEN $lo AND $hi) c"
+        " ON c.conversation_id = b.conversation_id",
+        "ASOF LEFT JOIN plans_at p ON p.account_id = c.account_id AND b.ts >= p.ts",
+    ]
+    for part in parts:
+        columns.extend(part.columns)
+        joins.extend(part.joins)
+    grants = [
+        f"WHEN {part.grant} THEN {_q(basis.id)}" for part, basis in zip(parts, bases, strict=True)
+    ]
+    reasons = [p.main_reason for p in parts if p.main_reason] + [
+        p.late_reason for p in parts if p.late_reason
+    ]
+    denied = "conv_deleted OR acct_deleted OR plan IS NULL"
+    basis_expr = (
+        f"CASE WHEN {denied} THEN NULL {' '.join(grants)} ELSE NULL END"
+        if grants
+        else "NULL::VARCHAR"
+    )
+    any_grant = f"WHEN {' OR '.join(p.grant for p in parts)} THEN NULL" if parts else ""
+    reason_expr = (
+        "CASE WHEN conv_deleted THEN 'conversation_deleted'"
+        " WHEN acct_deleted THEN 'account_deleted'"
+        " WHEN plan IS NULL THEN 'unknown_account'"
+        f" {any_grant} ELSE coalesce({', '.join([*reasons, _q('default_deny')])}) END"
+    )
+    decide = (
+        "CREATE OR REPLACE TEMP TABLE decided AS"
+        f" WITH j AS (SELECT {', '.join(columns)} FROM batch b {' '.join(joins)})"
+        f" SELECT idx, conversation_id, ts, {basis_expr} AS basis, {reason_expr} AS reason FROM j"
+    )
+    tally = "SELECT basis, reason, count(*)::BIGINT FROM decided GROUP BY basis, reason"
+    precedence = " ".join(f"WHEN {_q(b.id)} THEN {i}" for i, b in enumerate(bases))
+    records = (
+        "SELECT d.conversation_id, d.basis,"
+        " CAST(CAST(make_timestamp(min(b.ts)) AS DATE) AS VARCHAR) AS date,"
+        f" list({{'role': b.role, 'content': {_redact('b.content')},"
+        f" 'attachments': {_attachments('b.attachments')}}} ORDER BY b.ts, b.seq) AS messages,"
+        " count(*)::BIGINT AS message_count,"
+        " any_value(c.style_fields) AS style_fields, any_value(c.prefs_fields) AS prefs_fields"
+        " FROM decided d JOIN batch b ON b.idx = d.idx"
+        " LEFT JOIN (SELECT conversation_id, style_fields, prefs_fields FROM conv_facts"
+        " WHERE conversation_id BETWEEN $lo AND $hi) c ON c.conversation_id = d.conversation_id"
+        " WHERE d.basis IS NOT NULL GROUP BY d.conversation_id, d.basis"
+        f" ORDER BY d.conversation_id, CASE d.basis {precedence} END"
+    )
+    return CompiledPurpose(
+        purpose=purpose,
+        as_of=as_of,
+        bases=bases,
+        with_content=with_content,
+        prepare=_prepare(policy, bases, as_of, with_content),
+        decide=decide,
+        tally=tally,
+        records=records if with_content else "",
+    )

@@ -1,0 +1,97 @@
+"""What a build engine is: it decides every message of the store for one purpose and as-of, in
+bulk, and hands back the conversation records (de-identified) with a tally of its decisions.
+
+Feedback records are not an engine's business: they come from the vault, whatever the engine.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+
+from traingate.policy import Policy
+from traingate.store.export import StoreReader
+from traingate.store.store import Store
+
+__all__ = ["DECISION_SCHEMA", "BuildRequest", "Engine", "EngineBatch", "Tally"]
+
+# One row per message decided, when the caller asks for them (tests, audits).
+_DECISION_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("conversation_id", pa.string()),
+    ("seq", pa.int64()),
+    ("basis", pa.string()),
+    ("reason", pa.string()),
+]
+DECISION_SCHEMA = pa.schema(_DECISION_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRequest:
+    """One build's question: every message ``policy`` allows for ``purpose`` as of ``as_of``.
+
+    ``workdir`` is scratch space on the output's file system (engines may spill there);
+    ``keep_decisions`` asks for every message's decision in the batches.
+    """
+
+    policy: Policy
+    purpose: str
+    as_of: int
+    workdir: Path | None = None
+    keep_decisions: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Decisions counted: (basis, None) for included messages, (None, reason) for excluded
+    ones, reason being the primary reason (``Decision.primary_reason``)."""
+
+    counts: Mapping[tuple[str | None, str | None], int] = field(default_factory=dict)
+
+    def __add__(self, other: Tally) -> Tally:
+        total: Counter[tuple[str | None, str | None]] = Counter(self.counts)
+        total.update(other.counts)
+        return Tally(counts=dict(total))
+
+    @property
+    def considered(self) -> int:
+        return sum(self.counts.values())
+
+    def included_by_basis(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for (basis, _), n in self.counts.items():
+            if basis is not None:
+                out[basis] += n
+        return dict(sorted(out.items()))
+
+    def excluded_by_reason(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for (basis, reason), n in self.counts.items():
+            if basis is None:
+                out[reason or "default_deny"] += n
+        return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class EngineBatch:
+    """Conversation records (``records.ENGINE_SCHEMA``, in output order), the tally of the
+    messages decided for them, and optionally each message's decision (``DECISION_SCHEMA``)."""
+
+    records: pa.RecordBatch
+    tally: Tally
+    messages_seen: int
+    decisions: pa.Table | None = None
+
+
+class Engine(Protocol):
+    """A bulk evaluator of the policy. ``run`` yields batches in a deterministic order."""
+
+    name: str
+
+    def run(
+        self, *, request: BuildRequest, source: StoreReader, store: Store
+    ) -> Iterator[EngineBatch]: ...

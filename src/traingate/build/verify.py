@@ -1,0 +1,181 @@
+"""``dataset verify``: recompute everything a manifest claims and say what changed.
+
+Checked, and each failure named: the manifest's signature (with the key file's signing key);
+every listed file exists, has its sha256 and its number of rows; no unlisted file sits in
+``data/``; the records' counts by basis and kind, recounted from the files, equal ``counts``;
+the exclusion arithmetic holds (considered = included + excluded, the reasons sum to the
+excluded, the included equal what the files hold).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from traingate.build.manifest import counts_section, signature_problem
+from traingate.build.writer import sha256_file
+
+__all__ = ["Verification", "verify_dataset"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    path: str
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "ok": self.ok, "problems": list(self.problems)}
+
+
+def _counts_in(path: Path, encoding: str) -> Iterator[tuple[str, str, int]]:
+    """(kind, basis, messages) of every record of one data file."""
+    if encoding == "parquet":
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(columns=["kind", "basis", "messages"]):
+                lengths = pc.fill_null(pc.list_value_length(batch.column("messages")), 0)
+                yield from zip(
+                    batch.column("kind").to_pylist(),
+                    batch.column("basis").to_pylist(),
+                    lengths.to_pylist(),
+                    strict=True,
+                )
+    else:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    record = json.loads(line)
+                    yield record["kind"], record["basis"], len(record["messages"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(f"line {number} is not a record: {exc}") from None
+
+
+def _rows(path: Path, encoding: str) -> int:
+    if encoding == "parquet":
+        with pq.ParquetFile(path) as parquet:
+            return int(parquet.metadata.num_rows)
+    with path.open("rb") as handle:
+        return sum(1 for _ in handle)
+
+
+def _diff(prefix: str, claimed: Any, actual: Any, out: list[str]) -> None:
+    if isinstance(claimed, Mapping) and isinstance(actual, Mapping):
+        for key in sorted(set(claimed) | set(actual), key=str):
+            _diff(f"{prefix}.{key}", claimed.get(key), actual.get(key), out)
+    elif claimed != actual:
+        out.append(f"{prefix}: the manifest says {claimed!r}, the data files hold {actual!r}")
+
+
+def _file_problems(root: Path, manifest: Mapping[str, Any], problems: list[str]) -> list[Path]:
+    """Check each listed file; return the readable ones."""
+    encoding = str(manifest.get("record_format", {}).get("encoding", ""))
+    listed: set[Path] = set()
+    readable = []
+    for entry in manifest.get("files", []):
+        name = str(entry.get("path", ""))
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts or not name:
+            problems.append(f"file {name!r}: not a path inside the dataset")
+            continue
+        path = root / relative
+        listed.add(path)
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        if sha256_file(path) != entry.get("sha256"):
+            problems.append(f"{name}: sha256 differs from the manifest (the file was changed)")
+        try:
+            rows = _rows(path, encoding)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{name}: cannot be read as {encoding}: {exc}")
+            continue
+        if rows != entry.get("rows"):
+            problems.append(f"{name}: holds {rows} rows, the manifest says {entry.get('rows')}")
+        readable.append(path)
+    data = root / "data"
+    if data.is_dir():
+        for extra in sorted(p for p in data.iterdir() if p not in listed):
+            problems.append(f"data/{extra.name}: not listed in the manifest")
+    return readable
+
+
+def _recount(
+    files: list[Path], manifest: Mapping[str, Any], problems: list[str]
+) -> Mapping[tuple[str, str], tuple[int, int]] | None:
+    encoding = str(manifest.get("record_format", {}).get("encoding", ""))
+    counts: Counter[tuple[str, str]] = Counter()
+    messages: Counter[tuple[str, str]] = Counter()
+    for path in files:
+        try:
+            for kind, basis, n in _counts_in(path, encoding):
+                counts[(kind, basis)] += 1
+                messages[(kind, basis)] += n
+        except (OSError, ValueError, KeyError) as exc:
+            problems.append(f"{path.parent.name}/{path.name}: records cannot be read: {exc}")
+            return None
+    return {key: (counts[key], messages[key]) for key in counts}
+
+
+def _exclusion_problems(manifest: Mapping[str, Any], problems: list[str]) -> None:
+    exclusions = manifest.get("exclusions", {})
+    by_kind = manifest.get("counts", {}).get("by_kind", {})
+    included_of = {
+        "messages": by_kind.get("conversation", {}).get("messages"),
+        "reports": by_kind.get("feedback", {}).get("records"),
+    }
+    for name, expected_included in included_of.items():
+        section = exclusions.get(name)
+        if not isinstance(section, Mapping):
+            problems.append(f"exclusions.{name}: missing")
+            continue
+        considered, included = section.get("considered"), section.get("included")
+        excluded, by_reason = section.get("excluded"), section.get("by_reason", {})
+        if considered != (included or 0) + (excluded or 0):
+            problems.append(
+                f"exclusions.{name}: considered {considered} != included {included}"
+                f" + excluded {excluded}"
+            )
+        if excluded != sum(by_reason.values()):
+            problems.append(
+                f"exclusions.{name}: excluded {excluded} != the sum of by_reason"
+                f" {sum(by_reason.values())}"
+            )
+        if included != expected_included:
+            problems.append(
+                f"exclusions.{name}.included: {included}, but counts say {expected_included}"
+            )
+
+
+def verify_dataset(path: Path, *, signing_key: bytes) -> Verification:
+    """Check a dataset directory against its manifest; never raises for a bad dataset."""
+    problems: list[str] = []
+    manifest_path = path / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Verification(path=str(path), problems=(f"{manifest_path}: missing",))
+    except (OSError, ValueError) as exc:
+        return Verification(path=str(path), problems=(f"manifest.json: not readable JSON: {exc}",))
+    if not isinstance(manifest, dict):
+        return Verification(path=str(path), problems=("manifest.json: not a JSON object",))
+    problem = signature_problem(manifest, signing_key=signing_key)
+    if problem:
+        problems.append(problem)
+    files = _file_problems(path, manifest, problems)
+    recount = _recount(files, manifest, problems)
+    claimed = manifest.get("counts", {})
+    if recount is not None and isinstance(claimed, Mapping):
+        bases = list(claimed.get("by_basis", {}))
+        _diff("counts", claimed, counts_section(recount, bases=bases), problems)
+    _exclusion_problems(manifest, problems)
+    return Verification(path=str(path), problems=tuple(problems))

@@ -1,0 +1,162 @@
+"""Write record batches into ``data/part-NNNNN.parquet`` (or ``.jsonl``) files, durably.
+
+Each part holds up to ``rows_per_file`` records (one part at least, empty when nothing is
+eligible, so a reader always finds the schema). Closing a part fsyncs it and hashes it; the
+directory is fsynced at the end. Bytes are deterministic: the same batches give the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from traingate.build.records import RECORD_SCHEMA
+from traingate.errors import BuildError
+
+__all__ = [
+    "FORMATS",
+    "FileEntry",
+    "Format",
+    "PartWriter",
+    "as_format",
+    "fsync_path",
+    "jsonl_line",
+    "sha256_file",
+]
+
+Format = Literal["parquet", "jsonl"]  # = traingate.build.FORMATS
+FORMATS: tuple[Format, ...] = ("parquet", "jsonl")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One data file as the manifest lists it (``path`` relative to the dataset directory)."""
+
+    path: str
+    rows: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "rows": self.rows, "sha256": self.sha256}
+
+
+def as_format(text: str) -> Format:
+    """``text`` as a record format, or BuildError."""
+    for known in FORMATS:
+        if text == known:
+            return known
+    raise BuildError(f"unknown format {text!r}; expected one of {', '.join(FORMATS)}")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (so a rename or a new entry in it is durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def jsonl_line(record: dict[str, Any]) -> str:
+    """One record as a JSON Lines line: fields in schema order, UTF-8 kept, no spaces."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+class PartWriter:
+    """Writes part files into ``directory`` (``<dataset>/data``)."""
+
+    def __init__(self, directory: Path, *, format: Format, rows_per_file: int = 250_000) -> None:
+        if format not in FORMATS:
+            raise BuildError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+        self.directory = directory
+        self.format = format
+        self.rows_per_file = rows_per_file
+        self._files: list[FileEntry] = []
+        self._path: Path | None = None
+        self._rows = 0
+        self._parquet: pq.ParquetWriter | None = None
+        self._text: IO[str] | None = None
+
+    def _open(self) -> None:
+        name = f"part-{len(self._files):05d}.{self.format}"
+        self._path = self.directory / name
+        self._rows = 0
+        if self.format == "parquet":
+            self._parquet = pq.ParquetWriter(
+                str(self._path), RECORD_SCHEMA, compression="zstd", write_statistics=False
+            )
+        else:
+            self._text = self._path.open("w", encoding="utf-8", newline="\n")
+
+    def _close_part(self) -> None:
+        if self._path is None:
+            return
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        if self._text is not None:
+            self._text.close()
+            self._text = None
+        fsync_path(self._path)
+        self._files.append(
+            FileEntry(
+                path=f"{self.directory.name}/{self._path.name}",
+                rows=self._rows,
+                sha256=sha256_file(self._path),
+            )
+        )
+        self._path = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Append records (``RECORD_SCHEMA``), starting a new part when the current is full."""
+        if batch.num_rows == 0:
+            return
+        if batch.schema != RECORD_SCHEMA:
+            batch = batch.cast(RECORD_SCHEMA)
+        offset = 0
+        while offset < batch.num_rows:
+            if self._path is None:
+                self._open()
+            take = min(batch.num_rows - offset, self.rows_per_file - self._rows)
+            piece = batch.slice(offset, take)
+            if self._parquet is not None:
+                self._parquet.write_batch(piece)
+            elif self._text is not None:
+                self._text.writelines(jsonl_line(r) for r in piece.to_pylist())
+            self._rows += take
+            offset += take
+            if self._rows >= self.rows_per_file:
+                self._close_part()
+
+    def close(self) -> list[FileEntry]:
+        """Finish the last part (or write one empty part) and fsync the directory."""
+        if self._path is None and not self._files:
+            self._open()
+        self._close_part()
+        fsync_path(self.directory)
+        return list(self._files)
+
+    def abort(self) -> None:
+        """Close open handles without finishing (the caller removes the directory)."""
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        if self._text is not None:
+            self._text.close()
+            self._text = None
