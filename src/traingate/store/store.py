@@ -14,13 +14,14 @@ from typing import Any
 from traingate.errors import NotFoundError
 from traingate.facts import ConsentChange, ConversationFacts, FlagFact, MessageFact, PlanChange
 from traingate.keys import KeyRing
-from traingate.store.db import Database
+from traingate.store.db import Database, PostgresDatabase
 from traingate.store.schema import migrate
 
 __all__ = ["MessageRow", "Store"]
 
 _NO_LIMIT = 2**62
 _CHUNK = 900  # stays under SQLite's bound-parameter limit on every version
+_COPY_FROM = 200  # rows; below this, COPY's setup costs more than it saves
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,10 @@ class Store:
         return int(rows[0][0] or 0) + 1
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows: COPY on PostgreSQL for large batches, executemany otherwise."""
+        if len(rows) >= _COPY_FROM and isinstance(self.db, PostgresDatabase):
+            self.db.copy_rows(table, columns, rows)
+            return
         marks = ", ".join("?" * len(columns))
         self.db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
