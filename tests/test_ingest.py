@@ -152,6 +152,17 @@ REJECTIONS: dict[str, tuple[Callable[[Events], list[Ev]], str]] = {
         lambda e: [e.message("m9", "c", "a", T(9)), e.feedback("f1", "a", "c", "m9", T(8))],
         "message_id",
     ),
+    "incognito set after the first event": (
+        lambda e: [e.conversation("c", "a", T(5), incognito=True)],
+        "incognito",
+    ),
+    "incognito on a conversation first named by a message": (
+        lambda e: [
+            e.message("m9", "c7", "a", T(5)),
+            e.conversation("c7", "a", T(6), incognito=False),
+        ],
+        "incognito",
+    ),
     "clear of an unknown flag": (lambda e: [e.clear("nope", T(5))], "flag_id"),
     "event_id reused with another body": (
         lambda e: [with_field(e.account("z", T(5)), event_id="e1")],
@@ -251,3 +262,20 @@ def test_offsets_are_stored_as_utc(tg: Traingate) -> None:
     assert result.to_dict()["messages"][0]["at"] == "2024-02-29T22:30:00.5Z"
     facts = tg.store.conversation_facts("c")
     assert facts.plans[0].at == facts.messages[0].at - 500_000
+
+
+def test_incognito_is_set_by_the_first_event_only(tg: Traingate) -> None:
+    e = Events()
+    summary = tg.ingest(
+        jsonl(
+            [
+                e.account("a", T(0)),
+                e.conversation("c", "a", T(1), incognito=True),
+                e.message("m1", "c", "a", T(2)),
+                e.conversation("c", "a", T(3), title="t"),
+            ]
+        )
+    )
+    assert summary.rejected == 0
+    assert tg.store.conversation_facts("c").incognito
+    assert not tg.store.is_incognito("nope")

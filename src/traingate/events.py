@@ -114,6 +114,8 @@ class ConversationUpdated(_EventBase):
     custom_style: JsonObject | None = None
     preferences: JsonObject | None = None
     title: Text | None = None
+    # Only the conversation's first event may carry it (checked at ingest).
+    incognito: bool | None = None
 
 
 class ConversationDeleted(_EventBase):

@@ -68,6 +68,7 @@ class ConversationFacts:
     flags: tuple[FlagFact, ...] = ()
     conversation_deleted: tuple[int, ...] = ()
     account_deleted: tuple[int, ...] = ()
+    incognito: bool = False
 
     def consent(self, scope: str, subject: str | None) -> tuple[ConsentChange, ...]:
         if scope == "account":

@@ -82,7 +82,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
     "account_plans": ("event_seq", "account_id", "at", "plan", "organization_id", "email"),
     "account_deletions": ("event_seq", "account_id", "at"),
     "consents": ("event_seq", "scope", "subject", "at", "granted", "source"),
-    "conversations": ("conversation_id", "account_id", "first_seq"),
+    "conversations": ("conversation_id", "account_id", "first_seq", "incognito"),
     "conversation_settings": ("event_seq", "conversation_id", "at", "fields"),
     "conversation_deletions": ("event_seq", "conversation_id", "account_id", "at"),
     "messages": (
@@ -172,10 +172,12 @@ def _check_conversation(
         )
 
 
-def _claim(batch: _Batch, conversation_id: str, account_id: str, seq: int) -> None:
+def _claim(
+    batch: _Batch, conversation_id: str, account_id: str, seq: int, *, incognito: bool = False
+) -> None:
     if conversation_id not in batch.owners:
         batch.owners[conversation_id] = account_id
-        batch.rows["conversations"].append((conversation_id, account_id, seq))
+        batch.rows["conversations"].append((conversation_id, account_id, seq, incognito))
 
 
 def _apply(batch: _Batch, parsed: ParsedEvent, line: int, seq: int) -> None:
@@ -196,7 +198,9 @@ def _apply(batch: _Batch, parsed: ParsedEvent, line: int, seq: int) -> None:
         )
     elif isinstance(event, ConversationUpdated):
         _check_conversation(batch, parsed, event.conversation_id, event.account_id)
-        _claim(batch, event.conversation_id, event.account_id, seq)
+        if event.incognito is not None and event.conversation_id in batch.owners:
+            raise _fail(parsed, "incognito", "can only be set by the conversation's first event")
+        _claim(batch, event.conversation_id, event.account_id, seq, incognito=bool(event.incognito))
         present = {
             name: getattr(event, name) for name in _SETTINGS if name in event.model_fields_set
         }

@@ -181,6 +181,64 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX build_items_item ON build_items (item_key)",
         ),
     ),
+    Migration(
+        4,
+        "API tokens and end-user sessions",
+        (
+            # Bearer tokens of the HTTP API (docs/api.md). Only a SHA-256 of each token's secret
+            # is kept; token_id is the public half of the token, used to find its row.
+            """CREATE TABLE api_tokens (
+                token_id TEXT PRIMARY KEY,
+                secret_hash TEXT NOT NULL,
+                role TEXT NOT NULL,
+                name TEXT,
+                created_at BIGINT NOT NULL,
+                revoked_at BIGINT
+            )""",
+            # End-user sessions, each bound to one account, refused after expires_at; expired
+            # rows are deleted when new sessions are created.
+            """CREATE TABLE sessions (
+                session_id TEXT PRIMARY KEY,
+                secret_hash TEXT NOT NULL,
+                account_id TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                revoked_at BIGINT
+            )""",
+            "CREATE INDEX sessions_expiry ON sessions (expires_at)",
+        ),
+    ),
+    Migration(
+        5,
+        "hash-chained audit log",
+        (
+            # Append-only; each hash is an HMAC over the previous hash and the entry (audit.py).
+            """CREATE TABLE audit_log (
+                seq BIGINT PRIMARY KEY,
+                at BIGINT NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                details TEXT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL
+            )""",
+            # The signed last entry, so that entries cut off the end are detected.
+            """CREATE TABLE audit_head (
+                id BIGINT PRIMARY KEY,
+                seq BIGINT NOT NULL,
+                hash TEXT NOT NULL,
+                signature TEXT NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        6,
+        "incognito conversations",
+        (
+            # Set only by a conversation's first event; consumer-2025 makes them never eligible.
+            "ALTER TABLE conversations ADD COLUMN incognito BOOLEAN NOT NULL DEFAULT FALSE",
+        ),
+    ),
 )
 
 

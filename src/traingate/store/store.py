@@ -143,6 +143,12 @@ class Store:
             raise NotFoundError(f"conversation {conversation_id!r} is not in the store")
         return owners[conversation_id]
 
+    def is_incognito(self, conversation_id: str) -> bool:
+        rows = self.db.execute(
+            "SELECT incognito FROM conversations WHERE conversation_id = ?", (conversation_id,)
+        )
+        return bool(rows and rows[0][0])
+
     def conversation_facts(self, conversation_id: str) -> ConversationFacts:
         """Everything the policy needs to judge this conversation's messages."""
         account_id = self.conversation_owner(conversation_id)
@@ -189,6 +195,7 @@ class Store:
                 )
             ),
             account_deleted=self.account_deletions(account_id),
+            incognito=self.is_incognito(conversation_id),
         )
 
     def consent_ledger(self, scope: str, subject: str) -> tuple[ConsentChange, ...]:
