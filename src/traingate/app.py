@@ -6,13 +6,15 @@ one method. The edges (cli.py, api/, web/) parse, call one of these methods, and
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from traingate.errors import ConfigError
+from traingate.errors import AccessDeniedError, ConfigError, EventError, NotFoundError
 from traingate.ingest import IngestSummary, ingest_lines
 from traingate.keys import KeyRing, load_or_create_keys
 from traingate.policy import Decision, Policy, default_policy, explain_conversation, load_policy
@@ -24,10 +26,12 @@ from traingate.vault.snapshot import Snapshot
 from traingate.vault.vault import ReportInfo, Vault
 
 if TYPE_CHECKING:
+    from traingate.auth import Credentials, IssuedSession, IssuedToken, Principal
     from traingate.build.builder import BuildResult
     from traingate.build.lineage import Lineage
     from traingate.build.progress import Progress
     from traingate.build.verify import Verification
+    from traingate.privacy import ConversationView, PrivacyReport
     from traingate.retention import PurgeCounts
     from traingate.vault.rotation import RotationResult
 
@@ -187,6 +191,101 @@ class Traingate:
         when = now_micros() if as_of is None else as_of
         return purge(db=self.store.db, vault=self.vault, as_of=when)
 
+    # -- the HTTP API: credentials, privacy, events a user starts (docs/api.md) -----------------
+
+    @property
+    def credentials(self) -> Credentials:
+        from traingate.auth import Credentials
+
+        return Credentials(self.store.db)
+
+    def create_token(self, *, role: str, name: str | None = None) -> IssuedToken:
+        """A new API bearer token with ``role``; its secret is shown only in the result."""
+        return self.credentials.create_token(role=role, name=name, now=now_micros())
+
+    def create_session(self, *, account_id: str, ttl: int | None = None) -> IssuedSession:
+        """A new end-user session bound to a known account (default: 24 hours). Raises
+        NotFoundError for an account the store has no plan for, AccessDeniedError for a
+        deleted account."""
+        from traingate.auth import DEFAULT_SESSION_TTL
+
+        if not self.store.db.execute(
+            "SELECT 1 FROM account_plans WHERE account_id = ? LIMIT 1", (account_id,)
+        ):
+            raise NotFoundError(f"account {account_id!r} is not in the store")
+        if self.store.account_deletions(account_id):
+            raise AccessDeniedError(f"account {account_id!r} is deleted")
+        return self.credentials.create_session(
+            account_id=account_id, ttl=DEFAULT_SESSION_TTL if ttl is None else ttl, now=now_micros()
+        )
+
+    def authenticate(self, credential: str) -> Principal:
+        """The caller a bearer token or session credential names. Raises AuthenticationError."""
+        return self.credentials.verify(credential, now=now_micros())
+
+    def revoke_session(self, *, session_id: str) -> None:
+        self.credentials.revoke_session(session_id=session_id, now=now_micros())
+
+    def conversation_owner(self, conversation_id: str) -> str:
+        """The account that first named the conversation. Raises NotFoundError."""
+        return self.store.conversation_owner(conversation_id)
+
+    def conversation(self, *, conversation_id: str, as_of: int | None = None) -> ConversationView:
+        """A conversation's messages and settings as of a time (default: now)."""
+        from traingate.privacy import conversation_view
+
+        when = now_micros() if as_of is None else as_of
+        return conversation_view(store=self.store, conversation_id=conversation_id, as_of=when)
+
+    def privacy(self, *, account_id: str, as_of: int | None = None) -> PrivacyReport:
+        """The account's answer to "Is my data used for model training?", with evidence."""
+        from traingate.privacy import account_privacy
+
+        when = now_micros() if as_of is None else as_of
+        return account_privacy(
+            store=self.store, policy=self.policy, keys=self.keys, account_id=account_id, as_of=when
+        )
+
+    def _ingest_one(self, event: dict[str, Any]) -> IngestSummary:
+        summary = self.ingest([json.dumps(event)])
+        if summary.rejected:
+            raise EventError(summary.errors[0].error, event_id=event["event_id"])
+        return summary
+
+    def record_consent(
+        self, *, account_id: str, granted: bool, source: str = "privacy_settings"
+    ) -> int:
+        """Write the account's own model_training consent change (a consent.updated event,
+        at the wall clock's now) through ingest; returns its time."""
+        at = now_micros()
+        self._ingest_one(
+            {
+                "type": "consent.updated",
+                "event_id": f"tg-consent-{secrets.token_hex(16)}",
+                "at": format_instant(at),
+                "scope": "account",
+                "account_id": account_id,
+                "setting": "model_training",
+                "granted": granted,
+                "source": source,
+            }
+        )
+        return at
+
+    def delete_conversation(self, *, conversation_id: str, account_id: str) -> int:
+        """Write a conversation.deleted event (at now) through ingest; returns its time."""
+        at = now_micros()
+        self._ingest_one(
+            {
+                "type": "conversation.deleted",
+                "event_id": f"tg-delete-{secrets.token_hex(16)}",
+                "at": format_instant(at),
+                "conversation_id": conversation_id,
+                "account_id": account_id,
+            }
+        )
+        return at
+
     # -- dataset builds (docs/builds.md) ----------------------------------------------------
 
     def build_dataset(
@@ -246,3 +345,17 @@ class Traingate:
         assert receipt is not None
         record_key = receipt_record_key(self.keys, receipt)
         return report_lineage(self.store.db, signing_key=signing_key, record_key=record_key)
+
+    # -- completed builds, for the API and the admin console (docs/api.md) ---------------------
+
+    def recorded_builds(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Completed builds recorded by lineage, newest first."""
+        from traingate.jobs import recorded_builds
+
+        return recorded_builds(self.store.db, limit=limit)
+
+    def recorded_build(self, *, build_id: str) -> dict[str, Any]:
+        """One completed build with its manifest. Raises NotFoundError."""
+        from traingate.jobs import recorded_build
+
+        return recorded_build(self.store.db, build_id)

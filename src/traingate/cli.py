@@ -18,6 +18,7 @@ from typing import IO, Any, NoReturn
 import click
 
 from traingate.app import Traingate
+from traingate.auth import ROLES
 from traingate.build import ENGINES as BUILD_ENGINES
 from traingate.build import FORMATS as BUILD_FORMATS
 from traingate.errors import TraingateError
@@ -342,3 +343,78 @@ def lineage(ctx: click.Context, conversation_id: str | None, receipt: str | None
             receipt=_receipt(receipt) if receipt is not None else None,
         )
     _emit(result.to_dict())
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--datasets-dir",
+    envvar="TRAINGATE_DATASETS_DIR",
+    default="traingate-data/datasets",
+    show_default=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where builds started over the API are written [env TRAINGATE_DATASETS_DIR].",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Log every request line (off: paths carry receipts and login links).",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, datasets_dir: Path, access_log: bool) -> None:
+    """Run the HTTP API (OpenAPI at /docs) with uvicorn. See docs/api.md."""
+    import uvicorn
+
+    from traingate.api import create_app
+
+    try:
+        app = create_app(settings=ctx.obj, datasets_dir=datasets_dir)
+    except TraingateError as exc:
+        _fail(str(exc))
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+
+@cli.group()
+def token() -> None:
+    """API bearer tokens (roles: ingest, analyst, privacy_officer)."""
+
+
+@token.command("create")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(ROLES),
+    help="What the token may do (docs/api.md).",
+)
+@click.option("--name", metavar="N", help="A label for the token (who holds it).")
+@click.pass_context
+def token_create(ctx: click.Context, role: str, name: str | None) -> None:
+    """Create a token and print it once: only its hash is stored."""
+    with _open(ctx) as tg:
+        issued = tg.create_token(role=role, name=name)
+    _emit(issued.to_dict())
+
+
+@cli.group()
+def session() -> None:
+    """End-user sessions (the demo's login links)."""
+
+
+@session.command("create")
+@click.option("--account", "account_id", required=True, metavar="ID", help="The account.")
+@click.option(
+    "--ttl",
+    default=86_400,
+    show_default=True,
+    type=click.IntRange(60, 30 * 86_400),
+    help="Seconds the session lasts.",
+)
+@click.pass_context
+def session_create(ctx: click.Context, account_id: str, ttl: int) -> None:
+    """Open a session for ACCOUNT and print it with its login link path (/login/...)."""
+    with _open(ctx) as tg:
+        issued = tg.create_session(account_id=account_id, ttl=ttl * 1_000_000)
+    _emit(issued.to_dict())

@@ -11,6 +11,8 @@
      ├── NotFoundError          an item named by the caller does not exist
      ├── ReceiptError           a feedback receipt is malformed or matches no stored report
      ├── BuildError             a dataset build cannot run (output exists, engine failure)
+     ├── AuthenticationError    no credential, or an unknown, revoked or expired one
+     ├── AccessDeniedError      a valid caller asked for what its role or account may not see
      └── TimestampError         a time given by the caller is not RFC 3339 (also used by events)
 
 Callers catch ``TraingateError`` to get every expected failure; anything else is a bug.
@@ -85,3 +87,13 @@ class ReceiptError(TraingateError):
 class BuildError(TraingateError):
     """A dataset build cannot run or complete (its output directory exists, an unknown engine
     or format, an engine failure). Nothing is left behind: no directory, no lineage rows."""
+
+
+class AuthenticationError(TraingateError):
+    """No credential was given, or the token or session is unknown, revoked or expired
+    (deliberately one error: a failed check tells nothing about which part was wrong)."""
+
+
+class AccessDeniedError(TraingateError):
+    """The caller is who it says, but its role, or the account its session is bound to, does
+    not allow what it asked for."""

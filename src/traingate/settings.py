@@ -23,6 +23,7 @@ SETTINGS: dict[str, str] = {
     "TRAINGATE_DB": "Database URL: sqlite:///PATH (default) or postgresql://...",
     "TRAINGATE_KEY_FILE": "Path of the key file (created on first use with mode 0600).",
     "TRAINGATE_POLICY": "Path of a policy file to use instead of the bundled consumer-2024.",
+    "TRAINGATE_DATASETS_DIR": "Where `traingate serve` writes builds started over the HTTP API.",
 }
 
 

@@ -1,0 +1,58 @@
+"""Accounts: the privacy answer (``GET …/privacy``) and the user's own training toggle."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+
+from traingate.api.auth import TG, Access, require_account
+from traingate.api.conversations import AsOf, as_of_param
+from traingate.api.models import ConsentRequest, error_responses
+from traingate.auth import Principal
+from traingate.errors import NotFoundError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+
+AccountId = Annotated[str, Path(max_length=512, description="The account's id.")]
+
+
+@router.get(
+    "/{account_id}/privacy",
+    summary='The account\'s answer to "Is my data used for model training?"',
+    responses=error_responses(401, 403, 404, 422),
+)
+def privacy(
+    principal: Annotated[Principal, Depends(Access("privacy_officer", user=True))],
+    tg: TG,
+    account_id: AccountId,
+    as_of: AsOf = None,
+) -> dict[str, Any]:
+    """Plan, consent (with source and since when), the organization's consent on commercial
+    plans, the policy's bases and whether each is in effect, the account's conversations, and
+    per purpose which builds hold how many of them. An end user may read only their own."""
+    require_account(principal, account_id)
+    report = tg.privacy(account_id=account_id, as_of=as_of_param(as_of))
+    if not report.known and report.deleted_at is None and not report.conversations:
+        raise NotFoundError(f"account {account_id!r} is not in the store")
+    return report.to_dict()
+
+
+@router.put(
+    "/{account_id}/consent",
+    summary="Set one's own model-training consent",
+    responses=error_responses(401, 403, 404, 422),
+)
+def set_consent(
+    principal: Annotated[Principal, Depends(Access(user=True))],
+    tg: TG,
+    account_id: AccountId,
+    body: ConsentRequest,
+) -> dict[str, Any]:
+    """The privacy center's toggle: records a `consent.updated` event (scope `account`,
+    source `privacy_settings`, now) and returns the new privacy answer."""
+    require_account(principal, account_id)
+    at = tg.record_consent(account_id=account_id, granted=body.granted)
+    return tg.privacy(account_id=account_id, as_of=at).to_dict()

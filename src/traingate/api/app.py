@@ -1,0 +1,103 @@
+"""The app factory: ``create_app(settings=...)`` returns a FastAPI app with its own pool of
+``Traingate`` instances and its own build jobs on ``app.state`` (no module-level state)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from traingate.api import accounts, conversations, datasets, events, feedback, purge, sessions
+from traingate.api.openapi import install_openapi
+from traingate.api.pool import TraingatePool
+from traingate.api.problems import install_handlers
+from traingate.jobs import BuildJobs
+from traingate.settings import DEFAULT_DATA_DIR, Settings
+
+__all__ = ["DEFAULT_DATASETS_DIR", "create_app", "openapi_document"]
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+DEFAULT_DATASETS_DIR = DEFAULT_DATA_DIR / "datasets"
+
+_DESCRIPTION = """\
+traingate decides, with proof, which user data may train models. This API ingests the
+product's events, answers each user whether their data is used for training, keeps feedback
+reports by receipt, and runs dataset builds.
+
+Authenticate with `Authorization: Bearer <credential>`: an API token (`tgk_…`, roles
+`ingest`, `analyst`, `privacy_officer`; `traingate token create --role R`) or an end-user
+session (`tgs_…`, from `POST /v1/sessions`), or with the session cookie the web login sets.
+Every error is `{"error": {"code": ..., "message": ...}}`. Reference: docs/api.md.
+"""
+
+
+def create_app(
+    *,
+    settings: Settings,
+    datasets_dir: Path | None = None,
+    pool_size: int = 4,
+    build_workers: int = 1,
+) -> FastAPI:
+    """The traingate HTTP API over the store of ``settings``.
+
+    Opens (and migrates) the store at once, so that unusable settings fail here. Builds are
+    written under ``datasets_dir`` (default ``traingate-data/datasets``).
+    """
+    pool = TraingatePool(settings=settings, size=pool_size)
+    jobs = BuildJobs(
+        settings=settings,
+        datasets_dir=DEFAULT_DATASETS_DIR if datasets_dir is None else datasets_dir,
+        workers=build_workers,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        jobs.shutdown(wait=True)
+        pool.close()
+
+    app = _application(lifespan=lifespan)
+    app.state.settings = settings
+    app.state.traingate_pool = pool
+    app.state.build_jobs = jobs
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document, without opening any store."""
+    return _application().openapi()
+
+
+def _application(*, lifespan: Lifespan | None = None) -> FastAPI:
+    """The routes, error handlers and OpenAPI document, with no state yet."""
+    app = FastAPI(
+        title="traingate",
+        version=_version(),
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    install_handlers(app)
+    for module in (events, feedback, conversations, accounts, sessions, datasets, purge):
+        app.include_router(module.router)
+    from traingate.web import router as pages  # the pages (docs/web.md); not in the OpenAPI
+
+    app.include_router(pages)
+    install_openapi(app)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("traingate")
+    except PackageNotFoundError:
+        return "0"

@@ -1,0 +1,139 @@
+"""Who is calling, and may they: FastAPI dependencies over ``traingate.auth``.
+
+A caller is resolved from ``Authorization: Bearer <credential>`` or, failing that, from the
+session cookie ``traingate_session`` (what the web pages set after a login link). Either
+credential may be an API token (``tgk_…``, with a role) or an end-user session (``tgs_…``,
+bound to one account). The web pages reuse ``caller``/``Access`` on their own routes, and
+``set_session_cookie`` to log a browser in.
+
+Role matrix (docs/api.md): ``ingest`` posts events, feedback and sessions; ``analyst`` runs
+and reads dataset builds; ``privacy_officer`` explains any conversation, reads any account's
+privacy answer and purges; an end user reads and changes only their own account and
+conversations, and submits feedback for them. A feedback receipt is its own authority.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+
+from traingate.api.pool import TraingatePool
+from traingate.app import Traingate
+from traingate.auth import Principal
+from traingate.errors import AccessDeniedError, AuthenticationError, NotFoundError
+
+__all__ = [
+    "SESSION_COOKIE",
+    "TG",
+    "Access",
+    "Caller",
+    "caller",
+    "lease",
+    "optional_caller",
+    "require_account",
+    "require_conversation",
+    "set_session_cookie",
+]
+
+SESSION_COOKIE = "traingate_session"
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token (tgk_…) or an end-user session (tgs_…).",
+)
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="The end-user session cookie the web login link sets.",
+)
+
+
+def lease(request: Request) -> Iterator[Traingate]:
+    """One ``Traingate`` of the app's pool for the duration of the request."""
+    pool: TraingatePool = request.app.state.traingate_pool
+    with pool.lease() as tg:
+        yield tg
+
+
+TG = Annotated[Traingate, Depends(lease)]
+
+
+def _credential(bearer: HTTPAuthorizationCredentials | None, cookie: str | None) -> str | None:
+    if bearer is not None and bearer.credentials:
+        return bearer.credentials
+    return cookie or None
+
+
+def optional_caller(
+    tg: TG,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    cookie: Annotated[str | None, Depends(_cookie)],
+) -> Principal | None:
+    """The caller, or None when no credential was sent (pages that offer a login)."""
+    credential = _credential(bearer, cookie)
+    return None if credential is None else tg.authenticate(credential)
+
+
+def caller(principal: Annotated[Principal | None, Depends(optional_caller)]) -> Principal:
+    """The caller; 401 without a valid credential."""
+    if principal is None:
+        raise AuthenticationError(
+            "no credential: send 'Authorization: Bearer <token>' or the session cookie"
+        )
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+class Access:
+    """A dependency admitting token holders of ``roles`` and, with ``user``, end users."""
+
+    def __init__(self, *roles: str, user: bool = False) -> None:
+        self.roles = frozenset(roles)
+        self.user = user
+
+    def __call__(self, principal: Caller) -> Principal:
+        if principal.kind == "session" and self.user:
+            return principal
+        if principal.kind == "token" and principal.role in self.roles:
+            return principal
+        allowed = sorted(self.roles) + (["an end-user session"] if self.user else [])
+        who = "an end-user session" if principal.is_user else f"role {principal.role!r}"
+        raise AccessDeniedError(f"{who} may not do this; allowed: {', '.join(allowed)}")
+
+
+def require_account(principal: Principal, account_id: str) -> None:
+    """An end user may only name their own account (token holders pass)."""
+    if principal.is_user and principal.account_id != account_id:
+        raise AccessDeniedError("a session may only see and change its own account")
+
+
+def require_conversation(tg: Traingate, principal: Principal, conversation_id: str) -> str:
+    """The conversation's owner; an end user gets 404 for conversations of other accounts
+    exactly as for unknown ones."""
+    try:
+        owner = tg.conversation_owner(conversation_id)
+    except NotFoundError:
+        raise NotFoundError(f"conversation {conversation_id!r} is not in the store") from None
+    if principal.is_user and owner != principal.account_id:
+        raise NotFoundError(f"conversation {conversation_id!r} is not in the store")
+    return owner
+
+
+def set_session_cookie(
+    response: Response, *, session: str, max_age: int, secure: bool = False
+) -> None:
+    """Log a browser in: the session credential in an HttpOnly, SameSite=Lax cookie."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        session,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        path="/",
+    )

@@ -1,0 +1,100 @@
+"""Feedback reports: submit one (``POST /v1/feedback``), then read or delete it by receipt."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse
+
+from traingate.api.auth import TG, Access, Caller
+from traingate.api.events import summary_response
+from traingate.api.models import FeedbackReceipt, IngestSummaryBody, error_responses
+from traingate.api.openapi import feedback_schema
+from traingate.api.problems import ApiError
+from traingate.auth import Principal
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
+
+Receipt = Annotated[
+    str, Path(description="The receipt returned when the report was submitted.", max_length=256)
+]
+
+
+async def feedback_event(request: Request) -> dict[str, Any]:
+    """The body: one ``feedback.submitted`` event as a JSON object."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in ("application/json", ""):
+        raise ApiError(415, "unsupported_media_type", f"send application/json, not {media!r}")
+    try:
+        data = json.loads((await request.body()).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("type") != "feedback.submitted":
+        raise ApiError(422, "invalid_body", "the body must be one feedback.submitted event")
+    return data
+
+
+@router.post(
+    "",
+    summary="Submit one feedback report",
+    status_code=201,
+    response_model=FeedbackReceipt,
+    responses={
+        422: {"model": IngestSummaryBody, "description": "The report was rejected."},
+        **error_responses(400, 401, 403, 409, 415),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": feedback_schema()}},
+        }
+    },
+)
+def submit_feedback(
+    principal: Annotated[Principal, Depends(Access("ingest", user=True))],
+    tg: TG,
+    event: Annotated[dict[str, Any], Depends(feedback_event)],
+) -> Any:
+    """Ingest one `feedback.submitted` event and return the receipt of its vaulted snapshot.
+    An end user may submit feedback only for their own account."""
+    if principal.is_user and event.get("account_id") != principal.account_id:
+        raise ApiError(403, "forbidden", "a session may only submit feedback for its own account")
+    summary = tg.ingest([json.dumps(event, ensure_ascii=False)])
+    if summary.rejected:
+        return summary_response(summary, receipts=False)
+    if not summary.receipts:
+        raise ApiError(
+            409,
+            "duplicate_feedback",
+            f"event {event.get('event_id')!r} was already accepted; its receipt was returned "
+            "then and cannot be issued again",
+        )
+    receipt = summary.receipts[0][2]
+    info, _ = tg.feedback_show(receipt)
+    return JSONResponse({"receipt": receipt, "report": info.to_dict()}, status_code=201)
+
+
+@router.get(
+    "/{receipt}",
+    summary="Show a feedback report by its receipt",
+    responses=error_responses(401, 404),
+)
+def show_feedback(_: Caller, tg: TG, receipt: Receipt) -> dict[str, Any]:
+    """The stored, de-identified snapshot and its submission and expiry times."""
+    info, snapshot = tg.feedback_show(receipt)
+    return {"report": info.to_dict(), "snapshot": snapshot.to_dict()}
+
+
+@router.delete(
+    "/{receipt}",
+    summary="Delete a feedback report by its receipt",
+    responses=error_responses(401, 404),
+)
+def delete_feedback(_: Caller, tg: TG, receipt: Receipt) -> dict[str, Any]:
+    """Crypto-shred the report: its data key and ciphertext are destroyed."""
+    info = tg.feedback_delete(receipt)
+    return {"deleted": True, "report_id": info.report_id}

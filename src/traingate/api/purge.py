@@ -1,0 +1,29 @@
+"""``POST /v1/purge``: delete what has expired (the one operation the wall clock decides)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends
+
+from traingate.api.auth import TG, Access
+from traingate.api.models import PurgeRequest, error_responses
+from traingate.auth import Principal
+from traingate.timeutil import parse_instant
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["retention"])
+
+
+@router.post("/purge", summary="Purge expired data", responses=error_responses(401, 403, 422))
+def purge(
+    _: Annotated[Principal, Depends(Access("privacy_officer"))],
+    tg: TG,
+    body: Annotated[PurgeRequest | None, Body()] = None,
+) -> dict[str, Any]:
+    """Delete expired feedback reports (crypto-shredding) and the data of conversations and
+    accounts deleted more than 30 days before `as_of` (default now); the counts, as
+    `traingate purge` prints them."""
+    as_of = None if body is None or body.as_of is None else parse_instant(body.as_of)
+    return tg.purge(as_of=as_of).to_dict()

@@ -1,0 +1,246 @@
+"""Who may call what: tokens, sessions, the role-by-endpoint matrix, and account isolation."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api_support import Api, history, running_api
+from tests.factories import Events
+from tests.test_cli import run
+from traingate.app import Traingate
+from traingate.auth import Credentials
+from traingate.settings import Settings
+from traingate.timeutil import now_micros
+
+T = Events.t
+
+
+@pytest.fixture
+def api(settings: Settings, tmp_path: Path, ev: Events) -> Iterator[Api]:
+    with running_api(settings, tmp_path / "datasets") as running:
+        running.ingest(history(ev))
+        yield running
+
+
+def _endpoints(ev: Events) -> list[tuple[str, str, dict[str, Any], set[str]]]:
+    """(method, path, request keywords, callers allowed) for every operation. Callers:
+    the three roles, and ``user`` (a session of account ``a``, the owner of ``c``)."""
+    feedback = ev.feedback("f-matrix", "a", "c", "m2", T(5))
+    return [
+        ("POST", "/v1/events", {"json": []}, {"ingest"}),
+        ("POST", "/v1/feedback", {"json": feedback}, {"ingest", "user"}),
+        ("POST", "/v1/sessions", {"json": {"account_id": "a"}}, {"ingest"}),
+        ("GET", "/v1/feedback/abc", {}, {"ingest", "analyst", "privacy_officer", "user"}),
+        ("DELETE", "/v1/feedback/abc", {}, {"ingest", "analyst", "privacy_officer", "user"}),
+        ("GET", "/v1/me", {}, {"ingest", "analyst", "privacy_officer", "user"}),
+        ("DELETE", "/v1/sessions/current", {}, {"user"}),
+        ("GET", "/v1/datasets", {}, {"analyst"}),
+        ("GET", "/v1/datasets/job-none", {}, {"analyst"}),
+        ("POST", "/v1/datasets", {"json": {"purpose": "nope"}}, {"analyst"}),
+        (
+            "GET",
+            "/v1/conversations/c/explain",
+            {"params": {"purpose": "model_training"}},
+            {"privacy_officer", "user"},
+        ),
+        ("GET", "/v1/conversations/c", {}, {"user"}),
+        ("GET", "/v1/accounts/a/privacy", {}, {"privacy_officer", "user"}),
+        ("PUT", "/v1/accounts/a/consent", {"json": {"granted": True}}, {"user"}),
+        ("POST", "/v1/purge", {"json": {"as_of": T(0)}}, {"privacy_officer"}),
+        ("DELETE", "/v1/conversations/c", {}, {"user"}),  # last: it deletes c
+    ]
+
+
+CALLERS = ["nobody", "ingest", "analyst", "privacy_officer", "user"]
+
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_role_by_endpoint_matrix(api: Api, ev: Events, who: str) -> None:
+    for method, path, kwargs, allowed in _endpoints(ev):
+        if who == "nobody":
+            headers = {}
+        elif who == "user":
+            headers = api.as_user("a")  # a fresh session each time: one operation ends it
+        else:
+            headers = api.as_role(who)
+        done = api.client.request(method, path, headers=headers, **kwargs)
+        body = done.json()
+        if who == "nobody":
+            expected = 401
+            assert done.headers["www-authenticate"].startswith("Bearer")
+        elif who not in allowed:
+            expected = 403
+        else:
+            assert done.status_code not in (401, 403), (method, path, who, body)
+            assert done.status_code < 500
+            continue
+        assert done.status_code == expected, (method, path, who, body)
+        assert body["error"]["code"] == ("unauthorized" if expected == 401 else "forbidden")
+
+
+def test_a_user_sees_only_their_own_account(api: Api, ev: Events) -> None:
+    user = api.as_user("a")
+    client = api.client
+    for method, path, kwargs in [
+        ("GET", "/v1/conversations/d/explain", {"params": {"purpose": "model_training"}}),
+        ("GET", "/v1/conversations/d", {}),
+        ("DELETE", "/v1/conversations/d", {}),
+        ("GET", "/v1/conversations/unknown", {}),
+    ]:
+        done = client.request(method, path, headers=user, **kwargs)
+        assert done.status_code == 404, (method, path, done.text)
+        assert done.json()["error"]["message"].endswith("is not in the store")
+    for method, path, kwargs in [
+        ("GET", "/v1/accounts/b/privacy", {}),
+        ("PUT", "/v1/accounts/b/consent", {"json": {"granted": True}}),
+        ("POST", "/v1/feedback", {"json": ev.feedback("fx", "b", "d", "n2", T(5))}),
+    ]:
+        done = client.request(method, path, headers=user, **kwargs)
+        assert done.status_code == 403, (method, path, done.text)
+    # nothing of b changed
+    officer = api.as_role("privacy_officer")
+    b = client.get("/v1/accounts/b/privacy", headers=officer).json()
+    assert b["consent"]["history"] == [] and b["conversations"][0]["deleted_at"] is None
+
+
+def test_credentials_are_stored_hashed_and_checked(api: Api, settings: Settings) -> None:
+    token = api.token("analyst")
+    session = api.session("a")
+    with Traingate.open(settings) as tg:
+        rows = tg.store.db.execute("SELECT token_id, secret_hash FROM api_tokens")
+        rows += tg.store.db.execute("SELECT session_id, secret_hash FROM sessions")
+    for credential in (token, session):
+        secret = credential.split(".", 1)[1]
+        assert all(secret not in str(value) for row in rows for value in row)
+    client = api.client
+    assert client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    for bad in (token[:-1] + ("A" if token[-1] != "A" else "B"), token + "x", "tgk_x.y", "", "a b"):
+        done = client.get("/v1/me", headers={"Authorization": f"Bearer {bad}"})
+        assert done.status_code == 401, bad
+        assert done.json()["error"]["code"] == "unauthorized"
+    basic = client.get("/v1/me", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert basic.status_code == 401
+
+
+def test_sessions_expire_and_end(api: Api, settings: Settings) -> None:
+    with Traingate.open(settings) as tg:
+        credentials = Credentials(tg.store.db)
+        old = credentials.create_session(
+            account_id="a", ttl=1_000_000, now=now_micros() - 5_000_000
+        )
+    expired = api.client.get("/v1/me", headers={"Authorization": f"Bearer {old.token}"})
+    assert expired.status_code == 401
+    assert "expired" in expired.json()["error"]["message"]
+
+    issued = api.client.post(
+        "/v1/sessions", json={"account_id": "a", "ttl_seconds": 600}, headers=api.as_role("ingest")
+    ).json()
+    assert issued["login_path"] == f"/login/{issued['session']}"
+    user = {"Authorization": f"Bearer {issued['session']}"}
+    me = api.client.get("/v1/me", headers=user).json()
+    assert (me["kind"], me["account_id"], me["expires_at"]) == (
+        "session",
+        "a",
+        issued["expires_at"],
+    )
+    assert api.client.delete("/v1/sessions/current", headers=user).json() == {"revoked": True}
+    assert api.client.get("/v1/me", headers=user).status_code == 401
+
+
+def test_session_cookie_authenticates(api: Api) -> None:
+    session = api.session("a")
+    api.client.cookies.set("traingate_session", session)
+    try:
+        me = api.client.get("/v1/me")
+        assert me.status_code == 200 and me.json()["account_id"] == "a"
+        assert api.client.get("/v1/accounts/a/privacy").status_code == 200
+    finally:
+        api.client.cookies.clear()
+
+
+def test_sessions_only_for_known_live_accounts(api: Api, ev: Events) -> None:
+    ingest = api.as_role("ingest")
+    unknown = api.client.post("/v1/sessions", json={"account_id": "ghost"}, headers=ingest)
+    assert unknown.status_code == 404
+    api.ingest([ev.account_deleted("b", T(6))])
+    deleted = api.client.post("/v1/sessions", json={"account_id": "b"}, headers=ingest)
+    assert deleted.status_code == 403
+    too_long = api.client.post(
+        "/v1/sessions", json={"account_id": "a", "ttl_seconds": 10**9}, headers=ingest
+    )
+    assert too_long.status_code == 422
+
+
+def test_cli_token_and_session_create(tmp_path: Path, ev: Events) -> None:
+    done = run(["token", "create", "--role", "privacy_officer", "--name", "dpo"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    issued = json.loads(done.stdout)
+    assert issued["role"] == "privacy_officer" and issued["token"].startswith("tgk_")
+    refused = run(["token", "create", "--role", "root"], cwd=tmp_path)
+    assert refused.returncode == 2
+    events = "\n".join(json.dumps(e) for e in history(ev))
+    assert run(["ingest", "-"], cwd=tmp_path, stdin=events).returncode == 0
+    login = run(["session", "create", "--account", "a", "--ttl", "600"], cwd=tmp_path)
+    assert login.returncode == 0, login.stderr
+    assert json.loads(login.stdout)["login_path"].startswith("/login/tgs_")
+    ghost = run(["session", "create", "--account", "ghost"], cwd=tmp_path)
+    assert ghost.returncode == 2 and "not in the store" in ghost.stderr
+
+    settings = Settings.resolve(
+        db_url=f"sqlite:///{tmp_path / 'traingate-data' / 'traingate.sqlite'}",
+        key_file=tmp_path / "traingate-data" / "keys.json",
+    )
+    with running_api(settings, tmp_path / "ds") as api:
+        me = api.client.get("/v1/me", headers={"Authorization": f"Bearer {issued['token']}"})
+        assert me.json()["role"] == "privacy_officer" and me.json()["name"] == "dpo"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_serve_runs_the_api(tmp_path: Path) -> None:
+    token = json.loads(run(["token", "create", "--role", "analyst"], cwd=tmp_path).stdout)["token"]
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "traingate", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                spec = httpx.get(f"{base}/openapi.json", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        assert spec.json()["info"]["title"] == "traingate"
+        me = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert me.json()["role"] == "analyst"
+        assert httpx.get(f"{base}/v1/me", timeout=5).status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if server.stderr is not None:
+            server.stderr.close()
