@@ -356,3 +356,31 @@ def test_openapi_and_docs_are_served(api: Api) -> None:
     spec = api.client.get("/openapi.json").json()
     assert "/v1/events" in spec["paths"] and "FeedbackSubmitted" in spec["components"]["schemas"]
     assert api.client.get("/docs").status_code == 200
+
+
+def test_concurrent_requests_are_safe(api: Api, ev: Events) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    api.ingest(history(ev))
+    ingest, officer = api.as_role("ingest"), api.as_role("privacy_officer")
+    batches = [
+        [
+            ev.account(f"p{i}", T(0)),
+            ev.conversation(f"pc{i}", f"p{i}", T(1), incognito=i % 2 == 0),
+            ev.message(f"pm{i}", f"pc{i}", f"p{i}", T(2)),
+        ]
+        for i in range(16)
+    ]
+
+    def work(i: int) -> tuple[int, int]:
+        posted = api.client.post("/v1/events", json=batches[i], headers=ingest)
+        read = api.client.get("/v1/accounts/a/privacy", headers=officer)
+        return posted.status_code, read.status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(work, range(16))) == {(200, 200)}
+    for i in range(16):
+        body = api.client.get(f"/v1/accounts/p{i}/privacy", headers=officer).json()
+        [conversation] = body["conversations"]
+        assert (conversation["conversation_id"], conversation["messages"]) == (f"pc{i}", 1)
+        assert conversation["incognito"] is (i % 2 == 0)

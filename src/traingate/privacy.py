@@ -92,6 +92,7 @@ class ConversationSummary:
     first_message_at: int | None
     deleted_at: int | None
     flagged: bool
+    incognito: bool
     builds: dict[str, tuple[str, ...]]  # purpose -> build ids holding it
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +103,7 @@ class ConversationSummary:
             "first_message_at": _time(self.first_message_at),
             "deleted_at": _time(self.deleted_at),
             "usage_policy_flag": self.flagged,
+            "incognito": self.incognito,
             "builds": {purpose: list(ids) for purpose, ids in sorted(self.builds.items())},
         }
 
@@ -212,7 +214,8 @@ def _conversations(store: Store, account_id: str, as_of: int) -> list[tuple[str,
             "  WHERE d.conversation_id = c.conversation_id AND d.at <= ?),"
             " (SELECT COUNT(*) FROM flags f WHERE f.conversation_id = c.conversation_id"
             "  AND f.at <= ? AND NOT EXISTS (SELECT 1 FROM flag_clears x"
-            "  WHERE x.flag_id = f.flag_id AND x.at <= ?))"
+            "  WHERE x.flag_id = f.flag_id AND x.at <= ?)),"
+            " c.incognito"
             " FROM conversations c WHERE c.account_id = ? ORDER BY c.first_seq",
             (as_of, as_of, as_of, as_of, as_of, account_id),
         )
@@ -275,7 +278,7 @@ def account_privacy(
     titles = {cid: store.settings_as_of(cid, as_of).get("title") for cid in ids}
     conversations = []
     per_build: dict[tuple[str, str], tuple[int, int, int]] = {}
-    for cid, count, first, deleted, flags in rows:
+    for cid, count, first, deleted, flags, incognito in rows:
         builds: dict[str, list[str]] = {}
         for build_id, purpose, built_at, build_as_of in lineage.get(str(cid), []):
             builds.setdefault(purpose, []).append(build_id)
@@ -290,6 +293,7 @@ def account_privacy(
                 first_message_at=None if first is None else int(first),
                 deleted_at=None if deleted is None else int(deleted),
                 flagged=int(flags) > 0,
+                incognito=bool(incognito),
                 builds={p: tuple(b) for p, b in builds.items()},
             )
         )
