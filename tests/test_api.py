@@ -384,3 +384,20 @@ def test_concurrent_requests_are_safe(api: Api, ev: Events) -> None:
         [conversation] = body["conversations"]
         assert (conversation["conversation_id"], conversation["messages"]) == (f"pc{i}", 1)
         assert conversation["incognito"] is (i % 2 == 0)
+
+
+def test_store_failures_are_503_without_details(
+    api: Api, ev: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from traingate.errors import StoreError
+
+    def broken(self: Traingate, **kwargs: Any) -> Any:
+        raise StoreError("SQLite /secret/path.sqlite: disk I/O error")
+
+    monkeypatch.setattr(Traingate, "privacy", broken)
+    done = api.client.get("/v1/accounts/a/privacy", headers=api.as_role("privacy_officer"))
+    assert done.status_code == 503
+    assert done.json()["error"] == {
+        "code": "store_unavailable",
+        "message": "the store is unavailable; retry",
+    }

@@ -7,6 +7,7 @@ rewritten into the same shape.
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -19,7 +20,6 @@ from traingate.errors import (
     AccessDeniedError,
     AuthenticationError,
     BuildError,
-    ConfigError,
     EventError,
     NotFoundError,
     PolicyError,
@@ -30,6 +30,8 @@ from traingate.errors import (
 )
 
 __all__ = ["ApiError", "error_body", "install_handlers"]
+
+_log = logging.getLogger("traingate.api")
 
 _CODES = {
     400: "bad_request",
@@ -56,8 +58,6 @@ _MAPPING: tuple[tuple[type[TraingateError], int, str], ...] = (
     (EventError, 422, "invalid_event"),
     (PolicyError, 422, "invalid_policy_value"),
     (BuildError, 422, "build_refused"),
-    (ConfigError, 422, "invalid_value"),
-    (StoreError, 503, "store_unavailable"),
 )
 
 
@@ -105,10 +105,16 @@ def install_handlers(app: FastAPI) -> None:
         return _json(exc.status, error_body(exc.code, exc.message, **exc.extra), headers)
 
     async def on_traingate_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, StoreError):  # the details (paths, SQL) are for the log only
+            _log.warning("store error on %s %s: %s", request.method, request.url.path, exc)
+            return _json(503, error_body("store_unavailable", "the store is unavailable; retry"))
         for cls, status, code in _MAPPING:
             if isinstance(exc, cls):
                 return _json(status, error_body(code, str(exc)), _auth_headers(status))
-        return _json(500, error_body("internal_error", str(exc)))
+        _log.error(
+            "unmapped %s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc
+        )
+        return _json(500, error_body("internal_error", "internal error; see the server log"))
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
