@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from traingate.build.verify import Verification
     from traingate.privacy import ConversationView, PrivacyReport
     from traingate.retention import PurgeCounts
+    from traingate.retention_status import RetentionStatus
     from traingate.vault.rotation import RotationResult
 
 __all__ = ["Explanation", "MessageExplanation", "Traingate"]
@@ -359,3 +360,53 @@ class Traingate:
         from traingate.jobs import recorded_build
 
         return recorded_build(self.store.db, build_id)
+
+    # -- the web pages (docs/web.md) ---------------------------------------------------------
+
+    def submit_feedback(
+        self,
+        *,
+        account_id: str,
+        conversation_id: str,
+        message_id: str,
+        rating: str,
+        comment: str | None = None,
+        categories: Iterable[str] = (),
+    ) -> tuple[str, ReportInfo]:
+        """Write the account's feedback.submitted event (at now) through ingest; returns the
+        receipt of the vaulted report and its times. Raises EventError when it is rejected."""
+        summary = self._ingest_one(
+            {
+                "type": "feedback.submitted",
+                "event_id": f"tg-feedback-{secrets.token_hex(16)}",
+                "at": format_instant(now_micros()),
+                "feedback_id": f"tg-fb-{secrets.token_hex(16)}",
+                "account_id": account_id,
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+                "rating": rating,
+                "comment": comment,
+                "categories": list(categories),
+            }
+        )
+        receipt = summary.receipts[0][2]
+        info, _ = self.feedback_show(receipt)
+        return receipt, info
+
+    def retention_status(self, *, as_of: int | None = None) -> RetentionStatus:
+        """What expires when, what the next purge hard-deletes, and the last purge."""
+        from traingate.retention_status import retention_status
+
+        when = now_micros() if as_of is None else as_of
+        return retention_status(self.store.db, as_of=when)
+
+    def purge_audited(self, *, actor: str, as_of: int | None = None) -> PurgeCounts:
+        """``purge``, then an audit-log entry (action ``purge``, the counts as details): what
+        the retention page reports as the last purge."""
+        from traingate.audit import AuditLog
+
+        counts = self.purge(as_of=as_of)
+        AuditLog(self.store.db, keys=self.keys).append(
+            actor=actor, action="purge", details=counts.to_dict()
+        )
+        return counts

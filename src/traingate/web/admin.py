@@ -1,0 +1,271 @@
+"""The admin console: builds (start, watch, list, verify), explain, the policy, retention.
+
+A token of role ``analyst`` runs and reads builds; ``privacy_officer`` explains, reads
+retention and purges; both read the policy. The same rule ids as the CLI and the manifests
+name every decision shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from traingate.api.auth import TG
+from traingate.errors import AccessDeniedError, ConfigError, NotFoundError, TraingateError
+from traingate.jobs import BuildJobs
+from traingate.timeutil import parse_instant
+from traingate.web.errors import PageRoute
+from traingate.web.render import SECURITY_HEADERS, page
+from traingate.web.session import (
+    ADMIN_COOKIE,
+    ADMIN_ROLES,
+    Admin,
+    Form,
+    Viewer,
+    check_form,
+    read_form,
+    set_admin_cookie,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/admin", route_class=PageRoute, include_in_schema=False)
+
+Posted = Annotated[Form, Depends(read_form)]
+BuildId = Annotated[str, Path(max_length=128)]
+FORMATS = ("parquet", "jsonl")
+SECTIONS: tuple[tuple[str, str, str | None], ...] = (
+    ("builds", "Builds", "analyst"),
+    ("explain", "Explain", "privacy_officer"),
+    ("policy", "Policy", None),
+    ("retention", "Retention", "privacy_officer"),
+)
+
+
+def _jobs(request: Request) -> BuildJobs:
+    jobs: BuildJobs = request.app.state.build_jobs
+    return jobs
+
+
+Jobs = Annotated[BuildJobs, Depends(_jobs)]
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+
+
+def _require(viewer: Viewer, role: str) -> None:
+    if not viewer.may(role):
+        raise AccessDeniedError(f"this part of the console needs a token of role {role!r}")
+
+
+def _sections(viewer: Viewer) -> list[tuple[str, str]]:
+    return [(key, title) for key, title, role in SECTIONS if role is None or viewer.may(role)]
+
+
+def _console(request: Request, template: str, viewer: Viewer, **context: Any) -> Response:
+    status = context.pop("status_code", 200)
+    return page(
+        request,
+        template,
+        {"admin": viewer, "sections": _sections(viewer), **context},
+        status_code=status,
+    )
+
+
+def _instant(text: str, field: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
+
+
+# -- signing in ----------------------------------------------------------------------------
+
+
+def _next(target: str) -> str:
+    return target if target.startswith("/admin") and "//" not in target else "/admin"
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/admin") -> Response:
+    return page(request, "admin_login.html", {"next": _next(next), "error": None})
+
+
+@router.post("/login")
+def login(request: Request, tg: TG, form: Posted) -> Response:
+    """Check the token, keep it in the console's cookie."""
+    token, target = form.get("token").strip(), _next(form.get("next", "/admin"))
+    try:
+        principal = tg.authenticate(token)
+        if principal.is_user or principal.role not in ADMIN_ROLES:
+            raise AccessDeniedError(f"the console needs a token of role {' or '.join(ADMIN_ROLES)}")
+    except TraingateError as exc:
+        context = {"next": target, "error": str(exc)}
+        return page(request, "admin_login.html", context, status_code=401)
+    response = _see_other(target)
+    set_admin_cookie(request, response, token=token)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, admin: Admin, form: Posted) -> Response:
+    check_form(request, form, admin)
+    response = _see_other("/admin/login")
+    response.delete_cookie(ADMIN_COOKIE, path="/admin")
+    return response
+
+
+@router.get("")
+def console(admin: Admin) -> Response:
+    return _see_other(f"/admin/{_sections(admin)[0][0]}")
+
+
+# -- builds ----------------------------------------------------------------------------------
+
+
+@router.get("/builds")
+def builds(request: Request, tg: TG, admin: Admin, jobs: Jobs) -> Response:
+    """Start a build; this server's jobs; every completed build the store records."""
+    _require(admin, "analyst")
+    return _console(
+        request,
+        "admin_builds.html",
+        admin,
+        jobs=jobs.list(),
+        builds=tg.recorded_builds(),
+        purposes=tg.policy.purposes,
+        formats=FORMATS,
+        error=None,
+        form={},
+    )
+
+
+@router.post("/builds")
+def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted) -> Response:
+    _require(admin, "analyst")
+    check_form(request, form, admin)
+    try:
+        job = jobs.submit(
+            tg=tg,
+            purpose=form.get("purpose"),
+            as_of=_instant(form.get("as_of"), "as-of"),
+            format=form.get("format", "parquet"),
+            engine="duckdb",
+        )
+    except TraingateError as exc:
+        return _console(
+            request,
+            "admin_builds.html",
+            admin,
+            jobs=jobs.list(),
+            builds=tg.recorded_builds(),
+            purposes=tg.policy.purposes,
+            formats=FORMATS,
+            error=str(exc),
+            form=dict(form.fields),
+            status_code=422,
+        )
+    return _see_other(f"/admin/builds/{job.job_id}")
+
+
+def _build(tg: TG, jobs: BuildJobs, build_id: str) -> dict[str, Any]:
+    found = jobs.get(build_id)
+    return found if found is not None else tg.recorded_build(build_id=build_id)
+
+
+@router.get("/builds/{build_id}")
+def build(request: Request, tg: TG, admin: Admin, jobs: Jobs, build_id: BuildId) -> Response:
+    """A build's status and progress (the page polls ``…/status``), then its manifest."""
+    _require(admin, "analyst")
+    return _console(request, "admin_build.html", admin, build=_build(tg, jobs, build_id))
+
+
+@router.get("/builds/{build_id}/status")
+def build_status(tg: TG, admin: Admin, jobs: Jobs, build_id: BuildId) -> JSONResponse:
+    _require(admin, "analyst")
+    state = _build(tg, jobs, build_id)
+    body = {k: state.get(k) for k in ("status", "progress", "error", "build_id")}
+    return JSONResponse(body, headers=SECURITY_HEADERS)
+
+
+@router.get("/builds/{build_id}/verify")
+def build_verify(tg: TG, admin: Admin, jobs: Jobs, build_id: BuildId) -> JSONResponse:
+    """Recompute the build's files, counts and signature against its manifest."""
+    _require(admin, "analyst")
+    state = _build(tg, jobs, build_id)
+    if state.get("status") != "succeeded":
+        raise NotFoundError(f"build {build_id!r} has not finished")
+    result = tg.verify_dataset(path=FilePath(str(state["path"])))
+    return JSONResponse(result.to_dict(), headers=SECURITY_HEADERS)
+
+
+# -- explain, policy, retention ----------------------------------------------------------------
+
+
+@router.get("/explain")
+def explain(
+    request: Request,
+    tg: TG,
+    admin: Admin,
+    conversation_id: str = "",
+    purpose: str = "model_training",
+    as_of: str = "",
+) -> Response:
+    """The rules that decided, per message, for any conversation."""
+    _require(admin, "privacy_officer")
+    result, error = None, None
+    if conversation_id:
+        try:
+            result = tg.explain(
+                conversation_id=conversation_id.strip(),
+                purpose=purpose,
+                as_of=_instant(as_of, "as-of"),
+            ).to_dict()
+        except TraingateError as exc:
+            error = str(exc)
+    return _console(
+        request,
+        "admin_explain.html",
+        admin,
+        purposes=tg.policy.purposes,
+        query={"conversation_id": conversation_id, "purpose": purpose, "as_of": as_of},
+        result=result,
+        error=error,
+        status_code=422 if error else 200,
+    )
+
+
+@router.get("/policy")
+def policy(request: Request, tg: TG, admin: Admin) -> Response:
+    """Purposes x bases, and every rule with its text."""
+    return _console(request, "admin_policy.html", admin, policy=tg.policy)
+
+
+@router.get("/retention")
+def retention(request: Request, tg: TG, admin: Admin, purged: str = "") -> Response:
+    """What expires when, what waits for its hard deletion, the last purge."""
+    _require(admin, "privacy_officer")
+    return _console(
+        request,
+        "admin_retention.html",
+        admin,
+        status=tg.retention_status(),
+        policy=tg.policy,
+        purged=purged == "1",
+    )
+
+
+@router.post("/purge")
+def purge(request: Request, tg: TG, admin: Admin, form: Posted) -> Response:
+    _require(admin, "privacy_officer")
+    check_form(request, form, admin)
+    principal = admin.principal
+    tg.purge_audited(actor=f"{principal.role}:{principal.credential_id}")
+    return _see_other("/admin/retention?purged=1")

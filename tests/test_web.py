@@ -1,0 +1,492 @@
+"""The pages in a real browser: Playwright drives Debian's chromium against the app served by
+uvicorn on 127.0.0.1 (a fresh database per test).
+
+Flows: toggle consent and see the answer change; thumbs-down with a comment and see the
+receipt; delete that report with the receipt; delete a conversation and see it missing from
+the next build; an admin starts a build and sees its manifest. A screenshot of every page is
+saved under test-artifacts/web/. Without /usr/bin/chromium the tests skip, except with
+CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.factories import Events
+from traingate.app import Traingate
+from traingate.settings import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{CHROMIUM} is missing (CI=true: .ci/run installs it)", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium", allow_module_level=True)
+
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright  # noqa: E402
+
+ALICE = "acct-alice"
+LISBON, LANDLORD, DINNER = "conv-lisbon", "conv-landlord", "conv-dinner"
+
+
+def world() -> list[dict[str, Any]]:
+    """Alice, on the free plan, opted in since 2024-01-01, with three conversations."""
+    ev = Events()
+    t = ev.t
+    drive = {
+        "attachment_id": "att-1",
+        "source": "google_drive",
+        "name": "lisbon-itinerary.docx",
+        "content": "Flight TP1351 lands 09:40; hotel in Chiado.",
+    }
+    return [
+        ev.account(ALICE, t(0), plan="free", email="alice@example.com"),
+        ev.consent(ALICE, t(0), granted=True, source="privacy_settings"),
+        ev.conversation(
+            LISBON,
+            ALICE,
+            t(10),
+            title="Two days in Lisbon",
+            custom_style={"tone": "concise"},
+            preferences={"units": "metric"},
+        ),
+        ev.message(
+            "m-l1",
+            LISBON,
+            ALICE,
+            t(10, 1),
+            "user",
+            "I have two days in Lisbon. What should I not miss?",
+            [drive],
+        ),
+        ev.message(
+            "m-l2",
+            LISBON,
+            ALICE,
+            t(10, 2),
+            "assistant",
+            "Day one: walk Alfama up to São Jorge Castle, then ride tram 28 to Estrela.\n"
+            "Day two: Belém for the tower and pastéis de nata, LX Factory at sunset.",
+        ),
+        ev.message("m-l3", LISBON, ALICE, t(10, 3), "user", "Is tram 28 worth the queue?"),
+        ev.message(
+            "m-l4",
+            LISBON,
+            ALICE,
+            t(10, 4),
+            "assistant",
+            "Board at Martim Moniz before 9:00 and the queue is short; later in the day "
+            "walking the same route is often faster.",
+        ),
+        ev.conversation(LANDLORD, ALICE, t(20), title="Reply to my landlord"),
+        ev.message(
+            "m-r1",
+            LANDLORD,
+            ALICE,
+            t(20, 1),
+            "user",
+            "Draft a polite reply to landlord@example.com about the broken heater.",
+        ),
+        ev.message(
+            "m-r2",
+            LANDLORD,
+            ALICE,
+            t(20, 2),
+            "assistant",
+            "Dear Ms Costa, thank you for your note. The heater in the living room has "
+            "stopped working again; could a technician come by this week?",
+        ),
+        ev.conversation(DINNER, ALICE, t(30), title="Weeknight dinner ideas"),
+        ev.message("m-d1", DINNER, ALICE, t(30, 1), "user", "Three dinners in 20 minutes?"),
+        ev.message(
+            "m-d2",
+            DINNER,
+            ALICE,
+            t(30, 2),
+            "assistant",
+            "Shakshuka, a chickpea and spinach curry, and lemon-garlic prawn pasta.",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Site:
+    url: str
+    settings: Settings
+    login_link: str
+    analyst: str
+    officer: str
+    datasets: Path
+
+    def open(self) -> Traingate:
+        return Traingate.open(self.settings)
+
+
+def _serve(settings: Settings, datasets: Path) -> Iterator[str]:
+    import uvicorn
+
+    from traingate.api import create_app
+
+    app = create_app(settings=settings, datasets_dir=datasets)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", ws="none", http="h11", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def _site(db_url: str, tmp_path: Path) -> Iterator[Site]:
+    settings = Settings(db_url=db_url, key_file=tmp_path / "keys" / "keys.json")
+    with Traingate.open(settings) as tg:
+        summary = tg.ingest([json.dumps(e) for e in world()])
+        assert summary.rejected == 0, summary.errors
+        login = tg.create_session(account_id=ALICE).login_path
+        analyst = tg.create_token(role="analyst", name="ana").token
+        officer = tg.create_token(role="privacy_officer", name="olga").token
+    datasets = tmp_path / "datasets"
+    for url in _serve(settings, datasets):
+        yield Site(url, settings, url + login, analyst, officer, datasets)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    yield from _site(f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}", tmp_path)
+
+
+@pytest.fixture
+def pg_site(pg_schema_url: str, tmp_path: Path) -> Iterator[Site]:
+    yield from _site(pg_schema_url, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    """What the page's scripts and the browser console reported as errors (a test that
+    provokes an error status on purpose clears it)."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, console_errors: list[str]) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: console_errors.append(msg.text) if msg.type == "error" else None,
+    )
+    yield page
+    context.close()
+    assert not console_errors, f"the page reported errors: {console_errors}"
+
+
+def shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+
+def accept_dialogs(page: Page) -> None:
+    def accept(dialog: Dialog) -> None:
+        dialog.accept()
+
+    page.on("dialog", accept)
+
+
+# -- the end user ------------------------------------------------------------------------------
+
+
+def sign_in(page: Page, site: Site) -> None:
+    page.goto(site.login_link)
+    expect(page).to_have_url(f"{site.url}/privacy")
+
+
+def answer(page: Page) -> str:
+    return page.locator("#answer-title").inner_text()
+
+
+def test_toggle_consent_changes_the_answer(page: Page, site: Site) -> None:
+    sign_in(page, site)
+    assert answer(page).startswith("Yes. Your conversations since 1 January 2024")
+    expect(page.locator("#answer")).to_contain_text("via your privacy settings")
+    expect(page.locator("#answer")).to_contain_text("opt_in")
+    shot(page, "privacy-center-on")
+
+    switch = page.get_by_role("switch", name="Use my conversations to train models")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    switch.focus()  # keyboard: the switch is a real button
+    page.keyboard.press("Enter")
+    expect(page.locator(".notice.ok")).to_contain_text("Model training is now off")
+    assert answer(page) == (
+        "No. Your conversations are not used to train our models, except feedback you send."
+    )
+    expect(page.locator("#answer")).to_contain_text("consent_revoked")
+    expect(switch).to_have_attribute("aria-checked", "false")
+    shot(page, "privacy-center-off")
+
+    switch.click()
+    expect(switch).to_have_attribute("aria-checked", "true")
+    assert answer(page).startswith("Yes. Your conversations since ")
+    assert "1 January 2024" not in answer(page)  # a new grant covers new messages only
+
+
+def open_dialog(page: Page, site: Site, rating: str, message: str) -> None:
+    page.goto(f"{site.url}/conversations/{LISBON}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Two days in Lisbon")
+    page.locator(f"button[data-rate={rating}][data-message={message}]").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+
+
+def test_thumbs_down_with_a_comment_shows_the_receipt_then_delete_it(
+    page: Page, site: Site
+) -> None:
+    sign_in(page, site)
+    page.goto(f"{site.url}/conversations/{LISBON}")
+    shot(page, "conversation")
+    open_dialog(page, site, "down", "m-l4")
+    dialog = page.get_by_role("dialog")
+    stored = dialog.locator("#fb-stored")
+    for words in (
+        "The entire conversation",
+        "style and preferences",
+        "For up to 10 years",
+        "De-linked from your account",
+        "Without raw integration content",
+    ):
+        expect(stored).to_contain_text(words)
+    expect(dialog.get_by_label("Bad response")).to_be_checked()
+    dialog.get_by_label("Not factually correct").check()
+    dialog.get_by_label("Comment").fill("The queue at Martim Moniz is long at 8:30 too.")
+    dialog.locator(".dialog-body").evaluate("body => { body.scrollTop = 0; }")
+    shot(page, "feedback-dialog", full_page=False)
+    dialog.get_by_role("button", name="Send feedback").click()
+
+    expect(dialog.locator("#feedback-done")).to_be_visible()
+    receipt = dialog.locator("#fb-receipt").inner_text()
+    assert "." in receipt
+    expect(dialog).to_contain_text("Stored until")
+    expect(page.locator("#fb-done-title")).to_be_focused()
+    shot(page, "feedback-receipt", full_page=False)
+    held = page.evaluate("JSON.parse(localStorage.getItem('traingate.receipts'))")
+    assert [entry["receipt"] for entry in held] == [receipt]
+    with site.open() as tg:
+        _, snapshot = tg.feedback_show(receipt)
+    assert snapshot.rating == "down"
+    assert snapshot.comment == "The queue at Martim Moniz is long at 8:30 too."
+    assert snapshot.categories == ("not_factual",)
+    assert len(snapshot.messages) == 4 and snapshot.rated_message_index == 3
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+
+    page.goto(f"{site.url}/privacy#reports")
+    report = page.locator(f"#report-list li[data-receipt='{receipt}']")
+    expect(report).to_contain_text("The queue at Martim Moniz is long at 8:30 too.")
+    expect(report).to_contain_text("kept until")
+    expect(report).to_contain_text("4 messages stored")
+    shot(page, "privacy-center-reports")
+    accept_dialogs(page)
+    report.get_by_role("button", name="Delete the report").click()
+    expect(page.locator("#reports-status")).to_contain_text("was deleted")
+    expect(page.locator("#report-list")).to_contain_text("This browser holds no receipts")
+    assert page.evaluate("JSON.parse(localStorage.getItem('traingate.receipts'))") == []
+    with site.open() as tg, pytest.raises(Exception, match="receipt"):
+        tg.feedback_show(receipt)
+
+
+# -- the admin console -------------------------------------------------------------------------
+
+
+def admin_sign_in(page: Page, site: Site, token: str) -> None:
+    page.goto(f"{site.url}/admin")
+    expect(page).to_have_url(f"{site.url}/admin/login?next=/admin")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def build(page: Page, site: Site, *, purpose: str = "model_training") -> dict[str, Any]:
+    """Start a build from the console, wait for its manifest on the page, return it."""
+    page.goto(f"{site.url}/admin/builds")
+    page.get_by_label("Purpose").select_option(purpose)
+    page.get_by_label("Format").select_option("jsonl")
+    page.get_by_role("button", name="Start build").click()
+    expect(page.locator("#status-badge")).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator("#manifest")).to_be_visible()
+    expect(page.locator("#verification")).to_contain_text("verified")
+    manifest: dict[str, Any] = json.loads(page.locator("#manifest pre.json").text_content() or "")
+    return manifest
+
+
+def records(site: Site, manifest: dict[str, Any], build_page: Page) -> list[dict[str, Any]]:
+    directory = Path(build_page.locator("#build-path").inner_text())
+    assert directory.parent == site.datasets.absolute()
+    rows: list[dict[str, Any]] = []
+    for entry in manifest["files"]:
+        lines = (directory / entry["path"]).read_text(encoding="utf-8").splitlines()
+        rows.extend(json.loads(line) for line in lines)
+    return rows
+
+
+def test_an_admin_starts_a_build_and_sees_its_manifest(
+    page: Page, site: Site, console_errors: list[str]
+) -> None:
+    admin_sign_in(page, site, "tgk_not-a-real-token")
+    expect(page.locator("#login-error")).to_contain_text("not valid")
+    assert console_errors == [
+        "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+    ]
+    console_errors.clear()
+    shot(page, "admin-login")
+    page.get_by_label("API token").fill(site.analyst)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{site.url}/admin/builds")
+    shot(page, "admin-builds-empty")
+
+    manifest = build(page, site)
+    assert manifest["purpose"] == "model_training"
+    assert manifest["counts"]["by_basis"]["opt_in"] == {"records": 3, "messages": 8}
+    expect(page.locator("#manifest-records")).to_have_text("3")
+    shot(page, "admin-build")
+
+    page.goto(f"{site.url}/admin/builds")
+    row = page.locator("#builds-table tbody tr")
+    expect(row).to_have_count(1)
+    expect(row.locator(".verify")).to_contain_text("verified")
+    shot(page, "admin-builds")
+
+
+def test_a_deleted_conversation_is_missing_from_the_next_build(
+    browser: Browser, page: Page, site: Site
+) -> None:
+    admin_sign_in(page, site, site.analyst)
+    before = build(page, site)
+    assert before["counts"]["records"] == 3
+    assert "broken heater" in json.dumps(records(site, before, page), ensure_ascii=False)
+
+    user = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        their = user.new_page()
+        sign_in(their, site)
+        accept_dialogs(their)
+        item = their.locator(f"li[data-conversation={LANDLORD}]")
+        expect(item).to_contain_text("In 1 dataset: Model training")
+        item.get_by_role("button", name="Delete conversation Reply to my landlord").click()
+        expect(their.locator(".notice.ok")).to_contain_text("The conversation was deleted")
+        expect(item).to_contain_text("Deleted")
+        expect(item.get_by_role("button")).to_have_count(0)
+        shot(their, "privacy-center-deleted")
+    finally:
+        user.close()
+
+    after = build(page, site)
+    assert after["counts"]["records"] == 2
+    assert after["exclusions"]["messages"]["by_reason"]["conversation_deleted"] == 2
+    texts = json.dumps(records(site, after, page), ensure_ascii=False)
+    assert "broken heater" not in texts
+    assert "tram 28" in texts
+
+
+def test_the_privacy_officer_explains_reads_the_policy_and_retention(
+    page: Page, site: Site
+) -> None:
+    with site.open() as tg:
+        tg.submit_feedback(account_id=ALICE, conversation_id=DINNER, message_id="m-d2", rating="up")
+        tg.delete_conversation(conversation_id=DINNER, account_id=ALICE)
+    admin_sign_in(page, site, site.officer)
+    expect(page).to_have_url(f"{site.url}/admin/explain")
+    page.get_by_label("Conversation id").fill(LISBON)
+    page.get_by_label("As of").fill("2024-06-01T00:00:00Z")
+    page.get_by_role("button", name="Explain").click()
+    table = page.locator("#explain-table")
+    expect(table.locator("tbody tr")).to_have_count(4)
+    expect(table).to_contain_text("opt_in")
+    expect(table).to_contain_text("R2")
+    shot(page, "admin-explain")
+
+    page.get_by_role("link", name="Policy").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("consumer-2024")
+    for rule_id in ("usage_policy_flag", "opt_in", "organization_opt_in", "feedback"):
+        expect(page.locator("table.matrix thead")).to_contain_text(rule_id)
+    shot(page, "admin-policy")
+
+    page.get_by_role("link", name="Retention").click()
+    expect(page.locator("#pending-table")).to_contain_text(DINNER)
+    expect(page.locator("#expiry-table")).to_contain_text(str(datetime.now(UTC).year + 10))
+    expect(page.locator("#last-purge")).to_contain_text("No purge")
+    page.get_by_role("button", name="Purge now").click()
+    expect(page.locator(".notice.ok")).to_contain_text("The purge ran")
+    expect(page.locator("#last-purge")).to_contain_text("privacy_officer:")
+    expect(page.locator("#last-purge")).to_contain_text("Expired reports")
+    shot(page, "admin-retention")
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def test_main_flow_on_postgresql(browser: Browser, page: Page, pg_site: Site) -> None:
+    """Consent, feedback with its receipt, deleting it, deleting a conversation, and builds,
+    on the PostgreSQL backend."""
+    site = pg_site
+    sign_in(page, site)
+    accept_dialogs(page)
+    page.get_by_role("switch").click()
+    expect(page.locator("#answer-title")).to_contain_text("No.")
+    page.get_by_role("switch").click()
+    expect(page.locator("#answer-title")).to_contain_text("Yes.")
+
+    open_dialog(page, site, "up", "m-l2")
+    page.get_by_role("dialog").get_by_label("Helpful", exact=True).check()
+    page.get_by_role("dialog").get_by_role("button", name="Send feedback").click()
+    expect(page.locator("#feedback-done")).to_be_visible()
+    receipt = page.locator("#fb-receipt").inner_text()
+    page.goto(f"{site.url}/privacy")
+    page.locator(f"li[data-receipt='{receipt}']").get_by_role("button").click()
+    expect(page.locator("#reports-status")).to_contain_text("was deleted")
+
+    page.locator(f"li[data-conversation={DINNER}]").get_by_role("button").click()
+    expect(page.locator(".notice.ok")).to_contain_text("deleted")
+
+    admin = browser.new_context()
+    try:
+        console = admin.new_page()
+        admin_sign_in(console, site, site.analyst)
+        manifest = build(console, site)
+        # the re-grant covers new messages only: nothing of Alice's is eligible any more
+        assert manifest["counts"]["records"] == 0
+        assert manifest["exclusions"]["messages"]["by_reason"]["consent_revoked"] == 6
+    finally:
+        admin.close()
