@@ -13,6 +13,7 @@ from tests.api_support import Api, history, running_api
 from tests.factories import Events, jsonl
 from tests.test_cli import run
 from traingate.app import Traingate
+from traingate.audit import AuditLog
 from traingate.settings import Settings
 from traingate.timeutil import parse_instant
 
@@ -336,6 +337,10 @@ def test_purge(api: Api, ev: Events) -> None:
     assert now.status_code == 200 and now.json()["conversations_purged"] == 0
     bad = api.client.post("/v1/purge", json={"as_of": "yesterday"}, headers=officer)
     assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_time")
+    with Traingate.open(api.settings) as tg:
+        entries = list(AuditLog(tg.store.db, keys=tg.keys).entries())
+    assert [e.action for e in entries] == ["purge", "purge"]
+    assert entries[0].actor.startswith("privacy_officer:")
 
 
 def test_framework_errors_are_json(api: Api) -> None:

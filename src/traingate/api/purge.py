@@ -18,12 +18,13 @@ router = APIRouter(prefix="/v1", tags=["retention"])
 
 @router.post("/purge", summary="Purge expired data", responses=error_responses(401, 403, 422))
 def purge(
-    _: Annotated[Principal, Depends(Access("privacy_officer"))],
+    principal: Annotated[Principal, Depends(Access("privacy_officer"))],
     tg: TG,
     body: Annotated[PurgeRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     """Delete expired feedback reports (crypto-shredding) and the data of conversations and
     accounts deleted more than 30 days before `as_of` (default now); the counts, as
-    `traingate purge` prints them."""
+    `traingate purge` prints them. The purge is recorded in the audit log."""
     as_of = None if body is None or body.as_of is None else parse_instant(body.as_of)
-    return tg.purge(as_of=as_of).to_dict()
+    actor = f"{principal.role}:{principal.credential_id}"
+    return tg.purge_audited(actor=actor, as_of=as_of).to_dict()
