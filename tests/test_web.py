@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import Events
+from tests.test_pages import ALICE, DINNER, LANDLORD, LISBON, world
 from traingate.app import Traingate
 from traingate.settings import Settings
 
@@ -37,89 +37,6 @@ if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium", allow_module_level=True)
 
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright  # noqa: E402
-
-ALICE = "acct-alice"
-LISBON, LANDLORD, DINNER = "conv-lisbon", "conv-landlord", "conv-dinner"
-
-
-def world() -> list[dict[str, Any]]:
-    """Alice, on the free plan, opted in since 2024-01-01, with three conversations."""
-    ev = Events()
-    t = ev.t
-    drive = {
-        "attachment_id": "att-1",
-        "source": "google_drive",
-        "name": "lisbon-itinerary.docx",
-        "content": "Flight TP1351 lands 09:40; hotel in Chiado.",
-    }
-    return [
-        ev.account(ALICE, t(0), plan="free", email="alice@example.com"),
-        ev.consent(ALICE, t(0), granted=True, source="privacy_settings"),
-        ev.conversation(
-            LISBON,
-            ALICE,
-            t(10),
-            title="Two days in Lisbon",
-            custom_style={"tone": "concise"},
-            preferences={"units": "metric"},
-        ),
-        ev.message(
-            "m-l1",
-            LISBON,
-            ALICE,
-            t(10, 1),
-            "user",
-            "I have two days in Lisbon. What should I not miss?",
-            [drive],
-        ),
-        ev.message(
-            "m-l2",
-            LISBON,
-            ALICE,
-            t(10, 2),
-            "assistant",
-            "Day one: walk Alfama up to São Jorge Castle, then ride tram 28 to Estrela.\n"
-            "Day two: Belém for the tower and pastéis de nata, LX Factory at sunset.",
-        ),
-        ev.message("m-l3", LISBON, ALICE, t(10, 3), "user", "Is tram 28 worth the queue?"),
-        ev.message(
-            "m-l4",
-            LISBON,
-            ALICE,
-            t(10, 4),
-            "assistant",
-            "Board at Martim Moniz before 9:00 and the queue is short; later in the day "
-            "walking the same route is often faster.",
-        ),
-        ev.conversation(LANDLORD, ALICE, t(20), title="Reply to my landlord"),
-        ev.message(
-            "m-r1",
-            LANDLORD,
-            ALICE,
-            t(20, 1),
-            "user",
-            "Draft a polite reply to landlord@example.com about the broken heater.",
-        ),
-        ev.message(
-            "m-r2",
-            LANDLORD,
-            ALICE,
-            t(20, 2),
-            "assistant",
-            "Dear Ms Costa, thank you for your note. The heater in the living room has "
-            "stopped working again; could a technician come by this week?",
-        ),
-        ev.conversation(DINNER, ALICE, t(30), title="Weeknight dinner ideas"),
-        ev.message("m-d1", DINNER, ALICE, t(30, 1), "user", "Three dinners in 20 minutes?"),
-        ev.message(
-            "m-d2",
-            DINNER,
-            ALICE,
-            t(30, 2),
-            "assistant",
-            "Shakshuka, a chickpea and spinach curry, and lemon-garlic prawn pasta.",
-        ),
-    ]
 
 
 @dataclass(frozen=True)
