@@ -133,7 +133,65 @@ def page(browser: Browser, console_errors: list[str]) -> Iterator[Page]:
     assert not console_errors, f"the page reported errors: {console_errors}"
 
 
+# WCAG 2 contrast of every rendered text against its (blended) background: at least 4.5:1,
+# 3:1 for large text. With a modal dialog open, only the dialog is checked (the rest is inert).
+CONTRAST = """
+() => {
+  const parse = (c) => {
+    const m = c.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return { r: 255, g: 255, b: 255, a: 0 };
+    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+  };
+  const blend = (top, bottom) => ({
+    r: top.r * top.a + bottom.r * (1 - top.a),
+    g: top.g * top.a + bottom.g * (1 - top.a),
+    b: top.b * top.a + bottom.b * (1 - top.a),
+    a: 1,
+  });
+  const lum = ({ r, g, b }) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    const layers = [];
+    for (let n = el; n; n = n.parentElement) {
+      const c = parse(getComputedStyle(n).backgroundColor);
+      if (c.a > 0) { layers.push(c); if (c.a >= 1) break; }
+    }
+    const white = { r: 255, g: 255, b: 255, a: 1 };
+    return layers.reverse().reduce((bg, layer) => blend(layer, bg), white);
+  };
+  const root = document.querySelector("dialog[open]") || document.body;
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const failures = [];
+  const seen = new Set();
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    const el = node.parentElement;
+    if (!node.textContent.trim() || seen.has(el)) continue;
+    seen.add(el);
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden" || !el.getClientRects().length) continue;
+    const bg = background(el);
+    const fg = blend(parse(style.color), bg);
+    const [hi, lo] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (parseInt(style.fontWeight, 10) >= 700 && size >= 18.66);
+    if (ratio < (large ? 3 : 4.5)) {
+      const where = `<${el.tagName.toLowerCase()} class="${el.className}">`;
+      failures.push(`${ratio.toFixed(2)}:1 ${where} ${node.textContent.trim().slice(0, 40)}`);
+    }
+  }
+  return failures;
+}
+"""
+
+
 def shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """Save a screenshot of the page, after checking the contrast of all its text."""
+    assert page.evaluate(CONTRAST) == [], f"text with too little contrast on {name}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
@@ -243,6 +301,54 @@ def test_thumbs_down_with_a_comment_shows_the_receipt_then_delete_it(
     assert page.evaluate("JSON.parse(localStorage.getItem('traingate.receipts'))") == []
     with site.open() as tg, pytest.raises(Exception, match="receipt"):
         tg.feedback_show(receipt)
+
+
+def focused(page: Page) -> dict[str, str]:
+    result: dict[str, str] = page.evaluate(
+        """() => {
+          const el = document.activeElement;
+          const style = getComputedStyle(el);
+          return {tag: el.tagName.toLowerCase(), role: el.getAttribute("role") || "",
+                  rate: el.dataset.rate || "", outline: style.outlineStyle,
+                  width: style.outlineWidth, inDialog: String(!!el.closest("dialog"))};
+        }"""
+    )
+    return result
+
+
+def tab_to(page: Page, wanted: dict[str, str], limit: int = 40) -> dict[str, str]:
+    """Press Tab until the focused element has the ``wanted`` properties."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        now = focused(page)
+        if all(now.get(key) == value for key, value in wanted.items()):
+            return now
+    raise AssertionError(f"Tab never reached {wanted}")
+
+
+def test_everything_works_from_the_keyboard_with_visible_focus(page: Page, site: Site) -> None:
+    sign_in(page, site)
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip-link")).to_be_focused()
+    box = page.locator(".skip-link").bounding_box()
+    assert box is not None and box["y"] >= 0  # it shows itself when focused
+    page.keyboard.press("Enter")
+    switch = tab_to(page, {"role": "switch"})
+    assert switch["outline"] == "solid" and switch["width"] == "3px"
+    page.keyboard.press("Space")
+    expect(page.locator(".notice.ok")).to_contain_text("now off")
+
+    page.goto(f"{site.url}/conversations/{LISBON}")
+    thumb = tab_to(page, {"rate": "up"})
+    assert thumb["outline"] == "solid"
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog")).to_be_visible()
+    assert focused(page)["inDialog"] == "true"
+    expect(page.get_by_role("dialog").get_by_label("Good response")).to_be_focused()
+    shot(page, "feedback-dialog-keyboard", full_page=False)
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(page.locator("button[data-rate=up][data-message=m-l2]")).to_be_focused()
 
 
 # -- the admin console -------------------------------------------------------------------------

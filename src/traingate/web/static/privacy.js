@@ -88,14 +88,15 @@
     const snapshot = body.snapshot || {};
     const rating = snapshot.rating === "up" ? "Thumbs up" : "Thumbs down";
     const sent = formatDate(body.report.submitted_at);
-    const parts = [rating, `sent ${sent}`, `kept until ${formatDate(body.report.expires_at)}`];
+    const parts = [`Sent ${sent}`, `kept until ${formatDate(body.report.expires_at)}`];
     parts.push(`${(snapshot.messages || []).length} messages stored`);
     meta.textContent = parts.join(" · ");
     const badge = element("span", `badge ${snapshot.rating === "up" ? "yes" : "no"}`, rating);
     title.after(document.createTextNode(" "), badge);
     if (snapshot.comment) text.append(element("div", "small", `“${snapshot.comment}”`));
     if ((snapshot.categories || []).length) {
-      text.append(element("div", "muted small", `Categories: ${snapshot.categories.join(", ")}`));
+      const categories = snapshot.categories.map((name) => name.replaceAll("_", " "));
+      text.append(element("div", "muted small", `Categories: ${categories.join(", ")}`));
     }
     item.append(button("Delete report", "btn danger small", () => remove(entry, item, sent),
       `Delete the report you sent ${sent}`));
