@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from traingate.api.auth import TG
+from traingate.build import ENGINES
 from traingate.errors import AccessDeniedError, ConfigError, NotFoundError, TraingateError
 from traingate.jobs import BuildJobs
 from traingate.timeutil import parse_instant
@@ -142,6 +143,7 @@ def builds(request: Request, tg: TG, admin: Admin, jobs: Jobs) -> Response:
         builds=tg.recorded_builds(),
         purposes=tg.policy.purposes,
         formats=FORMATS,
+        engines=ENGINES,
         error=None,
         form={},
     )
@@ -157,7 +159,7 @@ def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted
             purpose=form.get("purpose"),
             as_of=_instant(form.get("as_of"), "as-of"),
             format=form.get("format", "parquet"),
-            engine="duckdb",
+            engine=form.get("engine", "duckdb"),
         )
     except TraingateError as exc:
         return _console(
@@ -168,6 +170,7 @@ def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted
             builds=tg.recorded_builds(),
             purposes=tg.policy.purposes,
             formats=FORMATS,
+            engines=ENGINES,
             error=str(exc),
             form=dict(form.fields),
             status_code=422,
