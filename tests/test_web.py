@@ -99,8 +99,9 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 
 @pytest.fixture
-def pg_site(pg_schema_url: str, tmp_path: Path) -> Iterator[Site]:
-    yield from _site(pg_schema_url, tmp_path)
+def backend_site(db_url: str, tmp_path: Path) -> Iterator[Site]:
+    """The site on each backend (``db_url`` of conftest: SQLite and PostgreSQL)."""
+    yield from _site(db_url, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -477,13 +478,13 @@ def test_the_privacy_officer_explains_reads_the_policy_and_retention(
     shot(page, "admin-retention")
 
 
-# -- PostgreSQL ----------------------------------------------------------------------------------
+# -- every backend --------------------------------------------------------------------------
 
 
-def test_main_flow_on_postgresql(browser: Browser, page: Page, pg_site: Site) -> None:
-    """Consent, feedback with its receipt, deleting it, deleting a conversation, and builds,
-    on the PostgreSQL backend."""
-    site = pg_site
+def test_main_flow_on_every_backend(browser: Browser, page: Page, backend_site: Site) -> None:
+    """Consent, feedback with its receipt, deleting it, deleting a conversation, and a build,
+    on SQLite and on PostgreSQL."""
+    site = backend_site
     sign_in(page, site)
     accept_dialogs(page)
     page.get_by_role("switch").click()
