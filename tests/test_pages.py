@@ -244,7 +244,7 @@ def test_the_toggle_writes_a_consent_event_and_the_answer_changes(
     assert not report.consent.granted and report.consent.source == "privacy_settings"
 
     bad = client.post("/privacy/consent", data={"csrf": csrf, "granted": "maybe"})
-    assert bad.status_code == 422 and "granted must be true or false" in bad.text
+    assert bad.status_code == 422 and "Granted must be true or false" in bad.text
 
 
 def test_forms_need_the_csrf_token_and_our_origin(client: TestClient, site: Site) -> None:
@@ -384,7 +384,7 @@ def test_an_analyst_builds_and_verifies_from_the_console(client: TestClient, sit
         "/admin/builds",
         data={"csrf": csrf, "purpose": "model_training", "as_of": "yesterday", "format": "jsonl"},
     )
-    assert bad.status_code == 422 and "as-of" in bad.text
+    assert bad.status_code == 422 and "As-of: " in bad.text
     started = client.post(
         "/admin/builds",
         data={"csrf": csrf, "purpose": "model_training", "as_of": "", "format": "jsonl"},

@@ -77,6 +77,12 @@ def _pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
 
 
+def _sentence(value: object) -> str:
+    """A message as a sentence: its first letter in capitals."""
+    text = str(value)
+    return text[:1].upper() + text[1:]
+
+
 def _label(value: str) -> str:
     """``model_training`` -> ``Model training``."""
     text = value.replace("_", " ")
@@ -97,6 +103,7 @@ def environment() -> Environment:
     env.filters["instant"] = _instant
     env.filters["pretty_json"] = _pretty_json
     env.filters["label"] = _label
+    env.filters["sentence"] = _sentence
     return env
 
 
