@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help install demo test pytest lint format typecheck bench docs clean
 
 help:
-	@echo "make demo      ingest the bundled real sample into ./traingate-data and explain a conversation"
+	@echo "make demo      the bundled real sample, two verified datasets, the privacy center and console"
 	@echo "make test      lint, type-check and run the test suite (SQLite and PostgreSQL)"
 	@echo "make pytest    only the test suite"
 	@echo "make lint      ruff + mypy"
@@ -27,10 +27,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/traingate sample load
-	$(BIN)/traingate explain --conversation $(DEMO_CONVERSATION) --purpose model_training --as-of 2025-07-01T00:00:00Z
+	$(BIN)/traingate demo --port $(DEMO_PORT)
 
-DEMO_CONVERSATION ?= oasst-tree-1a22d2c1-d194-49ef-bd74-d80997ca7da6
+DEMO_PORT ?= 8000
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools

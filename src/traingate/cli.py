@@ -418,3 +418,50 @@ def session_create(ctx: click.Context, account_id: str, ttl: int) -> None:
     with _open(ctx) as tg:
         issued = tg.create_session(account_id=account_id, ttl=ttl * 1_000_000)
     _emit(issued.to_dict())
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--datasets-dir",
+    envvar="TRAINGATE_DATASETS_DIR",
+    default="traingate-data/datasets",
+    show_default=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the demo datasets (and builds started in the console) are written.",
+)
+@click.option("--no-serve", is_flag=True, help="Prepare everything, print it, and exit.")
+@click.pass_context
+def demo(ctx: click.Context, host: str, port: int, datasets_dir: Path, no_serve: bool) -> None:
+    """The main job on the bundled real sample: ingest it, build and verify a model_training and
+    a safety_model_training dataset, then serve the privacy center and the admin console and
+    print where to look. Safe to run again; Ctrl-C stops the server."""
+    from traingate.demo import DEMO_AS_OF, prepare_demo
+
+    with _open(ctx) as tg:
+        plan = prepare_demo(tg, datasets_dir=datasets_dir)
+    base = f"http://{host}:{port}"
+    ingest = plan.ingest
+    click.echo(
+        f"Sample: {ingest.accepted} events accepted, {ingest.duplicates} already there, "
+        f"{ingest.rejected} rejected."
+    )
+    for dataset in plan.datasets:
+        state = "verified" if dataset.verified else "FAILED VERIFICATION"
+        how = "existing" if dataset.reused else "built"
+        click.echo(
+            f"Dataset {dataset.purpose} as of {DEMO_AS_OF}: {dataset.records} records, "
+            f"{how}, {state}: {dataset.path}"
+        )
+    click.echo("\nPrivacy center, signed in as:")
+    for user in plan.users:
+        click.echo(f"  {user.kind} ({user.account_id}, {user.plan}): {base}{user.login_path}")
+        click.echo(f"      {user.answer}")
+    click.echo(f"\nAdmin console: {base}/admin  (sign in with token {plan.admin_token})")
+    click.echo(f"API docs:      {base}/docs")
+    if no_serve:
+        return
+    click.echo("\nServing; press Ctrl-C to stop.\n")
+    ctx.invoke(serve, host=host, port=port, datasets_dir=datasets_dir, access_log=False)
