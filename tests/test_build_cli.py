@@ -1,0 +1,88 @@
+"""``traingate dataset build``, ``dataset verify`` and ``lineage`` as outside tests use them:
+real processes on the default store, SPEC §4 layout and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tests.factories import Events, jsonl
+
+T = Events.t
+
+
+def run(
+    args: list[str], *, cwd: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "traingate", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_build_verify_and_lineage_from_the_command_line(tmp_path: Path) -> None:
+    e = Events()
+    events = [
+        e.account("a", T(0)),
+        e.consent("a", T(1), True),
+        e.conversation("c", "a", T(1), custom_style={"voice": "a@b.example"}),
+        e.message("m1", "c", "a", T(2), content="mail me: x@y.example"),
+        e.message("m2", "c", "a", T(3), role="assistant", content="no"),
+        e.feedback("f", "a", "c", "m2", T(4), rating="down"),
+    ]
+    (tmp_path / "events.jsonl").write_text("\n".join(jsonl(events)) + "\n")
+    assert run(["ingest", "events.jsonl"], cwd=tmp_path).returncode == 0
+
+    built = run(
+        ["dataset", "build", "--purpose", "model_training", "--as-of", T(10), "--out", "ds"],
+        cwd=tmp_path,
+    )
+    assert built.returncode == 0, built.stderr
+    summary = json.loads(built.stdout)
+    assert summary["counts"]["records"] == 2
+    assert summary["path"] == str(tmp_path / "ds")
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["data", "manifest.json"]
+    rows = pq.read_table(tmp_path / "ds" / "data" / "part-00000.parquet").to_pylist()
+    assert [r["kind"] for r in rows] == ["conversation", "feedback"]
+    assert rows[0]["messages"][0]["content"] == "mail me: [email]"
+    assert built.stderr == ""  # no progress bar when not a terminal
+
+    jsonl_built = run(
+        ["dataset", "build", "--purpose", "research", "--as-of", T(10), "--out", "dj",
+         "--format", "jsonl", "--engine", "duckdb"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert jsonl_built.returncode == 0, jsonl_built.stderr
+    lines = (tmp_path / "dj" / "data" / "part-00000.jsonl").read_text().splitlines()
+    assert [json.loads(line)["kind"] for line in lines] == ["feedback"]
+
+    for directory in ("ds", "dj"):
+        verified = run(["dataset", "verify", directory], cwd=tmp_path)
+        assert verified.returncode == 0, verified.stderr
+        assert json.loads(verified.stdout)["ok"] is True
+
+    again = run(["dataset", "build", "--purpose", "model_training", "--out", "ds"], cwd=tmp_path)
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+
+    lineage = run(["lineage", "--conversation", "c"], cwd=tmp_path)
+    assert lineage.returncode == 0, lineage.stderr
+    assert [b["path"] for b in json.loads(lineage.stdout)["builds"]] == [str(tmp_path / "ds")]
+
+    part = tmp_path / "ds" / "data" / "part-00000.parquet"
+    part.write_bytes(part.read_bytes()[:-1] + b"\x00")
+    tampered = run(["dataset", "verify", "ds"], cwd=tmp_path)
+    assert tampered.returncode == 1
+    assert "data/part-00000.parquet: sha256 differs" in tampered.stderr

@@ -1,0 +1,169 @@
+"""Signed manifests and ``dataset verify``: intact datasets pass; any change to a data file or
+to the manifest is caught and named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.factories import Events, jsonl
+from traingate.app import Traingate
+from traingate.build.manifest import canonical_bytes, key_id, sign_manifest, signature_problem
+from traingate.build.verify import verify_dataset
+from traingate.cli import cli
+from traingate.settings import Settings
+from traingate.timeutil import parse_instant
+
+T = Events.t
+
+
+def history(e: Events) -> list[dict[str, Any]]:
+    return [
+        e.account("a", T(0)),
+        e.consent("a", T(0), True),
+        *(e.message(f"m{i}", f"c{i % 3}", "a", T(1, i), content=f"text {i}") for i in range(9)),
+        e.feedback("f1", "a", "c0", "m0", T(2), comment="fine"),
+    ]
+
+
+@pytest.fixture
+def dataset(tg: Traingate, ev: Events, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    record_format = getattr(request, "param", "parquet")
+    assert tg.ingest(jsonl(history(ev))).rejected == 0
+    out = tmp_path / "ds"
+    tg.build_dataset(
+        purpose="model_training", out=out, as_of=parse_instant(T(5)), format=record_format
+    )
+    return out
+
+
+def manifest_of(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((path / "manifest.json").read_text())
+    return data
+
+
+def rewrite_manifest(path: Path, change: Any) -> None:
+    manifest = manifest_of(path)
+    change(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+@pytest.mark.store
+@pytest.mark.parametrize("dataset", ["parquet", "jsonl"], indirect=True)
+def test_intact_dataset_verifies(tg: Traingate, dataset: Path) -> None:
+    result = tg.verify_dataset(path=dataset)
+    assert result.ok, result.problems
+    assert manifest_of(dataset)["counts"]["records"] == 4
+
+
+@pytest.mark.parametrize("dataset", ["parquet", "jsonl"], indirect=True)
+def test_a_changed_byte_in_a_data_file_is_caught(tg: Traingate, dataset: Path) -> None:
+    part = next((dataset / "data").iterdir())
+    data = bytearray(part.read_bytes())
+    middle = len(data) // 2
+    data[middle] = (data[middle] + 1) % 256 if data[middle] != ord("\n") else data[middle]
+    if bytes(data) == part.read_bytes():
+        data[middle - 1] ^= 0x01
+    part.write_bytes(bytes(data))
+    result = tg.verify_dataset(path=dataset)
+    assert not result.ok
+    assert any(f"data/{part.name}: sha256 differs" in p for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("dataset", ["parquet", "jsonl"], indirect=True)
+def test_a_changed_count_in_the_manifest_is_caught(tg: Traingate, dataset: Path) -> None:
+    def change(manifest: dict[str, Any]) -> None:
+        manifest["counts"]["records"] += 1
+
+    rewrite_manifest(dataset, change)
+    problems = tg.verify_dataset(path=dataset).problems
+    assert any("signature does not match" in p for p in problems), problems
+    assert any(p.startswith("counts.records: the manifest says 5") for p in problems), problems
+
+
+def test_a_forged_manifest_still_fails_on_the_recount(tg: Traingate, dataset: Path) -> None:
+    """Even someone holding the signing key cannot make the counts lie: they are recounted."""
+    manifest = manifest_of(dataset)
+    manifest["counts"]["by_basis"]["opt_in"]["messages"] -= 1
+    resigned = sign_manifest(manifest, signing_key=tg.keys.signing_key)
+    (dataset / "manifest.json").write_text(json.dumps(resigned))
+    problems = tg.verify_dataset(path=dataset).problems
+    assert problems == (
+        "counts.by_basis.opt_in.messages: the manifest says 8, the data files hold 9",
+    )
+
+
+def test_exclusion_arithmetic_is_checked(tg: Traingate, dataset: Path) -> None:
+    manifest = manifest_of(dataset)
+    manifest["exclusions"]["messages"]["considered"] += 2
+    manifest["exclusions"]["messages"]["by_reason"]["no_consent"] = 1
+    (dataset / "manifest.json").write_text(
+        json.dumps(sign_manifest(manifest, signing_key=tg.keys.signing_key))
+    )
+    problems = tg.verify_dataset(path=dataset).problems
+    assert any("considered 11 != included 9 + excluded 0" in p for p in problems), problems
+    assert any("excluded 0 != the sum of by_reason 1" in p for p in problems), problems
+
+
+def test_missing_extra_and_truncated_files(tg: Traingate, dataset: Path) -> None:
+    (dataset / "data" / "part-00099.parquet").write_bytes(b"not mine")
+    part = dataset / "data" / "part-00000.parquet"
+    part.rename(dataset / "data" / "renamed.parquet")
+    problems = tg.verify_dataset(path=dataset).problems
+    assert "data/part-00000.parquet: missing" in problems
+    assert "data/part-00099.parquet: not listed in the manifest" in problems
+    assert "data/renamed.parquet: not listed in the manifest" in problems
+
+
+def test_another_key_and_no_manifest(tg: Traingate, dataset: Path, tmp_path: Path) -> None:
+    other = verify_dataset(dataset, signing_key=b"\x01" * 32)
+    assert any("another signing key" in p for p in other.problems)
+    (dataset / "manifest.json").unlink()
+    assert not tg.verify_dataset(path=dataset).ok
+    assert not tg.verify_dataset(path=tmp_path / "nowhere").ok
+
+
+def test_manifest_paths_cannot_escape(tg: Traingate, dataset: Path) -> None:
+    manifest = manifest_of(dataset)
+    manifest["files"][0]["path"] = "../../etc/passwd"
+    (dataset / "manifest.json").write_text(
+        json.dumps(sign_manifest(manifest, signing_key=tg.keys.signing_key))
+    )
+    problems = tg.verify_dataset(path=dataset).problems
+    assert "file '../../etc/passwd': not a path inside the dataset" in problems
+
+
+def test_signature_is_over_the_canonical_form() -> None:
+    key = b"k" * 32
+    body = {"b": 1, "a": {"y": [1, 2], "x": "é"}}
+    signed = sign_manifest(body, signing_key=key)
+    assert signature_problem(signed, signing_key=key) is None
+    reordered = {"a": {"x": "é", "y": [1, 2]}, "b": 1, "signature": signed["signature"]}
+    assert signature_problem(reordered, signing_key=key) is None
+    assert canonical_bytes(signed) == canonical_bytes(body)
+    assert signed["signature"]["key_id"] == key_id(key) != key_id(b"j" * 32)
+    assert signature_problem({**signed, "b": 2}, signing_key=key) is not None
+    assert signature_problem(body, signing_key=key) == "the manifest has no signature"
+
+
+def test_verify_command_exit_codes(tg: Traingate, dataset: Path, settings: Settings) -> None:
+    runner = CliRunner()
+    args = ["--db", settings.db_url, "--key-file", str(settings.key_file), "dataset", "verify"]
+    ok = runner.invoke(cli, [*args, str(dataset)])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["ok"] is True
+
+    def change(manifest: dict[str, Any]) -> None:
+        manifest["files"][0]["rows"] = 99
+
+    rewrite_manifest(dataset, change)
+    bad = runner.invoke(cli, [*args, str(dataset)])
+    assert bad.exit_code == 1
+    report = json.loads(bad.stdout)
+    assert report["ok"] is False
+    assert "data/part-00000.parquet: holds 4 rows, the manifest says 99" in report["problems"]
+    assert "holds 4 rows, the manifest says 99" in bad.stderr
