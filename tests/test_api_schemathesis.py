@@ -39,6 +39,8 @@ CALLER = {
     ("GET", "/v1/datasets"): "analyst",
     ("GET", "/v1/datasets/{dataset_id}"): "analyst",
     ("POST", "/v1/purge"): "privacy_officer",
+    ("GET", "/v1/audit/verify"): "privacy_officer",
+    ("GET", "/v1/audit/entries"): "privacy_officer",
 }
 
 

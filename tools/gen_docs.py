@@ -89,6 +89,8 @@ def events_markdown() -> str:
         "boolean must be `true`/`false`, a string a JSON string. Unknown fields are rejected.",
         "`at` is RFC 3339 `YYYY-MM-DDTHH:MM:SS[.fraction]` followed by `Z` or `+HH:MM`/`-HH:MM`,",
         "stored as UTC microseconds (digits past the sixth of a fraction are dropped).",
+        "No string, value or key at any depth, may hold NUL (`\\u0000`) or a lone surrogate,",
+        "and every number must fit a double: such an event is rejected on every backend.",
         "",
     ]
     for model in typing.get_args(AnyEvent):

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from traingate.audit import AuditEntry, AuditLog
+from traingate.auditing import SYSTEM, IngestAuditor, mentions, subject_key, verify_summary
 from traingate.errors import AccessDeniedError, ConfigError, EventError, NotFoundError
 from traingate.ingest import IngestSummary, ingest_lines
 from traingate.keys import KeyRing, load_or_create_keys
@@ -130,7 +132,15 @@ class Traingate:
     ) -> None:
         self.close()
 
-    def ingest(self, lines: Iterable[str], *, batch_size: int = 5000) -> IngestSummary:
+    @property
+    def audit_log(self) -> AuditLog:
+        """The audit log (docs/audit.md); every method below that changes or reveals data
+        appends to it, naming ``actor``."""
+        return AuditLog(self.store.db, keys=self.keys)
+
+    def ingest(
+        self, lines: Iterable[str], *, batch_size: int = 5000, actor: str = SYSTEM
+    ) -> IngestSummary:
         """Ingest JSONL event lines (SPEC §2); returns the SPEC §4 summary."""
         return ingest_lines(
             store=self.store,
@@ -138,6 +148,7 @@ class Traingate:
             policy=self.policy,
             lines=lines,
             batch_size=batch_size,
+            observer=IngestAuditor(log=self.audit_log, keys=self.keys, actor=actor),
         )
 
     def explain(
@@ -161,15 +172,31 @@ class Traingate:
 
     # -- the feedback vault and retention (docs/vault.md) ---------------------------------------
 
-    def feedback_show(self, receipt: str) -> tuple[ReportInfo, Snapshot]:
-        """The report a receipt names, decrypted. Raises ReceiptError."""
-        return self.vault.show(receipt)
+    def feedback_show(self, receipt: str, *, actor: str = SYSTEM) -> tuple[ReportInfo, Snapshot]:
+        """The report a receipt names, decrypted (audited). Raises ReceiptError."""
+        info, snapshot = self.vault.show(receipt)
+        self.audit_log.append(
+            actor=actor, action="vault.read", details={"report_id": info.report_id}
+        )
+        return info, snapshot
 
-    def feedback_delete(self, receipt: str) -> ReportInfo:
-        """Delete (crypto-shred) the report a receipt names. Raises ReceiptError."""
-        return self.vault.delete(receipt)
+    def report_info(self, receipt: str) -> ReportInfo:
+        """Only the times and key id of the report a receipt names (what its submitter is
+        told; not a read of its content). Raises ReceiptError."""
+        return self.vault.show(receipt)[0]
 
-    def rotate_keys(self, *, retire_old: bool = False) -> RotationResult:
+    def feedback_delete(self, receipt: str, *, actor: str = SYSTEM) -> ReportInfo:
+        """Delete (crypto-shred) the report a receipt names, with its audit entry in the same
+        transaction. Raises ReceiptError."""
+        with self.store.db.transaction():
+            info = self.vault.delete(receipt)
+            self.audit_log.append(
+                actor=actor, action="vault.delete", details={"report_id": info.report_id}
+            )
+        self.vault.checkpoint()  # a no-op inside the transaction: fold the WAL now
+        return info
+
+    def rotate_keys(self, *, retire_old: bool = False, actor: str = SYSTEM) -> RotationResult:
         """Rotate to a new master key (saved to the key file first), re-wrap every data key
         under it, and with ``retire_old`` destroy the older master keys."""
         from traingate.vault.rotation import rotate_master_key
@@ -182,15 +209,20 @@ class Traingate:
         self.keys = ring
         self.store.keys = ring
         self.vault = Vault(self.store.db, keys=ring, policy=self.policy)
+        self.audit_log.append(actor=actor, action="keys.rotate", details=result.to_dict())
         return result
 
-    def purge(self, *, as_of: int | None = None) -> PurgeCounts:
+    def purge(self, *, as_of: int | None = None, actor: str = SYSTEM) -> PurgeCounts:
         """Delete expired reports and hard-delete data deleted more than 30 days before
-        ``as_of`` (default: now, the one place the wall clock decides)."""
+        ``as_of`` (default: now, the one place the wall clock decides); the audit entry
+        (action ``purge``, the counts) commits with the deletions."""
         from traingate.retention import purge
 
+        def audit(counts: PurgeCounts) -> None:
+            self.audit_log.append(actor=actor, action="purge", details=counts.to_dict())
+
         when = now_micros() if as_of is None else as_of
-        return purge(db=self.store.db, vault=self.vault, as_of=when)
+        return purge(db=self.store.db, vault=self.vault, as_of=when, observer=audit)
 
     # -- the HTTP API: credentials, privacy, events a user starts (docs/api.md) -----------------
 
@@ -200,11 +232,38 @@ class Traingate:
 
         return Credentials(self.store.db)
 
-    def create_token(self, *, role: str, name: str | None = None) -> IssuedToken:
+    def create_token(
+        self, *, role: str, name: str | None = None, actor: str = SYSTEM
+    ) -> IssuedToken:
         """A new API bearer token with ``role``; its secret is shown only in the result."""
-        return self.credentials.create_token(role=role, name=name, now=now_micros())
+        with self.store.db.transaction():
+            issued = self.credentials.create_token(role=role, name=name, now=now_micros())
+            self.audit_log.append(
+                actor=actor,
+                action="token.create",
+                details={"token_id": issued.token_id, "role": role, "name": name},
+            )
+        return issued
 
-    def create_session(self, *, account_id: str, ttl: int | None = None) -> IssuedSession:
+    def record_token_use(
+        self, *, token_id: str, role: str | None, method: str, route: str, uses: int = 1
+    ) -> None:
+        """Audit ``uses`` calls of a route (its template, never a path) with a token."""
+        self.audit_log.append(
+            actor=f"token:{token_id}",
+            action="token.use",
+            details={
+                "token_id": token_id,
+                "role": role,
+                "method": method,
+                "route": route,
+                "uses": uses,
+            },
+        )
+
+    def create_session(
+        self, *, account_id: str, ttl: int | None = None, actor: str = SYSTEM
+    ) -> IssuedSession:
         """A new end-user session bound to a known account (default: 24 hours). Raises
         NotFoundError for an account the store has no plan for, AccessDeniedError for a
         deleted account."""
@@ -216,9 +275,22 @@ class Traingate:
             raise NotFoundError(f"account {account_id!r} is not in the store")
         if self.store.account_deletions(account_id):
             raise AccessDeniedError(f"account {account_id!r} is deleted")
-        return self.credentials.create_session(
-            account_id=account_id, ttl=DEFAULT_SESSION_TTL if ttl is None else ttl, now=now_micros()
-        )
+        with self.store.db.transaction():
+            issued = self.credentials.create_session(
+                account_id=account_id,
+                ttl=DEFAULT_SESSION_TTL if ttl is None else ttl,
+                now=now_micros(),
+            )
+            self.audit_log.append(
+                actor=actor,
+                action="session.create",
+                details={
+                    "session_id": issued.session_id,
+                    "account_key": subject_key(self.keys, scope="account", subject=account_id),
+                    "expires_at": format_instant(issued.expires_at),
+                },
+            )
+        return issued
 
     def authenticate(self, credential: str) -> Principal:
         """The caller a bearer token or session credential names. Raises AuthenticationError."""
@@ -247,14 +319,19 @@ class Traingate:
             store=self.store, policy=self.policy, keys=self.keys, account_id=account_id, as_of=when
         )
 
-    def _ingest_one(self, event: dict[str, Any]) -> IngestSummary:
-        summary = self.ingest([json.dumps(event)])
+    def _ingest_one(self, event: dict[str, Any], *, actor: str) -> IngestSummary:
+        summary = self.ingest([json.dumps(event)], actor=actor)
         if summary.rejected:
             raise EventError(summary.errors[0].error, event_id=event["event_id"])
         return summary
 
     def record_consent(
-        self, *, account_id: str, granted: bool, source: str = "privacy_settings"
+        self,
+        *,
+        account_id: str,
+        granted: bool,
+        source: str = "privacy_settings",
+        actor: str = SYSTEM,
     ) -> int:
         """Write the account's own model_training consent change (a consent.updated event,
         at the wall clock's now) through ingest; returns its time."""
@@ -269,11 +346,14 @@ class Traingate:
                 "setting": "model_training",
                 "granted": granted,
                 "source": source,
-            }
+            },
+            actor=actor,
         )
         return at
 
-    def delete_conversation(self, *, conversation_id: str, account_id: str) -> int:
+    def delete_conversation(
+        self, *, conversation_id: str, account_id: str, actor: str = SYSTEM
+    ) -> int:
         """Write a conversation.deleted event (at now) through ingest; returns its time."""
         at = now_micros()
         self._ingest_one(
@@ -283,7 +363,8 @@ class Traingate:
                 "at": format_instant(at),
                 "conversation_id": conversation_id,
                 "account_id": account_id,
-            }
+            },
+            actor=actor,
         )
         return at
 
@@ -298,10 +379,11 @@ class Traingate:
         format: str = "parquet",
         engine: str = "duckdb",
         progress: Progress | None = None,
+        actor: str = SYSTEM,
     ) -> BuildResult:
         """Build the dataset of everything ``purpose`` may use as of ``as_of`` (default now)
-        into the new directory ``out``: records, signed manifest, lineage. BuildError when
-        ``out`` exists."""
+        into the new directory ``out``: records, signed manifest, lineage, then its audit
+        entry. BuildError when ``out`` exists."""
         from traingate.build.builder import build_dataset
         from traingate.build.engine import BuildRequest
         from traingate.build.engines import engine_named
@@ -311,7 +393,7 @@ class Traingate:
         request = BuildRequest(
             policy=self.policy, purpose=purpose, as_of=now_micros() if as_of is None else as_of
         )
-        return build_dataset(
+        result = build_dataset(
             store=self.store,
             vault=self.vault,
             keys=self.keys,
@@ -321,6 +403,8 @@ class Traingate:
             format=as_format(format),
             progress=progress,
         )
+        self.audit_log.append(actor=actor, action="dataset.build", details=_build_details(result))
+        return result
 
     def verify_dataset(self, *, path: Path) -> Verification:
         """Recompute a dataset's files, counts and signature against its manifest."""
@@ -372,6 +456,7 @@ class Traingate:
         rating: str,
         comment: str | None = None,
         categories: Iterable[str] = (),
+        actor: str = SYSTEM,
     ) -> tuple[str, ReportInfo]:
         """Write the account's feedback.submitted event (at now) through ingest; returns the
         receipt of the vaulted report and its times. Raises EventError when it is rejected."""
@@ -387,11 +472,11 @@ class Traingate:
                 "rating": rating,
                 "comment": comment,
                 "categories": list(categories),
-            }
+            },
+            actor=actor,
         )
         receipt = summary.receipts[0][2]
-        info, _ = self.feedback_show(receipt)
-        return receipt, info
+        return receipt, self.report_info(receipt)
 
     def retention_status(self, *, as_of: int | None = None) -> RetentionStatus:
         """What expires when, what the next purge hard-deletes, and the last purge."""
@@ -401,12 +486,51 @@ class Traingate:
         return retention_status(self.store.db, as_of=when)
 
     def purge_audited(self, *, actor: str, as_of: int | None = None) -> PurgeCounts:
-        """``purge``, then an audit-log entry (action ``purge``, the counts as details): what
-        the retention page reports as the last purge."""
-        from traingate.audit import AuditLog
+        """``purge`` naming ``actor`` (every purge is audited; kept for the pages)."""
+        return self.purge(as_of=as_of, actor=actor)
 
-        counts = self.purge(as_of=as_of)
-        AuditLog(self.store.db, keys=self.keys).append(
-            actor=actor, action="purge", details=counts.to_dict()
-        )
-        return counts
+    # -- the audit log (docs/audit.md) -----------------------------------------------------
+
+    def audit_verify(self) -> dict[str, Any]:
+        """Check the whole chain; the summary ``traingate audit verify`` prints (``ok``,
+        counts by action, the head, each problem with its seq and kind)."""
+        log = self.audit_log
+        entries = list(log.entries())
+        return verify_summary(entries, log.verify(), log.head())
+
+    def audit_entries(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        accounts: Iterable[str] = (),
+        organizations: Iterable[str] = (),
+    ) -> list[AuditEntry]:
+        """Entries after ``after`` in order; with ``accounts`` or ``organizations``, only
+        those naming one of them (by their keyed hash)."""
+        keys = [subject_key(self.keys, scope="account", subject=a) for a in accounts]
+        keys += [subject_key(self.keys, scope="organization", subject=o) for o in organizations]
+        entries = self.audit_log.entries(after=after, limit=None if keys else limit)
+        if not keys:
+            return list(entries)
+        found = [entry for entry in entries if mentions(entry, keys)]
+        return found if limit is None else found[:limit]
+
+
+def _build_details(result: BuildResult) -> dict[str, Any]:
+    """A completed build, as its audit entry records it."""
+    import hashlib
+
+    manifest = result.manifest
+    data = (result.path / "manifest.json").read_bytes()
+    return {
+        "build_id": result.build_id,
+        "purpose": manifest["purpose"],
+        "as_of": manifest["as_of"],
+        "policy": manifest.get("policy"),
+        "engine": manifest.get("engine"),
+        "record_format": manifest.get("record_format"),
+        "path": str(result.path),
+        "counts": manifest["counts"],
+        "manifest_sha256": hashlib.sha256(data).hexdigest(),
+    }

@@ -180,43 +180,69 @@ class AuditLog:
         self._key = keys.signing_key
 
     def append(self, *, actor: str, action: str, details: Mapping[str, Any]) -> AuditEntry:
+        """Append one entry (in the caller's transaction when there is one)."""
+        return self.append_many([(actor, action, details)])[0]
+
+    def append_many(
+        self, entries: Sequence[tuple[str, str, Mapping[str, Any]]]
+    ) -> list[AuditEntry]:
+        """Append ``(actor, action, details)`` entries in order, in one transaction (the
+        caller's when there is one): the head is read and written once."""
+        if not entries:
+            return []
         with self.db.transaction():
             rows = self.db.execute("SELECT seq, hash FROM audit_head WHERE id = 1")
-            seq, prev_hash = (int(rows[0][0]) + 1, str(rows[0][1])) if rows else (1, GENESIS)
+            seq, prev_hash = (int(rows[0][0]), str(rows[0][1])) if rows else (0, GENESIS)
             at = now_micros()
-            body = _canonical(dict(details))
-            digest = entry_hash(
-                key=self._key,
-                seq=seq,
-                at=at,
-                actor=actor,
-                action=action,
-                details=body,
-                prev_hash=prev_hash,
-            )
-            self.db.execute(
+            made: list[AuditEntry] = []
+            for actor, action, details in entries:
+                seq += 1
+                body = _canonical(dict(details))
+                digest = entry_hash(
+                    key=self._key,
+                    seq=seq,
+                    at=at,
+                    actor=actor,
+                    action=action,
+                    details=body,
+                    prev_hash=prev_hash,
+                )
+                made.append(AuditEntry(seq, at, actor, action, body, prev_hash, digest))
+                prev_hash = digest
+            self.db.executemany(
                 "INSERT INTO audit_log (seq, at, actor, action, details, prev_hash, hash)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (seq, at, actor, action, body, prev_hash, digest),
+                [(e.seq, e.at, e.actor, e.action, e.details, e.prev_hash, e.hash) for e in made],
             )
-            signature = _head_signature(self._key, seq, digest)
+            signature = _head_signature(self._key, seq, prev_hash)
             if rows:
                 self.db.execute(
                     "UPDATE audit_head SET seq = ?, hash = ?, signature = ? WHERE id = 1",
-                    (seq, digest, signature),
+                    (seq, prev_hash, signature),
                 )
             else:
                 self.db.execute(
                     "INSERT INTO audit_head (id, seq, hash, signature) VALUES (1, ?, ?, ?)",
-                    (seq, digest, signature),
+                    (seq, prev_hash, signature),
                 )
-        return AuditEntry(seq, at, actor, action, body, prev_hash, digest)
+        return made
 
-    def entries(self) -> Iterator[AuditEntry]:
-        for row in self.db.execute(
-            "SELECT seq, at, actor, action, details, prev_hash, hash FROM audit_log ORDER BY seq"
-        ):
+    def entries(self, *, after: int = 0, limit: int | None = None) -> Iterator[AuditEntry]:
+        """Entries with ``seq > after`` in sequence order (at most ``limit``)."""
+        sql = (
+            "SELECT seq, at, actor, action, details, prev_hash, hash FROM audit_log"
+            " WHERE seq > ? ORDER BY seq"
+        )
+        params: tuple[int, ...] = (after,)
+        if limit is not None:
+            sql, params = f"{sql} LIMIT ?", (after, limit)
+        for row in self.db.execute(sql, params):
             yield AuditEntry(int(row[0]), int(row[1]), *(str(v) for v in row[2:]))
+
+    def head(self) -> tuple[int, str] | None:
+        """The signed head's sequence number and hash (None for an empty log)."""
+        rows = self.db.execute("SELECT seq, hash FROM audit_head WHERE id = 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     def verify(self) -> list[AuditProblem]:
         rows = self.db.execute("SELECT seq, hash, signature FROM audit_head WHERE id = 1")

@@ -70,6 +70,11 @@ class Principal:
     def is_user(self) -> bool:
         return self.kind == "session"
 
+    @property
+    def actor(self) -> str:
+        """The caller as the audit log names it: ``token:<id>`` or ``session:<id>``."""
+        return f"{self.kind}:{self.credential_id}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

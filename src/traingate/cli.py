@@ -18,6 +18,7 @@ from typing import IO, Any, NoReturn
 import click
 
 from traingate.app import Traingate
+from traingate.auditing import cli_actor
 from traingate.auth import ROLES
 from traingate.build import ENGINES as BUILD_ENGINES
 from traingate.build import FORMATS as BUILD_FORMATS
@@ -132,7 +133,7 @@ def ingest(ctx: click.Context, file: str, receipts_file: str | None, batch_size:
     """
     with _open(ctx) as tg, _lines(file) as lines:
         try:
-            summary = tg.ingest(lines, batch_size=batch_size)
+            summary = tg.ingest(lines, batch_size=batch_size, actor=cli_actor())
         except UnicodeDecodeError as exc:
             _fail(f"{file} is not UTF-8 text: {exc}")
     if receipts_file and summary.receipts:
@@ -178,7 +179,7 @@ def sample_load(ctx: click.Context) -> None:
     from traingate.sample.importer import sample_events_path
 
     with _open(ctx) as tg, gzip.open(sample_events_path(), "rt", encoding="utf-8") as lines:
-        summary = tg.ingest(lines)
+        summary = tg.ingest(lines, actor=cli_actor())
     _emit(summary.to_dict())
     sys.exit(0 if summary.rejected == 0 else 1)
 
@@ -207,7 +208,7 @@ def _receipt(value: str) -> str:
 def feedback_show(ctx: click.Context, receipt: str) -> None:
     """Print the stored, de-identified snapshot a receipt names."""
     with _open(ctx) as tg:
-        info, snapshot = tg.feedback_show(_receipt(receipt))
+        info, snapshot = tg.feedback_show(_receipt(receipt), actor=cli_actor())
     _emit({"report": info.to_dict(), "snapshot": snapshot.to_dict()})
 
 
@@ -217,7 +218,7 @@ def feedback_show(ctx: click.Context, receipt: str) -> None:
 def feedback_delete(ctx: click.Context, receipt: str) -> None:
     """Delete the report a receipt names: its data key and ciphertext are destroyed."""
     with _open(ctx) as tg:
-        info = tg.feedback_delete(_receipt(receipt))
+        info = tg.feedback_delete(_receipt(receipt), actor=cli_actor())
     _emit({"deleted": True, "report_id": info.report_id})
 
 
@@ -235,7 +236,7 @@ def keys_rotate(ctx: click.Context, retire_old: bool) -> None:
     Run it while no other traingate process writes. Prints the new key id and counts.
     """
     with _open(ctx) as tg:
-        result = tg.rotate_keys(retire_old=retire_old)
+        result = tg.rotate_keys(retire_old=retire_old, actor=cli_actor())
     _emit(result.to_dict())
 
 
@@ -248,8 +249,78 @@ def purge(ctx: click.Context, as_of: int | None) -> None:
     """Delete expired feedback reports (crypto-shredding) and the data of conversations and
     accounts deleted more than 30 days before the as-of time. Prints the counts as JSON."""
     with _open(ctx) as tg:
-        counts = tg.purge(as_of=as_of)
+        counts = tg.purge(as_of=as_of, actor=cli_actor())
     _emit(counts.to_dict())
+
+
+@cli.group()
+def audit() -> None:
+    """The hash-chained audit log of what traingate did (docs/audit.md)."""
+
+
+@audit.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Check every entry's keyed hash, the chain and the signed head. Prints a JSON summary;
+    exit 0 when intact, 1 naming each problem (its seq and kind) when not."""
+    with _open(ctx) as tg:
+        summary = tg.audit_verify()
+    _emit(summary)
+    if not summary["ok"]:
+        for problem in summary["problems"]:
+            click.echo(
+                f"traingate: audit: seq {problem['seq']}: {problem['kind']}: {problem['message']}",
+                err=True,
+            )
+        sys.exit(1)
+
+
+@audit.command("export")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write to FILE (replaced whole) instead of standard output.",
+)
+@click.option(
+    "--after", default=0, show_default=True, type=click.IntRange(0, 2**62), help="Only seq > N."
+)
+@click.option(
+    "--account",
+    "accounts",
+    multiple=True,
+    metavar="ID",
+    help="Only entries naming this account (by its keyed hash); repeatable.",
+)
+@click.option(
+    "--organization",
+    "organizations",
+    multiple=True,
+    metavar="ID",
+    help="Only entries naming this organization; repeatable.",
+)
+@click.pass_context
+def audit_export(
+    ctx: click.Context,
+    out: Path | None,
+    after: int,
+    accounts: tuple[str, ...],
+    organizations: tuple[str, ...],
+) -> None:
+    """Write the audit log as JSON Lines, one entry a line, oldest first."""
+    from traingate.audit import export_lines
+
+    with _open(ctx) as tg:
+        entries = tg.audit_entries(after=after, accounts=accounts, organizations=organizations)
+    if out is None:
+        for line in export_lines(entries):
+            click.echo(line)
+        return
+    partial = out.with_name(f".{out.name}.partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        for line in export_lines(entries):
+            handle.write(line + "\n")
+    partial.replace(out)
 
 
 def main() -> None:
@@ -310,6 +381,7 @@ def dataset_build(
             format=record_format,
             engine=engine,
             progress=progress,
+            actor=cli_actor(),
         )
     _emit(result.to_dict())
 
@@ -394,7 +466,7 @@ def token() -> None:
 def token_create(ctx: click.Context, role: str, name: str | None) -> None:
     """Create a token and print it once: only its hash is stored."""
     with _open(ctx) as tg:
-        issued = tg.create_token(role=role, name=name)
+        issued = tg.create_token(role=role, name=name, actor=cli_actor())
     _emit(issued.to_dict())
 
 
@@ -416,7 +488,7 @@ def session() -> None:
 def session_create(ctx: click.Context, account_id: str, ttl: int) -> None:
     """Open a session for ACCOUNT and print it with its login link path (/login/...)."""
     with _open(ctx) as tg:
-        issued = tg.create_session(account_id=account_id, ttl=ttl * 1_000_000)
+        issued = tg.create_session(account_id=account_id, ttl=ttl * 1_000_000, actor=cli_actor())
     _emit(issued.to_dict())
 
 

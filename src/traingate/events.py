@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -211,6 +213,42 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is beyond the range of a double")
+    return value
+
+
+# NUL and lone surrogates: no PostgreSQL text column holds NUL and no UTF-8 holds a lone
+# surrogate, so events carrying them are rejected on every backend alike.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _bad_text(value: object, path: str) -> tuple[str, str] | None:
+    """The field path and problem of the first string (key or value) holding NUL or a lone
+    surrogate, or None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path, "contains a NUL character (\\u0000), which traingate does not store"
+        if _SURROGATE.search(value):
+            return path, "contains a lone surrogate (\\ud800-\\udfff): not valid Unicode"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            found = _bad_text(key, inner) if isinstance(key, str) else None
+            found = found or _bad_text(item, inner)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _bad_text(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
     path = ""
     for part in loc:
@@ -276,7 +314,12 @@ def parse_event(raw: object, *, plans: Mapping[str, str], line: int | None = Non
             raise fail(wanted, f"is required for scope {event.scope!r}")
         if getattr(event, other) is not None:
             raise fail(other, f"must be absent or null for scope {event.scope!r}")
-    return ParsedEvent(event=event, body=canonical_json(raw))
+    body = canonical_json(raw)
+    if "\\u0000" in body or (not body.isascii() and _SURROGATE.search(body)):
+        found = _bad_text(raw, "")
+        if found is not None:
+            raise fail(*found)
+    return ParsedEvent(event=event, body=body)
 
 
 def parse_line(text: str, *, plans: Mapping[str, str], line: int) -> ParsedEvent:
@@ -285,7 +328,7 @@ def parse_line(text: str, *, plans: Mapping[str, str], line: int) -> ParsedEvent
         raw = orjson.loads(text)
     except orjson.JSONDecodeError:
         try:  # orjson refuses integers beyond 64 bits; the standard parser tells the rest
-            raw = json.loads(text, parse_constant=_reject_constant)
+            raw = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as exc:
             raise EventError(f"not valid JSON: {exc}", line=line) from None
     return parse_event(raw, plans=plans, line=line)

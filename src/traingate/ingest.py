@@ -9,7 +9,8 @@ store and the events before it (ownership, deletions, reused ids, the rated mess
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,7 +33,14 @@ from traingate.policy import Policy
 from traingate.store.store import Store
 from traingate.vault.snapshot import Snapshot, take_snapshot
 
-__all__ = ["IngestError", "IngestSummary", "ReportSink", "ingest_lines"]
+__all__ = [
+    "AcceptedBatch",
+    "BatchObserver",
+    "IngestError",
+    "IngestSummary",
+    "ReportSink",
+    "ingest_lines",
+]
 
 _SETTINGS = ("custom_style", "preferences", "title")
 
@@ -42,6 +50,26 @@ class ReportSink(Protocol):
 
     def put(self, *, snapshot: Snapshot, submitted_at: int, dedupe_key: str) -> str:
         """Store the snapshot; return the receipt for its holder."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedBatch:
+    """What one ingest transaction accepted: counts by event type, the duplicates and the
+    events its checks rejected, and the consent changes it accepted (for the audit log)."""
+
+    accepted: Mapping[str, int]
+    duplicates: int
+    rejected: int
+    consents: tuple[ConsentUpdated, ...]
+
+
+class BatchObserver(Protocol):
+    """Told of every batch that accepted something (the audit log)."""
+
+    def accepted(self, batch: AcceptedBatch) -> None:
+        """Runs inside the batch's transaction, after its rows are written: what it writes
+        commits or rolls back with the batch."""
         ...
 
 
@@ -300,9 +328,16 @@ def _file_reports(batch: _Batch, sink: ReportSink, summary: IngestSummary) -> No
 
 
 def _write_batch(
-    store: Store, sink: ReportSink, events: list[tuple[int, ParsedEvent]], summary: IngestSummary
+    store: Store,
+    sink: ReportSink,
+    events: list[tuple[int, ParsedEvent]],
+    summary: IngestSummary,
+    observer: BatchObserver | None = None,
 ) -> None:
     keys = store.keys
+    accepted: Counter[str] = Counter()
+    consents: list[ConsentUpdated] = []
+    duplicates, rejected = summary.duplicates, summary.rejected
     with store.db.transaction():
         batch = _Batch(store, events)
         for (line, parsed), event_key in zip(events, batch.event_keys, strict=True):
@@ -339,7 +374,19 @@ def _write_batch(
                 batch.seq += 1
             batch.event_hashes[event_key] = body_hash
             summary.accepted += 1
+            accepted[event.type] += 1
+            if isinstance(event, ConsentUpdated):
+                consents.append(event)
         _file_reports(batch, sink, summary)
+        if observer is not None and accepted:
+            observer.accepted(
+                AcceptedBatch(
+                    accepted=dict(sorted(accepted.items())),
+                    duplicates=summary.duplicates - duplicates,
+                    rejected=summary.rejected - rejected,
+                    consents=tuple(consents),
+                )
+            )
 
 
 def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
@@ -355,8 +402,10 @@ def ingest_lines(
     policy: Policy,
     lines: Iterable[str],
     batch_size: int = 5000,
+    observer: BatchObserver | None = None,
 ) -> IngestSummary:
-    """Ingest JSONL lines (blank lines are skipped but counted). Returns the summary."""
+    """Ingest JSONL lines (blank lines are skipped but counted). Returns the summary.
+    ``observer`` hears of each batch that accepted something, inside its transaction."""
     summary = IngestSummary()
     pending: list[tuple[int, ParsedEvent]] = []
     plans = policy.plans
@@ -367,9 +416,9 @@ def ingest_lines(
             summary.reject(exc)
             continue
         if len(pending) >= batch_size:
-            _write_batch(store, sink, pending, summary)
+            _write_batch(store, sink, pending, summary, observer)
             pending = []
     if pending:
-        _write_batch(store, sink, pending, summary)
+        _write_batch(store, sink, pending, summary, observer)
     summary.errors.sort(key=lambda e: e.line)
     return summary

@@ -56,6 +56,7 @@ class BuildJob:
     build_id: str | None = None
     manifest: dict[str, Any] | None = field(default=None, repr=False)
     error: str | None = None
+    actor: str = "system"  # who asked for it, as the audit log names them
 
     def to_dict(self) -> dict[str, Any]:
         total = self.messages_total
@@ -111,7 +112,14 @@ class BuildJobs:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tg-build")
 
     def submit(
-        self, *, tg: Traingate, purpose: str, as_of: int | None, format: str, engine: str
+        self,
+        *,
+        tg: Traingate,
+        purpose: str,
+        as_of: int | None,
+        format: str,
+        engine: str,
+        actor: str = "system",
     ) -> BuildJob:
         """Queue a build; what can be checked at once (purpose, format, engine) raises here."""
         from traingate.build.engines import engine_named
@@ -129,6 +137,7 @@ class BuildJobs:
             engine=engine,
             out=(self.datasets_dir / job_id).absolute(),
             created_at=now_micros(),
+            actor=actor,
         )
         with self._lock:
             self._jobs[job_id] = job
@@ -147,6 +156,7 @@ class BuildJobs:
                     format=job.format,
                     engine=job.engine,
                     progress=_JobProgress(job, self._lock),
+                    actor=job.actor,
                 )
         except TraingateError as exc:
             self._finish(job, error=str(exc))

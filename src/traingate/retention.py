@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -197,8 +197,15 @@ def _checkpoint(db: Database) -> None:
             db.execute(f"PRAGMA {schema}.wal_checkpoint(TRUNCATE)")
 
 
-def purge(*, db: Database, vault: Vault, as_of: int) -> PurgeCounts:
-    """Delete what has expired by ``as_of`` (the wall clock, normally), in one transaction."""
+def purge(
+    *,
+    db: Database,
+    vault: Vault,
+    as_of: int,
+    observer: Callable[[PurgeCounts], None] | None = None,
+) -> PurgeCounts:
+    """Delete what has expired by ``as_of`` (the wall clock, normally), in one transaction.
+    ``observer`` hears the counts inside that transaction (the audit log)."""
     cutoff = hard_delete_cutoff(as_of)
     if db.dialect == "sqlite":
         for schema in ("main", "vault"):
@@ -210,11 +217,14 @@ def purge(*, db: Database, vault: Vault, as_of: int) -> PurgeCounts:
         touched, messages = purger.purge_conversations(sorted(owners))
         due, accounts = purger.purge_accounts(cutoff)
         accounts |= {owners[conv] for conv in touched} & due
+        counts = PurgeCounts(
+            as_of=as_of,
+            expired_reports=expired,
+            conversations_purged=len(touched),
+            messages_purged=messages,
+            accounts_purged=len(accounts),
+        )
+        if observer is not None:
+            observer(counts)
     _checkpoint(db)
-    return PurgeCounts(
-        as_of=as_of,
-        expired_reports=expired,
-        conversations_purged=len(touched),
-        messages_purged=messages,
-        accounts_purged=len(accounts),
-    )
+    return counts

@@ -54,5 +54,5 @@ def set_consent(
     """The privacy center's toggle: records a `consent.updated` event (scope `account`,
     source `privacy_settings`, now) and returns the new privacy answer."""
     require_account(principal, account_id)
-    at = tg.record_consent(account_id=account_id, granted=body.granted)
+    at = tg.record_consent(account_id=account_id, granted=body.granted, actor=principal.actor)
     return tg.privacy(account_id=account_id, as_of=at).to_dict()

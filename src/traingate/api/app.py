@@ -11,10 +11,20 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from traingate.api import accounts, conversations, datasets, events, feedback, purge, sessions
+from traingate.api import (
+    accounts,
+    audit,
+    conversations,
+    datasets,
+    events,
+    feedback,
+    purge,
+    sessions,
+)
 from traingate.api.openapi import install_openapi
 from traingate.api.pool import TraingatePool
 from traingate.api.problems import install_handlers
+from traingate.api.usage import TokenUses
 from traingate.jobs import BuildJobs
 from traingate.settings import DEFAULT_DATA_DIR, Settings
 
@@ -55,16 +65,21 @@ def create_app(
         workers=build_workers,
     )
 
+    token_uses = TokenUses()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         jobs.shutdown(wait=True)
+        with pool.lease() as tg:
+            token_uses.flush(tg)
         pool.close()
 
     app = _application(lifespan=lifespan)
     app.state.settings = settings
     app.state.traingate_pool = pool
     app.state.build_jobs = jobs
+    app.state.token_uses = token_uses
     return app
 
 
@@ -85,7 +100,7 @@ def _application(*, lifespan: Lifespan | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     install_handlers(app)
-    for module in (events, feedback, conversations, accounts, sessions, datasets, purge):
+    for module in (events, feedback, conversations, accounts, sessions, datasets, purge, audit):
         app.include_router(module.router)
     from traingate.web import router as pages  # the pages (docs/web.md); not in the OpenAPI
 

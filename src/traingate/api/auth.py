@@ -21,6 +21,7 @@ from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from traingate.api.pool import TraingatePool
+from traingate.api.usage import TokenUses
 from traingate.app import Traingate
 from traingate.auth import Principal
 from traingate.errors import AccessDeniedError, AuthenticationError, NotFoundError
@@ -68,13 +69,22 @@ def _credential(bearer: HTTPAuthorizationCredentials | None, cookie: str | None)
 
 
 def optional_caller(
+    request: Request,
     tg: TG,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     cookie: Annotated[str | None, Depends(_cookie)],
 ) -> Principal | None:
-    """The caller, or None when no credential was sent (pages that offer a login)."""
+    """The caller, or None when no credential was sent (pages that offer a login). A token's
+    use is counted for the audit log (``api/usage.py``)."""
     credential = _credential(bearer, cookie)
-    return None if credential is None else tg.authenticate(credential)
+    if credential is None:
+        return None
+    principal = tg.authenticate(credential)
+    uses: TokenUses | None = getattr(request.app.state, "token_uses", None)
+    route = getattr(request.scope.get("route"), "path", None)
+    if principal.kind == "token" and uses is not None and route is not None:
+        uses.record(tg=tg, principal=principal, method=request.method, route=route)
+    return principal
 
 
 def caller(principal: Annotated[Principal | None, Depends(optional_caller)]) -> Principal:

@@ -75,5 +75,7 @@ def delete_conversation(
     """Record a `conversation.deleted` event (now): from then on the conversation serves no
     purpose under consent or flag bases, and purge hard-deletes it 30 days later."""
     owner = require_conversation(tg, principal, conversation_id)
-    at = tg.delete_conversation(conversation_id=conversation_id, account_id=owner)
+    at = tg.delete_conversation(
+        conversation_id=conversation_id, account_id=owner, actor=principal.actor
+    )
     return {"conversation_id": conversation_id, "deleted": True, "deleted_at": format_instant(at)}

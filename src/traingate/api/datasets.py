@@ -34,12 +34,17 @@ Jobs = Annotated[BuildJobs, Depends(_jobs)]
     status_code=202,
     responses=error_responses(401, 403, 422),
 )
-def start_build(_: Analyst, tg: TG, jobs: Jobs, body: DatasetRequest) -> JSONResponse:
+def start_build(principal: Analyst, tg: TG, jobs: Jobs, body: DatasetRequest) -> JSONResponse:
     """Queue a build of everything `purpose` may use as of `as_of` (default: now, fixed when
     the job is queued). Poll `GET /v1/datasets/{job_id}` for status, progress and manifest."""
     as_of = None if body.as_of is None else parse_instant(body.as_of)
     job = jobs.submit(
-        tg=tg, purpose=body.purpose, as_of=as_of, format=body.format, engine=body.engine
+        tg=tg,
+        purpose=body.purpose,
+        as_of=as_of,
+        format=body.format,
+        engine=body.engine,
+        actor=principal.actor,
     )
     return JSONResponse(
         job.to_dict(),

@@ -134,4 +134,4 @@ def post_events(
 ) -> JSONResponse:
     """Ingest a JSON array (`application/json`) or NDJSON (`application/x-ndjson`) body of at
     most 10,000 events, with the validation and the summary of `traingate ingest`."""
-    return summary_response(tg.ingest(body.lines), receipts=receipts)
+    return summary_response(tg.ingest(body.lines, actor=principal.actor), receipts=receipts)

@@ -63,7 +63,7 @@ def submit_feedback(
     An end user may submit feedback only for their own account."""
     if principal.is_user and event.get("account_id") != principal.account_id:
         raise ApiError(403, "forbidden", "a session may only submit feedback for its own account")
-    summary = tg.ingest([json.dumps(event, ensure_ascii=False)])
+    summary = tg.ingest([json.dumps(event, ensure_ascii=False)], actor=principal.actor)
     if summary.rejected:
         return summary_response(summary, receipts=False)
     if not summary.receipts:
@@ -74,7 +74,7 @@ def submit_feedback(
             "then and cannot be issued again",
         )
     receipt = summary.receipts[0][2]
-    info, _ = tg.feedback_show(receipt)
+    info = tg.report_info(receipt)
     return JSONResponse({"receipt": receipt, "report": info.to_dict()}, status_code=201)
 
 
@@ -83,9 +83,9 @@ def submit_feedback(
     summary="Show a feedback report by its receipt",
     responses=error_responses(401, 404),
 )
-def show_feedback(_: Caller, tg: TG, receipt: Receipt) -> dict[str, Any]:
+def show_feedback(principal: Caller, tg: TG, receipt: Receipt) -> dict[str, Any]:
     """The stored, de-identified snapshot and its submission and expiry times."""
-    info, snapshot = tg.feedback_show(receipt)
+    info, snapshot = tg.feedback_show(receipt, actor=principal.actor)
     return {"report": info.to_dict(), "snapshot": snapshot.to_dict()}
 
 
@@ -94,7 +94,7 @@ def show_feedback(_: Caller, tg: TG, receipt: Receipt) -> dict[str, Any]:
     summary="Delete a feedback report by its receipt",
     responses=error_responses(401, 404),
 )
-def delete_feedback(_: Caller, tg: TG, receipt: Receipt) -> dict[str, Any]:
+def delete_feedback(principal: Caller, tg: TG, receipt: Receipt) -> dict[str, Any]:
     """Crypto-shred the report: its data key and ciphertext are destroyed."""
-    info = tg.feedback_delete(receipt)
+    info = tg.feedback_delete(receipt, actor=principal.actor)
     return {"deleted": True, "report_id": info.report_id}

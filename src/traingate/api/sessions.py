@@ -23,13 +23,13 @@ router = APIRouter(prefix="/v1", tags=["sessions"])
     responses=error_responses(401, 403, 404, 422),
 )
 def create_session(
-    _: Annotated[Principal, Depends(Access("ingest"))], tg: TG, body: SessionRequest
+    principal: Annotated[Principal, Depends(Access("ingest"))], tg: TG, body: SessionRequest
 ) -> JSONResponse:
     """A session bound to one known account. `session` is shown only here: give it to the user
     as a bearer credential, or send them to `login_path` (the web login link, which sets an
     HttpOnly cookie)."""
     ttl = None if body.ttl_seconds is None else body.ttl_seconds * 1_000_000
-    issued = tg.create_session(account_id=body.account_id, ttl=ttl)
+    issued = tg.create_session(account_id=body.account_id, ttl=ttl, actor=principal.actor)
     return JSONResponse(issued.to_dict(), status_code=201)
 
 
