@@ -7,7 +7,8 @@ Everything is written into a hidden sibling ``.DIR.tmp-*`` and fsynced; the engi
 (DuckDB's database and spill files, the lineage spool) lives in another sibling ``.DIR.work-*``
 on the same file system. The build's lineage rows are inserted in one transaction, inside which
 the staging directory is renamed to DIR: DIR appears whole or not at all, and an interrupted
-build leaves neither DIR nor lineage rows (only, after a hard kill, a hidden staging directory).
+build leaves neither DIR nor lineage rows (only, after a hard kill, hidden directories, which
+the next build into DIR removes: ``build/staging.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from traingate.build.records import (
     conversation_records,
     feedback_record,
 )
+from traingate.build.staging import claim, remove_leftovers
 from traingate.build.writer import FORMATS, Format, PartWriter, fsync_path
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
@@ -217,12 +219,14 @@ def build_dataset(
     target = out.absolute()
     _refuse_existing(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target)
     token = secrets.token_hex(6)
     staging = target.parent / f".{target.name}.tmp-{token}"
     scratch = target.parent / f".{target.name}.work-{token}"
+    scratch.mkdir()  # first, and locked while the build lives (staging.py)
+    held = claim(scratch)
     staging.mkdir()
     (staging / "data").mkdir()
-    scratch.mkdir()
     writer = PartWriter(staging / "data", format=format, rows_per_file=rows_per_file)
     spool = LineageSpool(scratch / "lineage.tsv")
     moved = False
@@ -297,4 +301,5 @@ def build_dataset(
     finally:
         spool.close()
         shutil.rmtree(scratch, ignore_errors=True)
+        held.release()
     return BuildResult(build_id=build.build_id, path=target, manifest=manifest)
