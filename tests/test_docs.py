@@ -75,3 +75,20 @@ def test_readme_shows_exactly_two_setup_commands() -> None:
     setup = readme.split("## Set up on a fresh machine", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```sh\n(.*?)```", setup, flags=re.S)
     assert [b.strip() for b in blocks] == ["make demo", "make test"]
+
+
+def test_every_guarantee_names_tests_that_exist() -> None:
+    text = (DOCS / "guarantees.md").read_text()
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
+    assert len(named) >= 20
+    for file, test in named:
+        source = ROOT / file
+        assert source.is_file(), f"{file} does not exist"
+        assert re.search(rf"^def {test}\(", source.read_text(), flags=re.M), f"{file}::{test}"
+
+
+def test_every_doc_is_reachable_from_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    linked = set(re.findall(r"\(docs/([\w-]+\.md)\)", readme))
+    for doc in DOCS.glob("*.md"):
+        assert doc.name in linked, f"docs/{doc.name} is not linked from README.md"
