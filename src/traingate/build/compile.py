@@ -18,8 +18,10 @@ BIGINT UTC microseconds and named ``ts``, since ``at`` is a DuckDB keyword)::
     l_flag_clears(flag_id, ts)
     l_conversation_settings(conversation_id, ts, event_seq, fields)   (only with content)
 
-and, per batch, ``batch(idx, conversation_id, ts, seq[, role, content, attachments])``: the
-messages of whole conversations, with ``$lo``/``$hi`` the least and greatest conversation id.
+and, per batch, ``batch(conversation_id, ts, seq, idx)``: the messages of whole conversations
+(no content), with ``$lo``/``$hi`` the least and greatest conversation id of the batch; then
+``content(seq, ts, role, content, attachments)``: the content of the conversations of the batch
+that hold an eligible message (``content_query``), read only after the decisions.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from traingate.deid import EMAIL_PATTERN, EMAIL_TOKEN, KEPT_ATTACHMENT_SOURCES
 from traingate.errors import PolicyError
 from traingate.policy.model import Basis, Policy
 
-__all__ = ["LEDGERS", "CompiledPurpose", "Ledger", "compile_purpose", "message_query"]
+__all__ = [
+    "LEDGERS",
+    "CompiledPurpose",
+    "Ledger",
+    "compile_purpose",
+    "content_query",
+    "message_query",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,7 @@ def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
 
 
 _S, _I = pa.string(), pa.int64()
+_FOREVER = (1 << 63) - 1  # the open end of the last interval
 
 LEDGERS: tuple[Ledger, ...] = (
     Ledger(
@@ -104,32 +114,40 @@ LEDGERS: tuple[Ledger, ...] = (
 
 _META_SCHEMA = _schema(("conversation_id", _S), ("ts", _I), ("seq", _I))
 _CONTENT_SCHEMA = _schema(
-    ("conversation_id", _S),
-    ("ts", _I),
-    ("seq", _I),
-    ("role", _S),
-    ("content", _S),
-    ("attachments", _S),
+    ("seq", _I), ("ts", _I), ("role", _S), ("content", _S), ("attachments", _S)
 )
 
 
-def message_query(*, with_content: bool, order_text: str) -> tuple[str, pa.Schema]:
-    """The store query streaming messages with ``at <= ?`` grouped by conversation, in
-    (conversation id, time, arrival) order, and the schema of its rows. ``order_text`` is the
-    conversation id column as the store orders text by bytes (``StoreReader.order_text``)."""
-    columns = "conversation_id, at, event_seq"
-    if with_content:
-        columns += ", role, content, attachments"
-    sql = f"SELECT {columns} FROM messages WHERE at <= ? ORDER BY {order_text}, at, event_seq"
-    return sql, _CONTENT_SCHEMA if with_content else _META_SCHEMA
+def message_query(*, order_text: str) -> tuple[str, pa.Schema]:
+    """The store query streaming every message with ``at <= ?`` (its conversation, time and
+    arrival only), grouped by conversation in (conversation id, time, arrival) order, and the
+    schema of its rows. ``order_text`` is the conversation id column as the store orders text
+    by bytes (``StoreReader.order_text``)."""
+    sql = (
+        "SELECT conversation_id, at, event_seq FROM messages WHERE at <= ?"
+        f" ORDER BY {order_text}, at, event_seq"
+    )
+    return sql, _META_SCHEMA
+
+
+def content_query(*, conversations: str) -> tuple[str, pa.Schema]:
+    """The store query reading the content of the messages with ``at <= ?`` of the
+    conversations selected by the condition ``conversations`` (``StoreReader.in_values``):
+    only conversations holding an eligible message are ever read in full."""
+    sql = (
+        "SELECT event_seq, at, role, content, attachments FROM messages"
+        f" WHERE {conversations} AND at <= ?"
+    )
+    return sql, _CONTENT_SCHEMA
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledPurpose:
     """The SQL of one build. ``prepare`` runs once after the ledgers are loaded; ``decide``
-    (which creates ``decided(idx, conversation_id, basis, reason)``), ``tally`` and
-    ``records`` run per batch, with parameters ``$lo`` and ``$hi`` for ``decide`` and
-    ``records``."""
+    (which creates ``decided(idx, conversation_id, ts, seq, basis, reason)``), ``tally``,
+    ``eligible`` (the conversations to read content of) and ``records`` (the eligible
+    messages, de-identified, in record order) run per batch, with parameters ``$lo`` and
+    ``$hi`` for ``decide`` and ``records``."""
 
     purpose: str
     as_of: int
@@ -138,6 +156,7 @@ class CompiledPurpose:
     prepare: tuple[str, ...]
     decide: str
     tally: str
+    eligible: str
     records: str
 
 
@@ -197,8 +216,9 @@ def _basis_sql(index: int, basis: Basis) -> _BasisSql:
         scope = basis.consent_scope or "account"
         subject = "c.account_id" if scope == "account" else "p.organization_id"
         joins = (
-            f"ASOF LEFT JOIN (SELECT subject, ts, granted FROM consent_at"
-            f" WHERE scope = {_q(scope)}) k{i} ON k{i}.subject = {subject} AND b.ts >= k{i}.ts",
+            f"LEFT JOIN (SELECT subject, ts, until_ts, granted FROM consent_at"
+            f" WHERE scope = {_q(scope)}) k{i} ON k{i}.subject = {subject}"
+            f" AND b.ts >= k{i}.ts AND b.ts < k{i}.until_ts",
             f"LEFT JOIN consent_last_denial d{i} ON d{i}.scope = {_q(scope)}"
             f" AND d{i}.subject = {subject}",
         )
@@ -237,15 +257,24 @@ def _prepare(
     settings = ", s.style_fields, s.prefs_fields" if with_content else ""
     settings_join = "LEFT JOIN conv_settings s USING (conversation_id)" if with_content else ""
     statements = [
-        # The plan at t: the latest account.updated with at <= t, the later arrival on ties.
+        # The plan at t: the latest account.updated with at <= t, the later arrival on ties;
+        # as intervals [ts, until_ts) per account, so a message finds its plan by a hash join.
         f"""CREATE OR REPLACE TABLE plans_at AS
-            SELECT account_id, ts, plan, organization_id FROM l_account_plans
-            WHERE ts <= {as_of}
-            QUALIFY row_number() OVER (PARTITION BY account_id, ts ORDER BY event_seq DESC) = 1""",
-        # Consent at t: the latest change with at <= t; at one instant a denial wins.
+            SELECT account_id, ts,
+              coalesce(lead(ts) OVER (PARTITION BY account_id ORDER BY ts), {_FOREVER})
+                AS until_ts,
+              plan, organization_id
+            FROM (SELECT * FROM l_account_plans WHERE ts <= {as_of}
+              QUALIFY row_number() OVER (PARTITION BY account_id, ts ORDER BY event_seq DESC)
+                = 1)""",
+        # Consent at t: the latest change with at <= t; at one instant a denial wins (intervals).
         f"""CREATE OR REPLACE TABLE consent_at AS
-            SELECT scope, subject, ts, bool_and(granted = 1) AS granted FROM l_consents
-            WHERE ts <= {as_of} GROUP BY scope, subject, ts""",
+            SELECT scope, subject, ts,
+              coalesce(lead(ts) OVER (PARTITION BY scope, subject ORDER BY ts), {_FOREVER})
+                AS until_ts,
+              granted
+            FROM (SELECT scope, subject, ts, bool_and(granted = 1) AS granted FROM l_consents
+              WHERE ts <= {as_of} GROUP BY scope, subject, ts)""",
         # Held until as-of: no denial in (t, as-of], i.e. the last denial is at or before t.
         f"""CREATE OR REPLACE TABLE consent_last_denial AS
             SELECT scope, subject, max(ts) AS ts FROM l_consents
@@ -283,7 +312,7 @@ def compile_purpose(*, policy: Policy, purpose: str, as_of: int) -> CompiledPurp
     with_content = bool(bases)
     parts = [_basis_sql(i, basis) for i, basis in enumerate(bases)]
     columns = [
-        "b.idx", "b.conversation_id", "b.ts",
+        "b.idx", "b.conversation_id", "b.ts", "b.seq",
         "coalesce(c.conv_deleted, false) AS conv_deleted",
         "coalesce(c.acct_deleted, false) AS acct_deleted",
         "p.plan", f"{_plan_class(policy)} AS plan_class",
@@ -291,7 +320,8 @@ def compile_purpose(*, policy: Policy, purpose: str, as_of: int) -> CompiledPurp
     joins = [
         "LEFT JOIN (SELECT * FROM conv_facts WHERE conversation_id BETWEEN $lo AND $hi) c"
         " ON c.conversation_id = b.conversation_id",
-        "ASOF LEFT JOIN plans_at p ON p.account_id = c.account_id AND b.ts >= p.ts",
+        "LEFT JOIN plans_at p ON p.account_id = c.account_id"
+        " AND b.ts >= p.ts AND b.ts < p.until_ts",
     ]
     for part in parts:
         columns.extend(part.columns)
@@ -318,22 +348,24 @@ def compile_purpose(*, policy: Policy, purpose: str, as_of: int) -> CompiledPurp
     decide = (
         "CREATE OR REPLACE TEMP TABLE decided AS"
         f" WITH j AS (SELECT {', '.join(columns)} FROM batch b {' '.join(joins)})"
-        f" SELECT idx, conversation_id, ts, {basis_expr} AS basis, {reason_expr} AS reason FROM j"
+        f" SELECT idx, conversation_id, ts, seq, {basis_expr} AS basis, {reason_expr} AS reason"
+        " FROM j"
     )
     tally = "SELECT basis, reason, count(*)::BIGINT FROM decided GROUP BY basis, reason"
     precedence = " ".join(f"WHEN {_q(b.id)} THEN {i}" for i, b in enumerate(bases))
+    # One row per eligible message, de-identified, in record order: by conversation, then
+    # basis precedence, then time and arrival. The engine cuts the rows into records.
     records = (
         "SELECT d.conversation_id, d.basis,"
-        " CAST(CAST(make_timestamp(min(b.ts)) AS DATE) AS VARCHAR) AS date,"
-        f" list({{'role': b.role, 'content': {_redact('b.content')},"
-        f" 'attachments': {_attachments('b.attachments')}}} ORDER BY b.ts, b.seq) AS messages,"
-        " count(*)::BIGINT AS message_count,"
-        " any_value(c.style_fields) AS style_fields, any_value(c.prefs_fields) AS prefs_fields"
-        " FROM decided d JOIN batch b ON b.idx = d.idx"
+        " CAST(CAST(make_timestamp(b.ts) AS DATE) AS VARCHAR) AS date,"
+        f" {{'role': b.role, 'content': {_redact('b.content')},"
+        f" 'attachments': {_attachments('b.attachments')}}} AS message,"
+        " c.style_fields, c.prefs_fields"
+        " FROM decided d JOIN content b ON b.seq = d.seq"
         " LEFT JOIN (SELECT conversation_id, style_fields, prefs_fields FROM conv_facts"
         " WHERE conversation_id BETWEEN $lo AND $hi) c ON c.conversation_id = d.conversation_id"
-        " WHERE d.basis IS NOT NULL GROUP BY d.conversation_id, d.basis"
-        f" ORDER BY d.conversation_id, CASE d.basis {precedence} END"
+        f" WHERE d.basis IS NOT NULL ORDER BY d.conversation_id, CASE d.basis {precedence} END,"
+        " d.idx"
     )
     return CompiledPurpose(
         purpose=purpose,
@@ -343,5 +375,8 @@ def compile_purpose(*, policy: Policy, purpose: str, as_of: int) -> CompiledPurp
         prepare=_prepare(policy, bases, as_of, with_content),
         decide=decide,
         tally=tally,
+        eligible=(
+            "SELECT DISTINCT conversation_id FROM decided WHERE basis IS NOT NULL ORDER BY 1"
+        ),
         records=records if with_content else "",
     )

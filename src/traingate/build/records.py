@@ -8,13 +8,13 @@ and store and says nothing about the item to anyone without the key.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from traingate.deid import redact_json_text
 from traingate.vault.snapshot import Snapshot
@@ -31,6 +31,7 @@ __all__ = [
     "conversation_records",
     "feedback_record",
     "feedback_record_id",
+    "group_messages",
     "report_item_key",
     "settings_text",
 ]
@@ -96,7 +97,7 @@ class LineageItem:
 
 def _mac(key: bytes, *parts: str) -> str:
     payload = _RECORD_DOMAIN + "\x00".join(parts).encode()
-    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+    return hmac.digest(key, payload, "sha256").hex()
 
 
 def conversation_record_id(signing_key: bytes, conversation_id: str, basis: str) -> str:
@@ -123,6 +124,43 @@ def settings_text(fields: str | None, name: str) -> str | None:
     if fields is None:
         return None
     return redact_json_text(json.loads(fields).get(name))
+
+
+def group_messages(rows: pa.Table) -> pa.RecordBatch:
+    """Eligible messages, one per row in record order (``conversation_id``, ``basis``,
+    ``date`` of the message, ``message`` struct, ``style_fields``, ``prefs_fields``), cut into
+    conversation records (``ENGINE_SCHEMA``): one per run of equal (conversation, basis); its
+    date is its first message's; its settings become de-identified JSON text."""
+    if rows.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=ENGINE_SCHEMA)
+    rows = rows.combine_chunks()
+    n = rows.num_rows
+    conversation = rows.column("conversation_id")
+    basis = rows.column("basis")
+    changed = pc.or_(
+        pc.not_equal(conversation.slice(1), conversation.slice(0, n - 1)),
+        pc.not_equal(basis.slice(1), basis.slice(0, n - 1)),
+    )
+    starts = pa.concat_arrays(
+        [pa.array([0], pa.int32()), pc.cast(pc.add(pc.indices_nonzero(changed), 1), pa.int32())]
+    )
+    offsets = cast(pa.Int32Array, pa.concat_arrays([starts, pa.array([n], pa.int32())]))
+    messages = pa.ListArray.from_arrays(
+        offsets, rows.column("message").combine_chunks().cast(MESSAGE_TYPE)
+    )
+    first = rows.take(starts)
+    style = [settings_text(f, "custom_style") for f in first.column("style_fields").to_pylist()]
+    prefs = [settings_text(f, "preferences") for f in first.column("prefs_fields").to_pylist()]
+    arrays = [
+        first.column("conversation_id").combine_chunks(),
+        first.column("basis").combine_chunks(),
+        first.column("date").combine_chunks(),
+        messages,
+        pc.cast(pc.list_value_length(messages), pa.int64()),
+        pa.array(style, pa.string()),
+        pa.array(prefs, pa.string()),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=ENGINE_SCHEMA)
 
 
 def conversation_records(

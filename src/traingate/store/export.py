@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -63,6 +64,13 @@ class StoreReader:
     def order_text(self, column: str) -> str:
         """``column`` ordered by its UTF-8 bytes on both backends (Python's ``str`` order)."""
         return f'{column} COLLATE "C"' if self.dialect == "postgresql" else column
+
+    def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, Any]:
+        """A condition ``column`` is one of ``values``, with its one parameter, for a list of
+        any length (a JSON array read by json_each on SQLite, an array on PostgreSQL)."""
+        if self.dialect == "postgresql":
+            return f"{column} = ANY(?)", list(values)
+        return f"{column} IN (SELECT value FROM json_each(?))", json.dumps(list(values))
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -123,6 +131,15 @@ class StoreReader:
         """The query's rows as record batches of ``schema`` (columns in select order)."""
         for chunk in self.rows(sql, params, page=page):
             yield rows_to_batch(chunk, schema)
+
+    def batch(self, sql: str, params: Sequence[Any] = (), *, schema: pa.Schema) -> pa.RecordBatch:
+        """All rows of a query as one record batch."""
+        batches = list(self.batches(sql, params, schema=schema))
+        if not batches:
+            return pa.RecordBatch.from_pylist([], schema=schema)
+        if len(batches) == 1:
+            return batches[0]
+        return pa.Table.from_batches(batches, schema=schema).combine_chunks().to_batches()[0]
 
     def reader(
         self, sql: str, params: Sequence[Any] = (), *, schema: pa.Schema, page: int | None = None

@@ -1,10 +1,12 @@
 """The DuckDB engine: the policy compiled to SQL (``build.compile``), run over the store's rows.
 
 The ledgers (plans, consents, deletions, flags, settings) are loaded once from the store's
-read snapshot into a DuckDB database in the build's scratch directory; messages then stream
-through in batches of whole conversations (``StoreReader.grouped_batches``): each batch is
-decided, tallied, and aggregated into de-identified records, then dropped. Memory is bounded
-by DuckDB's ``memory_limit`` (it spills to the scratch directory) and the batch size.
+read snapshot into a DuckDB database in the build's scratch directory. Messages then stream
+through in batches of whole conversations (``StoreReader.grouped_batches``), first without
+their content: each batch is decided and tallied; then only the conversations holding an
+eligible message have their content read from the store, and their eligible messages are
+aggregated into de-identified records. Content that no basis grants is never read. Memory is
+bounded by DuckDB's ``memory_limit`` (it spills to the scratch directory) and the batch size.
 """
 
 from __future__ import annotations
@@ -18,16 +20,22 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from traingate.build.compile import LEDGERS, CompiledPurpose, compile_purpose, message_query
+from traingate.build.compile import (
+    LEDGERS,
+    CompiledPurpose,
+    compile_purpose,
+    content_query,
+    message_query,
+)
 from traingate.build.engine import DECISION_SCHEMA, BuildRequest, EngineBatch, Tally
-from traingate.build.records import ENGINE_SCHEMA, MESSAGE_TYPE, settings_text
+from traingate.build.records import ENGINE_SCHEMA, group_messages
 from traingate.errors import BuildError
 from traingate.store.export import StoreReader
 from traingate.store.store import Store
 
 __all__ = ["DuckDBEngine"]
 
-_MESSAGES = pa.list_(MESSAGE_TYPE)
+_EMPTY = pa.RecordBatch.from_pylist([], schema=ENGINE_SCHEMA)
 
 
 class DuckDBEngine:
@@ -87,9 +95,7 @@ class DuckDBEngine:
         compiled = compile_purpose(
             policy=request.policy, purpose=request.purpose, as_of=request.as_of
         )
-        sql, schema = message_query(
-            with_content=compiled.with_content, order_text=source.order_text("conversation_id")
-        )
+        sql, schema = message_query(order_text=source.order_text("conversation_id"))
         with self._connect(request.workdir) as con:
             try:
                 self._load(con, source, as_of=request.as_of, content=compiled.with_content)
@@ -102,7 +108,10 @@ class DuckDBEngine:
             )
             for batch in batches:
                 try:
-                    yield self._decide(con, compiled, batch, keep=request.keep_decisions)
+                    yield self._decide(
+                        con, compiled, batch, source=source, as_of=request.as_of,
+                        keep=request.keep_decisions,
+                    )  # fmt: skip
                 except duckdb.Error as exc:
                     raise BuildError(f"DuckDB failed on a batch of messages: {exc}") from exc
 
@@ -112,6 +121,8 @@ class DuckDBEngine:
         compiled: CompiledPurpose,
         batch: pa.RecordBatch,
         *,
+        source: StoreReader,
+        as_of: int,
         keep: bool,
     ) -> EngineBatch:
         n = batch.num_rows
@@ -129,16 +140,13 @@ class DuckDBEngine:
                      for basis, reason, count in con.execute(compiled.tally).fetchall()}
                 )
             )  # fmt: skip
-            records = (
-                con.sql(compiled.records, params=params).to_arrow_table()
-                if compiled.with_content
-                else None
-            )
+            records = None
+            if compiled.with_content:
+                eligible = [row[0] for row in con.execute(compiled.eligible).fetchall()]
+                if eligible:
+                    records = self._records(con, compiled, source, eligible, as_of, params)
             decisions = (
-                con.sql(
-                    "SELECT d.conversation_id, b.seq, d.basis, d.reason"
-                    " FROM decided d JOIN batch b ON b.idx = d.idx ORDER BY d.idx"
-                )
+                con.sql("SELECT conversation_id, seq, basis, reason FROM decided ORDER BY idx")
                 .to_arrow_table()
                 .cast(DECISION_SCHEMA)
                 if keep
@@ -147,27 +155,29 @@ class DuckDBEngine:
         finally:
             con.unregister("batch")
         return EngineBatch(
-            records=_engine_batch(records),
+            records=group_messages(records) if records is not None else _EMPTY,
             tally=tally,
             messages_seen=n,
             decisions=decisions,
         )
 
-
-def _engine_batch(records: pa.Table | None) -> pa.RecordBatch:
-    """DuckDB's record rows as ``ENGINE_SCHEMA``: settings become de-identified JSON text."""
-    if records is None or records.num_rows == 0:
-        return pa.RecordBatch.from_pylist([], schema=ENGINE_SCHEMA)
-    records = records.combine_chunks()
-    style = [settings_text(f, "custom_style") for f in records.column("style_fields").to_pylist()]
-    prefs = [settings_text(f, "preferences") for f in records.column("prefs_fields").to_pylist()]
-    arrays = [
-        records.column("conversation_id").combine_chunks(),
-        records.column("basis").combine_chunks(),
-        records.column("date").combine_chunks(),
-        records.column("messages").combine_chunks().cast(_MESSAGES),
-        records.column("message_count").combine_chunks(),
-        pa.array(style, pa.string()),
-        pa.array(prefs, pa.string()),
-    ]
-    return pa.RecordBatch.from_arrays(arrays, schema=ENGINE_SCHEMA)
+    def _records(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        compiled: CompiledPurpose,
+        source: StoreReader,
+        conversations: list[str],
+        as_of: int,
+        params: dict[str, str],
+    ) -> pa.Table:
+        """Read the content of ``conversations`` (those holding an eligible message) and
+        aggregate the eligible messages into records."""
+        condition, values = source.in_values("conversation_id", conversations)
+        sql, schema = content_query(conversations=condition)
+        content = source.batch(sql, (values, as_of), schema=schema)
+        con.register("content", content)
+        try:
+            table: pa.Table = con.sql(compiled.records, params=params).to_arrow_table()
+        finally:
+            con.unregister("content")
+        return table

@@ -1,0 +1,499 @@
+"""Dataset build benchmark: messages/s and peak RSS of a ``model_training`` build, against a
+raw DuckDB read+write baseline and against the naive scalar loop.
+
+    python benchmarks/build.py [--conversations 20000] [--conversations 50000 ...]
+                               [--workdir benchmarks/out] [--sample 2000] [--keep]
+
+For each N: a deterministic generator writes N conversations (about 8 messages each, realistic
+text lengths, 5% with e-mail addresses, consent timelines with revocations, organizations,
+flags and clears, feedback, deletions) and ingests them into a fresh SQLite store (kept in
+``--workdir`` and reused by later runs with the same N). Then, each in its own process so that
+peak RSS is that run's own:
+
+- build:    ``Traingate.build_dataset(purpose="model_training")`` with the DuckDB engine;
+- baseline: DuckDB reading the same messages (through the same store export) joined to their
+            accounts and writing them to one Parquet file: the cost of merely reading and
+            writing the data, no policy, no de-identification, no records;
+- naive:    the scalar engine (``explain_conversation`` per conversation, then the records)
+            over a sample of ``--sample`` conversations; its messages/s is extrapolated.
+
+Prints one table: messages, build seconds, messages/s, peak RSS, build/baseline time ratio,
+build/naive speed ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+AS_OF = "2025-06-01T00:00:00Z"
+_BASE = 1_704_067_200  # 2024-01-01T00:00:00Z
+_PROSE = (
+    "the a model answer question please explain how why what data privacy training feedback "
+    "report conversation message account assistant user help code python error table chart "
+    "summary draft letter plan travel recipe budget schedule meeting notes could would should "
+    "because however therefore example result function value list string number test build "
+    "write read file system memory performance policy consent research safety review of to in "
+    "for with on is are was be it this that you we they I can will not and or but if then"
+)
+_VOCABULARY = _PROSE.split()
+
+
+def _at(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_BASE + seconds))
+
+
+class _Text:
+    """Cheap deterministic prose: slices of one long pseudo-random text."""
+
+    def __init__(self, rng: random.Random) -> None:
+        words = [rng.choice(_VOCABULARY) for _ in range(400_000)]
+        self.corpus = " ".join(words)
+        self.rng = rng
+
+    def words(self, low: int, high: int) -> str:
+        length = self.rng.randint(low, high) * 6
+        start = self.rng.randrange(0, len(self.corpus) - length - 1)
+        start = self.corpus.find(" ", start) + 1
+        end = self.corpus.rfind(" ", start, start + length)
+        return self.corpus[start : max(end, start + 1)]
+
+
+def generate(conversations: int, seed: int = 20240101) -> Iterator[dict[str, Any]]:
+    """Deterministic events for ``conversations`` conversations, in time order."""
+    rng = random.Random(seed)
+    text = _Text(rng)
+    ids = iter(range(1, 1 << 62))
+    clock = 0
+
+    def event(kind: str, at: int, **fields: Any) -> dict[str, Any]:
+        return {"type": kind, "event_id": f"ev-{next(ids)}", "at": _at(at), **fields}
+
+    organizations = max(1, conversations // 400)
+    for org in range(organizations):
+        if rng.random() < 0.6:
+            yield event(
+                "consent.updated",
+                0,
+                scope="organization",
+                organization_id=f"org-{org}",
+                setting="model_training",
+                granted=True,
+                source="development_partner_program",
+            )
+    made = 0
+    account = 0
+    while made < conversations:
+        account += 1
+        acct = f"acct-{account:08d}"
+        clock += 37
+        commercial = rng.random() < 0.15
+        plan = (
+            rng.choice(["team", "enterprise", "api"])
+            if commercial
+            else rng.choice(["free", "free", "free", "pro", "max"])
+        )
+        org = f"org-{rng.randrange(organizations)}" if commercial else None
+        yield event(
+            "account.updated",
+            clock,
+            account_id=acct,
+            email=f"{acct}@example.com",
+            plan=plan,
+            organization_id=org,
+        )
+        if rng.random() < 0.45:
+            yield event(
+                "consent.updated",
+                clock + 1,
+                scope="account",
+                account_id=acct,
+                setting="model_training",
+                granted=True,
+                source="privacy_settings",
+            )
+        revoke_at = clock + rng.randint(1_000, 4_000_000) if rng.random() < 0.1 else None
+        for conv_index in range(rng.randint(1, 7)):
+            if made >= conversations:
+                break
+            made += 1
+            conv = f"{acct}-c{conv_index}"
+            start = clock + rng.randint(10, 3_000_000)
+            fields: dict[str, Any] = {"title": text.words(2, 6)}
+            if rng.random() < 0.2:
+                fields["custom_style"] = {"tone": rng.choice(["formal", "casual"]), "len": 3}
+            if rng.random() < 0.2:
+                fields["preferences"] = {"language": rng.choice(["en", "fr", "de"])}
+            yield event(
+                "conversation.updated", start, conversation_id=conv, account_id=acct, **fields
+            )
+            with_email = rng.random() < 0.05
+            count = rng.randint(6, 10)
+            mids = []
+            at = start
+            for index in range(count):
+                at += rng.randint(5, 600)
+                role = "user" if index % 2 == 0 else "assistant"
+                content = text.words(8, 60) if role == "user" else text.words(40, 250)
+                if with_email and index == 0:
+                    content += f" write to person{rng.randint(1, 99999)}@example.org thanks"
+                attachments = []
+                if role == "user" and rng.random() < 0.03:
+                    attachments.append(
+                        {
+                            "attachment_id": f"{conv}-a{index}",
+                            "source": rng.choice(["upload", "google_drive", "github"]),
+                            "name": "notes.txt",
+                            "content": text.words(20, 200),
+                        }
+                    )
+                mid = f"{conv}-m{index}"
+                mids.append((mid, at))
+                yield event(
+                    "message.created",
+                    at,
+                    conversation_id=conv,
+                    message_id=mid,
+                    account_id=acct,
+                    role=role,
+                    content=content,
+                    attachments=attachments,
+                )
+            roll = rng.random()
+            if roll < 0.02:
+                mid, rated_at = mids[-1]
+                yield event(
+                    "feedback.submitted",
+                    rated_at + 30,
+                    feedback_id=f"fb-{conv}",
+                    account_id=acct,
+                    conversation_id=conv,
+                    message_id=mid,
+                    rating=rng.choice(["up", "down"]),
+                    comment=text.words(3, 20),
+                    categories=["helpful"],
+                )
+            elif roll < 0.04:
+                yield event(
+                    "safety.flagged",
+                    at + 60,
+                    flag_id=f"fl-{conv}",
+                    conversation_id=conv,
+                    policy="usage_policy",
+                    reason=None,
+                )
+                if rng.random() < 0.5:
+                    yield event("safety.cleared", at + 9_000, flag_id=f"fl-{conv}")
+            elif roll < 0.05:
+                yield event("conversation.deleted", at + 100, conversation_id=conv, account_id=acct)
+        if revoke_at is not None:
+            yield event(
+                "consent.updated",
+                revoke_at,
+                scope="account",
+                account_id=acct,
+                setting="model_training",
+                granted=False,
+                source="privacy_settings",
+            )
+            if rng.random() < 0.5:
+                yield event(
+                    "consent.updated",
+                    revoke_at + 86_400,
+                    scope="account",
+                    account_id=acct,
+                    setting="model_training",
+                    granted=True,
+                    source="privacy_settings",
+                )
+
+
+# -- phases (each runs in its own process) ---------------------------------------------------
+
+
+def _open(store: Path) -> Any:
+    from traingate.app import Traingate
+    from traingate.settings import Settings
+
+    return Traingate.open(
+        Settings(db_url=f"sqlite:///{store / 'traingate.sqlite'}", key_file=store / "keys.json")
+    )
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def phase_ingest(store: Path, conversations: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    with _open(store) as tg:
+        summary = tg.ingest((json.dumps(e) for e in generate(conversations)), batch_size=20_000)
+        messages = tg.store.count("messages")
+    return {
+        "seconds": time.perf_counter() - started,
+        "accepted": summary.accepted,
+        "rejected": summary.rejected,
+        "messages": messages,
+    }
+
+
+def phase_build(store: Path, out: Path) -> dict[str, Any]:
+    from traingate.timeutil import parse_instant
+
+    with _open(store) as tg:
+        started = time.perf_counter()
+        result = tg.build_dataset(purpose="model_training", out=out, as_of=parse_instant(AS_OF))
+        seconds = time.perf_counter() - started
+    considered = result.manifest["exclusions"]["messages"]["considered"]
+    return {
+        "seconds": seconds,
+        "messages": considered,
+        "records": result.manifest["counts"]["records"],
+        "rss_mb": _rss_mb(),
+    }
+
+
+def phase_baseline(store: Path, out: Path) -> dict[str, Any]:
+    import duckdb
+    import pyarrow as pa
+
+    from traingate.store.export import open_reader
+    from traingate.timeutil import parse_instant
+
+    with _open(store) as tg:
+        started = time.perf_counter()
+        out.mkdir(parents=True)
+        con = duckdb.connect(str(out / "work.duckdb"), config={"memory_limit": "768MB"})
+        with open_reader(tg.store.db) as source:
+            accounts = source.reader(
+                "SELECT account_id, plan, organization_id FROM account_plans",
+                schema=pa.schema(
+                    [
+                        ("account_id", pa.string()),
+                        ("plan", pa.string()),
+                        ("organization_id", pa.string()),
+                    ]
+                ),
+            )
+            con.register("accounts_source", accounts)
+            con.execute(
+                "CREATE TABLE accounts AS SELECT account_id, any_value(plan) AS plan,"
+                " any_value(organization_id) AS organization_id FROM accounts_source"
+                " GROUP BY account_id"
+            )
+            messages = source.reader(
+                "SELECT conversation_id, account_id, role, at, content, attachments"
+                " FROM messages WHERE at <= ?",
+                (parse_instant(AS_OF),),
+                schema=pa.schema(
+                    [
+                        ("conversation_id", pa.string()),
+                        ("account_id", pa.string()),
+                        ("role", pa.string()),
+                        ("ts", pa.int64()),
+                        ("content", pa.string()),
+                        ("attachments", pa.string()),
+                    ]
+                ),
+            )
+            con.register("messages_source", messages)
+            target = out / "baseline.parquet"
+            con.execute(
+                "COPY (SELECT m.*, a.plan, a.organization_id FROM messages_source m"
+                f" JOIN accounts a USING (account_id)) TO '{target}'"
+                " (FORMAT parquet, COMPRESSION zstd)"
+            )
+            count = con.execute(f"SELECT count(*) FROM '{target}'").fetchone()
+        con.close()
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "messages": int(count[0]) if count else 0, "rss_mb": _rss_mb()}
+
+
+def phase_naive(store: Path, sample: int) -> dict[str, Any]:
+    """The naive loop: for each message of the sample, its conversation's facts, the scalar
+    decision, and (when eligible) its de-identified content; no batching, no SQL beyond the
+    store's own per-item reads."""
+    from traingate.deid import redact, redact_json_text, strip_attachment
+    from traingate.policy import decide_message
+    from traingate.timeutil import parse_instant
+
+    with _open(store) as tg:
+        db, policy, as_of = tg.store.db, tg.policy, parse_instant(AS_OF)
+        ids = [
+            row[0]
+            for row in db.execute(
+                "SELECT conversation_id FROM conversations ORDER BY conversation_id LIMIT ?",
+                (sample,),
+            )
+        ]
+        started = time.perf_counter()
+        messages = eligible = 0
+        for conversation_id in ids:
+            for (message_id,) in db.execute(
+                "SELECT message_id FROM messages WHERE conversation_id = ? AND at <= ?"
+                " ORDER BY at, event_seq",
+                (conversation_id, as_of),
+            ):
+                facts = tg.store.conversation_facts(conversation_id)
+                message = next(m for m in facts.messages if m.message_id == message_id)
+                decision = decide_message(
+                    policy=policy,
+                    facts=facts,
+                    message=message,
+                    purpose="model_training",
+                    as_of=as_of,
+                )
+                messages += 1
+                if decision.eligible:
+                    ((role, content, attachments),) = db.execute(
+                        "SELECT role, content, attachments FROM messages WHERE message_id = ?",
+                        (message_id,),
+                    )
+                    settings = tg.store.settings_as_of(conversation_id, as_of)
+                    _ = (
+                        role,
+                        redact(content),
+                        [strip_attachment(a) for a in json.loads(attachments)],
+                        redact_json_text(settings["custom_style"]),
+                    )
+                    eligible += 1
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "messages": messages, "rss_mb": _rss_mb()}
+
+
+def phase_scalar(store: Path, sample: int) -> dict[str, Any]:
+    """The scalar engine (one conversation's facts at a time, records assembled) on a sample:
+    the reference engine, already smarter than the naive loop."""
+    from traingate.build.engine import BuildRequest
+    from traingate.build.engines.scalar import ScalarEngine
+    from traingate.build.records import conversation_records
+    from traingate.store.export import open_reader
+    from traingate.timeutil import parse_instant
+
+    with _open(store) as tg:
+        ids = [
+            row[0]
+            for row in tg.store.db.execute(
+                "SELECT conversation_id FROM conversations ORDER BY conversation_id LIMIT ?",
+                (sample,),
+            )
+        ]
+        request = BuildRequest(
+            policy=tg.policy, purpose="model_training", as_of=parse_instant(AS_OF)
+        )
+        started = time.perf_counter()
+        messages = 0
+        with open_reader(tg.store.db) as source:
+            engine = ScalarEngine(conversations=ids)
+            for batch in engine.run(request=request, source=source, store=tg.store):
+                conversation_records(batch.records, signing_key=tg.keys.signing_key)
+                messages += batch.messages_seen
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "messages": messages, "rss_mb": _rss_mb()}
+
+
+def _run_phase(args: list[str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"phase {args} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bench(conversations: int, workdir: Path, sample: int, keep: bool) -> dict[str, Any]:
+    store = workdir / f"store-{conversations}"
+    if not (store / "ready").exists():
+        shutil.rmtree(store, ignore_errors=True)
+        store.mkdir(parents=True)
+        ingested = _run_phase(["ingest", str(store), str(conversations)])
+        (store / "ready").write_text(json.dumps(ingested))
+    runs = workdir / f"runs-{conversations}"
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir()
+    built = _run_phase(["build", str(store), str(runs / "dataset")])
+    baseline = _run_phase(["baseline", str(store), str(runs / "baseline")])
+    naive = _run_phase(["naive", str(store), str(sample)])
+    scalar = _run_phase(["scalar", str(store), str(sample)])
+    if not keep:
+        shutil.rmtree(runs)
+    rate = built["messages"] / built["seconds"]
+    naive_rate = naive["messages"] / naive["seconds"]
+    scalar_rate = scalar["messages"] / scalar["seconds"]
+    return {
+        "conversations": conversations,
+        "messages": built["messages"],
+        "records": built["records"],
+        "build_s": built["seconds"],
+        "msgs_per_s": rate,
+        "rss_mb": built["rss_mb"],
+        "baseline_s": baseline["seconds"],
+        "baseline_rss_mb": baseline["rss_mb"],
+        "vs_baseline": built["seconds"] / baseline["seconds"],
+        "naive_msgs_per_s": naive_rate,
+        "vs_naive": rate / naive_rate,
+        "scalar_msgs_per_s": scalar_rate,
+        "vs_scalar": rate / scalar_rate,
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| N conv. | messages | build s | messages/s | peak RSS MB | baseline s | "
+        "build / baseline | naive msg/s | build / naive | scalar engine msg/s |"
+        " build / scalar |"
+    )
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        lines.append(
+            f"| {r['conversations']:,} | {r['messages']:,} | {r['build_s']:.1f} | "
+            f"{r['msgs_per_s']:,.0f} | {r['rss_mb']:,.0f} | {r['baseline_s']:.1f} | "
+            f"{r['vs_baseline']:.2f}x | {r['naive_msgs_per_s']:,.0f} | {r['vs_naive']:.0f}x | "
+            f"{r['scalar_msgs_per_s']:,.0f} | {r['vs_scalar']:.1f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--conversations", type=int, action="append", help="N (repeatable) [default: 20000]"
+    )
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out"))
+    parser.add_argument("--sample", type=int, default=2000, help="conversations of the naive run")
+    parser.add_argument("--keep", action="store_true", help="keep the datasets written")
+    parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        name, *rest = args.phase
+        if name == "ingest":
+            result = phase_ingest(Path(rest[0]), int(rest[1]))
+        elif name == "build":
+            result = phase_build(Path(rest[0]), Path(rest[1]))
+        elif name == "baseline":
+            result = phase_baseline(Path(rest[0]), Path(rest[1]))
+        elif name == "scalar":
+            result = phase_scalar(Path(rest[0]), int(rest[1]))
+        else:
+            result = phase_naive(Path(rest[0]), int(rest[1]))
+        print(json.dumps(result))
+        return
+    rows = []
+    for n in args.conversations or [20_000]:
+        rows.append(bench(n, args.workdir, args.sample, args.keep))
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
