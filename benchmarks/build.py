@@ -2,29 +2,34 @@
 raw DuckDB read+write baseline and against the naive scalar loop.
 
     python benchmarks/build.py [--conversations 20000] [--conversations 50000 ...]
-                               [--workdir benchmarks/out] [--sample 2000] [--keep]
+                               [--backend sqlite|postgresql] [--workdir benchmarks/out]
+                               [--sample 2000] [--keep]
 
 For each N: a deterministic generator writes N conversations (about 8 messages each, realistic
 text lengths, 5% with e-mail addresses, consent timelines with revocations, organizations,
-flags and clears, feedback, deletions) and ingests them into a fresh SQLite store (kept in
-``--workdir`` and reused by later runs with the same N). Then, each in its own process so that
-peak RSS is that run's own:
+flags and clears, feedback, deletions) and ingests them into a fresh store, a SQLite file or a
+PostgreSQL schema, kept in ``--workdir`` and reused by later runs with the same N and backend.
+Then, each in its own process so that peak RSS is that run's own:
 
 - build:    ``Traingate.build_dataset(purpose="model_training")`` with the DuckDB engine;
 - baseline: DuckDB reading the same messages (through the same store export) joined to their
             accounts and writing them to one Parquet file: the cost of merely reading and
             writing the data, no policy, no de-identification, no records;
-- naive:    the scalar engine (``explain_conversation`` per conversation, then the records)
-            over a sample of ``--sample`` conversations; its messages/s is extrapolated.
+- naive:    a per-message Python loop over the scalar evaluator (the conversation's facts,
+            ``decide_message``, then the message's de-identified content when eligible), timed
+            on the messages of ``--sample`` conversations;
+- scalar:   the scalar engine (facts once per conversation, records assembled) on the same
+            sample: the reference engine, already less naive.
 
 Prints one table: messages, build seconds, messages/s, peak RSS, build/baseline time ratio,
-build/naive speed ratio.
+build/naive and build/scalar speed ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -34,8 +39,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 AS_OF = "2025-06-01T00:00:00Z"
+PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _BASE = 1_704_067_200  # 2024-01-01T00:00:00Z
 _PROSE = (
     "the a model answer question please explain how why what data privacy training feedback "
@@ -224,9 +231,26 @@ def _open(store: Path) -> Any:
     from traingate.app import Traingate
     from traingate.settings import Settings
 
-    return Traingate.open(
-        Settings(db_url=f"sqlite:///{store / 'traingate.sqlite'}", key_file=store / "keys.json")
-    )
+    url = (store / "url").read_text().strip()
+    return Traingate.open(Settings(db_url=url, key_file=store / "keys.json"))
+
+
+def _new_store(store: Path, backend: str, conversations: int) -> None:
+    """An empty store directory: its database URL (a fresh PostgreSQL schema, or a SQLite
+    file inside it) and, later, its key file."""
+    store.mkdir(parents=True)
+    if backend == "sqlite":
+        url = f"sqlite:///{(store / 'traingate.sqlite').resolve()}"
+    else:
+        import psycopg
+
+        schema = f"tg_bench_{conversations}"
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.execute(f"CREATE SCHEMA {schema}")
+        separator = "&" if "?" in PG_URL else "?"
+        url = f"{PG_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    (store / "url").write_text(url)
 
 
 def _rss_mb() -> float:
@@ -411,11 +435,13 @@ def _run_phase(args: list[str]) -> dict[str, Any]:
     return result
 
 
-def bench(conversations: int, workdir: Path, sample: int, keep: bool) -> dict[str, Any]:
-    store = workdir / f"store-{conversations}"
+def bench(
+    conversations: int, workdir: Path, sample: int, keep: bool, backend: str
+) -> dict[str, Any]:
+    store = workdir / f"store-{backend}-{conversations}"
     if not (store / "ready").exists():
         shutil.rmtree(store, ignore_errors=True)
-        store.mkdir(parents=True)
+        _new_store(store, backend, conversations)
         ingested = _run_phase(["ingest", str(store), str(conversations)])
         (store / "ready").write_text(json.dumps(ingested))
     runs = workdir / f"runs-{conversations}"
@@ -431,6 +457,7 @@ def bench(conversations: int, workdir: Path, sample: int, keep: bool) -> dict[st
     naive_rate = naive["messages"] / naive["seconds"]
     scalar_rate = scalar["messages"] / scalar["seconds"]
     return {
+        "backend": backend,
         "conversations": conversations,
         "messages": built["messages"],
         "records": built["records"],
@@ -449,14 +476,14 @@ def bench(conversations: int, workdir: Path, sample: int, keep: bool) -> dict[st
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| N conv. | messages | build s | messages/s | peak RSS MB | baseline s | "
+        "| backend | N conv. | messages | build s | messages/s | peak RSS MB | baseline s | "
         "build / baseline | naive msg/s | build / naive | scalar engine msg/s |"
         " build / scalar |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(
-            f"| {r['conversations']:,} | {r['messages']:,} | {r['build_s']:.1f} | "
+            f"| {r['backend']} | {r['conversations']:,} | {r['messages']:,} | {r['build_s']:.1f} | "
             f"{r['msgs_per_s']:,.0f} | {r['rss_mb']:,.0f} | {r['baseline_s']:.1f} | "
             f"{r['vs_baseline']:.2f}x | {r['naive_msgs_per_s']:,.0f} | {r['vs_naive']:.0f}x | "
             f"{r['scalar_msgs_per_s']:,.0f} | {r['vs_scalar']:.1f}x |"
@@ -470,6 +497,12 @@ def main() -> None:
         "--conversations", type=int, action="append", help="N (repeatable) [default: 20000]"
     )
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out"))
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help=f"store backend [default sqlite; postgresql at $TRAINGATE_TEST_PG or {PG_URL}]",
+    )
     parser.add_argument("--sample", type=int, default=2000, help="conversations of the naive run")
     parser.add_argument("--keep", action="store_true", help="keep the datasets written")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
@@ -490,7 +523,7 @@ def main() -> None:
         return
     rows = []
     for n in args.conversations or [20_000]:
-        rows.append(bench(n, args.workdir, args.sample, args.keep))
+        rows.append(bench(n, args.workdir, args.sample, args.keep, args.backend))
         print(json.dumps(rows[-1]), file=sys.stderr)
     print(table(rows))
 

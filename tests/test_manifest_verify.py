@@ -167,3 +167,20 @@ def test_verify_command_exit_codes(tg: Traingate, dataset: Path, settings: Setti
     assert report["ok"] is False
     assert "data/part-00000.parquet: holds 4 rows, the manifest says 99" in report["problems"]
     assert "holds 4 rows, the manifest says 99" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {"files": "all of them", "counts": [], "exclusions": None, "record_format": 7},
+        {"files": [3, None], "exclusions": {"messages": {"considered": "ten", "by_reason": []}}},
+        [],
+    ],
+)
+def test_a_mangled_manifest_is_reported_not_raised(
+    tg: Traingate, dataset: Path, garbage: Any
+) -> None:
+    (dataset / "manifest.json").write_text(json.dumps(garbage))
+    result = tg.verify_dataset(path=dataset)
+    assert not result.ok
+    assert result.problems

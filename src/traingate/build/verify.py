@@ -38,6 +38,18 @@ class Verification:
         return {"path": self.path, "ok": self.ok, "problems": list(self.problems)}
 
 
+def _m(value: Any) -> Mapping[str, Any]:
+    """A member of the manifest as a mapping ({} when it is not one: a tampered manifest)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _total(values: Any) -> int | None:
+    numbers = list(_m(values).values())
+    if not all(isinstance(n, int) for n in numbers):
+        return None
+    return sum(numbers)
+
+
 def _counts_in(path: Path, encoding: str) -> Iterator[tuple[str, str, int]]:
     """(kind, basis, messages) of every record of one data file."""
     if encoding == "parquet":
@@ -78,10 +90,15 @@ def _diff(prefix: str, claimed: Any, actual: Any, out: list[str]) -> None:
 
 def _file_problems(root: Path, manifest: Mapping[str, Any], problems: list[str]) -> list[Path]:
     """Check each listed file; return the readable ones."""
-    encoding = str(manifest.get("record_format", {}).get("encoding", ""))
+    encoding = str(_m(manifest.get("record_format")).get("encoding", ""))
     listed: set[Path] = set()
     readable = []
-    for entry in manifest.get("files", []):
+    entries = manifest.get("files")
+    if not isinstance(entries, list):
+        problems.append("files: missing, or not a list")
+        entries = []
+    for raw in entries:
+        entry = _m(raw)
         name = str(entry.get("path", ""))
         relative = PurePosixPath(name)
         if relative.is_absolute() or ".." in relative.parts or not name:
@@ -112,7 +129,7 @@ def _file_problems(root: Path, manifest: Mapping[str, Any], problems: list[str])
 def _recount(
     files: list[Path], manifest: Mapping[str, Any], problems: list[str]
 ) -> Mapping[tuple[str, str], tuple[int, int]] | None:
-    encoding = str(manifest.get("record_format", {}).get("encoding", ""))
+    encoding = str(_m(manifest.get("record_format")).get("encoding", ""))
     counts: Counter[tuple[str, str]] = Counter()
     messages: Counter[tuple[str, str]] = Counter()
     for path in files:
@@ -127,11 +144,11 @@ def _recount(
 
 
 def _exclusion_problems(manifest: Mapping[str, Any], problems: list[str]) -> None:
-    exclusions = manifest.get("exclusions", {})
-    by_kind = manifest.get("counts", {}).get("by_kind", {})
+    exclusions = _m(manifest.get("exclusions"))
+    by_kind = _m(_m(manifest.get("counts")).get("by_kind"))
     included_of = {
-        "messages": by_kind.get("conversation", {}).get("messages"),
-        "reports": by_kind.get("feedback", {}).get("records"),
+        "messages": _m(by_kind.get("conversation")).get("messages"),
+        "reports": _m(by_kind.get("feedback")).get("records"),
     }
     for name, expected_included in included_of.items():
         section = exclusions.get(name)
@@ -139,16 +156,19 @@ def _exclusion_problems(manifest: Mapping[str, Any], problems: list[str]) -> Non
             problems.append(f"exclusions.{name}: missing")
             continue
         considered, included = section.get("considered"), section.get("included")
-        excluded, by_reason = section.get("excluded"), section.get("by_reason", {})
-        if considered != (included or 0) + (excluded or 0):
+        excluded, reasons = section.get("excluded"), _total(section.get("by_reason"))
+        numbers = (considered, included, excluded)
+        if not all(isinstance(n, int) for n in numbers) or reasons is None:
+            problems.append(f"exclusions.{name}: counts must be integers")
+            continue
+        if considered != included + excluded:
             problems.append(
                 f"exclusions.{name}: considered {considered} != included {included}"
                 f" + excluded {excluded}"
             )
-        if excluded != sum(by_reason.values()):
+        if excluded != reasons:
             problems.append(
-                f"exclusions.{name}: excluded {excluded} != the sum of by_reason"
-                f" {sum(by_reason.values())}"
+                f"exclusions.{name}: excluded {excluded} != the sum of by_reason {reasons}"
             )
         if included != expected_included:
             problems.append(
@@ -173,9 +193,9 @@ def verify_dataset(path: Path, *, signing_key: bytes) -> Verification:
         problems.append(problem)
     files = _file_problems(path, manifest, problems)
     recount = _recount(files, manifest, problems)
-    claimed = manifest.get("counts", {})
-    if recount is not None and isinstance(claimed, Mapping):
-        bases = list(claimed.get("by_basis", {}))
+    claimed = _m(manifest.get("counts"))
+    if recount is not None:
+        bases = list(_m(claimed.get("by_basis")))
         _diff("counts", claimed, counts_section(recount, bases=bases), problems)
     _exclusion_problems(manifest, problems)
     return Verification(path=str(path), problems=tuple(problems))
