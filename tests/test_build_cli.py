@@ -86,3 +86,22 @@ def test_build_verify_and_lineage_from_the_command_line(tmp_path: Path) -> None:
     tampered = run(["dataset", "verify", "ds"], cwd=tmp_path)
     assert tampered.returncode == 1
     assert "data/part-00000.parquet: sha256 differs" in tampered.stderr
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    import io
+
+    from traingate.build.progress import terminal_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    with terminal_progress(stream=io.StringIO()) as quiet:
+        assert quiet is None
+    screen = Terminal()
+    with terminal_progress(stream=screen) as bar:
+        assert bar is not None
+        bar.start(10)
+        bar.advance(4)
+        bar.advance(6)
