@@ -26,7 +26,7 @@ class Built:
     records: list[dict[str, Any]]
     messages: Tally
     reports: Tally
-    decisions: list[tuple[str, int, str | None, str | None]]
+    decisions: list[tuple[str, int, str | None, str | None, int]]
 
 
 def run_engine(
@@ -35,17 +35,17 @@ def run_engine(
     """Every record of a build, in output order, with its decisions, without writing files."""
     if isinstance(engine, str):
         engine = DuckDBEngine() if engine == "duckdb" else ScalarEngine()
-    request = BuildRequest(policy=tg.policy, purpose=purpose, as_of=as_of, keep_decisions=True)
+    request = BuildRequest(policy=tg.policies, purpose=purpose, as_of=as_of, keep_decisions=True)
     records: list[dict[str, Any]] = []
     messages, reports = Tally(), Tally()
-    decisions: list[tuple[str, int, str | None, str | None]] = []
+    decisions: list[tuple[str, int, str | None, str | None, int]] = []
     steps = produce(store=tg.store, vault=tg.vault, keys=tg.keys, request=request, engine=engine)
     for step in steps:
         records.extend(step.records.to_pylist())
         messages, reports = messages + step.messages, reports + step.reports
         if step.decisions is not None:
             decisions.extend(
-                (r["conversation_id"], r["seq"], r["basis"], r["reason"])
+                (r["conversation_id"], r["seq"], r["basis"], r["reason"], r["policy"])
                 for r in step.decisions.to_pylist()
             )
     return Built(records=records, messages=messages, reports=reports, decisions=sorted(decisions))

@@ -1,8 +1,13 @@
 """The two evaluators of one policy are equal: for random event histories, every purpose and a
 random as-of, the bulk engine (DuckDB SQL compiled from the policy) produces exactly the records
 derived from the scalar evaluator (``decide_message`` via ``explain_conversation``), message for
-message: the same decision (basis, or first reason) for every message, the same records, ids and
-bytes of content, in the same order.
+message: the same decision (basis, or first reason, and the policy that decided) for every
+message, the same records, ids and bytes of content, in the same order.
+
+Each runs under the default policy and under two policy versions (consumer-2024, then
+consumer-2025 from day 5 of the histories): conversations may be marked incognito, and as-of
+times reach past the P5Y retention of reports submitted after the switch, so exclusions and
+both retentions are exercised on both sides of the effective date.
 
 SQLite carries the many examples; PostgreSQL runs a few, so both exports are held to it.
 """
@@ -28,9 +33,12 @@ from traingate.build.engines.duckdb import DuckDBEngine
 from traingate.build.engines.scalar import ScalarEngine
 from traingate.policy import default_policy
 from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate.timeutil import add_calendar_years, parse_instant
 
 POLICY = default_policy()
+# consumer-2025 in force from day 5 of the histories (2024-01-06T12:00:00Z).
+VERSIONS = f"consumer-2024,consumer-2025@{Events.t(5)}"
+SPECS = pytest.mark.parametrize("spec", [None, VERSIONS], ids=["consumer-2024", "versions"])
 PURPOSES = tuple(POLICY.purposes)
 ACCOUNTS = ("a1", "a2", "a3")
 ORGS = ("o1", "o2")
@@ -199,6 +207,9 @@ def check_equal(tg: Traingate, *, as_of: int, batch_messages: int) -> None:
         event(f"{purpose}: records under {kinds or 'no basis'}")
         for reason in bulk.messages.excluded_by_reason():
             event(f"excluded: {reason}")
+        for reason in bulk.reports.excluded_by_reason():
+            event(f"report excluded: {reason}")
+        event(f"messages decided by policies {sorted({d[4] for d in bulk.decisions})}")
 
 
 mostly_true = st.sampled_from([True, True, True, False])
@@ -216,23 +227,41 @@ prologue = st.tuples(
     ),
 )  # fmt: skip
 messages_first = st.lists(st.one_of(message_op, message_op, settings_op), min_size=1, max_size=10)
+# Some conversations start with a conversation.updated that marks them incognito (or not).
+openings = st.lists(
+    st.tuples(
+        st.just("settings"),
+        st.sampled_from(CONVERSATIONS),
+        st.fixed_dictionaries({"incognito": mostly_true}),
+        early,
+    ),
+    max_size=4,
+)
 histories = st.tuples(
     prologue.map(list),
+    openings,
     messages_first,
     st.lists(st.one_of(flag_op, revoke_op, revoke_op, tie_op), max_size=4),
     st.lists(ops, max_size=24),
 ).map(lambda parts: [step for part in parts for step in part])
-as_ofs = instants.map(lambda i: parse_instant(_t((i[0] + 3, i[1]))))
+as_ofs = st.one_of(
+    instants.map(lambda i: parse_instant(_t((i[0] + 3, i[1])))),
+    # Around the P5Y expiry of reports submitted after the switch (P10Y before it).
+    instants.map(lambda i: add_calendar_years(parse_instant(_t((i[0] + 3, i[1]))), 5)),
+)
 
 
+@SPECS
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=histories, as_of=as_ofs, batch_messages=st.integers(1, 8))
 def test_bulk_equals_scalar_on_sqlite(
-    steps: list[tuple[Any, ...]], as_of: int, batch_messages: int
+    spec: str | None, steps: list[tuple[Any, ...]], as_of: int, batch_messages: int
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        settings_ = Settings(db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json")
+        settings_ = Settings(
+            db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json", policy=spec
+        )
         with Traingate.open(settings_) as tg:
             tg.ingest(jsonl(history(steps)))
             check_equal(tg, as_of=as_of, batch_messages=batch_messages)
@@ -254,15 +283,16 @@ def _pg_schema(server: str) -> Iterator[str]:
 
 
 @pytest.mark.store
+@SPECS
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(steps=histories, as_of=as_ofs, batch_messages=st.integers(1, 8))
 def test_bulk_equals_scalar_on_postgresql(
-    pg_server: str, steps: list[tuple[Any, ...]], as_of: int, batch_messages: int
+    pg_server: str, spec: str | None, steps: list[tuple[Any, ...]], as_of: int, batch_messages: int
 ) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         _pg_schema(pg_server) as url,
-        Traingate.open(Settings(db_url=url, key_file=Path(tmp) / "k.json")) as tg,
+        Traingate.open(Settings(db_url=url, key_file=Path(tmp) / "k.json", policy=spec)) as tg,
     ):
         tg.ingest(jsonl(history(steps)))
         check_equal(tg, as_of=as_of, batch_messages=batch_messages)

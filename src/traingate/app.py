@@ -16,10 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from traingate.audit import AuditEntry, AuditLog
 from traingate.auditing import SYSTEM, IngestAuditor, mentions, subject_key, verify_summary
-from traingate.errors import AccessDeniedError, ConfigError, EventError, NotFoundError
+from traingate.errors import (
+    AccessDeniedError,
+    ConfigError,
+    EventError,
+    NotFoundError,
+    PolicyError,
+)
 from traingate.ingest import IngestSummary, ingest_lines
 from traingate.keys import KeyRing, load_or_create_keys
-from traingate.policy import Decision, Policy, default_policy, explain_conversation, load_policy
+from traingate.policy import Decision, Policy, PolicySet, explain_conversation, load_policy_set
 from traingate.settings import Settings
 from traingate.store.db import connect
 from traingate.store.store import Store
@@ -30,6 +36,7 @@ from traingate.vault.vault import ReportInfo, Vault
 if TYPE_CHECKING:
     from traingate.auth import Credentials, IssuedSession, IssuedToken, Principal
     from traingate.build.builder import BuildResult
+    from traingate.build.diff import PolicyDiff
     from traingate.build.lineage import Lineage
     from traingate.build.progress import Progress
     from traingate.build.verify import Verification
@@ -47,11 +54,13 @@ class MessageExplanation:
     at: int
     role: str
     decision: Decision
+    policy: Policy  # the policy in force at the message's time, which decided it
 
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    """Why each message of one conversation may or may not serve a purpose as of a time."""
+    """Why each message of one conversation may or may not serve a purpose as of a time.
+    ``policy`` is the policy in force at as-of; each message names the one that decided it."""
 
     conversation_id: str
     purpose: str
@@ -60,10 +69,10 @@ class Explanation:
     messages: tuple[MessageExplanation, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        def rules(decision: Decision) -> list[dict[str, str]]:
+        def rules(m: MessageExplanation) -> list[dict[str, str]]:
             out = []
-            for rule_id in decision.rule_ids:
-                spec_rule, text = self.policy.rule_text(rule_id)
+            for rule_id in m.decision.rule_ids:
+                spec_rule, text = m.policy.rule_text(rule_id)
                 out.append({"id": rule_id, "rule": spec_rule, "text": text})
             return out
 
@@ -80,7 +89,8 @@ class Explanation:
                     "eligible": m.decision.eligible,
                     "basis": m.decision.basis,
                     "reasons": list(m.decision.reasons) if not m.decision.eligible else [],
-                    "rules": rules(m.decision),
+                    "rules": rules(m),
+                    "policy": m.policy.identity(),
                 }
                 for m in self.messages
             ],
@@ -95,28 +105,33 @@ class Traingate:
         *,
         store: Store,
         vault: Vault,
-        policy: Policy,
+        policy: Policy | PolicySet,
         keys: KeyRing,
         key_file: Path | None = None,
     ) -> None:
         self.store = store
         self.vault = vault
-        self.policy = policy
+        self.policies = PolicySet.of(policy)  # every item is decided by the one in force then
         self.keys = keys
         self.key_file = key_file  # where rotation writes the key ring (None: rotation refused)
 
     @classmethod
     def open(cls, settings: Settings) -> Traingate:
-        policy = load_policy(settings.policy_file) if settings.policy_file else default_policy()
+        policies = load_policy_set(settings.policy)
         keys = load_or_create_keys(settings.key_file)
         db = connect(settings.db_url)
         try:
             store = Store.open(db, keys=keys)
-            vault = Vault(db, keys=keys, policy=policy)
+            vault = Vault(db, keys=keys, policy=policies)
         except BaseException:
             db.close()
             raise
-        return cls(store=store, vault=vault, policy=policy, keys=keys, key_file=settings.key_file)
+        return cls(store=store, vault=vault, policy=policies, keys=keys, key_file=settings.key_file)
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force now (what the pages describe); decisions use ``policies``."""
+        return self.policies.in_force(now_micros())
 
     def close(self) -> None:
         self.store.close()
@@ -154,21 +169,80 @@ class Traingate:
     def explain(
         self, *, conversation_id: str, purpose: str, as_of: int | None = None
     ) -> Explanation:
-        """Each message of a conversation under bases 2-4, with the rules that decided."""
-        self.policy.require_purpose(purpose)
+        """Each message of a conversation under bases 2-4, with the rules that decided, each
+        under the policy in force at its time."""
+        self.policies.require_purpose(purpose)
         when = now_micros() if as_of is None else as_of
         facts = self.store.conversation_facts(conversation_id)
-        decided = explain_conversation(policy=self.policy, facts=facts, purpose=purpose, as_of=when)
+        policies = self.policies
+        decided = explain_conversation(policy=policies, facts=facts, purpose=purpose, as_of=when)
         return Explanation(
             conversation_id=conversation_id,
             purpose=purpose,
             as_of=when,
-            policy=self.policy,
+            policy=policies.in_force(when),
             messages=tuple(
-                MessageExplanation(message_id=m.message_id, at=m.at, role=m.role, decision=d)
+                MessageExplanation(
+                    message_id=m.message_id,
+                    at=m.at,
+                    role=m.role,
+                    decision=d,
+                    policy=policies.in_force(m.at),
+                )
                 for m, d in decided
             ),
         )
+
+    # -- policies in force (docs/policy.md) ---------------------------------------------------
+
+    def policy_show(self, *, name: str | None = None) -> dict[str, Any]:
+        """The policies in force, each with its range, bases, exclusions and rules; or one
+        policy: an id in force, a bundled id, or a policy file (its range when in force)."""
+        ranges = {(r["id"], r["version"]): r for r in self.policies.ranges()}
+        if name is None:
+            return {
+                "in_force": list(ranges.values()),
+                "policies": [_policy_table(p) for p in self.policies.policies],
+            }
+        try:
+            policy = self.policies.named(name)
+        except PolicyError:
+            policy = load_policy_set(name).policies[0]
+        in_force = ranges.get((policy.id, policy.version))
+        in_force = in_force if in_force and in_force["sha256"] == policy.sha256 else None
+        return {**_policy_table(policy), "in_force": in_force}
+
+    def policy_diff(
+        self,
+        *,
+        a: str,
+        b: str,
+        as_of: int | None = None,
+        purposes: Iterable[str] = (),
+        engine: str = "duckdb",
+        actor: str = SYSTEM,
+    ) -> PolicyDiff:
+        """Which records of a build as of ``as_of`` (default now) would enter, leave or change
+        if the policies ``b`` replaced ``a`` (each a --policy value: ids or files, with
+        optional @effective dates), with each changed item's rules on both sides; for
+        ``purposes`` (default every purpose both know). Audited: it reads the vault."""
+        from traingate.build.diff import diff_policies
+        from traingate.build.engines import engine_named
+
+        first, second = load_policy_set(a), load_policy_set(b)
+        chosen = list(purposes) or [p for p in first.purposes if p in second.purposes]
+        result = diff_policies(
+            store=self.store,
+            vault=self.vault,
+            keys=self.keys,
+            engine=engine_named(engine),
+            a=first,
+            b=second,
+            purposes=chosen,
+            as_of=now_micros() if as_of is None else as_of,
+        )
+        self.audit_log.append(actor=actor, action="policy.diff", details=result.summary())
+        return result
 
     # -- the feedback vault and retention (docs/vault.md) ---------------------------------------
 
@@ -208,7 +282,7 @@ class Traingate:
         )
         self.keys = ring
         self.store.keys = ring
-        self.vault = Vault(self.store.db, keys=ring, policy=self.policy)
+        self.vault = Vault(self.store.db, keys=ring, policy=self.policies)
         self.audit_log.append(actor=actor, action="keys.rotate", details=result.to_dict())
         return result
 
@@ -316,7 +390,11 @@ class Traingate:
 
         when = now_micros() if as_of is None else as_of
         return account_privacy(
-            store=self.store, policy=self.policy, keys=self.keys, account_id=account_id, as_of=when
+            store=self.store,
+            policy=self.policies.in_force(when),
+            keys=self.keys,
+            account_id=account_id,
+            as_of=when,
         )
 
     def _ingest_one(self, event: dict[str, Any], *, actor: str) -> IngestSummary:
@@ -389,9 +467,9 @@ class Traingate:
         from traingate.build.engines import engine_named
         from traingate.build.writer import as_format
 
-        self.policy.require_purpose(purpose)
+        self.policies.require_purpose(purpose)
         request = BuildRequest(
-            policy=self.policy, purpose=purpose, as_of=now_micros() if as_of is None else as_of
+            policy=self.policies, purpose=purpose, as_of=now_micros() if as_of is None else as_of
         )
         result = build_dataset(
             store=self.store,
@@ -515,6 +593,12 @@ class Traingate:
             return list(entries)
         found = [entry for entry in entries if mentions(entry, keys)]
         return found if limit is None else found[:limit]
+
+
+def _policy_table(policy: Policy) -> dict[str, Any]:
+    """A policy as ``policy show`` prints it: every key of its file, parameters that do not
+    apply to a basis's kind left out, and the sha256 of the file."""
+    return policy.model_dump(mode="json", exclude_none=True)
 
 
 def _build_details(result: BuildResult) -> dict[str, Any]:

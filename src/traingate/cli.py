@@ -95,18 +95,17 @@ def _lines(path: str) -> Iterator[IO[str]]:
 )
 @click.option(
     "--policy",
-    "policy_file",
     envvar="TRAINGATE_POLICY",
-    metavar="PATH",
-    help="Policy file [env TRAINGATE_POLICY; default the bundled consumer-2024]",
+    metavar="LIST",
+    help="The policies in force: bundled ids or policy files, comma-separated, each with an "
+    "optional @RFC3339 effective date, e.g. consumer-2024,consumer-2025@2026-01-01T00:00:00Z "
+    "[env TRAINGATE_POLICY; default consumer-2024 alone]",
 )
 @click.version_option(package_name="traingate")
 @click.pass_context
-def cli(
-    ctx: click.Context, db_url: str | None, key_file: str | None, policy_file: str | None
-) -> None:
+def cli(ctx: click.Context, db_url: str | None, key_file: str | None, policy: str | None) -> None:
     """traingate: decide, with proof, which user data may train models."""
-    ctx.obj = Settings.resolve(db_url=db_url, key_file=key_file, policy_file=policy_file)
+    ctx.obj = Settings.resolve(db_url=db_url, key_file=key_file, policy=policy)
 
 
 @cli.command()
@@ -164,6 +163,58 @@ def explain(ctx: click.Context, conversation_id: str, purpose: str, as_of: int |
     """Explain, message by message, whether a conversation may serve PURPOSE, and why."""
     with _open(ctx) as tg:
         result = tg.explain(conversation_id=conversation_id, purpose=purpose, as_of=as_of)
+    _emit(result.to_dict())
+
+
+@cli.group("policy")
+def policy_group() -> None:
+    """The policies in force, and what changing them would change (docs/policy.md)."""
+
+
+@policy_group.command("show")
+@click.argument("name", metavar="[ID]", required=False)
+@click.pass_context
+def policy_show(ctx: click.Context, name: str | None) -> None:
+    """Print the policies in force (each with the time range it decides), or one policy: an
+    id in force, a bundled id or a policy file. JSON: plans, purposes, bases in order of
+    precedence, exclusions, reasons for denial with their texts, sha256."""
+    with _open(ctx) as tg:
+        table = tg.policy_show(name=name)
+    _emit(table)
+
+
+@policy_group.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option(
+    "--as-of", type=INSTANT, default=None, help="RFC 3339 instant to decide as of [default: now]."
+)
+@click.option(
+    "--purpose",
+    "purposes",
+    multiple=True,
+    metavar="P",
+    help="Only this purpose (repeatable) [default: every purpose].",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(BUILD_ENGINES),
+    default=BUILD_ENGINES[0],
+    show_default=True,
+    help="The engine deciding every message (the scalar evaluator gives the reasons).",
+)
+@click.pass_context
+def policy_diff(
+    ctx: click.Context, a: str, b: str, as_of: int | None, purposes: tuple[str, ...], engine: str
+) -> None:
+    """Which records of a build would enter, leave or change if policies B replaced A, and
+    why: every changed message and report with its policy, basis and rule ids under A and
+    under B. A and B take what --policy takes (e.g. consumer-2024 and
+    consumer-2024,consumer-2025@2026-01-01T00:00:00Z). Prints JSON; nothing is written."""
+    with _open(ctx) as tg:
+        result = tg.policy_diff(
+            a=a, b=b, as_of=as_of, purposes=purposes, engine=engine, actor=cli_actor()
+        )
     _emit(result.to_dict())
 
 

@@ -318,6 +318,7 @@ def _file_reports(batch: _Batch, sink: ReportSink, summary: IngestSummary) -> No
             report=report,
             messages=store.messages_until(report.conversation_id, report.at, before_seq=seq),
             settings=store.settings_as_of(report.conversation_id, report.at, before_seq=seq),
+            incognito=store.is_incognito(report.conversation_id),
         )
         receipt = sink.put(
             snapshot=snapshot,

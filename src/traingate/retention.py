@@ -1,9 +1,10 @@
 """Retention: what expires when (pure functions), and ``purge``, the one service that deletes.
 
-- A feedback report expires at submission + the policy's retention (P10Y, calendar years, so
-  29 February + 10 years = 28 February, same time of day). From that instant on it serves no
-  build (``Vault.reports`` filters on it) whether or not ``purge`` ran; ``purge`` then deletes
-  it, wrapped data key and ciphertext together (crypto-shredding).
+- A feedback report expires at submission + the retention of the policy in force at its
+  submission (P10Y under consumer-2024, P5Y under consumer-2025; calendar years, so
+  29 February + 10 years = 28 February, same time of day), fixed when it is received. From
+  that instant on it serves no build (``Vault.reports`` filters on it) whether or not ``purge``
+  ran; ``purge`` then deletes it, wrapped data key and ciphertext together (crypto-shredding).
 - A conversation deleted more than 30 days before T, and every conversation of an account
   deleted more than 30 days before T, loses its messages, settings and safety flags at the
   purge of T; the account loses its plan/e-mail history and account-scope consents. The raw
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from traingate.errors import StoreError
-from traingate.policy import Policy
+from traingate.policy import Policy, PolicySet, policy_at
 from traingate.store.db import Database
 
 if TYPE_CHECKING:
@@ -42,10 +43,11 @@ HARD_DELETE_AFTER = 30 * 86_400 * 1_000_000  # 30 days, in microseconds
 _CHUNK = 900  # under SQLite's bound-parameter limit
 
 
-def report_expiry(policy: Policy, submitted_at: int) -> int:
-    """The instant a report submitted at ``submitted_at`` stops serving any purpose. A policy
-    without a feedback basis grants no retention: the report is expired at once."""
-    expiry = policy.feedback_expiry(submitted_at)
+def report_expiry(policy: Policy | PolicySet, submitted_at: int) -> int:
+    """The instant a report submitted at ``submitted_at`` stops serving any purpose, under the
+    policy in force at its submission. A policy without a feedback basis grants no retention:
+    the report is expired at once."""
+    expiry = policy_at(policy, submitted_at).feedback_expiry(submitted_at)
     return submitted_at if expiry is None else expiry
 
 

@@ -2,7 +2,10 @@
 
 - database: ``--db`` / ``TRAINGATE_DB``, default ``sqlite:///traingate-data/traingate.sqlite``
 - key file: ``--key-file`` / ``TRAINGATE_KEY_FILE``, default ``traingate-data/keys.json``
-- policy file: ``--policy`` / ``TRAINGATE_POLICY``, default the bundled ``consumer-2024``
+- policies in force: ``--policy`` / ``TRAINGATE_POLICY``, a comma-separated list of bundled
+  policy ids or policy file paths, each with an optional ``@RFC3339`` effective date
+  (``consumer-2024,consumer-2025@2026-01-01T00:00:00Z``); default ``consumer-2024`` alone
+  (``traingate.policy.versions``)
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ DEFAULT_KEY_FILE = DEFAULT_DATA_DIR / "keys.json"
 SETTINGS: dict[str, str] = {
     "TRAINGATE_DB": "Database URL: sqlite:///PATH (default) or postgresql://...",
     "TRAINGATE_KEY_FILE": "Path of the key file (created on first use with mode 0600).",
-    "TRAINGATE_POLICY": "Path of a policy file to use instead of the bundled consumer-2024.",
+    "TRAINGATE_POLICY": "The policies in force: bundled ids or policy file paths, comma-separated,"
+    " each with an optional @RFC3339 effective date (default consumer-2024 alone).",
     "TRAINGATE_DATASETS_DIR": "Where `traingate serve` writes builds started over the HTTP API.",
 }
 
@@ -31,7 +35,7 @@ SETTINGS: dict[str, str] = {
 class Settings:
     db_url: str
     key_file: Path
-    policy_file: Path | None = None
+    policy: str | None = None  # the --policy value; None: consumer-2024 alone
 
     @classmethod
     def resolve(
@@ -39,16 +43,12 @@ class Settings:
         *,
         db_url: str | None = None,
         key_file: str | Path | None = None,
-        policy_file: str | Path | None = None,
+        policy: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Explicit values win, then the environment, then the defaults."""
         env = os.environ if environ is None else environ
         db = db_url or env.get("TRAINGATE_DB") or DEFAULT_DB_URL
         keys = key_file or env.get("TRAINGATE_KEY_FILE") or DEFAULT_KEY_FILE
-        policy = policy_file or env.get("TRAINGATE_POLICY") or None
-        return cls(
-            db_url=db,
-            key_file=Path(keys),
-            policy_file=Path(policy) if policy else None,
-        )
+        policies = policy or env.get("TRAINGATE_POLICY") or None
+        return cls(db_url=db, key_file=Path(keys), policy=policies)

@@ -19,8 +19,8 @@ import os
 import secrets
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from traingate.build.engine import BuildRequest, Engine, Tally
 from traingate.build.lineage import BuildRow, LineageSpool, commit_build
-from traingate.build.manifest import manifest_body, sign_manifest
+from traingate.build.manifest import manifest_body, policies_section, sign_manifest
 from traingate.build.progress import Progress
 from traingate.build.records import (
     RECORD_SCHEMA,
@@ -41,8 +41,8 @@ from traingate.build.staging import claim, remove_leftovers
 from traingate.build.writer import FORMATS, Format, PartWriter, fsync_path
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
-from traingate.policy import decide_report
-from traingate.store.export import open_reader
+from traingate.policy import PolicySet, decide_report
+from traingate.store.export import StoreReader, open_reader
 from traingate.store.store import Store
 from traingate.timeutil import now_micros
 from traingate.vault.vault import Vault
@@ -55,7 +55,9 @@ _FEEDBACK_BATCH = 1_000
 @dataclass(frozen=True, slots=True)
 class Produced:
     """One step of a build: records (``RECORD_SCHEMA``) with their lineage items, and the
-    decisions they came from."""
+    decisions they came from. ``messages_by_policy`` and ``reports_by_policy`` count the items
+    each policy of the request decided (by position); with one policy, messages are not
+    counted by policy (that policy decided every one)."""
 
     records: pa.RecordBatch
     items: tuple[LineageItem, ...]
@@ -63,6 +65,8 @@ class Produced:
     reports: Tally
     messages_seen: int = 0
     decisions: pa.Table | None = None
+    messages_by_policy: Mapping[int, int] = field(default_factory=dict)
+    reports_by_policy: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +89,19 @@ class BuildResult:
 
 
 def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator[Produced]:
-    """Feedback records: every report the vault holds for as-of that the feedback basis grants
-    the purpose, each decided again by ``decide_report`` (expired reports stay out)."""
-    policy, purpose, as_of = request.policy, request.purpose, request.as_of
-    basis = policy.feedback_basis
-    if basis is None or purpose not in basis.purposes:
+    """Feedback records: every report the vault holds for as-of, when the feedback basis of a
+    policy in force grants the purpose, each decided again by ``decide_report`` under the
+    policy in force at its submission (expired and excluded reports stay out)."""
+    policies, purpose, as_of = request.policies, request.purpose, request.as_of
+    if not any(
+        (basis := p.feedback_basis) is not None and purpose in basis.purposes
+        for p in policies.policies
+    ):
         return
     rows: list[dict[str, Any]] = []
     items: list[LineageItem] = []
     tally: Counter[tuple[str | None, str | None]] = Counter()
+    deciding: Counter[int] = Counter()
 
     def flush() -> Produced:
         produced = Produced(
@@ -101,16 +109,23 @@ def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator
             items=tuple(items),
             messages=Tally(),
             reports=Tally(counts=dict(tally)),
+            reports_by_policy=dict(deciding),
         )
         rows.clear()
         items.clear()
         tally.clear()
+        deciding.clear()
         return produced
 
     for report in vault.reports(as_of=as_of):
         decision = decide_report(
-            policy=policy, submitted_at=report.submitted_at, purpose=purpose, as_of=as_of
+            policy=policies,
+            submitted_at=report.submitted_at,
+            purpose=purpose,
+            as_of=as_of,
+            incognito=report.snapshot.incognito,
         )
+        deciding[policies.index_at(report.submitted_at)] += 1
         if decision.basis is None:
             tally[(None, decision.primary_reason)] += 1
             continue
@@ -129,6 +144,19 @@ def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator
         yield flush()
 
 
+def _messages_by_policy(source: StoreReader, policies: PolicySet, as_of: int) -> dict[int, int]:
+    """How many messages with ``at <= as_of`` each policy of the set decides (by position):
+    those of its effective range (the earliest also takes every earlier message)."""
+    starts = policies.starts
+    sums = []
+    for i in range(len(starts)):
+        low = f"at >= {starts[i]}" if i > 0 else "1 = 1"
+        high = f"at < {starts[i + 1]}" if i + 1 < len(starts) else "1 = 1"
+        sums.append(f"SUM(CASE WHEN {low} AND {high} THEN 1 ELSE 0 END)")
+    rows = source.fetchall(f"SELECT {', '.join(sums)} FROM messages WHERE at <= ?", (as_of,))
+    return {i: int(n or 0) for i, n in enumerate(rows[0]) if n}
+
+
 def produce(
     *,
     store: Store,
@@ -144,6 +172,12 @@ def produce(
         if progress is not None:
             total = source.scalar("SELECT COUNT(*) FROM messages WHERE at <= ?", (request.as_of,))
             progress.start(int(total or 0))
+        policies = request.policies
+        counts = (
+            _messages_by_policy(source, policies, request.as_of)
+            if len(policies.policies) > 1
+            else {}
+        )
         for batch in engine.run(request=request, source=source, store=store):
             records, items = conversation_records(batch.records, signing_key=keys.signing_key)
             if progress is not None:
@@ -155,7 +189,9 @@ def produce(
                 reports=Tally(),
                 messages_seen=batch.messages_seen,
                 decisions=batch.decisions,
+                messages_by_policy=counts,
             )
+            counts = {}  # counted once, carried by the first step
     yield from _feedback(vault=vault, keys=keys, request=request)
 
 
@@ -172,12 +208,24 @@ def _count(
 
 
 def _check(
-    counts: dict[tuple[str, str], tuple[int, int]], messages: Tally, reports: Tally, seen: int
+    counts: dict[tuple[str, str], tuple[int, int]],
+    messages: Tally,
+    reports: Tally,
+    seen: int,
+    by_policy: tuple[Counter[int], Counter[int]],
 ) -> None:
     """The books must balance; a build that does not is refused, not written."""
     problems = []
     if messages.considered != seen:
         problems.append(f"{seen} messages read, {messages.considered} decided")
+    for kind, tally, decided in (
+        ("message", messages, by_policy[0]),
+        ("report", reports, by_policy[1]),
+    ):
+        if decided.total() != tally.considered:
+            problems.append(
+                f"{tally.considered} {kind}s decided, {decided.total()} by the policies in force"
+            )
     for kind, tally, index in (("conversation", messages, 1), ("feedback", reports, 0)):
         written = Counter({b: v[index] for (k, b), v in counts.items() if k == kind})
         if dict(+written) != {b: n for b, n in tally.included_by_basis().items() if n}:
@@ -212,8 +260,8 @@ def build_dataset(
 ) -> BuildResult:
     """Build the dataset of ``request`` into the new directory ``out``, atomically, and record
     its lineage. Raises BuildError when ``out`` exists or the build cannot complete."""
-    policy = request.policy
-    policy.require_purpose(request.purpose)
+    policies = request.policies
+    policies.require_purpose(request.purpose)
     if format not in FORMATS:
         raise BuildError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     target = out.absolute()
@@ -234,8 +282,9 @@ def build_dataset(
         counts: Counter[tuple[str, str]] = Counter()
         sizes: Counter[tuple[str, str]] = Counter()
         messages, reports, seen = Tally(), Tally(), 0
+        by_policy: tuple[Counter[int], Counter[int]] = (Counter(), Counter())
         work = BuildRequest(
-            policy=policy,
+            policy=policies,
             purpose=request.purpose,
             as_of=request.as_of,
             workdir=scratch,
@@ -249,21 +298,32 @@ def build_dataset(
             _count(counts, sizes, step.records)
             messages, reports = messages + step.messages, reports + step.reports
             seen += step.messages_seen
+            by_policy[0].update(step.messages_by_policy)
+            by_policy[1].update(step.reports_by_policy)
         files = writer.close()
         totals = {key: (counts[key], sizes[key]) for key in counts}
-        _check(totals, messages, reports, seen)
+        if len(policies.policies) == 1 and seen:
+            by_policy[0][0] = seen
+        _check(totals, messages, reports, seen, by_policy)
+        in_force = policies.in_force(request.as_of)
         manifest = sign_manifest(
             manifest_body(
                 purpose=request.purpose,
                 as_of=request.as_of,
-                policy=policy,
+                policy=in_force,
                 engine=engine.name,
                 record_format=format,
                 counts=totals,
-                bases=[b.id for b in policy.bases if request.purpose in b.purposes],
+                bases=[
+                    basis.id
+                    for p in policies.policies
+                    for basis in p.bases
+                    if request.purpose in basis.purposes
+                ],
                 messages=messages,
                 reports=reports,
                 files=files,
+                policies=policies_section(policies, messages=by_policy[0], reports=by_policy[1]),
             ),
             signing_key=keys.signing_key,
         )
@@ -276,8 +336,8 @@ def build_dataset(
             built_at=clock(),
             purpose=request.purpose,
             as_of=request.as_of,
-            policy_id=policy.id,
-            policy_sha256=policy.sha256,
+            policy_id=in_force.id,
+            policy_sha256=in_force.sha256,
             engine=engine.name,
             format=format,
             path=str(target),

@@ -1,15 +1,17 @@
 """Compile a Policy, a purpose and an as-of into the DuckDB SQL of the bulk evaluator. Pure.
 
 The SQL decides every message exactly as ``traingate.policy.evaluate.decide_message`` does:
-the same checks in the same order (deletions, the plan at the message's time, then each message
-basis of the purpose in the policy's precedence), the same basis, and the same first reason.
-Nothing about the policy is written here: bases, plans, purposes and kinds come from the
-``Policy`` object; this module only knows how each *kind* of basis is evaluated.
+under the policy in force at the message's time (one policy, or a ``PolicySet``: a CASE over
+the effective ranges picks each message's policy), the same checks in the same order (that
+policy's exclusions, deletions, the plan at the message's time, then each message basis of the
+purpose in the policy's precedence), the same basis, and the same first reason. Nothing about
+the policy is written here: bases, exclusions, plans, purposes and kinds come from the
+``Policy`` objects; this module only knows how each *kind* of basis or exclusion is evaluated.
 
 The SQL reads these DuckDB tables, filled by the engine from the store (``LEDGERS``; times are
 BIGINT UTC microseconds and named ``ts``, since ``at`` is a DuckDB keyword)::
 
-    l_conversations(conversation_id, account_id)
+    l_conversations(conversation_id, account_id, incognito)
     l_account_plans(account_id, ts, event_seq, plan, organization_id)
     l_account_deletions(account_id, ts)
     l_consents(scope, subject, ts, granted)
@@ -19,7 +21,8 @@ BIGINT UTC microseconds and named ``ts``, since ``at`` is a DuckDB keyword)::
     l_conversation_settings(conversation_id, ts, event_seq, fields)   (only with content)
 
 and, per batch, ``batch(conversation_id, ts, seq, idx)``: the messages of whole conversations
-(no content), with ``$lo``/``$hi`` the least and greatest conversation id of the batch; then
+(no content), with ``$lo``/``$hi`` the least and greatest conversation id of the batch
+(``decided`` gets ``policy``: the position in the set of the policy that decided); then
 ``content(seq, ts, role, content, attachments)``: the content of the conversations of the batch
 that hold an eligible message (``content_query``), read only after the decisions.
 """
@@ -33,6 +36,7 @@ import pyarrow as pa
 from traingate.deid import EMAIL_PATTERN, EMAIL_TOKEN, KEPT_ATTACHMENT_SOURCES
 from traingate.errors import PolicyError
 from traingate.policy.model import Basis, Policy
+from traingate.policy.versions import PolicySet
 
 __all__ = [
     "LEDGERS",
@@ -64,8 +68,9 @@ _FOREVER = (1 << 63) - 1  # the open end of the last interval
 LEDGERS: tuple[Ledger, ...] = (
     Ledger(
         "l_conversations",
-        "SELECT conversation_id, account_id FROM conversations",
-        _schema(("conversation_id", _S), ("account_id", _S)),
+        "SELECT conversation_id, account_id, CASE WHEN incognito THEN 1 ELSE 0 END"
+        " FROM conversations",
+        _schema(("conversation_id", _S), ("account_id", _S), ("incognito", _I)),
     ),
     Ledger(
         "l_account_plans",
@@ -144,7 +149,8 @@ def content_query(*, conversations: str) -> tuple[str, pa.Schema]:
 @dataclass(frozen=True, slots=True)
 class CompiledPurpose:
     """The SQL of one build. ``prepare`` runs once after the ledgers are loaded; ``decide``
-    (which creates ``decided(idx, conversation_id, ts, seq, basis, reason)``), ``tally``,
+    (which creates ``decided(idx, conversation_id, ts, seq, basis, reason, policy)``, ``policy``
+    being the position in the set of the policy in force at the message's time), ``tally``,
     ``eligible`` (the conversations to read content of) and ``records`` (the eligible
     messages, de-identified, in record order) run per batch, with parameters ``$lo`` and
     ``$hi`` for ``decide`` and ``records``."""
@@ -195,65 +201,74 @@ def _plan_class(policy: Policy) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _BasisSql:
-    joins: tuple[str, ...]
-    columns: tuple[str, ...]
     grant: str
     main_reason: str | None
     late_reason: str | None  # a reason that explains but never decides (sorted last)
 
 
-def _basis_sql(index: int, basis: Basis) -> _BasisSql:
-    i = index
+def _mechanism(basis: Basis) -> tuple[str, str]:
+    """What the SQL evaluates once for every basis that shares it: the flags of one flag
+    policy, or the consent of one scope (the plan class is per basis)."""
     if basis.kind == "flag":
-        return _BasisSql(
-            joins=(),
-            columns=(f"coalesce(c.flag_{i}, false) AS flag_{i}",),
-            grant=f"flag_{i}",
-            main_reason="'no_active_flag'",
-            late_reason=None,
-        )
+        return ("flag", basis.flag_policy or "")
     if basis.kind == "consent":
-        scope = basis.consent_scope or "account"
-        subject = "c.account_id" if scope == "account" else "p.organization_id"
-        joins = (
-            f"LEFT JOIN (SELECT subject, ts, until_ts, granted FROM consent_at"
-            f" WHERE scope = {_q(scope)}) k{i} ON k{i}.subject = {subject}"
-            f" AND b.ts >= k{i}.ts AND b.ts < k{i}.until_ts",
-            f"LEFT JOIN consent_last_denial d{i} ON d{i}.scope = {_q(scope)}"
-            f" AND d{i}.subject = {subject}",
-        )
-        match = f"coalesce(plan_class = {_q(basis.plan_class or '')}, false)"
-        granted = f"coalesce(granted_{i}, false)"
-        held = f"(denied_{i} IS NULL OR denied_{i} <= ts)"
-        late = (
-            f"CASE WHEN NOT {match} AND {granted} THEN 'account_scope_consent_ignored' END"
-            if scope == "account"
-            else None
-        )
-        return _BasisSql(
-            joins=joins,
-            columns=(f"k{i}.granted AS granted_{i}", f"d{i}.ts AS denied_{i}"),
-            grant=f"({match} AND {granted} AND {held})",
-            main_reason=(
-                f"CASE WHEN {match} THEN CASE WHEN {granted} THEN 'consent_revoked'"
-                " ELSE 'no_consent' END END"
-            ),
-            late_reason=late,
-        )
+        return ("consent", basis.consent_scope or "account")
     raise PolicyError(f"basis {basis.id!r}: kind {basis.kind!r} does not apply to messages")
 
 
+def _mechanism_sql(index: int, mechanism: tuple[str, str]) -> tuple[tuple[str, ...], str]:
+    """The joins and columns of mechanism ``index`` (``flag_i`` is a column of conv_facts)."""
+    i = index
+    kind, parameter = mechanism
+    if kind == "flag":
+        return (), f"coalesce(c.flag_{i}, false) AS flag_{i}"
+    subject = "c.account_id" if parameter == "account" else "p.organization_id"
+    joins = (
+        f"LEFT JOIN (SELECT subject, ts, until_ts, granted FROM consent_at"
+        f" WHERE scope = {_q(parameter)}) k{i} ON k{i}.subject = {subject}"
+        f" AND b.ts >= k{i}.ts AND b.ts < k{i}.until_ts",
+        f"LEFT JOIN consent_last_denial d{i} ON d{i}.scope = {_q(parameter)}"
+        f" AND d{i}.subject = {subject}",
+    )
+    return joins, f"k{i}.granted AS granted_{i}, d{i}.ts AS denied_{i}"
+
+
+def _basis_sql(index: int, basis: Basis) -> _BasisSql:
+    """The grant and reasons of ``basis``, over the columns of its mechanism ``index``."""
+    i = index
+    if basis.kind == "flag":
+        return _BasisSql(grant=f"flag_{i}", main_reason="'no_active_flag'", late_reason=None)
+    match = f"coalesce(plan_class = {_q(basis.plan_class or '')}, false)"
+    granted = f"coalesce(granted_{i}, false)"
+    held = f"(denied_{i} IS NULL OR denied_{i} <= ts)"
+    late = (
+        f"CASE WHEN NOT {match} AND {granted} THEN 'account_scope_consent_ignored' END"
+        if basis.consent_scope == "account"
+        else None
+    )
+    return _BasisSql(
+        grant=f"({match} AND {granted} AND {held})",
+        main_reason=(
+            f"CASE WHEN {match} THEN CASE WHEN {granted} THEN 'consent_revoked'"
+            " ELSE 'no_consent' END END"
+        ),
+        late_reason=late,
+    )
+
+
 def _prepare(
-    policy: Policy, bases: tuple[Basis, ...], as_of: int, with_content: bool
+    mechanisms: dict[tuple[str, str], int], as_of: int, with_content: bool, incognito: bool
 ) -> tuple[str, ...]:
     flags = [
         f"c.conversation_id IN (SELECT f.conversation_id FROM l_flags f"
-        f" WHERE f.policy = {_q(basis.flag_policy or '')} AND f.ts <= {as_of}"
+        f" WHERE f.policy = {_q(parameter)} AND f.ts <= {as_of}"
         f" AND f.flag_id NOT IN (SELECT flag_id FROM l_flag_clears WHERE ts <= {as_of}))"
         f" AS flag_{i}"
-        for i, basis in enumerate(bases)
-        if basis.kind == "flag"
+        for (kind, parameter), i in mechanisms.items()
+        if kind == "flag"
     ]
+    if incognito:
+        flags.append("c.incognito = 1 AS incognito")
     settings = ", s.style_fields, s.prefs_fields" if with_content else ""
     settings_join = "LEFT JOIN conv_settings s USING (conversation_id)" if with_content else ""
     statements = [
@@ -305,51 +320,99 @@ def _prepare(
     return tuple(statements)
 
 
-def compile_purpose(*, policy: Policy, purpose: str, as_of: int) -> CompiledPurpose:
-    """The SQL deciding every message for ``purpose`` as of ``as_of`` under ``policy``."""
-    policy.require_purpose(purpose)
+def _decision_sql(
+    policy: Policy, purpose: str, mechanisms: dict[tuple[str, str], int]
+) -> tuple[str, str]:
+    """The basis and the first reason of a message under ``policy``, as SQL expressions over
+    the columns of ``j``: its exclusions, deletions and plan first, then its bases in order."""
     bases = policy.message_bases(purpose)
-    with_content = bool(bases)
-    parts = [_basis_sql(i, basis) for i, basis in enumerate(bases)]
-    columns = [
-        "b.idx", "b.conversation_id", "b.ts", "b.seq",
-        "coalesce(c.conv_deleted, false) AS conv_deleted",
-        "coalesce(c.acct_deleted, false) AS acct_deleted",
-        "p.plan", f"{_plan_class(policy)} AS plan_class",
-    ]  # fmt: skip
-    joins = [
-        "LEFT JOIN (SELECT * FROM conv_facts WHERE conversation_id BETWEEN $lo AND $hi) c"
-        " ON c.conversation_id = b.conversation_id",
-        "LEFT JOIN plans_at p ON p.account_id = c.account_id"
-        " AND b.ts >= p.ts AND b.ts < p.until_ts",
+    parts = [_basis_sql(mechanisms[_mechanism(basis)], basis) for basis in bases]
+    excluded = [
+        (f"{exclusion.kind}", exclusion.id)
+        for exclusion in policy.exclusions
+        if "message" in exclusion.applies_to
     ]
-    for part in parts:
-        columns.extend(part.columns)
-        joins.extend(part.joins)
     grants = [
         f"WHEN {part.grant} THEN {_q(basis.id)}" for part, basis in zip(parts, bases, strict=True)
     ]
     reasons = [p.main_reason for p in parts if p.main_reason] + [
         p.late_reason for p in parts if p.late_reason
     ]
-    denied = "conv_deleted OR acct_deleted OR plan IS NULL"
+    denied = " OR ".join([*(column for column, _ in excluded), _DENIED])
     basis_expr = (
         f"CASE WHEN {denied} THEN NULL {' '.join(grants)} ELSE NULL END"
         if grants
         else "NULL::VARCHAR"
     )
     any_grant = f"WHEN {' OR '.join(p.grant for p in parts)} THEN NULL" if parts else ""
+    exclusions = "".join(f" WHEN {column} THEN {_q(rule)}" for column, rule in excluded)
     reason_expr = (
-        "CASE WHEN conv_deleted THEN 'conversation_deleted'"
+        f"CASE{exclusions} WHEN conv_deleted THEN 'conversation_deleted'"
         " WHEN acct_deleted THEN 'account_deleted'"
         " WHEN plan IS NULL THEN 'unknown_account'"
         f" {any_grant} ELSE coalesce({', '.join([*reasons, _q('default_deny')])}) END"
     )
+    return basis_expr, reason_expr
+
+
+_DENIED = "conv_deleted OR acct_deleted OR plan IS NULL"
+
+
+def _by_policy(position: str, expressions: list[str]) -> str:
+    """The expression of the policy at ``position`` (one policy: its expression alone)."""
+    if len(expressions) == 1:
+        return expressions[0]
+    whens = " ".join(f"WHEN {i} THEN {expr}" for i, expr in enumerate(expressions))
+    return f"CASE {position} {whens} END"
+
+
+def compile_purpose(*, policy: Policy | PolicySet, purpose: str, as_of: int) -> CompiledPurpose:
+    """The SQL deciding every message for ``purpose`` as of ``as_of`` under ``policy`` (one
+    policy, or each message under the policy of the set in force at its time)."""
+    policies = PolicySet.of(policy)
+    policies.require_purpose(purpose)
+    order = policies.basis_order()
+    by_id = {b.id: b for p in reversed(policies.policies) for b in p.message_bases(purpose)}
+    bases = tuple(by_id[basis_id] for basis_id in order if basis_id in by_id)
+    with_content = bool(bases)
+    mechanisms: dict[tuple[str, str], int] = {}
+    for basis in bases:
+        mechanisms.setdefault(_mechanism(basis), len(mechanisms))
+    incognito = any(p.excludes_incognito("message") for p in policies.policies)
+    starts = policies.starts
+    position = (
+        "CASE "
+        + " ".join(f"WHEN b.ts >= {starts[i]} THEN {i}" for i in range(len(starts) - 1, 0, -1))
+        + " ELSE 0 END"
+        if len(starts) > 1
+        else "0"
+    )
+    columns = [
+        "b.idx", "b.conversation_id", "b.ts", "b.seq", f"{position} AS policy",
+        "coalesce(c.conv_deleted, false) AS conv_deleted",
+        "coalesce(c.acct_deleted, false) AS acct_deleted",
+        "p.plan", f"{_plan_class(policies.policies[0])} AS plan_class",
+    ]  # fmt: skip
+    if incognito:
+        columns.append("coalesce(c.incognito, false) AS incognito")
+    joins = [
+        "LEFT JOIN (SELECT * FROM conv_facts WHERE conversation_id BETWEEN $lo AND $hi) c"
+        " ON c.conversation_id = b.conversation_id",
+        "LEFT JOIN plans_at p ON p.account_id = c.account_id"
+        " AND b.ts >= p.ts AND b.ts < p.until_ts",
+    ]
+    for mechanism, i in mechanisms.items():
+        mechanism_joins, mechanism_columns = _mechanism_sql(i, mechanism)
+        columns.append(mechanism_columns)
+        joins.extend(mechanism_joins)
+    decisions = [_decision_sql(p, purpose, mechanisms) for p in policies.policies]
+    basis_expr = _by_policy("policy", [basis for basis, _ in decisions])
+    reason_expr = _by_policy("policy", [reason for _, reason in decisions])
     decide = (
         "CREATE OR REPLACE TEMP TABLE decided AS"
         f" WITH j AS (SELECT {', '.join(columns)} FROM batch b {' '.join(joins)})"
-        f" SELECT idx, conversation_id, ts, seq, {basis_expr} AS basis, {reason_expr} AS reason"
-        " FROM j"
+        f" SELECT idx, conversation_id, ts, seq, {basis_expr} AS basis, {reason_expr} AS reason,"
+        " policy FROM j"
     )
     tally = "SELECT basis, reason, count(*)::BIGINT FROM decided GROUP BY basis, reason"
     precedence = " ".join(f"WHEN {_q(b.id)} THEN {i}" for i, b in enumerate(bases))
@@ -372,7 +435,7 @@ def compile_purpose(*, policy: Policy, purpose: str, as_of: int) -> CompiledPurp
         as_of=as_of,
         bases=bases,
         with_content=with_content,
-        prepare=_prepare(policy, bases, as_of, with_content),
+        prepare=_prepare(mechanisms, as_of, with_content, incognito),
         decide=decide,
         tally=tally,
         eligible=(

@@ -14,18 +14,20 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from traingate.policy import Policy
+from traingate.policy import Policy, PolicySet
 from traingate.store.export import StoreReader
 from traingate.store.store import Store
 
 __all__ = ["DECISION_SCHEMA", "BuildRequest", "Engine", "EngineBatch", "Tally"]
 
-# One row per message decided, when the caller asks for them (tests, audits).
+# One row per message decided, when the caller asks for them (tests, audits, policy diff);
+# ``policy`` is the position in ``BuildRequest.policies`` of the policy that decided it.
 _DECISION_FIELDS: list[tuple[str, pa.DataType]] = [
     ("conversation_id", pa.string()),
     ("seq", pa.int64()),
     ("basis", pa.string()),
     ("reason", pa.string()),
+    ("policy", pa.int64()),
 ]
 DECISION_SCHEMA = pa.schema(_DECISION_FIELDS)
 
@@ -34,15 +36,21 @@ DECISION_SCHEMA = pa.schema(_DECISION_FIELDS)
 class BuildRequest:
     """One build's question: every message ``policy`` allows for ``purpose`` as of ``as_of``.
 
-    ``workdir`` is scratch space on the output's file system (engines may spill there);
-    ``keep_decisions`` asks for every message's decision in the batches.
+    ``policy`` is one policy or the policies in force (``PolicySet``): each message is decided
+    by the one in force at its time. ``workdir`` is scratch space on the output's file system
+    (engines may spill there); ``keep_decisions`` asks for every message's decision in the
+    batches.
     """
 
-    policy: Policy
+    policy: Policy | PolicySet
     purpose: str
     as_of: int
     workdir: Path | None = None
     keep_decisions: bool = False
+
+    @property
+    def policies(self) -> PolicySet:
+        return PolicySet.of(self.policy)
 
 
 @dataclass(frozen=True, slots=True)

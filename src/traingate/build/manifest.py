@@ -15,7 +15,7 @@ from typing import Any
 
 from traingate.build.engine import Tally
 from traingate.build.writer import FileEntry
-from traingate.policy import Policy
+from traingate.policy import Policy, PolicySet
 from traingate.timeutil import format_instant
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "decisions_section",
     "key_id",
     "manifest_body",
+    "policies_section",
     "sign_manifest",
     "signature_problem",
 ]
@@ -75,6 +76,19 @@ def decisions_section(tally: Tally) -> dict[str, Any]:
     }
 
 
+def policies_section(
+    policies: PolicySet, *, messages: Mapping[int, int], reports: Mapping[int, int]
+) -> list[dict[str, Any]]:
+    """Every policy of the set that decided an item (``messages`` and ``reports``: how many
+    each decided, by position in the set), with its identity, effective date and the time
+    range it decides (``from`` null for the earliest, ``until`` null for the latest)."""
+    return [
+        {**entry, "messages": messages.get(i, 0), "reports": reports.get(i, 0)}
+        for i, entry in enumerate(policies.ranges())
+        if messages.get(i, 0) or reports.get(i, 0)
+    ]
+
+
 def manifest_body(
     *,
     purpose: str,
@@ -87,13 +101,16 @@ def manifest_body(
     messages: Tally,
     reports: Tally,
     files: Sequence[FileEntry],
+    policies: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The manifest before signing."""
+    """The manifest before signing. ``policy`` is the policy in force at as-of; ``policies``
+    every policy that decided an item (``policies_section``)."""
     return {
         "format": MANIFEST_FORMAT,
         "purpose": purpose,
         "as_of": format_instant(as_of),
         "policy": {"id": policy.id, "version": policy.version, "sha256": policy.sha256},
+        "policies": [dict(entry) for entry in policies],
         "engine": engine,
         "record_format": {"name": RECORD_FORMAT, "encoding": record_format},
         "counts": counts_section(counts, bases=bases),

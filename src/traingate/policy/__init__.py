@@ -1,24 +1,43 @@
-"""Policy as data: the model and loader of policy files, and the scalar evaluator."""
+"""Policy as data: the model and loader of policy files, policy versions, and the scalar
+evaluator."""
 
 from traingate.policy.evaluate import Decision, decide_message, decide_report, explain_conversation
 from traingate.policy.model import (
     DEFAULT_POLICY_ID,
     Basis,
+    Exclusion,
     Policy,
+    bundled_policy,
+    bundled_policy_ids,
     default_policy,
     load_policy,
     parse_policy,
+)
+from traingate.policy.versions import (
+    PolicyRef,
+    PolicySet,
+    load_policy_set,
+    parse_policy_spec,
+    policy_at,
 )
 
 __all__ = [
     "DEFAULT_POLICY_ID",
     "Basis",
     "Decision",
+    "Exclusion",
     "Policy",
+    "PolicyRef",
+    "PolicySet",
+    "bundled_policy",
+    "bundled_policy_ids",
     "decide_message",
     "decide_report",
     "default_policy",
     "explain_conversation",
     "load_policy",
+    "load_policy_set",
     "parse_policy",
+    "parse_policy_spec",
+    "policy_at",
 ]

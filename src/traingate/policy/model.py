@@ -12,11 +12,23 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from traingate.errors import PolicyError
-from traingate.timeutil import add_calendar_years, parse_instant
+from traingate.timeutil import add_calendar_years, format_instant, parse_instant
 
-__all__ = ["Basis", "Policy", "RuleText", "default_policy", "load_policy", "parse_policy"]
+__all__ = [
+    "DEFAULT_POLICY_ID",
+    "Basis",
+    "Exclusion",
+    "Policy",
+    "RuleText",
+    "bundled_policy",
+    "bundled_policy_ids",
+    "default_policy",
+    "load_policy",
+    "parse_policy",
+]
 
 DEFAULT_POLICY_ID = "consumer-2024"
+Item = Literal["message", "feedback_report"]
 _DURATION = re.compile(r"P(\d+)Y")
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
@@ -65,6 +77,18 @@ class Basis(_Frozen):
         return int(match.group(1))
 
 
+class Exclusion(_Frozen):
+    """An exclusion: items it matches serve no purpose, whatever a basis would grant. ``kind``
+    names the mechanism the evaluators implement (``incognito``: the conversation was marked
+    incognito by its first event); ``id`` is the reason a denial names."""
+
+    id: Name
+    rule: str
+    kind: Literal["incognito"]
+    applies_to: tuple[Item, ...] = Field(min_length=1)
+    text: str = Field(min_length=1)
+
+
 class RuleText(_Frozen):
     rule: str
     text: str = Field(min_length=1)
@@ -81,6 +105,7 @@ class Policy(_Frozen):
     purposes: dict[Name, str] = Field(min_length=1)
     bases: tuple[Basis, ...] = Field(min_length=1)
     rules: dict[Name, RuleText]
+    exclusions: tuple[Exclusion, ...] = ()
     sha256: str = ""
 
     @model_validator(mode="after")
@@ -100,11 +125,34 @@ class Policy(_Frozen):
         clash = seen & set(self.rules)
         if clash:
             raise ValueError(f"{sorted(clash)} are both a basis and a rule id")
+        for exclusion in self.exclusions:
+            if exclusion.id in seen or exclusion.id in self.rules:
+                raise ValueError(f"exclusion {exclusion.id!r} reuses a basis, rule or exclusion id")
+            seen.add(exclusion.id)
         if "default_deny" not in self.rules:
             raise ValueError("rules.default_deny is required")
         if sum(1 for b in self.bases if b.kind == "feedback") > 1:
             raise ValueError("at most one feedback basis")
         return self
+
+    @property
+    def effective_at(self) -> int:
+        """``effective_from`` as UTC microseconds."""
+        return parse_instant(self.effective_from)
+
+    @property
+    def label(self) -> str:
+        """``id`` and ``version``, as errors and texts name a policy: ``consumer-2024 v1``."""
+        return f"{self.id} v{self.version}"
+
+    def identity(self) -> dict[str, str | int]:
+        """What names this policy in explanations and manifests."""
+        return {"id": self.id, "version": self.version, "sha256": self.sha256}
+
+    def effective(self, at: int) -> Policy:
+        """This policy with its effective date set to ``at`` (configuration: the file, and so
+        its hash, are unchanged)."""
+        return self.model_copy(update={"effective_from": format_instant(at)})
 
     def plan_class(self, plan: str) -> str | None:
         return self.plans.get(plan)
@@ -117,6 +165,9 @@ class Policy(_Frozen):
         if rule_id in self.rules:
             rule = self.rules[rule_id]
             return rule.rule, rule.text
+        for exclusion in self.exclusions:
+            if exclusion.id == rule_id:
+                return exclusion.rule, exclusion.text
         raise PolicyError(f"policy {self.id} has no rule {rule_id!r}")
 
     def require_purpose(self, purpose: str) -> None:
@@ -127,6 +178,15 @@ class Policy(_Frozen):
 
     def message_bases(self, purpose: str) -> tuple[Basis, ...]:
         return tuple(b for b in self.bases if b.applies_to == "message" and purpose in b.purposes)
+
+    def excluded_by(self, *, item: Item, incognito: bool) -> tuple[str, ...]:
+        """The ids of the exclusions that match an item (``incognito``: whether its
+        conversation was marked incognito), in the policy's order."""
+        matched = {"incognito": incognito}
+        return tuple(e.id for e in self.exclusions if item in e.applies_to and matched[e.kind])
+
+    def excludes_incognito(self, item: Item) -> bool:
+        return any(e.kind == "incognito" and item in e.applies_to for e in self.exclusions)
 
     @property
     def feedback_basis(self) -> Basis | None:
@@ -147,13 +207,14 @@ def parse_policy(data: bytes, *, source: str) -> Policy:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"policy file {source}: not valid TOML: {exc}") from None
     raw["sha256"] = hashlib.sha256(data).hexdigest()
-    if isinstance(raw.get("bases"), list):
-        raw["bases"] = tuple(
-            {**b, "purposes": tuple(b["purposes"])}
-            if isinstance(b, dict) and isinstance(b.get("purposes"), list)
-            else b
-            for b in raw["bases"]
-        )
+    for table, inner in (("bases", "purposes"), ("exclusions", "applies_to")):
+        if isinstance(raw.get(table), list):
+            raw[table] = tuple(
+                {**entry, inner: tuple(entry[inner])}
+                if isinstance(entry, dict) and isinstance(entry.get(inner), list)
+                else entry
+                for entry in raw[table]
+            )
     try:
         return Policy.model_validate(raw)
     except ValidationError as exc:
@@ -171,7 +232,22 @@ def load_policy(path: Path) -> Policy:
     return parse_policy(data, source=str(path))
 
 
+def bundled_policy_ids() -> tuple[str, ...]:
+    """The ids of the policies shipped with traingate (``policy/<id>.toml``), sorted."""
+    files = resources.files("traingate.policy").iterdir()
+    return tuple(sorted(f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")))
+
+
+def bundled_policy(policy_id: str) -> Policy:
+    """A policy shipped with traingate, by id. Raises PolicyError for an unknown id."""
+    if policy_id not in bundled_policy_ids():
+        raise PolicyError(
+            f"no bundled policy {policy_id!r}; bundled: {', '.join(bundled_policy_ids())}"
+        )
+    data = resources.files("traingate.policy").joinpath(f"{policy_id}.toml").read_bytes()
+    return parse_policy(data, source=f"{policy_id}.toml (bundled)")
+
+
 def default_policy() -> Policy:
     """The shipped policy ``consumer-2024``."""
-    data = resources.files("traingate.policy").joinpath(f"{DEFAULT_POLICY_ID}.toml").read_bytes()
-    return parse_policy(data, source=f"{DEFAULT_POLICY_ID}.toml (bundled)")
+    return bundled_policy(DEFAULT_POLICY_ID)

@@ -4,7 +4,10 @@ A snapshot holds, as known when the report was received: every message of the co
 with ``at <=`` the report's time, in time order; the conversation's custom_style and preferences
 as of that time; the rating, comment, categories and the index of the rated message. Times are
 coarsened to the UTC date of the first message. No identifier of account, organization,
-conversation, message or report is kept.
+conversation, message or report is kept. ``incognito`` says whether the conversation was marked
+incognito (a boolean links nothing), so that the policy in force at submission can exclude the
+report; it is written only when true, so other snapshots keep their bytes, and reads as false
+when absent (snapshots stored before it existed).
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ class Snapshot:
     comment: str | None
     categories: tuple[str, ...]
     rated_message_index: int
+    incognito: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "date": self.date,
             "messages": list(self.messages),
             "custom_style": self.custom_style,
@@ -45,6 +49,9 @@ class Snapshot:
             "categories": list(self.categories),
             "rated_message_index": self.rated_message_index,
         }
+        if self.incognito:
+            data["incognito"] = True
+        return data
 
     def to_json(self) -> bytes:
         """Canonical bytes: what the vault encrypts."""
@@ -67,6 +74,7 @@ class Snapshot:
             comment=raw["comment"],
             categories=tuple(raw["categories"]),
             rated_message_index=int(raw["rated_message_index"]),
+            incognito=raw.get("incognito", False) is True,
         )
 
 
@@ -75,9 +83,11 @@ def take_snapshot(
     report: FeedbackSubmitted,
     messages: Sequence[MessageRow],
     settings: Mapping[str, Any],
+    incognito: bool = False,
 ) -> Snapshot:
-    """The snapshot of ``report``, given the conversation's stored messages and its settings as
-    of the report's time. Messages later than the report are left out here too."""
+    """The snapshot of ``report``, given the conversation's stored messages, its settings as
+    of the report's time and whether it is incognito. Messages later than the report are left
+    out here too."""
     kept = sorted((m for m in messages if m.at <= report.at), key=lambda m: (m.at, m.seq))
     index = next((i for i, m in enumerate(kept) if m.message_id == report.message_id), None)
     if index is None:
@@ -102,4 +112,5 @@ def take_snapshot(
         comment=redact(report.comment) if report.comment is not None else None,
         categories=tuple(redact(c) for c in report.categories),
         rated_message_index=index,
+        incognito=incognito,
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 from traingate.errors import ConfigError, ReceiptError, StoreError
 from traingate.keys import KeyRing, MasterKey
-from traingate.policy import Policy
+from traingate.policy import Policy, PolicySet
 from traingate.retention import report_expiry
 from traingate.store.db import Database
 from traingate.timeutil import format_instant
@@ -144,7 +144,7 @@ class Vault:
     caller's when there is one, as ingest does).
     """
 
-    def __init__(self, db: Database, *, keys: KeyRing, policy: Policy) -> None:
+    def __init__(self, db: Database, *, keys: KeyRing, policy: Policy | PolicySet) -> None:
         self._db = db
         self._keys = keys
         self._policy = policy
@@ -154,7 +154,7 @@ class Vault:
             db.execute("PRAGMA vault.secure_delete = ON")
 
     @classmethod
-    def open(cls, db: Database, *, keys: KeyRing, policy: Policy) -> Vault:
+    def open(cls, db: Database, *, keys: KeyRing, policy: Policy | PolicySet) -> Vault:
         """Migrate the database, then open the vault over it."""
         from traingate.store.schema import migrate
 
@@ -170,7 +170,8 @@ class Vault:
         return self._keys
 
     @property
-    def policy(self) -> Policy:
+    def policy(self) -> Policy | PolicySet:
+        """The policies that set a report's expiry (the one in force at its submission)."""
         return self._policy
 
     # -- writing ---------------------------------------------------------------------------

@@ -146,7 +146,9 @@ class DuckDBEngine:
                 if eligible:
                     records = self._records(con, compiled, source, eligible, as_of, params)
             decisions = (
-                con.sql("SELECT conversation_id, seq, basis, reason FROM decided ORDER BY idx")
+                con.sql(
+                    "SELECT conversation_id, seq, basis, reason, policy FROM decided ORDER BY idx"
+                )
                 .to_arrow_table()
                 .cast(DECISION_SCHEMA)
                 if keep

@@ -53,15 +53,17 @@ class ScalarEngine:
             yield self._batch(request, store, ids[start : start + self.batch_conversations])
 
     def _batch(self, request: BuildRequest, store: Store, ids: Sequence[str]) -> EngineBatch:
-        policy, purpose, as_of = request.policy, request.purpose, request.as_of
-        order = [basis.id for basis in policy.bases]
+        policies, purpose, as_of = request.policies, request.purpose, request.as_of
+        order = list(policies.basis_order())
         rows: list[dict[str, Any]] = []
         tally: Counter[tuple[str | None, str | None]] = Counter()
         decisions: list[dict[str, Any]] = []
         seen = 0
         for conversation_id in ids:
             facts = store.conversation_facts(conversation_id)
-            decided = explain_conversation(policy=policy, facts=facts, purpose=purpose, as_of=as_of)
+            decided = explain_conversation(
+                policy=policies, facts=facts, purpose=purpose, as_of=as_of
+            )
             seen += len(decided)
             eligible: dict[str, list[MessageFact]] = {}
             for message, decision in decided:
@@ -77,6 +79,7 @@ class ScalarEngine:
                             "seq": message.seq,
                             "basis": decision.basis,
                             "reason": None if decision.eligible else decision.primary_reason,
+                            "policy": policies.index_at(message.at),
                         }
                     )
             if eligible:
