@@ -13,7 +13,7 @@ import pytest
 
 from traingate.cli import cli
 from traingate.events import EVENT_TYPES
-from traingate.policy import default_policy
+from traingate.policy import bundled_policy, bundled_policy_ids
 from traingate.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,10 +63,13 @@ def test_every_event_type_is_documented(event_type: str) -> None:
     assert f"## `{event_type}`" in (DOCS / "events.md").read_text()
 
 
-def test_every_policy_rule_is_documented() -> None:
+@pytest.mark.parametrize("policy_id", bundled_policy_ids())
+def test_every_policy_rule_is_documented(policy_id: str) -> None:
     text = (DOCS / "policy.md").read_text()
-    policy = default_policy()
-    for rule_id in [b.id for b in policy.bases] + list(policy.rules):
+    policy = bundled_policy(policy_id)
+    assert f"`{policy_id}`" in text
+    ids = [b.id for b in policy.bases] + list(policy.rules) + [e.id for e in policy.exclusions]
+    for rule_id in ids:
         assert f"`{rule_id}`" in text, f"rule {rule_id} is not in docs/policy.md"
 
 

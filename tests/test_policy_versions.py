@@ -342,3 +342,24 @@ def test_the_default_decides_incognito_as_before(tg: Traingate, tmp_path: Path) 
     assert built.manifest["policies"] == [{**tg.policies.ranges()[0], "messages": 6, "reports": 4}]
     assert built.manifest["exclusions"]["messages"]["by_reason"] == {}
     assert json.loads((tmp_path / "ds" / "manifest.json").read_text()) == built.manifest
+
+
+def test_the_console_shows_the_policies_in_force(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from traingate.api import create_app
+
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json", policy=VERSIONS
+    )
+    with Traingate.open(settings) as tg:
+        token = tg.create_token(role="analyst").token
+    app = create_app(settings=settings, datasets_dir=tmp_path / "datasets")
+    with TestClient(app) as client:
+        assert client.post("/admin/login", data={"token": token, "next": "/admin"}).is_success
+        old = client.get("/admin/policy", params={"policy_id": "consumer-2024"}).text
+        new = client.get("/admin/policy", params={"policy_id": "consumer-2025"}).text
+    assert "Policies in force" in old and 'href="/admin/policy?policy_id=consumer-2025"' in old
+    assert "Exclusions" not in old
+    assert "Exclusions" in new and "<span>incognito</span>" in new
+    assert 'href="/admin/policy?policy_id=consumer-2024"' in new

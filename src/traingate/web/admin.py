@@ -246,9 +246,14 @@ def explain(
 
 
 @router.get("/policy")
-def policy(request: Request, tg: TG, admin: Admin) -> Response:
-    """Purposes x bases, and every rule with its text."""
-    return _console(request, "admin_policy.html", admin, policy=tg.policy)
+def policy(request: Request, tg: TG, admin: Admin, policy_id: str = "") -> Response:
+    """Purposes x bases, exclusions, and every rule with its text: of the policy in force now,
+    or of ``policy_id`` among the policies in force (listed with their ranges)."""
+    in_force = {p.id: p for p in tg.policies.policies}
+    chosen = in_force.get(policy_id, tg.policy)
+    return _console(
+        request, "admin_policy.html", admin, policy=chosen, versions=tg.policies.ranges()
+    )
 
 
 @router.get("/retention")
