@@ -383,7 +383,7 @@ def test_unknown_purpose_engine_and_format(tg: Traingate, tmp_path: Path) -> Non
     with pytest.raises(PolicyError, match="unknown purpose"):
         build(tg, tmp_path / "x", "marketing")
     with pytest.raises(BuildError, match="unknown engine"):
-        build(tg, tmp_path / "y", "research", engine="spark")
+        build(tg, tmp_path / "y", "research", engine="hadoop")
     with pytest.raises(BuildError, match="unknown format"):
         build(tg, tmp_path / "z", "research", format="csv")
     assert not any(tmp_path.glob("[xyz]")) and not _leftovers(tmp_path)

@@ -18,6 +18,7 @@ from traingate.audit import AuditEntry, AuditLog
 from traingate.auditing import SYSTEM, IngestAuditor, mentions, subject_key, verify_summary
 from traingate.errors import (
     AccessDeniedError,
+    BuildError,
     ConfigError,
     EventError,
     NotFoundError,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from traingate.auth import Credentials, IssuedSession, IssuedToken, Principal
     from traingate.build.builder import BuildResult
     from traingate.build.diff import PolicyDiff
+    from traingate.build.lake import LakeExport
     from traingate.build.lineage import Lineage
     from traingate.build.progress import Progress
     from traingate.build.verify import Verification
@@ -458,30 +460,58 @@ class Traingate:
         engine: str = "duckdb",
         progress: Progress | None = None,
         actor: str = SYSTEM,
+        messages: str | None = None,
+        spark_master: str | None = None,
     ) -> BuildResult:
         """Build the dataset of everything ``purpose`` may use as of ``as_of`` (default now)
         into the new directory ``out``: records, signed manifest, lineage, then its audit
-        entry. BuildError when ``out`` exists."""
+        entry. BuildError when ``out`` exists. ``messages`` reads the messages from a lake
+        (``parquet:PATH``, docs/lake.md) instead of the store; ``spark_master`` is the master
+        of ``engine="spark"``."""
         from traingate.build.builder import build_dataset
         from traingate.build.engine import BuildRequest
         from traingate.build.engines import engine_named
+        from traingate.build.lake import message_source
         from traingate.build.writer import as_format
 
         self.policies.require_purpose(purpose)
+        source = message_source(messages) if messages is not None else None
+        if source is not None and engine == "scalar":
+            raise BuildError("the scalar engine reads the store's messages only; use duckdb")
         request = BuildRequest(
-            policy=self.policies, purpose=purpose, as_of=now_micros() if as_of is None else as_of
+            policy=self.policies,
+            purpose=purpose,
+            as_of=now_micros() if as_of is None else as_of,
+            messages=source,
         )
         result = build_dataset(
             store=self.store,
             vault=self.vault,
             keys=self.keys,
             request=request,
-            engine=engine_named(engine),
+            engine=engine_named(engine, spark_master=spark_master),
             out=out,
             format=as_format(format),
             progress=progress,
         )
-        self.audit_log.append(actor=actor, action="dataset.build", details=_build_details(result))
+        details = _build_details(result)
+        if source is not None:
+            details["messages"] = source.name
+        self.audit_log.append(actor=actor, action="dataset.build", details=details)
+        return result
+
+    def export_lake(
+        self, *, out: Path, as_of: int | None = None, actor: str = SYSTEM
+    ) -> LakeExport:
+        """Write the store's messages (those with ``at`` <= ``as_of`` when given) as a Parquet
+        lake at the new directory ``out`` (docs/lake.md), atomically; audited."""
+        from traingate.build.lake import export_lake
+
+        result = export_lake(db=self.store.db, out=out, as_of=as_of)
+        details: dict[str, Any] = {**result.to_dict(), "as_of": None}
+        if as_of is not None:
+            details["as_of"] = format_instant(as_of)
+        self.audit_log.append(actor=actor, action="lake.export", details=details)
         return result
 
     def verify_dataset(self, *, path: Path) -> Verification:

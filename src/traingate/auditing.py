@@ -52,6 +52,8 @@ ACTIONS: dict[str, str] = {
     "template, never the path), uses",
     "session.create": "an end-user session was opened: session_id, account_key, expires_at",
     "keys.rotate": "the master key was rotated: the new key's id, keys re-wrapped, retired",
+    "lake.export": "the store's messages were written as a Parquet lake: path, as_of, messages,"
+    " partitions, files",
     "policy.diff": "a policy diff read every item (reports from the vault): the two policy "
     "lists, as_of and the counts by purpose",
 }

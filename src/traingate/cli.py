@@ -409,7 +409,22 @@ def dataset() -> None:
     type=click.Choice(BUILD_ENGINES),
     default=BUILD_ENGINES[0],
     show_default=True,
-    help="duckdb: the bulk evaluator; scalar: the reference, message by message (slow).",
+    help="duckdb: the bulk evaluator; spark: the same compiled policy in Spark tasks "
+    "(docs/scale.md); scalar: the reference, message by message (slow).",
+)
+@click.option(
+    "--messages",
+    metavar="SOURCE",
+    default=None,
+    help="Read the messages from parquet:PATH, a lake partitioned by date (docs/lake.md), "
+    "instead of the store; the ledgers still come from the store [default: the store].",
+)
+@click.option(
+    "--spark-master",
+    metavar="URL",
+    envvar="TRAINGATE_SPARK_MASTER",
+    default=None,
+    help="Spark master of --engine spark [env TRAINGATE_SPARK_MASTER; default: local[2]].",
 )
 @click.pass_context
 def dataset_build(
@@ -419,6 +434,8 @@ def dataset_build(
     out: Path,
     record_format: str,
     engine: str,
+    messages: str | None,
+    spark_master: str | None,
 ) -> None:
     """Build DIR/manifest.json and DIR/data/part-*: every record PURPOSE may use. Prints a
     summary (build id, counts, exclusions, files) as JSON."""
@@ -433,7 +450,36 @@ def dataset_build(
             engine=engine,
             progress=progress,
             actor=cli_actor(),
+            messages=messages,
+            spark_master=spark_master,
         )
+    _emit(result.to_dict())
+
+
+@cli.group()
+def lake() -> None:
+    """The message lake: messages as Parquet partitioned by date, a source for builds
+    (docs/lake.md)."""
+
+
+@lake.command("export")
+@click.option(
+    "--out",
+    required=True,
+    metavar="PATH",
+    type=click.Path(path_type=Path),
+    help="The lake directory to create; it must not exist (it appears whole or not at all).",
+)
+@click.option(
+    "--as-of", type=INSTANT, default=None, help="Only messages at or before this instant."
+)
+@click.pass_context
+def lake_export(ctx: click.Context, out: Path, as_of: int | None) -> None:
+    """Write the store's messages as PATH/date=YYYY-MM-DD/part-*.parquet, from one read
+    snapshot. The lake holds messages as they are (identifiable): keep it as the store.
+    Prints the path and counts as JSON."""
+    with _open(ctx) as tg:
+        result = tg.export_lake(out=out, as_of=as_of, actor=cli_actor())
     _emit(result.to_dict())
 
 
@@ -486,15 +532,30 @@ def lineage(ctx: click.Context, conversation_id: str | None, receipt: str | None
     show_default=True,
     help="Log every request line (off: paths carry receipts and login links).",
 )
+@click.option(
+    "--pool-size",
+    envvar="TRAINGATE_POOL_SIZE",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Store connections kept open for requests [env TRAINGATE_POOL_SIZE].",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, datasets_dir: Path, access_log: bool) -> None:
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    datasets_dir: Path,
+    access_log: bool,
+    pool_size: int,
+) -> None:
     """Run the HTTP API (OpenAPI at /docs) with uvicorn. See docs/api.md."""
     import uvicorn
 
     from traingate.api import create_app
 
     try:
-        app = create_app(settings=ctx.obj, datasets_dir=datasets_dir)
+        app = create_app(settings=ctx.obj, datasets_dir=datasets_dir, pool_size=pool_size)
     except TraingateError as exc:
         _fail(str(exc))
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")

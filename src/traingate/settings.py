@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_DATA_DIR", "SETTINGS", "Settings"]
+__all__ = ["DEFAULT_DATA_DIR", "DEFAULT_SPARK_MASTER", "SETTINGS", "Settings", "spark_master_url"]
 
 DEFAULT_DATA_DIR = Path("traingate-data")
 DEFAULT_DB_URL = f"sqlite:///{DEFAULT_DATA_DIR}/traingate.sqlite"
@@ -28,7 +28,16 @@ SETTINGS: dict[str, str] = {
     "TRAINGATE_POLICY": "The policies in force: bundled ids or policy file paths, comma-separated,"
     " each with an optional @RFC3339 effective date (default consumer-2024 alone).",
     "TRAINGATE_DATASETS_DIR": "Where `traingate serve` writes builds started over the HTTP API.",
+    "TRAINGATE_SPARK_MASTER": "Spark master URL of `--engine spark` builds (default local[2]).",
+    "TRAINGATE_POOL_SIZE": "Store connections `traingate serve` keeps open (default 4).",
 }
+DEFAULT_SPARK_MASTER = "local[2]"
+
+
+def spark_master_url(environ: Mapping[str, str] | None = None) -> str:
+    """The Spark master of ``--engine spark`` builds: ``TRAINGATE_SPARK_MASTER`` or local[2]."""
+    env = os.environ if environ is None else environ
+    return env.get("TRAINGATE_SPARK_MASTER") or DEFAULT_SPARK_MASTER
 
 
 @dataclass(frozen=True, slots=True)

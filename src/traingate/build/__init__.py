@@ -11,5 +11,5 @@ Submodules are imported directly (``from traingate.build.builder import build_da
 """
 
 # The names the command line offers (kept here so that it need not import the engines).
-ENGINES = ("duckdb", "scalar")
+ENGINES = ("duckdb", "scalar", "spark")
 FORMATS = ("parquet", "jsonl")

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from traingate.build.engine import BuildRequest, Engine, Tally
+from traingate.build.engine import BuildRequest, Engine, MessageSource, Tally
 from traingate.build.lineage import BuildRow, LineageSpool, commit_build
 from traingate.build.manifest import manifest_body, policies_section, sign_manifest
 from traingate.build.progress import Progress
@@ -144,10 +144,23 @@ def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator
         yield flush()
 
 
-def _messages_by_policy(source: StoreReader, policies: PolicySet, as_of: int) -> dict[int, int]:
+def _messages_by_policy(
+    source: StoreReader, policies: PolicySet, as_of: int, messages: MessageSource | None = None
+) -> dict[int, int]:
     """How many messages with ``at <= as_of`` each policy of the set decides (by position):
-    those of its effective range (the earliest also takes every earlier message)."""
+    those of its effective range (the earliest also takes every earlier message). Counted in
+    ``messages`` when the build reads them from there (a lake)."""
     starts = policies.starts
+    if messages is not None:
+        ranges = [
+            (starts[i] if i > 0 else None, starts[i + 1] if i + 1 < len(starts) else None)
+            for i in range(len(starts))
+        ]
+        found = {
+            i: messages.count(as_of=as_of, since=since, until=until)
+            for i, (since, until) in enumerate(ranges)
+        }
+        return {i: n for i, n in found.items() if n}
     sums = []
     for i in range(len(starts)):
         low = f"at >= {starts[i]}" if i > 0 else "1 = 1"
@@ -170,11 +183,15 @@ def produce(
     one read snapshot of the store), then feedback records (from the vault)."""
     with open_reader(store.db) as source:
         if progress is not None:
-            total = source.scalar("SELECT COUNT(*) FROM messages WHERE at <= ?", (request.as_of,))
+            total = (
+                request.messages.count(as_of=request.as_of)
+                if request.messages is not None
+                else source.scalar("SELECT COUNT(*) FROM messages WHERE at <= ?", (request.as_of,))
+            )
             progress.start(int(total or 0))
         policies = request.policies
         counts = (
-            _messages_by_policy(source, policies, request.as_of)
+            _messages_by_policy(source, policies, request.as_of, request.messages)
             if len(policies.policies) > 1
             else {}
         )
@@ -289,6 +306,7 @@ def build_dataset(
             as_of=request.as_of,
             workdir=scratch,
             keep_decisions=False,
+            messages=request.messages,
         )
         for step in produce(
             store=store, vault=vault, keys=keys, request=work, engine=engine, progress=progress

@@ -18,7 +18,7 @@ from traingate.policy import Policy, PolicySet
 from traingate.store.export import StoreReader
 from traingate.store.store import Store
 
-__all__ = ["DECISION_SCHEMA", "BuildRequest", "Engine", "EngineBatch", "Tally"]
+__all__ = ["DECISION_SCHEMA", "BuildRequest", "Engine", "EngineBatch", "MessageSource", "Tally"]
 
 # One row per message decided, when the caller asks for them (tests, audits, policy diff);
 # ``policy`` is the position in ``BuildRequest.policies`` of the policy that decided it.
@@ -30,6 +30,22 @@ _DECISION_FIELDS: list[tuple[str, pa.DataType]] = [
     ("policy", pa.int64()),
 ]
 DECISION_SCHEMA = pa.schema(_DECISION_FIELDS)
+
+
+class MessageSource(Protocol):
+    """Messages kept outside the store (a Parquet lake: ``build/lake.py``), judged against the
+    store's ledgers. ``batches`` yields whole conversations in conversation id order, each row
+    with its content (``lake.BATCH_SCHEMA``: the compiled SQL's ``batch`` and ``content`` at
+    once), ``seq`` unique within the stream."""
+
+    @property
+    def name(self) -> str: ...
+
+    def count(self, *, as_of: int, since: int | None = None, until: int | None = None) -> int: ...
+
+    def batches(
+        self, *, reader: StoreReader, as_of: int, rows_per_batch: int, workdir: Path | None
+    ) -> Iterator[pa.RecordBatch]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +63,7 @@ class BuildRequest:
     as_of: int
     workdir: Path | None = None
     keep_decisions: bool = False
+    messages: MessageSource | None = None  # None: the store's messages
 
     @property
     def policies(self) -> PolicySet:

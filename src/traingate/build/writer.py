@@ -2,7 +2,9 @@
 
 Each part holds up to ``rows_per_file`` records (one part at least, empty when nothing is
 eligible, so a reader always finds the schema). Closing a part fsyncs it and hashes it; the
-directory is fsynced at the end. Bytes are deterministic: the same batches give the same files.
+directory is fsynced at the end. Bytes are deterministic: the same records give the same
+files, however they were batched (Parquet row groups hold ``ROW_GROUP`` records each, so every
+engine's output is byte for byte the same).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from traingate.errors import BuildError
 
 __all__ = [
     "FORMATS",
+    "ROW_GROUP",
     "FileEntry",
     "Format",
     "PartWriter",
@@ -34,6 +37,7 @@ __all__ = [
 Format = Literal["parquet", "jsonl"]  # = traingate.build.FORMATS
 FORMATS: tuple[Format, ...] = ("parquet", "jsonl")
 _CHUNK = 1 << 20
+ROW_GROUP = 4_096  # records per Parquet row group, whatever the engine's batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,8 @@ class PartWriter:
         self._rows = 0
         self._parquet: pq.ParquetWriter | None = None
         self._text: IO[str] | None = None
+        self._pending: list[pa.RecordBatch] = []  # records of the next row group
+        self._pending_rows = 0
 
     def _open(self) -> None:
         name = f"part-{len(self._files):05d}.{self.format}"
@@ -107,6 +113,7 @@ class PartWriter:
     def _close_part(self) -> None:
         if self._path is None:
             return
+        self._flush(final=True)
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None
@@ -136,13 +143,31 @@ class PartWriter:
             take = min(batch.num_rows - offset, self.rows_per_file - self._rows)
             piece = batch.slice(offset, take)
             if self._parquet is not None:
-                self._parquet.write_batch(piece)
+                self._pending.append(piece)
+                self._pending_rows += take
+                self._flush(final=False)
             elif self._text is not None:
                 self._text.writelines(jsonl_line(r) for r in piece.to_pylist())
             self._rows += take
             offset += take
             if self._rows >= self.rows_per_file:
                 self._close_part()
+
+    def _flush(self, *, final: bool) -> None:
+        """Write the pending records as row groups of exactly ``ROW_GROUP`` (the last of a
+        part: what is left)."""
+        if self._parquet is None or not self._pending_rows:
+            return
+        if self._pending_rows < ROW_GROUP and not final:
+            return
+        table = pa.Table.from_batches(self._pending, schema=RECORD_SCHEMA)
+        whole = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP
+        for start in range(0, whole, ROW_GROUP):
+            group = table.slice(start, min(ROW_GROUP, whole - start)).combine_chunks()
+            self._parquet.write_table(group, row_group_size=ROW_GROUP)
+        rest = table.slice(whole)
+        self._pending = rest.to_batches()
+        self._pending_rows = rest.num_rows
 
     def close(self) -> list[FileEntry]:
         """Finish the last part (or write one empty part) and fsync the directory."""
@@ -154,6 +179,7 @@ class PartWriter:
 
     def abort(self) -> None:
         """Close open handles without finishing (the caller removes the directory)."""
+        self._pending, self._pending_rows = [], 0
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None

@@ -122,7 +122,9 @@ class SqliteDatabase:
 class PostgresDatabase:
     dialect = "postgresql"
     vault_prefix = "vault_"
-    _LOCK_KEY = 7_106_914  # advisory lock serializing traingate writers
+    # The advisory lock serializing the writers of one store: (traingate, the store's schema).
+    # Stores in other schemas of the same database (tenants, test runs) do not wait on it.
+    _LOCK_KEY = 7_106_914
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -134,6 +136,7 @@ class PostgresDatabase:
             raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
         self._psycopg = psycopg
         self._depth = 0
+        self._schema_key = int(self.execute("SELECT hashtext(current_schema())")[0][0])
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
@@ -167,7 +170,9 @@ class PostgresDatabase:
                 self._depth -= 1
             return
         with self._conn.transaction():
-            self.execute("SELECT pg_advisory_xact_lock(?)", (self._LOCK_KEY,))
+            self.execute(
+                "SELECT pg_advisory_xact_lock(?, ?)", (self._LOCK_KEY, self._schema_key)
+            )
             self._depth = 1
             try:
                 yield

@@ -1,4 +1,5 @@
-"""Build engines: ``duckdb`` (the bulk evaluator) and ``scalar`` (the reference)."""
+"""Build engines: ``duckdb`` (the bulk evaluator), ``spark`` (the same compiled policy in
+Spark tasks) and ``scalar`` (the reference)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,18 @@ if TYPE_CHECKING:
 __all__ = ["engine_named"]
 
 
-def engine_named(name: str) -> Engine:
-    """The engine called ``name``, with its default settings."""
+def engine_named(name: str, *, spark_master: str | None = None) -> Engine:
+    """The engine called ``name``, with its default settings. ``spark_master``: the Spark
+    master URL (default ``TRAINGATE_SPARK_MASTER``, else ``local[2]``)."""
     if name == "duckdb":
         from traingate.build.engines.duckdb import DuckDBEngine
 
         return DuckDBEngine()
+    if name == "spark":
+        from traingate.build.engines.spark import SparkEngine
+        from traingate.settings import spark_master_url
+
+        return SparkEngine(master=spark_master or spark_master_url())
     if name == "scalar":
         from traingate.build.engines.scalar import ScalarEngine
 

@@ -103,8 +103,17 @@ class DuckDBEngine:
                     con.execute(statement)
             except duckdb.Error as exc:
                 raise BuildError(f"DuckDB could not prepare the ledgers: {exc}") from exc
-            batches = source.grouped_batches(
-                sql, (request.as_of,), schema=schema, rows_per_batch=self.batch_messages
+            batches = (
+                source.grouped_batches(
+                    sql, (request.as_of,), schema=schema, rows_per_batch=self.batch_messages
+                )
+                if request.messages is None
+                else request.messages.batches(  # a lake: its batches carry the content
+                    reader=source,
+                    as_of=request.as_of,
+                    rows_per_batch=self.batch_messages,
+                    workdir=request.workdir,
+                )
             )
             for batch in batches:
                 try:
@@ -132,6 +141,8 @@ class DuckDBEngine:
         bounds = pc.min_max(batch.column("conversation_id"))
         params = {"lo": bounds["min"].as_py(), "hi": bounds["max"].as_py()}
         con.register("batch", table)
+        if "content" in batch.schema.names:
+            con.register("content", table)
         try:
             con.execute(compiled.decide, params)
             tally = Tally(
@@ -143,7 +154,9 @@ class DuckDBEngine:
             records = None
             if compiled.with_content:
                 eligible = [row[0] for row in con.execute(compiled.eligible).fetchall()]
-                if eligible:
+                if eligible and "content" in batch.schema.names:
+                    records = con.sql(compiled.records, params=params).to_arrow_table()
+                elif eligible:
                     records = self._records(con, compiled, source, eligible, as_of, params)
             decisions = (
                 con.sql(
@@ -156,6 +169,8 @@ class DuckDBEngine:
             )
         finally:
             con.unregister("batch")
+            if "content" in batch.schema.names:
+                con.unregister("content")
         return EngineBatch(
             records=group_messages(records) if records is not None else _EMPTY,
             tally=tally,

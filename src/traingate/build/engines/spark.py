@@ -1,0 +1,476 @@
+"""The Spark engine: the compiled policy (``build.compile``) evaluated inside Apache Spark.
+
+One policy, read once: every Spark task runs the very SQL the DuckDB engine runs, in an
+embedded DuckDB, over a batch of whole conversations and the ledger rows those conversations
+need. Spark does the moving of data; the decisions are the compiled SQL's.
+
+1. Inputs are staged as Parquet in the build's scratch directory: the ledgers (``LEDGERS``,
+   from the store's read snapshot) and, unless the build reads a lake (``--messages``), the
+   store's messages written as a lake (``build/lake.py``).
+2. Spark keys every ledger row by the conversation it concerns: conversation ledgers by their
+   id; plans, account deletions and account-scope consents through the conversations of the
+   account; organization-scope consents through the accounts that had the organization; flag
+   clears through their flag. The keyed rows and the messages make one stream.
+3. The stream is range-partitioned by conversation id and sorted within partitions: a task
+   holds whole conversations, in order, each with exactly its ledger rows.
+4. ``mapInArrow`` cuts a partition into batches of whole conversations; per batch the ledger
+   rows become the ``l_*`` tables and the compiled ``prepare``, ``decide``, ``tally``,
+   ``eligible`` and ``records`` run; ``records.group_messages`` cuts the records. A batch
+   leaves as one row of Arrow IPC payloads (records, tally, decisions).
+5. The driver reads the partitions in order (``toLocalIterator``): records arrive in
+   conversation id order, as from the DuckDB engine, and the builder turns them into record
+   ids, part files and the manifest as for every engine.
+
+The session: the one passed in, else the active one of the process, else a new one on
+``master`` (stopped at the end of the build). Select with ``--engine spark``; the master with
+``--spark-master`` or ``TRAINGATE_SPARK_MASTER`` (default ``local[2]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import math
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from traingate.build.compile import LEDGERS, Ledger, compile_purpose
+from traingate.build.engine import DECISION_SCHEMA, BuildRequest, EngineBatch, Tally
+from traingate.build.lake import ParquetLake, regroup, store_messages, write_lake
+from traingate.build.records import ENGINE_SCHEMA, group_messages
+from traingate.errors import BuildError
+from traingate.settings import DEFAULT_SPARK_MASTER
+from traingate.store.export import StoreReader
+from traingate.store.store import Store
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["DEFAULT_MASTER", "SparkEngine"]
+
+DEFAULT_MASTER = DEFAULT_SPARK_MASTER
+_MESSAGE_TAG = 1_000  # after every ledger's tag: a conversation's ledger rows sort first
+_BYTES_PER_PARTITION = 64 << 20  # of compressed Parquet input
+_OUTPUT = "messages BIGINT, records BINARY, tally BINARY, decisions BINARY"
+_TALLY_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("basis", pa.string()),
+    ("reason", pa.string()),
+    ("n", pa.int64()),
+]
+_TALLY_SCHEMA = pa.schema(_TALLY_FIELDS)
+_LAKE_DDL = (
+    "conversation_id STRING, message_id STRING, account_id STRING, role STRING,"
+    " at TIMESTAMP, seq BIGINT, content STRING,"
+    " attachments ARRAY<STRUCT<attachment_id: STRING, source: STRING, name: STRING,"
+    " content: STRING>>"
+)
+# How the rows of each ledger find the conversations they concern.
+_KEYED_BY = {
+    "l_conversations": "conversation",
+    "l_conversation_deletions": "conversation",
+    "l_flags": "conversation",
+    "l_conversation_settings": "conversation",
+    "l_flag_clears": "flag",
+    "l_account_plans": "account",
+    "l_account_deletions": "account",
+    "l_consents": "consent",
+}
+_SPARK_TYPES = {pa.string(): "STRING", pa.int64(): "BIGINT"}
+_SESSION_DEFAULTS = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What each task needs (pickled to the workers): the compiled SQL and the batch shape."""
+
+    ledgers: tuple[tuple[str, int, tuple[str, ...]], ...]  # name, tag, columns
+    prepare: tuple[str, ...]
+    decide: str
+    tally: str
+    eligible: str
+    records: str
+    with_content: bool
+    rows_per_batch: int
+    memory_limit: str
+    keep_decisions: bool
+
+
+class SparkEngine:
+    """Evaluate the compiled policy in Spark tasks. ``partitions`` fixes the number of range
+    partitions (default: one per 64 MiB of Parquet input, at least the session's parallelism);
+    ``batch_messages`` bounds the rows a task decides at once; ``config`` adds Spark settings
+    to a session this engine creates."""
+
+    name = "spark"
+
+    def __init__(
+        self,
+        *,
+        master: str = DEFAULT_MASTER,
+        session: SparkSession | None = None,
+        partitions: int | None = None,
+        batch_messages: int = 20_000,
+        memory_limit: str = "384MB",
+        config: Mapping[str, str] | None = None,
+    ) -> None:
+        self.master = master
+        self.session = session
+        self.partitions = partitions
+        self.batch_messages = batch_messages
+        self.memory_limit = memory_limit
+        self.config = dict(config or {})
+
+    def run(
+        self, *, request: BuildRequest, source: StoreReader, store: Store
+    ) -> Iterator[EngineBatch]:
+        compiled = compile_purpose(
+            policy=request.policy, purpose=request.purpose, as_of=request.as_of
+        )
+        ledgers = [ledger for ledger in LEDGERS if compiled.with_content or not ledger.content]
+        plan = _Plan(
+            ledgers=tuple(
+                (ledger.name, tag, tuple(ledger.schema.names)) for tag, ledger in enumerate(ledgers)
+            ),
+            prepare=compiled.prepare,
+            decide=compiled.decide,
+            tally=compiled.tally,
+            eligible=compiled.eligible,
+            records=compiled.records,
+            with_content=compiled.with_content,
+            rows_per_batch=self.batch_messages,
+            memory_limit=self.memory_limit,
+            keep_decisions=request.keep_decisions,
+        )
+        with _scratch(request.workdir) as stage, self._session(stage) as spark:
+            ledger_dirs = {
+                ledger.name: _stage_ledger(source, ledger, request.as_of, stage / "ledgers")
+                for ledger in ledgers
+            }
+            if request.messages is None:
+                lake = ParquetLake(root=stage / "messages")
+                write_lake(store_messages(source, as_of=request.as_of), lake.root)
+            elif isinstance(request.messages, ParquetLake):
+                lake = request.messages
+            else:
+                raise BuildError(f"the spark engine cannot read messages from {request.messages}")
+            files = lake.files(as_of=request.as_of)
+            if not files:  # no message at or before as-of: nothing to decide
+                return
+            partitions = self.partitions or max(
+                spark.sparkContext.defaultParallelism,
+                math.ceil(sum(f.stat().st_size for f in files) / _BYTES_PER_PARTITION),
+            )
+            try:
+                frame = _stream(
+                    spark, ledgers=ledgers, ledger_dirs=ledger_dirs, files=files,
+                    as_of=request.as_of, partitions=partitions,
+                )  # fmt: skip
+                evaluated = frame.mapInArrow(
+                    functools.partial(_evaluate_partition, plan=plan), _OUTPUT
+                )
+                for row in evaluated.toLocalIterator(prefetchPartitions=True):
+                    yield _engine_batch(
+                        int(row["messages"]), row["records"], row["tally"], row["decisions"]
+                    )
+            except _spark_errors() as exc:
+                raise BuildError(f"Spark failed: {_first_line(exc)}") from exc
+
+    @contextlib.contextmanager
+    def _session(self, stage: Path) -> Iterator[SparkSession]:
+        """The engine's session, the process's active one, or a new one stopped at the end."""
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise BuildError(
+                "the spark engine needs PySpark: pip install 'traingate[spark]'"
+            ) from exc
+        if self.session is not None:
+            yield self.session
+            return
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            yield active
+            return
+        if shutil.which("java") is None and not _java_home():
+            raise BuildError("the spark engine needs Java 17 or later (java is not on PATH)")
+        builder = SparkSession.builder.master(self.master).appName("traingate-build")
+        settings = {**_SESSION_DEFAULTS, "spark.local.dir": str(stage / "spark-local")}
+        for key, value in {**settings, **self.config}.items():
+            builder = builder.config(key, value)
+        try:
+            spark = builder.getOrCreate()
+        except _spark_errors() as exc:
+            raise BuildError(f"Spark cannot start on {self.master}: {_first_line(exc)}") from exc
+        try:
+            spark.sparkContext.setLogLevel("ERROR")
+            # Python workers run this interpreter (its traingate, DuckDB and pyarrow) unless
+            # PYSPARK_PYTHON names another.
+            if not _env("PYSPARK_PYTHON"):
+                spark.sparkContext.pythonExec = sys.executable
+            yield spark
+        finally:
+            spark.stop()
+
+
+def _env(name: str) -> str:
+    import os
+
+    return os.environ.get(name, "")
+
+
+def _java_home() -> bool:
+    home = _env("JAVA_HOME")
+    return bool(home) and (Path(home) / "bin" / "java").exists()
+
+
+def _spark_errors() -> tuple[type[BaseException], ...]:
+    from pyspark.errors import PySparkException
+
+    py4j_error: type[BaseException] = importlib.import_module("py4j.protocol").Py4JError
+    return (PySparkException, py4j_error)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _scratch(workdir: Path | None) -> Iterator[Path]:
+    if workdir is not None:
+        stage = workdir / "spark"
+        stage.mkdir()
+        yield stage
+        return
+    with tempfile.TemporaryDirectory(prefix="traingate-spark-") as tmp:
+        yield Path(tmp)
+
+
+def _stage_ledger(source: StoreReader, ledger: Ledger, as_of: int, root: Path) -> Path:
+    """One ledger from the store's snapshot as a Parquet file of its own directory."""
+    directory = root / ledger.name
+    directory.mkdir(parents=True)
+    params = (as_of,) * ledger.query.count("?")
+    with pq.ParquetWriter(directory / "part-0.parquet", ledger.schema) as writer:
+        for batch in source.batches(ledger.query, params, schema=ledger.schema):
+            writer.write_batch(batch)
+    return directory
+
+
+def _ddl(schema: pa.Schema) -> str:
+    columns = []
+    for field in schema:
+        kind = _SPARK_TYPES.get(field.type)
+        if kind is None:
+            raise BuildError(f"the spark engine cannot stage a {field.type} column ({field.name})")
+        columns.append(f"`{field.name}` {kind}")
+    return ", ".join(columns)
+
+
+def _stream(
+    spark: SparkSession,
+    *,
+    ledgers: list[Ledger],
+    ledger_dirs: Mapping[str, Path],
+    files: list[Path],
+    as_of: int,
+    partitions: int,
+) -> DataFrame:
+    """Every ledger row keyed ``k`` by its conversation and tagged by its ledger, with the
+    messages (tag ``_MESSAGE_TAG``), partitioned by range of ``k`` and sorted within."""
+    from pyspark.sql import functions as F
+
+    frames = {
+        ledger.name: spark.read.schema(_ddl(ledger.schema)).parquet(str(ledger_dirs[ledger.name]))
+        for ledger in ledgers
+    }
+    for needed in ("l_conversations", "l_flags", "l_account_plans"):
+        if needed not in frames:
+            raise BuildError(f"the spark engine needs the ledger {needed}")
+    owners = frames["l_conversations"].select(F.col("conversation_id").alias("k"), "account_id")
+
+    def keyed(ledger: Ledger) -> DataFrame:
+        frame = frames[ledger.name]
+        how = _KEYED_BY.get(ledger.name)
+        if how == "conversation":
+            return frame.withColumn("k", F.col("conversation_id"))
+        if how == "account":
+            return frame.join(owners, "account_id")
+        if how == "flag":
+            flags = frames["l_flags"].select("flag_id", F.col("conversation_id").alias("k"))
+            return frame.join(flags, "flag_id")
+        if how == "consent":
+            by_account = frame.where(F.col("scope") == "account").join(
+                owners.withColumnRenamed("account_id", "subject"), "subject"
+            )
+            organizations = (
+                frames["l_account_plans"]
+                .where(F.col("organization_id").isNotNull())
+                .select("account_id", F.col("organization_id").alias("subject"))
+                .distinct()
+                .join(owners, "account_id")
+                .select("subject", "k")
+                .distinct()
+            )
+            by_organization = frame.where(F.col("scope") == "organization").join(
+                organizations, "subject"
+            )
+            return by_account.unionByName(by_organization)
+        raise BuildError(
+            f"the spark engine does not know which conversations {ledger.name} concerns"
+        )
+
+    stream = None
+    for tag, ledger in enumerate(ledgers):
+        part = keyed(ledger).select("k", F.lit(tag).alias("tag"), *ledger.schema.names)
+        stream = part if stream is None else stream.unionByName(part, allowMissingColumns=True)
+    if stream is None or not files:
+        raise BuildError("the spark engine needs ledgers and at least one lake file")
+    messages = (
+        spark.read.schema(_LAKE_DDL)
+        .parquet(*[str(f) for f in files])
+        .where(F.unix_micros("at") <= F.lit(as_of))
+        .select(
+            F.col("conversation_id").alias("k"),
+            F.lit(_MESSAGE_TAG).alias("tag"),
+            "conversation_id",
+            "account_id",
+            F.unix_micros("at").alias("ts"),
+            F.col("seq").alias("lake_seq"),
+            "message_id",
+            "role",
+            "content",
+            "attachments",
+        )
+    )
+    stream = stream.unionByName(messages, allowMissingColumns=True)
+    return stream.repartitionByRange(partitions, "k").sortWithinPartitions(
+        "k", "tag", "ts", "lake_seq", "message_id"
+    )
+
+
+# -- inside the tasks --------------------------------------------------------------------------
+
+
+def _evaluate_partition(
+    batches: Iterator[pa.RecordBatch], *, plan: _Plan
+) -> Iterator[pa.RecordBatch]:
+    """One partition: batches of whole conversations, each decided by the compiled SQL."""
+    con = duckdb.connect(":memory:", config={"memory_limit": plan.memory_limit, "threads": 1})
+    try:
+        for table in regroup(batches, rows_per_batch=plan.rows_per_batch, key="k"):
+            out = _evaluate(con, plan, table)
+            if out is not None:
+                yield out
+    finally:
+        con.close()
+
+
+def _ipc(data: pa.Table | pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, data.schema) as writer:
+        writer.write(data)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _evaluate(con: duckdb.DuckDBPyConnection, plan: _Plan, rows: pa.Table) -> pa.RecordBatch | None:
+    messages = rows.filter(pc.equal(rows.column("tag"), pa.scalar(_MESSAGE_TAG)))
+    n = messages.num_rows
+    if n == 0:
+        return None
+    order = pa.array(range(n), pa.int64())
+    con.register("rows", rows)
+    con.register("lake", messages.append_column("idx", order))
+    try:
+        for name, tag, columns in plan.ledgers:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {name} AS"
+                f" SELECT DISTINCT {', '.join(columns)} FROM rows WHERE tag = {tag}"
+            )
+        for statement in plan.prepare:
+            con.execute(statement)
+        # A message of a conversation the store gives another account: unknown_account.
+        con.execute(
+            "CREATE OR REPLACE TABLE batch AS SELECT CASE WHEN o.account_id IS NULL"
+            " OR o.account_id = m.account_id THEN m.conversation_id END AS conversation_id,"
+            " m.ts, m.idx AS seq, m.idx, m.lake_seq, m.role, m.content,"
+            " to_json(m.attachments)::VARCHAR AS attachments"
+            " FROM lake m LEFT JOIN l_conversations o USING (conversation_id) ORDER BY m.idx"
+        )
+        bounds = con.execute("SELECT min(conversation_id), max(conversation_id) FROM batch")
+        lo, hi = bounds.fetchone() or (None, None)
+        params = {"lo": lo, "hi": hi}
+        con.execute(plan.decide, params)
+        tally = con.sql(plan.tally).to_arrow_table()
+        records = _EMPTY
+        if plan.with_content and con.execute(plan.eligible).fetchone() is not None:
+            con.execute("CREATE OR REPLACE VIEW content AS SELECT * FROM batch")
+            records = group_messages(con.sql(plan.records, params=params).to_arrow_table())
+        decisions = None
+        if plan.keep_decisions:
+            picked = ", ".join(
+                "b.lake_seq AS seq" if name == "seq" else f"d.{name}"
+                for name in DECISION_SCHEMA.names
+            )
+            decisions = _ipc(
+                con.sql(
+                    f"SELECT {picked} FROM decided d JOIN batch b ON b.idx = d.idx ORDER BY d.idx"
+                )
+                .to_arrow_table()
+                .cast(DECISION_SCHEMA)
+            )
+    finally:
+        con.unregister("rows")
+        con.unregister("lake")
+    arrays: list[pa.Array[Any]] = [
+        pa.array([n], pa.int64()),
+        pa.array([_ipc(records)], pa.binary()),
+        pa.array(
+            [_ipc(tally.rename_columns(_TALLY_SCHEMA.names).cast(_TALLY_SCHEMA))], pa.binary()
+        ),
+        pa.array([decisions], pa.binary()),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, names=["messages", "records", "tally", "decisions"])
+
+
+_EMPTY = pa.RecordBatch.from_pylist([], schema=ENGINE_SCHEMA)
+
+
+# -- back on the driver ------------------------------------------------------------------------
+
+
+def _read(payload: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+
+
+def _engine_batch(
+    messages: int, records: bytes, tally: bytes, decisions: bytes | None
+) -> EngineBatch:
+    counts: Counter[tuple[str | None, str | None]] = Counter()
+    for row in _read(tally).to_pylist():
+        basis = row["basis"]
+        counts[(basis, None if basis else row["reason"])] += int(row["n"])
+    record_table = _read(records).cast(ENGINE_SCHEMA)
+    batches = record_table.combine_chunks().to_batches()
+    return EngineBatch(
+        records=batches[0] if batches else _EMPTY,
+        tally=Tally(counts=dict(counts)),
+        messages_seen=messages,
+        decisions=_read(decisions) if decisions is not None else None,
+    )
