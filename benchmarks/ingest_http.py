@@ -39,11 +39,12 @@ from urllib.parse import quote
 
 PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 HOST = "127.0.0.1"
-WORDS = (
+_VOCABULARY = (
     "the model answer question please explain how why what data privacy training feedback "
     "report conversation message account assistant user help code python error table chart "
     "summary draft letter plan travel recipe budget schedule meeting notes"
-).split()
+)
+WORDS = _VOCABULARY.split()
 
 
 def _at(seconds: int) -> str:
@@ -272,8 +273,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--pool-size", type=int, default=4)
-    parser.add_argument("--max-events", type=int, default=600_000,
-                        help="events generated in advance (the clients stop early past them)")  # fmt: skip
+    parser.add_argument(
+        "--max-events",
+        type=int,
+        default=600_000,
+        help="events generated in advance (the clients stop early past them)",
+    )
     args = parser.parse_args()
     rows = []
     for backend in args.backends.split(","):

@@ -170,9 +170,7 @@ class PostgresDatabase:
                 self._depth -= 1
             return
         with self._conn.transaction():
-            self.execute(
-                "SELECT pg_advisory_xact_lock(?, ?)", (self._LOCK_KEY, self._schema_key)
-            )
+            self.execute("SELECT pg_advisory_xact_lock(?, ?)", (self._LOCK_KEY, self._schema_key))
             self._depth = 1
             try:
                 yield
