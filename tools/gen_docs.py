@@ -90,7 +90,8 @@ def events_markdown() -> str:
         "`at` is RFC 3339 `YYYY-MM-DDTHH:MM:SS[.fraction]` followed by `Z` or `+HH:MM`/`-HH:MM`,",
         "stored as UTC microseconds (digits past the sixth of a fraction are dropped).",
         "No string, value or key at any depth, may hold NUL (`\\u0000`) or a lone surrogate,",
-        "and every number must fit a double: such an event is rejected on every backend.",
+        "and every number must fit a double; free-form objects (`custom_style`, `preferences`)",
+        "nest at most 64 levels of objects and arrays. Such an event is rejected on every backend.",
         "",
     ]
     for model in typing.get_args(AnyEvent):

@@ -65,15 +65,16 @@ def _open(ctx: click.Context) -> Iterator[Traingate]:
 
 @contextlib.contextmanager
 def _lines(path: str) -> Iterator[IO[str]]:
-    """Text lines of a file, of a .gz file, or of standard input (``-``)."""
+    """Text lines of a file, of a .gz file, or of standard input (``-``). Bytes that are not
+    UTF-8 become lone surrogates, so that their line is rejected and the others kept."""
     if path == "-":
-        yield io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict")
+        yield io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
         return
     file = Path(path)
     if not file.is_file():
         _fail(f"no such file: {path}")
     opener = gzip.open if file.suffix == ".gz" else open
-    with opener(file, "rt", encoding="utf-8") as handle:
+    with opener(file, "rt", encoding="utf-8", errors="surrogateescape") as handle:
         yield handle
 
 

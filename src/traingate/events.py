@@ -11,12 +11,13 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -60,7 +61,24 @@ def _instant(value: object) -> int:
 Instant = Annotated[int, BeforeValidator(_instant)]
 Id = Annotated[str, Field(min_length=1, max_length=512)]
 Text = Annotated[str, Field(max_length=10_000_000)]
-JsonObject = dict[str, Any]
+MAX_DEPTH = 64
+
+
+def _shallow(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form JSON nests at most ``MAX_DEPTH`` levels: deeper values would break the
+    recursive code that redacts and writes them, in every later build."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_DEPTH} levels of objects and arrays")
+        children = item.values() if isinstance(item, dict) else item
+        assert isinstance(children, Iterable)
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_shallow)]
 
 
 class _Model(BaseModel):
@@ -285,6 +303,8 @@ def parse_event(raw: object, *, plans: Mapping[str, str], line: int | None = Non
     (``consumer`` or ``commercial``). Raises EventError naming line, event_id and field."""
     event_id = raw.get("event_id") if isinstance(raw, dict) else None
     event_id = event_id if isinstance(event_id, str) else None
+    if event_id is not None and not event_id.isascii() and _SURROGATE.search(event_id):
+        event_id = event_id.encode("utf-8", "backslashreplace").decode()  # printable in errors
 
     def fail(field: str | None, message: str) -> EventError:
         return EventError(message, field=field, event_id=event_id, line=line)

@@ -76,7 +76,10 @@ async def event_lines(request: Request) -> EventLines:
             )
         if len(data) > MAX_EVENTS:
             raise _too_many(len(data))
-        return EventLines(lines=[json.dumps(item, ensure_ascii=False) for item in data])
+        try:
+            return EventLines(lines=[json.dumps(item, ensure_ascii=False) for item in data])
+        except RecursionError:
+            raise ApiError(400, "invalid_json", "the body nests too deeply") from None
     raise ApiError(
         415,
         "unsupported_media_type",

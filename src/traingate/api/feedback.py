@@ -63,7 +63,11 @@ def submit_feedback(
     An end user may submit feedback only for their own account."""
     if principal.is_user and event.get("account_id") != principal.account_id:
         raise ApiError(403, "forbidden", "a session may only submit feedback for its own account")
-    summary = tg.ingest([json.dumps(event, ensure_ascii=False)], actor=principal.actor)
+    try:
+        line = json.dumps(event, ensure_ascii=False)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the body nests too deeply") from None
+    summary = tg.ingest([line], actor=principal.actor)
     if summary.rejected:
         return summary_response(summary, receipts=False)
     if not summary.receipts:
