@@ -44,10 +44,12 @@ def _m(value: Any) -> Mapping[str, Any]:
 
 
 def _total(values: Any) -> int | None:
-    numbers = list(_m(values).values())
-    if not all(isinstance(n, int) for n in numbers):
-        return None
-    return sum(numbers)
+    total = 0
+    for number in _m(values).values():
+        if not isinstance(number, int):
+            return None
+        total += number
+    return total
 
 
 def _counts_in(path: Path, encoding: str) -> Iterator[tuple[str, str, int]]:
@@ -155,10 +157,18 @@ def _exclusion_problems(manifest: Mapping[str, Any], problems: list[str]) -> Non
         if not isinstance(section, Mapping):
             problems.append(f"exclusions.{name}: missing")
             continue
-        considered, included = section.get("considered"), section.get("included")
-        excluded, reasons = section.get("excluded"), _total(section.get("by_reason"))
-        numbers = (considered, included, excluded)
-        if not all(isinstance(n, int) for n in numbers) or reasons is None:
+        considered, included, excluded = (
+            section.get("considered"),
+            section.get("included"),
+            section.get("excluded"),
+        )
+        reasons = _total(section.get("by_reason"))
+        if (
+            not isinstance(considered, int)
+            or not isinstance(included, int)
+            or not isinstance(excluded, int)
+            or reasons is None
+        ):
             problems.append(f"exclusions.{name}: counts must be integers")
             continue
         if considered != included + excluded:
