@@ -17,11 +17,13 @@ import pytest
 
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
+from tests.route_matrix import CALLERS, PUBLIC, is_page, matrix, routes
 from tests.test_cli import run
 from traingate.app import Traingate
 from traingate.auth import Credentials
 from traingate.settings import Settings
 from traingate.timeutil import now_micros
+from traingate.web.session import csrf_token
 
 T = Events.t
 
@@ -33,60 +35,69 @@ def api(settings: Settings, tmp_path: Path, ev: Events) -> Iterator[Api]:
         yield running
 
 
-def _endpoints(ev: Events) -> list[tuple[str, str, dict[str, Any], set[str]]]:
-    """(method, path, request keywords, callers allowed) for every operation. Callers:
-    the three roles, and ``user`` (a session of account ``a``, the owner of ``c``)."""
-    feedback = ev.feedback("f-matrix", "a", "c", "m2", T(5))
-    return [
-        ("POST", "/v1/events", {"json": []}, {"ingest"}),
-        ("POST", "/v1/feedback", {"json": feedback}, {"ingest", "user"}),
-        ("POST", "/v1/sessions", {"json": {"account_id": "a"}}, {"ingest"}),
-        ("GET", "/v1/feedback/abc", {}, {"ingest", "analyst", "privacy_officer", "user"}),
-        ("DELETE", "/v1/feedback/abc", {}, {"ingest", "analyst", "privacy_officer", "user"}),
-        ("GET", "/v1/me", {}, {"ingest", "analyst", "privacy_officer", "user"}),
-        ("DELETE", "/v1/sessions/current", {}, {"user"}),
-        ("GET", "/v1/datasets", {}, {"analyst"}),
-        ("GET", "/v1/datasets/job-none", {}, {"analyst"}),
-        ("POST", "/v1/datasets", {"json": {"purpose": "nope"}}, {"analyst"}),
-        (
-            "GET",
-            "/v1/conversations/c/explain",
-            {"params": {"purpose": "model_training"}},
-            {"privacy_officer", "user"},
-        ),
-        ("GET", "/v1/conversations/c", {}, {"user"}),
-        ("GET", "/v1/accounts/a/privacy", {}, {"privacy_officer", "user"}),
-        ("PUT", "/v1/accounts/a/consent", {"json": {"granted": True}}, {"user"}),
-        ("POST", "/v1/purge", {"json": {"as_of": T(0)}}, {"privacy_officer"}),
-        ("DELETE", "/v1/conversations/c", {}, {"user"}),  # last: it deletes c
-    ]
+def _request(api: Api, who: str, method: str, path: str, kwargs: dict[str, Any]) -> Any:
+    """Call as ``who``: API routes with a bearer credential, pages with their cookies (and
+    the form's CSRF token)."""
+    credential = None
+    if who == "user":
+        credential = api.session("a")  # a fresh session each time: one operation ends it
+    elif who != "nobody":
+        credential = api.token(who)
+    kwargs, headers = dict(kwargs), {}
+    if credential is not None and is_page(path):
+        headers["Cookie"] = f"traingate_session={credential}; traingate_admin={credential}"
+        if "data" in kwargs:
+            kwargs["data"] = {**kwargs["data"], "csrf": csrf_token(credential)}
+    elif credential is not None:
+        headers["Authorization"] = f"Bearer {credential}"
+    api.client.cookies.clear()
+    return api.client.request(method, path, headers=headers, follow_redirects=False, **kwargs)
 
 
-CALLERS = ["nobody", "ingest", "analyst", "privacy_officer", "user"]
+def _denied(response: Any) -> bool:
+    if response.status_code in (401, 403):
+        return True
+    location = response.headers.get("location", "")
+    return response.status_code == 303 and location.startswith("/admin/login?next=")
+
+
+def test_every_route_is_in_the_matrix(api: Api, ev: Events) -> None:
+    """The matrix is checked against the app's route table: a new route must say who may
+    call it, and an entry must name a route that exists."""
+    table = set(routes(api.client.app))  # type: ignore[arg-type]
+    guarded = set(matrix(ev))
+    assert table - guarded - PUBLIC == set(), "routes without an entry in tests/route_matrix.py"
+    assert (guarded | PUBLIC) - table == set(), "entries of tests/route_matrix.py without a route"
+    assert not guarded & PUBLIC
 
 
 @pytest.mark.parametrize("who", CALLERS)
-def test_role_by_endpoint_matrix(api: Api, ev: Events, who: str) -> None:
-    for method, path, kwargs, allowed in _endpoints(ev):
-        if who == "nobody":
-            headers = {}
-        elif who == "user":
-            headers = api.as_user("a")  # a fresh session each time: one operation ends it
-        else:
-            headers = api.as_role(who)
-        done = api.client.request(method, path, headers=headers, **kwargs)
-        body = done.json()
-        if who == "nobody":
-            expected = 401
-            assert done.headers["www-authenticate"].startswith("Bearer")
-        elif who not in allowed:
-            expected = 403
-        else:
-            assert done.status_code not in (401, 403), (method, path, who, body)
-            assert done.status_code < 500
+def test_role_by_route_matrix(api: Api, ev: Events, who: str) -> None:
+    for (method, template), (path, kwargs, allowed) in matrix(ev).items():
+        done = _request(api, who, method, path, kwargs)
+        where = (method, template, who, done.status_code, done.text[:300])
+        assert done.status_code < 500, where
+        if who in allowed:
+            assert not _denied(done), where
             continue
-        assert done.status_code == expected, (method, path, who, body)
-        assert body["error"]["code"] == ("unauthorized" if expected == 401 else "forbidden")
+        assert _denied(done), where
+        if is_page(path):
+            continue
+        expected = 401 if who == "nobody" else 403
+        assert done.status_code == expected, where
+        assert done.json()["error"]["code"] == ("unauthorized" if expected == 401 else "forbidden")
+        if expected == 401:
+            assert done.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_public_routes_need_no_credential(api: Api) -> None:
+    api.client.cookies.clear()
+    for path, status in (("/openapi.json", 200), ("/docs", 200), ("/admin/login", 200)):
+        assert api.client.get(path).status_code == status, path
+    assert api.client.get("/", follow_redirects=False).status_code == 303
+    login = api.client.get(f"/login/{api.session('a')}", follow_redirects=False)
+    assert login.status_code == 303 and login.headers["location"] == "/privacy"
+    api.client.cookies.clear()
 
 
 def test_a_user_sees_only_their_own_account(api: Api, ev: Events) -> None:

@@ -96,6 +96,13 @@ def _field(loc: tuple[int | str, ...] | list[int | str]) -> str:
     return ".".join(parts)
 
 
+def _where(request: Request) -> str:
+    """The request as the log names it: method and route template, never the path (paths
+    carry feedback receipts and login links)."""
+    route = getattr(request.scope.get("route"), "path", None)
+    return f"{request.method} {route or '(no route)'}"
+
+
 def install_handlers(app: FastAPI) -> None:
     """Make every error response JSON in the one shape."""
 
@@ -106,14 +113,12 @@ def install_handlers(app: FastAPI) -> None:
 
     async def on_traingate_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, StoreError):  # the details (paths, SQL) are for the log only
-            _log.warning("store error on %s %s: %s", request.method, request.url.path, exc)
+            _log.warning("store error on %s: %s", _where(request), exc)
             return _json(503, error_body("store_unavailable", "the store is unavailable; retry"))
         for cls, status, code in _MAPPING:
             if isinstance(exc, cls):
                 return _json(status, error_body(code, str(exc)), _auth_headers(status))
-        _log.error(
-            "unmapped %s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc
-        )
+        _log.error("unmapped %s on %s: %s", type(exc).__name__, _where(request), exc)
         return _json(500, error_body("internal_error", "internal error; see the server log"))
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
