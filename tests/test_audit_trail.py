@@ -229,3 +229,29 @@ def test_token_use_is_counted_cheaply(settings: Settings, tmp_path: Path, ev: Ev
         assert tg.audit_verify()["ok"]
     me = [u for u in uses if u["token_id"] == analyst_id and u["route"] == "/v1/me"]
     assert sum(u["uses"] for u in me) == 5
+
+
+def test_the_pages_name_their_callers(settings: Settings, tmp_path: Path, ev: Events) -> None:
+    from traingate.web.session import csrf_token
+
+    with running_api(settings, tmp_path / "datasets") as api:
+        api.ingest(history(ev))
+        link = api.session("a")
+        assert api.client.get(f"/login/{link}", follow_redirects=False).status_code == 303
+        cookie = api.client.cookies["traingate_session"]
+        done = api.client.post(
+            "/privacy/consent",
+            data={"csrf": csrf_token(cookie), "granted": "false"},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        api.client.cookies.clear()
+        with Traingate.open(settings) as tg:
+            entries = list(tg.audit_log.entries())
+    link_id = link.removeprefix("tgs_").split(".")[0]
+    cookie_id = cookie.removeprefix("tgs_").split(".")[0]
+    exchanged = [e for e in entries if e.action == "session.create"][-1]
+    assert exchanged.actor == f"session:{link_id}"
+    assert _details(exchanged)["session_id"] == cookie_id
+    change = [e for e in entries if e.action == "consent.change"][-1]
+    assert change.actor == f"session:{cookie_id}" and _details(change)["granted"] is False

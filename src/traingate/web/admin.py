@@ -160,6 +160,7 @@ def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted
             as_of=_instant(form.get("as_of"), "as-of"),
             format=form.get("format", "parquet"),
             engine=form.get("engine", "duckdb"),
+            actor=admin.principal.actor,
         )
     except TraingateError as exc:
         return _console(
@@ -274,6 +275,5 @@ def retention(request: Request, tg: TG, admin: Admin, purged: str = "") -> Respo
 def purge(request: Request, tg: TG, admin: Admin, form: Posted) -> Response:
     _require(admin, "privacy_officer")
     check_form(request, form, admin)
-    principal = admin.principal
-    tg.purge_audited(actor=f"{principal.role}:{principal.credential_id}")
+    tg.purge(actor=admin.principal.actor)
     return _see_other("/admin/retention?purged=1")

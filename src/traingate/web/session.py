@@ -117,7 +117,9 @@ def exchange_login(tg: Traingate, credential: str) -> tuple[str, int]:
     remaining = principal.expires_at - now_micros()
     if remaining <= 0:
         raise AuthenticationError("the login link has expired: ask for a new one")
-    issued = tg.create_session(account_id=principal.account_id, ttl=remaining)
+    issued = tg.create_session(
+        account_id=principal.account_id, ttl=remaining, actor=principal.actor
+    )
     tg.revoke_session(session_id=principal.credential_id)
     return issued.token, max(1, remaining // _SECOND)
 

@@ -108,7 +108,9 @@ def set_training(request: Request, tg: TG, user: User, form: Posted) -> Response
     value = form.get("granted")
     if value not in ("true", "false"):
         raise ConfigError("granted must be true or false")
-    tg.record_consent(account_id=user.account_id, granted=value == "true")
+    tg.record_consent(
+        account_id=user.account_id, granted=value == "true", actor=user.principal.actor
+    )
     return _see_other(f"/privacy?done=training_{'on' if value == 'true' else 'off'}#answer")
 
 
@@ -119,7 +121,9 @@ def delete_conversation(
     """A conversation.deleted event through ingest."""
     check_form(request, form, user)
     owner = require_conversation(tg, user.principal, conversation_id)
-    tg.delete_conversation(conversation_id=conversation_id, account_id=owner)
+    tg.delete_conversation(
+        conversation_id=conversation_id, account_id=owner, actor=user.principal.actor
+    )
     return _see_other("/privacy?done=deleted#conversations")
 
 
@@ -178,7 +182,10 @@ def submit_feedback(
     fields = _feedback_fields(form)
     require_conversation(tg, user.principal, conversation_id)
     receipt, info = tg.submit_feedback(
-        account_id=user.account_id, conversation_id=conversation_id, **fields
+        account_id=user.account_id,
+        conversation_id=conversation_id,
+        actor=user.principal.actor,
+        **fields,
     )
     body = {"receipt": receipt, "report": info.to_dict(), "rating": fields["rating"]}
     if "application/json" in request.headers.get("accept", ""):
