@@ -1,7 +1,7 @@
 """``Traingate``: the one object the CLI, the HTTP API and library users talk to.
 
 It opens the store (migrating it), the key file and the policy, and offers each operation as
-one method. The edges (cli.py, api/, web/) parse, call one of these methods, and format.
+one method. The edges (cli/, api/, web/) parse, call one of these methods, and format.
 """
 
 from __future__ import annotations
