@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -10,6 +12,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from traingate.timeutil import now_micros, parse_instant
 
 
 def _env() -> dict[str, str]:
@@ -33,6 +37,10 @@ def test_demo_prepares_everything_and_is_safe_to_rerun(tmp_path: Path) -> None:
     for kind in ("consumer who opted in", "consumer without opt-in", "commercial account"):
         assert kind in first.stdout
     assert "/login/tgs_" in first.stdout and "/admin" in first.stdout and "/docs" in first.stdout
+    valid = re.search(r"valid until (\S+);", first.stdout)
+    assert valid, first.stdout
+    # links outlive a coffee break: a week, not a blink
+    assert parse_instant(valid.group(1)) - now_micros() > 6 * 86_400 * 1_000_000
     again = subprocess.run(
         command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300, check=False
     )
@@ -52,22 +60,37 @@ def test_demo_serves_until_ctrl_c(tmp_path: Path) -> None:
         text=True,
     )
     try:
+        assert process.stdout is not None
+        printed = []
+        for line in process.stdout:
+            printed.append(line)
+            if line.startswith("Serving"):
+                break
+        login = re.search(r"(http://127\.0\.0\.1:\d+/login/\S+)", "".join(printed))
+        assert login, "".join(printed)
+        browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
         deadline = time.monotonic() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=2) as reply:
+                with browser.open(f"http://127.0.0.1:{port}/docs", timeout=2) as reply:
                     assert reply.status == 200
                     break
             except OSError:
                 assert process.poll() is None, process.communicate()
                 assert time.monotonic() < deadline, "the demo server did not come up"
                 time.sleep(0.5)
+        # a printed login link signs the user in: the privacy center answers, no sign-in page
+        with browser.open(login.group(1), timeout=10) as reply:
+            page = reply.read().decode()
+        assert "Please sign in" not in page
+        assert "model training" in page
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, err
-    assert "Serving; press Ctrl-C to stop." in out
     assert "Traceback" not in err

@@ -25,7 +25,7 @@ __all__ = ["DEMO_AS_OF", "DEMO_PURPOSES", "DemoDataset", "DemoPlan", "DemoUser",
 
 DEMO_AS_OF = "2025-07-01T00:00:00Z"
 DEMO_PURPOSES = ("model_training", "safety_model_training")
-_SESSION_TTL = 7 * 86_400
+_SESSION_TTL = 7 * 86_400 * 1_000_000  # microseconds, as create_session takes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class DemoUser:
     plan: str
     answer: str
     login_path: str
+    expires_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ def _users(tg: Traingate) -> tuple[DemoUser, ...]:
                         plan=report.plan.plan if report.plan else "?",
                         answer=answer_for(report, tg.policy).headline,
                         login_path=session.login_path,
+                        expires_at=session.expires_at,
                     )
                 )
                 break

@@ -11,6 +11,7 @@ from traingate.auth import ROLES
 from traingate.cli._common import emit, fail, open_app
 from traingate.cli.root import cli
 from traingate.errors import TraingateError
+from traingate.timeutil import format_instant
 
 
 @cli.command()
@@ -138,10 +139,13 @@ def demo(ctx: click.Context, host: str, port: int, datasets_dir: Path, no_serve:
             f"Dataset {dataset.purpose} as of {DEMO_AS_OF}: {dataset.records} records, "
             f"{how}, {state}: {dataset.path}"
         )
-    click.echo("\nPrivacy center, signed in as:")
+    click.echo("\nPrivacy center, signed in as (each link works once):")
     for user in plan.users:
         click.echo(f"  {user.kind} ({user.account_id}, {user.plan}): {base}{user.login_path}")
         click.echo(f"      {user.answer}")
+    if plan.users:
+        valid = format_instant(min(user.expires_at for user in plan.users))
+        click.echo(f"  The links are valid until {valid}; run the demo again for new ones.")
     click.echo(f"\nAdmin console: {base}/admin  (sign in with token {plan.admin_token})")
     click.echo(f"API docs:      {base}/docs")
     if no_serve:
