@@ -222,3 +222,4 @@ def test_spark_reads_a_lake(tmp_path: Path, ev: Events, spark: SparkSession) -> 
     assert excluded["considered"] == 12
     assert excluded["by_reason"]["unknown_account"] == 3  # erin's, the ghost's, eve's
     assert outputs["spark"]["counts"]["records"] == 3
+    assert spark.range(3).count() == 3  # the builds used the running session, and left it

@@ -62,6 +62,7 @@ __all__ = ["DEFAULT_MASTER", "SparkEngine"]
 
 DEFAULT_MASTER = DEFAULT_SPARK_MASTER
 _MESSAGE_TAG = 1_000  # after every ledger's tag: a conversation's ledger rows sort first
+_ORDER = ("k", "tag", "ts", "lake_seq", "message_id")  # a conversation's ledger rows first
 _BYTES_PER_PARTITION = 64 << 20  # of compressed Parquet input
 _OUTPUT = "messages BIGINT, records BINARY, tally BINARY, decisions BINARY"
 _TALLY_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -158,6 +159,8 @@ class SparkEngine:
             keep_decisions=request.keep_decisions,
         )
         with _scratch(request.workdir) as stage, self._session(stage) as spark:
+            from pyspark import StorageLevel
+
             ledger_dirs = {
                 ledger.name: _stage_ledger(source, ledger, request.as_of, stage / "ledgers")
                 for ledger in ledgers
@@ -177,17 +180,25 @@ class SparkEngine:
                 math.ceil(sum(f.stat().st_size for f in files) / _BYTES_PER_PARTITION),
             )
             try:
-                frame = _stream(
+                rows = _keyed(
                     spark, ledgers=ledgers, ledger_dirs=ledger_dirs, files=files,
-                    as_of=request.as_of, partitions=partitions,
+                    as_of=request.as_of,
                 )  # fmt: skip
-                evaluated = frame.mapInArrow(
-                    functools.partial(_evaluate_partition, plan=plan), _OUTPUT
+                evaluated = (
+                    _partitioned(rows, partitions)
+                    .mapInArrow(functools.partial(_evaluate_partition, plan=plan), _OUTPUT)
+                    .persist(StorageLevel.DISK_ONLY)
                 )
-                for row in evaluated.toLocalIterator(prefetchPartitions=True):
-                    yield _engine_batch(
-                        int(row["messages"]), row["records"], row["tally"], row["decisions"]
-                    )
+                try:
+                    # Every partition decided at once, in parallel, kept by the executors; then
+                    # the driver takes the partitions in order (one at a time).
+                    evaluated.count()
+                    for row in evaluated.toLocalIterator(prefetchPartitions=True):
+                        yield _engine_batch(
+                            int(row["messages"]), row["records"], row["tally"], row["decisions"]
+                        )
+                finally:
+                    evaluated.unpersist()
             except _spark_errors() as exc:
                 raise BuildError(f"Spark failed: {_first_line(exc)}") from exc
 
@@ -200,17 +211,25 @@ class SparkEngine:
             raise BuildError(
                 "the spark engine needs PySpark: pip install 'traingate[spark]'"
             ) from exc
+        from pyspark import SparkContext
+
         if self.session is not None:
             yield self.session
             return
+        # A session already running in this process (another thread's, a notebook's) is used
+        # as it is, and left running.
         active = SparkSession.getActiveSession()
+        if active is None and SparkContext._active_spark_context is not None:
+            active = SparkSession.builder.getOrCreate()
         if active is not None:
             yield active
             return
         if shutil.which("java") is None and not _java_home():
             raise BuildError("the spark engine needs Java 17 or later (java is not on PATH)")
         builder = SparkSession.builder.master(self.master).appName("traingate-build")
-        settings = {**_SESSION_DEFAULTS, "spark.local.dir": str(stage / "spark-local")}
+        settings = dict(_SESSION_DEFAULTS)
+        if self.master.startswith("local"):  # spill files in the build's scratch directory
+            settings["spark.local.dir"] = str(stage / "spark-local")
         for key, value in {**settings, **self.config}.items():
             builder = builder.config(key, value)
         try:
@@ -283,17 +302,16 @@ def _ddl(schema: pa.Schema) -> str:
     return ", ".join(columns)
 
 
-def _stream(
+def _keyed(
     spark: SparkSession,
     *,
     ledgers: list[Ledger],
     ledger_dirs: Mapping[str, Path],
     files: list[Path],
     as_of: int,
-    partitions: int,
 ) -> DataFrame:
     """Every ledger row keyed ``k`` by its conversation and tagged by its ledger, with the
-    messages (tag ``_MESSAGE_TAG``), partitioned by range of ``k`` and sorted within."""
+    messages (tag ``_MESSAGE_TAG``)."""
     from pyspark.sql import functions as F
 
     frames = {
@@ -359,10 +377,12 @@ def _stream(
             "attachments",
         )
     )
-    stream = stream.unionByName(messages, allowMissingColumns=True)
-    return stream.repartitionByRange(partitions, "k").sortWithinPartitions(
-        "k", "tag", "ts", "lake_seq", "message_id"
-    )
+    return stream.unionByName(messages, allowMissingColumns=True)
+
+
+def _partitioned(rows: DataFrame, partitions: int) -> DataFrame:
+    """Whole conversations per partition, partitions in conversation order, each sorted."""
+    return rows.repartitionByRange(partitions, "k").sortWithinPartitions(*_ORDER)
 
 
 # -- inside the tasks --------------------------------------------------------------------------
