@@ -95,3 +95,16 @@ def test_every_doc_is_reachable_from_the_readme() -> None:
     linked = set(re.findall(r"\(docs/([\w-]+\.md)\)", readme))
     for doc in DOCS.glob("*.md"):
         assert doc.name in linked, f"docs/{doc.name} is not linked from README.md"
+
+
+def test_every_environment_variable_read_is_a_documented_setting() -> None:
+    """Every TRAINGATE_* name the code reads (CLI envvars and direct reads) is in SETTINGS."""
+    names: set[str] = set()
+    for _path, command in _walk(cli, "traingate"):
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            if isinstance(envvar, str):
+                names.add(envvar)
+    for source in (ROOT / "src" / "traingate").rglob("*.py"):
+        names.update(re.findall(r"\b(TRAINGATE_[A-Z_]+)\b", source.read_text()))
+    assert names - set(SETTINGS) == set(), "add them to settings.SETTINGS and docs/settings.md"
