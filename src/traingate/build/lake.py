@@ -283,7 +283,7 @@ def message_source(spec: str, *, memory_limit: str = "768MB") -> ParquetLake:
     """The message source named on the command line: ``parquet:PATH``."""
     if not spec.startswith(_PREFIX) or len(spec) == len(_PREFIX):
         raise BuildError(f"unknown message source {spec!r}; expected parquet:PATH (a lake)")
-    return ParquetLake(root=Path(spec[len(_PREFIX) :]), memory_limit=memory_limit)
+    return ParquetLake(root=Path(spec[len(_PREFIX) :]).absolute(), memory_limit=memory_limit)
 
 
 # -- writing a lake -----------------------------------------------------------------------------
