@@ -13,11 +13,13 @@ need. Spark does the moving of data; the decisions are the compiled SQL's.
    clears through their flag. The keyed rows and the messages make one stream.
 3. The stream is range-partitioned by conversation id and sorted within partitions: a task
    holds whole conversations, in order, each with exactly its ledger rows.
-4. ``mapInArrow`` cuts a partition into batches of whole conversations; per batch the ledger
-   rows become the ``l_*`` tables and the compiled ``prepare``, ``decide``, ``tally``,
-   ``eligible`` and ``records`` run; ``records.group_messages`` cuts the records. A batch
-   leaves as one row of Arrow IPC payloads (records, tally, decisions).
-5. The driver reads the partitions in order (``toLocalIterator``): records arrive in
+4. ``mapInArrow`` (``engines/spark_tasks.py``) cuts a partition into batches of whole
+   conversations; per batch the ledger rows become the ``l_*`` tables and the compiled
+   ``prepare``, ``decide``, ``tally``, ``eligible`` and ``records`` run;
+   ``records.group_messages`` cuts the records. A batch leaves as one row of Arrow IPC
+   payloads (records, tally, decisions).
+5. Every partition is decided at once, in parallel, and kept on the executors (``DISK_ONLY``);
+   then the driver reads the partitions in order (``toLocalIterator``): records arrive in
    conversation id order, as from the DuckDB engine, and the builder turns them into record
    ids, part files and the manifest as for every engine.
 
@@ -35,21 +37,23 @@ import math
 import shutil
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from traingate.build.compile import LEDGERS, Ledger, compile_purpose
-from traingate.build.engine import DECISION_SCHEMA, BuildRequest, EngineBatch, Tally
-from traingate.build.lake import ParquetLake, regroup, store_messages, write_lake
-from traingate.build.records import ENGINE_SCHEMA, group_messages
+from traingate.build.engine import BuildRequest, EngineBatch
+from traingate.build.engines.spark_tasks import (
+    MESSAGE_TAG,
+    OUTPUT,
+    TaskPlan,
+    engine_batch,
+    evaluate_partition,
+)
+from traingate.build.lake import ParquetLake, store_messages, write_lake
 from traingate.errors import BuildError
 from traingate.settings import DEFAULT_SPARK_MASTER
 from traingate.store.export import StoreReader
@@ -61,16 +65,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MASTER", "SparkEngine"]
 
 DEFAULT_MASTER = DEFAULT_SPARK_MASTER
-_MESSAGE_TAG = 1_000  # after every ledger's tag: a conversation's ledger rows sort first
 _ORDER = ("k", "tag", "ts", "lake_seq", "message_id")  # a conversation's ledger rows first
 _BYTES_PER_PARTITION = 64 << 20  # of compressed Parquet input
-_OUTPUT = "messages BIGINT, records BINARY, tally BINARY, decisions BINARY"
-_TALLY_FIELDS: list[tuple[str, pa.DataType]] = [
-    ("basis", pa.string()),
-    ("reason", pa.string()),
-    ("n", pa.int64()),
-]
-_TALLY_SCHEMA = pa.schema(_TALLY_FIELDS)
 _LAKE_DDL = (
     "conversation_id STRING, message_id STRING, account_id STRING, role STRING,"
     " at TIMESTAMP, seq BIGINT, content STRING,"
@@ -94,22 +90,6 @@ _SESSION_DEFAULTS = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.session.timeZone": "UTC",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """What each task needs (pickled to the workers): the compiled SQL and the batch shape."""
-
-    ledgers: tuple[tuple[str, int, tuple[str, ...]], ...]  # name, tag, columns
-    prepare: tuple[str, ...]
-    decide: str
-    tally: str
-    eligible: str
-    records: str
-    with_content: bool
-    rows_per_batch: int
-    memory_limit: str
-    keep_decisions: bool
 
 
 class SparkEngine:
@@ -144,7 +124,7 @@ class SparkEngine:
             policy=request.policy, purpose=request.purpose, as_of=request.as_of
         )
         ledgers = [ledger for ledger in LEDGERS if compiled.with_content or not ledger.content]
-        plan = _Plan(
+        plan = TaskPlan(
             ledgers=tuple(
                 (ledger.name, tag, tuple(ledger.schema.names)) for tag, ledger in enumerate(ledgers)
             ),
@@ -186,7 +166,7 @@ class SparkEngine:
                 )  # fmt: skip
                 evaluated = (
                     _partitioned(rows, partitions)
-                    .mapInArrow(functools.partial(_evaluate_partition, plan=plan), _OUTPUT)
+                    .mapInArrow(functools.partial(evaluate_partition, plan=plan), OUTPUT)
                     .persist(StorageLevel.DISK_ONLY)
                 )
                 try:
@@ -194,7 +174,7 @@ class SparkEngine:
                     # the driver takes the partitions in order (one at a time).
                     evaluated.count()
                     for row in evaluated.toLocalIterator(prefetchPartitions=True):
-                        yield _engine_batch(
+                        yield engine_batch(
                             int(row["messages"]), row["records"], row["tally"], row["decisions"]
                         )
                 finally:
@@ -311,7 +291,7 @@ def _keyed(
     as_of: int,
 ) -> DataFrame:
     """Every ledger row keyed ``k`` by its conversation and tagged by its ledger, with the
-    messages (tag ``_MESSAGE_TAG``)."""
+    messages (tag ``MESSAGE_TAG``)."""
     from pyspark.sql import functions as F
 
     frames = {
@@ -366,7 +346,7 @@ def _keyed(
         .where(F.unix_micros("at") <= F.lit(as_of))
         .select(
             F.col("conversation_id").alias("k"),
-            F.lit(_MESSAGE_TAG).alias("tag"),
+            F.lit(MESSAGE_TAG).alias("tag"),
             "conversation_id",
             "account_id",
             F.unix_micros("at").alias("ts"),
@@ -383,114 +363,3 @@ def _keyed(
 def _partitioned(rows: DataFrame, partitions: int) -> DataFrame:
     """Whole conversations per partition, partitions in conversation order, each sorted."""
     return rows.repartitionByRange(partitions, "k").sortWithinPartitions(*_ORDER)
-
-
-# -- inside the tasks --------------------------------------------------------------------------
-
-
-def _evaluate_partition(
-    batches: Iterator[pa.RecordBatch], *, plan: _Plan
-) -> Iterator[pa.RecordBatch]:
-    """One partition: batches of whole conversations, each decided by the compiled SQL."""
-    con = duckdb.connect(":memory:", config={"memory_limit": plan.memory_limit, "threads": 1})
-    try:
-        for table in regroup(batches, rows_per_batch=plan.rows_per_batch, key="k"):
-            out = _evaluate(con, plan, table)
-            if out is not None:
-                yield out
-    finally:
-        con.close()
-
-
-def _ipc(data: pa.Table | pa.RecordBatch) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, data.schema) as writer:
-        writer.write(data)
-    return bytes(sink.getvalue().to_pybytes())
-
-
-def _evaluate(con: duckdb.DuckDBPyConnection, plan: _Plan, rows: pa.Table) -> pa.RecordBatch | None:
-    messages = rows.filter(pc.equal(rows.column("tag"), pa.scalar(_MESSAGE_TAG)))
-    n = messages.num_rows
-    if n == 0:
-        return None
-    order = pa.array(range(n), pa.int64())
-    con.register("rows", rows)
-    con.register("lake", messages.append_column("idx", order))
-    try:
-        for name, tag, columns in plan.ledgers:
-            con.execute(
-                f"CREATE OR REPLACE TABLE {name} AS"
-                f" SELECT DISTINCT {', '.join(columns)} FROM rows WHERE tag = {tag}"
-            )
-        for statement in plan.prepare:
-            con.execute(statement)
-        # A message of a conversation the store gives another account: unknown_account.
-        con.execute(
-            "CREATE OR REPLACE TABLE batch AS SELECT CASE WHEN o.account_id IS NULL"
-            " OR o.account_id = m.account_id THEN m.conversation_id END AS conversation_id,"
-            " m.ts, m.idx AS seq, m.idx, m.lake_seq, m.role, m.content,"
-            " to_json(m.attachments)::VARCHAR AS attachments"
-            " FROM lake m LEFT JOIN l_conversations o USING (conversation_id) ORDER BY m.idx"
-        )
-        bounds = con.execute("SELECT min(conversation_id), max(conversation_id) FROM batch")
-        lo, hi = bounds.fetchone() or (None, None)
-        params = {"lo": lo, "hi": hi}
-        con.execute(plan.decide, params)
-        tally = con.sql(plan.tally).to_arrow_table()
-        records = _EMPTY
-        if plan.with_content and con.execute(plan.eligible).fetchone() is not None:
-            con.execute("CREATE OR REPLACE VIEW content AS SELECT * FROM batch")
-            records = group_messages(con.sql(plan.records, params=params).to_arrow_table())
-        decisions = None
-        if plan.keep_decisions:
-            picked = ", ".join(
-                "b.lake_seq AS seq" if name == "seq" else f"d.{name}"
-                for name in DECISION_SCHEMA.names
-            )
-            decisions = _ipc(
-                con.sql(
-                    f"SELECT {picked} FROM decided d JOIN batch b ON b.idx = d.idx ORDER BY d.idx"
-                )
-                .to_arrow_table()
-                .cast(DECISION_SCHEMA)
-            )
-    finally:
-        con.unregister("rows")
-        con.unregister("lake")
-    arrays: list[pa.Array[Any]] = [
-        pa.array([n], pa.int64()),
-        pa.array([_ipc(records)], pa.binary()),
-        pa.array(
-            [_ipc(tally.rename_columns(_TALLY_SCHEMA.names).cast(_TALLY_SCHEMA))], pa.binary()
-        ),
-        pa.array([decisions], pa.binary()),
-    ]
-    return pa.RecordBatch.from_arrays(arrays, names=["messages", "records", "tally", "decisions"])
-
-
-_EMPTY = pa.RecordBatch.from_pylist([], schema=ENGINE_SCHEMA)
-
-
-# -- back on the driver ------------------------------------------------------------------------
-
-
-def _read(payload: bytes) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
-
-
-def _engine_batch(
-    messages: int, records: bytes, tally: bytes, decisions: bytes | None
-) -> EngineBatch:
-    counts: Counter[tuple[str | None, str | None]] = Counter()
-    for row in _read(tally).to_pylist():
-        basis = row["basis"]
-        counts[(basis, None if basis else row["reason"])] += int(row["n"])
-    record_table = _read(records).cast(ENGINE_SCHEMA)
-    batches = record_table.combine_chunks().to_batches()
-    return EngineBatch(
-        records=batches[0] if batches else _EMPTY,
-        tally=Tally(counts=dict(counts)),
-        messages_seen=messages,
-        decisions=_read(decisions) if decisions is not None else None,
-    )
