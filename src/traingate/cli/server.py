@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -14,18 +15,32 @@ from traingate.errors import TraingateError
 from traingate.timeutil import format_instant
 
 
+def _listen_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--host, --port and --datasets-dir, as serve and demo take them."""
+    for option in reversed(
+        (
+            click.option(
+                "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+            ),
+            click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535)),
+            click.option(
+                "--datasets-dir",
+                envvar="TRAINGATE_DATASETS_DIR",
+                default="traingate-data/datasets",
+                show_default=True,
+                metavar="DIR",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Where builds started over the API (and the demo's datasets) are written"
+                " [env TRAINGATE_DATASETS_DIR].",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--datasets-dir",
-    envvar="TRAINGATE_DATASETS_DIR",
-    default="traingate-data/datasets",
-    show_default=True,
-    metavar="DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where builds started over the API are written [env TRAINGATE_DATASETS_DIR].",
-)
+@_listen_options
 @click.option(
     "--access-log/--no-access-log",
     default=False,
@@ -105,17 +120,7 @@ def session_create(ctx: click.Context, account_id: str, ttl: int) -> None:
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--datasets-dir",
-    envvar="TRAINGATE_DATASETS_DIR",
-    default="traingate-data/datasets",
-    show_default=True,
-    metavar="DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the demo datasets (and builds started in the console) are written.",
-)
+@_listen_options
 @click.option("--no-serve", is_flag=True, help="Prepare everything, print it, and exit.")
 @click.pass_context
 def demo(ctx: click.Context, host: str, port: int, datasets_dir: Path, no_serve: bool) -> None:
