@@ -48,7 +48,34 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
-class SqliteDatabase:
+class _Transactions:
+    """``transaction()`` for both backends: the outermost one is the backend's own write
+    transaction (``_outermost``); nested ones join it."""
+
+    _depth = 0
+
+    def _outermost(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction, one writer at a time; nests as a no-op."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        with self._outermost():
+            self._depth = 1
+            try:
+                yield
+            finally:
+                self._depth = 0
+
+
+class SqliteDatabase(_Transactions):
     """A SQLite file in WAL mode, with the vault's own file attached as schema ``vault``.
 
     The vault lives in a separate file (``<name>-vault.sqlite`` beside the main one) so that the
@@ -75,7 +102,6 @@ class SqliteDatabase:
         for schema in ("main", "vault"):
             self._conn.execute(f"PRAGMA {schema}.cache_size=-65536")
         self._conn.execute("PRAGMA wal_autocheckpoint=16384")
-        self._depth = 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
@@ -95,26 +121,15 @@ class SqliteDatabase:
             self.execute(statement)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """A write transaction (BEGIN IMMEDIATE: one writer at a time); nests as a no-op."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+    def _outermost(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE: one writer at a time."""
         self.execute("BEGIN IMMEDIATE")
-        self._depth = 1
         try:
             yield
         except BaseException:
             self._conn.rollback()
             raise
-        else:
-            self.execute("COMMIT")
-        finally:
-            self._depth = 0
+        self.execute("COMMIT")
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         if not values:
@@ -125,7 +140,7 @@ class SqliteDatabase:
         self._conn.close()
 
 
-class PostgresDatabase:
+class PostgresDatabase(_Transactions):
     dialect = "postgresql"
     vault_prefix = "vault_"
     # The advisory lock serializing the writers of one store: (traingate, the store's schema).
@@ -141,7 +156,6 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
         self._psycopg = psycopg
-        self._depth = 0
         self._schema_key = int(self.execute("SELECT hashtext(current_schema())")[0][0])
 
     def _sql(self, sql: str) -> str:
@@ -167,21 +181,11 @@ class PostgresDatabase:
             self.execute(statement)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+    def _outermost(self) -> Iterator[None]:
+        """A transaction holding this schema's advisory write lock."""
         with self._conn.transaction():
             self.execute("SELECT pg_advisory_xact_lock(?, ?)", (self._LOCK_KEY, self._schema_key))
-            self._depth = 1
-            try:
-                yield
-            finally:
-                self._depth = 0
+            yield
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?)", [list(values)]
