@@ -31,15 +31,15 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from _phases import rss_mb, run_phase
 
 AS_OF = "2025-06-01T00:00:00Z"
 PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -253,10 +253,6 @@ def _new_store(store: Path, backend: str, conversations: int) -> None:
     (store / "url").write_text(url)
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def phase_ingest(store: Path, conversations: int) -> dict[str, Any]:
     started = time.perf_counter()
     with _open(store) as tg:
@@ -282,7 +278,7 @@ def phase_build(store: Path, out: Path) -> dict[str, Any]:
         "seconds": seconds,
         "messages": considered,
         "records": result.manifest["counts"]["records"],
-        "rss_mb": _rss_mb(),
+        "rss_mb": rss_mb(),
     }
 
 
@@ -339,7 +335,7 @@ def phase_baseline(store: Path, out: Path) -> dict[str, Any]:
             count = con.execute(f"SELECT count(*) FROM '{target}'").fetchone()
         con.close()
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "messages": int(count[0]) if count else 0, "rss_mb": _rss_mb()}
+    return {"seconds": seconds, "messages": int(count[0]) if count else 0, "rss_mb": rss_mb()}
 
 
 def phase_naive(store: Path, sample: int) -> dict[str, Any]:
@@ -391,7 +387,7 @@ def phase_naive(store: Path, sample: int) -> dict[str, Any]:
                     )
                     eligible += 1
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "messages": messages, "rss_mb": _rss_mb()}
+    return {"seconds": seconds, "messages": messages, "rss_mb": rss_mb()}
 
 
 def phase_scalar(store: Path, sample: int) -> dict[str, Any]:
@@ -422,17 +418,7 @@ def phase_scalar(store: Path, sample: int) -> dict[str, Any]:
                 conversation_records(batch.records, signing_key=tg.keys.signing_key)
                 messages += batch.messages_seen
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "messages": messages, "rss_mb": _rss_mb()}
-
-
-def _run_phase(args: list[str]) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"phase {args} failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return {"seconds": seconds, "messages": messages, "rss_mb": rss_mb()}
 
 
 def bench(
@@ -442,15 +428,15 @@ def bench(
     if not (store / "ready").exists():
         shutil.rmtree(store, ignore_errors=True)
         _new_store(store, backend, conversations)
-        ingested = _run_phase(["ingest", str(store), str(conversations)])
+        ingested = run_phase(__file__, ["--phase", "ingest", str(store), str(conversations)])
         (store / "ready").write_text(json.dumps(ingested))
     runs = workdir / f"runs-{conversations}"
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir()
-    built = _run_phase(["build", str(store), str(runs / "dataset")])
-    baseline = _run_phase(["baseline", str(store), str(runs / "baseline")])
-    naive = _run_phase(["naive", str(store), str(sample)])
-    scalar = _run_phase(["scalar", str(store), str(sample)])
+    built = run_phase(__file__, ["--phase", "build", str(store), str(runs / "dataset")])
+    baseline = run_phase(__file__, ["--phase", "baseline", str(store), str(runs / "baseline")])
+    naive = run_phase(__file__, ["--phase", "naive", str(store), str(sample)])
+    scalar = run_phase(__file__, ["--phase", "scalar", str(store), str(sample)])
     if not keep:
         shutil.rmtree(runs)
     rate = built["messages"] / built["seconds"]

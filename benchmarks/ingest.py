@@ -19,14 +19,13 @@ import argparse
 import json
 import os
 import random
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from _phases import rss_mb, run_phase
 
 PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 WORDS = tuple(
@@ -343,15 +342,14 @@ def _child(args: argparse.Namespace) -> None:
         result = phase_traingate(Path(args.file), url, workdir / "keys.json")
     else:
         result = phase_baseline(Path(args.file), url)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = rss_mb()
     print(json.dumps(result))
 
 
 def _run_child(phase: str, backend: str, file: Path, workdir: Path) -> dict[str, Any]:
-    done = subprocess.run(
+    return run_phase(
+        __file__,
         [
-            sys.executable,
-            __file__,
             "--child",
             "--phase",
             phase,
@@ -362,12 +360,7 @@ def _run_child(phase: str, backend: str, file: Path, workdir: Path) -> dict[str,
             "--workdir",
             str(workdir),
         ],
-        capture_output=True,
-        text=True,
-        check=True,
     )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
 
 
 def main() -> None:

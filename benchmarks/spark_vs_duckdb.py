@@ -23,13 +23,13 @@ import argparse
 import importlib.util
 import json
 import re
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from _phases import rss_mb, run_phase
 
 AS_OF = "2025-06-01T00:00:00Z"
 HERE = Path(__file__).resolve().parent
@@ -111,18 +111,8 @@ def phase_build(store: Path, out: Path, engine: str, lake: str, master: str) -> 
         "records": manifest["counts"]["records"],
         "files": manifest["files"],
         "manifest": {k: v for k, v in manifest.items() if k not in ("engine", "signature")},
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": rss_mb(),
     }
-
-
-def _run_phase(args: list[str]) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"phase {args} failed:\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
 
 
 def _cores(master: str) -> int:
@@ -158,13 +148,13 @@ def main() -> None:
 
         shutil.rmtree(store, ignore_errors=True)
         store.mkdir(parents=True)
-        ingested = _run_phase(["ingest", str(store), str(n)])
+        ingested = run_phase(__file__, ["--phase", "ingest", str(store), str(n)])
         (store / "ready").write_text(json.dumps(ingested))
         print(f"ingested {json.dumps(ingested)}", file=sys.stderr)
     lake = args.workdir / f"lake-{n}"
     exported = None
     if "lake" in args.sources and not lake.exists():
-        exported = _run_phase(["export", str(store), str(lake)])
+        exported = run_phase(__file__, ["--phase", "export", str(store), str(lake)])
         print(f"exported {json.dumps(exported)}", file=sys.stderr)
     runs = args.workdir / f"spark-runs-{n}"
     import shutil
@@ -177,7 +167,9 @@ def main() -> None:
         built = {}
         for engine in ("duckdb", "spark"):
             out = runs / f"{source}-{engine}"
-            built[engine] = _run_phase(["build", str(store), str(out), engine, spec, args.master])
+            built[engine] = run_phase(
+                __file__, ["--phase", "build", str(store), str(out), engine, spec, args.master]
+            )
             print(f"{source} {engine}: {built[engine]['seconds']:.1f}s", file=sys.stderr)
         same = built["duckdb"]["manifest"] == built["spark"]["manifest"]
         for engine in ("duckdb", "spark"):
