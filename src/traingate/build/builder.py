@@ -369,11 +369,9 @@ def build_dataset(
             _refuse_existing(target)
             os.rename(staging, target)
             moved = True
+            fsync_path(target.parent)
 
         commit_build(store.db, build=build, items=spool.chunks(), finish=finish)
-        # Made durable after the commit: between the rename and the commit nothing but the
-        # commit itself may run, so that a killed process leaves DIR with its lineage or neither.
-        fsync_path(target.parent)
     except BaseException:
         writer.abort()
         shutil.rmtree(target if moved else staging, ignore_errors=True)
