@@ -96,11 +96,9 @@ class SqliteDatabase(_Transactions):
             self._conn.execute(f"PRAGMA {schema}.journal_mode=WAL")
             self._conn.execute(f"PRAGMA {schema}.synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=30000")
-        # Keyed-hash indexes take inserts at random pages: keep 64 MiB of them cached, and
-        # checkpoint the WAL every ~64 MiB rather than every 4 MiB, so that a page changed by
-        # several batches is written back once.
-        for schema in ("main", "vault"):
-            self._conn.execute(f"PRAGMA {schema}.cache_size=-65536")
+        # Checkpoint the WAL every ~64 MiB rather than every 4 MiB, so that an index page changed
+        # by several batches is written back once. (The page cache stays at its default: a
+        # larger one defers all of a transaction's writes to its COMMIT.)
         self._conn.execute("PRAGMA wal_autocheckpoint=16384")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
