@@ -8,7 +8,8 @@ peak RSS is each run's own:
 
 - traingate: the full ingest (validation, idempotency, state checks, vault snapshots);
 - baseline: ``json.loads`` of each line and a bare ``executemany`` of the same rows into the same
-  tables of a fresh database of the same backend, with no checks at all.
+  tables of a fresh database of the same backend, with no checks at all, committed every
+  ``DEFAULT_BATCH`` events as traingate commits.
 
 Prints one table with both and the ratio (traingate time / baseline time).
 """
@@ -286,6 +287,7 @@ def _bare_rows(
 
 def phase_baseline(file: Path, db_url: str) -> dict[str, Any]:
     """json.loads + executemany of the same rows into the same tables, no checks."""
+    from traingate.ingest import DEFAULT_BATCH
     from traingate.store.db import connect
     from traingate.store.schema import migrate
 
@@ -327,7 +329,7 @@ def phase_baseline(file: Path, db_url: str) -> dict[str, Any]:
             for table, row in _bare_rows(event, seq, seen_conversations):
                 batches.setdefault(table, []).append(row)
             count += 1
-            if count % 5000 == 0:
+            if count % DEFAULT_BATCH == 0:  # the same transactions as traingate's
                 flush()
     flush()
     elapsed = time.perf_counter() - started

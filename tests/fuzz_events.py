@@ -308,7 +308,7 @@ def _parsed(line: str) -> dict[str, Any] | None:
 
 
 def _event_row(tg: Traingate, event_id: str) -> tuple[Any, ...] | None:
-    key = tg.keys.id_hash("event", event_id)
+    key = tg.keys.short_hash("event", event_id)
     rows = tg.store.db.execute("SELECT seq, body FROM events WHERE event_key = ?", (key,))
     return tuple(rows[0]) if rows else None
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from traingate.app import Traingate
 from traingate.errors import SchemaError
+from traingate.events import canonical_json
+from traingate.keys import load_or_create_keys
+from traingate.settings import Settings
 from traingate.store.db import connect
 from traingate.store.schema import MIGRATIONS, current_version, migrate
 
@@ -50,3 +56,48 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
             migrate(db)
     finally:
         db.close()
+
+
+def test_compacting_event_keys_keeps_what_was_accepted(settings: Settings) -> None:
+    """Migration 7 turns the 64-hex-character keys of events and reports into the 16-byte
+    short hashes: events accepted before it are still duplicates, or conflicts, after it."""
+    account = {
+        "type": "account.updated",
+        "event_id": "ev-acct",
+        "at": "2025-01-01T00:00:00Z",
+        "account_id": "acct-1",
+        "email": "a@example.org",
+        "plan": "free",
+        "organization_id": None,
+    }
+    report = {"event_id": "ev-report", "type": "feedback.submitted", "rating": "up"}
+    keys = load_or_create_keys(settings.key_file)
+    db = connect(settings.db_url)
+    try:
+        migrate(db, target=6)
+        body = canonical_json(account)
+        db.execute(
+            "INSERT INTO events (seq, event_key, body_hash, type, at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (1, keys.id_hash("event", "ev-acct"), keys.id_hash("body", body), "x", 0, body),
+        )
+        db.execute(
+            "INSERT INTO report_events (event_key, body_hash) VALUES (?, ?)",
+            (keys.id_hash("event", "ev-report"), keys.id_hash("body", canonical_json(report))),
+        )
+        assert migrate(db) == [m.version for m in MIGRATIONS if m.version > 6]
+        assert db.execute("SELECT event_key FROM events") == [
+            (keys.short_hash("event", "ev-acct"),)
+        ]
+    finally:
+        db.close()
+    changed = {**account, "plan": "pro"}
+    with Traingate.open(settings) as tg:
+        summary = tg.ingest([json.dumps(account), json.dumps(changed)])
+        assert (summary.accepted, summary.duplicates, summary.rejected) == (0, 1, 1)
+        assert summary.errors[0].error.endswith(
+            "event_id was already accepted with a different body"
+        )
+        assert tg.store.known_events([keys.short_hash("event", "ev-report")]) == {
+            keys.short_hash("event", "ev-report"): keys.short_hash("body", canonical_json(report))
+        }

@@ -175,7 +175,7 @@ def test_two_reports_of_one_account_share_no_stored_value(tg: Traingate, ev: Eve
     main_values: set[str] = set()
     for table, columns in (("events", "event_key, body_hash"), ("feedback_keys", "feedback_key")):
         for row in db.execute(f"SELECT {columns} FROM {table}"):
-            main_values.update(str(v) for v in row)
+            main_values.update(v.hex() if isinstance(v, bytes) else str(v) for v in row)
     for row in (first, second):
         for column, value in row.items():
             if column not in FIXED_COLUMNS:

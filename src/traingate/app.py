@@ -24,7 +24,7 @@ from traingate.errors import (
     NotFoundError,
     PolicyError,
 )
-from traingate.ingest import IngestSummary, ingest_lines
+from traingate.ingest import DEFAULT_BATCH, IngestSummary, ingest_lines
 from traingate.keys import KeyRing, load_or_create_keys
 from traingate.policy import Decision, Policy, PolicySet, explain_conversation, load_policy_set
 from traingate.settings import Settings
@@ -156,7 +156,7 @@ class Traingate:
         return AuditLog(self.store.db, keys=self.keys)
 
     def ingest(
-        self, lines: Iterable[str], *, batch_size: int = 5000, actor: str = SYSTEM
+        self, lines: Iterable[str], *, batch_size: int = DEFAULT_BATCH, actor: str = SYSTEM
     ) -> IngestSummary:
         """Ingest JSONL event lines (SPEC §2); returns the SPEC §4 summary."""
         return ingest_lines(
@@ -471,11 +471,14 @@ class Traingate:
         from traingate.build.builder import build_dataset
         from traingate.build.engine import BuildRequest
         from traingate.build.engines import engine_named
-        from traingate.build.lake import message_source
         from traingate.build.writer import as_format
 
         self.policies.require_purpose(purpose)
-        source = message_source(messages) if messages is not None else None
+        source = None
+        if messages is not None:  # only then: the lake module imports pyarrow.dataset
+            from traingate.build.lake import message_source
+
+            source = message_source(messages)
         if source is not None and engine == "scalar":
             raise BuildError("the scalar engine reads the store's messages only; use duckdb")
         request = BuildRequest(

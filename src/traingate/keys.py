@@ -26,9 +26,10 @@ from pathlib import Path
 from traingate.errors import ConfigError
 from traingate.timeutil import format_instant, now_micros
 
-__all__ = ["KeyRing", "MasterKey", "load_or_create_keys", "save_keys"]
+__all__ = ["SHORT_HASH", "KeyRing", "MasterKey", "load_or_create_keys", "save_keys"]
 
 _FORMAT = 1
+SHORT_HASH = 16  # bytes of a short keyed hash: 128 bits, collisions out of reach
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,11 @@ class KeyRing:
     def id_hash(self, kind: str, value: str) -> str:
         """A keyed, one-way name for an identifier (``kind`` separates namespaces)."""
         return hmac.digest(self.id_key, f"{kind}\x00{value}".encode(), "sha256").hex()
+
+    def short_hash(self, kind: str, value: str) -> bytes:
+        """The first 16 bytes of ``id_hash`` as bytes: the compact key of the idempotency
+        indexes (event ids, event bodies), where every accepted event adds an entry."""
+        return hmac.digest(self.id_key, f"{kind}\x00{value}".encode(), "sha256")[:SHORT_HASH]
 
     def sign(self, payload: bytes) -> str:
         return hmac.new(self.signing_key, payload, hashlib.sha256).hexdigest()

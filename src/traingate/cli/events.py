@@ -12,6 +12,7 @@ import click
 from traingate.auditing import cli_actor
 from traingate.cli._common import INSTANT, emit, event_lines, fail, open_app
 from traingate.cli.root import cli
+from traingate.ingest import DEFAULT_BATCH
 
 
 @cli.command()
@@ -25,7 +26,7 @@ from traingate.cli.root import cli
 )
 @click.option(
     "--batch-size",
-    default=5000,
+    default=DEFAULT_BATCH,
     show_default=True,
     type=click.IntRange(1, 100_000),
     help="Events per transaction.",

@@ -34,6 +34,7 @@ class Database(Protocol):
     dialect: str
     url: str
     vault_prefix: str  # table-name prefix of the vault's tables: "vault." or "vault_"
+    bytes_type: str  # the column type of binary values: "BLOB" or "BYTEA"
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
@@ -84,6 +85,7 @@ class SqliteDatabase(_Transactions):
 
     dialect = "sqlite"
     vault_prefix = "vault."
+    bytes_type = "BLOB"
 
     def __init__(self, path: Path, *, url: str) -> None:
         self.url = url
@@ -141,6 +143,7 @@ class SqliteDatabase(_Transactions):
 class PostgresDatabase(_Transactions):
     dialect = "postgresql"
     vault_prefix = "vault_"
+    bytes_type = "BYTEA"
     # The advisory lock serializing the writers of one store: (traingate, the store's schema).
     # Stores in other schemas of the same database (tenants, test runs) do not wait on it.
     _LOCK_KEY = 7_106_914

@@ -3,15 +3,19 @@
 Each migration is a list of statements valid on SQLite and PostgreSQL alike (BIGINT, TEXT and
 BOOLEAN mean the same on both for what traingate stores). Times are BIGINT UTC microseconds.
 Statements may name the vault's tables as ``{vault}reports``: the prefix is ``vault.`` on SQLite
-(the vault's own attached file) and ``vault_`` on PostgreSQL.
+(the vault's own attached file) and ``vault_`` on PostgreSQL; ``{bytes}`` is the binary type
+(BLOB, BYTEA). A migration that must rewrite rows has a ``data`` step, run between its
+``statements`` and its ``after`` statements in the same transaction.
 Append new migrations at the end; never edit one that has shipped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from traingate.errors import SchemaError
+from traingate.keys import SHORT_HASH
 from traingate.store.db import Database
 from traingate.timeutil import now_micros
 
@@ -23,6 +27,44 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    data: Callable[[Database], None] | None = None
+    after: tuple[str, ...] = ()
+
+
+_COPY_ROWS = 10_000
+
+
+def _short(hex_hash: str) -> bytes:
+    """A hex keyed hash of the first schema as the short keyed hash of ``KeyRing.short_hash``
+    (its first bytes)."""
+    return bytes.fromhex(hex_hash[: 2 * SHORT_HASH])
+
+
+def _compact_event_keys(db: Database) -> None:
+    """Copy ``events`` and ``report_events`` into their compact successors, page by page."""
+    last = 0
+    while rows := db.execute(
+        "SELECT seq, event_key, body_hash, type, at, body FROM events WHERE seq > ?"
+        " ORDER BY seq LIMIT ?",
+        (last, _COPY_ROWS),
+    ):
+        db.executemany(
+            "INSERT INTO events_compact (seq, event_key, body_hash, type, at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(seq, _short(key), _short(body_hash), *rest) for seq, key, body_hash, *rest in rows],
+        )
+        last = int(rows[-1][0])
+    after = ""
+    while rows := db.execute(
+        "SELECT event_key, body_hash FROM report_events WHERE event_key > ?"
+        " ORDER BY event_key LIMIT ?",
+        (after, _COPY_ROWS),
+    ):
+        db.executemany(
+            "INSERT INTO report_events_compact (event_key, body_hash) VALUES (?, ?)",
+            [(_short(key), _short(body_hash)) for key, body_hash in rows],
+        )
+        after = str(rows[-1][0])
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -239,6 +281,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE conversations ADD COLUMN incognito BOOLEAN NOT NULL DEFAULT FALSE",
         ),
     ),
+    Migration(
+        7,
+        "compact idempotency keys",
+        # Event keys and body hashes become 16 bytes (KeyRing.short_hash) instead of 64 hex
+        # characters: every accepted event adds a random key to the unique index, and at a
+        # million events its pages, rewritten by every commit, were most of ingest's writes.
+        (
+            """CREATE TABLE events_compact (
+                seq BIGINT PRIMARY KEY,
+                event_key {bytes} NOT NULL UNIQUE,
+                body_hash {bytes} NOT NULL,
+                type TEXT NOT NULL,
+                at BIGINT,
+                body TEXT
+            )""",
+            """CREATE TABLE report_events_compact (
+                event_key {bytes} PRIMARY KEY,
+                body_hash {bytes} NOT NULL
+            )""",
+        ),
+        data=_compact_event_keys,
+        after=(
+            "DROP TABLE events",
+            "ALTER TABLE events_compact RENAME TO events",
+            "DROP TABLE report_events",
+            "ALTER TABLE report_events_compact RENAME TO report_events",
+        ),
+    ),
 )
 
 
@@ -269,7 +339,11 @@ def migrate(db: Database, *, target: int | None = None) -> list[int]:
             )
         for migration in MIGRATIONS:
             if version < migration.version <= target:
-                db.script([s.format(vault=db.vault_prefix) for s in migration.statements])
+                names = {"vault": db.vault_prefix, "bytes": db.bytes_type}
+                db.script([s.format(**names) for s in migration.statements])
+                if migration.data is not None:
+                    migration.data(db)
+                db.script([s.format(**names) for s in migration.after])
                 db.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (migration.version, migration.name, now_micros()),

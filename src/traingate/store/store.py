@@ -66,8 +66,9 @@ class Store:
             rows.extend(self.db.execute(sql.format(where=clause), params))
         return rows
 
-    def known_events(self, event_keys: Iterable[str]) -> dict[str, str]:
-        """event key -> body hash, for the keys of accepted events (reports included)."""
+    def known_events(self, event_keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        """event key -> body hash (``KeyRing.short_hash``), for the keys of accepted events
+        (reports included)."""
         keys = list(event_keys)
         rows = self._select_in(
             "SELECT event_key, body_hash FROM events WHERE {where}", "event_key", keys
@@ -75,7 +76,7 @@ class Store:
         rows += self._select_in(
             "SELECT event_key, body_hash FROM report_events WHERE {where}", "event_key", keys
         )
-        return {key: body_hash for key, body_hash in rows}
+        return {bytes(key): bytes(body_hash) for key, body_hash in rows}
 
     def conversation_owners(self, conversation_ids: Iterable[str]) -> dict[str, str]:
         rows = self._select_in(

@@ -1,0 +1,31 @@
+"""Ingest's batches: a file that stops decoding halfway keeps the batches written before."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.factories import Events
+from traingate.app import Traingate
+
+
+def test_bad_bytes_midway_keep_the_batches_before_them(tg: Traingate, ev: Events) -> None:
+    """The whole batches before the bad bytes are written and stay (the part of a batch read
+    before them is not: nothing of it was accepted); the error reaches the caller, which
+    reports it (the CLI: "FILE is not UTF-8 text")."""
+    account = "acct-batches"
+    lines = [json.dumps(ev.account(account, ev.t(0)))]
+    lines += [json.dumps(ev.consent(account, ev.t(1, n), granted=n % 2 == 0)) for n in range(9)]
+
+    def text() -> Iterator[str]:
+        yield from lines
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    with pytest.raises(UnicodeDecodeError):
+        tg.ingest(text(), batch_size=4)
+    assert tg.store.count("account_plans") == 1
+    assert tg.store.count("consents") == 7  # two batches of four
+    again = tg.ingest(lines)
+    assert (again.accepted, again.duplicates, again.rejected) == (2, 8, 0)
