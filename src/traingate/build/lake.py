@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from traingate.errors import BuildError
 from traingate.store.db import Database
-from traingate.store.export import StoreReader, open_reader
+from traingate.store.export import StoreReader, open_reader, regroup
 from traingate.timeutil import utc_date
 
 __all__ = [
@@ -241,42 +241,6 @@ def _numbered(tables: Iterable[pa.Table]) -> Iterator[pa.RecordBatch]:
             table.column("attachments").combine_chunks().cast(pa.string()),
         ]
         yield pa.RecordBatch.from_arrays(arrays, schema=BATCH_SCHEMA)
-
-
-def regroup(
-    batches: Iterable[pa.RecordBatch], *, rows_per_batch: int, key: str = "conversation_id"
-) -> Iterator[pa.Table]:
-    """Batches ordered by ``key`` as tables of about ``rows_per_batch`` rows, never splitting
-    the rows of one key (one larger key makes one larger table)."""
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        pending.append(batch)
-        rows += batch.num_rows
-        if rows < rows_per_batch:
-            continue
-        table = pa.Table.from_batches(pending)
-        keys = table.column(key)
-        cut = table.num_rows - _trailing(keys)
-        if cut == 0:  # one key so far: wait for it to end
-            continue
-        yield table.slice(0, cut)
-        rest = table.slice(cut)
-        pending = rest.to_batches()
-        rows = rest.num_rows
-    if rows:
-        yield pa.Table.from_batches(pending)
-
-
-def _trailing(keys: pa.ChunkedArray[Any]) -> int:
-    """How many rows at the end hold the last key (the keys are sorted)."""
-    last = keys[len(keys) - 1]
-    if not last.is_valid:
-        return int(pc.sum(pc.cast(pc.is_null(keys), pa.int64())).as_py() or 0)
-    same = pc.equal(keys, last)  # null where a key is null: not counted
-    return int(pc.sum(pc.cast(same, pa.int64())).as_py() or 0)
 
 
 def message_source(spec: str, *, memory_limit: str = "768MB") -> ParquetLake:

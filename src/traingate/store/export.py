@@ -3,8 +3,16 @@
 Builds read the store through a ``StoreReader``: a second, read-only connection to the same
 database holding one snapshot for its whole life (a read transaction on SQLite in WAL mode,
 REPEATABLE READ on PostgreSQL), so every table a build reads shows the same instant even while
-ingest goes on. Rows come in pages (``fetchmany``; a server-side cursor on PostgreSQL) and leave
-as ``pyarrow.RecordBatch`` of a schema the caller gives, so memory stays bounded by the page.
+ingest goes on. Rows leave as ``pyarrow.RecordBatch`` of a schema the caller gives, a page at a
+time, so memory stays bounded by the page.
+
+On SQLite the connection is the Apache Arrow ADBC SQLite driver, which steps the statement in
+C and fills Arrow arrays directly (no Python object per value). The driver infers each
+column's Arrow type from the first page it reads and refuses later values of an incompatible
+type, so queries are wrapped to leave it nothing to guess (``_typed_query``): text columns are
+cast to TEXT and, when nullable, read as text plus a null flag; every page is then cast to the
+caller's schema. On PostgreSQL rows come from a server-side cursor (psycopg) and are turned
+into Arrow here.
 
 DuckDB's sqlite and postgres extensions are not used: the batches are handed to DuckDB (or
 anything else that reads Arrow) by the caller.
@@ -15,36 +23,127 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, cast
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from traingate.errors import StoreError
 from traingate.store.db import Database, sqlite_path_of
 
-__all__ = ["StoreReader", "open_reader", "rows_to_batch"]
+__all__ = ["StoreReader", "open_reader", "regroup", "rows_to_batch"]
 
 _PAGE = 20_000
-
-
-class _Cursor(Protocol):
-    def fetchmany(self, size: int) -> Sequence[Sequence[Any]]: ...
+_BUSY_TIMEOUT_MS = 30_000
+_BATCH_ROWS = "adbc.sqlite.query.batch_rows"  # adbc_driver_sqlite.StatementOptions.BATCH_ROWS
 
 
 def rows_to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch:
     """Rows (tuples in schema order) as one record batch of ``schema``."""
     if not rows:
-        return pa.RecordBatch.from_pylist([], schema=schema)
+        return _empty(schema)
     columns = list(zip(*rows, strict=True))
     arrays = [
         pa.array(column, type=field.type) for column, field in zip(columns, schema, strict=True)
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _empty(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=schema)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _typed_query(sql: str, schema: pa.Schema) -> str:
+    """``sql`` (whose columns are ``schema``'s, in order) wrapped so that the ADBC driver's
+    type inference cannot go wrong: a text column is cast to TEXT (an integer stored in it
+    reads as its digits), and a nullable one is read as text that is never NULL plus a flag
+    saying it was (the driver types a column whose first page is all NULL as INT64, and would
+    then refuse the first text). The query's own ORDER BY carries through (SQLite flattens the
+    CTE into the outer SELECT)."""
+    names = [f"c{i}" for i in range(len(schema))]
+    columns: list[str] = []
+    for name, field in zip(names, schema, strict=True):
+        if not _is_text(field.type):
+            columns.append(name)
+        elif field.nullable:
+            columns.append(f"coalesce(CAST({name} AS TEXT), '')")
+            columns.append(f"{name} IS NULL")
+        else:
+            columns.append(f"CAST({name} AS TEXT)")
+    return (
+        f"WITH traingate_q({', '.join(names)}) AS ({sql})"
+        f" SELECT {', '.join(columns)} FROM traingate_q"
+    )
+
+
+def _conform(raw: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A page of ``_typed_query``'s columns as a batch of ``schema`` (explicit casts)."""
+    arrays: list[pa.Array[Any]] = []
+    position = 0
+    for field in schema:
+        column = raw.column(position)
+        position += 1
+        if _is_text(field.type) and field.nullable:
+            null = cast(pa.BooleanArray, raw.column(position).cast(pa.bool_()))
+            position += 1
+            if pc.any(null).as_py():
+                column = pc.if_else(null, pa.scalar(None, field.type), column.cast(field.type))
+        if column.type != field.type:
+            column = column.cast(field.type)
+        if not field.nullable and column.null_count:
+            raise StoreError(f"reading the store: column {field.name} holds NULL")
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def regroup(
+    batches: Iterable[pa.RecordBatch], *, rows_per_batch: int, key: str = "conversation_id"
+) -> Iterator[pa.Table]:
+    """Batches ordered by ``key`` as tables of about ``rows_per_batch`` rows, never splitting
+    the rows of one key (one larger key makes one larger table)."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows < rows_per_batch:
+            continue
+        table = pa.Table.from_batches(pending)
+        keys = table.column(key)
+        cut = table.num_rows - _trailing(keys)
+        if cut == 0:  # one key so far: wait for it to end
+            continue
+        yield table.slice(0, cut)
+        rest = table.slice(cut)
+        pending = rest.to_batches()
+        rows = rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(pending)
+
+
+def _trailing(keys: pa.ChunkedArray[Any]) -> int:
+    """How many rows at the end hold the last key (the keys are sorted)."""
+    last = keys[len(keys) - 1]
+    if not last.is_valid:
+        return int(pc.sum(pc.cast(pc.is_null(keys), pa.int64())).as_py() or 0)
+    same = pc.equal(keys, last)  # null where a key is null: not counted
+    return int(pc.sum(pc.cast(same, pa.int64())).as_py() or 0)
+
+
+def _one_batch(table: pa.Table, schema: pa.Schema) -> pa.RecordBatch:
+    """A table as one record batch (its columns made contiguous)."""
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if batches else _empty(schema)
 
 
 class StoreReader:
@@ -65,12 +164,37 @@ class StoreReader:
         """``column`` ordered by its UTF-8 bytes on both backends (Python's ``str`` order)."""
         return f'{column} COLLATE "C"' if self.dialect == "postgresql" else column
 
+    @property
+    def message_key(self) -> str:
+        """The column naming one message row within this snapshot, cheapest to read: SQLite's
+        rowid (every index entry holds it, so a listing of messages by conversation and time
+        reads the index alone, and a lookup by it is one B-tree descent), PostgreSQL's
+        event_seq. Not an order of arrival."""
+        return "event_seq" if self.dialect == "postgresql" else "rowid"
+
+    @property
+    def lookup_by_key(self) -> bool:
+        """Whether rows are best looked up by ``message_key`` (SQLite) rather than by
+        conversation (PostgreSQL, where event_seq has no index)."""
+        return self.dialect != "postgresql"
+
     def in_values(self, column: str, values: Sequence[Any]) -> tuple[str, Any]:
         """A condition ``column`` is one of ``values``, with its one parameter, for a list of
         any length (a JSON array read by json_each on SQLite, an array on PostgreSQL)."""
         if self.dialect == "postgresql":
             return f"{column} = ANY(?)", list(values)
         return f"{column} IN (SELECT value FROM json_each(?))", json.dumps(list(values))
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        if self.dialect == "postgresql":
+            import psycopg
+
+            return (psycopg.Error,)
+        import adbc_driver_manager
+
+        # The driver's stream reports a failed step (a type it cannot convert, a busy
+        # database) as OSError; casting a page to the caller's schema may raise ArrowInvalid.
+        return (adbc_driver_manager.Error, OSError, pa.ArrowInvalid)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -79,67 +203,88 @@ class StoreReader:
         return rows[0][0] if rows else None
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            cursor = self._conn.execute(self._sql(sql), tuple(params))
-            return [tuple(row) for row in cursor.fetchall()]
-        except (sqlite3.Error, self._pg_error()) as exc:
-            raise StoreError(f"reading the store: {exc}") from exc
+        return [tuple(row) for page in self.rows(sql, params) for row in page]
 
     @contextlib.contextmanager
-    def _cursor(self, sql: str, params: Sequence[Any]) -> Iterator[_Cursor]:
+    def _sqlite_stream(
+        self, sql: str, params: Sequence[Any], page: int
+    ) -> Iterator[Iterator[pa.RecordBatch]]:
+        """The pages of a query as the driver makes them (types as it inferred them)."""
+        errors = self._errors()
         try:
-            if self.dialect == "postgresql":
-                name = f"traingate_export_{next(self._names)}"
-                with self._conn.cursor(name=name) as cursor:
-                    cursor.itersize = self._page
-                    cursor.execute(self._sql(sql), tuple(params))
-                    yield cursor
-            else:
-                cursor = self._conn.execute(sql, tuple(params))
-                try:
-                    yield cursor
-                finally:
-                    cursor.close()
-        except (sqlite3.Error, self._pg_error()) as exc:
+            cursor = self._conn.cursor()
+        except errors as exc:
             raise StoreError(f"reading the store: {exc}") from exc
+        try:
+            try:
+                cursor.adbc_statement.set_options(**{_BATCH_ROWS: str(page)})
+                cursor.execute(sql, tuple(params))
+                stream = cursor.fetch_record_batch()
+            except errors as exc:
+                raise StoreError(f"reading the store: {exc}") from exc
 
-    def _pg_error(self) -> type[Exception]:
-        if self.dialect != "postgresql":
-            return sqlite3.Error
-        import psycopg
+            def pages() -> Iterator[pa.RecordBatch]:
+                while True:
+                    try:
+                        batch = stream.read_next_batch()
+                    except StopIteration:
+                        return
+                    except errors as exc:
+                        raise StoreError(f"reading the store: {exc}") from exc
+                    yield batch
 
-        return psycopg.Error
+            yield pages()
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
 
     def rows(
         self, sql: str, params: Sequence[Any] = (), *, page: int | None = None
     ) -> Iterator[Sequence[Sequence[Any]]]:
         """The rows of a query, one page (a list of tuples) at a time."""
         size = page or self._page
-        with self._cursor(sql, params) as cursor:
-            while True:
-                try:
-                    chunk = cursor.fetchmany(size)
-                except (sqlite3.Error, self._pg_error()) as exc:
-                    raise StoreError(f"reading the store: {exc}") from exc
-                if not chunk:
-                    return
-                yield chunk
+        if self.dialect == "postgresql":
+            yield from self._pg_rows(sql, params, size)
+            return
+        with self._sqlite_stream(sql, params, size) as pages:
+            for batch in pages:
+                columns = [column.to_pylist() for column in batch.columns]
+                yield list(zip(*columns, strict=True))
+
+    def _pg_rows(self, sql: str, params: Sequence[Any], size: int) -> Iterator[list[Any]]:
+        errors = self._errors()
+        name = f"traingate_export_{next(self._names)}"
+        try:
+            with self._conn.cursor(name=name) as cursor:
+                cursor.itersize = size
+                cursor.execute(self._sql(sql), tuple(params))
+                while chunk := cursor.fetchmany(size):
+                    yield chunk
+        except errors as exc:
+            raise StoreError(f"reading the store: {exc}") from exc
 
     def batches(
         self, sql: str, params: Sequence[Any] = (), *, schema: pa.Schema, page: int | None = None
     ) -> Iterator[pa.RecordBatch]:
         """The query's rows as record batches of ``schema`` (columns in select order)."""
-        for chunk in self.rows(sql, params, page=page):
-            yield rows_to_batch(chunk, schema)
+        size = page or self._page
+        if self.dialect == "postgresql":
+            for chunk in self._pg_rows(sql, params, size):
+                yield rows_to_batch(chunk, schema)
+            return
+        errors = self._errors()
+        with self._sqlite_stream(_typed_query(sql, schema), params, size) as pages:
+            for raw in pages:
+                try:
+                    batch = _conform(raw, schema)
+                except errors as exc:
+                    raise StoreError(f"reading the store: {exc}") from exc
+                yield batch
 
     def batch(self, sql: str, params: Sequence[Any] = (), *, schema: pa.Schema) -> pa.RecordBatch:
         """All rows of a query as one record batch."""
         batches = list(self.batches(sql, params, schema=schema))
-        if not batches:
-            return pa.RecordBatch.from_pylist([], schema=schema)
-        if len(batches) == 1:
-            return batches[0]
-        return pa.Table.from_batches(batches, schema=schema).combine_chunks().to_batches()[0]
+        return _one_batch(pa.Table.from_batches(batches, schema=schema), schema)
 
     def reader(
         self, sql: str, params: Sequence[Any] = (), *, schema: pa.Schema, page: int | None = None
@@ -161,24 +306,12 @@ class StoreReader:
         """Record batches of about ``rows_per_batch`` rows, never splitting the rows of one key.
 
         The query must return the rows of each key together (ordered by the key column, whose
-        index is ``key``). A batch ends at the first key change after ``rows_per_batch`` rows,
-        so one key larger than that makes one larger batch.
+        index is ``key``). A batch ends at the last key change before ``rows_per_batch`` rows
+        are pending, so one key larger than that makes one larger batch (``regroup``).
         """
-        pending: list[Sequence[Any]] = []
-        for chunk in self.rows(sql, params, page=min(self._page, rows_per_batch)):
-            pending.extend(chunk)
-            if len(pending) < rows_per_batch:
-                continue
-            last = pending[-1][key]
-            cut = len(pending)
-            while cut > 0 and pending[cut - 1][key] == last:
-                cut -= 1
-            if cut == 0:  # one key so far: wait for it to end
-                continue
-            yield rows_to_batch(pending[:cut], schema)
-            pending = pending[cut:]
-        if pending:
-            yield rows_to_batch(pending, schema)
+        batches = self.batches(sql, params, schema=schema, page=min(self._page, rows_per_batch))
+        for table in regroup(batches, rows_per_batch=rows_per_batch, key=schema.names[key]):
+            yield _one_batch(table, schema)
 
     # -- life --------------------------------------------------------------------------------
 
@@ -200,15 +333,26 @@ class StoreReader:
 
 
 def _open_sqlite(path: Path, page: int) -> StoreReader:
+    import adbc_driver_manager
+    import adbc_driver_sqlite.dbapi
+
     if not path.exists():
         raise StoreError(f"SQLite store {path} does not exist")
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("BEGIN")  # deferred: the first read fixes the snapshot
-        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
-    except sqlite3.Error as exc:
+        # autocommit off: the driver opens a deferred transaction (BEGIN), so the first read
+        # below fixes the snapshot that every later read of this reader sees.
+        conn = adbc_driver_sqlite.dbapi.connect(uri, autocommit=False)
+    except adbc_driver_manager.Error as exc:
+        raise StoreError(f"SQLite {path}: cannot open a read snapshot: {exc}") from exc
+    try:
+        with contextlib.closing(conn.cursor()) as cursor:
+            cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            cursor.fetchall()
+            cursor.execute("SELECT COUNT(*) FROM sqlite_master")
+            cursor.fetchall()
+    except adbc_driver_manager.Error as exc:
+        conn.close()
         raise StoreError(f"SQLite {path}: cannot open a read snapshot: {exc}") from exc
     return StoreReader(dialect="sqlite", connection=conn, page=page)
 
