@@ -21,10 +21,11 @@ BIGINT UTC microseconds and named ``ts``, since ``at`` is a DuckDB keyword)::
     l_conversation_settings(conversation_id, ts, event_seq, fields)   (only with content)
 
 and, per batch, ``batch(conversation_id, ts, seq, idx)``: the messages of whole conversations
-(no content), with ``$lo``/``$hi`` the least and greatest conversation id of the batch
-(``decided`` gets ``policy``: the position in the set of the policy that decided); then
-``content(seq, ts, role, content, attachments)``: the content of the conversations of the batch
-that hold an eligible message (``content_query``), read only after the decisions.
+(no content; ``seq`` is the message's row key), with ``$lo``/``$hi`` the least and greatest
+conversation id of the batch (``decided`` gets ``policy``: the position in the set of the
+policy that decided); then ``content(seq, arrival, ts, role, content, attachments)``: the
+content of the batch's eligible messages (``content_query``), read only after the decisions;
+records order their messages by time, then ``arrival``.
 """
 
 from __future__ import annotations
@@ -117,31 +118,41 @@ LEDGERS: tuple[Ledger, ...] = (
     ),
 )
 
-_META_SCHEMA = _schema(("conversation_id", _S), ("ts", _I), ("seq", _I))
-_CONTENT_SCHEMA = _schema(
-    ("seq", _I), ("ts", _I), ("role", _S), ("content", _S), ("attachments", _S)
+
+def _required(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    """A schema of columns that are never NULL (the store declares them NOT NULL)."""
+    return pa.schema([pa.field(name, kind, nullable=False) for name, kind in fields])
+
+
+_META_SCHEMA = _required(("conversation_id", _S), ("ts", _I), ("seq", _I))
+_CONTENT_SCHEMA = _required(
+    ("seq", _I), ("arrival", _I), ("ts", _I), ("role", _S), ("content", _S), ("attachments", _S)
 )
 
 
-def message_query(*, order_text: str) -> tuple[str, pa.Schema]:
+def message_query(*, order_text: str, key: str) -> tuple[str, pa.Schema]:
     """The store query streaming every message with ``at <= ?`` (its conversation, time and
-    arrival only), grouped by conversation in (conversation id, time, arrival) order, and the
+    row key only), grouped by conversation in (conversation id, time, key) order, and the
     schema of its rows. ``order_text`` is the conversation id column as the store orders text
-    by bytes (``StoreReader.order_text``)."""
+    by bytes (``StoreReader.order_text``); ``key`` is the store's key of a message row
+    (``StoreReader.message_key``: SQLite's rowid, which its index on (conversation, time)
+    holds, so the listing is read from the index alone). The key is not the arrival order:
+    records order their messages by ``content_query``'s ``arrival``."""
     sql = (
-        "SELECT conversation_id, at, event_seq FROM messages WHERE at <= ?"
-        f" ORDER BY {order_text}, at, event_seq"
+        f"SELECT conversation_id, at, {key} FROM messages WHERE at <= ?"
+        f" ORDER BY {order_text}, at, {key}"
     )
     return sql, _META_SCHEMA
 
 
-def content_query(*, conversations: str) -> tuple[str, pa.Schema]:
-    """The store query reading the content of the messages with ``at <= ?`` of the
-    conversations selected by the condition ``conversations`` (``StoreReader.in_values``):
-    only conversations holding an eligible message are ever read in full."""
+def content_query(*, rows: str, key: str) -> tuple[str, pa.Schema]:
+    """The store query reading the content of the messages with ``at <= ?`` selected by the
+    condition ``rows`` (``StoreReader.in_values`` over eligible row keys, or over the
+    conversations holding an eligible message): content no basis grants is never read.
+    ``seq`` is the row key of ``message_query``, ``arrival`` the message's arrival order."""
     sql = (
-        "SELECT event_seq, at, role, content, attachments FROM messages"
-        f" WHERE {conversations} AND at <= ?"
+        f"SELECT {key}, event_seq, at, role, content, attachments FROM messages"
+        f" WHERE {rows} AND at <= ?"
     )
     return sql, _CONTENT_SCHEMA
 
@@ -151,7 +162,8 @@ class CompiledPurpose:
     """The SQL of one build. ``prepare`` runs once after the ledgers are loaded; ``decide``
     (which creates ``decided(idx, conversation_id, ts, seq, basis, reason, policy)``, ``policy``
     being the position in the set of the policy in force at the message's time), ``tally``,
-    ``eligible`` (the conversations to read content of) and ``records`` (the eligible
+    ``eligible`` (the eligible messages' conversation and row key, whose content is read) and
+    ``records`` (the eligible
     messages, de-identified, in record order) run per batch, with parameters ``$lo`` and
     ``$hi`` for ``decide`` and ``records``."""
 
@@ -428,7 +440,7 @@ def compile_purpose(*, policy: Policy | PolicySet, purpose: str, as_of: int) -> 
         " LEFT JOIN (SELECT conversation_id, style_fields, prefs_fields FROM conv_facts"
         " WHERE conversation_id BETWEEN $lo AND $hi) c ON c.conversation_id = d.conversation_id"
         f" WHERE d.basis IS NOT NULL ORDER BY d.conversation_id, CASE d.basis {precedence} END,"
-        " d.idx"
+        " b.ts, b.arrival"
     )
     return CompiledPurpose(
         purpose=purpose,
@@ -438,8 +450,6 @@ def compile_purpose(*, policy: Policy | PolicySet, purpose: str, as_of: int) -> 
         prepare=_prepare(mechanisms, as_of, with_content, incognito),
         decide=decide,
         tally=tally,
-        eligible=(
-            "SELECT DISTINCT conversation_id FROM decided WHERE basis IS NOT NULL ORDER BY 1"
-        ),
+        eligible=("SELECT conversation_id, seq FROM decided WHERE basis IS NOT NULL ORDER BY 1, 2"),
         records=records if with_content else "",
     )

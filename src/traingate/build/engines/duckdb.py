@@ -95,7 +95,9 @@ class DuckDBEngine:
         compiled = compile_purpose(
             policy=request.policy, purpose=request.purpose, as_of=request.as_of
         )
-        sql, schema = message_query(order_text=source.order_text("conversation_id"))
+        sql, schema = message_query(
+            order_text=source.order_text("conversation_id"), key=source.message_key
+        )
         with self._connect(request.workdir) as con:
             try:
                 self._load(con, source, as_of=request.as_of, content=compiled.with_content)
@@ -141,8 +143,9 @@ class DuckDBEngine:
         bounds = pc.min_max(batch.column("conversation_id"))
         params = {"lo": bounds["min"].as_py(), "hi": bounds["max"].as_py()}
         con.register("batch", table)
-        if "content" in batch.schema.names:
-            con.register("content", table)
+        lake = "content" in batch.schema.names  # a lake's batches carry their content
+        if lake:
+            con.register("content", table.append_column("arrival", table.column("seq")))
         try:
             con.execute(compiled.decide, params)
             tally = Tally(
@@ -153,23 +156,15 @@ class DuckDBEngine:
             )  # fmt: skip
             records = None
             if compiled.with_content:
-                eligible = [row[0] for row in con.execute(compiled.eligible).fetchall()]
-                if eligible and "content" in batch.schema.names:
+                eligible = con.sql(compiled.eligible).to_arrow_table()
+                if eligible.num_rows and lake:
                     records = con.sql(compiled.records, params=params).to_arrow_table()
-                elif eligible:
+                elif eligible.num_rows:
                     records = self._records(con, compiled, source, eligible, as_of, params)
-            decisions = (
-                con.sql(
-                    "SELECT conversation_id, seq, basis, reason, policy FROM decided ORDER BY idx"
-                )
-                .to_arrow_table()
-                .cast(DECISION_SCHEMA)
-                if keep
-                else None
-            )
+            decisions = self._decisions(con, source, arrival=not lake) if keep else None
         finally:
             con.unregister("batch")
-            if "content" in batch.schema.names:
+            if lake:
                 con.unregister("content")
         return EngineBatch(
             records=group_messages(records) if records is not None else _EMPTY,
@@ -183,14 +178,22 @@ class DuckDBEngine:
         con: duckdb.DuckDBPyConnection,
         compiled: CompiledPurpose,
         source: StoreReader,
-        conversations: list[str],
+        eligible: pa.Table,
         as_of: int,
         params: dict[str, str],
     ) -> pa.Table:
-        """Read the content of ``conversations`` (those holding an eligible message) and
-        aggregate the eligible messages into records."""
-        condition, values = source.in_values("conversation_id", conversations)
-        sql, schema = content_query(conversations=condition)
+        """Read the content of the ``eligible`` messages (conversation id and row key, in that
+        order) and aggregate them into records. On SQLite the rows are looked up by key, in key
+        order; on PostgreSQL by conversation (its row key has no index), the eligible ones
+        picked by the join in ``compiled.records``."""
+        key = source.message_key
+        if source.lookup_by_key:
+            keys = pc.sort_indices(eligible.column("seq"))
+            condition, values = source.in_values(key, eligible.column("seq").take(keys).to_pylist())
+        else:
+            conversations = pc.unique(eligible.column("conversation_id")).to_pylist()
+            condition, values = source.in_values("conversation_id", conversations)
+        sql, schema = content_query(rows=condition, key=key)
         content = source.batch(sql, (values, as_of), schema=schema)
         con.register("content", content)
         try:
@@ -198,3 +201,31 @@ class DuckDBEngine:
         finally:
             con.unregister("content")
         return table
+
+    def _decisions(
+        self, con: duckdb.DuckDBPyConnection, source: StoreReader, *, arrival: bool
+    ) -> pa.Table:
+        """Every message's decision (``DECISION_SCHEMA``), in batch order. ``seq`` names the
+        message by its arrival (event_seq) when it comes from the store, whatever row key the
+        batch used (one lookup of the batch's keys)."""
+        decided: pa.Table = con.sql(
+            "SELECT conversation_id, seq, basis, reason, policy FROM decided ORDER BY idx"
+        ).to_arrow_table()
+        if arrival and source.message_key != "event_seq":
+            condition, values = source.in_values(
+                source.message_key, decided.column("seq").to_pylist()
+            )
+            arrivals = source.batch(
+                f"SELECT {source.message_key}, event_seq FROM messages WHERE {condition}",
+                (values,),
+                schema=pa.schema([("seq", pa.int64()), ("event_seq", pa.int64())]),
+            )
+            con.register("arrivals", arrivals)
+            try:
+                decided = con.sql(
+                    "SELECT d.conversation_id, a.event_seq AS seq, d.basis, d.reason, d.policy"
+                    " FROM decided d JOIN arrivals a ON a.seq = d.seq ORDER BY d.idx"
+                ).to_arrow_table()
+            finally:
+                con.unregister("arrivals")
+        return decided.cast(DECISION_SCHEMA)

@@ -3,7 +3,7 @@ what it returns. Imported by the Python workers: no Spark here, only DuckDB and 
 
 A task receives its partition as Arrow batches of keyed rows (``k``: the conversation, ``tag``:
 the ledger, or ``MESSAGE_TAG`` for a message), sorted by conversation with each conversation's
-ledger rows first. It cuts them into batches of whole conversations (``lake.regroup``); for
+ledger rows first. It cuts them into batches of whole conversations (``store.export.regroup``); for
 each, the batch's ledger rows become the ``l_*`` tables of the compiled SQL and its messages the
 ``batch`` and ``content`` tables, and the compiled statements run as in the DuckDB engine. A
 batch leaves as one row (``OUTPUT``): how many messages it decided and Arrow IPC payloads of its
@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from traingate.build.engine import DECISION_SCHEMA, EngineBatch, Tally
-from traingate.build.lake import regroup
 from traingate.build.records import ENGINE_SCHEMA, group_messages
+from traingate.store.export import regroup
 
 __all__ = ["MESSAGE_TAG", "OUTPUT", "TaskPlan", "engine_batch", "evaluate_partition"]
 
@@ -110,7 +110,7 @@ def _evaluate(
         tally = con.sql(plan.tally).to_arrow_table()
         records = _EMPTY
         if plan.with_content and con.execute(plan.eligible).fetchone() is not None:
-            con.execute("CREATE OR REPLACE VIEW content AS SELECT * FROM batch")
+            con.execute("CREATE OR REPLACE VIEW content AS SELECT *, seq AS arrival FROM batch")
             records = group_messages(con.sql(plan.records, params=params).to_arrow_table())
         decisions = None
         if plan.keep_decisions:
