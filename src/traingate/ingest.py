@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from traingate.errors import EventError
 from traingate.events import (
@@ -137,8 +137,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class _Line:
+class _Line(NamedTuple):
     """A valid line, with what needs no store: its event, event key and body hash."""
 
     number: int
@@ -237,7 +236,30 @@ def _apply(batch: _Batch, parsed: ParsedEvent, line: int, seq: int) -> None:
     the vault). Raises EventError to reject."""
     event = parsed.event
     rows = batch.rows
-    if isinstance(event, AccountUpdated):
+    if isinstance(event, MessageCreated):  # the most common event first
+        _check_conversation(batch, parsed, event.conversation_id, event.account_id)
+        if event.message_id in batch.message_places:
+            raise _fail(parsed, "message_id", f"message_id {event.message_id!r} is already used")
+        _claim(batch, event.conversation_id, event.account_id, seq)
+        attachments = (
+            canonical_json([a.model_dump() for a in event.attachments])
+            if event.attachments
+            else "[]"
+        )
+        rows["messages"].append(
+            (
+                event.message_id,
+                seq,
+                event.conversation_id,
+                event.account_id,
+                event.role,
+                event.at,
+                event.content,
+                attachments,
+            )
+        )
+        batch.message_places[event.message_id] = (event.conversation_id, event.at)
+    elif isinstance(event, AccountUpdated):
         rows["account_plans"].append(
             (seq, event.account_id, event.at, event.plan, event.organization_id, event.email)
         )
@@ -272,29 +294,6 @@ def _apply(batch: _Batch, parsed: ParsedEvent, line: int, seq: int) -> None:
             (seq, event.conversation_id, event.account_id, event.at)
         )
         batch.deleted_convs.add(event.conversation_id)
-    elif isinstance(event, MessageCreated):
-        _check_conversation(batch, parsed, event.conversation_id, event.account_id)
-        if event.message_id in batch.message_places:
-            raise _fail(parsed, "message_id", f"message_id {event.message_id!r} is already used")
-        _claim(batch, event.conversation_id, event.account_id, seq)
-        attachments = (
-            canonical_json([a.model_dump() for a in event.attachments])
-            if event.attachments
-            else "[]"
-        )
-        rows["messages"].append(
-            (
-                event.message_id,
-                seq,
-                event.conversation_id,
-                event.account_id,
-                event.role,
-                event.at,
-                event.content,
-                attachments,
-            )
-        )
-        batch.message_places[event.message_id] = (event.conversation_id, event.at)
     elif isinstance(event, FeedbackSubmitted):
         _apply_feedback(batch, parsed, event, line, seq)
     elif isinstance(event, SafetyFlagged):
@@ -364,8 +363,7 @@ def _write_batch(
     duplicates, rejected = summary.duplicates, summary.rejected
     with store.db.transaction():
         batch = _Batch(store, events)
-        for item in events:
-            line, parsed, event_key, body_hash = item.number, item.parsed, item.key, item.body_hash
+        for line, parsed, event_key, body_hash in events:
             event = parsed.event
             known = batch.event_hashes.get(event_key)
             if known is not None:
