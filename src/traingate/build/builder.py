@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from traingate.build.engine import BuildRequest, Engine, MessageSource, Tally
 from traingate.build.lineage import BuildRow, LineageSpool, commit_build
 from traingate.build.manifest import manifest_body, policies_section, sign_manifest
+from traingate.build.prefetch import Prefetch
 from traingate.build.progress import Progress
 from traingate.build.records import (
     RECORD_SCHEMA,
@@ -38,7 +39,7 @@ from traingate.build.records import (
     feedback_record,
 )
 from traingate.build.staging import claim, remove_leftovers
-from traingate.build.writer import FORMATS, Format, PartWriter, fsync_path
+from traingate.build.writer import FORMATS, BackgroundWriter, Format, PartWriter, fsync_path
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
 from traingate.policy import PolicySet, decide_report
@@ -195,32 +196,44 @@ def produce(
             if len(policies.policies) > 1
             else {}
         )
-        for batch in engine.run(request=request, source=source, store=store):
-            records, items = conversation_records(batch.records, signing_key=keys.signing_key)
-            if progress is not None:
-                progress.advance(batch.messages_seen)
-            yield Produced(
-                records=records,
-                items=tuple(items),
-                messages=batch.tally,
-                reports=Tally(),
-                messages_seen=batch.messages_seen,
-                decisions=batch.decisions,
-                messages_by_policy=counts,
-            )
-            counts = {}  # counted once, carried by the first step
+        # The engine decides the next batch on its own thread while this one is turned into
+        # records, counted and written (build/prefetch.py).
+        with Prefetch(engine.run(request=request, source=source, store=store)) as batches:
+            for batch in batches:
+                records, items = conversation_records(batch.records, signing_key=keys.signing_key)
+                if progress is not None:
+                    progress.advance(batch.messages_seen)
+                yield Produced(
+                    records=records,
+                    items=tuple(items),
+                    messages=batch.tally,
+                    reports=Tally(),
+                    messages_seen=batch.messages_seen,
+                    decisions=batch.decisions,
+                    messages_by_policy=counts,
+                )
+                counts = {}  # counted once, carried by the first step
     yield from _feedback(vault=vault, keys=keys, request=request)
 
 
 def _count(
     counts: Counter[tuple[str, str]], sizes: Counter[tuple[str, str]], batch: pa.RecordBatch
 ) -> None:
-    lengths = pc.list_value_length(batch.column("messages")).to_pylist()
-    for kind, basis, n in zip(
-        batch.column("kind").to_pylist(), batch.column("basis").to_pylist(), lengths, strict=True
+    """Add the batch's records and messages per (kind, basis) (grouped by Arrow)."""
+    if batch.num_rows == 0:
+        return
+    lengths = pc.fill_null(pc.list_value_length(batch.column("messages")), 0)
+    table = pa.table({"kind": batch.column("kind"), "basis": batch.column("basis"), "n": lengths})
+    grouped = table.group_by(["kind", "basis"]).aggregate([("n", "sum"), ("n", "count")])
+    for kind, basis, n, records in zip(
+        grouped.column("kind").to_pylist(),
+        grouped.column("basis").to_pylist(),
+        grouped.column("n_sum").to_pylist(),
+        grouped.column("n_count").to_pylist(),
+        strict=True,
     ):
         key = (str(kind), str(basis))
-        counts[key] += 1
+        counts[key] += int(records or 0)
         sizes[key] += int(n or 0)
 
 
@@ -292,7 +305,9 @@ def build_dataset(
     held = claim(scratch)
     staging.mkdir()
     (staging / "data").mkdir()
-    writer = PartWriter(staging / "data", format=format, rows_per_file=rows_per_file)
+    writer = BackgroundWriter(
+        PartWriter(staging / "data", format=format, rows_per_file=rows_per_file)
+    )
     spool = LineageSpool(scratch / "lineage.tsv")
     moved = False
     try:

@@ -8,6 +8,7 @@ and store and says nothing about the item to anyone without the key.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from dataclasses import dataclass
@@ -100,6 +101,27 @@ def _mac(key: bytes, *parts: str) -> str:
     return hmac.digest(key, payload, "sha256").hex()
 
 
+class _Macs:
+    """HMAC-SHA256 under one key for many short messages: the key's inner and outer hash
+    states are computed once and copied per message (RFC 2104, what ``hmac`` computes; a
+    test holds the two equal), a third of the cost of ``hmac.digest`` per call."""
+
+    def __init__(self, key: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\x00")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def hex(self, *parts: str) -> str:
+        inner = self._inner.copy()
+        inner.update(_RECORD_DOMAIN + "\x00".join(parts).encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
 def conversation_record_id(signing_key: bytes, conversation_id: str, basis: str) -> str:
     return _mac(signing_key, "conversation", conversation_id, basis)
 
@@ -171,15 +193,14 @@ def conversation_records(
     conversations = [str(c) for c in batch.column("conversation_id").to_pylist()]
     bases = [str(b) for b in batch.column("basis").to_pylist()]
     counts = [int(n or 0) for n in batch.column("message_count").to_pylist()]
-    record_ids = [
-        conversation_record_id(signing_key, c, b) for c, b in zip(conversations, bases, strict=True)
-    ]
+    macs = _Macs(signing_key)
+    record_ids = [macs.hex("conversation", c, b) for c, b in zip(conversations, bases, strict=True)]
     item_keys: dict[str, str] = {}
     items = []
     for conversation, record_id, count in zip(conversations, record_ids, counts, strict=True):
         key = item_keys.get(conversation)
         if key is None:
-            key = item_keys[conversation] = conversation_item_key(signing_key, conversation)
+            key = item_keys[conversation] = macs.hex("lineage", "conversation", conversation)
         items.append(
             LineageItem(item_key=key, kind="conversation", record_id=record_id, messages=count)
         )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -25,6 +27,7 @@ from traingate.errors import BuildError
 __all__ = [
     "FORMATS",
     "ROW_GROUP",
+    "BackgroundWriter",
     "FileEntry",
     "Format",
     "PartWriter",
@@ -186,3 +189,56 @@ class PartWriter:
         if self._text is not None:
             self._text.close()
             self._text = None
+
+
+class BackgroundWriter:
+    """A ``PartWriter`` whose writes run on one worker thread, in order, so that encoding and
+    compressing the parts (pyarrow releases the GIL) overlaps with the build deciding its next
+    batch. The bytes are the same as ``PartWriter``'s. At most ``depth`` batches wait for the
+    worker, so memory stays bounded; an error in the worker (any exception, an interrupt
+    included) is raised by the next ``write`` or by ``close``."""
+
+    def __init__(self, writer: PartWriter, *, depth: int = 2) -> None:
+        self._writer = writer
+        self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._work, name="traingate-part-writer")
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is not None or self._stopped:
+                continue  # drain: the caller is failing or aborting
+            try:
+                self._writer.write(batch)
+            except BaseException as exc:  # handed to the caller's thread
+                self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Queue records (``RECORD_SCHEMA``) for the worker."""
+        self._raise()
+        if batch.num_rows:
+            self._queue.put(batch)
+
+    def _join(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def close(self) -> list[FileEntry]:
+        """Wait for the worker, then finish the parts as ``PartWriter.close`` does."""
+        self._join()
+        self._raise()
+        return self._writer.close()
+
+    def abort(self) -> None:
+        """Stop the worker (queued batches are dropped) and close open handles."""
+        self._stopped = True
+        self._join()
+        self._writer.abort()
