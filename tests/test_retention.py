@@ -232,6 +232,17 @@ def test_purge_hard_deletes_after_thirty_days_and_keeps_the_ledgers(
         assert b"c4 words" in raw
 
 
+def test_purge_deletes_the_sessions_of_purged_accounts(tg: Traingate, ev: Events) -> None:
+    """A session row names its account: once the account is hard-deleted, none is left."""
+    assert tg.ingest(jsonl([ev.account("u7", ev.t(0)), ev.account("u8", ev.t(0))])).rejected == 0
+    sessions = [tg.create_session(account_id=a, ttl=DAY).token for a in ("u7", "u8")]
+    assert tg.ingest(jsonl([ev.account_deleted("u7", ev.t(1))])).rejected == 0
+    _purge(tg, parse_instant(ev.t(1)) + 30 * DAY + 1)
+    assert _count(tg, "SELECT COUNT(*) FROM sessions WHERE account_id = 'u7'") == 0
+    assert _count(tg, "SELECT COUNT(*) FROM sessions WHERE account_id = 'u8'") == 1
+    assert tg.authenticate(sessions[1]).account_id == "u8"
+
+
 def test_purge_leaves_a_store_without_deletions_alone(tg: Traingate, ev: Events) -> None:
     tg.ingest(jsonl([ev.account("u1", ev.t(0)), ev.message("m1", "c1", "u1", ev.t(1))]))
     assert _purge(tg, parse_instant("2099-01-01T00:00:00Z")) == ZERO

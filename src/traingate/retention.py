@@ -161,8 +161,9 @@ class _Purger:
         return touched, len(messages)
 
     def purge_accounts(self, cutoff: int) -> tuple[set[str], set[str]]:
-        """Hard-delete the plan/e-mail history and account consents of accounts deleted before
-        ``cutoff``; returns (those accounts, the ones that had any such rows left)."""
+        """Hard-delete the plan/e-mail history, account consents and session rows of accounts
+        deleted before ``cutoff``; returns (those accounts, the ones that had plan or consent
+        rows left)."""
         accounts = sorted(
             str(r[0])
             for r in self.db.execute(
@@ -183,6 +184,8 @@ class _Purger:
             )
         self.erase_bodies([int(r[1]) for r in (*plans, *consents)])
         self.delete_in("account_plans", "account_id", accounts)
+        # Their end-user sessions expired long ago (at most 30 days), but the rows name them.
+        self.delete_in("sessions", "account_id", accounts)
         for chunk in _chunks(accounts):
             clause, params = self.db.in_list("subject", chunk)
             self.db.execute(f"DELETE FROM consents WHERE scope = 'account' AND {clause}", params)
