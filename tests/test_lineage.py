@@ -14,9 +14,12 @@ from tests.factories import Events, jsonl
 from tests.test_build_helpers import read_dataset
 from traingate.app import Traingate
 from traingate.build import builder as builder_module
-from traingate.build.lineage import receipt_record_key
+from traingate.build.lineage import builds_holding, receipt_record_key
+from traingate.build.records import conversation_item_key
+from traingate.build.staging import claim
 from traingate.cli import cli
 from traingate.errors import ConfigError, ReceiptError
+from traingate.jobs import recorded_builds
 from traingate.settings import Settings
 from traingate.timeutil import parse_instant
 
@@ -141,3 +144,83 @@ def test_lineage_command(tg: Traingate, ev: Events, tmp_path: Path, settings: Se
     neither = runner.invoke(cli, base)
     assert neither.exit_code == 2
     assert "exactly one of --conversation" in neither.stderr
+
+
+# -- builds killed between recording their lineage and completing it --------------------------
+
+
+def _killed_after_rename(tg: Traingate, tmp_path: Path) -> tuple[str, Path]:
+    """The state a build killed between its rename and the completion of its lineage leaves:
+    its directory in place, its rows pending, its scratch directory unlocked."""
+    result = build(tg, tmp_path / "mt", "model_training", 3)
+    scratch = tmp_path / ".mt.work-dead"
+    scratch.mkdir()
+    tg.store.db.execute(
+        "UPDATE builds SET pending_scratch = ? WHERE build_id = ?", (str(scratch), result.build_id)
+    )
+    return result.build_id, scratch
+
+
+def _audited_builds(tg: Traingate) -> list[dict[str, Any]]:
+    return [json.loads(e.details) for e in tg.audit_log.entries() if e.action == "dataset.build"]
+
+
+@pytest.mark.store
+def test_pending_lineage_is_invisible_to_readers(tg: Traingate, ev: Events, tmp_path: Path) -> None:
+    """Readers of lineage never see a pending row: it is settled first, or skipped."""
+    receipt_of(tg, ev)
+    build_id, _ = _killed_after_rename(tg, tmp_path)
+    db = tg.store.db
+    assert builds_holding(db, item_key=conversation_item_key(tg.keys.signing_key, "c1")) == []
+    assert recorded_builds(db) == []
+    assert [b["build_id"] for b in tg.recorded_builds()] == [build_id]  # settled, then read
+
+
+@pytest.mark.store
+def test_settling_completes_a_build_whose_directory_stands(
+    tg: Traingate, ev: Events, tmp_path: Path
+) -> None:
+    receipt_of(tg, ev)
+    build_id, _ = _killed_after_rename(tg, tmp_path)
+    before = len(_audited_builds(tg))
+    tg.settle_builds()
+    tg.settle_builds()  # a second settler finds nothing left to do
+    assert tg.store.db.execute(
+        "SELECT pending_scratch FROM builds WHERE build_id = ?", (build_id,)
+    ) == [(None,)]
+    audited = _audited_builds(tg)
+    assert len(audited) == before + 1
+    assert audited[-1]["build_id"] == build_id and audited[-1]["settled"] is True
+    assert [b.build.build_id for b in tg.lineage(conversation_id="c1").builds] == [build_id]
+    assert tg.audit_verify()["ok"]
+
+
+@pytest.mark.store
+def test_settling_forgets_a_build_whose_directory_never_appeared(
+    tg: Traingate, ev: Events, tmp_path: Path
+) -> None:
+    receipt_of(tg, ev)
+    _killed_after_rename(tg, tmp_path)
+    (tmp_path / "mt").rename(tmp_path / "elsewhere")  # as if killed before the rename
+    before = len(_audited_builds(tg))
+    tg.settle_builds()
+    assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]
+    assert tg.store.db.execute("SELECT COUNT(*) FROM build_items") == [(0,)]
+    assert len(_audited_builds(tg)) == before
+    assert tg.lineage(conversation_id="c1").builds == ()
+
+
+@pytest.mark.store
+def test_settling_leaves_a_running_build_alone(tg: Traingate, ev: Events, tmp_path: Path) -> None:
+    receipt_of(tg, ev)
+    build_id, scratch = _killed_after_rename(tg, tmp_path)
+    (tmp_path / "mt").rename(tmp_path / "elsewhere")  # not renamed into place yet
+    held = claim(scratch)  # the build is alive: it holds its scratch directory
+    try:
+        tg.settle_builds()
+        assert tg.store.db.execute(
+            "SELECT pending_scratch FROM builds WHERE build_id = ?", (build_id,)
+        ) == [(str(scratch),)]
+        assert tg.lineage(conversation_id="c1").builds == ()  # pending: not yet lineage
+    finally:
+        held.release()

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from traingate.build.builder import BuildResult
     from traingate.build.diff import PolicyDiff
     from traingate.build.lake import LakeExport
-    from traingate.build.lineage import Lineage
+    from traingate.build.lineage import BuildRow, Lineage
     from traingate.build.progress import Progress
     from traingate.build.verify import Verification
     from traingate.privacy import ConversationView, PrivacyReport
@@ -128,7 +128,13 @@ class Traingate:
         except BaseException:
             db.close()
             raise
-        return cls(store=store, vault=vault, policy=policies, keys=keys, key_file=settings.key_file)
+        app = cls(store=store, vault=vault, policy=policies, keys=keys, key_file=settings.key_file)
+        try:
+            app.settle_builds()
+        except BaseException:
+            app.close()
+            raise
+        return app
 
     @property
     def policy(self) -> Policy:
@@ -388,6 +394,7 @@ class Traingate:
 
     def privacy(self, *, account_id: str, as_of: int | None = None) -> PrivacyReport:
         """The account's answer to "Is my data used for model training?", with evidence."""
+        self.settle_builds()
         from traingate.privacy import account_privacy
 
         when = now_micros() if as_of is None else as_of
@@ -487,7 +494,15 @@ class Traingate:
             as_of=now_micros() if as_of is None else as_of,
             messages=source,
         )
-        result = build_dataset(
+
+        def audit(result: BuildResult) -> None:
+            details = _build_details(result)
+            if source is not None:
+                details["messages"] = source.name
+            self.audit_log.append(actor=actor, action="dataset.build", details=details)
+
+        self.settle_builds()
+        return build_dataset(
             store=self.store,
             vault=self.vault,
             keys=self.keys,
@@ -496,12 +511,28 @@ class Traingate:
             out=out,
             format=as_format(format),
             progress=progress,
+            on_complete=audit,
         )
-        details = _build_details(result)
-        if source is not None:
-            details["messages"] = source.name
-        self.audit_log.append(actor=actor, action="dataset.build", details=details)
-        return result
+
+    def settle_builds(self) -> None:
+        """Settle the lineage of builds killed between recording it and completing it
+        (``build.lineage.settle_builds``): a completed one gets its ``dataset.build`` audit
+        entry then, marked ``settled``. Runs when the store is opened and before reads of
+        lineage; cheap when there is nothing to settle."""
+        if not self.store.db.execute(
+            "SELECT 1 FROM builds WHERE pending_scratch IS NOT NULL LIMIT 1"
+        ):  # the common case, without importing the build modules
+            return
+        from traingate.build.builder import BuildResult
+        from traingate.build.lineage import settle_builds
+
+        def audit(build: BuildRow) -> None:
+            manifest = json.loads((Path(build.path) / "manifest.json").read_text("utf-8"))
+            result = BuildResult(build_id=build.build_id, path=Path(build.path), manifest=manifest)
+            details = {**_build_details(result), "settled": True}
+            self.audit_log.append(actor=SYSTEM, action="dataset.build", details=details)
+
+        settle_builds(self.store.db, on_complete=audit)
 
     def export_lake(
         self, *, out: Path, as_of: int | None = None, actor: str = SYSTEM
@@ -525,6 +556,7 @@ class Traingate:
 
     def lineage(self, *, conversation_id: str | None = None, receipt: str | None = None) -> Lineage:
         """The builds holding data of a conversation, or of the feedback report of a receipt."""
+        self.settle_builds()
         from traingate.build.lineage import (
             conversation_lineage,
             receipt_record_key,
@@ -546,12 +578,14 @@ class Traingate:
 
     def recorded_builds(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """Completed builds recorded by lineage, newest first."""
+        self.settle_builds()
         from traingate.jobs import recorded_builds
 
         return recorded_builds(self.store.db, limit=limit)
 
     def recorded_build(self, *, build_id: str) -> dict[str, Any]:
         """One completed build with its manifest. Raises NotFoundError."""
+        self.settle_builds()
         from traingate.jobs import recorded_build
 
         return recorded_build(self.store.db, build_id)

@@ -202,14 +202,19 @@ def _manifest(path: str) -> dict[str, Any] | None:
 def recorded_builds(db: Database, *, limit: int = 100) -> list[dict[str, Any]]:
     """Completed builds the store records (lineage), newest first, without manifests."""
     rows = db.execute(
-        f"SELECT {_BUILD_COLUMNS} FROM builds ORDER BY built_at DESC, build_id LIMIT ?", (limit,)
+        f"SELECT {_BUILD_COLUMNS} FROM builds WHERE pending_scratch IS NULL"
+        " ORDER BY built_at DESC, build_id LIMIT ?",
+        (limit,),
     )
     return [BuildRow(*row).to_dict() for row in rows]
 
 
 def recorded_build(db: Database, build_id: str) -> dict[str, Any]:
     """A completed build with its manifest (None when its directory is gone)."""
-    rows = db.execute(f"SELECT {_BUILD_COLUMNS} FROM builds WHERE build_id = ?", (build_id,))
+    rows = db.execute(
+        f"SELECT {_BUILD_COLUMNS} FROM builds WHERE build_id = ? AND pending_scratch IS NULL",
+        (build_id,),
+    )
     if not rows:
         raise NotFoundError(f"no build or build job {build_id!r}")
     build = BuildRow(*rows[0])

@@ -234,6 +234,7 @@ def _lineage(
         for item_key, build_id, purpose, built_at, as_of in store.db.execute(
             "SELECT DISTINCT i.item_key, b.build_id, b.purpose, b.built_at, b.as_of"
             f" FROM build_items i JOIN builds b ON b.build_id = i.build_id WHERE {clause}"
+            " AND b.pending_scratch IS NULL"
             " ORDER BY b.built_at, b.build_id",
             params,
         ):

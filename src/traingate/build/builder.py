@@ -5,14 +5,18 @@
 
 Everything is written into a hidden sibling ``.DIR.tmp-*`` and fsynced; the engine's scratch
 (DuckDB's database and spill files, the lineage spool) lives in another sibling ``.DIR.work-*``
-on the same file system. The build's lineage rows are inserted in one transaction, inside which
-the staging directory is renamed to DIR: DIR appears whole or not at all, and an interrupted
-build leaves neither DIR nor lineage rows (only, after a hard kill, hidden directories, which
-the next build into DIR removes: ``build/staging.py``).
+on the same file system. The build's lineage is recorded in two phases around the rename of
+the staging directory to DIR (``build/lineage.py``): its rows are committed pending, DIR is
+renamed into place, then the mark is cleared with the caller's audit entry. DIR appears whole
+or not at all; an interrupted build leaves neither DIR nor lineage readers can see, and a
+build killed between the phases is settled by the next ``settle_builds`` (the next build, or
+the next opening of the store). After a hard kill, hidden directories stay until the next
+build into DIR removes them (``build/staging.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,7 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from traingate.build.engine import BuildRequest, Engine, MessageSource, Tally
-from traingate.build.lineage import BuildRow, LineageSpool, commit_build
+from traingate.build.lineage import (
+    BuildRow,
+    LineageSpool,
+    complete_build,
+    forget_build,
+    record_pending,
+)
 from traingate.build.manifest import manifest_body, policies_section, sign_manifest
 from traingate.build.prefetch import Prefetch
 from traingate.build.progress import Progress
@@ -287,9 +297,11 @@ def build_dataset(
     progress: Progress | None = None,
     rows_per_file: int = 250_000,
     clock: Callable[[], int] = now_micros,
+    on_complete: Callable[[BuildResult], None] | None = None,
 ) -> BuildResult:
     """Build the dataset of ``request`` into the new directory ``out``, atomically, and record
-    its lineage. Raises BuildError when ``out`` exists or the build cannot complete."""
+    its lineage; ``on_complete`` (the audit entry) runs in the transaction that completes the
+    lineage. Raises BuildError when ``out`` exists or the build cannot complete."""
     policies = request.policies
     policies.require_purpose(request.purpose)
     if format not in FORMATS:
@@ -309,7 +321,7 @@ def build_dataset(
         PartWriter(staging / "data", format=format, rows_per_file=rows_per_file)
     )
     spool = LineageSpool(scratch / "lineage.tsv")
-    moved = False
+    moved = recorded = False
     try:
         counts: Counter[tuple[str, str]] = Counter()
         sizes: Counter[tuple[str, str]] = Counter()
@@ -379,20 +391,28 @@ def build_dataset(
             messages=sum(sizes.values()),
         )
 
-        def finish() -> None:
-            nonlocal moved
-            _refuse_existing(target)
-            os.rename(staging, target)
-            moved = True
-            fsync_path(target.parent)
-
-        commit_build(store.db, build=build, items=spool.chunks(), finish=finish)
+        result = BuildResult(build_id=build.build_id, path=target, manifest=manifest)
+        _refuse_existing(target)
+        record_pending(store.db, build=build, items=spool.chunks(), scratch=scratch)
+        recorded = True
+        _refuse_existing(target)
+        os.rename(staging, target)
+        moved = True
+        fsync_path(target.parent)
+        complete_build(
+            store.db,
+            build_id=build.build_id,
+            on_complete=None if on_complete is None else lambda: on_complete(result),
+        )
     except BaseException:
         writer.abort()
         shutil.rmtree(target if moved else staging, ignore_errors=True)
+        if recorded:
+            with contextlib.suppress(Exception):  # else the next settle_builds deletes them
+                forget_build(store.db, build_id=build.build_id)
         raise
     finally:
         spool.close()
         shutil.rmtree(scratch, ignore_errors=True)
         held.release()
-    return BuildResult(build_id=build.build_id, path=target, manifest=manifest)
+    return result

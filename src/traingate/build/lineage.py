@@ -2,19 +2,31 @@
 ``build_items``, migration 3) by keyed hash only.
 
 A build spools its lineage items to a scratch file while it writes (memory stays bounded),
-then ``commit_build`` inserts them and the build's row in one transaction, inside which the
-caller's ``finish`` renames the finished directory into place: if the rename fails nothing is
-committed, and if the commit fails the caller takes the directory away again.
+then records itself in two phases around the rename of its finished directory:
+
+1. ``record_pending`` commits the build's row, marked pending with the build's scratch
+   directory (which the build holds locked while it lives, ``build/staging.py``), and its items;
+2. the caller renames the directory into place;
+3. ``complete_build`` clears the mark, in the transaction that also writes the caller's audit
+   entry.
+
+Readers skip pending rows. A build killed between 1 and 3 leaves a pending row whose scratch
+directory nobody holds: ``settle_builds`` completes it when its directory stands with the
+manifest it recorded, and deletes its rows otherwise. So lineage never names a directory that
+does not exist, and a directory that appeared is never without its lineage once settled.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from traingate.build.records import LineageItem, conversation_item_key, report_item_key
+from traingate.build.staging import is_live
 from traingate.keys import KeyRing
 from traingate.store.db import Database
 from traingate.timeutil import format_instant
@@ -24,11 +36,15 @@ __all__ = [
     "Lineage",
     "LineageEntry",
     "LineageSpool",
+    "Settled",
     "builds_holding",
-    "commit_build",
+    "complete_build",
     "conversation_lineage",
+    "forget_build",
     "receipt_record_key",
+    "record_pending",
     "report_lineage",
+    "settle_builds",
 ]
 
 _CHUNK = 5_000
@@ -135,16 +151,14 @@ def _insert(db: Database, table: str, columns: Sequence[str], rows: list[tuple[A
         db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
-def commit_build(
-    db: Database,
-    *,
-    build: BuildRow,
-    items: Iterable[Sequence[LineageItem]],
-    finish: Callable[[], None],
+def record_pending(
+    db: Database, *, build: BuildRow, items: Iterable[Sequence[LineageItem]], scratch: Path
 ) -> None:
-    """Record ``build`` and its items, and run ``finish`` (the rename) before committing."""
+    """Phase 1: commit ``build`` and its items, pending, with the build's locked scratch."""
     with db.transaction():
-        _insert(db, "builds", _BUILD_COLUMNS, [build.values()])
+        _insert(
+            db, "builds", (*_BUILD_COLUMNS, "pending_scratch"), [(*build.values(), str(scratch))]
+        )
         for chunk in items:
             _insert(
                 db,
@@ -152,7 +166,69 @@ def commit_build(
                 _ITEM_COLUMNS,
                 [(build.build_id, i.record_id, i.item_key, i.kind, i.messages) for i in chunk],
             )
-        finish()
+
+
+def complete_build(
+    db: Database, *, build_id: str, on_complete: Callable[[], None] | None = None
+) -> None:
+    """Phase 3, once the directory stands: clear the mark; ``on_complete`` (the audit entry)
+    runs in the same transaction, only if this call cleared it (two settlers may race)."""
+    with db.transaction():
+        if not db.execute(
+            "SELECT 1 FROM builds WHERE build_id = ? AND pending_scratch IS NOT NULL", (build_id,)
+        ):
+            return
+        db.execute("UPDATE builds SET pending_scratch = NULL WHERE build_id = ?", (build_id,))
+        if on_complete is not None:
+            on_complete()
+
+
+def forget_build(db: Database, *, build_id: str) -> None:
+    """Delete a build's lineage rows (a build that failed after phase 1)."""
+    with db.transaction():
+        db.execute("DELETE FROM build_items WHERE build_id = ?", (build_id,))
+        db.execute("DELETE FROM builds WHERE build_id = ?", (build_id,))
+
+
+def _stands(build: BuildRow) -> bool:
+    """Whether the build's directory holds the manifest its row recorded."""
+    try:
+        data = (Path(build.path) / "manifest.json").read_bytes()
+    except OSError:
+        return False
+    return hashlib.sha256(data).hexdigest() == build.manifest_sha256
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What ``settle_builds`` did: builds completed, and builds whose rows it deleted."""
+
+    completed: tuple[str, ...]
+    deleted: tuple[str, ...]
+
+
+def settle_builds(db: Database, *, on_complete: Callable[[BuildRow], None]) -> Settled:
+    """Decide the pending rows of builds that died between phases 1 and 3 (running builds are
+    left alone): complete those whose directory stands (``on_complete`` writes their audit
+    entry), delete the rows of the others."""
+    columns = ", ".join(_BUILD_COLUMNS)
+    rows = db.execute(
+        f"SELECT {columns}, pending_scratch FROM builds WHERE pending_scratch IS NOT NULL"
+        " ORDER BY built_at, build_id"
+    )
+    completed: list[str] = []
+    deleted: list[str] = []
+    for row in rows:
+        build, scratch = BuildRow(*row[:-1]), Path(str(row[-1]))
+        if is_live(scratch):
+            continue
+        if _stands(build):
+            complete_build(db, build_id=build.build_id, on_complete=partial(on_complete, build))
+            completed.append(build.build_id)
+        else:
+            forget_build(db, build_id=build.build_id)
+            deleted.append(build.build_id)
+    return Settled(completed=tuple(completed), deleted=tuple(deleted))
 
 
 def builds_holding(db: Database, *, item_key: str) -> list[LineageEntry]:
@@ -160,7 +236,8 @@ def builds_holding(db: Database, *, item_key: str) -> list[LineageEntry]:
     columns = ", ".join(f"b.{name}" for name in _BUILD_COLUMNS)
     rows = db.execute(
         f"SELECT {columns}, i.record_id, i.messages FROM build_items i"
-        " JOIN builds b ON b.build_id = i.build_id WHERE i.item_key = ?"
+        " JOIN builds b ON b.build_id = i.build_id"
+        " WHERE i.item_key = ? AND b.pending_scratch IS NULL"
         " ORDER BY b.built_at, b.build_id, i.record_id",
         (item_key,),
     )

@@ -16,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["Claim", "claim", "remove_leftovers"]
+__all__ = ["Claim", "claim", "is_live", "remove_leftovers"]
 
 
 class Claim:
@@ -52,6 +52,15 @@ def claim(scratch: Path) -> Claim:
     if fd is None:
         raise OSError(f"cannot lock the build's scratch directory {scratch}")
     return Claim(fd)
+
+
+def is_live(scratch: Path) -> bool:
+    """Whether a running build holds ``scratch`` (a build's scratch directory)."""
+    fd = _try_lock(scratch)
+    if fd is None:
+        return scratch.exists()
+    os.close(fd)
+    return False
 
 
 def remove_leftovers(target: Path) -> list[Path]:

@@ -309,6 +309,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE report_events_compact RENAME TO report_events",
         ),
     ),
+    Migration(
+        8,
+        "builds recorded in two phases",
+        (
+            # A build's row and items are committed before its directory is renamed into
+            # place, marked pending with the build's scratch directory (locked while the build
+            # lives); the mark is cleared after the rename. Readers skip pending rows;
+            # build.lineage.settle_builds decides those of builds that died in between.
+            "ALTER TABLE builds ADD COLUMN pending_scratch TEXT",
+        ),
+    ),
 )
 
 
