@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from traingate.errors import EventError
 from traingate.events import (
@@ -29,7 +29,6 @@ from traingate.events import (
     canonical_json,
     parse_line,
 )
-from traingate.keys import KeyRing
 from traingate.policy import Policy
 from traingate.store.store import Store
 from traingate.vault.snapshot import Snapshot, take_snapshot
@@ -47,7 +46,7 @@ __all__ = [
 _SETTINGS = ("custom_style", "preferences", "title")
 
 # Events checked and written per transaction. Larger batches amortize what every commit
-# rewrites (the pages of the unique index on random event keys) at some memory: about 110 MB
+# rewrites (the pages of the unique index on random event keys) at some memory: about 120 MB
 # peak for a file ingest at 20,000.
 DEFAULT_BATCH = 20_000
 
@@ -137,28 +136,11 @@ _TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Line(NamedTuple):
-    """A valid line, with what needs no store: its event, event key and body hash."""
-
-    number: int
-    parsed: ParsedEvent
-    key: bytes  # the event key: the keyed short hash of its event_id
-    body_hash: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    """Up to one batch of valid lines, and the errors of the invalid lines among them."""
-
-    lines: list[_Line]
-    errors: list[EventError]
-
-
 class _Batch:
     """One transaction's worth of events: what the store knows about them, plus what earlier
     events of the batch added, and the rows waiting to be written."""
 
-    def __init__(self, store: Store, events: list[_Line]) -> None:
+    def __init__(self, store: Store, events: list[tuple[int, ParsedEvent]]) -> None:
         self.store = store
         keys = store.keys
         convs: set[str] = set()
@@ -166,8 +148,8 @@ class _Batch:
         message_ids: set[str] = set()
         flag_ids: set[str] = set()
         feedback_keys: set[str] = set()
-        for item in events:
-            event = item.parsed.event
+        for _, parsed in events:
+            event = parsed.event
             if isinstance(event, (ConversationUpdated, ConversationDeleted, MessageCreated)):
                 convs.add(event.conversation_id)
                 accounts.add(event.account_id)
@@ -179,7 +161,8 @@ class _Batch:
                 message_ids.add(event.message_id)
             if isinstance(event, (SafetyFlagged, SafetyCleared)):
                 flag_ids.add(event.flag_id)
-        self.event_hashes = store.known_events(item.key for item in events)
+        self.event_keys = [keys.short_hash("event", parsed.event.event_id) for _, parsed in events]
+        self.event_hashes = store.known_events(self.event_keys)
         self.owners = store.conversation_owners(convs)
         self.deleted_convs = store.deleted_conversations(convs)
         self.deleted_accounts = store.deleted_accounts(accounts)
@@ -354,17 +337,19 @@ def _file_reports(batch: _Batch, sink: ReportSink, summary: IngestSummary) -> No
 def _write_batch(
     store: Store,
     sink: ReportSink,
-    events: list[_Line],
+    events: list[tuple[int, ParsedEvent]],
     summary: IngestSummary,
     observer: BatchObserver | None = None,
 ) -> None:
+    keys = store.keys
     accepted: Counter[str] = Counter()
     consents: list[ConsentUpdated] = []
     duplicates, rejected = summary.duplicates, summary.rejected
     with store.db.transaction():
         batch = _Batch(store, events)
-        for line, parsed, event_key, body_hash in events:
+        for (line, parsed), event_key in zip(events, batch.event_keys, strict=True):
             event = parsed.event
+            body_hash = keys.short_hash("body", parsed.body)
             known = batch.event_hashes.get(event_key)
             if known is not None:
                 if known == body_hash:
@@ -411,37 +396,10 @@ def _write_batch(
             )
 
 
-def _parsed_batches(
-    lines: Iterable[str], *, plans: Mapping[str, str], keys: KeyRing, batch_size: int
-) -> Iterator[_Parsed]:
-    """Parse, validate and hash lines (blank ones skipped) into batches of up to
-    ``batch_size`` valid lines: the work that needs no store.
-
-    (Parsing the next batch on a thread while the current one is written was tried: slower,
-    as sqlite3 takes the GIL back after every row it steps and waits for the parser.)"""
-    valid: list[_Line] = []
-    errors: list[EventError] = []
+def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
     for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            parsed = parse_line(text, plans=plans, line=number)
-        except EventError as exc:
-            errors.append(exc)
-            continue
-        valid.append(
-            _Line(
-                number=number,
-                parsed=parsed,
-                key=keys.short_hash("event", parsed.event.event_id),
-                body_hash=keys.short_hash("body", parsed.body),
-            )
-        )
-        if len(valid) >= batch_size:
-            yield _Parsed(lines=valid, errors=errors)
-            valid, errors = [], []
-    if valid or errors:
-        yield _Parsed(lines=valid, errors=errors)
+        if text.strip():
+            yield number, text
 
 
 def ingest_lines(
@@ -456,11 +414,18 @@ def ingest_lines(
     """Ingest JSONL lines (blank lines are skipped but counted). Returns the summary.
     ``observer`` hears of each batch that accepted something, inside its transaction."""
     summary = IngestSummary()
-    batches = _parsed_batches(lines, plans=policy.plans, keys=store.keys, batch_size=batch_size)
-    for batch in batches:
-        for exc in batch.errors:
+    pending: list[tuple[int, ParsedEvent]] = []
+    plans = policy.plans
+    for number, text in _numbered(lines):
+        try:
+            pending.append((number, parse_line(text, plans=plans, line=number)))
+        except EventError as exc:
             summary.reject(exc)
-        if batch.lines:
-            _write_batch(store, sink, batch.lines, summary, observer)
+            continue
+        if len(pending) >= batch_size:
+            _write_batch(store, sink, pending, summary, observer)
+            pending = []
+    if pending:
+        _write_batch(store, sink, pending, summary, observer)
     summary.errors.sort(key=lambda e: e.line)
     return summary
