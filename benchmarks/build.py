@@ -267,12 +267,16 @@ def phase_ingest(store: Path, conversations: int) -> dict[str, Any]:
 
 
 def phase_build(store: Path, out: Path) -> dict[str, Any]:
+    """The build; then its lineage rows are deleted again, so that every run builds against
+    the same store (lineage grows with every build, and so would the cost of inserting it)."""
+    from traingate.build.lineage import forget_build
     from traingate.timeutil import parse_instant
 
     with _open(store) as tg:
         started = time.perf_counter()
         result = tg.build_dataset(purpose="model_training", out=out, as_of=parse_instant(AS_OF))
         seconds = time.perf_counter() - started
+        forget_build(tg.store.db, build_id=result.build_id)
     considered = result.manifest["exclusions"]["messages"]["considered"]
     return {
         "seconds": seconds,
