@@ -136,3 +136,27 @@ class Events:
 
 def jsonl(events: Iterable[Event]) -> list[str]:
     return [json.dumps(e) for e in events]
+
+
+def switched_ranges(switch: str) -> list[dict[str, Any]]:
+    """``PolicySet.ranges()`` of consumer-2024 followed by consumer-2025 from ``switch``."""
+    from traingate.policy import bundled_policy, default_policy
+
+    return [
+        {
+            "id": "consumer-2024",
+            "version": 1,
+            "sha256": default_policy().sha256,
+            "effective_from": "2024-01-01T00:00:00Z",
+            "from": None,
+            "until": switch,
+        },
+        {
+            "id": "consumer-2025",
+            "version": 1,
+            "sha256": bundled_policy("consumer-2025").sha256,
+            "effective_from": switch,
+            "from": switch,
+            "until": None,
+        },
+    ]

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.factories import Events, jsonl
+from tests.factories import Events, jsonl, switched_ranges
 from traingate.app import Traingate
 from traingate.build.records import conversation_record_id, feedback_record_id
-from traingate.policy import bundled_policy, default_policy
+from traingate.policy import default_policy
 from traingate.timeutil import parse_instant
 
 SWITCH = "2026-01-01T00:00:00Z"
@@ -120,24 +120,7 @@ def test_diff_of_putting_consumer_2025_in_force(loaded: Traingate) -> None:
                 "until": None,
             }
         ],
-        "b": [
-            {
-                "id": "consumer-2024",
-                "version": 1,
-                "sha256": default_policy().sha256,
-                "effective_from": "2024-01-01T00:00:00Z",
-                "from": None,
-                "until": SWITCH,
-            },
-            {
-                "id": "consumer-2025",
-                "version": 1,
-                "sha256": bundled_policy("consumer-2025").sha256,
-                "effective_from": SWITCH,
-                "from": SWITCH,
-                "until": None,
-            },
-        ],
+        "b": switched_ranges(SWITCH),
         "as_of": AS_OF,
         "purposes": [
             {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import Events, jsonl
+from tests.factories import Events, jsonl, switched_ranges
 from tests.test_build_helpers import run_engine
 from traingate.app import Traingate
 from traingate.errors import PolicyError
@@ -71,24 +71,7 @@ def test_the_policy_in_force_at_a_time() -> None:
     swapped = load_policy_set(f"consumer-2025@{SWITCH},consumer-2024")
     assert [p.id for p in swapped.policies] == ["consumer-2024", "consumer-2025"]
     assert swapped.policies[1].sha256 == bundled_policy("consumer-2025").sha256
-    assert policies.ranges() == [
-        {
-            "id": "consumer-2024",
-            "version": 1,
-            "sha256": default_policy().sha256,
-            "effective_from": "2024-01-01T00:00:00Z",
-            "from": None,
-            "until": SWITCH,
-        },
-        {
-            "id": "consumer-2025",
-            "version": 1,
-            "sha256": bundled_policy("consumer-2025").sha256,
-            "effective_from": SWITCH,
-            "from": SWITCH,
-            "until": None,
-        },
-    ]
+    assert policies.ranges() == switched_ranges(SWITCH)
 
 
 def test_the_default_is_consumer_2024_alone() -> None:

@@ -174,12 +174,12 @@ def complete_build(
     """Phase 3, once the directory stands: clear the mark; ``on_complete`` (the audit entry)
     runs in the same transaction, only if this call cleared it (two settlers may race)."""
     with db.transaction():
-        if not db.execute(
-            "SELECT 1 FROM builds WHERE build_id = ? AND pending_scratch IS NOT NULL", (build_id,)
-        ):
-            return
-        db.execute("UPDATE builds SET pending_scratch = NULL WHERE build_id = ?", (build_id,))
-        if on_complete is not None:
+        cleared = db.execute(
+            "UPDATE builds SET pending_scratch = NULL"
+            " WHERE build_id = ? AND pending_scratch IS NOT NULL RETURNING build_id",
+            (build_id,),
+        )
+        if cleared and on_complete is not None:
             on_complete()
 
 
