@@ -4,6 +4,7 @@ written with the build's rename, absent when a build fails; outliving deletion a
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,28 @@ from tests.factories import Events, jsonl
 from tests.test_build_helpers import read_dataset
 from traingate.app import Traingate
 from traingate.build import builder as builder_module
-from traingate.build.lineage import builds_holding, receipt_record_key
-from traingate.build.records import conversation_item_key
+from traingate.build.lineage import (
+    LineageSpool,
+    builds_holding,
+    forget_build,
+    receipt_record_key,
+    report_lineage,
+)
+from traingate.build.records import (
+    LineageItem,
+    conversation_item_key,
+    conversation_record_id,
+    feedback_record_id,
+    report_item_key,
+)
 from traingate.build.staging import claim
 from traingate.cli import cli
 from traingate.errors import ConfigError, ReceiptError
 from traingate.jobs import recorded_builds
+from traingate.keys import load_or_create_keys
 from traingate.settings import Settings
+from traingate.store.db import connect
+from traingate.store.schema import migrate
 from traingate.timeutil import parse_instant
 
 T = Events.t
@@ -224,3 +240,66 @@ def test_settling_leaves_a_running_build_alone(tg: Traingate, ev: Events, tmp_pa
         assert tg.lineage(conversation_id="c1").builds == ()  # pending: not yet lineage
     finally:
         held.release()
+
+
+@pytest.mark.store
+def test_lineage_recorded_before_compaction_is_found_after(settings: Settings) -> None:
+    """Migration 9 keeps item keys as their first 16 bytes and record ids as bytes: lineage
+    recorded in the hex form of migration 3 is still found, with the same record ids."""
+    keys = load_or_create_keys(settings.key_file)
+    conversation_key = conversation_item_key(keys.signing_key, "c1")
+    record = conversation_record_id(keys.signing_key, "c1", "opt_in")
+    other = conversation_record_id(keys.signing_key, "c1", "usage_policy_flag")
+    report = feedback_record_id(keys.signing_key, "rk")
+    db = connect(settings.db_url)
+    try:
+        migrate(db, target=8)
+        db.execute(
+            "INSERT INTO builds (build_id, built_at, purpose, as_of, policy_id, policy_sha256,"
+            " engine, format, path, manifest_sha256, records, messages)"
+            " VALUES ('build-1', 5, 'model_training', 7, 'consumer-2024', 'ab', 'duckdb',"
+            " 'parquet', '/d', 'cd', 3, 6)"
+        )
+        db.executemany(
+            "INSERT INTO build_items (build_id, record_id, item_key, kind, messages)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                ("build-1", record, conversation_key, "conversation", 2),
+                ("build-1", other, conversation_key, "conversation", 3),
+                ("build-1", report, report_item_key(keys.signing_key, "rk"), "feedback", 1),
+            ],
+        )
+        assert migrate(db) == [9]
+    finally:
+        db.close()
+    with Traingate.open(settings) as tg:
+        (entry,) = tg.lineage(conversation_id="c1").builds
+        assert (entry.build.build_id, entry.messages) == ("build-1", 5)
+        assert entry.record_ids == tuple(sorted([record, other]))
+        assert tg.lineage(conversation_id="c2").builds == ()
+        (held,) = report_lineage(
+            tg.store.db, signing_key=tg.keys.signing_key, record_key="rk"
+        ).builds
+        assert held.record_ids == (report,)
+        forget_build(tg.store.db, build_id="build-1")
+        assert tg.lineage(conversation_id="c1").builds == ()
+
+
+def test_the_spool_returns_every_item_in_key_order(tmp_path: Path) -> None:
+    """Items come back merged from sorted runs: by item key, then record id, none lost."""
+    rng = random.Random(7)
+    items = [
+        LineageItem(
+            item_key=rng.choice(["ab", "cd", "0f"]) * 32,
+            kind="conversation",
+            record_id=f"{rng.getrandbits(256):064x}",
+            messages=rng.randint(1, 9),
+        )
+        for _ in range(257)
+    ]
+    spool = LineageSpool(tmp_path / "spool", run_items=10)
+    for start in range(0, len(items), 7):
+        spool.add(items[start : start + 7])
+    chunks = list(spool.chunks(size=50))
+    assert [len(c) for c in chunks] == [50] * 5 + [7]
+    assert [i for c in chunks for i in c] == sorted(items, key=lambda i: (i.item_key, i.record_id))

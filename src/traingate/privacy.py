@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from traingate.build.lineage import item_key_bytes
 from traingate.build.records import conversation_item_key
 from traingate.facts import ConsentChange, PlanChange, consent_at, plan_at
 from traingate.keys import KeyRing
@@ -226,19 +227,22 @@ def _lineage(
     store: Store, keys: KeyRing, conversation_ids: Sequence[str]
 ) -> dict[str, list[tuple[str, str, int, int]]]:
     """conversation id -> [(build_id, purpose, built_at, as_of)] of the builds holding it."""
-    by_key = {conversation_item_key(keys.signing_key, cid): cid for cid in conversation_ids}
+    by_key = {
+        item_key_bytes(conversation_item_key(keys.signing_key, cid)): cid
+        for cid in conversation_ids
+    }
     found: dict[str, list[tuple[str, str, int, int]]] = {}
     item_keys = list(by_key)
     for start in range(0, len(item_keys), _CHUNK):
         clause, params = store.db.in_list("i.item_key", item_keys[start : start + _CHUNK])
         for item_key, build_id, purpose, built_at, as_of in store.db.execute(
             "SELECT DISTINCT i.item_key, b.build_id, b.purpose, b.built_at, b.as_of"
-            f" FROM build_items i JOIN builds b ON b.build_id = i.build_id WHERE {clause}"
-            " AND b.pending_scratch IS NULL"
+            " FROM builds b CROSS JOIN build_items i"  # per build: (build_id, item_key) leads
+            f" WHERE i.build_id = b.build_id AND {clause} AND b.pending_scratch IS NULL"
             " ORDER BY b.built_at, b.build_id",
             params,
         ):
-            found.setdefault(by_key[item_key], []).append(
+            found.setdefault(by_key[bytes(item_key)], []).append(
                 (str(build_id), str(purpose), int(built_at), int(as_of))
             )
     return found

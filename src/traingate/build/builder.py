@@ -16,6 +16,7 @@ build into DIR removes them (``build/staging.py``).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -128,15 +129,19 @@ def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator
         deciding.clear()
         return produced
 
+    # The policy in force at each submission, found once per report by bisection over the
+    # effective instants taken once (``PolicySet.index_at`` recomputes them at every call).
+    starts = policies.starts
     for report in vault.reports(as_of=as_of):
+        index = max(bisect.bisect_right(starts, report.submitted_at) - 1, 0)
         decision = decide_report(
-            policy=policies,
+            policy=policies.policies[index],
             submitted_at=report.submitted_at,
             purpose=purpose,
             as_of=as_of,
             incognito=report.snapshot.incognito,
         )
-        deciding[policies.index_at(report.submitted_at)] += 1
+        deciding[index] += 1
         if decision.basis is None:
             tally[(None, decision.primary_reason)] += 1
             continue

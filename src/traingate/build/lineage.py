@@ -19,6 +19,7 @@ does not exist, and a directory that appeared is never without its lineage once 
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -27,7 +28,7 @@ from typing import Any
 
 from traingate.build.records import LineageItem, conversation_item_key, report_item_key
 from traingate.build.staging import is_live
-from traingate.keys import KeyRing
+from traingate.keys import SHORT_HASH, KeyRing
 from traingate.store.db import Database
 from traingate.timeutil import format_instant
 
@@ -41,6 +42,7 @@ __all__ = [
     "complete_build",
     "conversation_lineage",
     "forget_build",
+    "item_key_bytes",
     "receipt_record_key",
     "record_pending",
     "report_lineage",
@@ -48,11 +50,12 @@ __all__ = [
 ]
 
 _CHUNK = 5_000
+_RUN = 50_000  # items sorted in memory at once by LineageSpool (about 9 MB)
 _BUILD_COLUMNS = (
     "build_id", "built_at", "purpose", "as_of", "policy_id", "policy_sha256", "engine",
     "format", "path", "manifest_sha256", "records", "messages",
 )  # fmt: skip
-_ITEM_COLUMNS = ("build_id", "record_id", "item_key", "kind", "messages")
+_ITEM_COLUMNS = ("build_id", "item_key", "record_id", "kind", "messages")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,38 +111,75 @@ class LineageEntry:
 
 
 class LineageSpool:
-    """Lineage items spooled to a scratch file (tab-separated), read back in chunks."""
+    """Lineage items spooled to a scratch file, read back in key order (item key, then record
+    id), in chunks: the order of ``build_items``' primary key after the build id, so that
+    ``record_pending`` appends the build's rows at one place of the tree. Items are sorted in
+    runs of at most ``run_items`` (the memory they take), written one after the other, and
+    merged when read."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, run_items: int = _RUN) -> None:
         self.path = path
-        self._handle = path.open("w", encoding="ascii", newline="\n")
+        self._handle = path.open("wb")
+        self._run_items = run_items
+        self._pending: list[bytes] = []
+        self._runs: list[tuple[int, int]] = []  # (start, end) byte offsets of sorted runs
         self.count = 0
 
     def add(self, items: Iterable[LineageItem]) -> None:
         for item in items:
-            self._handle.write(f"{item.record_id}\t{item.item_key}\t{item.kind}\t{item.messages}\n")
+            line = f"{item.item_key}\t{item.record_id}\t{item.kind}\t{item.messages}\n"
+            self._pending.append(line.encode("ascii"))
             self.count += 1
+        if len(self._pending) >= self._run_items:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        self._pending.sort()  # keys of one length: byte order is (item key, record id) order
+        start = self._handle.tell()
+        self._handle.writelines(self._pending)
+        self._runs.append((start, self._handle.tell()))
+        self._pending = []
 
     def close(self) -> None:
         if not self._handle.closed:
+            self._flush()
             self._handle.close()
 
+    def _run(self, start: int, end: int) -> Iterator[bytes]:
+        with self.path.open("rb") as handle:
+            handle.seek(start)
+            position = start
+            while position < end:
+                line = handle.readline()
+                if not line:
+                    return
+                position += len(line)
+                yield line
+
     def chunks(self, size: int = _CHUNK) -> Iterator[list[LineageItem]]:
+        """Every item, in key order, ``size`` at a time."""
         self.close()
         chunk: list[LineageItem] = []
-        with self.path.open(encoding="ascii") as handle:
-            for line in handle:
-                record_id, item_key, kind, messages = line.rstrip("\n").split("\t")
-                chunk.append(
-                    LineageItem(
-                        item_key=item_key, kind=kind, record_id=record_id, messages=int(messages)
-                    )
+        for line in heapq.merge(*(self._run(start, end) for start, end in self._runs)):
+            item_key, record_id, kind, messages = line.decode("ascii").rstrip("\n").split("\t")
+            chunk.append(
+                LineageItem(
+                    item_key=item_key, kind=kind, record_id=record_id, messages=int(messages)
                 )
-                if len(chunk) >= size:
-                    yield chunk
-                    chunk = []
+            )
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
         if chunk:
             yield chunk
+
+
+def item_key_bytes(item_key: str) -> bytes:
+    """What ``build_items`` keeps of an item key (64 hex characters): its first 16 bytes
+    (migration 9; the same prefix migration 7 keeps of event keys)."""
+    return bytes.fromhex(item_key[: 2 * SHORT_HASH])
 
 
 def _insert(db: Database, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -154,7 +194,9 @@ def _insert(db: Database, table: str, columns: Sequence[str], rows: list[tuple[A
 def record_pending(
     db: Database, *, build: BuildRow, items: Iterable[Sequence[LineageItem]], scratch: Path
 ) -> None:
-    """Phase 1: commit ``build`` and its items, pending, with the build's locked scratch."""
+    """Phase 1: commit ``build`` and its items, pending, with the build's locked scratch.
+    The items should come in key order (``LineageSpool.chunks``), so that their rows are
+    appended rather than scattered (any order is correct)."""
     with db.transaction():
         _insert(
             db, "builds", (*_BUILD_COLUMNS, "pending_scratch"), [(*build.values(), str(scratch))]
@@ -164,7 +206,16 @@ def record_pending(
                 db,
                 "build_items",
                 _ITEM_COLUMNS,
-                [(build.build_id, i.record_id, i.item_key, i.kind, i.messages) for i in chunk],
+                [
+                    (
+                        build.build_id,
+                        item_key_bytes(i.item_key),
+                        bytes.fromhex(i.record_id),
+                        i.kind,
+                        i.messages,
+                    )
+                    for i in chunk
+                ],
             )
 
 
@@ -232,20 +283,21 @@ def settle_builds(db: Database, *, on_complete: Callable[[BuildRow], None]) -> S
 
 
 def builds_holding(db: Database, *, item_key: str) -> list[LineageEntry]:
-    """Every build that took the item, oldest first."""
+    """Every build that took the item, oldest first. The items are looked up build by build
+    (``CROSS JOIN`` keeps builds the outer loop on SQLite): (build_id, item_key) is the prefix
+    of ``build_items``' key."""
     columns = ", ".join(f"b.{name}" for name in _BUILD_COLUMNS)
     rows = db.execute(
-        f"SELECT {columns}, i.record_id, i.messages FROM build_items i"
-        " JOIN builds b ON b.build_id = i.build_id"
-        " WHERE i.item_key = ? AND b.pending_scratch IS NULL"
+        f"SELECT {columns}, i.record_id, i.messages FROM builds b CROSS JOIN build_items i"
+        " WHERE i.build_id = b.build_id AND i.item_key = ? AND b.pending_scratch IS NULL"
         " ORDER BY b.built_at, b.build_id, i.record_id",
-        (item_key,),
+        (item_key_bytes(item_key),),
     )
     entries: dict[str, tuple[BuildRow, list[str], int]] = {}
     width = len(_BUILD_COLUMNS)
     for row in rows:
         build = BuildRow(*row[:width])
-        record_id, messages = str(row[width]), int(row[width + 1])
+        record_id, messages = bytes(row[width]).hex(), int(row[width + 1])
         _, ids, total = entries.get(build.build_id, (build, [], 0))
         ids.append(record_id)
         entries[build.build_id] = (build, ids, total + messages)

@@ -4,8 +4,10 @@ Each migration is a list of statements valid on SQLite and PostgreSQL alike (BIG
 BOOLEAN mean the same on both for what traingate stores). Times are BIGINT UTC microseconds.
 Statements may name the vault's tables as ``{vault}reports``: the prefix is ``vault.`` on SQLite
 (the vault's own attached file) and ``vault_`` on PostgreSQL; ``{bytes}`` is the binary type
-(BLOB, BYTEA). A migration that must rewrite rows has a ``data`` step, run between its
-``statements`` and its ``after`` statements in the same transaction.
+(BLOB, BYTEA) and ``{without_rowid}`` makes a table clustered by its primary key (SQLite's
+``WITHOUT ROWID``; PostgreSQL's tables have no such clause). A migration that must rewrite rows
+has a ``data`` step, run between its ``statements`` and its ``after`` statements in the same
+transaction.
 Append new migrations at the end; never edit one that has shipped.
 """
 
@@ -65,6 +67,27 @@ def _compact_event_keys(db: Database) -> None:
             [(_short(key), _short(body_hash)) for key, body_hash in rows],
         )
         after = str(rows[-1][0])
+
+
+def _compact_build_items(db: Database) -> None:
+    """Copy ``build_items`` into its compact successor, page by page: item keys as their first
+    16 bytes (``lineage.item_key_bytes``), record ids as their 32 bytes."""
+    after: tuple[str, str] = ("", "")
+    while rows := db.execute(
+        "SELECT build_id, record_id, item_key, kind, messages FROM build_items"
+        " WHERE build_id > ? OR (build_id = ? AND record_id > ?)"
+        " ORDER BY build_id, record_id LIMIT ?",
+        (after[0], after[0], after[1], _COPY_ROWS),
+    ):
+        db.executemany(
+            "INSERT INTO build_items_compact (build_id, item_key, record_id, kind, messages)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (build_id, _short(item_key), bytes.fromhex(record_id), kind, messages)
+                for build_id, record_id, item_key, kind, messages in rows
+            ],
+        )
+        after = (str(rows[-1][0]), str(rows[-1][1]))
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -320,6 +343,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE builds ADD COLUMN pending_scratch TEXT",
         ),
     ),
+    Migration(
+        9,
+        "compact lineage",
+        # A build's items become one B-tree keyed (build_id, item_key, record_id), with item
+        # keys of 16 bytes (the start of the 64-hex-character keyed hash) and record ids of 32
+        # bytes, instead of a table and two indexes on hex text. A build inserts its items in
+        # key order (build/lineage.py), so they are appended at one place of the tree instead
+        # of scattered over an index of random keys that grew with every build kept. Readers
+        # look items up per build (builds is small): build_id, then item_key, is the tree's
+        # prefix.
+        (
+            """CREATE TABLE build_items_compact (
+                build_id TEXT NOT NULL,
+                item_key {bytes} NOT NULL,
+                record_id {bytes} NOT NULL,
+                kind TEXT NOT NULL,
+                messages BIGINT NOT NULL,
+                PRIMARY KEY (build_id, item_key, record_id)
+            ){without_rowid}""",
+        ),
+        data=_compact_build_items,
+        after=(
+            "DROP TABLE build_items",
+            "ALTER TABLE build_items_compact RENAME TO build_items",
+        ),
+    ),
 )
 
 
@@ -350,7 +399,11 @@ def migrate(db: Database, *, target: int | None = None) -> list[int]:
             )
         for migration in MIGRATIONS:
             if version < migration.version <= target:
-                names = {"vault": db.vault_prefix, "bytes": db.bytes_type}
+                names = {
+                    "vault": db.vault_prefix,
+                    "bytes": db.bytes_type,
+                    "without_rowid": " WITHOUT ROWID" if db.dialect == "sqlite" else "",
+                }
                 db.script([s.format(**names) for s in migration.statements])
                 if migration.data is not None:
                     migration.data(db)
