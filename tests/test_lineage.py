@@ -19,6 +19,7 @@ from traingate.build.lineage import (
     LineageSpool,
     builds_holding,
     forget_build,
+    item_key_bytes,
     receipt_record_key,
     report_lineage,
 )
@@ -291,7 +292,7 @@ def test_the_spool_returns_every_item_in_key_order(tmp_path: Path) -> None:
     items = [
         LineageItem(
             item_key=rng.choice(["ab", "cd", "0f"]) * 32,
-            kind="conversation",
+            kind=rng.choice(["conversation", "feedback"]),
             record_id=f"{rng.getrandbits(256):064x}",
             messages=rng.randint(1, 9),
         )
@@ -302,4 +303,7 @@ def test_the_spool_returns_every_item_in_key_order(tmp_path: Path) -> None:
         spool.add(items[start : start + 7])
     chunks = list(spool.chunks(size=50))
     assert [len(c) for c in chunks] == [50] * 5 + [7]
-    assert [i for c in chunks for i in c] == sorted(items, key=lambda i: (i.item_key, i.record_id))
+    assert [i for c in chunks for i in c] == [
+        (item_key_bytes(i.item_key), bytes.fromhex(i.record_id), i.kind, i.messages)
+        for i in sorted(items, key=lambda i: (i.item_key, i.record_id))
+    ]

@@ -38,6 +38,7 @@ __all__ = [
     "LineageEntry",
     "LineageSpool",
     "Settled",
+    "StoredItem",
     "builds_holding",
     "complete_build",
     "conversation_lineage",
@@ -110,12 +111,17 @@ class LineageEntry:
         }
 
 
+StoredItem = tuple[bytes, bytes, str, int]  # item key (16 bytes), record id, kind, messages
+_KINDS = ("conversation", "feedback")
+_WIDTH = SHORT_HASH + 32 + 1 + 4  # one spooled item: item key, record id, kind, messages
+
+
 class LineageSpool:
-    """Lineage items spooled to a scratch file, read back in key order (item key, then record
-    id), in chunks: the order of ``build_items``' primary key after the build id, so that
-    ``record_pending`` appends the build's rows at one place of the tree. Items are sorted in
-    runs of at most ``run_items`` (the memory they take), written one after the other, and
-    merged when read."""
+    """Lineage items spooled to a scratch file as fixed-width binary records, read back in key
+    order (item key, then record id) as ``build_items`` stores them (``StoredItem``): the
+    order of its primary key after the build id, so that ``record_pending`` appends the
+    build's rows at one place of the tree. Items are sorted in runs of at most ``run_items``
+    (the memory they take), written one after the other, and merged when read."""
 
     def __init__(self, path: Path, *, run_items: int = _RUN) -> None:
         self.path = path
@@ -126,19 +132,24 @@ class LineageSpool:
         self.count = 0
 
     def add(self, items: Iterable[LineageItem]) -> None:
+        pending = self._pending
         for item in items:
-            line = f"{item.item_key}\t{item.record_id}\t{item.kind}\t{item.messages}\n"
-            self._pending.append(line.encode("ascii"))
+            pending.append(
+                item_key_bytes(item.item_key)
+                + bytes.fromhex(item.record_id)
+                + bytes((_KINDS.index(item.kind),))
+                + item.messages.to_bytes(4, "big")
+            )
             self.count += 1
-        if len(self._pending) >= self._run_items:
+        if len(pending) >= self._run_items:
             self._flush()
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        self._pending.sort()  # keys of one length: byte order is (item key, record id) order
+        self._pending.sort()  # fixed width, key first: byte order is (item key, record id) order
         start = self._handle.tell()
-        self._handle.writelines(self._pending)
+        self._handle.write(b"".join(self._pending))
         self._runs.append((start, self._handle.tell()))
         self._pending = []
 
@@ -148,26 +159,27 @@ class LineageSpool:
             self._handle.close()
 
     def _run(self, start: int, end: int) -> Iterator[bytes]:
+        block = _WIDTH * 4_096
         with self.path.open("rb") as handle:
             handle.seek(start)
             position = start
             while position < end:
-                line = handle.readline()
-                if not line:
+                data = handle.read(min(block, end - position))
+                if not data:
                     return
-                position += len(line)
-                yield line
+                position += len(data)
+                for offset in range(0, len(data), _WIDTH):
+                    yield data[offset : offset + _WIDTH]
 
-    def chunks(self, size: int = _CHUNK) -> Iterator[list[LineageItem]]:
+    def chunks(self, size: int = _CHUNK) -> Iterator[list[StoredItem]]:
         """Every item, in key order, ``size`` at a time."""
         self.close()
-        chunk: list[LineageItem] = []
-        for line in heapq.merge(*(self._run(start, end) for start, end in self._runs)):
-            item_key, record_id, kind, messages = line.decode("ascii").rstrip("\n").split("\t")
+        chunk: list[StoredItem] = []
+        key, record = SHORT_HASH, SHORT_HASH + 32
+        runs = [self._run(start, end) for start, end in self._runs]
+        for raw in runs[0] if len(runs) == 1 else heapq.merge(*runs):
             chunk.append(
-                LineageItem(
-                    item_key=item_key, kind=kind, record_id=record_id, messages=int(messages)
-                )
+                (raw[:key], raw[key:record], _KINDS[raw[record]], int.from_bytes(raw[record + 1 :]))
             )
             if len(chunk) >= size:
                 yield chunk
@@ -192,7 +204,7 @@ def _insert(db: Database, table: str, columns: Sequence[str], rows: list[tuple[A
 
 
 def record_pending(
-    db: Database, *, build: BuildRow, items: Iterable[Sequence[LineageItem]], scratch: Path
+    db: Database, *, build: BuildRow, items: Iterable[Sequence[StoredItem]], scratch: Path
 ) -> None:
     """Phase 1: commit ``build`` and its items, pending, with the build's locked scratch.
     The items should come in key order (``LineageSpool.chunks``), so that their rows are
@@ -206,16 +218,7 @@ def record_pending(
                 db,
                 "build_items",
                 _ITEM_COLUMNS,
-                [
-                    (
-                        build.build_id,
-                        item_key_bytes(i.item_key),
-                        bytes.fromhex(i.record_id),
-                        i.kind,
-                        i.messages,
-                    )
-                    for i in chunk
-                ],
+                [(build.build_id, *item) for item in chunk],
             )
 
 

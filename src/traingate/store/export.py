@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -154,6 +155,10 @@ class StoreReader:
         self._conn = connection
         self._page = page
         self._names = itertools.count(1)
+        # Calls into the connection's driver, one at a time: a build reads the store from two
+        # threads (listing and deciding on one, reading content on the other), over one
+        # snapshot. The lock is held per call, never while a caller holds a page.
+        self._lock = threading.RLock()
 
     # -- dialect -----------------------------------------------------------------------------
 
@@ -212,21 +217,24 @@ class StoreReader:
         """The pages of a query as the driver makes them (types as it inferred them)."""
         errors = self._errors()
         try:
-            cursor = self._conn.cursor()
+            with self._lock:
+                cursor = self._conn.cursor()
         except errors as exc:
             raise StoreError(f"reading the store: {exc}") from exc
         try:
             try:
-                cursor.adbc_statement.set_options(**{_BATCH_ROWS: str(page)})
-                cursor.execute(sql, tuple(params))
-                stream = cursor.fetch_record_batch()
+                with self._lock:
+                    cursor.adbc_statement.set_options(**{_BATCH_ROWS: str(page)})
+                    cursor.execute(sql, tuple(params))
+                    stream = cursor.fetch_record_batch()
             except errors as exc:
                 raise StoreError(f"reading the store: {exc}") from exc
 
             def pages() -> Iterator[pa.RecordBatch]:
                 while True:
                     try:
-                        batch = stream.read_next_batch()
+                        with self._lock:
+                            batch = stream.read_next_batch()
                     except StopIteration:
                         return
                     except errors as exc:
@@ -235,7 +243,7 @@ class StoreReader:
 
             yield pages()
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), self._lock:
                 cursor.close()
 
     def rows(
@@ -257,8 +265,13 @@ class StoreReader:
         try:
             with self._conn.cursor(name=name) as cursor:
                 cursor.itersize = size
-                cursor.execute(self._sql(sql), tuple(params))
-                while chunk := cursor.fetchmany(size):
+                with self._lock:
+                    cursor.execute(self._sql(sql), tuple(params))
+                while True:
+                    with self._lock:
+                        chunk = cursor.fetchmany(size)
+                    if not chunk:
+                        break
                     yield chunk
         except errors as exc:
             raise StoreError(f"reading the store: {exc}") from exc

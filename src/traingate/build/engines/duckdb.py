@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -28,6 +29,7 @@ from traingate.build.compile import (
     message_query,
 )
 from traingate.build.engine import DECISION_SCHEMA, BuildRequest, EngineBatch, Tally
+from traingate.build.prefetch import Prefetch
 from traingate.build.records import ENGINE_SCHEMA, group_messages
 from traingate.errors import BuildError
 from traingate.store.export import StoreReader
@@ -36,6 +38,25 @@ from traingate.store.store import Store
 __all__ = ["DuckDBEngine"]
 
 _EMPTY = pa.RecordBatch.from_pylist([], schema=ENGINE_SCHEMA)
+# The eligible messages of a decided batch: what ``compiled.records`` reads of ``decided``.
+_ELIGIBLE = (
+    "SELECT conversation_id, seq, basis FROM decided"
+    " WHERE basis IS NOT NULL ORDER BY conversation_id, seq"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """A batch after stage one: its tally (and decisions), its eligible messages (None: none),
+    the ``$lo``/``$hi`` of its conversations, and its content when the batch carried it (a
+    lake)."""
+
+    tally: Tally
+    messages_seen: int
+    decisions: pa.Table | None
+    eligible: pa.Table | None
+    params: dict[str, str]
+    content: pa.Table | None
 
 
 class DuckDBEngine:
@@ -117,14 +138,45 @@ class DuckDBEngine:
                     workdir=request.workdir,
                 )
             )
-            for batch in batches:
-                try:
-                    yield self._decide(
-                        con, compiled, batch, source=source, as_of=request.as_of,
-                        keep=request.keep_decisions,
-                    )  # fmt: skip
-                except duckdb.Error as exc:
-                    raise BuildError(f"DuckDB failed on a batch of messages: {exc}") from exc
+            # Two stages, each on its own thread and its own DuckDB connection: the next
+            # batches are listed and decided (``_decided``, a thread of its own a batch ahead)
+            # while this thread reads the eligible messages' content and makes the records
+            # (``_finish``). The stages share the ledgers (tables of the database) and the
+            # store's snapshot (``StoreReader`` serializes its driver calls).
+            deciding, making = con.cursor(), con.cursor()
+            try:
+                decided = self._decided(
+                    deciding, compiled, batches, source=source, as_of=request.as_of,
+                    keep=request.keep_decisions,
+                )  # fmt: skip
+                with Prefetch(decided) as ahead:
+                    for step in ahead:
+                        try:
+                            yield self._finish(making, compiled, source, step, request.as_of)
+                        except duckdb.Error as exc:
+                            raise BuildError(
+                                f"DuckDB failed on a batch of messages: {exc}"
+                            ) from exc
+            finally:
+                deciding.close()
+                making.close()
+
+    def _decided(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        compiled: CompiledPurpose,
+        batches: Iterator[pa.RecordBatch],
+        *,
+        source: StoreReader,
+        as_of: int,
+        keep: bool,
+    ) -> Iterator[_Decided]:
+        """Stage one: each batch decided and tallied, with its eligible messages."""
+        for batch in batches:
+            try:
+                yield self._decide(con, compiled, batch, source=source, keep=keep)
+            except duckdb.Error as exc:
+                raise BuildError(f"DuckDB failed on a batch of messages: {exc}") from exc
 
     def _decide(
         self,
@@ -133,9 +185,8 @@ class DuckDBEngine:
         batch: pa.RecordBatch,
         *,
         source: StoreReader,
-        as_of: int,
         keep: bool,
-    ) -> EngineBatch:
+    ) -> _Decided:
         n = batch.num_rows
         table = pa.Table.from_batches([batch]).append_column(
             "idx", pa.array(range(n), type=pa.int64())
@@ -144,8 +195,6 @@ class DuckDBEngine:
         params = {"lo": bounds["min"].as_py(), "hi": bounds["max"].as_py()}
         con.register("batch", table)
         lake = "content" in batch.schema.names  # a lake's batches carry their content
-        if lake:
-            con.register("content", table.append_column("arrival", table.column("seq")))
         try:
             con.execute(compiled.decide, params)
             tally = Tally(
@@ -154,53 +203,69 @@ class DuckDBEngine:
                      for basis, reason, count in con.execute(compiled.tally).fetchall()}
                 )
             )  # fmt: skip
-            records = None
+            eligible = None
             if compiled.with_content:
-                eligible = con.sql(compiled.eligible).to_arrow_table()
-                if eligible.num_rows and lake:
-                    records = con.sql(compiled.records, params=params).to_arrow_table()
-                elif eligible.num_rows:
-                    records = self._records(con, compiled, source, eligible, as_of, params)
+                eligible = con.sql(_ELIGIBLE).to_arrow_table()
             decisions = self._decisions(con, source, arrival=not lake) if keep else None
         finally:
             con.unregister("batch")
-            if lake:
-                con.unregister("content")
-        return EngineBatch(
-            records=group_messages(records) if records is not None else _EMPTY,
+        return _Decided(
             tally=tally,
             messages_seen=n,
             decisions=decisions,
+            eligible=eligible if eligible is not None and eligible.num_rows else None,
+            params=params,
+            content=table.append_column("arrival", table.column("seq")) if lake else None,
         )
 
-    def _records(
+    def _finish(
         self,
         con: duckdb.DuckDBPyConnection,
         compiled: CompiledPurpose,
         source: StoreReader,
-        eligible: pa.Table,
+        step: _Decided,
         as_of: int,
-        params: dict[str, str],
-    ) -> pa.Table:
-        """Read the content of the ``eligible`` messages (conversation id and row key, in that
-        order) and aggregate them into records. On SQLite the rows are looked up by key, in key
-        order; on PostgreSQL by conversation (its row key has no index), the eligible ones
-        picked by the join in ``compiled.records``."""
+    ) -> EngineBatch:
+        """Stage two: the records of a decided batch (its eligible messages' content read,
+        de-identified and cut into records)."""
+        records = _EMPTY
+        if step.eligible is not None:
+            content = (
+                step.content
+                if step.content is not None
+                else self._content(source, step.eligible, as_of)
+            )
+            # ``compiled.records`` reads ``decided``: here, the eligible messages alone (this
+            # connection has no temp table of that name; the other stage's is its own).
+            con.register("decided", step.eligible)
+            con.register("content", content)
+            try:
+                rows: pa.Table = con.sql(compiled.records, params=step.params).to_arrow_table()
+            finally:
+                con.unregister("decided")
+                con.unregister("content")
+            records = group_messages(rows)
+        return EngineBatch(
+            records=records,
+            tally=step.tally,
+            messages_seen=step.messages_seen,
+            decisions=step.decisions,
+        )
+
+    def _content(self, source: StoreReader, eligible: pa.Table, as_of: int) -> pa.RecordBatch:
+        """The content of the ``eligible`` messages (conversation id, row key and basis). On
+        SQLite the rows are looked up by key, in key order; on PostgreSQL by conversation (its
+        row key has no index), the eligible ones picked by the join in ``compiled.records``."""
         key = source.message_key
         if source.lookup_by_key:
-            keys = pc.sort_indices(eligible.column("seq"))
-            condition, values = source.in_values(key, eligible.column("seq").take(keys).to_pylist())
+            keys = pc.unique(eligible.column("seq"))
+            keys = keys.take(pc.sort_indices(keys))
+            condition, values = source.in_values(key, keys.to_pylist())
         else:
             conversations = pc.unique(eligible.column("conversation_id")).to_pylist()
             condition, values = source.in_values("conversation_id", conversations)
         sql, schema = content_query(rows=condition, key=key)
-        content = source.batch(sql, (values, as_of), schema=schema)
-        con.register("content", content)
-        try:
-            table: pa.Table = con.sql(compiled.records, params=params).to_arrow_table()
-        finally:
-            con.unregister("content")
-        return table
+        return source.batch(sql, (values, as_of), schema=schema)
 
     def _decisions(
         self, con: duckdb.DuckDBPyConnection, source: StoreReader, *, arrival: bool
