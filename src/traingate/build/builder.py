@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import secrets
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ from traingate.build.writer import FORMATS, BackgroundWriter, Format, PartWriter
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
 from traingate.policy import PolicySet, decide_report
+from traingate.store.db import connect
 from traingate.store.export import StoreReader, open_reader
 from traingate.store.store import Store
 from traingate.timeutil import now_micros
@@ -160,6 +163,56 @@ def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator
         yield flush()
 
 
+class _FeedbackAhead:
+    """Feedback records made while the engine runs (``_feedback``), on a worker thread with a
+    store connection of its own (the vault is read through it; nothing else of the build uses
+    one meanwhile). The records wait in an Arrow IPC file in the scratch directory, so memory
+    holds only their tallies and lineage items; ``steps`` hands them over, in order, once the
+    conversation records are out. An error of the worker is raised there; ``stop`` ends the
+    worker early (the build failed) and waits for it."""
+
+    def __init__(self, *, vault: Vault, keys: KeyRing, request: BuildRequest, path: Path) -> None:
+        self._vault, self._keys, self._request, self._path = vault, keys, request, path
+        self._steps: list[Produced] = []
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="traingate-feedback")
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            db = connect(self._vault.db.url)
+            try:
+                vault = Vault(db, keys=self._vault.keys, policy=self._vault.policy)
+                with pa.ipc.new_stream(str(self._path), RECORD_SCHEMA) as spool:
+                    for step in _feedback(vault=vault, keys=self._keys, request=self._request):
+                        if self._stop.is_set():
+                            return
+                        spool.write_batch(step.records)
+                        self._steps.append(dataclasses.replace(step, records=_NO_RECORDS))
+            finally:
+                db.close()
+        except BaseException as exc:  # raised in the consumer's thread
+            self._error = exc
+
+    def steps(self) -> Iterator[Produced]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if not self._steps:
+            return
+        with pa.OSFile(str(self._path), "rb") as source, pa.ipc.open_stream(source) as spooled:
+            for step in self._steps:
+                yield dataclasses.replace(step, records=spooled.read_next_batch())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+_NO_RECORDS = pa.RecordBatch.from_pylist([], schema=RECORD_SCHEMA)
+
+
 def _messages_by_policy(
     source: StoreReader, policies: PolicySet, as_of: int, messages: MessageSource | None = None
 ) -> dict[int, int]:
@@ -196,7 +249,37 @@ def produce(
     progress: Progress | None = None,
 ) -> Iterator[Produced]:
     """The records of a build, in output order: conversation records (from the engine, over
-    one read snapshot of the store), then feedback records (from the vault)."""
+    one read snapshot of the store), then feedback records (from the vault; made meanwhile on
+    a worker thread when the request has a scratch directory: ``_FeedbackAhead``)."""
+    ahead = (
+        _FeedbackAhead(
+            vault=vault, keys=keys, request=request, path=request.workdir / "feedback.arrows"
+        )
+        if request.workdir is not None
+        else None
+    )
+    try:
+        yield from _conversations(
+            store=store, keys=keys, request=request, engine=engine, progress=progress
+        )
+        if ahead is not None:
+            yield from ahead.steps()
+        else:
+            yield from _feedback(vault=vault, keys=keys, request=request)
+    finally:
+        if ahead is not None:
+            ahead.stop()
+
+
+def _conversations(
+    *,
+    store: Store,
+    keys: KeyRing,
+    request: BuildRequest,
+    engine: Engine,
+    progress: Progress | None,
+) -> Iterator[Produced]:
+    """The conversation records of a build, from the engine."""
     with open_reader(store.db) as source:
         if progress is not None:
             total = (
@@ -228,7 +311,6 @@ def produce(
                     messages_by_policy=counts,
                 )
                 counts = {}  # counted once, carried by the first step
-    yield from _feedback(vault=vault, keys=keys, request=request)
 
 
 def _count(
