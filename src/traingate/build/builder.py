@@ -56,7 +56,6 @@ from traingate.build.writer import FORMATS, BackgroundWriter, Format, PartWriter
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
 from traingate.policy import PolicySet, decide_report
-from traingate.store.db import connect
 from traingate.store.export import StoreReader, open_reader
 from traingate.store.store import Store
 from traingate.timeutil import now_micros
@@ -164,12 +163,15 @@ def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator
 
 
 class _FeedbackAhead:
-    """Feedback records made while the engine runs (``_feedback``), on a worker thread with a
-    store connection of its own (the vault is read through it; nothing else of the build uses
-    one meanwhile). The records wait in an Arrow IPC file in the scratch directory, so memory
-    holds only their tallies and lineage items; ``steps`` hands them over, in order, once the
-    conversation records are out. An error of the worker is raised there; ``stop`` ends the
-    worker early (the build failed) and waits for it."""
+    """Feedback records made while the engine runs (``_feedback``), on a worker thread. The
+    vault is read through the store's connection, which both backends let threads share (the
+    scalar engine reads it too meanwhile; the DuckDB engine reads the snapshot's). Not a
+    connection of its own: on SQLite, opening and closing one while the snapshot reader (the
+    ADBC driver, its own copy of SQLite) holds its locks would drop them (POSIX locks belong
+    to the process), and opening both at once crashed. The records wait in an Arrow IPC file
+    in the scratch directory, so memory holds only their tallies and lineage items; ``steps``
+    hands them over, in order, once the conversation records are out. An error of the worker
+    is raised there; ``stop`` ends the worker early (the build failed) and waits for it."""
 
     def __init__(self, *, vault: Vault, keys: KeyRing, request: BuildRequest, path: Path) -> None:
         self._vault, self._keys, self._request, self._path = vault, keys, request, path
@@ -181,17 +183,12 @@ class _FeedbackAhead:
 
     def _work(self) -> None:
         try:
-            db = connect(self._vault.db.url)
-            try:
-                vault = Vault(db, keys=self._vault.keys, policy=self._vault.policy)
-                with pa.ipc.new_stream(str(self._path), RECORD_SCHEMA) as spool:
-                    for step in _feedback(vault=vault, keys=self._keys, request=self._request):
-                        if self._stop.is_set():
-                            return
-                        spool.write_batch(step.records)
-                        self._steps.append(dataclasses.replace(step, records=_NO_RECORDS))
-            finally:
-                db.close()
+            with pa.ipc.new_stream(str(self._path), RECORD_SCHEMA) as spool:
+                for step in _feedback(vault=self._vault, keys=self._keys, request=self._request):
+                    if self._stop.is_set():
+                        return
+                    spool.write_batch(step.records)
+                    self._steps.append(dataclasses.replace(step, records=_NO_RECORDS))
         except BaseException as exc:  # raised in the consumer's thread
             self._error = exc
 

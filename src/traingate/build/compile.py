@@ -112,7 +112,13 @@ LEDGERS: tuple[Ledger, ...] = (
     ),
     Ledger(
         "l_conversation_settings",
-        "SELECT conversation_id, at, event_seq, fields FROM conversation_settings WHERE at <= ?",
+        # Only updates that may carry a style or preferences: the stored fields are canonical
+        # JSON (keys written as they are), so a key present is a quoted substring (a superset;
+        # ``conv_settings`` keeps the updates that carry them, by json_exists). ``replace``
+        # tests for a substring on both backends (and needs no ``%``, which psycopg reserves).
+        "SELECT conversation_id, at, event_seq, fields FROM conversation_settings WHERE at <= ?"
+        " AND (replace(fields, '\"custom_style\"', '') <> fields"
+        " OR replace(fields, '\"preferences\"', '') <> fields)",
         _schema(("conversation_id", _S), ("ts", _I), ("event_seq", _I), ("fields", _S)),
         content=True,
     ),
@@ -159,7 +165,9 @@ def content_query(*, rows: str, key: str) -> tuple[str, pa.Schema]:
 
 @dataclass(frozen=True, slots=True)
 class CompiledPurpose:
-    """The SQL of one build. ``prepare`` runs once after the ledgers are loaded; ``decide``
+    """The SQL of one build. ``prepare`` runs once after the ledgers are loaded (its last
+    statements, ``content_prepare``, make what only ``records`` reads, from the ledgers marked
+    ``content``: an engine may run them apart, after the others); ``decide``
     (which creates ``decided(idx, conversation_id, ts, seq, basis, reason, policy)``, ``policy``
     being the position in the set of the policy in force at the message's time), ``tally``,
     ``eligible`` (the eligible messages' conversation and row key, whose content is read) and
@@ -172,6 +180,7 @@ class CompiledPurpose:
     bases: tuple[Basis, ...]
     with_content: bool
     prepare: tuple[str, ...]
+    content_prepare: tuple[str, ...]
     decide: str
     tally: str
     eligible: str
@@ -281,8 +290,6 @@ def _prepare(
     ]
     if incognito:
         flags.append("c.incognito = 1 AS incognito")
-    settings = ", s.style_fields, s.prefs_fields" if with_content else ""
-    settings_join = "LEFT JOIN conv_settings s USING (conversation_id)" if with_content else ""
     statements = [
         # The plan at t: the latest account.updated with at <= t, the later arrival on ties;
         # as intervals [ts, until_ts) per account, so a message finds its plan by a hash join.
@@ -307,17 +314,6 @@ def _prepare(
             SELECT scope, subject, max(ts) AS ts FROM l_consents
             WHERE granted = 0 AND ts <= {as_of} GROUP BY scope, subject""",
     ]
-    if with_content:
-        # Settings as of as-of: per setting, the latest update (time, then arrival) carrying it.
-        statements.append(
-            f"""CREATE OR REPLACE TABLE conv_settings AS
-            SELECT conversation_id,
-              arg_max(fields, (ts, event_seq)) FILTER (WHERE json_exists(fields, '$.custom_style'))
-                AS style_fields,
-              arg_max(fields, (ts, event_seq)) FILTER (WHERE json_exists(fields, '$.preferences'))
-                AS prefs_fields
-            FROM l_conversation_settings WHERE ts <= {as_of} GROUP BY conversation_id"""
-        )
     statements.append(
         f"""CREATE OR REPLACE TABLE conv_facts AS
         SELECT c.conversation_id, c.account_id,
@@ -325,10 +321,23 @@ def _prepare(
             WHERE ts <= {as_of}) AS conv_deleted,
           c.account_id IN (SELECT account_id FROM l_account_deletions WHERE ts <= {as_of})
             AS acct_deleted
-          {"".join(", " + flag for flag in flags)}{settings}
-        FROM l_conversations c {settings_join}
+          {"".join(", " + flag for flag in flags)}
+        FROM l_conversations c
         ORDER BY c.conversation_id"""
     )
+    if with_content:
+        # Settings as of as-of: per setting, the latest update (time, then arrival) carrying it.
+        # Only records read it (``CompiledPurpose.content_prepare``).
+        statements.append(
+            f"""CREATE OR REPLACE TABLE conv_settings AS
+            SELECT conversation_id,
+              arg_max(fields, (ts, event_seq)) FILTER (WHERE json_exists(fields, '$.custom_style'))
+                AS style_fields,
+              arg_max(fields, (ts, event_seq)) FILTER (WHERE json_exists(fields, '$.preferences'))
+                AS prefs_fields
+            FROM l_conversation_settings WHERE ts <= {as_of} GROUP BY conversation_id
+            ORDER BY conversation_id"""
+        )
     return tuple(statements)
 
 
@@ -437,17 +446,19 @@ def compile_purpose(*, policy: Policy | PolicySet, purpose: str, as_of: int) -> 
         f" 'attachments': {_attachments('b.attachments')}}} AS message,"
         " c.style_fields, c.prefs_fields"
         " FROM decided d JOIN content b ON b.seq = d.seq"
-        " LEFT JOIN (SELECT conversation_id, style_fields, prefs_fields FROM conv_facts"
+        " LEFT JOIN (SELECT conversation_id, style_fields, prefs_fields FROM conv_settings"
         " WHERE conversation_id BETWEEN $lo AND $hi) c ON c.conversation_id = d.conversation_id"
         f" WHERE d.basis IS NOT NULL ORDER BY d.conversation_id, CASE d.basis {precedence} END,"
         " b.ts, b.arrival"
     )
+    prepare = _prepare(mechanisms, as_of, with_content, incognito)
     return CompiledPurpose(
         purpose=purpose,
         as_of=as_of,
         bases=bases,
         with_content=with_content,
-        prepare=_prepare(mechanisms, as_of, with_content, incognito),
+        prepare=prepare,
+        content_prepare=prepare[-1:] if with_content else (),
         decide=decide,
         tally=tally,
         eligible=("SELECT conversation_id, seq FROM decided WHERE basis IS NOT NULL ORDER BY 1, 2"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,8 +99,9 @@ class DuckDBEngine:
     def _load(
         self, con: duckdb.DuckDBPyConnection, source: StoreReader, *, as_of: int, content: bool
     ) -> None:
+        """Load the ledgers that decisions read (``content``: those that only records read)."""
         for ledger in LEDGERS:
-            if ledger.content and not content:
+            if ledger.content != content:
                 continue
             params = (as_of,) * ledger.query.count("?")
             reader = source.reader(ledger.query, params, schema=ledger.schema)
@@ -121,8 +122,8 @@ class DuckDBEngine:
         )
         with self._connect(request.workdir) as con:
             try:
-                self._load(con, source, as_of=request.as_of, content=compiled.with_content)
-                for statement in compiled.prepare:
+                self._load(con, source, as_of=request.as_of, content=False)
+                for statement in compiled.prepare[: -len(compiled.content_prepare) or None]:
                     con.execute(statement)
             except duckdb.Error as exc:
                 raise BuildError(f"DuckDB could not prepare the ledgers: {exc}") from exc
@@ -138,10 +139,12 @@ class DuckDBEngine:
                     workdir=request.workdir,
                 )
             )
-            # Two stages, each on its own thread and its own DuckDB connection: the next
-            # batches are listed and decided (``_decided``, a thread of its own a batch ahead)
-            # while this thread reads the eligible messages' content and makes the records
-            # (``_finish``). The stages share the ledgers (tables of the database) and the
+            # Three stages, each on its own thread, a batch or two ahead of the next: batches
+            # are listed and decided (``_decided``), then the eligible messages' content is
+            # read and made into de-identified rows (``_made``), then the rows are cut into
+            # records on this thread (``group_messages``: Python, which the other stages
+            # mostly leave free, running in DuckDB, SQLite and Arrow). The DuckDB stages have
+            # a connection each and share the ledgers (tables of the database); both read the
             # store's snapshot (``StoreReader`` serializes its driver calls).
             deciding, making = con.cursor(), con.cursor()
             try:
@@ -150,13 +153,15 @@ class DuckDBEngine:
                     keep=request.keep_decisions,
                 )  # fmt: skip
                 with Prefetch(decided) as ahead:
-                    for step in ahead:
-                        try:
-                            yield self._finish(making, compiled, source, step, request.as_of)
-                        except duckdb.Error as exc:
-                            raise BuildError(
-                                f"DuckDB failed on a batch of messages: {exc}"
-                            ) from exc
+                    made = self._made(making, compiled, source, ahead, request.as_of)
+                    with Prefetch(made, depth=1) as rows:
+                        for step, table in rows:
+                            yield EngineBatch(
+                                records=_EMPTY if table is None else group_messages(table),
+                                tally=step.tally,
+                                messages_seen=step.messages_seen,
+                                decisions=step.decisions,
+                            )
             finally:
                 deciding.close()
                 making.close()
@@ -218,18 +223,28 @@ class DuckDBEngine:
             content=table.append_column("arrival", table.column("seq")) if lake else None,
         )
 
-    def _finish(
+    def _made(
         self,
         con: duckdb.DuckDBPyConnection,
         compiled: CompiledPurpose,
         source: StoreReader,
-        step: _Decided,
+        steps: Iterable[_Decided],
         as_of: int,
-    ) -> EngineBatch:
-        """Stage two: the records of a decided batch (its eligible messages' content read,
-        de-identified and cut into records)."""
-        records = _EMPTY
-        if step.eligible is not None:
+    ) -> Iterator[tuple[_Decided, pa.Table | None]]:
+        """Stage two: each decided batch with its eligible messages' rows, in record order
+        (their content read and de-identified; None: no eligible message). What only records
+        read (settings) is loaded first, while stage one decides the first batch."""
+        if compiled.with_content:
+            try:
+                self._load(con, source, as_of=as_of, content=True)
+                for statement in compiled.content_prepare:
+                    con.execute(statement)
+            except duckdb.Error as exc:
+                raise BuildError(f"DuckDB could not prepare the ledgers: {exc}") from exc
+        for step in steps:
+            if step.eligible is None:
+                yield step, None
+                continue
             content = (
                 step.content
                 if step.content is not None
@@ -240,17 +255,13 @@ class DuckDBEngine:
             con.register("decided", step.eligible)
             con.register("content", content)
             try:
-                rows: pa.Table = con.sql(compiled.records, params=step.params).to_arrow_table()
+                rows = con.sql(compiled.records, params=step.params).to_arrow_table()
+            except duckdb.Error as exc:
+                raise BuildError(f"DuckDB failed on a batch of messages: {exc}") from exc
             finally:
                 con.unregister("decided")
                 con.unregister("content")
-            records = group_messages(rows)
-        return EngineBatch(
-            records=records,
-            tally=step.tally,
-            messages_seen=step.messages_seen,
-            decisions=step.decisions,
-        )
+            yield step, rows
 
     def _content(self, source: StoreReader, eligible: pa.Table, as_of: int) -> pa.RecordBatch:
         """The content of the ``eligible`` messages (conversation id, row key and basis). On
