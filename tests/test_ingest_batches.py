@@ -9,12 +9,19 @@ import pytest
 
 from tests.factories import Events
 from traingate.app import Traingate
+from traingate.ingest import parsing
 
 
-def test_bad_bytes_midway_keep_the_batches_before_them(tg: Traingate, ev: Events) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_bad_bytes_midway_keep_the_batches_before_them(
+    tg: Traingate, ev: Events, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The whole batches before the bad bytes are written and stay (the part of a batch read
     before them is not: nothing of it was accepted); the error reaches the caller, which
-    reports it (the CLI: "FILE is not UTF-8 text")."""
+    reports it (the CLI: "FILE is not UTF-8 text"). With parse workers, the lines in flight to
+    them when reading fails are checked and written first."""
+    monkeypatch.setattr(parsing, "INLINE", 0)
+    monkeypatch.setattr(parsing, "CHUNK", 3)
     account = "acct-batches"
     lines = [json.dumps(ev.account(account, ev.t(0)))]
     lines += [json.dumps(ev.consent(account, ev.t(1, n), granted=n % 2 == 0)) for n in range(9)]
@@ -24,7 +31,7 @@ def test_bad_bytes_midway_keep_the_batches_before_them(tg: Traingate, ev: Events
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
 
     with pytest.raises(UnicodeDecodeError):
-        tg.ingest(text(), batch_size=4)
+        tg.ingest(text(), batch_size=4, workers=workers)
     assert tg.store.count("account_plans") == 1
     assert tg.store.count("consents") == 7  # two batches of four
     again = tg.ingest(lines)

@@ -31,6 +31,7 @@ __all__ = [
     "KeyRing",
     "MasterKey",
     "PreparedHmac",
+    "ShortHasher",
     "load_or_create_keys",
     "save_keys",
 ]
@@ -62,6 +63,24 @@ class PreparedHmac:
         return outer.digest()
 
 
+class ShortHasher:
+    """``KeyRing.short_hash`` on its own: the id key and nothing else of the key ring, which is
+    all that an ingest parse worker is handed (it pickles as its key)."""
+
+    __slots__ = ("_key", "_mac")
+
+    def __init__(self, id_key: bytes) -> None:
+        self._key = id_key
+        self._mac = PreparedHmac(id_key)
+
+    def __call__(self, kind: str, value: str) -> bytes:
+        """The first 16 bytes of ``KeyRing.id_hash(kind, value)``."""
+        return self._mac.digest(f"{kind}\x00{value}".encode())[:SHORT_HASH]
+
+    def __reduce__(self) -> tuple[type[ShortHasher], tuple[bytes]]:
+        return (ShortHasher, (self._key,))
+
+
 @dataclass(frozen=True, slots=True)
 class MasterKey:
     id: str
@@ -75,10 +94,10 @@ class KeyRing:
     master_keys: tuple[MasterKey, ...]
     signing_key: bytes
     id_key: bytes
-    _id_mac: PreparedHmac = field(init=False, repr=False, compare=False)
+    short_hasher: ShortHasher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_id_mac", PreparedHmac(self.id_key))
+        object.__setattr__(self, "short_hasher", ShortHasher(self.id_key))
 
     @property
     def active_master(self) -> MasterKey:
@@ -103,7 +122,7 @@ class KeyRing:
     def short_hash(self, kind: str, value: str) -> bytes:
         """The first 16 bytes of ``id_hash`` as bytes: the compact key of the idempotency
         indexes (event ids, event bodies), where every accepted event adds an entry."""
-        return self._id_mac.digest(f"{kind}\x00{value}".encode())[:SHORT_HASH]
+        return self.short_hasher(kind, value)
 
     def sign(self, payload: bytes) -> str:
         return hmac.new(self.signing_key, payload, hashlib.sha256).hexdigest()

@@ -30,6 +30,8 @@ SETTINGS: dict[str, str] = {
     "TRAINGATE_DATASETS_DIR": "Where `traingate serve` writes builds started over the HTTP API.",
     "TRAINGATE_SPARK_MASTER": "Spark master URL of `--engine spark` builds (default local[2]).",
     "TRAINGATE_POOL_SIZE": "Store connections `traingate serve` keeps open (default 4).",
+    "TRAINGATE_INGEST_WORKERS": "Parse processes of `traingate ingest` for the lines past the"
+    " first 20,000 (default: one less than the cores, at most 4; 0: none).",
 }
 DEFAULT_SPARK_MASTER = "local[2]"
 

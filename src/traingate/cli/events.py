@@ -31,15 +31,26 @@ from traingate.ingest import DEFAULT_BATCH
     type=click.IntRange(1, 100_000),
     help="Events per transaction.",
 )
+@click.option(
+    "--workers",
+    envvar="TRAINGATE_INGEST_WORKERS",
+    default=None,
+    type=click.IntRange(0, 64),
+    help="Processes parsing the lines past the first 20,000, while this one checks and writes;"
+    " 0 parses every line here [env TRAINGATE_INGEST_WORKERS; default: one less than the"
+    " machine's cores, at most 4].",
+)
 @click.pass_context
-def ingest(ctx: click.Context, file: str, receipts_file: str | None, batch_size: int) -> None:
+def ingest(
+    ctx: click.Context, file: str, receipts_file: str | None, batch_size: int, workers: int | None
+) -> None:
     """Ingest events from FILE (JSONL, optionally .gz; - for standard input).
 
     Prints {"accepted", "duplicates", "rejected", "errors"}; exit 1 when anything was rejected.
     """
     with open_app(ctx) as tg, event_lines(file) as lines:
         try:
-            summary = tg.ingest(lines, batch_size=batch_size, actor=cli_actor())
+            summary = tg.ingest(lines, batch_size=batch_size, workers=workers, actor=cli_actor())
         except UnicodeDecodeError as exc:
             fail(f"{file} is not UTF-8 text: {exc}")
     if receipts_file and summary.receipts:

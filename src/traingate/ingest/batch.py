@@ -1,35 +1,23 @@
-"""Ingest: validate events line by line, check them against what is stored, append in batches.
+"""One ingest transaction: check a batch of parsed events against the store and each other,
+then write the accepted ones.
 
-Lines stream in; every ``batch_size`` valid events are checked and written in one transaction,
-so a file of any size runs in bounded memory and a crash loses no committed batch (a re-run
-counts those events as duplicates). Order of checks for one event: its own shape
-(``traingate.events``), then its event_id (duplicate or conflict), then its meaning against the
-store and the events before it (ownership, deletions, reused ids, the rated message).
+Order of checks for one event, after its own shape (``traingate.ingest.incoming``): its
+event_id (duplicate or conflict), then its meaning against the store and the events before it
+(ownership, deletions, reused ids, the rated message). Feedback reports are snapshotted and
+vaulted once the batch's rows are written; the observer (the audit log) hears of the batch
+inside its transaction.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from traingate.errors import EventError
-from traingate.events import (
-    AccountDeleted,
-    AccountUpdated,
-    ConsentUpdated,
-    ConversationDeleted,
-    ConversationUpdated,
-    FeedbackSubmitted,
-    MessageCreated,
-    ParsedEvent,
-    SafetyCleared,
-    SafetyFlagged,
-    canonical_json,
-    parse_line,
-)
-from traingate.policy import Policy
+from traingate.events import ConsentUpdated, FeedbackSubmitted
+from traingate.ingest.incoming import Incoming
 from traingate.store.store import Store
 from traingate.vault.snapshot import Snapshot, take_snapshot
 
@@ -40,10 +28,8 @@ __all__ = [
     "IngestError",
     "IngestSummary",
     "ReportSink",
-    "ingest_lines",
+    "write_batch",
 ]
-
-_SETTINGS = ("custom_style", "preferences", "title")
 
 # Events checked and written per transaction. Larger batches amortize what every commit
 # rewrites (the pages of the unique index on random event keys) at some memory: about 120 MB
@@ -140,7 +126,7 @@ class _Batch:
     """One transaction's worth of events: what the store knows about them, plus what earlier
     events of the batch added, and the rows waiting to be written."""
 
-    def __init__(self, store: Store, events: list[tuple[int, ParsedEvent]]) -> None:
+    def __init__(self, store: Store, events: Sequence[Incoming]) -> None:
         self.store = store
         keys = store.keys
         convs: set[str] = set()
@@ -148,21 +134,18 @@ class _Batch:
         message_ids: set[str] = set()
         flag_ids: set[str] = set()
         feedback_keys: set[str] = set()
-        for _, parsed in events:
-            event = parsed.event
-            if isinstance(event, (ConversationUpdated, ConversationDeleted, MessageCreated)):
+        for event in events:
+            if event.conversation_id is not None:
                 convs.add(event.conversation_id)
+            if event.account_id is not None:
                 accounts.add(event.account_id)
-            if isinstance(event, FeedbackSubmitted):
-                convs.add(event.conversation_id)
-                accounts.add(event.account_id)
-                feedback_keys.add(keys.id_hash("feedback", event.feedback_id))
-            if isinstance(event, (MessageCreated, FeedbackSubmitted)):
+            if event.message_id is not None:
                 message_ids.add(event.message_id)
-            if isinstance(event, (SafetyFlagged, SafetyCleared)):
+            if event.flag_id is not None:
                 flag_ids.add(event.flag_id)
-        self.event_keys = [keys.short_hash("event", parsed.event.event_id) for _, parsed in events]
-        self.event_hashes = store.known_events(self.event_keys)
+            if event.type == "feedback.submitted":
+                feedback_keys.add(keys.id_hash("feedback", event.values[0]))
+        self.event_hashes = store.known_events([event.event_key for event in events])
         self.owners = store.conversation_owners(convs)
         self.deleted_convs = store.deleted_conversations(convs)
         self.deleted_accounts = store.deleted_accounts(accounts)
@@ -179,31 +162,33 @@ class _Batch:
             rows.clear()
 
 
-def _fail(parsed: ParsedEvent, field_name: str, message: str) -> EventError:
-    return EventError(message, field=field_name, event_id=parsed.event.event_id)
+def _fail(event: Incoming, field_name: str, message: str) -> EventError:
+    return EventError(message, field=field_name, event_id=event.event_id)
 
 
-def _check_conversation(
-    batch: _Batch, parsed: ParsedEvent, conversation_id: str, account_id: str
-) -> None:
-    """Refuse additions to a deleted conversation or account, or to another's conversation."""
+def _check_conversation(batch: _Batch, event: Incoming) -> tuple[str, str]:
+    """Refuse additions to a deleted conversation or account, or to another's conversation.
+    Returns the conversation and account ids."""
+    conversation_id, account_id = event.conversation_id, event.account_id
+    assert conversation_id is not None and account_id is not None  # the event types checked
     if conversation_id in batch.deleted_convs:
         raise _fail(
-            parsed,
+            event,
             "conversation_id",
             f"conversation {conversation_id!r} was deleted; nothing may be added to it",
         )
     if account_id in batch.deleted_accounts:
         raise _fail(
-            parsed, "account_id", f"account {account_id!r} was deleted; nothing may be added to it"
+            event, "account_id", f"account {account_id!r} was deleted; nothing may be added to it"
         )
     owner = batch.owners.get(conversation_id)
     if owner is not None and owner != account_id:
         raise _fail(
-            parsed,
+            event,
             "account_id",
             f"conversation {conversation_id!r} belongs to another account",
         )
+    return conversation_id, account_id
 
 
 def _claim(
@@ -214,104 +199,88 @@ def _claim(
         batch.rows["conversations"].append((conversation_id, account_id, seq, incognito))
 
 
-def _apply(batch: _Batch, parsed: ParsedEvent, line: int, seq: int) -> None:
+def _apply(batch: _Batch, event: Incoming, seq: int) -> None:
     """Check one event against the batch state and queue its rows (a report is queued for
-    the vault). Raises EventError to reject."""
-    event = parsed.event
+    the vault). Raises EventError to reject. ``Incoming`` documents ``values``."""
     rows = batch.rows
-    if isinstance(event, MessageCreated):  # the most common event first
-        _check_conversation(batch, parsed, event.conversation_id, event.account_id)
-        if event.message_id in batch.message_places:
-            raise _fail(parsed, "message_id", f"message_id {event.message_id!r} is already used")
-        _claim(batch, event.conversation_id, event.account_id, seq)
-        attachments = (
-            canonical_json([a.model_dump() for a in event.attachments])
-            if event.attachments
-            else "[]"
-        )
+    kind, at = event.type, event.at
+    if kind == "message.created":  # the most common event first
+        conversation_id, account_id = _check_conversation(batch, event)
+        message_id = event.message_id
+        assert message_id is not None
+        if message_id in batch.message_places:
+            raise _fail(event, "message_id", f"message_id {message_id!r} is already used")
+        _claim(batch, conversation_id, account_id, seq)
+        role, content, attachments = event.values
         rows["messages"].append(
-            (
-                event.message_id,
-                seq,
-                event.conversation_id,
-                event.account_id,
-                event.role,
-                event.at,
-                event.content,
-                attachments,
-            )
+            (message_id, seq, conversation_id, account_id, role, at, content, attachments)
         )
-        batch.message_places[event.message_id] = (event.conversation_id, event.at)
-    elif isinstance(event, AccountUpdated):
-        rows["account_plans"].append(
-            (seq, event.account_id, event.at, event.plan, event.organization_id, event.email)
-        )
-    elif isinstance(event, AccountDeleted):
-        rows["account_deletions"].append((seq, event.account_id, event.at))
+        batch.message_places[message_id] = (conversation_id, at)
+    elif kind == "account.updated":
+        rows["account_plans"].append((seq, event.account_id, at, *event.values))
+    elif kind == "account.deleted":
+        assert event.account_id is not None
+        rows["account_deletions"].append((seq, event.account_id, at))
         batch.deleted_accounts.add(event.account_id)
-    elif isinstance(event, ConsentUpdated):
-        rows["consents"].append(
-            (seq, event.scope, event.subject, event.at, event.granted, event.source)
-        )
-    elif isinstance(event, ConversationUpdated):
-        _check_conversation(batch, parsed, event.conversation_id, event.account_id)
-        if event.incognito is not None and event.conversation_id in batch.owners:
-            raise _fail(parsed, "incognito", "can only be set by the conversation's first event")
-        _claim(batch, event.conversation_id, event.account_id, seq, incognito=bool(event.incognito))
-        present = {
-            name: getattr(event, name) for name in _SETTINGS if name in event.model_fields_set
-        }
-        rows["conversation_settings"].append(
-            (seq, event.conversation_id, event.at, canonical_json(present))
-        )
-    elif isinstance(event, ConversationDeleted):
-        owner = batch.owners.get(event.conversation_id)
-        if owner is not None and owner != event.account_id:
-            raise _fail(
-                parsed,
-                "account_id",
-                f"conversation {event.conversation_id!r} belongs to another account",
-            )
-        _claim(batch, event.conversation_id, event.account_id, seq)
-        rows["conversation_deletions"].append(
-            (seq, event.conversation_id, event.account_id, event.at)
-        )
-        batch.deleted_convs.add(event.conversation_id)
-    elif isinstance(event, FeedbackSubmitted):
-        _apply_feedback(batch, parsed, event, line, seq)
-    elif isinstance(event, SafetyFlagged):
+    elif kind == "consent.updated":
+        scope, subject, granted, source = event.values
+        rows["consents"].append((seq, scope, subject, at, granted, source))
+    elif kind == "conversation.updated":
+        conversation_id, account_id = _check_conversation(batch, event)
+        incognito, settings = event.values
+        if incognito is not None and conversation_id in batch.owners:
+            raise _fail(event, "incognito", "can only be set by the conversation's first event")
+        _claim(batch, conversation_id, account_id, seq, incognito=bool(incognito))
+        rows["conversation_settings"].append((seq, conversation_id, at, settings))
+    elif kind == "conversation.deleted":
+        _apply_deletion(batch, event, seq)
+    elif kind == "feedback.submitted":
+        _apply_feedback(batch, event, seq)
+    elif kind == "safety.flagged":
+        assert event.flag_id is not None
         if event.flag_id in batch.flags:
-            raise _fail(parsed, "flag_id", f"flag_id {event.flag_id!r} is already used")
-        rows["flags"].append(
-            (event.flag_id, seq, event.conversation_id, event.policy, event.at, event.reason)
-        )
+            raise _fail(event, "flag_id", f"flag_id {event.flag_id!r} is already used")
+        policy, reason = event.values
+        rows["flags"].append((event.flag_id, seq, event.conversation_id, policy, at, reason))
         batch.flags.add(event.flag_id)
-    elif isinstance(event, SafetyCleared):
+    elif kind == "safety.cleared":
         if event.flag_id not in batch.flags:
-            raise _fail(parsed, "flag_id", f"names no flag the store holds ({event.flag_id!r})")
-        rows["flag_clears"].append((seq, event.flag_id, event.at))
+            raise _fail(event, "flag_id", f"names no flag the store holds ({event.flag_id!r})")
+        rows["flag_clears"].append((seq, event.flag_id, at))
 
 
-def _apply_feedback(
-    batch: _Batch, parsed: ParsedEvent, event: FeedbackSubmitted, line: int, seq: int
-) -> None:
-    _check_conversation(batch, parsed, event.conversation_id, event.account_id)
-    feedback_key = batch.store.keys.id_hash("feedback", event.feedback_id)
-    if feedback_key in batch.feedback:
-        raise _fail(parsed, "feedback_id", f"feedback_id {event.feedback_id!r} is already used")
-    place = batch.message_places.get(event.message_id)
-    if place is None or place[0] != event.conversation_id:
+def _apply_deletion(batch: _Batch, event: Incoming, seq: int) -> None:
+    conversation_id, account_id = event.conversation_id, event.account_id
+    assert conversation_id is not None and account_id is not None
+    owner = batch.owners.get(conversation_id)
+    if owner is not None and owner != account_id:
         raise _fail(
-            parsed,
+            event, "account_id", f"conversation {conversation_id!r} belongs to another account"
+        )
+    _claim(batch, conversation_id, account_id, seq)
+    batch.rows["conversation_deletions"].append((seq, conversation_id, account_id, event.at))
+    batch.deleted_convs.add(conversation_id)
+
+
+def _apply_feedback(batch: _Batch, event: Incoming, seq: int) -> None:
+    conversation_id, _ = _check_conversation(batch, event)
+    report = event.event
+    assert isinstance(report, FeedbackSubmitted)
+    feedback_key = batch.store.keys.id_hash("feedback", report.feedback_id)
+    if feedback_key in batch.feedback:
+        raise _fail(event, "feedback_id", f"feedback_id {report.feedback_id!r} is already used")
+    place = batch.message_places.get(report.message_id)
+    if place is None or place[0] != conversation_id:
+        raise _fail(
+            event,
             "message_id",
-            f"the store holds no message {event.message_id!r} in conversation "
-            f"{event.conversation_id!r}",
+            f"the store holds no message {report.message_id!r} in conversation {conversation_id!r}",
         )
     if place[1] > event.at:
-        raise _fail(parsed, "message_id", "the rated message is later than the report")
+        raise _fail(event, "message_id", "the rated message is later than the report")
     batch.rows["feedback_keys"].append((feedback_key,))
     batch.feedback.add(feedback_key)
-    batch.reports.append((line, seq, event))
+    batch.reports.append((event.line, seq, report))
 
 
 def _file_reports(batch: _Batch, sink: ReportSink, summary: IngestSummary) -> None:
@@ -334,23 +303,25 @@ def _file_reports(batch: _Batch, sink: ReportSink, summary: IngestSummary) -> No
         summary.receipts.append((line, report.event_id, receipt))
 
 
-def _write_batch(
+def write_batch(
+    *,
     store: Store,
     sink: ReportSink,
-    events: list[tuple[int, ParsedEvent]],
+    events: Sequence[Incoming],
     summary: IngestSummary,
     observer: BatchObserver | None = None,
 ) -> None:
-    keys = store.keys
+    """Check and write ``events`` in one transaction, counting them into ``summary``."""
     accepted: Counter[str] = Counter()
     consents: list[ConsentUpdated] = []
     duplicates, rejected = summary.duplicates, summary.rejected
     with store.db.transaction():
         batch = _Batch(store, events)
-        for (line, parsed), event_key in zip(events, batch.event_keys, strict=True):
-            event = parsed.event
-            body_hash = keys.short_hash("body", parsed.body)
-            known = batch.event_hashes.get(event_key)
+        rows_events, rows_reports = batch.rows["events"], batch.rows["report_events"]
+        known_hashes = batch.event_hashes
+        for event in events:
+            event_key, body_hash = event.event_key, event.body_hash
+            known = known_hashes.get(event_key)
             if known is not None:
                 if known == body_hash:
                     summary.duplicates += 1
@@ -360,30 +331,28 @@ def _write_batch(
                             "event_id was already accepted with a different body",
                             field="event_id",
                             event_id=event.event_id,
-                            line=line,
+                            line=event.line,
                         )
                     )
                 continue
             seq = batch.seq
             try:
-                _apply(batch, parsed, line, seq)
+                _apply(batch, event, seq)
             except EventError as exc:
                 summary.reject(
-                    EventError(exc.message, field=exc.field, event_id=exc.event_id, line=line)
+                    EventError(exc.message, field=exc.field, event_id=exc.event_id, line=event.line)
                 )
                 continue
-            if isinstance(event, FeedbackSubmitted):  # no seq, time or body: see report_events
-                batch.rows["report_events"].append((event_key, body_hash))
+            if event.type == "feedback.submitted":  # no seq, time or body: see report_events
+                rows_reports.append((event_key, body_hash))
             else:
-                batch.rows["events"].append(
-                    (seq, event_key, body_hash, event.type, event.at, parsed.body)
-                )
+                rows_events.append((seq, event_key, body_hash, event.type, event.at, event.body))
                 batch.seq += 1
-            batch.event_hashes[event_key] = body_hash
+            known_hashes[event_key] = body_hash
             summary.accepted += 1
             accepted[event.type] += 1
-            if isinstance(event, ConsentUpdated):
-                consents.append(event)
+            if isinstance(event.event, ConsentUpdated):
+                consents.append(event.event)
         _file_reports(batch, sink, summary)
         if observer is not None and accepted:
             observer.accepted(
@@ -394,38 +363,3 @@ def _write_batch(
                     consents=tuple(consents),
                 )
             )
-
-
-def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
-    for number, text in enumerate(lines, start=1):
-        if text.strip():
-            yield number, text
-
-
-def ingest_lines(
-    *,
-    store: Store,
-    sink: ReportSink,
-    policy: Policy,
-    lines: Iterable[str],
-    batch_size: int = DEFAULT_BATCH,
-    observer: BatchObserver | None = None,
-) -> IngestSummary:
-    """Ingest JSONL lines (blank lines are skipped but counted). Returns the summary.
-    ``observer`` hears of each batch that accepted something, inside its transaction."""
-    summary = IngestSummary()
-    pending: list[tuple[int, ParsedEvent]] = []
-    plans = policy.plans
-    for number, text in _numbered(lines):
-        try:
-            pending.append((number, parse_line(text, plans=plans, line=number)))
-        except EventError as exc:
-            summary.reject(exc)
-            continue
-        if len(pending) >= batch_size:
-            _write_batch(store, sink, pending, summary, observer)
-            pending = []
-    if pending:
-        _write_batch(store, sink, pending, summary, observer)
-    summary.errors.sort(key=lambda e: e.line)
-    return summary

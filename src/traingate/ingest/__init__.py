@@ -1,0 +1,85 @@
+"""Ingest: validate events line by line, check them against what is stored, append in batches.
+
+Lines stream in and are parsed (``incoming``: shape, canonical body, keyed hashes), in worker
+processes when the file is large (``parsing``); every ``batch_size`` parsed events are checked
+and written in one transaction (``batch``), so a file of any size runs in bounded memory and a
+crash loses no committed batch (a re-run counts those events as duplicates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from traingate.ingest import parsing
+from traingate.ingest.batch import (
+    DEFAULT_BATCH,
+    AcceptedBatch,
+    BatchObserver,
+    IngestError,
+    IngestSummary,
+    ReportSink,
+    write_batch,
+)
+from traingate.ingest.incoming import Incoming, Rejected
+from traingate.ingest.parsing import default_workers, parse_lines
+from traingate.policy import Policy
+from traingate.store.store import Store
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "AcceptedBatch",
+    "BatchObserver",
+    "IngestError",
+    "IngestSummary",
+    "ReportSink",
+    "default_workers",
+    "ingest_lines",
+]
+
+
+def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    for number, text in enumerate(lines, start=1):
+        if text.strip():
+            yield number, text
+
+
+def ingest_lines(
+    *,
+    store: Store,
+    sink: ReportSink,
+    policy: Policy,
+    lines: Iterable[str],
+    batch_size: int = DEFAULT_BATCH,
+    observer: BatchObserver | None = None,
+    workers: int | None = None,
+) -> IngestSummary:
+    """Ingest JSONL lines (blank lines are skipped but counted). Returns the summary.
+    ``observer`` hears of each batch that accepted something, inside its transaction.
+    Lines past the first ``parsing.INLINE`` are parsed by ``workers`` processes (default:
+    ``default_workers()``; 0 parses every line here)."""
+    summary = IngestSummary()
+    pending: list[Incoming] = []
+    parsed = parse_lines(
+        _numbered(lines),
+        plans=policy.plans,
+        short_hash=store.keys.short_hasher,
+        workers=default_workers() if workers is None else workers,
+        inline=parsing.INLINE,
+    )
+    try:
+        for item in parsed:
+            if isinstance(item, Rejected):
+                summary.reject(item.error())
+                continue
+            pending.append(item)
+            if len(pending) >= batch_size:
+                write_batch(
+                    store=store, sink=sink, events=pending, summary=summary, observer=observer
+                )
+                pending = []
+        if pending:
+            write_batch(store=store, sink=sink, events=pending, summary=summary, observer=observer)
+    finally:
+        parsed.close()  # stops the workers now, whatever happened
+    summary.errors.sort(key=lambda e: e.line)
+    return summary

@@ -1,0 +1,162 @@
+"""Numbered lines into ``Incoming`` events, in this process or in parse workers.
+
+Validating an event costs about as much as checking and writing it, so the lines of a large
+file are parsed by worker processes while this process checks and writes. The first ``inline``
+lines are parsed here, one at a time (an API request or a small file never starts a worker);
+when more follow, chunks of lines go round-robin to the workers, a bounded number at a time
+(memory stays flat), and their results are read back in file order.
+
+A worker is ``python -m traingate.ingest.worker`` speaking pickles over its standard input and
+output: a fresh interpreter that imports traingate alone (``multiprocessing``'s spawn would run
+the caller's main module again in the child), handed the id key and nothing else of the key
+ring. A thread per worker feeds its input, so that neither side can block the other on a full
+pipe. If a worker fails, the chunks it held and every later line are parsed here instead. When
+reading the source fails (bad bytes midway), the lines read before the failure are handed on
+first, as if parsed here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from itertools import islice
+from typing import IO
+
+from traingate.ingest.incoming import Incoming, Rejected, read_chunk, read_numbered
+from traingate.keys import ShortHasher
+
+__all__ = ["CHUNK", "INLINE", "WORKER_ARGS", "default_workers", "parse_lines"]
+
+INLINE = 20_000  # lines parsed in this process before any worker starts
+CHUNK = 2_000  # lines per worker task: enough to amortize a task, small enough to stream
+_AHEAD = 2  # tasks queued per worker beyond the one it runs
+
+# How a worker is started: this interpreter, running traingate.ingest.worker.
+WORKER_ARGS: tuple[str, ...] = ("-m", "traingate.ingest.worker")
+
+Chunk = list[tuple[int, str]]
+Parsed = Incoming | Rejected
+
+
+def default_workers() -> int:
+    """Parse workers when none are asked for: a core is left to the process that checks and
+    writes, and at most four (beyond that, checking and writing is the bottleneck)."""
+    return max(0, min((os.cpu_count() or 1) - 1, 4))
+
+
+class _Worker:
+    """One worker process, its feeding thread and its result stream."""
+
+    def __init__(self, plans: Mapping[str, str], short_hash: ShortHasher) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, *WORKER_ARGS],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._results: IO[bytes] = self._process.stdout
+        self._tasks: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._tasks.put((dict(plans), short_hash))
+        self._feeder = threading.Thread(
+            target=self._feed, args=(self._process.stdin,), name="ingest-feeder", daemon=True
+        )
+        self._feeder.start()
+
+    def _feed(self, pipe: IO[bytes]) -> None:
+        with contextlib.suppress(OSError), pipe:  # OSError: the worker is gone (see result)
+            while (task := self._tasks.get()) is not None:
+                pickle.dump(task, pipe, pickle.HIGHEST_PROTOCOL)
+                pipe.flush()
+
+    def submit(self, chunk: Chunk) -> None:
+        self._tasks.put(chunk)
+
+    def result(self) -> list[Parsed]:
+        """The next chunk's results; raises EOFError or UnpicklingError if the worker died."""
+        parsed: list[Parsed] = pickle.load(self._results)
+        return parsed
+
+    def stop(self) -> None:
+        self._tasks.put(None)
+        self._feeder.join(timeout=5)
+        if self._process.poll() is None:
+            self._process.terminate()
+        self._process.wait()
+        self._results.close()
+
+
+def _in_workers(
+    source: Iterator[tuple[int, str]],
+    *,
+    plans: Mapping[str, str],
+    short_hash: ShortHasher,
+    workers: int,
+) -> Iterator[Parsed]:
+    pool = [_Worker(plans, short_hash) for _ in range(workers)]
+    pending: deque[tuple[_Worker, Chunk]] = deque()
+    broken = False
+    sent = 0
+
+    def take() -> list[Parsed]:
+        nonlocal broken
+        worker, chunk = pending.popleft()
+        if not broken:
+            try:
+                return worker.result()
+            except (EOFError, OSError, pickle.UnpicklingError):
+                broken = True
+        return read_chunk(chunk, plans, short_hash)
+
+    try:
+        while True:
+            try:
+                chunk = list(islice(source, CHUNK))
+            except Exception:
+                while pending:  # what was read before the failure, then the failure
+                    yield from take()
+                raise
+            if not chunk:
+                break
+            if broken:
+                while pending:
+                    yield from take()
+                yield from read_chunk(chunk, plans, short_hash)
+                continue
+            worker = pool[sent % workers]
+            worker.submit(chunk)
+            pending.append((worker, chunk))
+            sent += 1
+            if len(pending) > workers * (1 + _AHEAD):
+                yield from take()
+        while pending:
+            yield from take()
+    finally:
+        for worker in pool:
+            worker.stop()
+
+
+def parse_lines(
+    lines: Iterable[tuple[int, str]],
+    *,
+    plans: Mapping[str, str],
+    short_hash: ShortHasher,
+    workers: int,
+    inline: int,
+) -> Generator[Parsed, None, None]:
+    """Every numbered line as an ``Incoming`` or a ``Rejected``, in order: the first
+    ``inline`` in this process, the rest in ``workers`` processes (here too when 0)."""
+    source = iter(lines)
+    for number, text in islice(source, inline):
+        yield read_numbered(number, text, plans, short_hash)
+    if workers < 1:
+        for number, text in source:
+            yield read_numbered(number, text, plans, short_hash)
+        return
+    yield from _in_workers(source, plans=plans, short_hash=short_hash, workers=workers)

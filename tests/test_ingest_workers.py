@@ -1,0 +1,127 @@
+"""Parse workers (``traingate.ingest.parsing``): a file parsed in worker processes gives the
+same summary, errors, receipts and stored rows as one parsed in the ingesting process."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.factories import Events
+from traingate.app import Traingate
+from traingate.ingest import parsing
+from traingate.sample.importer import sample_events_path
+from traingate.settings import Settings
+
+# Every table ingest writes, with an order that makes two stores comparable row by row.
+TABLES = {
+    "events": "seq",
+    "report_events": "event_key",
+    "account_plans": "event_seq",
+    "account_deletions": "event_seq",
+    "consents": "event_seq",
+    "conversations": "conversation_id",
+    "conversation_settings": "event_seq",
+    "conversation_deletions": "event_seq",
+    "messages": "event_seq",
+    "flags": "event_seq",
+    "flag_clears": "event_seq",
+    "feedback_keys": "feedback_key",
+}
+
+
+def _rows(tg: Traingate) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        table: [
+            tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+            for row in tg.store.db.execute(f"SELECT * FROM {table} ORDER BY {order}")
+        ]
+        for table, order in TABLES.items()
+    }
+
+
+@pytest.fixture(autouse=True)
+def workers_from_the_first_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parsing, "INLINE", 0)
+
+
+@pytest.fixture
+def reference(tmp_path: Path, settings: Settings) -> Iterator[Traingate]:
+    """A second SQLite store sharing the key file of ``tg``, so keyed hashes compare."""
+    other = Settings(
+        db_url=f"sqlite:///{tmp_path / 'ref' / 'ref.sqlite'}", key_file=settings.key_file
+    )
+    with Traingate.open(other) as app:
+        yield app
+
+
+def _mixed(e: Events) -> list[str]:
+    """Valid events of every type, refusals of every stage (JSON, shape, state), duplicates
+    and a conflict, across many chunks."""
+    events: list[dict[str, Any]] = []
+    for n in range(40):
+        account, conv = f"a{n}", f"c{n}"
+        events += [
+            e.account(account, e.t(0), email=f"user{n}@example.com"),
+            e.consent(account, e.t(1), granted=n % 2 == 0),
+            e.conversation(conv, account, e.t(1), incognito=n % 7 == 0),
+            e.message(f"m{n}", conv, account, e.t(2), role="user"),
+            e.message(f"m{n}b", conv, account, e.t(3), role="assistant"),
+            e.feedback(f"f{n}", account, conv, f"m{n}b", e.t(4)),
+            e.message(f"m{n}", conv, account, e.t(5)),  # reused message_id: refused
+            e.flag(f"fl{n}", conv, e.t(6)),
+        ]
+        if n % 5 == 0:
+            events += [e.clear(f"fl{n}", e.t(7)), e.conversation_deleted(conv, account, e.t(8))]
+    lines = [json.dumps(event) for event in events]
+    lines[10:10] = ["{not json", '{"type": "message.created"}', "", "[1]"]
+    lines.append(json.dumps({**events[3], "content": "another body"}))  # conflict
+    return lines + lines[:50]  # duplicates
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_workers_match_parsing_here(
+    tg: Traingate,
+    reference: Traingate,
+    ev: Events,
+    workers: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(parsing, "CHUNK", 7)
+    lines = _mixed(ev)
+    here = reference.ingest(lines, workers=0, batch_size=25)
+    there = tg.ingest(lines, workers=workers, batch_size=25)
+    assert there.to_dict() == here.to_dict()
+    assert (here.accepted, here.duplicates, here.rejected) == (296, 41, 52)
+    assert len(there.receipts) == len(here.receipts) == 40
+    assert _rows(tg) == _rows(reference)
+
+
+def test_the_bundled_sample_through_workers(
+    tg: Traingate, reference: Traingate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parsing, "CHUNK", 997)
+    with gzip.open(sample_events_path(), "rt", encoding="utf-8") as source:
+        lines = list(source)
+    here = reference.ingest(lines, workers=0, batch_size=5_000)
+    there = tg.ingest(lines, workers=2, batch_size=5_000)
+    assert there.to_dict() == here.to_dict()
+    assert there.rejected == 0 and there.accepted > 15_000
+    assert [r[:2] for r in there.receipts] == [r[:2] for r in here.receipts]
+    assert _rows(tg) == _rows(reference)
+
+
+def test_a_worker_that_fails_is_replaced_by_parsing_here(
+    tg: Traingate, reference: Traingate, ev: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parsing, "CHUNK", 5)
+    monkeypatch.setattr(parsing, "WORKER_ARGS", ("-c", "import sys; sys.exit(3)"))
+    lines = _mixed(ev)
+    here = reference.ingest(lines, workers=0, batch_size=25)
+    there = tg.ingest(lines, workers=2, batch_size=25)
+    assert there.to_dict() == here.to_dict()
+    assert _rows(tg) == _rows(reference)
