@@ -140,6 +140,48 @@ def test_a_failed_build_leaves_no_lineage(
     assert list(tmp_path.glob(".mt*")) == [] and not (tmp_path / "mt").exists()
 
 
+@pytest.mark.store
+def test_a_failure_making_feedback_records_fails_the_build(
+    tg: Traingate, ev: Events, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Feedback records are made on a worker thread while the engine runs: its error fails
+    the build in the caller's thread, leaving no directory and no lineage."""
+    receipt_of(tg, ev)
+
+    def fail(**_: Any) -> Any:
+        raise RuntimeError("the vault is unreadable")
+        yield
+
+    monkeypatch.setattr(builder_module, "_feedback", fail)
+    with pytest.raises(RuntimeError, match="the vault is unreadable"):
+        build(tg, tmp_path / "mt", "model_training", 3)
+    assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]
+    assert list(tmp_path.glob(".mt*")) == [] and not (tmp_path / "mt").exists()
+
+
+@pytest.mark.store
+def test_a_failure_finishing_the_files_rolls_the_pending_lineage_back(
+    tg: Traingate, ev: Events, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The items are inserted on a worker thread while the files are finished: a failure
+    there rolls the insert back (no row, no item) and leaves no directory."""
+    receipt_of(tg, ev)
+    close = builder_module.BackgroundWriter.close
+
+    def fail(self: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(builder_module.BackgroundWriter, "close", fail)
+    with pytest.raises(OSError, match="disk full"):
+        build(tg, tmp_path / "mt", "model_training", 3)
+    assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]
+    assert tg.store.db.execute("SELECT COUNT(*) FROM build_items") == [(0,)]
+    assert list(tmp_path.glob(".mt*")) == [] and not (tmp_path / "mt").exists()
+    monkeypatch.setattr(builder_module.BackgroundWriter, "close", close)
+    again = build(tg, tmp_path / "mt", "model_training", 3)  # the store was left writable
+    assert [b.build.build_id for b in tg.lineage(conversation_id="c1").builds] == [again.build_id]
+
+
 def test_lineage_needs_exactly_one_item(tg: Traingate) -> None:
     with pytest.raises(ConfigError):
         tg.lineage()

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import queue
 import secrets
 import shutil
 import threading
@@ -56,6 +57,7 @@ from traingate.build.writer import FORMATS, BackgroundWriter, Format, PartWriter
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
 from traingate.policy import PolicySet, decide_report
+from traingate.store.db import Database
 from traingate.store.export import StoreReader, open_reader
 from traingate.store.store import Store
 from traingate.timeutil import now_micros
@@ -208,6 +210,51 @@ class _FeedbackAhead:
 
 
 _NO_RECORDS = pa.RecordBatch.from_pylist([], schema=RECORD_SCHEMA)
+
+
+class _Abandoned(Exception):
+    """The build failed before its row was known: its pending lineage is rolled back."""
+
+
+class _Recording:
+    """Phase 1 of the lineage (``record_pending``) on a worker thread, started once every
+    record is out: the build's items are inserted while its files are finished and its
+    manifest written, and its row, handed over by ``finish``, joins them in the same
+    transaction. The store's connection is the worker's meanwhile (the builder does not use it
+    until ``finish`` returns). ``abandon`` rolls the transaction back and waits."""
+
+    def __init__(self, db: Database, *, build_id: str, spool: LineageSpool, scratch: Path):
+        self._rows: queue.Queue[BuildRow | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+
+        def work() -> None:
+            try:
+                record_pending(
+                    db, build_id=build_id, build=self._row, items=spool.chunks(), scratch=scratch
+                )
+            except BaseException as exc:  # raised in the builder's thread by finish
+                self._error = exc
+
+        self._thread = threading.Thread(target=work, name="traingate-lineage")
+        self._thread.start()
+
+    def _row(self) -> BuildRow:
+        row = self._rows.get()
+        if row is None:
+            raise _Abandoned
+        return row
+
+    def finish(self, build: BuildRow) -> None:
+        """Hand over the build's row and wait for the commit (or raise its error)."""
+        self._rows.put(build)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abandon(self) -> None:
+        with contextlib.suppress(queue.Full):
+            self._rows.put_nowait(None)
+        self._thread.join()
 
 
 def _messages_by_policy(
@@ -406,6 +453,7 @@ def build_dataset(
     )
     spool = LineageSpool(scratch / "lineage.tsv")
     moved = recorded = False
+    recording: _Recording | None = None
     try:
         counts: Counter[tuple[str, str]] = Counter()
         sizes: Counter[tuple[str, str]] = Counter()
@@ -429,6 +477,8 @@ def build_dataset(
             seen += step.messages_seen
             by_policy[0].update(step.messages_by_policy)
             by_policy[1].update(step.reports_by_policy)
+        build_id = f"build-{secrets.token_hex(8)}"
+        recording = _Recording(store.db, build_id=build_id, spool=spool, scratch=scratch)
         files = writer.close()
         totals = {key: (counts[key], sizes[key]) for key in counts}
         if len(policies.policies) == 1 and seen:
@@ -461,7 +511,7 @@ def build_dataset(
         fsync_path(staging / "manifest.json")
         fsync_path(staging)
         build = BuildRow(
-            build_id=f"build-{secrets.token_hex(8)}",
+            build_id=build_id,
             built_at=clock(),
             purpose=request.purpose,
             as_of=request.as_of,
@@ -477,7 +527,7 @@ def build_dataset(
 
         result = BuildResult(build_id=build.build_id, path=target, manifest=manifest)
         _refuse_existing(target)
-        record_pending(store.db, build=build, items=spool.chunks(), scratch=scratch)
+        recording.finish(build)
         recorded = True
         _refuse_existing(target)
         os.rename(staging, target)
@@ -489,6 +539,8 @@ def build_dataset(
             on_complete=None if on_complete is None else lambda: on_complete(result),
         )
     except BaseException:
+        if recording is not None:
+            recording.abandon()
         writer.abort()
         shutil.rmtree(target if moved else staging, ignore_errors=True)
         if recorded:

@@ -204,22 +204,29 @@ def _insert(db: Database, table: str, columns: Sequence[str], rows: list[tuple[A
 
 
 def record_pending(
-    db: Database, *, build: BuildRow, items: Iterable[Sequence[StoredItem]], scratch: Path
+    db: Database,
+    *,
+    build: BuildRow | Callable[[], BuildRow],
+    items: Iterable[Sequence[StoredItem]],
+    scratch: Path,
+    build_id: str | None = None,
 ) -> None:
-    """Phase 1: commit ``build`` and its items, pending, with the build's locked scratch.
-    The items should come in key order (``LineageSpool.chunks``), so that their rows are
-    appended rather than scattered (any order is correct)."""
+    """Phase 1: commit the build's items and its row, pending, with the build's locked
+    scratch, in one transaction. The items should come in key order (``LineageSpool.chunks``),
+    so that their rows are appended rather than scattered (any order is correct). ``build``
+    may be a callable giving the row once the items are in (named ``build_id`` meanwhile): a
+    build inserts its items while it finishes its files; an exception of the callable rolls
+    everything back."""
+    name = build.build_id if isinstance(build, BuildRow) else build_id
+    if name is None:
+        raise ValueError("record_pending: name the build (build_id) when its row comes later")
     with db.transaction():
-        _insert(
-            db, "builds", (*_BUILD_COLUMNS, "pending_scratch"), [(*build.values(), str(scratch))]
-        )
         for chunk in items:
-            _insert(
-                db,
-                "build_items",
-                _ITEM_COLUMNS,
-                [(build.build_id, *item) for item in chunk],
-            )
+            _insert(db, "build_items", _ITEM_COLUMNS, [(name, *item) for item in chunk])
+        row = build if isinstance(build, BuildRow) else build()
+        if row.build_id != name:
+            raise ValueError(f"record_pending: items of {name}, row of {row.build_id}")
+        _insert(db, "builds", (*_BUILD_COLUMNS, "pending_scratch"), [(*row.values(), str(scratch))])
 
 
 def complete_build(
