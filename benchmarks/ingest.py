@@ -6,7 +6,9 @@ Generates a deterministic JSONL file of N events (accounts, consent, conversatio
 messages, a little feedback, flags and clears), then for each backend, in separate processes so
 peak RSS is each run's own:
 
-- traingate: the full ingest (validation, idempotency, state checks, vault snapshots);
+- traingate: the full ingest (validation, idempotency, state checks, vault snapshots), with
+  its default parse workers (``traingate.ingest.default_workers()``: one less than the cores,
+  so one on two cores) parsing the lines past the first 20,000 while it checks and writes;
 - baseline: ``json.loads`` of each line and a bare ``executemany`` of the same rows into the same
   tables of a fresh database of the same backend, with no checks at all, committed every
   ``DEFAULT_BATCH`` events as traingate commits.
@@ -387,6 +389,9 @@ def main() -> None:
             f"generated {args.events:,} events ({file.stat().st_size / 1e6:.0f} MB) "
             f"in {time.perf_counter() - started:.1f}s"
         )
+        from traingate.ingest import default_workers
+
+        print(f"traingate parses with {default_workers()} worker process(es) beside its own")
         print(
             f"{'backend':<11} {'run':<10} {'events/s':>10} {'seconds':>8} {'peak RSS':>9}"
             f" {'ratio':>6}"

@@ -14,6 +14,7 @@ import pytest
 from tests.factories import Events
 from traingate.app import Traingate
 from traingate.ingest import parsing
+from traingate.keys import ShortHasher
 from traingate.sample.importer import sample_events_path
 from traingate.settings import Settings
 
@@ -115,13 +116,37 @@ def test_the_bundled_sample_through_workers(
     assert _rows(tg) == _rows(reference)
 
 
+def _cannot_start(*args: object, **kwargs: object) -> None:
+    raise OSError(24, "Too many open files")
+
+
+@pytest.mark.parametrize("failure", ["exits at once", "cannot start"])
 def test_a_worker_that_fails_is_replaced_by_parsing_here(
-    tg: Traingate, reference: Traingate, ev: Events, monkeypatch: pytest.MonkeyPatch
+    tg: Traingate,
+    reference: Traingate,
+    ev: Events,
+    failure: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(parsing, "CHUNK", 5)
-    monkeypatch.setattr(parsing, "WORKER_ARGS", ("-c", "import sys; sys.exit(3)"))
+    if failure == "exits at once":
+        monkeypatch.setattr(parsing, "WORKER_ARGS", ("-c", "import sys; sys.exit(3)"))
+    else:
+        monkeypatch.setattr(parsing.subprocess, "Popen", _cannot_start)
     lines = _mixed(ev)
     here = reference.ingest(lines, workers=0, batch_size=25)
     there = tg.ingest(lines, workers=2, batch_size=25)
     assert there.to_dict() == here.to_dict()
     assert _rows(tg) == _rows(reference)
+
+
+def test_stopping_early_stops_the_workers(ev: Events, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that stops reading (an error while writing a batch) ends the workers at once,
+    even those blocked writing results nobody reads."""
+    monkeypatch.setattr(parsing, "CHUNK", 50)
+    lines = [(n, json.dumps(ev.account(f"a{n}", ev.t(0)))) for n in range(1, 20_001)]
+    parsed = parsing.parse_lines(
+        lines, plans={"free": "consumer"}, short_hash=ShortHasher(b"k" * 32), workers=2, inline=0
+    )
+    assert [next(parsed).line for _ in range(3)] == [1, 2, 3]
+    parsed.close()  # returns: no worker left running or blocked

@@ -10,7 +10,8 @@ A worker is ``python -m traingate.ingest.worker`` speaking pickles over its stan
 output: a fresh interpreter that imports traingate alone (``multiprocessing``'s spawn would run
 the caller's main module again in the child), handed the id key and nothing else of the key
 ring. A thread per worker feeds its input, so that neither side can block the other on a full
-pipe. If a worker fails, the chunks it held and every later line are parsed here instead. When
+pipe. If a worker cannot start or fails, the chunks it held and every later line are parsed
+here instead. When
 reading the source fails (bad bytes midway), the lines read before the failure are handed on
 first, as if parsed here.
 """
@@ -83,11 +84,13 @@ class _Worker:
         parsed: list[Parsed] = pickle.load(self._results)
         return parsed
 
-    def stop(self) -> None:
-        self._tasks.put(None)
-        self._feeder.join(timeout=5)
-        if self._process.poll() is None:
+    def stop(self, *, abort: bool) -> None:
+        """End the worker: at the end of its input, or at once when ``abort`` (results left
+        unread, so it may be blocked writing them)."""
+        if abort:
             self._process.terminate()
+        self._tasks.put(None)
+        self._feeder.join()
         self._process.wait()
         self._results.close()
 
@@ -99,10 +102,14 @@ def _in_workers(
     short_hash: ShortHasher,
     workers: int,
 ) -> Iterator[Parsed]:
-    pool = [_Worker(plans, short_hash) for _ in range(workers)]
+    pool: list[_Worker] = []
     pending: deque[tuple[_Worker, Chunk]] = deque()
     broken = False
     sent = 0
+    try:
+        pool.extend(_Worker(plans, short_hash) for _ in range(workers))
+    except OSError:  # no process could be started: parse here
+        broken = True
 
     def take() -> list[Parsed]:
         nonlocal broken
@@ -129,7 +136,7 @@ def _in_workers(
                     yield from take()
                 yield from read_chunk(chunk, plans, short_hash)
                 continue
-            worker = pool[sent % workers]
+            worker = pool[sent % len(pool)]
             worker.submit(chunk)
             pending.append((worker, chunk))
             sent += 1
@@ -139,7 +146,7 @@ def _in_workers(
             yield from take()
     finally:
         for worker in pool:
-            worker.stop()
+            worker.stop(abort=broken or bool(pending))
 
 
 def parse_lines(
