@@ -39,7 +39,7 @@ __all__ = [
 
 def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
     for number, text in enumerate(lines, start=1):
-        if text.strip():
+        if text and not text.isspace():  # what strip() would empty, without copying the line
             yield number, text
 
 
