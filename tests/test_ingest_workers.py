@@ -141,12 +141,17 @@ def test_a_worker_that_fails_is_replaced_by_parsing_here(
 
 
 def test_stopping_early_stops_the_workers(ev: Events, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A caller that stops reading (an error while writing a batch) ends the workers at once,
-    even those blocked writing results nobody reads."""
+    """A caller that stops taking lines (an error while writing a batch) ends the workers at
+    once, with lines still queued for them and results nobody will read."""
     monkeypatch.setattr(parsing, "CHUNK", 50)
     lines = [(n, json.dumps(ev.account(f"a{n}", ev.t(0)))) for n in range(1, 20_001)]
     parsed = parsing.parse_lines(
-        lines, plans={"free": "consumer"}, short_hash=ShortHasher(b"k" * 32), workers=2, inline=0
+        lines,
+        plans={"free": "consumer"},
+        short_hash=ShortHasher(b"k" * 32),
+        workers=2,
+        inline=0,
+        ahead=10_000,
     )
     assert [next(parsed).line for _ in range(3)] == [1, 2, 3]
     parsed.close()  # returns: no worker left running or blocked

@@ -59,12 +59,14 @@ def ingest_lines(
     ``default_workers()``; 0 parses every line here)."""
     summary = IngestSummary()
     pending: list[Incoming] = []
+    workers = default_workers() if workers is None else workers
     parsed = parse_lines(
         _numbered(lines),
         plans=policy.plans,
         short_hash=store.keys.short_hasher,
-        workers=default_workers() if workers is None else workers,
+        workers=workers,
         inline=parsing.INLINE,
+        ahead=batch_size + parsing.CHUNK * workers,
     )
     try:
         for item in parsed:

@@ -1,19 +1,20 @@
 """Numbered lines into ``Incoming`` events, in this process or in parse workers.
 
-Validating an event costs about as much as checking and writing it, so the lines of a large
-file are parsed by worker processes while this process checks and writes. The first ``inline``
-lines are parsed here, one at a time (an API request or a small file never starts a worker);
-when more follow, chunks of lines go round-robin to the workers, a bounded number at a time
-(memory stays flat), and their results are read back in file order.
+Validating an event costs about as much as checking and writing it, so the lines of a large file
+are parsed by worker processes while this process checks and writes. The first ``inline`` lines
+are parsed here, one at a time (an API request or a small file never starts a worker); when more
+follow, chunks of lines go round-robin to the workers, at most a batch and a few chunks ahead of
+the lines the caller has taken (so the workers parse the next batch while the caller writes this
+one, and memory stays flat), and their results come back in file order.
 
 A worker is ``python -m traingate.ingest.worker`` speaking pickles over its standard input and
 output: a fresh interpreter that imports traingate alone (``multiprocessing``'s spawn would run
 the caller's main module again in the child), handed the id key and nothing else of the key
-ring. A thread per worker feeds its input, so that neither side can block the other on a full
-pipe. If a worker cannot start or fails, the chunks it held and every later line are parsed
-here instead. When
-reading the source fails (bad bytes midway), the lines read before the failure are handed on
-first, as if parsed here.
+ring. A thread per worker feeds its input and another drains its output (length-prefixed
+pickles, unpickled only when taken), so that no pipe fills while this process is writing. If a
+worker cannot start or fails, the chunks it held and every later line are parsed here instead.
+When reading the source fails (bad bytes midway), the lines read before the failure are handed
+on first, as if parsed here.
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ from typing import IO
 from traingate.ingest.incoming import Incoming, Rejected, read_chunk, read_numbered
 from traingate.keys import ShortHasher
 
-__all__ = ["CHUNK", "INLINE", "WORKER_ARGS", "default_workers", "parse_lines"]
+__all__ = ["CHUNK", "FRAME_HEADER", "INLINE", "WORKER_ARGS", "default_workers", "parse_lines"]
 
 INLINE = 20_000  # lines parsed in this process before any worker starts
 CHUNK = 2_000  # lines per worker task: enough to amortize a task, small enough to stream
-_AHEAD = 2  # tasks queued per worker beyond the one it runs
-
+FRAME_HEADER = 8  # a worker's results: 8 bytes of length (big-endian), then the pickle
 # How a worker is started: this interpreter, running traingate.ingest.worker.
 WORKER_ARGS: tuple[str, ...] = ("-m", "traingate.ingest.worker")
 
@@ -53,22 +53,23 @@ def default_workers() -> int:
 
 
 class _Worker:
-    """One worker process, its feeding thread and its result stream."""
+    """One worker process, with a thread feeding its input and one draining its output, so
+    that it parses on while this process is busy writing a batch."""
 
     def __init__(self, plans: Mapping[str, str], short_hash: ShortHasher) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, *WORKER_ARGS],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            [sys.executable, *WORKER_ARGS], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         assert self._process.stdin is not None and self._process.stdout is not None
-        self._results: IO[bytes] = self._process.stdout
         self._tasks: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._tasks.put((dict(plans), short_hash))
-        self._feeder = threading.Thread(
-            target=self._feed, args=(self._process.stdin,), name="ingest-feeder", daemon=True
+        self._results: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._threads = (
+            threading.Thread(target=self._feed, args=(self._process.stdin,), daemon=True),
+            threading.Thread(target=self._drain, args=(self._process.stdout,), daemon=True),
         )
-        self._feeder.start()
+        for thread in self._threads:
+            thread.start()
 
     def _feed(self, pipe: IO[bytes]) -> None:
         with contextlib.suppress(OSError), pipe:  # OSError: the worker is gone (see result)
@@ -76,23 +77,36 @@ class _Worker:
                 pickle.dump(task, pipe, pickle.HIGHEST_PROTOCOL)
                 pipe.flush()
 
+    def _drain(self, pipe: IO[bytes]) -> None:
+        """Frames as they come (unpickled by the caller, when it needs them); None at the
+        end of the output."""
+        with contextlib.suppress(OSError), pipe:
+            while len(head := pipe.read(FRAME_HEADER)) == FRAME_HEADER:
+                frame = pipe.read(int.from_bytes(head, "big"))
+                if len(frame) < int.from_bytes(head, "big"):
+                    break
+                self._results.put(frame)
+        self._results.put(None)
+
     def submit(self, chunk: Chunk) -> None:
         self._tasks.put(chunk)
 
     def result(self) -> list[Parsed]:
-        """The next chunk's results; raises EOFError or UnpicklingError if the worker died."""
-        parsed: list[Parsed] = pickle.load(self._results)
+        """The next chunk's results; raises EOFError if the worker died."""
+        frame = self._results.get()
+        if frame is None:
+            raise EOFError("the parse worker ended")
+        parsed: list[Parsed] = pickle.loads(frame)
         return parsed
 
     def stop(self, *, abort: bool) -> None:
-        """End the worker: at the end of its input, or at once when ``abort`` (results left
-        unread, so it may be blocked writing them)."""
+        """End the worker: at the end of its input, or at once when ``abort``."""
         if abort:
             self._process.terminate()
         self._tasks.put(None)
-        self._feeder.join()
+        for thread in self._threads:
+            thread.join()
         self._process.wait()
-        self._results.close()
 
 
 def _in_workers(
@@ -101,6 +115,7 @@ def _in_workers(
     plans: Mapping[str, str],
     short_hash: ShortHasher,
     workers: int,
+    ahead: int,
 ) -> Iterator[Parsed]:
     pool: list[_Worker] = []
     pending: deque[tuple[_Worker, Chunk]] = deque()
@@ -117,7 +132,7 @@ def _in_workers(
         if not broken:
             try:
                 return worker.result()
-            except (EOFError, OSError, pickle.UnpicklingError):
+            except (EOFError, pickle.UnpicklingError):
                 broken = True
         return read_chunk(chunk, plans, short_hash)
 
@@ -140,7 +155,7 @@ def _in_workers(
             worker.submit(chunk)
             pending.append((worker, chunk))
             sent += 1
-            if len(pending) > workers * (1 + _AHEAD):
+            if len(pending) * CHUNK > ahead:
                 yield from take()
         while pending:
             yield from take()
@@ -156,9 +171,12 @@ def parse_lines(
     short_hash: ShortHasher,
     workers: int,
     inline: int,
+    ahead: int,
 ) -> Generator[Parsed, None, None]:
     """Every numbered line as an ``Incoming`` or a ``Rejected``, in order: the first
-    ``inline`` in this process, the rest in ``workers`` processes (here too when 0)."""
+    ``inline`` in this process, the rest in ``workers`` processes (here too when 0), which
+    are handed up to ``ahead`` lines beyond the one the caller takes (the caller's batch and
+    more, so that they parse the next batch while the caller writes this one)."""
     source = iter(lines)
     for number, text in islice(source, inline):
         yield read_numbered(number, text, plans, short_hash)
@@ -166,4 +184,4 @@ def parse_lines(
         for number, text in source:
             yield read_numbered(number, text, plans, short_hash)
         return
-    yield from _in_workers(source, plans=plans, short_hash=short_hash, workers=workers)
+    yield from _in_workers(source, plans=plans, short_hash=short_hash, workers=workers, ahead=ahead)

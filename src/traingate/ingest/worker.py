@@ -1,10 +1,11 @@
 """A parse worker: ``python -m traingate.ingest.worker``, started by ``traingate.ingest.parsing``.
 
-It reads pickles from standard input (first the plans and the ``keys.ShortHasher``, then
-chunks of numbered lines) and writes to standard output, for each chunk in order, the pickled
-list of what ``incoming.read_chunk`` made of it. It stops at the end of its input. SIGINT is
-ignored: the process that started it decides when it stops. Anything else that would print is
-sent to standard error, so that standard output carries nothing but results.
+It reads pickles from standard input (first the plans and the ``keys.ShortHasher``, then chunks
+of numbered lines) and writes to standard output, for each chunk in order, the pickled list of
+what ``incoming.read_chunk`` made of it, after its length in ``FRAME_HEADER`` bytes. It stops at
+the end of its input. SIGINT is ignored: the process that started it decides when it stops.
+Anything else that would print is sent to standard error, so that standard output carries
+nothing but results.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import sys
 
 from traingate.ingest.incoming import read_chunk
+from traingate.ingest.parsing import FRAME_HEADER
 
 
 def main() -> None:
@@ -28,7 +30,9 @@ def main() -> None:
             chunk = pickle.load(tasks)
         except EOFError:
             return
-        pickle.dump(read_chunk(chunk, plans, short_hash), results, pickle.HIGHEST_PROTOCOL)
+        frame = pickle.dumps(read_chunk(chunk, plans, short_hash), pickle.HIGHEST_PROTOCOL)
+        results.write(len(frame).to_bytes(FRAME_HEADER, "big"))
+        results.write(frame)
         results.flush()
 
 
