@@ -24,12 +24,17 @@ EVENTS_DOC = ROOT / "docs" / "events.md"
 
 
 def _commands(
-    command: click.Command, path: tuple[str, ...]
-) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    yield path, command
+    command: click.Command, path: tuple[str, ...], parent: click.Context | None = None
+) -> Iterator[tuple[tuple[str, ...], click.Command, click.Context]]:
+    """Each command with the context it runs in: a child of its group's, as when invoked, so
+    that what it inherits (``-h`` beside ``--help``) shows. Click caches a command's help
+    option from the first context it sees, so a context of its own would make this text depend
+    on what ran before in the process."""
+    ctx = click.Context(command, info_name=path[-1], parent=parent, **command.context_settings)
+    yield path, command, ctx
     if isinstance(command, click.Group):
         for name in sorted(command.commands):
-            yield from _commands(command.commands[name], (*path, name))
+            yield from _commands(command.commands[name], (*path, name), ctx)
 
 
 def cli_markdown() -> str:
@@ -43,8 +48,7 @@ def cli_markdown() -> str:
         "`traingate --db URL ingest FILE`.",
         "",
     ]
-    for path, command in _commands(cli, ("traingate",)):
-        ctx = click.Context(command, info_name=" ".join(path))
+    for path, command, ctx in _commands(cli, ("traingate",)):
         out.append(f"## `{' '.join(path)}`")
         out.append("")
         out.append("```text")
