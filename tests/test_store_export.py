@@ -4,6 +4,8 @@ whole keys."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -163,6 +165,39 @@ def test_a_reader_is_read_only(tmp_path: Path) -> None:
         db.script(["CREATE TABLE t (k INTEGER)"])
         with open_reader(db) as reader, pytest.raises(StoreError, match="readonly"):
             reader.fetchall("INSERT INTO t VALUES (1)")
+    finally:
+        db.close()
+
+
+def _can_write(path: Path) -> bool:
+    """Whether another process can take the write lock of the SQLite store at ``path`` now."""
+    probe = (
+        "import sqlite3, sys; sqlite3.connect(sys.argv[1], timeout=0).execute('BEGIN IMMEDIATE')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 or "database is locked" in done.stderr, done.stderr
+    return done.returncode == 0
+
+
+def test_a_reader_leaves_the_stores_locks_alone(tmp_path: Path) -> None:
+    """The driver's own copy of SQLite, opening and closing the store's files in this process,
+    dropped the locks of the store's connection (POSIX locks belong to the process): another
+    process could then write in the middle of this one's transaction. The snapshot lives in a
+    process of its own."""
+    path = tmp_path / "locks.sqlite"
+    db = connect(f"sqlite:///{path}")
+    try:
+        db.script(["CREATE TABLE t (k INTEGER)"])
+        with db.transaction():
+            db.execute("INSERT INTO t VALUES (1)")
+            assert not _can_write(path)
+            for _ in range(2):
+                with open_reader(db) as reader:
+                    assert reader.scalar("SELECT COUNT(*) FROM t") == 0  # not committed
+                assert not _can_write(path)
+        assert _can_write(path)
     finally:
         db.close()
 

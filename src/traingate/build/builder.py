@@ -167,13 +167,12 @@ def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator
 class _FeedbackAhead:
     """Feedback records made while the engine runs (``_feedback``), on a worker thread. The
     vault is read through the store's connection, which both backends let threads share (the
-    scalar engine reads it too meanwhile; the DuckDB engine reads the snapshot's). Not a
-    connection of its own: on SQLite, opening and closing one while the snapshot reader (the
-    ADBC driver, its own copy of SQLite) holds its locks would drop them (POSIX locks belong
-    to the process), and opening both at once crashed. The records wait in an Arrow IPC file
-    in the scratch directory, so memory holds only their tallies and lineage items; ``steps``
-    hands them over, in order, once the conversation records are out. An error of the worker
-    is raised there; ``stop`` ends the worker early (the build failed) and waits for it."""
+    scalar engine reads it too meanwhile; the DuckDB engine reads the snapshot's, which on
+    SQLite is held by a child process, ``store/snapshot.py``). The records wait in an Arrow
+    IPC file in the scratch directory, so memory holds only their tallies and lineage items;
+    ``steps`` hands them over, in order, once the conversation records are out. An error of
+    the worker is raised there; ``stop`` ends the worker early (the build failed) and waits
+    for it."""
 
     def __init__(self, *, vault: Vault, keys: KeyRing, request: BuildRequest, path: Path) -> None:
         self._vault, self._keys, self._request, self._path = vault, keys, request, path

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from traingate.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from traingate.store.snapshot import SnapshotServer
 
 __all__ = [
     "Database",
@@ -102,6 +106,19 @@ class SqliteDatabase(_Transactions):
         # by several batches is written back once. (The page cache stays at its default: a
         # larger one defers all of a transaction's writes to its COMMIT.)
         self._conn.execute("PRAGMA wal_autocheckpoint=16384")
+        self._snapshots: SnapshotServer | None = None
+        self._snapshots_lock = threading.Lock()
+
+    def snapshots(self) -> SnapshotServer:
+        """The child process holding this store's read snapshots (``store/snapshot.py``: the
+        ADBC driver's copy of SQLite must not run in this process), started on first use and
+        ended with this connection."""
+        from traingate.store.snapshot import SnapshotServer
+
+        with self._snapshots_lock:
+            if self._snapshots is None or not self._snapshots.alive:
+                self._snapshots = SnapshotServer()
+            return self._snapshots
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
@@ -137,6 +154,9 @@ class SqliteDatabase(_Transactions):
         return f"{column} IN ({', '.join('?' * len(values))})", list(values)
 
     def close(self) -> None:
+        with self._snapshots_lock:
+            if self._snapshots is not None:
+                self._snapshots.close()
         self._conn.close()
 
 

@@ -7,7 +7,9 @@ ingest goes on. Rows leave as ``pyarrow.RecordBatch`` of a schema the caller giv
 time, so memory stays bounded by the page.
 
 On SQLite the connection is the Apache Arrow ADBC SQLite driver, which steps the statement in
-C and fills Arrow arrays directly (no Python object per value). The driver infers each
+C and fills Arrow arrays directly (no Python object per value), run in a child process of its
+own (``store/snapshot.py`` says why: the driver's copy of SQLite would drop the file locks of
+this process's connection) that sends the pages back as Arrow IPC. The driver infers each
 column's Arrow type from the first page it reads and refuses later values of an incompatible
 type, so queries are wrapped to leave it nothing to guess (``_typed_query``): text columns are
 cast to TEXT and, when nullable, read as text plus a null flag; every page is then cast to the
@@ -25,7 +27,6 @@ import itertools
 import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import quote
@@ -34,13 +35,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from traingate.errors import StoreError
-from traingate.store.db import Database, sqlite_path_of
+from traingate.store.db import Database, SqliteDatabase
+from traingate.store.snapshot import Snapshot
 
 __all__ = ["StoreReader", "open_reader", "regroup", "rows_to_batch"]
 
 _PAGE = 20_000
 _BUSY_TIMEOUT_MS = 30_000
-_BATCH_ROWS = "adbc.sqlite.query.batch_rows"  # adbc_driver_sqlite.StatementOptions.BATCH_ROWS
 
 
 def rows_to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch:
@@ -155,9 +156,10 @@ class StoreReader:
         self._conn = connection
         self._page = page
         self._names = itertools.count(1)
-        # Calls into the connection's driver, one at a time: a build reads the store from two
-        # threads (listing and deciding on one, reading content on the other), over one
-        # snapshot. The lock is held per call, never while a caller holds a page.
+        # Calls into the connection, one at a time: a build reads the store from two threads
+        # (listing and deciding on one, reading content on the other), over one snapshot.
+        # The lock is held per call, never while a caller holds a page. (The SQLite snapshot
+        # process takes its own.)
         self._lock = threading.RLock()
 
     # -- dialect -----------------------------------------------------------------------------
@@ -195,11 +197,9 @@ class StoreReader:
             import psycopg
 
             return (psycopg.Error,)
-        import adbc_driver_manager
-
-        # The driver's stream reports a failed step (a type it cannot convert, a busy
-        # database) as OSError; casting a page to the caller's schema may raise ArrowInvalid.
-        return (adbc_driver_manager.Error, OSError, pa.ArrowInvalid)
+        # The snapshot process reports the driver's errors as StoreError; casting a page to
+        # the caller's schema may raise ArrowInvalid.
+        return (pa.ArrowInvalid,)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -215,36 +215,27 @@ class StoreReader:
         self, sql: str, params: Sequence[Any], page: int
     ) -> Iterator[Iterator[pa.RecordBatch]]:
         """The pages of a query as the driver makes them (types as it inferred them)."""
-        errors = self._errors()
+        snapshot: Snapshot = self._conn
         try:
-            with self._lock:
-                cursor = self._conn.cursor()
-        except errors as exc:
+            cursor = snapshot.execute(sql, params, page=page)
+        except StoreError as exc:
             raise StoreError(f"reading the store: {exc}") from exc
         try:
-            try:
-                with self._lock:
-                    cursor.adbc_statement.set_options(**{_BATCH_ROWS: str(page)})
-                    cursor.execute(sql, tuple(params))
-                    stream = cursor.fetch_record_batch()
-            except errors as exc:
-                raise StoreError(f"reading the store: {exc}") from exc
 
             def pages() -> Iterator[pa.RecordBatch]:
                 while True:
                     try:
-                        with self._lock:
-                            batch = stream.read_next_batch()
-                    except StopIteration:
-                        return
-                    except errors as exc:
+                        batch = snapshot.next_batch(cursor)
+                    except StoreError as exc:
                         raise StoreError(f"reading the store: {exc}") from exc
+                    if batch is None:
+                        return
                     yield batch
 
             yield pages()
         finally:
-            with contextlib.suppress(Exception), self._lock:
-                cursor.close()
+            with contextlib.suppress(StoreError):
+                snapshot.close_cursor(cursor)
 
     def rows(
         self, sql: str, params: Sequence[Any] = (), *, page: int | None = None
@@ -329,8 +320,9 @@ class StoreReader:
     # -- life --------------------------------------------------------------------------------
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.rollback()
+        if self.dialect == "postgresql":
+            with contextlib.suppress(Exception):
+                self._conn.rollback()
         self._conn.close()
 
     def __enter__(self) -> StoreReader:
@@ -345,29 +337,16 @@ class StoreReader:
         self.close()
 
 
-def _open_sqlite(path: Path, page: int) -> StoreReader:
-    import adbc_driver_manager
-    import adbc_driver_sqlite.dbapi
-
+def _open_sqlite(db: SqliteDatabase, page: int) -> StoreReader:
+    path = db.path
     if not path.exists():
         raise StoreError(f"SQLite store {path} does not exist")
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     try:
-        # autocommit off: the driver opens a deferred transaction (BEGIN), so the first read
-        # below fixes the snapshot that every later read of this reader sees.
-        conn = adbc_driver_sqlite.dbapi.connect(uri, autocommit=False)
-    except adbc_driver_manager.Error as exc:
+        snapshot = db.snapshots().open(uri=uri, busy_timeout_ms=_BUSY_TIMEOUT_MS)
+    except StoreError as exc:
         raise StoreError(f"SQLite {path}: cannot open a read snapshot: {exc}") from exc
-    try:
-        with contextlib.closing(conn.cursor()) as cursor:
-            cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            cursor.fetchall()
-            cursor.execute("SELECT COUNT(*) FROM sqlite_master")
-            cursor.fetchall()
-    except adbc_driver_manager.Error as exc:
-        conn.close()
-        raise StoreError(f"SQLite {path}: cannot open a read snapshot: {exc}") from exc
-    return StoreReader(dialect="sqlite", connection=conn, page=page)
+    return StoreReader(dialect="sqlite", connection=snapshot, page=page)
 
 
 def _open_postgres(url: str, page: int) -> StoreReader:
@@ -392,7 +371,6 @@ def open_reader(db: Database, *, page: int = _PAGE) -> StoreReader:
     """A read-only snapshot connection to the same store as ``db``."""
     if db.dialect == "postgresql":
         return _open_postgres(db.url, page)
-    path = sqlite_path_of(db.url)
-    if path is None:
-        raise StoreError(f"not a SQLite URL: {db.url}")
-    return _open_sqlite(path, page)
+    if not isinstance(db, SqliteDatabase):
+        raise StoreError(f"not a SQLite store: {db.url}")
+    return _open_sqlite(db, page)
