@@ -202,6 +202,35 @@ def test_a_reader_leaves_the_stores_locks_alone(tmp_path: Path) -> None:
         db.close()
 
 
+def test_parameters_of_every_type_reach_the_snapshot(tmp_path: Path) -> None:
+    db = connect(f"sqlite:///{tmp_path / 'params.sqlite'}")
+    try:
+        with open_reader(db) as reader:
+            row = reader.fetchall(
+                "SELECT ?, ?, ?, ?, ?, ?, typeof(?)",
+                (-(2**62), "é ✓", b"\x00\xff", 1.5, True, "", None),
+            )
+        assert row == [(-(2**62), "é ✓", b"\x00\xff", 1.5, 1, "", "null")]
+    finally:
+        db.close()
+
+
+def test_a_snapshot_process_that_died_is_reported_and_replaced(tmp_path: Path) -> None:
+    db = connect(f"sqlite:///{tmp_path / 'died.sqlite'}")
+    try:
+        db.script(["CREATE TABLE t (k INTEGER)", "INSERT INTO t VALUES (7)"])
+        with open_reader(db) as reader:
+            assert reader.scalar("SELECT k FROM t") == 7
+            db.snapshots()._process.kill()
+            db.snapshots()._process.wait()
+            with pytest.raises(StoreError, match="snapshot reader process"):
+                reader.scalar("SELECT k FROM t")
+        with open_reader(db) as reader:  # a new process
+            assert reader.scalar("SELECT k FROM t") == 7
+    finally:
+        db.close()
+
+
 def test_a_missing_store_is_refused(tmp_path: Path) -> None:
     db = connect(f"sqlite:///{tmp_path / 'gone.sqlite'}")
     db.close()

@@ -117,6 +117,8 @@ class SqliteDatabase(_Transactions):
 
         with self._snapshots_lock:
             if self._snapshots is None or not self._snapshots.alive:
+                if self._snapshots is not None:  # it died: reap it, then start another
+                    self._snapshots.close()
                 self._snapshots = SnapshotServer()
             return self._snapshots
 
