@@ -297,8 +297,7 @@ def phase_baseline(file: Path, db_url: str) -> dict[str, Any]:
     migrate(db)
     batches: dict[str, list[tuple[Any, ...]]] = {}
     sql = {
-        "events": "INSERT INTO events (seq, event_key, body_hash, type, at, body)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "events": "INSERT INTO events (seq, event_key, body_hash, type, at) VALUES (?, ?, ?, ?, ?)",
         "messages": "INSERT INTO messages (message_id, event_seq, conversation_id, account_id,"
         " role, at, content, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         "account_plans": "INSERT INTO account_plans (event_seq, account_id, at, plan,"
@@ -325,9 +324,7 @@ def phase_baseline(file: Path, db_url: str) -> dict[str, Any]:
     with file.open(encoding="utf-8") as lines:
         for seq, line in enumerate(lines, start=1):
             event = json.loads(line)
-            batches.setdefault("events", []).append(
-                (seq, event["event_id"], "", event["type"], 0, line)
-            )
+            batches.setdefault("events", []).append((seq, event["event_id"], "", event["type"], 0))
             for table, row in _bare_rows(event, seq, seen_conversations):
                 batches.setdefault(table, []).append(row)
             count += 1

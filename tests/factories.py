@@ -5,7 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from traingate.store.db import Database
 
 Event = dict[str, Any]
 
@@ -160,3 +163,23 @@ def switched_ranges(switch: str) -> list[dict[str, Any]]:
             "until": None,
         },
     ]
+
+
+def all_text(db: Database) -> str:
+    """Every text value of every table of a store's main database (the vault's tables, whose
+    values are encrypted, left out), joined by spaces."""
+    if db.dialect == "sqlite":
+        tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        tables = db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    names = [str(t[0]) for t in tables if not str(t[0]).startswith(db.vault_prefix)]
+    assert "events" in names and "messages" in names
+    return " ".join(
+        value
+        for name in names
+        for row in db.execute(f"SELECT * FROM {name}")
+        for value in row
+        if isinstance(value, str)
+    )

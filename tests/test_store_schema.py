@@ -7,7 +7,7 @@ import json
 import pytest
 
 from traingate.app import Traingate
-from traingate.errors import SchemaError
+from traingate.errors import SchemaError, StoreError
 from traingate.events import canonical_json
 from traingate.keys import load_or_create_keys
 from traingate.settings import Settings
@@ -60,7 +60,8 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
 
 def test_compacting_event_keys_keeps_what_was_accepted(settings: Settings) -> None:
     """Migration 7 turns the 64-hex-character keys of events and reports into the 16-byte
-    short hashes: events accepted before it are still duplicates, or conflicts, after it."""
+    short hashes, and migration 10 drops the events' bodies: events accepted before them are
+    still duplicates, or conflicts, after them."""
     account = {
         "type": "account.updated",
         "event_id": "ev-acct",
@@ -89,6 +90,8 @@ def test_compacting_event_keys_keeps_what_was_accepted(settings: Settings) -> No
         assert db.execute("SELECT event_key FROM events") == [
             (keys.short_hash("event", "ev-acct"),)
         ]
+        with pytest.raises(StoreError, match="body"):
+            db.execute("SELECT body FROM events")
     finally:
         db.close()
     changed = {**account, "plan": "pro"}

@@ -7,10 +7,10 @@
   ran; ``purge`` then deletes it, wrapped data key and ciphertext together (crypto-shredding).
 - A conversation deleted more than 30 days before T, and every conversation of an account
   deleted more than 30 days before T, loses its messages, settings and safety flags at the
-  purge of T; the account loses its plan/e-mail history and account-scope consents. The raw
-  bodies of those events are erased from the event log too, while their keyed event-id hashes
-  stay (a re-sent event is still a duplicate). The deletion ledgers stay, so that later events
-  about a deleted conversation or account are still refused.
+  purge of T; the account loses its plan/e-mail history and account-scope consents. The event
+  log keeps their keyed event-id and body hashes, never their bodies (a re-sent event is still
+  a duplicate). The deletion ledgers stay, so that later events about a deleted conversation or
+  account are still refused.
 
 ``purge`` is idempotent: a second run at the same T finds nothing left to delete.
 """
@@ -107,14 +107,6 @@ class _Purger:
             clause, params = self.db.in_list(column, chunk)
             self.db.execute(f"DELETE FROM {table} WHERE {clause}", params)
 
-    def erase_bodies(self, seqs: Sequence[int]) -> None:
-        """Drop the raw bodies of these events; keep their keys and hashes (duplicates)."""
-        for chunk in _chunks(sorted(set(seqs))):
-            clause, params = self.db.in_list("seq", chunk)
-            self.db.execute(
-                f"UPDATE events SET body = NULL WHERE {clause} AND body IS NOT NULL", params
-            )
-
     def conversations(self, cutoff: int) -> dict[str, str]:
         """conversation_id -> account_id of every conversation due for hard deletion."""
         rows = self.db.execute(
@@ -130,31 +122,23 @@ class _Purger:
     def purge_conversations(self, conversation_ids: Sequence[str]) -> tuple[set[str], int]:
         """Hard-delete messages, settings and flags; returns (conversations touched, messages)."""
         touched: set[str] = set()
-        seqs: list[int] = []
         messages = self.select_in(
-            "SELECT conversation_id, event_seq FROM messages WHERE {where}",
+            "SELECT conversation_id FROM messages WHERE {where}",
             "conversation_id",
             conversation_ids,
         )
         settings = self.select_in(
-            "SELECT conversation_id, event_seq FROM conversation_settings WHERE {where}",
+            "SELECT conversation_id FROM conversation_settings WHERE {where}",
             "conversation_id",
             conversation_ids,
         )
         flags = self.select_in(
-            "SELECT conversation_id, event_seq, flag_id FROM flags WHERE {where}",
+            "SELECT conversation_id, flag_id FROM flags WHERE {where}",
             "conversation_id",
             conversation_ids,
         )
-        flag_ids = sorted({str(row[2]) for row in flags})
-        clears = self.select_in(
-            "SELECT event_seq FROM flag_clears WHERE {where}", "flag_id", flag_ids
-        )
-        for row in (*messages, *settings, *flags):
-            touched.add(str(row[0]))
-            seqs.append(int(row[1]))
-        seqs.extend(int(row[0]) for row in clears)
-        self.erase_bodies(seqs)
+        flag_ids = sorted({str(row[1]) for row in flags})
+        touched.update(str(row[0]) for row in (*messages, *settings, *flags))
         self.delete_in("flag_clears", "flag_id", flag_ids)
         for table in ("messages", "conversation_settings", "flags"):
             self.delete_in(table, "conversation_id", conversation_ids)
@@ -171,18 +155,17 @@ class _Purger:
             )
         )
         plans = self.select_in(
-            "SELECT account_id, event_seq FROM account_plans WHERE {where}", "account_id", accounts
+            "SELECT account_id FROM account_plans WHERE {where}", "account_id", accounts
         )
         consents: list[tuple[Any, ...]] = []
         for chunk in _chunks(accounts):
             clause, params = self.db.in_list("subject", chunk)
             consents.extend(
                 self.db.execute(
-                    f"SELECT subject, event_seq FROM consents WHERE scope = 'account' AND {clause}",
+                    f"SELECT subject FROM consents WHERE scope = 'account' AND {clause}",
                     params,
                 )
             )
-        self.erase_bodies([int(r[1]) for r in (*plans, *consents)])
         self.delete_in("account_plans", "account_id", accounts)
         # Their end-user sessions expired long ago (at most 30 days), but the rows name them.
         self.delete_in("sessions", "account_id", accounts)

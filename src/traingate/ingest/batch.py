@@ -98,7 +98,7 @@ class IngestSummary:
 
 
 _TABLES: dict[str, tuple[str, ...]] = {
-    "events": ("seq", "event_key", "body_hash", "type", "at", "body"),
+    "events": ("seq", "event_key", "body_hash", "type", "at"),
     "account_plans": ("event_seq", "account_id", "at", "plan", "organization_id", "email"),
     "account_deletions": ("event_seq", "account_id", "at"),
     "consents": ("event_seq", "scope", "subject", "at", "granted", "source"),
@@ -346,7 +346,7 @@ def write_batch(
             if event.type == "feedback.submitted":  # no seq, time or body: see report_events
                 rows_reports.append((event_key, body_hash))
             else:
-                rows_events.append((seq, event_key, body_hash, event.type, event.at, event.body))
+                rows_events.append((seq, event_key, body_hash, event.type, event.at))
                 batch.seq += 1
             known_hashes[event_key] = body_hash
             summary.accepted += 1

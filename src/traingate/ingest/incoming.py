@@ -47,8 +47,7 @@ class Incoming(NamedTuple):
     event_id: str
     at: int
     event_key: bytes  # short keyed hash of event_id
-    body_hash: bytes  # short keyed hash of the canonical body
-    body: str  # the canonical body
+    body_hash: bytes  # short keyed hash of the canonical body (the body itself is not kept)
     conversation_id: str | None
     account_id: str | None
     message_id: str | None  # the message created or rated
@@ -106,7 +105,6 @@ def read_line(
         at=event.at,
         event_key=short_hash("event", event.event_id),
         body_hash=short_hash("body", parsed.body),
-        body=parsed.body,
         conversation_id=getattr(event, "conversation_id", None),
         account_id=getattr(event, "account_id", None),
         message_id=getattr(event, "message_id", None),

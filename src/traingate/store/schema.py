@@ -369,6 +369,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE build_items_compact RENAME TO build_items",
         ),
     ),
+    Migration(
+        10,
+        "events keep no body",
+        # Idempotency needs an event's key and the hash of its body, never the body: the raw
+        # body repeated what the ledgers and messages hold (message content, e-mail addresses)
+        # until a purge erased it, and was a third of the store. Nothing reads it.
+        ("ALTER TABLE events DROP COLUMN body",),
+    ),
 )
 
 
