@@ -44,7 +44,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks tools
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 test: lint pytest
 
