@@ -10,11 +10,11 @@ one, and memory stays flat), and their results come back in file order.
 A worker is ``python -m traingate.ingest.worker`` speaking pickles over its standard input and
 output: a fresh interpreter that imports traingate alone (``multiprocessing``'s spawn would run
 the caller's main module again in the child), handed the id key and nothing else of the key
-ring. A thread per worker feeds its input and another drains its output (length-prefixed
-pickles, unpickled only when taken), so that no pipe fills while this process is writing. If a
-worker cannot start or fails, the chunks it held and every later line are parsed here instead.
-When reading the source fails (bad bytes midway), the lines read before the failure are handed
-on first, as if parsed here.
+ring. A thread per worker feeds its input and another drains its output (frames of
+``traingate.pipes`` holding pickles, unpickled only when taken), so that no pipe fills while
+this process is writing. If a worker cannot start or fails, the chunks it held and every later
+line are parsed here instead. When reading the source fails (bad bytes midway), the lines read
+before the failure are handed on first, as if parsed here.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from typing import IO
 
 from traingate.ingest.incoming import Incoming, Rejected, read_chunk, read_numbered
 from traingate.keys import ShortHasher
+from traingate.pipes import read_frame
 
-__all__ = ["CHUNK", "FRAME_HEADER", "INLINE", "WORKER_ARGS", "default_workers", "parse_lines"]
+__all__ = ["CHUNK", "INLINE", "WORKER_ARGS", "default_workers", "parse_lines"]
 
 INLINE = 20_000  # lines parsed in this process before any worker starts
 CHUNK = 2_000  # lines per worker task: enough to amortize a task, small enough to stream
-FRAME_HEADER = 8  # a worker's results: 8 bytes of length (big-endian), then the pickle
 # How a worker is started: this interpreter, running traingate.ingest.worker.
 WORKER_ARGS: tuple[str, ...] = ("-m", "traingate.ingest.worker")
 
@@ -81,10 +81,7 @@ class _Worker:
         """Frames as they come (unpickled by the caller, when it needs them); None at the
         end of the output."""
         with contextlib.suppress(OSError), pipe:
-            while len(head := pipe.read(FRAME_HEADER)) == FRAME_HEADER:
-                frame = pipe.read(int.from_bytes(head, "big"))
-                if len(frame) < int.from_bytes(head, "big"):
-                    break
+            while (frame := read_frame(pipe)) is not None:
                 self._results.put(frame)
         self._results.put(None)
 

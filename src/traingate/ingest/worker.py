@@ -1,28 +1,23 @@
 """A parse worker: ``python -m traingate.ingest.worker``, started by ``traingate.ingest.parsing``.
 
 It reads pickles from standard input (first the plans and the ``keys.ShortHasher``, then chunks
-of numbered lines) and writes to standard output, for each chunk in order, the pickled list of
-what ``incoming.read_chunk`` made of it, after its length in ``FRAME_HEADER`` bytes. It stops at
-the end of its input. SIGINT is ignored: the process that started it decides when it stops.
-Anything else that would print is sent to standard error, so that standard output carries
-nothing but results.
+of numbered lines) and writes to standard output, for each chunk in order, one frame
+(``traingate.pipes``) holding the pickled list of what ``incoming.read_chunk`` made of it. It
+stops at the end of its input; SIGINT is ignored and anything else that would print goes to
+standard error (``pipes.child_output``).
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-import signal
 import sys
 
 from traingate.ingest.incoming import read_chunk
-from traingate.ingest.parsing import FRAME_HEADER
+from traingate.pipes import child_output, write_frame
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    results = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    results = child_output()
     tasks = sys.stdin.buffer
     plans, short_hash = pickle.load(tasks)
     while True:
@@ -30,10 +25,9 @@ def main() -> None:
             chunk = pickle.load(tasks)
         except EOFError:
             return
-        frame = pickle.dumps(read_chunk(chunk, plans, short_hash), pickle.HIGHEST_PROTOCOL)
-        results.write(len(frame).to_bytes(FRAME_HEADER, "big"))
-        results.write(frame)
-        results.flush()
+        write_frame(
+            results, pickle.dumps(read_chunk(chunk, plans, short_hash), pickle.HIGHEST_PROTOCOL)
+        )
 
 
 if __name__ == "__main__":

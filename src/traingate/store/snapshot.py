@@ -16,7 +16,7 @@ the first and ends with the store's connection, so a build pays for starting an 
 with pyarrow once per store, not once per reader. Between snapshots it holds no file open.
 
 The parent sends pickled requests on the child's standard input; the child answers each with
-one frame on its standard output: 8 bytes of length, a tag byte, then the payload (``O`` a
+one frame (``traingate.pipes``) on its standard output: a tag byte, then the payload (``O`` a
 pickled value, ``B`` an Arrow IPC stream of one record batch, ``E`` the end of a query's
 rows, ``X`` an error message). Requests: ``("open", uri, busy_timeout_ms)`` starts a snapshot
 (a read transaction, fixed by a first read) and returns its number; ``("execute", snapshot,
@@ -31,7 +31,6 @@ import contextlib
 import itertools
 import os
 import pickle
-import signal
 import struct
 import subprocess
 import sys
@@ -42,10 +41,10 @@ from typing import IO, Any
 import pyarrow as pa
 
 from traingate.errors import StoreError
+from traingate.pipes import child_output, read_frame, write_frame
 
 __all__ = ["Snapshot", "SnapshotServer"]
 
-_FRAME = struct.Struct(">QB")  # payload length, tag
 _BATCH_ROWS = "adbc.sqlite.query.batch_rows"  # adbc_driver_sqlite.StatementOptions.BATCH_ROWS
 
 
@@ -72,20 +71,18 @@ class SnapshotServer:
     def alive(self) -> bool:
         return not self._broken and self._process.poll() is None
 
-    def call(self, *request: Any) -> tuple[int, bytes]:
+    def call(self, *request: Any) -> tuple[int, memoryview]:
         """Send one request; its reply's tag and payload. An error reply is raised."""
         with self._lock:
             try:
                 pickle.dump(request, self._requests, pickle.HIGHEST_PROTOCOL)
                 self._requests.flush()
-                head = self._replies.read(_FRAME.size)
-                if len(head) == _FRAME.size:
-                    length, tag = _FRAME.unpack(head)
-                    payload = self._replies.read(length)
-                    if len(payload) == length:
-                        if tag == ord("X"):
-                            raise StoreError(payload.decode("utf-8", "replace"))
-                        return tag, payload
+                frame = read_frame(self._replies)
+                if frame is not None:
+                    tag, payload = frame[0], memoryview(frame)[1:]
+                    if tag == ord("X"):
+                        raise StoreError(bytes(payload).decode("utf-8", "replace"))
+                    return tag, payload
             except (OSError, ValueError) as exc:  # a broken pipe, or one already closed
                 self._broken = True
                 raise StoreError(f"the snapshot reader process is gone: {exc}") from exc
@@ -128,7 +125,7 @@ class Snapshot:
         tag, payload = self._server.call("next", cursor)
         if tag == ord("E"):
             return None
-        return pa.ipc.open_stream(payload).read_next_batch()
+        return pa.ipc.open_stream(pa.py_buffer(payload)).read_next_batch()
 
     def close_cursor(self, cursor: int) -> None:
         self._server.call("close", cursor)
@@ -143,9 +140,7 @@ class Snapshot:
 
 
 def _reply(out: IO[bytes], tag: str, payload: bytes | pa.Buffer = b"") -> None:
-    out.write(_FRAME.pack(len(payload), ord(tag)))
-    out.write(payload)
-    out.flush()
+    write_frame(out, tag.encode(), payload)
 
 
 def _ipc(batch: pa.RecordBatch) -> pa.Buffer:
@@ -305,10 +300,7 @@ def _serve(requests: IO[bytes], out: IO[bytes]) -> None:
 def main() -> None:
     """The child: serve requests on standard input until it ends. SIGINT is ignored (the
     parent decides when it stops); anything else that would print goes to standard error."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    _serve(sys.stdin.buffer, out)
+    _serve(sys.stdin.buffer, child_output())
     # The snapshots are closed; the interpreter's teardown (a sixth of a second with pyarrow
     # loaded) would only keep the parent waiting.
     sys.stderr.flush()
