@@ -36,3 +36,29 @@ def test_bad_bytes_midway_keep_the_batches_before_them(
     assert tg.store.count("consents") == 7  # two batches of four
     again = tg.ingest(lines)
     assert (again.accepted, again.duplicates, again.rejected) == (2, 8, 0)
+
+
+def test_ids_are_known_across_probe_chunks_and_report_keys(tg: Traingate, ev: Events) -> None:
+    """The store is asked for a batch's event ids in chunks (SQLite's parameter limit), in
+    one statement over the event log and the reports' keys: ids from either are recognised,
+    past the first chunk, as duplicates with the same body and conflicts with another."""
+    account, conv = "acct-probe", "conv-probe"
+    events = [ev.account(account, ev.t(0)), ev.conversation(conv, account, ev.t(0))]
+    for n in range(1_000):
+        events.append(ev.message(f"m{n}", conv, account, ev.t(1, n)))
+        if n % 100 == 99:
+            events.append(ev.feedback(f"f{n}", account, conv, f"m{n}", ev.t(2, n)))
+    lines = [json.dumps(event) for event in events]
+    first = tg.ingest(lines)
+    assert (first.accepted, first.duplicates, first.rejected) == (len(lines), 0, 0)
+    again = tg.ingest(lines)
+    assert (again.accepted, again.duplicates, again.rejected) == (0, len(lines), 0)
+    report, message = events[-1], events[-2]
+    assert report["type"] == "feedback.submitted" and message["type"] == "message.created"
+    clash = [
+        json.dumps({**ev.message("m-new", conv, account, ev.t(3)), "event_id": eid})
+        for eid in (report["event_id"], message["event_id"])
+    ]
+    refused = tg.ingest(clash)
+    assert refused.rejected == 2
+    assert all(e.error.endswith("already accepted with a different body") for e in refused.errors)

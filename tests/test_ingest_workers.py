@@ -155,3 +155,71 @@ def test_stopping_early_stops_the_workers(ev: Events, monkeypatch: pytest.Monkey
     )
     assert [next(parsed).line for _ in range(3)] == [1, 2, 3]
     parsed.close()  # returns: no worker left running or blocked
+
+
+class _Counted(parsing._Worker):
+    """A real worker that counts the chunks handed to it."""
+
+    def __init__(self, plans: dict[str, str], short_hash: ShortHasher) -> None:
+        super().__init__(plans, short_hash)
+        self.chunks = 0
+        STARTED.append(self)
+
+    def submit(self, chunk: list[tuple[int, str]]) -> None:
+        self.chunks += 1
+        super().submit(chunk)
+
+
+STARTED: list[_Counted] = []
+
+
+@pytest.mark.parametrize(("lines", "starts"), [(60, True), (30, False), (29, False)])
+def test_workers_start_before_the_last_line_parsed_here(
+    ev: Events, lines: int, starts: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller whose batch is the ``inline`` lines writes it when it takes the last of them:
+    by then the workers are parsing the lines after it. A file of at most ``inline`` lines
+    starts none."""
+    monkeypatch.setattr(parsing, "_Worker", _Counted)
+    monkeypatch.setattr(parsing, "CHUNK", 10)
+    STARTED.clear()
+    numbered = [(n, json.dumps(ev.account(f"a{n}", ev.t(0)))) for n in range(1, lines + 1)]
+    parsed = parsing.parse_lines(
+        numbered,
+        plans={"free": "consumer"},
+        short_hash=ShortHasher(b"k" * 32),
+        workers=1,
+        inline=30,
+        ahead=20,
+    )
+    taken = [next(parsed).line for _ in range(min(lines, 30))]
+    assert taken == list(range(1, min(lines, 30) + 1))
+    if starts:
+        assert len(STARTED) == 1 and STARTED[0].chunks == 2  # lines 31-50: ``ahead``
+    else:
+        assert STARTED == []
+    assert [item.line for item in parsed] == list(range(31, lines + 1))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_reading_fails_after_the_held_line(
+    ev: Events, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line held back while the workers start is handed on before a read failure."""
+
+    def numbered() -> Iterator[tuple[int, str]]:
+        for n in range(1, 6):
+            yield n, json.dumps(ev.account(f"a{n}", ev.t(0)))
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    parsed = parsing.parse_lines(
+        numbered(),
+        plans={"free": "consumer"},
+        short_hash=ShortHasher(b"k" * 32),
+        workers=workers,
+        inline=5,
+        ahead=20,
+    )
+    assert [next(parsed).line for _ in range(5)] == [1, 2, 3, 4, 5]
+    with pytest.raises(UnicodeDecodeError):
+        next(parsed)

@@ -3,9 +3,10 @@
 Validating an event costs about as much as checking and writing it, so the lines of a large file
 are parsed by worker processes while this process checks and writes. The first ``inline`` lines
 are parsed here, one at a time (an API request or a small file never starts a worker); when more
-follow, chunks of lines go round-robin to the workers, at most a batch and a few chunks ahead of
-the lines the caller has taken (so the workers parse the next batch while the caller writes this
-one, and memory stays flat), and their results come back in file order.
+follow, the workers start before the last of those is handed on, and chunks of lines go
+round-robin to them, at most a batch and a few chunks ahead of the lines the caller has taken
+(so the workers parse the next batch while the caller writes this one, and memory stays flat),
+and their results come back in file order.
 
 A worker is ``python -m traingate.ingest.worker`` speaking pickles over its standard input and
 output: a fresh interpreter that imports traingate alone (``multiprocessing``'s spawn would run
@@ -28,7 +29,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Mapping
-from itertools import islice
+from itertools import chain, islice
 from typing import IO
 
 from traingate.ingest.incoming import Incoming, Rejected, read_chunk, read_numbered
@@ -109,13 +110,20 @@ class _Worker:
 def _in_workers(
     source: Iterator[tuple[int, str]],
     *,
+    held: Chunk,
     plans: Mapping[str, str],
     short_hash: ShortHasher,
     workers: int,
     ahead: int,
 ) -> Iterator[Parsed]:
+    """The ``held`` lines (parsed here), then every line of ``source`` (parsed by the
+    workers). The workers start, and are handed their first chunks, before the held lines are
+    parsed and handed on: the caller writes a batch when it takes the last of them."""
     pool: list[_Worker] = []
-    pending: deque[tuple[_Worker, Chunk]] = deque()
+    # Chunks in file order, each with the worker parsing it (None: parsed here when taken).
+    pending: deque[tuple[_Worker | None, Chunk]] = deque()
+    if held:
+        pending.append((None, held))
     broken = False
     sent = 0
     try:
@@ -126,7 +134,7 @@ def _in_workers(
     def take() -> list[Parsed]:
         nonlocal broken
         worker, chunk = pending.popleft()
-        if not broken:
+        if worker is not None and not broken:
             try:
                 return worker.result()
             except (EOFError, pickle.UnpicklingError):
@@ -173,12 +181,34 @@ def parse_lines(
     """Every numbered line as an ``Incoming`` or a ``Rejected``, in order: the first
     ``inline`` in this process, the rest in ``workers`` processes (here too when 0), which
     are handed up to ``ahead`` lines beyond the one the caller takes (the caller's batch and
-    more, so that they parse the next batch while the caller writes this one)."""
+    more, so that they parse the next batch while the caller writes this one).
+
+    The last of the first ``inline`` lines is held back until the workers have started on
+    the lines after it (a caller whose batch is ``inline`` lines writes it on taking that
+    line: without this the workers would start only after that write)."""
     source = iter(lines)
-    for number, text in islice(source, inline):
-        yield read_numbered(number, text, plans, short_hash)
     if workers < 1:
         for number, text in source:
             yield read_numbered(number, text, plans, short_hash)
         return
-    yield from _in_workers(source, plans=plans, short_hash=short_hash, workers=workers, ahead=ahead)
+    held: Chunk = []
+    try:
+        for line in islice(source, inline):
+            if held:
+                yield read_numbered(*held.pop(), plans, short_hash)
+            held.append(line)
+        following = next(source, None)
+    except Exception:
+        yield from read_chunk(held, plans, short_hash)  # what was read, then the failure
+        raise
+    if following is None:  # nothing left for workers
+        yield from read_chunk(held, plans, short_hash)
+        return
+    yield from _in_workers(
+        chain([following], source),
+        held=held,
+        plans=plans,
+        short_hash=short_hash,
+        workers=workers,
+        ahead=ahead,
+    )

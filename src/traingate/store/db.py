@@ -48,7 +48,12 @@ class Database(Protocol):
 
     def transaction(self) -> contextlib.AbstractContextManager[None]: ...
 
-    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]: ...
+    def in_list(
+        self, column: str, values: Sequence[Any], *, uses: int = 1
+    ) -> tuple[str, list[Any]]:
+        """``column`` is one of ``values``: the SQL clause and its parameters, for a statement
+        that repeats the clause ``uses`` times (then its only parameters)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -150,10 +155,16 @@ class SqliteDatabase(_Transactions):
             raise
         self.execute("COMMIT")
 
-    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    def in_list(
+        self, column: str, values: Sequence[Any], *, uses: int = 1
+    ) -> tuple[str, list[Any]]:
         if not values:
             return "1 = 0", []
-        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+        if uses == 1:
+            return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+        # Numbered parameters: every use of the clause binds the same values, bound once.
+        marks = ", ".join(f"?{number}" for number in range(1, len(values) + 1))
+        return f"{column} IN ({marks})", list(values)
 
     def close(self) -> None:
         with self._snapshots_lock:
@@ -210,8 +221,10 @@ class PostgresDatabase(_Transactions):
             self.execute("SELECT pg_advisory_xact_lock(?, ?)", (self._LOCK_KEY, self._schema_key))
             yield
 
-    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-        return f"{column} = ANY(?)", [list(values)]
+    def in_list(
+        self, column: str, values: Sequence[Any], *, uses: int = 1
+    ) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)] * uses
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Bulk-load rows with COPY (the fast path for large ingests)."""

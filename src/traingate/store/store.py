@@ -59,22 +59,24 @@ class Store:
     # -- lookups for ingest checks (batched) ---------------------------------------------------
 
     def _select_in(self, sql: str, column: str, values: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` whose ``{where}`` (one or more of them) says ``column`` is one of
+        ``values``, queried a chunk of values at a time, in order."""
         unique = sorted(set(values))
         rows: list[tuple[Any, ...]] = []
+        uses = sql.count("{where}")
         for chunk in _chunks(unique):
-            clause, params = self.db.in_list(column, chunk)
+            clause, params = self.db.in_list(column, chunk, uses=uses)
             rows.extend(self.db.execute(sql.format(where=clause), params))
         return rows
 
     def known_events(self, event_keys: Iterable[bytes]) -> dict[bytes, bytes]:
         """event key -> body hash (``KeyRing.short_hash``), for the keys of accepted events
         (reports included)."""
-        keys = list(event_keys)
         rows = self._select_in(
-            "SELECT event_key, body_hash FROM events WHERE {where}", "event_key", keys
-        )
-        rows += self._select_in(
-            "SELECT event_key, body_hash FROM report_events WHERE {where}", "event_key", keys
+            "SELECT event_key, body_hash FROM events WHERE {where}"
+            " UNION ALL SELECT event_key, body_hash FROM report_events WHERE {where}",
+            "event_key",
+            event_keys,
         )
         return {bytes(key): bytes(body_hash) for key, body_hash in rows}
 
