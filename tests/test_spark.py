@@ -178,6 +178,25 @@ def test_spark_equals_duckdb_message_by_message(tmp_path: Path, spark: SparkSess
             assert duck.records, f"{purpose}: the history should grant something"
 
 
+def test_policy_diff_on_spark_equals_duckdb(tmp_path: Path, spark: SparkSession) -> None:
+    """``policy diff --engine spark``: the same records entering, leaving and changing, with
+    the same rules on both sides, as the DuckDB engine, for two purposes (the scalar
+    evaluator gives the reasons; the engine decides which items)."""
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json")
+    later = "consumer-2024,consumer-2025@2024-01-09T00:00:00Z"
+    with Traingate.open(settings) as tg:
+        summary = tg.ingest(jsonl(history(seed=7)))
+        assert summary.rejected == 0, summary.errors
+        as_of = parse_instant(T(16))
+        kept = ["model_training", "safety_review"]  # each purpose is two builds
+        duck = tg.policy_diff(a="consumer-2024", b=later, as_of=as_of, purposes=kept)
+        sparked = tg.policy_diff(
+            a="consumer-2024", b=later, as_of=as_of, purposes=kept, engine="spark"
+        )
+        assert sparked.to_dict() == duck.to_dict()
+        assert [len(p.records) for p in duck.purposes] == [7, 1]
+
+
 def test_spark_reads_a_lake(tmp_path: Path, ev: Events, spark: SparkSession) -> None:
     """``--engine spark --messages parquet:PATH`` from the command line: the store build's
     records and manifest; a lake message of an unknown conversation or of another account is
