@@ -6,13 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.factories import Events, all_text, jsonl
 from traingate.app import Traingate
-from traingate.policy import default_policy
+from traingate.policy import PolicySet, bundled_policy, default_policy
 from traingate.retention import (
     HARD_DELETE_AFTER,
     PurgeCounts,
+    expired_submissions,
     hard_delete_cutoff,
     hard_delete_due,
     purge,
@@ -55,6 +58,43 @@ def test_hard_delete_is_more_than_thirty_days() -> None:
     assert not hard_delete_due(deleted_at=deleted, as_of=deleted + 30 * DAY)
     assert hard_delete_due(deleted_at=deleted, as_of=deleted + 30 * DAY + 1)
     assert hard_delete_cutoff(deleted + 30 * DAY + 1) == deleted + 1
+
+
+# Instants from 1990 to 2060, whole seconds or not; 29 February of the leap years is likely.
+_INSTANTS = st.one_of(
+    st.integers(min_value=parse_instant("1990-01-01T00:00:00Z"), max_value=2_840_000_000 * 10**6),
+    st.sampled_from(["2024-02-28", "2024-02-29", "2024-03-01", "2028-02-29"]).flatmap(
+        lambda day: st.integers(0, DAY - 1).map(lambda us: parse_instant(f"{day}T00:00:00Z") + us)
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    switches=st.lists(_INSTANTS, min_size=0, max_size=3, unique=True),
+    submitted=_INSTANTS,
+    as_of=_INSTANTS,
+)
+def test_expired_submission_days_match_the_exact_expiry(
+    switches: list[int], submitted: int, as_of: int
+) -> None:
+    """Policies of 10 and 5 years alternating at random dates: a report on a day of ``days``
+    has expired; one that has expired is on a day of ``days`` or of ``check``."""
+    policies = PolicySet.of(
+        bundled_policy("consumer-2025" if n % 2 else "consumer-2024")
+        .effective(at)
+        .model_copy(update={"version": 100 + n})  # a set names each id and version once
+        for n, at in enumerate([parse_instant("1980-01-01T00:00:00Z"), *sorted(switches)])
+    )
+    found = expired_submissions(policies, as_of)
+    day = submitted - submitted % DAY
+    in_days = any((first is None or first <= day) and day <= last for first, last in found.days)
+    expired = report_expiry(policies, submitted) <= as_of
+    if in_days:
+        assert expired
+    if expired:
+        assert in_days or day in found.check
+    assert len(found.check) <= 4 * len(policies.policies)
 
 
 def test_purge_counts_to_dict() -> None:
@@ -246,3 +286,50 @@ def test_purge_leaves_a_store_without_deletions_alone(tg: Traingate, ev: Events)
     tg.ingest(jsonl([ev.account("u1", ev.t(0)), ev.message("m1", "c1", "u1", ev.t(1))]))
     assert _purge(tg, parse_instant("2099-01-01T00:00:00Z")) == ZERO
     assert _count(tg, "SELECT COUNT(*) FROM messages") == 1
+
+
+@pytest.mark.store
+def test_a_policy_put_in_force_from_an_earlier_date_shortens_the_stored_expiry(
+    settings: Settings, ev: Events
+) -> None:
+    """Reports stored under consumer-2024 (P10Y); consumer-2025 (P5Y) is then configured from
+    a date before some of them: those are purged five years after their submission, to the
+    microsecond, and shown (by ``feedback show`` and the retention status) with that expiry;
+    the others keep their ten years."""
+    events = [
+        ev.account("u1", "2024-01-01T00:00:00Z"),
+        ev.message("m1", "c1", "u1", "2024-01-02T00:00:00Z"),
+        ev.feedback("f-before", "u1", "c1", "m1", "2024-01-05T10:00:00Z"),
+        ev.feedback("f-leap", "u1", "c1", "m1", LEAP),
+        ev.feedback("f-after", "u1", "c1", "m1", "2024-03-01T09:00:01Z"),
+    ]
+    with Traingate.open(settings) as tg:
+        summary = tg.ingest(jsonl(events))
+        assert summary.rejected == 0, summary.errors
+        receipts = {line: receipt for line, _, receipt in summary.receipts}
+    before, leap, after = receipts[3], receipts[4], receipts[5]
+    later = Settings(
+        db_url=settings.db_url,
+        key_file=settings.key_file,
+        policy="consumer-2024,consumer-2025@2024-02-01T00:00:00Z",
+    )
+    with Traingate.open(later) as tg:
+        assert tg.vault.show(leap)[0].expires_at == parse_instant("2029-02-28T13:45:07.654321Z")
+        assert tg.vault.show(after)[0].expires_at == parse_instant("2029-03-01T09:00:01Z")
+        assert tg.vault.show(before)[0].expires_at == parse_instant("2034-01-05T10:00:00Z")
+        status = tg.retention_status(as_of=parse_instant("2025-01-01T00:00:00Z"))
+        assert [(e.month, e.reports) for e in status.expiries] == [
+            ("2029-02", 1),
+            ("2029-03", 1),
+            ("2034-01", 1),
+        ]
+        leap_expiry = parse_instant("2029-02-28T13:45:07.654321Z")
+        assert _purge(tg, leap_expiry - 1) == ZERO
+        assert _purge(tg, leap_expiry) == {**ZERO, "expired_reports": 1}
+        assert _purge(tg, parse_instant("2029-03-01T09:00:00Z")) == ZERO
+        assert _purge(tg, parse_instant("2031-01-01T00:00:00Z")) == {**ZERO, "expired_reports": 1}
+        assert tg.vault.count() == 1
+        assert tg.vault.show(before)[0].submitted_at == parse_instant("2024-01-05T10:00:00Z")
+        assert _purge(tg, parse_instant("2034-01-05T10:00:00Z")) == {**ZERO, "expired_reports": 1}
+    with Traingate.open(settings) as tg:  # consumer-2024 alone again: nothing comes back
+        assert tg.vault.count() == 0

@@ -636,7 +636,7 @@ class Traingate:
         from traingate.retention_status import retention_status
 
         when = now_micros() if as_of is None else as_of
-        return retention_status(self.store.db, as_of=when)
+        return retention_status(self.store.db, as_of=when, policy=self.policies)
 
     def purge_audited(self, *, actor: str, as_of: int | None = None) -> PurgeCounts:
         """``purge`` naming ``actor`` (every purge is audited; kept for the pages)."""

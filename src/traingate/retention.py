@@ -5,6 +5,9 @@
   29 February + 10 years = 28 February, same time of day), fixed when it is received. From
   that instant on it serves no build (``Vault.reports`` filters on it) whether or not ``purge``
   ran; ``purge`` then deletes it, wrapped data key and ciphertext together (crypto-shredding).
+  Policies put in force later, from an earlier date, can only shorten that: a report expires
+  at the earlier of its stored expiry and the one the policies configured now give it
+  (``expired_submissions`` tells ``purge`` which submission days that reaches).
 - A conversation deleted more than 30 days before T, and every conversation of an account
   deleted more than 30 days before T, loses its messages, settings and safety flags at the
   purge of T; the account loses its plan/e-mail history and account-scope consents. The event
@@ -20,18 +23,22 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from traingate.errors import StoreError
 from traingate.policy import Policy, PolicySet, policy_at
 from traingate.store.db import Database
+from traingate.timeutil import DAY, day_of, to_micros
 
 if TYPE_CHECKING:
     from traingate.vault.vault import Vault
 
 __all__ = [
     "HARD_DELETE_AFTER",
+    "ExpiredSubmissions",
     "PurgeCounts",
+    "expired_submissions",
     "hard_delete_cutoff",
     "hard_delete_due",
     "purge",
@@ -49,6 +56,64 @@ def report_expiry(policy: Policy | PolicySet, submitted_at: int) -> int:
     the report is expired at once."""
     expiry = policy_at(policy, submitted_at).feedback_expiry(submitted_at)
     return submitted_at if expiry is None else expiry
+
+
+_FIRST_DAY = to_micros(datetime(1, 1, 1, tzinfo=UTC))  # no instant is earlier
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredSubmissions:
+    """Which reports policies have expired by an instant, by the UTC day (midnight, µs) of
+    their submission, as the vault keeps it: every report submitted on a day of ``days``
+    (inclusive ranges; None: unbounded below) has expired; a report submitted on a day of
+    ``check`` may have (decide it by ``report_expiry`` of its exact submission)."""
+
+    days: tuple[tuple[int | None, int], ...]
+    check: tuple[int, ...]
+
+
+def expired_submissions(policy: Policy | PolicySet, as_of: int) -> ExpiredSubmissions:
+    """The submission days whose reports ``policy`` has expired by ``as_of``.
+
+    For each policy of the set, over the whole days of its range: a day is expired when the
+    report submitted at its last instant is (binary search: that expiry never decreases from
+    one day to the next, 29 February and 28 February sharing theirs). The two days after the
+    last such day, and the days a policy's range starts or ends within, are to be checked.
+    """
+    policies = PolicySet.of(policy)
+    days: list[tuple[int | None, int]] = []
+    check: set[int] = set()
+    for index, current in enumerate(policies.policies):
+        start = None if index == 0 else current.effective_at  # the first rules before it too
+        end = policies.until(index)
+
+        def last_instant_expired(day: int, rules: Policy = current) -> bool:
+            return report_expiry(rules, day + DAY - 1) <= as_of
+
+        first = None if start is None else day_of(start + DAY - 1)  # its first whole day
+        last = day_of(as_of) if end is None else min(day_of(end - DAY), day_of(as_of))
+        for partial in (start, end):
+            if partial is not None and partial % DAY:
+                check.add(day_of(partial))
+        low = _FIRST_DAY if first is None else first
+        if low > last or not last_instant_expired(low):
+            after = low  # no whole day is expired; this one and the next may be in part
+        else:
+            high = last  # the answer lies in [low, high]
+            while low < high:
+                middle = day_of(low + (high - low) // 2 + DAY)
+                if last_instant_expired(middle):
+                    low = middle
+                else:
+                    high = middle - DAY
+            days.append((first, low))
+            after = low + DAY
+        check.update(
+            day
+            for day in (after, after + DAY)
+            if day <= day_of(as_of) and (end is None or day < end)
+        )
+    return ExpiredSubmissions(days=tuple(days), check=tuple(sorted(check)))
 
 
 def report_expired(*, expires_at: int, as_of: int) -> bool:

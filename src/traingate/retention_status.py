@@ -13,9 +13,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from traingate.retention import HARD_DELETE_AFTER
+from traingate.policy import Policy, PolicySet
+from traingate.retention import HARD_DELETE_AFTER, report_expiry
 from traingate.store.db import Database
-from traingate.timeutil import format_instant, from_micros
+from traingate.timeutil import day_of, format_instant, from_micros
 
 __all__ = [
     "ExpiryMonth",
@@ -98,16 +99,22 @@ class RetentionStatus:
         }
 
 
-def _expiries(db: Database, as_of: int) -> tuple[int, tuple[ExpiryMonth, ...]]:
+def _expiries(
+    db: Database, as_of: int, policy: Policy | PolicySet
+) -> tuple[int, tuple[ExpiryMonth, ...]]:
+    """Reports by the month of their expiry: the stored one, or the earlier one the policies
+    configured now give their submission (``Vault.expires_at``), taken at the start of the
+    submission day (the columns keep no finer time)."""
     rows = db.execute(
-        f"SELECT expires_day, COUNT(*) FROM {db.vault_prefix}reports"
-        " GROUP BY expires_day ORDER BY expires_day"
+        f"SELECT submitted_day, expires_day, COUNT(*) FROM {db.vault_prefix}reports"
+        " GROUP BY submitted_day, expires_day"
     )
+    by_day: dict[int, int] = {}
+    for submitted, stored, count in rows:
+        day = min(int(stored), day_of(report_expiry(policy, int(submitted))))
+        by_day[day] = by_day.get(day, 0) + int(count)
     months: dict[str, ExpiryMonth] = {}
-    total = 0
-    for day, count in rows:
-        day, count = int(day), int(count)
-        total += count
+    for day, count in sorted(by_day.items()):
         month = from_micros(day).strftime("%Y-%m")
         known = months.get(month)
         months[month] = ExpiryMonth(
@@ -116,7 +123,7 @@ def _expiries(db: Database, as_of: int) -> tuple[int, tuple[ExpiryMonth, ...]]:
             first_day=known.first_day if known else day,
             expired=(known.expired if known else False) or day <= as_of,
         )
-    return total, tuple(months.values())
+    return sum(by_day.values()), tuple(months.values())
 
 
 def _pending(db: Database, limit: int) -> tuple[list[PendingDeletion], int]:
@@ -170,9 +177,12 @@ def _last_purge(db: Database) -> LastPurge | None:
     )
 
 
-def retention_status(db: Database, *, as_of: int, limit: int = 50) -> RetentionStatus:
-    """The retention status as of ``as_of`` (at most ``limit`` pending deletions listed)."""
-    total, expiries = _expiries(db, as_of)
+def retention_status(
+    db: Database, *, as_of: int, policy: Policy | PolicySet, limit: int = 50
+) -> RetentionStatus:
+    """The retention status as of ``as_of`` under the configured ``policy`` (at most ``limit``
+    pending deletions listed)."""
+    total, expiries = _expiries(db, as_of, policy)
     pending, pending_total = _pending(db, limit)
     return RetentionStatus(
         as_of=as_of,

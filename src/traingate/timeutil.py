@@ -18,6 +18,12 @@ _RFC3339 = re.compile(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = 1_000_000
 _ONE_US = timedelta(microseconds=1)
+DAY = 86_400 * _US  # one day, in microseconds
+
+
+def day_of(micros: int) -> int:
+    """Midnight UTC of the day of an instant (what the vault's columns keep of a time)."""
+    return micros - micros % DAY
 
 
 def parse_instant(text: str) -> int:

@@ -20,9 +20,9 @@ from typing import Any
 from traingate.errors import ConfigError, ReceiptError, StoreError
 from traingate.keys import KeyRing, MasterKey
 from traingate.policy import Policy, PolicySet
-from traingate.retention import report_expiry
+from traingate.retention import expired_submissions, report_expiry
 from traingate.store.db import Database
-from traingate.timeutil import format_instant
+from traingate.timeutil import DAY, day_of, format_instant
 from traingate.vault.crypto import (
     SCHEME,
     KeyBlob,
@@ -43,7 +43,6 @@ from traingate.vault.snapshot import Snapshot
 __all__ = ["Receipt", "ReportInfo", "Vault", "VaultRecord"]
 
 _PAGE = 500
-DAY = 86_400 * 1_000_000
 _RECEIPT = re.compile(r"([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{32,128})", re.ASCII)
 _COLUMNS = (
     "report_id, submitted_day, expires_day, scheme, master_key_id, wrapped_key, nonce, ciphertext"
@@ -99,11 +98,6 @@ class VaultRecord:
     snapshot: Snapshot
 
 
-def day_of(micros: int) -> int:
-    """Midnight UTC of the day of an instant (what the vault's columns keep of a time)."""
-    return micros - micros % DAY
-
-
 @dataclass(frozen=True, slots=True)
 class _Row:
     report_id: str
@@ -128,11 +122,11 @@ class _Row:
             ),
         )
 
-    def info(self, blob: KeyBlob) -> ReportInfo:
+    def info(self, blob: KeyBlob, *, expires_at: int) -> ReportInfo:
         return ReportInfo(
             report_id=self.report_id,
             submitted_at=blob.submitted_at,
-            expires_at=blob.expires_at,
+            expires_at=expires_at,
             master_key_id=self.sealed.master_key_id,
         )
 
@@ -278,47 +272,70 @@ class Vault:
         """The stored report and its decrypted snapshot. Raises ReceiptError."""
         row = self._authorized(receipt)
         blob, snapshot = self._open(row)
-        return row.info(blob), snapshot
+        return row.info(blob, expires_at=self.expires_at(blob)), snapshot
 
     def delete(self, receipt: str) -> ReportInfo:
         """Delete the report: its wrapped data key and its ciphertext go with the row, so the
         payload can never be decrypted again (crypto-shredding). Raises ReceiptError."""
         with self._db.transaction():
             row = self._authorized(receipt)
-            info = row.info(self._times(row))
+            blob = self._times(row)
+            info = row.info(blob, expires_at=self.expires_at(blob))
             self._db.execute(f"DELETE FROM {self._table} WHERE report_id = ?", (row.report_id,))
         self.checkpoint()
         return info
 
     # -- retention and builds ----------------------------------------------------------------
 
-    def purge_expired(self, *, as_of: int) -> int:
-        """Delete (crypto-shred) every report whose expiry is at or before ``as_of``.
+    def expires_at(self, blob: KeyBlob) -> int:
+        """A report's expiry: the one stored with it, or an earlier one given by the policies
+        configured now (one put in force later, from a date before the submission)."""
+        return min(blob.expires_at, report_expiry(self._policy, blob.submitted_at))
 
-        Rows whose expiry day ended by ``as_of`` go by their column alone; rows expiring on
-        ``as_of``'s own day are decided by their exact expiry, unwrapped from the key blob.
+    def _delete_where(self, condition: str, params: tuple[int, ...]) -> int:
+        table = self._table
+        count = int(
+            self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {condition}", params)[0][0]
+        )
+        if count:
+            self._db.execute(f"DELETE FROM {table} WHERE {condition}", params)
+        return count
+
+    def purge_expired(self, *, as_of: int) -> int:
+        """Delete (crypto-shred) every report whose expiry (``expires_at``) is at or before
+        ``as_of``.
+
+        Rows go by their day columns where those decide: an expiry day that ended by ``as_of``,
+        or a submission day the policies have expired whole (``expired_submissions``). The
+        others that may be due (expiring on ``as_of``'s day, or submitted on a day the
+        policies expired in part) are decided by their exact instants, unwrapped from the key
+        blob.
         """
         table = self._table
+        by_policy = expired_submissions(self._policy, as_of)
         with self._db.transaction():
-            sure = int(
-                self._db.execute(
-                    f"SELECT COUNT(*) FROM {table} WHERE expires_day <= ?", (as_of - DAY,)
-                )[0][0]
+            deleted = self._delete_where("expires_day <= ?", (as_of - DAY,))
+            for first, last in by_policy.days:
+                if first is None:
+                    deleted += self._delete_where("submitted_day <= ?", (last,))
+                else:
+                    deleted += self._delete_where(
+                        "submitted_day >= ? AND submitted_day <= ?", (first, last)
+                    )
+            maybe = self._db.execute(
+                f"SELECT {_COLUMNS} FROM {table} WHERE expires_day > ? AND expires_day <= ?",
+                (as_of - DAY, as_of),
             )
-            if sure:
-                self._db.execute(f"DELETE FROM {table} WHERE expires_day <= ?", (as_of - DAY,))
-            boundary = [
-                _Row.of(raw)
-                for raw in self._db.execute(
-                    f"SELECT {_COLUMNS} FROM {table} WHERE expires_day > ? AND expires_day <= ?",
-                    (as_of - DAY, as_of),
+            for day in by_policy.check:
+                maybe += self._db.execute(
+                    f"SELECT {_COLUMNS} FROM {table} WHERE submitted_day = ?", (day,)
                 )
-            ]
-            due = [row.report_id for row in boundary if self._times(row).expires_at <= as_of]
+            rows = {row.report_id: row for row in map(_Row.of, maybe)}
+            due = [key for key, row in rows.items() if self.expires_at(self._times(row)) <= as_of]
             self._db.executemany(
                 f"DELETE FROM {table} WHERE report_id = ?", [(report_id,) for report_id in due]
             )
-        return sure + len(due)
+        return deleted + len(due)
 
     def reports(self, *, as_of: int) -> Iterator[VaultRecord]:
         """Every report usable at ``as_of`` (submitted_at <= as_of < expires_at), decrypted,
