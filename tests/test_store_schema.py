@@ -58,6 +58,13 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
         db.close()
 
 
+def test_a_search_path_without_a_schema_is_refused_clearly(pg_server: str) -> None:
+    separator = "&" if "?" in pg_server else "?"
+    url = f"{pg_server}{separator}options=-csearch_path%3Dtg_no_such_schema"
+    with pytest.raises(StoreError, match="no schema of its search_path exists"):
+        connect(url)
+
+
 def test_compacting_event_keys_keeps_what_was_accepted(settings: Settings) -> None:
     """Migration 7 turns the 64-hex-character keys of events and reports into the 16-byte
     short hashes, and migration 10 drops the events' bodies: events accepted before them are

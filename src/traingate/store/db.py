@@ -190,7 +190,14 @@ class PostgresDatabase(_Transactions):
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
         self._psycopg = psycopg
-        self._schema_key = int(self.execute("SELECT hashtext(current_schema())")[0][0])
+        schema_key = self.execute("SELECT hashtext(current_schema())")[0][0]
+        if schema_key is None:  # the search_path names no schema that exists
+            self._conn.close()
+            raise StoreError(
+                f"PostgreSQL at {_redact(url)}: no schema of its search_path exists; create "
+                "the schema first (CREATE SCHEMA name) or name one that exists"
+            )
+        self._schema_key = int(schema_key)
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
