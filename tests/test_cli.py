@@ -124,7 +124,16 @@ def test_group_readable_key_file_is_refused(tmp_path: Path) -> None:
             "not an RFC 3339",
         ),
         (["ingest", "missing.jsonl"], "no such file"),
+        (["ingest", "traingate-data"], "traingate-data is a directory, not a file of events"),
         (["--db", "mysql://x/y", "ingest", "-"], "unsupported database URL"),
+        (
+            ["--db", "sqlite:///traingate-data/keys.json/db.sqlite", "ingest", "-"],
+            "cannot open the SQLite store traingate-data/keys.json/db.sqlite: [Errno 17]",
+        ),
+        (
+            ["--db", "sqlite:///traingate-data/keys.json", "ingest", "-"],
+            "cannot open the SQLite store traingate-data/keys.json: file is not a database",
+        ),
     ],
 )
 def test_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -133,6 +142,29 @@ def test_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_pipe_is_read_as_a_file(tmp_path: Path) -> None:
+    """``traingate ingest <(zcat events.jsonl.gz)``: the shell passes a pipe's path."""
+    read, write = os.pipe()
+    os.set_inheritable(read, True)
+    with os.fdopen(write, "w") as sink:
+        sink.write("\n".join(history()))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "traingate", "ingest", f"/dev/fd/{read}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            pass_fds=(read,),
+            env={k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")},
+        )
+    finally:
+        os.close(read)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accepted"] == 7
 
 
 def test_gzip_file_and_sample_path(tmp_path: Path) -> None:

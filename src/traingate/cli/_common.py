@@ -61,10 +61,16 @@ def event_lines(path: str) -> Iterator[IO[str]]:
         yield io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
         return
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         fail(f"no such file: {path}")
+    if file.is_dir():
+        fail(f"{path} is a directory, not a file of events")
     opener = gzip.open if file.suffix == ".gz" else open
-    with opener(file, "rt", encoding="utf-8", errors="surrogateescape") as handle:
+    try:  # a pipe (``<(zcat events.gz)``) or a device is read as it comes
+        handle = opener(file, "rt", encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    with handle:
         yield handle
 
 
