@@ -299,6 +299,8 @@ def test_existing_directory_is_refused(tg: Traingate, ev: Events, tmp_path: Path
         build(tg, out, "model_training")
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "mine"
+    with pytest.raises(BuildError, match=r"cannot create the directory of .*keep\.txt/new"):
+        build(tg, out / "keep.txt" / "new", "model_training")  # a file in the way
     assert _leftovers(tmp_path) == []
     assert tg.store.db.execute("SELECT COUNT(*) FROM builds")[0][0] == 0
 

@@ -438,7 +438,10 @@ def build_dataset(
         raise BuildError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     target = out.absolute()
     _refuse_existing(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a directory should be, no permission
+        raise BuildError(f"cannot create the directory of {target}: {exc}") from exc
     remove_leftovers(target)
     token = secrets.token_hex(6)
     staging = target.parent / f".{target.name}.tmp-{token}"

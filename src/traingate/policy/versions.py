@@ -191,6 +191,17 @@ def load_policy_set(spec: str | None) -> PolicySet:
     refs = parse_policy_spec(spec) if spec and spec.strip() else (PolicyRef(DEFAULT_POLICY_ID),)
     policies = []
     for ref in refs:
+        if not ref.bundled and not Path(ref.name).exists():
+            hint = (
+                " (an effective date follows @ as an RFC 3339 instant, e.g. "
+                "consumer-2025@2026-01-01T00:00:00Z)"
+                if "@" in ref.name
+                else ""
+            )
+            raise PolicyError(
+                f"policy {ref.name!r} is neither a bundled policy "
+                f"({', '.join(bundled_policy_ids())}) nor an existing file{hint}"
+            )
         policy = bundled_policy(ref.name) if ref.bundled else load_policy(Path(ref.name))
         policies.append(policy if ref.effective is None else policy.effective(ref.effective))
     return PolicySet.of(policies)
