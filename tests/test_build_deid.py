@@ -13,7 +13,7 @@ import pytest
 from tests.factories import Events, jsonl
 from tests.test_build_helpers import all_strings, read_dataset
 from traingate.app import Traingate
-from traingate.deid import EMAIL_PATTERN
+from traingate.deid import EMAIL_PATTERN, redact_json
 from traingate.timeutil import parse_instant
 
 T = Events.t
@@ -114,3 +114,22 @@ def test_the_scanner_finds_what_it_looks_for() -> None:
     record = {"messages": [{"content": f"hi {IDS['message'][0]}"}], "x": '{"a@b.io": 1}'}
     assert len(leaks([record])) == 3  # the id; the e-mail in the JSON text and as its key
     assert leaks([{"date": "2024-01-03", "t": "at 10:30"}]) == ["time '10:30' in 'at 10:30'"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"a@example.org": "x"}, {"[email]": "x"}),
+        (
+            {"a@example.org": 1, "b@example.org": {"c@example.org": "d@example.org"}},
+            {"[email]": 1, "[email] (2)": {"[email]": "[email]"}},
+        ),
+        (  # a key that already reads like a renamed one is renamed in turn
+            {"a@x.io": 1, "b@x.io": 2, "[email] (2)": 3},
+            {"[email]": 1, "[email] (2)": 2, "[email] (2) (2)": 3},
+        ),
+        ([{"k": "e@x.io"}, "plain"], [{"k": "[email]"}, "plain"]),
+    ],
+)
+def test_redacted_keys_that_come_out_alike_keep_every_value(value: Any, expected: Any) -> None:
+    assert redact_json(value) == expected

@@ -114,9 +114,14 @@ def _redact(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact(v) for v in value]
     if isinstance(value, dict):
-        # Two keys that differ only by an e-mail collapse into one; objects are stored with
-        # sorted keys, so the last key in code-point order wins, whatever the input order.
-        return {EMAIL.sub("[email]", k): _redact(value[k]) for k in sorted(value)}
+        # Keys that differ only by an e-mail address all stay: objects are stored with sorted
+        # keys, and the second, third, ... in code-point order become "[email] (2)", ...
+        redacted: dict[str, Any] = {}
+        for key in sorted(value):
+            name = EMAIL.sub("[email]", key)
+            copies = [name] + [f"{name} ({n})" for n in range(2, len(value) + 2)]
+            redacted[next(c for c in copies if c not in redacted)] = _redact(value[key])
+        return redacted
     return value
 
 

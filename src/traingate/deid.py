@@ -33,13 +33,23 @@ def redact(text: str) -> str:
 
 
 def redact_json(value: Any) -> Any:
-    """Redact every string in a JSON value: keys and values, at any depth."""
+    """Redact every string in a JSON value: keys and values, at any depth. Keys that come
+    out alike (two e-mail addresses) all stay, the later ones as ``[email] (2)``, ``[email]
+    (3)``, ... in the object's order: no value is dropped."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, list):
         return [redact_json(item) for item in value]
     if isinstance(value, dict):
-        return {redact(str(key)): redact_json(item) for key, item in value.items()}
+        redacted: dict[str, Any] = {}
+        for key, item in value.items():
+            name = base = redact(str(key))
+            copy = 1
+            while name in redacted:
+                copy += 1
+                name = f"{base} ({copy})"
+            redacted[name] = redact_json(item)
+        return redacted
     return value
 
 
