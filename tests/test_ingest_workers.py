@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,19 @@ def _rows(tg: Traingate) -> dict[str, list[tuple[Any, ...]]]:
         ]
         for table, order in TABLES.items()
     }
+
+
+def _parse(
+    lines: Iterable[tuple[int, str]], *, workers: int, inline: int, ahead: int
+) -> Generator[parsing.Parsed, None, None]:
+    return parsing.parse_lines(
+        lines,
+        plans={"free": "consumer"},
+        short_hash=ShortHasher(b"k" * 32),
+        workers=workers,
+        inline=inline,
+        ahead=ahead,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -145,59 +158,47 @@ def test_stopping_early_stops_the_workers(ev: Events, monkeypatch: pytest.Monkey
     once, with lines still queued for them and results nobody will read."""
     monkeypatch.setattr(parsing, "CHUNK", 50)
     lines = [(n, json.dumps(ev.account(f"a{n}", ev.t(0)))) for n in range(1, 20_001)]
-    parsed = parsing.parse_lines(
-        lines,
-        plans={"free": "consumer"},
-        short_hash=ShortHasher(b"k" * 32),
-        workers=2,
-        inline=0,
-        ahead=10_000,
-    )
+    parsed = _parse(lines, workers=2, inline=0, ahead=10_000)
     assert [next(parsed).line for _ in range(3)] == [1, 2, 3]
     parsed.close()  # returns: no worker left running or blocked
 
 
-class _Counted(parsing._Worker):
-    """A real worker that counts the chunks handed to it."""
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The workers started from here on, each a real worker counting the chunks it is handed
+    (``chunks``)."""
+    workers: list[Any] = []
 
-    def __init__(self, plans: dict[str, str], short_hash: ShortHasher) -> None:
-        super().__init__(plans, short_hash)
-        self.chunks = 0
-        STARTED.append(self)
+    class Counted(parsing._Worker):
+        def __init__(self, plans: dict[str, str], short_hash: ShortHasher) -> None:
+            super().__init__(plans, short_hash)
+            self.chunks = 0
+            workers.append(self)
 
-    def submit(self, chunk: list[tuple[int, str]]) -> None:
-        self.chunks += 1
-        super().submit(chunk)
+        def submit(self, chunk: list[tuple[int, str]]) -> None:
+            self.chunks += 1
+            super().submit(chunk)
 
-
-STARTED: list[_Counted] = []
+    monkeypatch.setattr(parsing, "_Worker", Counted)
+    return workers
 
 
 @pytest.mark.parametrize(("lines", "starts"), [(60, True), (30, False), (29, False)])
 def test_workers_start_before_the_last_line_parsed_here(
-    ev: Events, lines: int, starts: bool, monkeypatch: pytest.MonkeyPatch
+    ev: Events, lines: int, starts: bool, started: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A caller whose batch is the ``inline`` lines writes it when it takes the last of them:
     by then the workers are parsing the lines after it. A file of at most ``inline`` lines
     starts none."""
-    monkeypatch.setattr(parsing, "_Worker", _Counted)
     monkeypatch.setattr(parsing, "CHUNK", 10)
-    STARTED.clear()
     numbered = [(n, json.dumps(ev.account(f"a{n}", ev.t(0)))) for n in range(1, lines + 1)]
-    parsed = parsing.parse_lines(
-        numbered,
-        plans={"free": "consumer"},
-        short_hash=ShortHasher(b"k" * 32),
-        workers=1,
-        inline=30,
-        ahead=20,
-    )
+    parsed = _parse(numbered, workers=1, inline=30, ahead=20)
     taken = [next(parsed).line for _ in range(min(lines, 30))]
     assert taken == list(range(1, min(lines, 30) + 1))
     if starts:
-        assert len(STARTED) == 1 and STARTED[0].chunks == 2  # lines 31-50: ``ahead``
+        assert len(started) == 1 and started[0].chunks == 2  # lines 31-50: ``ahead``
     else:
-        assert STARTED == []
+        assert started == []
     assert [item.line for item in parsed] == list(range(31, lines + 1))
 
 
@@ -212,14 +213,7 @@ def test_reading_fails_after_the_held_line(
             yield n, json.dumps(ev.account(f"a{n}", ev.t(0)))
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
 
-    parsed = parsing.parse_lines(
-        numbered(),
-        plans={"free": "consumer"},
-        short_hash=ShortHasher(b"k" * 32),
-        workers=workers,
-        inline=5,
-        ahead=20,
-    )
+    parsed = _parse(numbered(), workers=workers, inline=5, ahead=20)
     assert [next(parsed).line for _ in range(5)] == [1, 2, 3, 4, 5]
     with pytest.raises(UnicodeDecodeError):
         next(parsed)

@@ -72,6 +72,12 @@ class ExpiredSubmissions:
     check: tuple[int, ...]
 
 
+def _day_expired(policy: Policy, day: int, as_of: int) -> bool:
+    """Whether ``policy`` has expired, by ``as_of``, a report submitted at the last instant of
+    ``day`` (and so every report of that day)."""
+    return report_expiry(policy, day + DAY - 1) <= as_of
+
+
 def expired_submissions(policy: Policy | PolicySet, as_of: int) -> ExpiredSubmissions:
     """The submission days whose reports ``policy`` has expired by ``as_of``.
 
@@ -86,23 +92,19 @@ def expired_submissions(policy: Policy | PolicySet, as_of: int) -> ExpiredSubmis
     for index, current in enumerate(policies.policies):
         start = None if index == 0 else current.effective_at  # the first rules before it too
         end = policies.until(index)
-
-        def last_instant_expired(day: int, rules: Policy = current) -> bool:
-            return report_expiry(rules, day + DAY - 1) <= as_of
-
         first = None if start is None else day_of(start + DAY - 1)  # its first whole day
         last = day_of(as_of) if end is None else min(day_of(end - DAY), day_of(as_of))
         for partial in (start, end):
             if partial is not None and partial % DAY:
                 check.add(day_of(partial))
         low = _FIRST_DAY if first is None else first
-        if low > last or not last_instant_expired(low):
+        if low > last or not _day_expired(current, low, as_of):
             after = low  # no whole day is expired; this one and the next may be in part
         else:
             high = last  # the answer lies in [low, high]
             while low < high:
                 middle = day_of(low + (high - low) // 2 + DAY)
-                if last_instant_expired(middle):
+                if _day_expired(current, middle, as_of):
                     low = middle
                 else:
                     high = middle - DAY

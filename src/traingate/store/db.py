@@ -100,19 +100,19 @@ class SqliteDatabase(_Transactions):
         self.url = url
         self.path = path
         self.vault_path = vault_path_of(path)
+        conn: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
-        try:
-            self._conn.execute("ATTACH DATABASE ? AS vault", (str(self.vault_path),))
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("ATTACH DATABASE ? AS vault", (str(self.vault_path),))
             for schema in ("main", "vault"):
-                self._conn.execute(f"PRAGMA {schema}.journal_mode=WAL")
-                self._conn.execute(f"PRAGMA {schema}.synchronous=NORMAL")
-        except sqlite3.Error as exc:  # not a database, read-only, or a directory
-            self._conn.close()
+                conn.execute(f"PRAGMA {schema}.journal_mode=WAL")
+                conn.execute(f"PRAGMA {schema}.synchronous=NORMAL")
+        except (OSError, sqlite3.Error) as exc:  # a file in the way, not a database, no access
+            if conn is not None:
+                conn.close()
             raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
+        self._conn = conn
         self._conn.execute("PRAGMA busy_timeout=30000")
         # Checkpoint the WAL every ~64 MiB rather than every 4 MiB, so that an index page changed
         # by several batches is written back once. (The page cache stays at its default: a
