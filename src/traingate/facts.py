@@ -7,18 +7,21 @@ else: the later arrival wins for plans; for consent a denial wins, SPEC §1 rule
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
     "ConsentChange",
+    "ConsentKey",
     "ConversationFacts",
     "FlagFact",
     "MessageFact",
     "PlanChange",
     "consent_at",
+    "consent_granted",
     "consent_held",
     "deleted_by",
+    "first_denial_after",
     "flag_active",
     "plan_at",
 ]
@@ -44,6 +47,7 @@ class ConsentChange:
 class FlagFact:
     flag_id: str
     at: int
+    policy: str
     cleared_at: tuple[int, ...] = ()
 
 
@@ -55,27 +59,31 @@ class MessageFact:
     role: str
 
 
+ConsentKey = tuple[str, str, str]  # (scope, subject, setting)
+
+
 @dataclass(frozen=True, slots=True)
 class ConversationFacts:
-    """Everything the policy needs to judge one conversation's messages."""
+    """Everything the policy needs to judge one conversation's messages: its messages, its
+    account's plans and deletions, the consent ledgers of its account and of every organization
+    the account had (``consents``, by scope, subject and setting), its flags, deletions and
+    mode (SPEC §5: set by the first event naming the conversation)."""
 
     conversation_id: str
     account_id: str
     messages: tuple[MessageFact, ...]
     plans: tuple[PlanChange, ...]
-    account_consent: tuple[ConsentChange, ...]
-    organization_consent: dict[str, tuple[ConsentChange, ...]] = field(default_factory=dict)
+    consents: Mapping[ConsentKey, tuple[ConsentChange, ...]] = field(default_factory=dict)
     flags: tuple[FlagFact, ...] = ()
     conversation_deleted: tuple[int, ...] = ()
     account_deleted: tuple[int, ...] = ()
-    incognito: bool = False
+    mode: str = "standard"
 
-    def consent(self, scope: str, subject: str | None) -> tuple[ConsentChange, ...]:
-        if scope == "account":
-            return self.account_consent
+    def consent(self, scope: str, subject: str | None, setting: str) -> tuple[ConsentChange, ...]:
+        """The ledger of one subject's setting (empty for no subject or no event)."""
         if subject is None:
             return ()
-        return self.organization_consent.get(subject, ())
+        return tuple(self.consents.get((scope, subject, setting), ()))
 
 
 def plan_at(plans: Iterable[PlanChange], t: int) -> PlanChange | None:
@@ -106,6 +114,18 @@ def consent_held(ledger: Sequence[ConsentChange], since: int, until: int) -> tup
         return False, False
     interrupted = any(not c.granted and since < c.at <= until for c in ledger)
     return True, not interrupted
+
+
+def consent_granted(ledger: Iterable[ConsentChange], t: int, *, default: bool) -> bool:
+    """Whether consent holds at ``t``: the change in force then, else ``default`` (SPEC §5
+    ``default``: a subject with no consent event at or before ``t``)."""
+    current = consent_at(ledger, t)
+    return default if current is None else current.granted
+
+
+def first_denial_after(ledger: Iterable[ConsentChange], t: int) -> int | None:
+    """The first denial strictly after ``t`` (None: none)."""
+    return min((c.at for c in ledger if not c.granted and c.at > t), default=None)
 
 
 def flag_active(flag: FlagFact, as_of: int) -> bool:

@@ -6,7 +6,9 @@ SQLite, PostgreSQL, DuckDB and Arrow alike. Text is accepted only in the strict 
 
 from __future__ import annotations
 
+import calendar
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from traingate.errors import TimestampError
@@ -19,6 +21,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = 1_000_000
 _ONE_US = timedelta(microseconds=1)
 DAY = 86_400 * _US  # one day, in microseconds
+# SPEC §2: every instant, of an event or an as-of, falls in UTC within [MIN_INSTANT, MAX_INSTANT).
+MIN_INSTANT = 0  # 1970-01-01T00:00:00Z
+MAX_INSTANT = 221_845_392_000 * _US  # 9000-01-01T00:00:00Z
+RANGE_TEXT = "[1970-01-01T00:00:00Z, 9000-01-01T00:00:00Z)"
 
 
 def day_of(micros: int) -> int:
@@ -48,7 +54,10 @@ def parse_instant(text: str) -> int:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise TimestampError(f"{text!r} is not a real date-time: {exc}") from None
-    return (moment - _EPOCH) // _ONE_US
+    micros = (moment - _EPOCH) // _ONE_US
+    if not MIN_INSTANT <= micros < MAX_INSTANT:
+        raise TimestampError(f"{text!r} is outside the range of instants {RANGE_TEXT} (in UTC)")
+    return micros
 
 
 def to_micros(moment: datetime) -> int:
@@ -65,7 +74,7 @@ def from_micros(micros: int) -> datetime:
 def format_instant(micros: int) -> str:
     """UTC microseconds as RFC 3339 text, ``Z`` suffix, fraction only when non-zero."""
     moment = from_micros(micros)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S")
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     return text + "Z"
@@ -76,15 +85,59 @@ def utc_date(micros: int) -> str:
     return from_micros(micros).date().isoformat()
 
 
+_DURATION = re.compile(r"P(?:([1-9]\d{0,3})Y)?(?:([1-9]\d{0,4})M)?(?:([1-9]\d{0,5})D)?", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """An ISO 8601 duration of years, months and days (SPEC §5), e.g. ``P10Y``, ``P18M``,
+    ``P1Y6M``, ``P30D``: each part a positive integer, at least one part."""
+
+    years: int = 0
+    months: int = 0
+    days: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        """Raises ValueError naming the form a duration takes."""
+        match = _DURATION.fullmatch(text)
+        if match is None or text == "P":
+            raise ValueError(
+                f"{text!r} is not a duration: write P, then years Y, months M and/or days D, "
+                "each a positive integer, in that order (P10Y, P18M, P30D, P1Y6M)"
+            )
+        years, months, days = (int(part) if part else 0 for part in match.groups())
+        return cls(years=years, months=months, days=days)
+
+    def __str__(self) -> str:
+        parts = [(self.years, "Y"), (self.months, "M"), (self.days, "D")]
+        return "P" + "".join(f"{n}{unit}" for n, unit in parts if n)
+
+    def add_to(self, micros: int) -> int:
+        """``micros`` + this duration: 12 x years + months first (a day the target month lacks
+        becomes its last day: 29 February + 1 year = 28 February), then the days, keeping the
+        time of day. Past the last representable instant, the result is clamped to
+        ``FAR_FUTURE`` (it never comes)."""
+        moment = from_micros(micros)
+        total = moment.year * 12 + (moment.month - 1) + self.years * 12 + self.months
+        year, month = divmod(total, 12)
+        if year > 9999:
+            return FAR_FUTURE
+        day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+        shifted = moment.replace(year=year, month=month + 1, day=day)
+        try:
+            shifted += timedelta(days=self.days)
+        except OverflowError:
+            return FAR_FUTURE
+        return to_micros(shifted)
+
+
+FAR_FUTURE = (1 << 63) - 1  # "never": later than every instant SPEC §2 accepts
+
+
 def add_calendar_years(micros: int, years: int) -> int:
     """Add calendar years keeping the time of day; 29 February becomes 28 February."""
-    moment = from_micros(micros)
-    target_year = moment.year + years
-    try:
-        shifted = moment.replace(year=target_year)
-    except ValueError:  # 29 February into a common year
-        shifted = moment.replace(year=target_year, day=28)
-    return to_micros(shifted)
+    return Duration(years=years).add_to(micros)
 
 
 def now_micros() -> int:

@@ -3,13 +3,17 @@ evaluator."""
 
 from traingate.policy.evaluate import Decision, decide_message, decide_report, explain_conversation
 from traingate.policy.model import (
-    DEFAULT_POLICY_ID,
+    MODES,
     Basis,
-    Exclusion,
+    ConsentBasis,
+    FeedbackBasis,
+    FlagBasis,
     Policy,
+    RetentionRule,
     bundled_policy,
     bundled_policy_ids,
     default_policy,
+    default_policy_id,
     load_policy,
     parse_policy,
 )
@@ -22,18 +26,22 @@ from traingate.policy.versions import (
 )
 
 __all__ = [
-    "DEFAULT_POLICY_ID",
+    "MODES",
     "Basis",
+    "ConsentBasis",
     "Decision",
-    "Exclusion",
+    "FeedbackBasis",
+    "FlagBasis",
     "Policy",
     "PolicyRef",
     "PolicySet",
+    "RetentionRule",
     "bundled_policy",
     "bundled_policy_ids",
     "decide_message",
     "decide_report",
     "default_policy",
+    "default_policy_id",
     "explain_conversation",
     "load_policy",
     "load_policy_set",

@@ -16,12 +16,11 @@ from traingate.facts import (
     ConversationFacts,
     MessageFact,
     consent_at,
-    consent_held,
     deleted_by,
-    flag_active,
     plan_at,
 )
-from traingate.policy.model import Basis, Policy
+from traingate.policy.coverage import content_expiry, coverage, covered, own_consent
+from traingate.policy.model import FlagBasis, Policy
 from traingate.policy.versions import PolicySet, policy_at
 
 __all__ = ["Decision", "decide_message", "decide_report", "explain_conversation"]
@@ -46,14 +45,14 @@ class Decision:
     @property
     def primary_reason(self) -> str:
         """The one reason a denial is counted under in manifests."""
-        return self.reasons[0] if self.reasons else "default_deny"
+        return self.reasons[0]
 
 
-def _grant(policy: Policy, basis: Basis) -> Decision:
+def _grant(policy: Policy, basis_id: str) -> Decision:
     return Decision(
         eligible=True,
-        basis=basis.id,
-        reasons=(basis.id,),
+        basis=basis_id,
+        reasons=(basis_id,),
         policy_id=policy.id,
         policy_version=policy.version,
     )
@@ -63,7 +62,7 @@ def _deny(policy: Policy, reasons: list[str]) -> Decision:
     return Decision(
         eligible=False,
         basis=None,
-        reasons=tuple(reasons or ["default_deny"]),
+        reasons=tuple(reasons or [policy.vocabulary.decision.no_basis]),
         policy_id=policy.id,
         policy_version=policy.version,
     )
@@ -88,38 +87,46 @@ def _decide_message(
     policy: Policy, *, facts: ConversationFacts, message: MessageFact, purpose: str, as_of: int
 ) -> Decision:
     policy.require_purpose(purpose)
-    blocked = list(policy.excluded_by(item="message", incognito=facts.incognito))
+    said = policy.vocabulary
+    blocked = []
     if deleted_by(facts.conversation_deleted, as_of):
-        blocked.append("conversation_deleted")
+        blocked.append(said.decision.conversation_gone)
     if deleted_by(facts.account_deleted, as_of):
-        blocked.append("account_deleted")
+        blocked.append(said.decision.account_gone)
+    expiry = content_expiry(policy, facts, message)
+    if expiry is not None and expiry[0] <= as_of:
+        blocked.append(said.decision.content_expiry)
     if blocked:
         return _deny(policy, blocked)
     plan = plan_at(facts.plans, message.at)
     if plan is None:
-        return _deny(policy, ["unknown_account"])
-    plan_class = policy.plan_class(plan.plan)
+        return _deny(policy, [said.decision.plan_unknown])
     reasons: list[str] = []
+    late: list[str] = []  # reasons that explain a denial but never decide it
     for basis in policy.message_bases(purpose):
-        if basis.kind == "flag":
-            if any(flag_active(flag, as_of) for flag in facts.flags):
-                return _grant(policy, basis)
-            reasons.append("no_active_flag")
-        elif basis.kind == "consent":
-            subject = facts.account_id if basis.consent_scope == "account" else plan.organization_id
-            ledger = facts.consent(basis.consent_scope or "account", subject)
-            if basis.plan_class != plan_class:
-                current = consent_at(ledger, message.at) if subject is not None else None
-                if basis.consent_scope == "account" and current is not None and current.granted:
-                    reasons.append("account_scope_consent_ignored")
-                continue
-            granted, held = consent_held(ledger, message.at, as_of)
-            if granted and held:
-                return _grant(policy, basis)
-            reasons.append("consent_revoked" if granted else "no_consent")
-    # account_scope_consent_ignored explains a denial; put the deciding reason first.
-    reasons.sort(key=lambda reason: reason == "account_scope_consent_ignored")
-    return _deny(policy, reasons)
+        if isinstance(basis, FlagBasis):
+            if basis.excludes(facts.mode):
+                reasons.append(said.flag.mode)
+            elif covered(coverage(policy, basis, facts, message), as_of):
+                return _grant(policy, basis.id)
+            else:
+                reasons.append(said.flag.inactive)
+            continue
+        own = own_consent(policy, basis, facts, message)
+        if own is None:  # another plan class
+            explicit = consent_at(
+                facts.consent("account", facts.account_id, basis.setting), message.at
+            )
+            if basis.consent_scope == "account" and explicit is not None and explicit.granted:
+                late.append(said.consent.scope_ignored)
+            continue
+        if basis.excludes(facts.mode):
+            reasons.append(said.consent.mode)
+        elif covered(coverage(policy, basis, facts, message), as_of):
+            return _grant(policy, basis.id)
+        else:
+            reasons.append(said.consent.revoked if own else said.consent.not_granted)
+    return _deny(policy, list(dict.fromkeys(reasons + late)))
 
 
 def explain_conversation(
@@ -139,20 +146,23 @@ def decide_report(
     submitted_at: int,
     purpose: str,
     as_of: int,
-    incognito: bool = False,
+    mode: str = "standard",
+    comment: str | None = None,
 ) -> Decision:
     """Decide one feedback report (``submitted_at <= as_of``) under the policy in force at its
-    submission: its exclusions (``incognito``: the snapshot's conversation was marked
-    incognito), then the feedback basis (rule 5)."""
+    submission (SPEC §1 rule 5, §5 basis ``feedback``): ``mode`` is its conversation's mode,
+    ``comment`` the report's comment (judged before redaction: blank is blank either way)."""
     deciding = policy_at(policy, submitted_at)
     deciding.require_purpose(purpose)
-    excluded = deciding.excluded_by(item="feedback_report", incognito=incognito)
-    if excluded:
-        return _deny(deciding, list(excluded))
+    said = deciding.vocabulary.feedback
     basis = deciding.feedback_basis
     if basis is None or purpose not in basis.purposes:
-        return _deny(deciding, ["default_deny"])
-    expiry = deciding.feedback_expiry(submitted_at)
+        return _deny(deciding, [])
+    if basis.excludes(mode):
+        return _deny(deciding, [said.mode])
+    if basis.requires_comment and not (comment or "").strip():
+        return _deny(deciding, [said.comment_missing])
+    expiry = basis.expiry(submitted_at)
     if expiry is not None and as_of >= expiry:
-        return _deny(deciding, ["feedback_expired"])
-    return _grant(deciding, basis)
+        return _deny(deciding, [said.expiry])
+    return _grant(deciding, basis.id)

@@ -1,112 +1,294 @@
-"""The policy as data: its model, its loader and its identity (id + sha256 of the file's bytes)."""
+"""The policy as data: the SPEC §5 vocabulary as a typed model, the loader that validates a file
+against it, and the policy's identity (id + sha256 of the file's bytes).
+
+A policy file is compiled once into this model: each basis is a typed mechanism (``ConsentBasis``,
+``FlagBasis``, ``FeedbackBasis``) with its parameters, retention rules are ``RetentionRule``, and
+the reasons each mechanism can give come from ``vocabulary.toml`` (``Reasons``). Everything that
+decides or explains reads this model; no id of a shipped policy is written in code.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import re
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from traingate.errors import PolicyError
-from traingate.timeutil import add_calendar_years, format_instant, parse_instant
+from traingate.timeutil import Duration, format_instant, parse_instant
 
 __all__ = [
-    "DEFAULT_POLICY_ID",
+    "MODES",
     "Basis",
-    "Exclusion",
+    "ConsentBasis",
+    "FeedbackBasis",
+    "FlagBasis",
     "Policy",
+    "Reasons",
+    "RetentionRule",
     "RuleText",
     "bundled_policy",
     "bundled_policy_ids",
     "default_policy",
+    "default_policy_id",
     "load_policy",
     "parse_policy",
+    "reasons",
 ]
 
-DEFAULT_POLICY_ID = "consumer-2024"
-Item = Literal["message", "feedback_report"]
-_DURATION = re.compile(r"P(\d+)Y")
+# SPEC §5: the conversation modes (an event vocabulary, like roles).
+MODES: tuple[str, ...] = ("standard", "incognito", "temporary")
+Mode = Literal["standard", "incognito", "temporary"]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+_DEFAULT_DELETED_AFTER = "P30D"
+
+
+# -- the reasons of the vocabulary -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionReasons:
+    no_basis: str
+    plan_unknown: str
+    conversation_gone: str
+    account_gone: str
+    content_expiry: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentReasons:
+    not_granted: str
+    revoked: str
+    scope_ignored: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlagReasons:
+    inactive: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackReasons:
+    expiry: str
+    comment_missing: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reasons:
+    """The reason id of every outcome of every mechanism (``vocabulary.toml``)."""
+
+    decision: DecisionReasons
+    consent: ConsentReasons
+    flag: FlagReasons
+    feedback: FeedbackReasons
+
+
+@cache
+def _vocabulary() -> dict[str, Any]:
+    data = resources.files("traingate.policy").joinpath("vocabulary.toml").read_bytes()
+    return tomllib.loads(data.decode("utf-8"))
+
+
+@cache
+def reasons() -> Reasons:
+    """The reasons of the vocabulary (read once from ``vocabulary.toml``)."""
+    raw = _vocabulary()["reasons"]
+    return Reasons(
+        decision=DecisionReasons(**raw["decision"]),
+        consent=ConsentReasons(**raw["consent"]),
+        flag=FlagReasons(**raw["flag"]),
+        feedback=FeedbackReasons(**raw["feedback"]),
+    )
+
+
+def default_policy_id() -> str:
+    """The policy in force when none is configured."""
+    return str(_vocabulary()["default_policy"])
+
+
+# -- the file's model ------------------------------------------------------------------------
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-class Basis(_Frozen):
-    """A legal basis: the mechanism (``kind``) and what it grants."""
+def _duration(value: str | None) -> str | None:
+    if value is not None:
+        Duration.parse(value)  # ValueError names the form
+    return value
 
+
+class _BasisCommon(_Frozen):
     id: Name
-    rule: str
-    kind: Literal["consent", "flag", "feedback"]
-    applies_to: Literal["message", "feedback_report"]
+    rule: str = Field(min_length=1)
     purposes: tuple[Name, ...] = Field(min_length=1)
     text: str = Field(min_length=1)
-    plan_class: Literal["consumer", "commercial"] | None = None
-    consent_scope: Literal["account", "organization"] | None = None
-    setting: Literal["model_training"] | None = None
-    flag_policy: Literal["usage_policy"] | None = None
-    retention: str | None = None
+    exclude_modes: tuple[Mode, ...] = ()
 
-    @model_validator(mode="after")
-    def _kind_fields(self) -> Basis:
-        needs: dict[str, tuple[str, ...]] = {
-            "consent": ("plan_class", "consent_scope", "setting"),
-            "flag": ("flag_policy",),
-            "feedback": ("retention",),
-        }
-        missing = [name for name in needs[self.kind] if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"basis {self.id!r} of kind {self.kind!r} needs {', '.join(missing)}")
-        expected = "feedback_report" if self.kind == "feedback" else "message"
-        if self.applies_to != expected:
-            raise ValueError(f"basis {self.id!r} of kind {self.kind!r} applies to {expected}")
-        if self.retention is not None and not _DURATION.fullmatch(self.retention):
-            raise ValueError(f"basis {self.id!r}: retention must look like P10Y (whole years)")
-        return self
+    def excludes(self, mode: str) -> bool:
+        return mode in self.exclude_modes
+
+
+class ConsentBasis(_BasisCommon):
+    """Messages covered by a consent setting (SPEC §1 rules 2-3, §5 basis ``consent``)."""
+
+    kind: Literal["consent"]
+    plan_class: Literal["consumer", "commercial"]
+    consent_scope: Literal["account", "organization"]
+    setting: Name
+    default: Literal["denied", "granted"] = "denied"
+    revocation: Literal["retroactive", "forward_only"] = "retroactive"
+    coverage: Literal["message", "conversation"] = "message"
 
     @property
-    def retention_years(self) -> int:
-        match = _DURATION.fullmatch(self.retention or "")
-        if match is None:
-            raise PolicyError(f"basis {self.id!r} has no retention")
-        return int(match.group(1))
+    def default_granted(self) -> bool:
+        return self.default == "granted"
+
+    @property
+    def forward_only(self) -> bool:
+        return self.revocation == "forward_only"
+
+    @property
+    def by_conversation(self) -> bool:
+        return self.coverage == "conversation"
+
+    def reason_ids(self, vocabulary: Reasons) -> tuple[str, ...]:
+        r = vocabulary.consent
+        ids = [r.not_granted]
+        if not self.forward_only:
+            ids.append(r.revoked)
+        if self.consent_scope == "account":
+            ids.append(r.scope_ignored)
+        if self.exclude_modes:
+            ids.append(r.mode)
+        return tuple(ids)
 
 
-class Exclusion(_Frozen):
-    """An exclusion: items it matches serve no purpose, whatever a basis would grant. ``kind``
-    names the mechanism the evaluators implement (``incognito``: the conversation was marked
-    incognito by its first event); ``id`` is the reason a denial names."""
+class FlagBasis(_BasisCommon):
+    """Messages of a flagged conversation (SPEC §1 rule 4, §5 basis ``flag``)."""
+
+    kind: Literal["flag"]
+    flag_policy: Name
+
+    def reason_ids(self, vocabulary: Reasons) -> tuple[str, ...]:
+        r = vocabulary.flag
+        return (r.inactive, r.mode) if self.exclude_modes else (r.inactive,)
+
+
+class FeedbackBasis(_BasisCommon):
+    """Feedback reports (SPEC §1 rule 5, §5 basis ``feedback``). ``retention`` None: kept
+    until its receipt holder deletes it."""
+
+    kind: Literal["feedback"]
+    retention: str | None = None
+    requires_comment: bool = False
+
+    _check_retention = field_validator("retention")(_duration)
+
+    @property
+    def retention_duration(self) -> Duration | None:
+        return None if self.retention is None else Duration.parse(self.retention)
+
+    def expiry(self, submitted_at: int) -> int | None:
+        """The instant a report submitted at ``submitted_at`` stops serving (None: never)."""
+        duration = self.retention_duration
+        return None if duration is None else duration.add_to(submitted_at)
+
+    def reason_ids(self, vocabulary: Reasons) -> tuple[str, ...]:
+        r = vocabulary.feedback
+        ids = []
+        if self.retention is not None:
+            ids.append(r.expiry)
+        if self.requires_comment:
+            ids.append(r.comment_missing)
+        if self.exclude_modes:
+            ids.append(r.mode)
+        return tuple(ids)
+
+
+Basis = Annotated[ConsentBasis | FlagBasis | FeedbackBasis, Field(discriminator="kind")]
+MessageBasis = ConsentBasis | FlagBasis
+
+
+class RetentionRule(_Frozen):
+    """How long conversation content is kept (SPEC §5 ``[[retention]]``): ``keep`` for the
+    messages ``when`` selects: ``always``, ``basis:<id>`` (covered by that basis as of T) or
+    ``mode:<mode>``."""
 
     id: Name
-    rule: str
-    kind: Literal["incognito"]
-    applies_to: tuple[Item, ...] = Field(min_length=1)
+    rule: str = Field(min_length=1)
     text: str = Field(min_length=1)
+    keep: str
+    when: str
+
+    _check_keep = field_validator("keep")(_duration)
+
+    @field_validator("when")
+    @classmethod
+    def _check_when(cls, value: str) -> str:
+        kind, _, arg = value.partition(":")
+        if value == "always" or (kind == "basis" and arg) or (kind == "mode" and arg in MODES):
+            return value
+        raise ValueError(
+            f"{value!r} is not allowed; allowed: 'always', 'basis:<basis id>', "
+            f"'mode:<mode>' with a mode of {', '.join(MODES)}"
+        )
+
+    @property
+    def keep_duration(self) -> Duration:
+        return Duration.parse(self.keep)
+
+    @property
+    def basis_id(self) -> str | None:
+        kind, _, arg = self.when.partition(":")
+        return arg if kind == "basis" else None
+
+    @property
+    def mode(self) -> str | None:
+        kind, _, arg = self.when.partition(":")
+        return arg if kind == "mode" else None
 
 
 class RuleText(_Frozen):
-    rule: str
+    rule: str = Field(min_length=1)
     text: str = Field(min_length=1)
 
 
 class Policy(_Frozen):
-    """One versioned policy file, validated. ``sha256`` is the hash of the file's exact bytes."""
+    """One versioned policy file, validated against the vocabulary. ``sha256`` is the hash of
+    the file's exact bytes."""
 
-    id: Name | Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")]
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")]
     version: int = Field(ge=1)
     effective_from: str
-    title: str
+    title: str = Field(min_length=1)
+    deleted_after: str = _DEFAULT_DELETED_AFTER
     plans: dict[Name, Literal["consumer", "commercial"]] = Field(min_length=1)
     purposes: dict[Name, str] = Field(min_length=1)
+    settings: dict[Name, str] = {}
     bases: tuple[Basis, ...] = Field(min_length=1)
+    retention: tuple[RetentionRule, ...] = ()
     rules: dict[Name, RuleText]
-    exclusions: tuple[Exclusion, ...] = ()
     sha256: str = ""
+
+    _check_deleted_after = field_validator("deleted_after")(_duration)
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -117,23 +299,53 @@ class Policy(_Frozen):
         seen: set[str] = set()
         for basis in self.bases:
             if basis.id in seen:
-                raise ValueError(f"basis {basis.id!r} is defined twice")
+                raise ValueError(f"bases: basis {basis.id!r} is defined twice")
             seen.add(basis.id)
             unknown = [p for p in basis.purposes if p not in self.purposes]
             if unknown:
-                raise ValueError(f"basis {basis.id!r} grants unknown purposes {unknown}")
-        clash = seen & set(self.rules)
+                raise ValueError(
+                    f"bases: basis {basis.id!r} grants {unknown}, not purposes of the file; "
+                    f"allowed: {', '.join(self.purposes)}"
+                )
+            if isinstance(basis, ConsentBasis) and basis.setting not in self.settings:
+                raise ValueError(
+                    f"bases: basis {basis.id!r}: setting {basis.setting!r} is not declared in "
+                    f"[settings]; declared: {', '.join(self.settings) or 'none'}"
+                )
+        if sum(1 for b in self.bases if isinstance(b, FeedbackBasis)) > 1:
+            raise ValueError("bases: at most one basis of kind 'feedback'")
+        for rule in self.retention:
+            if rule.id in seen:
+                raise ValueError(f"retention: id {rule.id!r} is already a basis or rule id")
+            seen.add(rule.id)
+            target = rule.basis_id
+            if target is not None and not any(
+                b.id == target and not isinstance(b, FeedbackBasis) for b in self.bases
+            ):
+                allowed = [f"basis:{b.id}" for b in self.message_bases()]
+                raise ValueError(
+                    f"retention: rule {rule.id!r}: when = {rule.when!r} names no message basis; "
+                    f"allowed: always, {', '.join(allowed)}, mode:<mode>"
+                )
+        needed = self.reason_ids()
+        clash = set(needed) & {b.id for b in self.bases}
         if clash:
-            raise ValueError(f"{sorted(clash)} are both a basis and a rule id")
-        for exclusion in self.exclusions:
-            if exclusion.id in seen or exclusion.id in self.rules:
-                raise ValueError(f"exclusion {exclusion.id!r} reuses a basis, rule or exclusion id")
-            seen.add(exclusion.id)
-        if "default_deny" not in self.rules:
-            raise ValueError("rules.default_deny is required")
-        if sum(1 for b in self.bases if b.kind == "feedback") > 1:
-            raise ValueError("at most one feedback basis")
+            raise ValueError(f"rules: {sorted(clash)} are both a basis and a reason id")
+        missing = [r for r in needed if r not in self.rules]
+        if missing:
+            raise ValueError(
+                f"rules: the reasons {', '.join(missing)} that this policy's mechanisms can give "
+                "have no text; add a [rules.<reason>] table with rule and text for each"
+            )
+        extra = [r for r in self.rules if r not in needed]
+        if extra:
+            raise ValueError(
+                f"rules: {', '.join(extra)} is no reason this policy's mechanisms can give; "
+                f"allowed: {', '.join(needed)}"
+            )
         return self
+
+    # -- identity ---------------------------------------------------------------------------
 
     @property
     def effective_at(self) -> int:
@@ -154,20 +366,40 @@ class Policy(_Frozen):
         its hash, are unchanged)."""
         return self.model_copy(update={"effective_from": format_instant(at)})
 
+    # -- the plan ---------------------------------------------------------------------------
+
+    @property
+    def vocabulary(self) -> Reasons:
+        return reasons()
+
+    def reason_ids(self) -> tuple[str, ...]:
+        """Every reason this policy's mechanisms can give, once each, in a stable order."""
+        r = reasons().decision
+        ids: list[str] = [r.no_basis, r.plan_unknown, r.conversation_gone, r.account_gone]
+        if self.retention:
+            ids.append(r.content_expiry)
+        for basis in self.bases:
+            ids.extend(basis.reason_ids(reasons()))
+        return tuple(dict.fromkeys(ids))
+
+    @property
+    def deleted_after_duration(self) -> Duration:
+        return Duration.parse(self.deleted_after)
+
     def plan_class(self, plan: str) -> str | None:
         return self.plans.get(plan)
 
     def rule_text(self, rule_id: str) -> tuple[str, str]:
-        """(SPEC rule, human text) of a basis or denial rule id."""
+        """(rule, human text) of a basis, retention rule or reason id."""
         for basis in self.bases:
             if basis.id == rule_id:
                 return basis.rule, basis.text
+        for retention in self.retention:
+            if retention.id == rule_id:
+                return retention.rule, retention.text
         if rule_id in self.rules:
             rule = self.rules[rule_id]
             return rule.rule, rule.text
-        for exclusion in self.exclusions:
-            if exclusion.id == rule_id:
-                return exclusion.rule, exclusion.text
         raise PolicyError(f"policy {self.id} has no rule {rule_id!r}")
 
     def require_purpose(self, purpose: str) -> None:
@@ -176,52 +408,116 @@ class Policy(_Frozen):
                 f"unknown purpose {purpose!r}; expected one of {', '.join(self.purposes)}"
             )
 
-    def message_bases(self, purpose: str) -> tuple[Basis, ...]:
-        return tuple(b for b in self.bases if b.applies_to == "message" and purpose in b.purposes)
-
-    def excluded_by(self, *, item: Item, incognito: bool) -> tuple[str, ...]:
-        """The ids of the exclusions that match an item (``incognito``: whether its
-        conversation was marked incognito), in the policy's order."""
-        matched = {"incognito": incognito}
-        return tuple(e.id for e in self.exclusions if item in e.applies_to and matched[e.kind])
-
-    def excludes_incognito(self, item: Item) -> bool:
-        return any(e.kind == "incognito" and item in e.applies_to for e in self.exclusions)
+    def message_bases(self, purpose: str | None = None) -> tuple[MessageBasis, ...]:
+        """The bases judging messages (granting ``purpose``, when given), in precedence."""
+        return tuple(
+            b
+            for b in self.bases
+            if not isinstance(b, FeedbackBasis) and (purpose is None or purpose in b.purposes)
+        )
 
     @property
-    def feedback_basis(self) -> Basis | None:
-        return next((b for b in self.bases if b.kind == "feedback"), None)
+    def feedback_basis(self) -> FeedbackBasis | None:
+        return next((b for b in self.bases if isinstance(b, FeedbackBasis)), None)
+
+    def basis(self, basis_id: str) -> ConsentBasis | FlagBasis | FeedbackBasis | None:
+        return next((b for b in self.bases if b.id == basis_id), None)
 
     def feedback_expiry(self, submitted_at: int) -> int | None:
-        """The instant a report submitted at ``submitted_at`` stops being usable."""
+        """The instant a report submitted at ``submitted_at`` stops being usable (None:
+        never)."""
         basis = self.feedback_basis
-        if basis is None:
-            return None
-        return add_calendar_years(submitted_at, basis.retention_years)
+        return None if basis is None else basis.expiry(submitted_at)
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def _where(loc: tuple[int | str, ...], raw: Mapping[str, Any]) -> str:
+    """A pydantic error location as the file's key: ``bases[2].revocation``."""
+    out = ""
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part + 1}]" if out in ("bases", "retention") else f"[{part}]"
+            node = node[part] if isinstance(node, list | tuple) and part < len(node) else None
+            continue
+        if isinstance(node, dict) and part not in node and part in ("consent", "flag", "feedback"):
+            continue  # the discriminated union's tag, not a key of the file
+        out += f".{part}" if out else part
+        node = node.get(part) if isinstance(node, dict) else None
+    return out or "policy"
+
+
+def _allowed_keys(loc: tuple[int | str, ...], raw: Mapping[str, Any]) -> str:
+    """The keys allowed where an unknown key was found."""
+    parent = loc[:-1]
+    model: type[BaseModel] = Policy
+    if parent[:1] == ("bases",) and len(parent) >= 3 and isinstance(parent[2], str):
+        model = {"consent": ConsentBasis, "flag": FlagBasis, "feedback": FeedbackBasis}[parent[2]]
+    elif parent[:1] == ("bases",):
+        kind = None
+        if isinstance(raw.get("bases"), list | tuple) and len(parent) > 1:
+            index = parent[1]
+            if isinstance(index, int) and index < len(raw["bases"]):
+                entry = raw["bases"][index]
+                kind = entry.get("kind") if isinstance(entry, dict) else None
+        model = {"consent": ConsentBasis, "flag": FlagBasis, "feedback": FeedbackBasis}.get(
+            str(kind), ConsentBasis
+        )
+    elif parent[:1] == ("retention",):
+        model = RetentionRule
+    elif parent[:1] == ("rules",):
+        model = RuleText
+    keys = [name for name in model.model_fields if name != "sha256"]
+    return ", ".join(keys)
+
+
+_KINDS = "allowed: consent, flag, feedback"
+
+
+def _message(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{_where(loc, raw)}: unknown key; allowed keys here: {_allowed_keys(loc, raw)}"
+    if kind == "union_tag_invalid":
+        kind_given = error["input"].get("kind")
+        return f"{_where(loc, raw)}.kind: {kind_given!r} is no mechanism; {_KINDS}"
+    if kind == "union_tag_not_found":
+        return f"{_where(loc, raw)}: kind is missing; {_KINDS}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error":
+        message = (
+            f"{error['input']!r} is not allowed; {message.replace('Input should be', 'allowed:')}"
+        )
+    if kind == "missing":
+        message = "required key is missing"
+    return f"{_where(loc, raw)}: {message}"
 
 
 def parse_policy(data: bytes, *, source: str) -> Policy:
-    """Validate policy file bytes (TOML). Raises PolicyError naming the file and the problem."""
+    """Validate policy file bytes (TOML). Raises PolicyError naming the file, the key and what
+    is allowed there."""
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"policy file {source}: not valid TOML: {exc}") from None
+    if "sha256" in raw:
+        raise PolicyError(f"policy file {source}: sha256: unknown key (it is computed)")
     raw["sha256"] = hashlib.sha256(data).hexdigest()
-    for table, inner in (("bases", "purposes"), ("exclusions", "applies_to")):
+    for table in ("bases", "retention"):
         if isinstance(raw.get(table), list):
             raw[table] = tuple(
-                {**entry, inner: tuple(entry[inner])}
-                if isinstance(entry, dict) and isinstance(entry.get(inner), list)
+                {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
+                if isinstance(entry, dict)
                 else entry
                 for entry in raw[table]
             )
     try:
         return Policy.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "policy"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise PolicyError(f"policy file {source}: {where}: {message}") from None
+        raise PolicyError(f"policy file {source}: {_message(exc.errors()[0], raw)}") from None
 
 
 def load_policy(path: Path) -> Policy:
@@ -235,7 +531,13 @@ def load_policy(path: Path) -> Policy:
 def bundled_policy_ids() -> tuple[str, ...]:
     """The ids of the policies shipped with traingate (``policy/<id>.toml``), sorted."""
     files = resources.files("traingate.policy").iterdir()
-    return tuple(sorted(f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")))
+    return tuple(
+        sorted(
+            f.name.removesuffix(".toml")
+            for f in files
+            if f.name.endswith(".toml") and f.name != "vocabulary.toml"
+        )
+    )
 
 
 def bundled_policy(policy_id: str) -> Policy:
@@ -249,5 +551,5 @@ def bundled_policy(policy_id: str) -> Policy:
 
 
 def default_policy() -> Policy:
-    """The shipped policy ``consumer-2024``."""
-    return bundled_policy(DEFAULT_POLICY_ID)
+    """The policy in force when none is configured (``vocabulary.toml``)."""
+    return bundled_policy(default_policy_id())

@@ -24,10 +24,10 @@ from typing import Any
 
 from traingate.errors import PolicyError, TimestampError
 from traingate.policy.model import (
-    DEFAULT_POLICY_ID,
     Policy,
     bundled_policy,
     bundled_policy_ids,
+    default_policy_id,
     load_policy,
 )
 from traingate.timeutil import format_instant, parse_instant
@@ -59,11 +59,13 @@ class PolicySet:
             raise PolicyError("a policy set names the same policy id and version twice")
         first = self.policies[0]
         for policy in self.policies[1:]:
-            if policy.plans != first.plans:
-                raise PolicyError(
-                    f"policy {policy.label} defines other plans than {first.label}: the "
-                    "policies in force must agree on plans (events are checked against them)"
-                )
+            for plan, kind in policy.plans.items():
+                other = next((p for p in self.policies if p.plans.get(plan, kind) != kind), None)
+                if other is not None:
+                    raise PolicyError(
+                        f"policies {policy.label} and {other.label} disagree on plan {plan!r} "
+                        f"({kind} and {other.plans[plan]}): a plan has one class"
+                    )
             if set(policy.purposes) != set(first.purposes):
                 raise PolicyError(
                     f"policy {policy.label} defines other purposes than {first.label}: the "
@@ -114,7 +116,18 @@ class PolicySet:
 
     @property
     def plans(self) -> dict[str, str]:
-        return dict(self.policies[0].plans)
+        """Every plan any policy of the set declares, with its class (events naming another
+        plan are rejected)."""
+        out: dict[str, str] = {}
+        for policy in self.policies:
+            out.update(policy.plans)
+        return out
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """Every consent setting any policy of the set declares (a ``consent.updated`` naming
+        another is rejected)."""
+        return tuple(dict.fromkeys(s for p in self.policies for s in p.settings))
 
     @property
     def purposes(self) -> dict[str, str]:
@@ -188,7 +201,7 @@ def parse_policy_spec(text: str) -> tuple[PolicyRef, ...]:
 def load_policy_set(spec: str | None) -> PolicySet:
     """The policies a setting names (default: ``consumer-2024`` alone), each with its effective
     date (the override, else the file's). Entries may come in any order."""
-    refs = parse_policy_spec(spec) if spec and spec.strip() else (PolicyRef(DEFAULT_POLICY_ID),)
+    refs = parse_policy_spec(spec) if spec and spec.strip() else (PolicyRef(default_policy_id()),)
     policies = []
     for ref in refs:
         if not ref.bundled and not Path(ref.name).exists():
