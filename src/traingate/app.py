@@ -428,9 +428,16 @@ class Traingate:
         source: str = "privacy_settings",
         actor: str = SYSTEM,
     ) -> int:
-        """Write the account's own model_training consent change (a consent.updated event,
-        at the wall clock's now) through ingest; returns its time."""
+        """Write the account's own training consent change (a consent.updated event, at the
+        wall clock's now, for the setting of the account-scope consent basis of the policy in
+        force now) through ingest; returns its time."""
         at = now_micros()
+        setting = self.policies.in_force(at).account_setting()
+        if setting is None:
+            raise PolicyError(
+                f"policy {self.policies.in_force(at).label} has no account-scope consent: "
+                "an account cannot change a training setting of its own"
+            )
         self._ingest_one(
             {
                 "type": "consent.updated",
@@ -438,7 +445,7 @@ class Traingate:
                 "at": format_instant(at),
                 "scope": "account",
                 "account_id": account_id,
-                "setting": "model_training",
+                "setting": setting,
                 "granted": granted,
                 "source": source,
             },

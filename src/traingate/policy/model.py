@@ -420,6 +420,18 @@ class Policy(_Frozen):
     def feedback_basis(self) -> FeedbackBasis | None:
         return next((b for b in self.bases if isinstance(b, FeedbackBasis)), None)
 
+    def account_setting(self) -> str | None:
+        """The setting an account changes for itself: that of the first account-scope consent
+        basis (None: the policy has none; its accounts cannot opt in or out themselves)."""
+        return next(
+            (
+                b.setting
+                for b in self.bases
+                if isinstance(b, ConsentBasis) and b.consent_scope == "account"
+            ),
+            None,
+        )
+
     def basis(self, basis_id: str) -> ConsentBasis | FlagBasis | FeedbackBasis | None:
         return next((b for b in self.bases if b.id == basis_id), None)
 

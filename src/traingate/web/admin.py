@@ -100,7 +100,7 @@ def login_form(request: Request, next: str = "/admin") -> Response:
 
 
 @router.post("/login")
-def login(request: Request, tg: TG, form: Posted) -> Response:
+def login(request: Request, form: Posted, tg: TG) -> Response:
     """Check the token, keep it in the console's cookie."""
     token, target = form.get("token").strip(), _next(form.get("next", "/admin"))
     try:
@@ -219,11 +219,13 @@ def explain(
     tg: TG,
     admin: Admin,
     conversation_id: str = "",
-    purpose: str = "model_training",
+    purpose: str = "",
     as_of: str = "",
 ) -> Response:
-    """The rules that decided, per message, for any conversation."""
+    """The rules that decided, per message, for any conversation (for the policy's first
+    purpose unless one is chosen)."""
     _require(admin, "privacy_officer")
+    purpose = purpose or next(iter(tg.policy.purposes))
     result, error = None, None
     if conversation_id:
         try:

@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from traingate.timeutil import format_instant, from_micros, parse_instant
+from traingate.timeutil import Duration, format_instant, from_micros, parse_instant
 
 __all__ = [
     "SECURITY_HEADERS",
@@ -77,6 +77,18 @@ def _pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
 
 
+def human_duration(value: Duration | None) -> str:
+    """``P10Y`` as "10 years", ``P1Y6M`` as "1 year and 6 months"; None as "no limit"."""
+    if value is None:
+        return "no limit"
+    parts = [
+        f"{n} {unit}{'s' if n != 1 else ''}"
+        for n, unit in ((value.years, "year"), (value.months, "month"), (value.days, "day"))
+        if n
+    ]
+    return " and ".join(parts)
+
+
 def _sentence(value: object) -> str:
     """A message as a sentence: its first letter in capitals."""
     text = str(value)
@@ -103,6 +115,7 @@ def environment() -> Environment:
     env.filters["instant"] = _instant
     env.filters["pretty_json"] = _pretty_json
     env.filters["label"] = _label
+    env.filters["duration"] = human_duration
     env.filters["sentence"] = _sentence
     return env
 
