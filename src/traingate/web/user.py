@@ -139,7 +139,7 @@ def conversation(request: Request, tg: TG, user: User, conversation_id: Conversa
         {
             "user": user,
             "conversation": view,
-            "retention_years": basis.retention_years if basis else 0,
+            "feedback_basis": basis,
             "expires_at": tg.policy.feedback_expiry(view.as_of),
             "feedback_purposes": basis.purposes if basis else (),
             "rules": policy_rules(tg.policy),
