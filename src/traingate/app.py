@@ -303,7 +303,8 @@ class Traingate:
         return result
 
     def purge(self, *, as_of: int | None = None, actor: str = SYSTEM) -> PurgeCounts:
-        """Delete expired reports and hard-delete data deleted more than 30 days before
+        """Delete expired reports and messages whose content expired (SPEC §5), and
+        hard-delete data deleted more than ``deleted_after`` (30 days by default) before
         ``as_of`` (default: now, the one place the wall clock decides); the audit entry
         (action ``purge``, the counts) commits with the deletions."""
         from traingate.retention import purge
@@ -312,7 +313,7 @@ class Traingate:
             self.audit_log.append(actor=actor, action="purge", details=counts.to_dict())
 
         when = now_micros() if as_of is None else as_of
-        return purge(db=self.store.db, vault=self.vault, as_of=when, observer=audit)
+        return purge(store=self.store, vault=self.vault, as_of=when, observer=audit)
 
     # -- the HTTP API: credentials, privacy, events a user starts (docs/api.md) -----------------
 
@@ -639,11 +640,12 @@ class Traingate:
         return receipt, self.report_info(receipt)
 
     def retention_status(self, *, as_of: int | None = None) -> RetentionStatus:
-        """What expires when, what the next purge hard-deletes, and the last purge."""
+        """The retention rules, what expires when, what the next purge deletes, and the last
+        purge."""
         from traingate.retention_status import retention_status
 
         when = now_micros() if as_of is None else as_of
-        return retention_status(self.store.db, as_of=when, policy=self.policies)
+        return retention_status(self.store.db, as_of=when, policy=self.policies, store=self.store)
 
     def purge_audited(self, *, actor: str, as_of: int | None = None) -> PurgeCounts:
         """``purge`` naming ``actor`` (every purge is audited; kept for the pages)."""

@@ -3,7 +3,9 @@
 One row of ``{vault}reports`` per report (docs/vault.md). A row holds a random report id, a
 vault-only dedupe key, the hash of the receipt secret, the UTC days of the report's submission
 and expiry, and the envelope-encrypted snapshot; the exact instants are encrypted with the
-data key's wrapping. It holds no account, organization, conversation, message or feedback id,
+data key's wrapping. A report kept until its receipt holder deletes it (a feedback basis
+without ``retention``) is stored with the expiry ``NEVER`` (``FAR_FUTURE``, and its day), and
+shown as None. It holds no account, organization, conversation, message or feedback id,
 no e-mail and no plaintext; and no value in it is shared with another report except constants
 (scheme, master key id) and the coarse days.
 """
@@ -22,7 +24,7 @@ from traingate.keys import KeyRing, MasterKey
 from traingate.policy import Policy, PolicySet
 from traingate.retention import expired_submissions, report_expiry
 from traingate.store.db import Database
-from traingate.timeutil import DAY, day_of, format_instant
+from traingate.timeutil import DAY, FAR_FUTURE, day_of, format_instant
 from traingate.vault.crypto import (
     SCHEME,
     KeyBlob,
@@ -40,7 +42,9 @@ from traingate.vault.crypto import (
 )
 from traingate.vault.snapshot import Snapshot
 
-__all__ = ["Receipt", "ReportInfo", "Vault", "VaultRecord"]
+__all__ = ["NEVER", "Receipt", "ReportInfo", "Vault", "VaultRecord"]
+
+NEVER = FAR_FUTURE  # the stored expiry of a report without one
 
 _PAGE = 500
 _RECEIPT = re.compile(r"([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{32,128})", re.ASCII)
@@ -75,14 +79,14 @@ class ReportInfo:
 
     report_id: str
     submitted_at: int
-    expires_at: int
+    expires_at: int | None  # None: kept until its receipt holder deletes it
     master_key_id: str
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "report_id": self.report_id,
             "submitted_at": format_instant(self.submitted_at),
-            "expires_at": format_instant(self.expires_at),
+            "expires_at": None if self.expires_at is None else format_instant(self.expires_at),
             "master_key_id": self.master_key_id,
         }
 
@@ -94,7 +98,7 @@ class VaultRecord:
 
     record_key: str
     submitted_at: int
-    expires_at: int
+    expires_at: int | None  # None: no limit
     snapshot: Snapshot
 
 
@@ -122,7 +126,7 @@ class _Row:
             ),
         )
 
-    def info(self, blob: KeyBlob, *, expires_at: int) -> ReportInfo:
+    def info(self, blob: KeyBlob, *, expires_at: int | None) -> ReportInfo:
         return ReportInfo(
             report_id=self.report_id,
             submitted_at=blob.submitted_at,
@@ -180,7 +184,8 @@ class Vault:
         and the new receipt is returned. The old receipt stops working. So the vault ends up
         exactly as if the first attempt had never happened: one report per event.
         """
-        expires_at = report_expiry(self._policy, submitted_at)
+        expiry = report_expiry(self._policy, submitted_at)
+        expires_at = NEVER if expiry is None else expiry
         vault_key = self._keys.id_hash("vault-dedupe", dedupe_key)
         secret = new_receipt_secret()
         master = self._keys.active_master
@@ -287,10 +292,13 @@ class Vault:
 
     # -- retention and builds ----------------------------------------------------------------
 
-    def expires_at(self, blob: KeyBlob) -> int:
+    def expires_at(self, blob: KeyBlob) -> int | None:
         """A report's expiry: the one stored with it, or an earlier one given by the policies
-        configured now (one put in force later, from a date before the submission)."""
-        return min(blob.expires_at, report_expiry(self._policy, blob.submitted_at))
+        configured now (one put in force later, from a date before the submission); None when
+        neither sets one (no limit is later than every instant)."""
+        configured = report_expiry(self._policy, blob.submitted_at)
+        expiry = min(blob.expires_at, NEVER if configured is None else configured)
+        return None if expiry >= NEVER else expiry
 
     def _delete_where(self, condition: str, params: tuple[int, ...]) -> int:
         table = self._table
@@ -331,11 +339,15 @@ class Vault:
                     f"SELECT {_COLUMNS} FROM {table} WHERE submitted_day = ?", (day,)
                 )
             rows = {row.report_id: row for row in map(_Row.of, maybe)}
-            due = [key for key, row in rows.items() if self.expires_at(self._times(row)) <= as_of]
+            due = [key for key, row in rows.items() if self._due(row, as_of)]
             self._db.executemany(
                 f"DELETE FROM {table} WHERE report_id = ?", [(report_id,) for report_id in due]
             )
         return deleted + len(due)
+
+    def _due(self, row: _Row, as_of: int) -> bool:
+        expiry = self.expires_at(self._times(row))
+        return expiry is not None and expiry <= as_of
 
     def reports(self, *, as_of: int) -> Iterator[VaultRecord]:
         """Every report usable at ``as_of`` (submitted_at <= as_of < expires_at), decrypted,
@@ -355,7 +367,7 @@ class Vault:
                 yield VaultRecord(
                     record_key=self._keys.sign(f"feedback-record\x00{row.report_id}".encode()),
                     submitted_at=blob.submitted_at,
-                    expires_at=blob.expires_at,
+                    expires_at=None if blob.expires_at >= NEVER else blob.expires_at,
                     snapshot=snapshot,
                 )
             if len(rows) < _PAGE:
