@@ -56,13 +56,14 @@ class Events:
         granted: bool,
         scope: str = "account",
         source: str = "privacy_settings",
+        setting: str = "model_training",
     ) -> Event:
         key = "account_id" if scope == "account" else "organization_id"
         return {
             **self._base("consent.updated", at),
             "scope": scope,
             key: subject,
-            "setting": "model_training",
+            "setting": setting,
             "granted": granted,
             "source": source,
         }
@@ -156,7 +157,7 @@ def switched_ranges(switch: str) -> list[dict[str, Any]]:
         },
         {
             "id": "consumer-2025",
-            "version": 1,
+            "version": bundled_policy("consumer-2025").version,
             "sha256": bundled_policy("consumer-2025").sha256,
             "effective_from": switch,
             "from": switch,

@@ -156,12 +156,50 @@ REJECTIONS: dict[str, tuple[Callable[[Events], list[Ev]], str]] = {
         lambda e: [e.conversation("c", "a", T(5), incognito=True)],
         "incognito",
     ),
-    "incognito on a conversation first named by a message": (
+    "another mode after the first event": (
+        lambda e: [e.conversation("c", "a", T(5), mode="temporary")],
+        "mode",
+    ),
+    "a mode on a conversation first named by a message": (
         lambda e: [
             e.message("m9", "c7", "a", T(5)),
-            e.conversation("c7", "a", T(6), incognito=False),
+            e.conversation("c7", "a", T(6), mode="incognito"),
+        ],
+        "mode",
+    ),
+    "a mode on a conversation first named by a flag": (
+        lambda e: [e.flag("g9", "c8", T(5)), e.conversation("c8", "a", T(6), mode="temporary")],
+        "mode",
+    ),
+    "incognito on a conversation first named by a message": (
+        lambda e: [
+            e.message("m9", "c6", "a", T(5)),
+            e.conversation("c6", "a", T(6), incognito=True),
         ],
         "incognito",
+    ),
+    "mode and incognito disagreeing": (
+        lambda e: [e.conversation("c9", "a", T(5), mode="standard", incognito=True)],
+        "mode",
+    ),
+    "incognito false with mode temporary": (
+        lambda e: [e.conversation("c9", "a", T(5), mode="temporary", incognito=False)],
+        "mode",
+    ),
+    "unknown mode": (lambda e: [e.conversation("c9", "a", T(5), mode="private")], "mode"),
+    "string for the incognito boolean": (
+        lambda e: [e.conversation("c9", "a", T(5), incognito="true")],
+        "incognito",
+    ),
+    "setting no configured policy declares": (
+        lambda e: [e.consent("a", T(5), True, setting="personalized_ads")],
+        "setting",
+    ),
+    "time before 1970": (lambda e: [e.account("z", "1969-12-31T23:59:59.999999Z")], "at"),
+    "time from 9000 on": (lambda e: [e.account("z", "9000-01-01T00:00:00Z")], "at"),
+    "offset taking year 1 before 1970": (
+        lambda e: [e.account("z", "0001-01-01T00:00:00+23:59")],
+        "at",
     ),
     "clear of an unknown flag": (lambda e: [e.clear("nope", T(5))], "flag_id"),
     "event_id reused with another body": (
@@ -273,9 +311,11 @@ def test_incognito_is_set_by_the_first_event_only(tg: Traingate) -> None:
                 e.conversation("c", "a", T(1), incognito=True),
                 e.message("m1", "c", "a", T(2)),
                 e.conversation("c", "a", T(3), title="t"),
+                e.conversation("c", "a", T(4), mode="incognito"),
+                e.conversation("c", "a", T(5), incognito=True),
             ]
         )
     )
-    assert summary.rejected == 0
-    assert tg.store.conversation_facts("c").incognito
-    assert not tg.store.is_incognito("nope")
+    assert summary.rejected == 0, summary.errors
+    assert tg.store.conversation_facts("c").mode == "incognito"
+    assert tg.store.conversation_mode("c") == "incognito"

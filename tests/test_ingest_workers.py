@@ -14,7 +14,9 @@ import pytest
 from tests.factories import Events
 from traingate.app import Traingate
 from traingate.ingest import parsing
+from traingate.ingest.incoming import Declared
 from traingate.keys import ShortHasher
+from traingate.policy import MODES
 from traingate.sample.importer import sample_events_path
 from traingate.settings import Settings
 
@@ -50,7 +52,7 @@ def _parse(
 ) -> Generator[parsing.Parsed, None, None]:
     return parsing.parse_lines(
         lines,
-        plans={"free": "consumer"},
+        declared=Declared.of({"free": "consumer"}, ("model_training",)),
         short_hash=ShortHasher(b"k" * 32),
         workers=workers,
         inline=inline,
@@ -82,12 +84,20 @@ def _mixed(e: Events) -> list[str]:
         events += [
             e.account(account, e.t(0), email=f"user{n}@example.com"),
             e.consent(account, e.t(1), granted=n % 2 == 0),
-            e.conversation(conv, account, e.t(1), incognito=n % 7 == 0),
+            e.conversation(  # mode and incognito disagree for n = 0, 14, 21, 35: refused
+                conv,
+                account,
+                e.t(1),
+                mode=MODES[n % 3],
+                **({"incognito": True} if n % 7 == 0 else {}),
+            ),
             e.message(f"m{n}", conv, account, e.t(2), role="user"),
             e.message(f"m{n}b", conv, account, e.t(3), role="assistant"),
             e.feedback(f"f{n}", account, conv, f"m{n}b", e.t(4)),
             e.message(f"m{n}", conv, account, e.t(5)),  # reused message_id: refused
             e.flag(f"fl{n}", conv, e.t(6)),
+            e.conversation(conv, account, e.t(6), mode=MODES[n % 2]),  # refused when it changes
+            e.consent(account, e.t(6), True, setting=("model_training", "undeclared")[n % 2]),
         ]
         if n % 5 == 0:
             events += [e.clear(f"fl{n}", e.t(7)), e.conversation_deleted(conv, account, e.t(8))]
@@ -110,7 +120,7 @@ def test_workers_match_parsing_here(
     here = reference.ingest(lines, workers=0, batch_size=25)
     there = tg.ingest(lines, workers=workers, batch_size=25)
     assert there.to_dict() == here.to_dict()
-    assert (here.accepted, here.duplicates, here.rejected) == (296, 41, 52)
+    assert (here.accepted, here.duplicates, here.rejected) == (327, 37, 105)
     assert len(there.receipts) == len(here.receipts) == 40
     assert _rows(tg) == _rows(reference)
 
@@ -170,8 +180,8 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     workers: list[Any] = []
 
     class Counted(parsing._Worker):
-        def __init__(self, plans: dict[str, str], short_hash: ShortHasher) -> None:
-            super().__init__(plans, short_hash)
+        def __init__(self, declared: Declared, short_hash: ShortHasher) -> None:
+            super().__init__(declared, short_hash)
             self.chunks = 0
             workers.append(self)
 

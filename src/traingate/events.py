@@ -2,7 +2,8 @@
 
 This module checks what one event says on its own (shape, types, times, plans). What an event
 means against what is already stored (ownership, deletions, reused ids) is checked by the store's
-ingest (``traingate.ingest``). Plans come from the policy: ``parse_event(..., plans=policy.plans)``.
+ingest (``traingate.ingest``). Plans and consent settings come from the policies in force:
+``parse_event(..., plans=policies.plans, settings=policies.settings)``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,7 @@ from pydantic import (
 )
 
 from traingate.errors import EventError, TimestampError
+from traingate.policy.model import Mode
 from traingate.timeutil import parse_instant
 
 __all__ = [
@@ -115,7 +117,8 @@ class ConsentUpdated(_EventBase):
     scope: Literal["account", "organization"]
     account_id: Id | None = None
     organization_id: Id | None = None
-    setting: Literal["model_training"]
+    # Any name: whether a configured policy declares it is checked by parse_event (SPEC §5).
+    setting: Annotated[str, Field(min_length=1, max_length=256)]
     granted: bool
     source: Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -134,8 +137,24 @@ class ConversationUpdated(_EventBase):
     custom_style: JsonObject | None = None
     preferences: JsonObject | None = None
     title: Text | None = None
-    # Only the conversation's first event may carry it (checked at ingest).
+    # SPEC §5: the conversation's mode, set by the first accepted event naming the conversation
+    # (checked at ingest). ``incognito: true`` is ``mode: incognito``, false is standard.
+    mode: Mode | None = None
     incognito: bool | None = None
+
+    @property
+    def incognito_mode(self) -> str:
+        """The mode ``incognito`` stands for."""
+        return "incognito" if self.incognito else "standard"
+
+    @property
+    def given_mode(self) -> tuple[str, str] | None:
+        """(the mode this event gives, the field that gave it), or None when it gives none."""
+        if self.mode is not None:
+            return self.mode, "mode"
+        if self.incognito is not None:
+            return self.incognito_mode, "incognito"
+        return None
 
 
 class ConversationDeleted(_EventBase):
@@ -298,9 +317,16 @@ def _explain(error: Mapping[str, Any]) -> tuple[str, str]:
     return field, message[0].lower() + message[1:] if message else "is invalid"
 
 
-def parse_event(raw: object, *, plans: Mapping[str, str], line: int | None = None) -> ParsedEvent:
+def parse_event(
+    raw: object,
+    *,
+    plans: Mapping[str, str],
+    settings: Collection[str] | None = None,
+    line: int | None = None,
+) -> ParsedEvent:
     """Validate one decoded JSON value as an event. ``plans`` maps plan name to its class
-    (``consumer`` or ``commercial``). Raises EventError naming line, event_id and field."""
+    (``consumer`` or ``commercial``); ``settings`` are the consent settings the policies
+    declare (None: any). Raises EventError naming line, event_id and field."""
     event_id = raw.get("event_id") if isinstance(raw, dict) else None
     event_id = event_id if isinstance(event_id, str) else None
     if event_id is not None and not event_id.isascii() and _SURROGATE.search(event_id):
@@ -334,6 +360,20 @@ def parse_event(raw: object, *, plans: Mapping[str, str], line: int | None = Non
             raise fail(wanted, f"is required for scope {event.scope!r}")
         if getattr(event, other) is not None:
             raise fail(other, f"must be absent or null for scope {event.scope!r}")
+        if settings is not None and event.setting not in settings:
+            raise fail(
+                "setting",
+                f"unknown setting {event.setting!r}: no configured policy declares it; "
+                f"declared: {', '.join(settings) or 'none'}",
+            )
+    elif isinstance(event, ConversationUpdated):
+        implied = None if event.incognito is None else event.incognito_mode
+        if event.mode is not None and implied is not None and event.mode != implied:
+            raise fail(
+                "mode",
+                f"is {event.mode!r} but incognito is {str(event.incognito).lower()} "
+                f"(mode {implied!r}): the two disagree",
+            )
     body = canonical_json(raw)
     if "\\u0000" in body or (not body.isascii() and _SURROGATE.search(body)):
         found = _bad_text(raw, "")
@@ -342,7 +382,13 @@ def parse_event(raw: object, *, plans: Mapping[str, str], line: int | None = Non
     return ParsedEvent(event=event, body=body)
 
 
-def parse_line(text: str, *, plans: Mapping[str, str], line: int) -> ParsedEvent:
+def parse_line(
+    text: str,
+    *,
+    plans: Mapping[str, str],
+    settings: Collection[str] | None = None,
+    line: int,
+) -> ParsedEvent:
     """Decode one JSONL line and validate it as an event."""
     try:
         raw = orjson.loads(text)
@@ -351,4 +397,4 @@ def parse_line(text: str, *, plans: Mapping[str, str], line: int) -> ParsedEvent
             raw = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as exc:
             raise EventError(f"not valid JSON: {exc}", line=line) from None
-    return parse_event(raw, plans=plans, line=line)
+    return parse_event(raw, plans=plans, settings=settings, line=line)

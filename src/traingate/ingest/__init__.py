@@ -20,9 +20,9 @@ from traingate.ingest.batch import (
     ReportSink,
     write_batch,
 )
-from traingate.ingest.incoming import Incoming, Rejected
+from traingate.ingest.incoming import Declared, Incoming, Rejected
 from traingate.ingest.parsing import default_workers, parse_lines
-from traingate.policy import Policy
+from traingate.policy import Policy, PolicySet
 from traingate.store.store import Store
 
 __all__ = [
@@ -47,7 +47,7 @@ def ingest_lines(
     *,
     store: Store,
     sink: ReportSink,
-    policy: Policy,
+    policy: Policy | PolicySet,
     lines: Iterable[str],
     batch_size: int = DEFAULT_BATCH,
     observer: BatchObserver | None = None,
@@ -56,13 +56,14 @@ def ingest_lines(
     """Ingest JSONL lines (blank lines are skipped but counted). Returns the summary.
     ``observer`` hears of each batch that accepted something, inside its transaction.
     Lines past the first ``parsing.INLINE`` are parsed by ``workers`` processes (default:
-    ``default_workers()``; 0 parses every line here)."""
+    ``default_workers()``; 0 parses every line here). Plans and consent settings are those
+    ``policy`` declares (a ``PolicySet``: those of any of its policies)."""
     summary = IngestSummary()
     pending: list[Incoming] = []
     workers = default_workers() if workers is None else workers
     parsed = parse_lines(
         _numbered(lines),
-        plans=policy.plans,
+        declared=Declared.of(policy.plans, tuple(policy.settings)),
         short_hash=store.keys.short_hasher,
         workers=workers,
         inline=parsing.INLINE,

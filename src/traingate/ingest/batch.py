@@ -3,9 +3,9 @@ then write the accepted ones.
 
 Order of checks for one event, after its own shape (``traingate.ingest.incoming``): its
 event_id (duplicate or conflict), then its meaning against the store and the events before it
-(ownership, deletions, reused ids, the rated message). Feedback reports are snapshotted and
-vaulted once the batch's rows are written; the observer (the audit log) hears of the batch
-inside its transaction.
+(ownership, deletions, reused ids, the rated message, the conversation's mode). Feedback
+reports are snapshotted and vaulted once the batch's rows are written; the observer (the audit
+log) hears of the batch inside its transaction.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ __all__ = [
     "ReportSink",
     "write_batch",
 ]
+
+STANDARD = "standard"  # a conversation's mode unless its first event gives another (SPEC §5)
 
 # Events checked and written per transaction. Larger batches amortize what every commit
 # rewrites (the pages of the unique index on random event keys) at some memory: about 120 MB
@@ -102,8 +104,8 @@ _TABLES: dict[str, tuple[str, ...]] = {
     "events": ("seq", "event_key", "body_hash", "type", "at"),
     "account_plans": ("event_seq", "account_id", "at", "plan", "organization_id", "email"),
     "account_deletions": ("event_seq", "account_id", "at"),
-    "consents": ("event_seq", "scope", "subject", "at", "granted", "source"),
-    "conversations": ("conversation_id", "account_id", "first_seq", "incognito"),
+    "consents": ("event_seq", "scope", "subject", "setting", "at", "granted", "source"),
+    "conversations": ("conversation_id", "account_id", "first_seq", "mode"),
     "conversation_settings": ("event_seq", "conversation_id", "at", "fields"),
     "conversation_deletions": ("event_seq", "conversation_id", "account_id", "at"),
     "messages": (
@@ -157,7 +159,13 @@ class _Batch:
             if event.type == "feedback.submitted":
                 feedback_keys.add(keys.id_hash("feedback", event.values[0]))
         self.event_hashes = store.known_events([event.event_key for event in events])
-        self.owners = store.conversation_owners(convs)
+        known = store.conversation_records(convs)
+        self.owners = {conv: owner for conv, (owner, _) in known.items()}
+        # Conversations whose mode is set (SPEC §5: by the first accepted event naming the
+        # conversation): those stored, and those only a flag has named so far (standard).
+        self.modes = {conv: mode for conv, (_, mode) in known.items()}
+        for conv in store.flagged_conversations(convs - known.keys()):
+            self.modes[conv] = STANDARD
         self.deleted_convs = store.deleted_conversations(convs)
         self.deleted_accounts = store.deleted_accounts(accounts)
         self.message_places = store.message_places(message_ids)
@@ -204,12 +212,13 @@ def _check_conversation(batch: _Batch, event: Incoming) -> tuple[str, str]:
     return conversation_id, account_id
 
 
-def _claim(
-    batch: _Batch, conversation_id: str, account_id: str, seq: int, *, incognito: bool = False
-) -> None:
+def _claim(batch: _Batch, conversation_id: str, account_id: str, seq: int) -> None:
+    """The conversation belongs to the account that first named it, with the mode the first
+    event naming it set (standard unless that event was a conversation.updated giving one)."""
     if conversation_id not in batch.owners:
         batch.owners[conversation_id] = account_id
-        batch.rows["conversations"].append((conversation_id, account_id, seq, incognito))
+        mode = batch.modes.setdefault(conversation_id, STANDARD)
+        batch.rows["conversations"].append((conversation_id, account_id, seq, mode))
 
 
 def _apply(batch: _Batch, event: Incoming, seq: int) -> None:
@@ -236,14 +245,22 @@ def _apply(batch: _Batch, event: Incoming, seq: int) -> None:
         rows["account_deletions"].append((seq, event.account_id, at))
         batch.deleted_accounts.add(event.account_id)
     elif kind == "consent.updated":
-        scope, subject, granted, source = event.values
-        rows["consents"].append((seq, scope, subject, at, granted, source))
+        scope, subject, setting, granted, source = event.values
+        rows["consents"].append((seq, scope, subject, setting, at, granted, source))
     elif kind == "conversation.updated":
         conversation_id, account_id = _check_conversation(batch, event)
-        incognito, settings = event.values
-        if incognito is not None and conversation_id in batch.owners:
-            raise _fail(event, "incognito", "can only be set by the conversation's first event")
-        _claim(batch, conversation_id, account_id, seq, incognito=bool(incognito))
+        mode, mode_field, settings = event.values
+        current = batch.modes.get(conversation_id)
+        if current is None:
+            batch.modes[conversation_id] = mode or STANDARD
+        elif mode is not None and mode != current:
+            raise _fail(
+                event,
+                mode_field,
+                f"gives mode {mode!r}, but conversation {conversation_id!r} is {current!r}: a "
+                "conversation's mode is set by the first event naming it and never changes",
+            )
+        _claim(batch, conversation_id, account_id, seq)
         rows["conversation_settings"].append((seq, conversation_id, at, settings))
     elif kind == "conversation.deleted":
         _apply_deletion(batch, event, seq)
@@ -253,9 +270,11 @@ def _apply(batch: _Batch, event: Incoming, seq: int) -> None:
         assert event.flag_id is not None
         if event.flag_id in batch.flags:
             raise _fail(event, "flag_id", f"flag_id {event.flag_id!r} is already used")
+        assert event.conversation_id is not None
         policy, reason = event.values
         rows["flags"].append((event.flag_id, seq, event.conversation_id, policy, at, reason))
         batch.flags.add(event.flag_id)
+        batch.modes.setdefault(event.conversation_id, STANDARD)  # it names the conversation
     elif kind == "safety.cleared":
         if event.flag_id not in batch.flags:
             raise _fail(event, "flag_id", f"names no flag the store holds ({event.flag_id!r})")
@@ -306,7 +325,7 @@ def _file_reports(batch: _Batch, sink: ReportSink, summary: IngestSummary) -> No
             report=report,
             messages=store.messages_until(report.conversation_id, report.at, before_seq=seq),
             settings=store.settings_as_of(report.conversation_id, report.at, before_seq=seq),
-            incognito=store.is_incognito(report.conversation_id),
+            mode=batch.modes.get(report.conversation_id, STANDARD),
         )
         receipt = sink.put(
             snapshot=snapshot,

@@ -25,9 +25,21 @@ from traingate.events import (
 )
 from traingate.keys import ShortHasher
 
-__all__ = ["Incoming", "Rejected", "read_chunk", "read_line", "read_numbered"]
+__all__ = ["Declared", "Incoming", "Rejected", "read_chunk", "read_line", "read_numbered"]
 
 _SETTINGS = ("custom_style", "preferences", "title")
+
+
+class Declared(NamedTuple):
+    """What the policies in force declare that a line is checked against on its own: plans
+    (name -> class) and consent settings. Plain values: handed to parse workers."""
+
+    plans: dict[str, str]
+    settings: tuple[str, ...]
+
+    @classmethod
+    def of(cls, plans: Mapping[str, str], settings: Sequence[str]) -> Declared:
+        return cls(dict(plans), tuple(settings))
 
 
 class Incoming(NamedTuple):
@@ -35,8 +47,9 @@ class Incoming(NamedTuple):
 
     ``values`` holds what only its type has, in this order: ``message.created`` (role,
     content, attachments as canonical JSON); ``account.updated`` (plan, organization_id,
-    email); ``consent.updated`` (scope, subject, granted, source); ``conversation.updated``
-    (incognito or None, the settings it sets as canonical JSON); ``feedback.submitted``
+    email); ``consent.updated`` (scope, subject, setting, granted, source);
+    ``conversation.updated`` (the mode it gives or None, the field that gave it or None, the
+    settings it sets as canonical JSON); ``feedback.submitted``
     (feedback_id,); ``safety.flagged`` (policy, reason); the other types nothing.
     ``event`` is the whole event for the two types used whole after the checks: consent (the
     audit log) and feedback (the vault's snapshot); None for the others.
@@ -80,9 +93,10 @@ def _values(event: AnyEvent) -> tuple[Any, ...]:
         present = {
             name: getattr(event, name) for name in _SETTINGS if name in event.model_fields_set
         }
-        return (event.incognito, canonical_json(present))
+        mode, field = event.given_mode or (None, None)
+        return (mode, field, canonical_json(present))
     if isinstance(event, ConsentUpdated):
-        return (event.scope, event.subject, event.granted, event.source)
+        return (event.scope, event.subject, event.setting, event.granted, event.source)
     if isinstance(event, FeedbackSubmitted):
         return (event.feedback_id,)
     if isinstance(event, SafetyFlagged):
@@ -92,11 +106,9 @@ def _values(event: AnyEvent) -> tuple[Any, ...]:
     return ()
 
 
-def read_line(
-    text: str, *, line: int, plans: Mapping[str, str], short_hash: ShortHasher
-) -> Incoming:
+def read_line(text: str, *, line: int, declared: Declared, short_hash: ShortHasher) -> Incoming:
     """Decode and validate one line. Raises EventError (with the line) when it is refused."""
-    parsed = parse_line(text, plans=plans, line=line)
+    parsed = parse_line(text, plans=declared.plans, settings=declared.settings, line=line)
     event = parsed.event
     return Incoming(
         line=line,
@@ -115,18 +127,18 @@ def read_line(
 
 
 def read_numbered(
-    number: int, text: str, plans: Mapping[str, str], short_hash: ShortHasher
+    number: int, text: str, declared: Declared, short_hash: ShortHasher
 ) -> Incoming | Rejected:
     """``read_line``, with a refusal returned as a ``Rejected``."""
     try:
-        return read_line(text, line=number, plans=plans, short_hash=short_hash)
+        return read_line(text, line=number, declared=declared, short_hash=short_hash)
     except EventError as exc:
         return Rejected(number, exc.event_id, exc.field, exc.message)
 
 
 def read_chunk(
-    lines: Sequence[tuple[int, str]], plans: Mapping[str, str], short_hash: ShortHasher
+    lines: Sequence[tuple[int, str]], declared: Declared, short_hash: ShortHasher
 ) -> list[Incoming | Rejected]:
     """``read_numbered`` over numbered lines: a parse worker's task (its arguments and result
     pickle cheaply)."""
-    return [read_numbered(number, text, plans, short_hash) for number, text in lines]
+    return [read_numbered(number, text, declared, short_hash) for number, text in lines]

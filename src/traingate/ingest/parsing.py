@@ -28,11 +28,11 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator
 from itertools import chain, islice
 from typing import IO
 
-from traingate.ingest.incoming import Incoming, Rejected, read_chunk, read_numbered
+from traingate.ingest.incoming import Declared, Incoming, Rejected, read_chunk, read_numbered
 from traingate.keys import ShortHasher
 from traingate.pipes import read_frame
 
@@ -57,13 +57,13 @@ class _Worker:
     """One worker process, with a thread feeding its input and one draining its output, so
     that it parses on while this process is busy writing a batch."""
 
-    def __init__(self, plans: Mapping[str, str], short_hash: ShortHasher) -> None:
+    def __init__(self, declared: Declared, short_hash: ShortHasher) -> None:
         self._process = subprocess.Popen(
             [sys.executable, *WORKER_ARGS], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         assert self._process.stdin is not None and self._process.stdout is not None
         self._tasks: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._tasks.put((dict(plans), short_hash))
+        self._tasks.put((declared, short_hash))
         self._results: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._threads = (
             threading.Thread(target=self._feed, args=(self._process.stdin,), daemon=True),
@@ -111,7 +111,7 @@ def _in_workers(
     source: Iterator[tuple[int, str]],
     *,
     held: Chunk,
-    plans: Mapping[str, str],
+    declared: Declared,
     short_hash: ShortHasher,
     workers: int,
     ahead: int,
@@ -127,7 +127,7 @@ def _in_workers(
     broken = False
     sent = 0
     try:
-        pool.extend(_Worker(plans, short_hash) for _ in range(workers))
+        pool.extend(_Worker(declared, short_hash) for _ in range(workers))
     except OSError:  # no process could be started: parse here
         broken = True
 
@@ -139,7 +139,7 @@ def _in_workers(
                 return worker.result()
             except (EOFError, pickle.UnpicklingError):
                 broken = True
-        return read_chunk(chunk, plans, short_hash)
+        return read_chunk(chunk, declared, short_hash)
 
     try:
         while True:
@@ -154,7 +154,7 @@ def _in_workers(
             if broken:
                 while pending:
                     yield from take()
-                yield from read_chunk(chunk, plans, short_hash)
+                yield from read_chunk(chunk, declared, short_hash)
                 continue
             worker = pool[sent % len(pool)]
             worker.submit(chunk)
@@ -172,7 +172,7 @@ def _in_workers(
 def parse_lines(
     lines: Iterable[tuple[int, str]],
     *,
-    plans: Mapping[str, str],
+    declared: Declared,
     short_hash: ShortHasher,
     workers: int,
     inline: int,
@@ -189,25 +189,25 @@ def parse_lines(
     source = iter(lines)
     if workers < 1:
         for number, text in source:
-            yield read_numbered(number, text, plans, short_hash)
+            yield read_numbered(number, text, declared, short_hash)
         return
     held: Chunk = []
     try:
         for line in islice(source, inline):
             if held:
-                yield read_numbered(*held.pop(), plans, short_hash)
+                yield read_numbered(*held.pop(), declared, short_hash)
             held.append(line)
         following = next(source, None)
     except Exception:
-        yield from read_chunk(held, plans, short_hash)  # what was read, then the failure
+        yield from read_chunk(held, declared, short_hash)  # what was read, then the failure
         raise
     if following is None:  # nothing left for workers
-        yield from read_chunk(held, plans, short_hash)
+        yield from read_chunk(held, declared, short_hash)
         return
     yield from _in_workers(
         chain([following], source),
         held=held,
-        plans=plans,
+        declared=declared,
         short_hash=short_hash,
         workers=workers,
         ahead=ahead,

@@ -1,10 +1,10 @@
 """A parse worker: ``python -m traingate.ingest.worker``, started by ``traingate.ingest.parsing``.
 
-It reads pickles from standard input (first the plans and the ``keys.ShortHasher``, then chunks
-of numbered lines) and writes to standard output, for each chunk in order, one frame
-(``traingate.pipes``) holding the pickled list of what ``incoming.read_chunk`` made of it. It
-stops at the end of its input; SIGINT is ignored and anything else that would print goes to
-standard error (``pipes.child_output``).
+It reads pickles from standard input (first the plans and settings, ``incoming.Declared``, and
+the ``keys.ShortHasher``, then chunks of numbered lines) and writes to standard output, for
+each chunk in order, one frame (``traingate.pipes``) holding the pickled list of what
+``incoming.read_chunk`` made of it. It stops at the end of its input; SIGINT is ignored and
+anything else that would print goes to standard error (``pipes.child_output``).
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from traingate.pipes import child_output, write_frame
 def main() -> None:
     results = child_output()
     tasks = sys.stdin.buffer
-    plans, short_hash = pickle.load(tasks)
+    declared, short_hash = pickle.load(tasks)
     while True:
         try:
             chunk = pickle.load(tasks)
         except EOFError:
             return
         write_frame(
-            results, pickle.dumps(read_chunk(chunk, plans, short_hash), pickle.HIGHEST_PROTOCOL)
+            results, pickle.dumps(read_chunk(chunk, declared, short_hash), pickle.HIGHEST_PROTOCOL)
         )
 
 

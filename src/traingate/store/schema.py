@@ -385,6 +385,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         # expiry day: without an index each of its queries read the whole vault.
         ("CREATE INDEX {vault}reports_submitted ON {vault_on}reports (submitted_day, report_id)",),
     ),
+    Migration(
+        12,
+        "conversation modes and consent settings",
+        # SPEC §5. A conversation's mode (standard, incognito or temporary) replaces the
+        # incognito flag it generalizes; nothing reads the old column, so it goes.
+        # Consent is kept per scope, subject and setting: rows stored before settings were
+        # declared by policies are of the one setting that existed then (SPEC §2 named it),
+        # which is the DEFAULT below and nothing else; every row written since names its
+        # setting. A ledger is read by (scope, subject, setting, at).
+        (
+            "ALTER TABLE conversations ADD COLUMN mode TEXT NOT NULL DEFAULT 'standard'",
+            "UPDATE conversations SET mode = 'incognito' WHERE incognito",
+            "ALTER TABLE conversations DROP COLUMN incognito",
+            "ALTER TABLE consents ADD COLUMN setting TEXT NOT NULL DEFAULT 'model_training'",
+            "DROP INDEX consents_subject",
+            "CREATE INDEX consents_ledger ON consents (scope, subject, setting, at)",
+        ),
+    ),
 )
 
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from traingate.errors import NotFoundError
-from traingate.facts import ConsentChange, ConversationFacts, FlagFact, MessageFact, PlanChange
+from traingate.facts import (
+    ConsentChange,
+    ConsentKey,
+    ConversationFacts,
+    FlagFact,
+    MessageFact,
+    PlanChange,
+)
 from traingate.keys import KeyRing
 from traingate.store.db import Database, PostgresDatabase
 from traingate.store.schema import migrate
@@ -81,12 +88,27 @@ class Store:
         return {bytes(key): bytes(body_hash) for key, body_hash in rows}
 
     def conversation_owners(self, conversation_ids: Iterable[str]) -> dict[str, str]:
+        return {
+            conv: owner for conv, (owner, _) in self.conversation_records(conversation_ids).items()
+        }
+
+    def conversation_records(self, conversation_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """conversation_id -> (owning account, mode) for the conversations the store holds."""
         rows = self._select_in(
-            "SELECT conversation_id, account_id FROM conversations WHERE {where}",
+            "SELECT conversation_id, account_id, mode FROM conversations WHERE {where}",
             "conversation_id",
             conversation_ids,
         )
-        return {conv: account for conv, account in rows}
+        return {conv: (account, mode) for conv, account, mode in rows}
+
+    def flagged_conversations(self, conversation_ids: Iterable[str]) -> set[str]:
+        """The conversations of ``conversation_ids`` that a stored flag names."""
+        rows = self._select_in(
+            "SELECT DISTINCT conversation_id FROM flags WHERE {where}",
+            "conversation_id",
+            conversation_ids,
+        )
+        return {row[0] for row in rows}
 
     def deleted_conversations(self, conversation_ids: Iterable[str]) -> set[str]:
         rows = self._select_in(
@@ -146,16 +168,23 @@ class Store:
             raise NotFoundError(f"conversation {conversation_id!r} is not in the store")
         return owners[conversation_id]
 
-    def is_incognito(self, conversation_id: str) -> bool:
-        rows = self.db.execute(
-            "SELECT incognito FROM conversations WHERE conversation_id = ?", (conversation_id,)
-        )
-        return bool(rows and rows[0][0])
+    def conversation_mode(self, conversation_id: str) -> str:
+        """The conversation's mode (SPEC §5); raises NotFoundError for an unknown one."""
+        records = self.conversation_records([conversation_id])
+        if conversation_id not in records:
+            raise NotFoundError(f"conversation {conversation_id!r} is not in the store")
+        return records[conversation_id][1]
 
     def conversation_facts(self, conversation_id: str) -> ConversationFacts:
-        """Everything the policy needs to judge this conversation's messages."""
-        account_id = self.conversation_owner(conversation_id)
+        """Everything the policy needs to judge this conversation's messages, in six queries:
+        the conversation, its messages, its account's plans, the consents of the account and of
+        every organization those plans name (every setting), its flags with their clears, and
+        the deletions of the conversation and of the account."""
         db = self.db
+        records = self.conversation_records([conversation_id])
+        if conversation_id not in records:
+            raise NotFoundError(f"conversation {conversation_id!r} is not in the store")
+        account_id, mode = records[conversation_id]
         messages = tuple(
             MessageFact(message_id=mid, at=int(at), seq=int(seq), role=role)
             for mid, at, seq, role in db.execute(
@@ -168,46 +197,70 @@ class Store:
             PlanChange(at=int(at), seq=int(seq), plan=plan, organization_id=org)
             for at, seq, plan, org in db.execute(
                 "SELECT at, event_seq, plan, organization_id FROM account_plans"
-                " WHERE account_id = ?",
+                " WHERE account_id = ? ORDER BY at, event_seq",
                 (account_id,),
             )
         )
         organizations = sorted({p.organization_id for p in plans if p.organization_id})
-        org_consent = {org: self.consent_ledger("organization", org) for org in organizations}
-        flags = []
-        for flag_id, at in db.execute(
-            "SELECT flag_id, at FROM flags WHERE conversation_id = ?", (conversation_id,)
+        consents = self._consents(account_id, organizations)
+        flags: dict[str, tuple[int, str, list[int]]] = {}
+        for flag_id, at, policy, cleared in db.execute(
+            "SELECT f.flag_id, f.at, f.policy, c.at FROM flags f"
+            " LEFT JOIN flag_clears c ON c.flag_id = f.flag_id"
+            " WHERE f.conversation_id = ? ORDER BY f.at, f.event_seq, c.at",
+            (conversation_id,),
         ):
-            clears = db.execute("SELECT at FROM flag_clears WHERE flag_id = ?", (flag_id,))
-            flags.append(
-                FlagFact(flag_id=flag_id, at=int(at), cleared_at=tuple(int(r[0]) for r in clears))
-            )
+            entry = flags.setdefault(flag_id, (int(at), policy, []))
+            if cleared is not None:
+                entry[2].append(int(cleared))
+        deleted: dict[str, list[int]] = {"conversation": [], "account": []}
+        for kind, at in db.execute(
+            "SELECT 'conversation', at FROM conversation_deletions WHERE conversation_id = ?"
+            " UNION ALL SELECT 'account', at FROM account_deletions WHERE account_id = ?",
+            (conversation_id, account_id),
+        ):
+            deleted[kind].append(int(at))
         return ConversationFacts(
             conversation_id=conversation_id,
             account_id=account_id,
             messages=messages,
             plans=plans,
-            account_consent=self.consent_ledger("account", account_id),
-            organization_consent=org_consent,
-            flags=tuple(flags),
-            conversation_deleted=tuple(
-                int(r[0])
-                for r in db.execute(
-                    "SELECT at FROM conversation_deletions WHERE conversation_id = ?",
-                    (conversation_id,),
-                )
+            consents=consents,
+            flags=tuple(
+                FlagFact(flag_id=flag_id, at=at, policy=policy, cleared_at=tuple(clears))
+                for flag_id, (at, policy, clears) in flags.items()
             ),
-            account_deleted=self.account_deletions(account_id),
-            incognito=self.is_incognito(conversation_id),
+            conversation_deleted=tuple(sorted(deleted["conversation"])),
+            account_deleted=tuple(sorted(deleted["account"])),
+            mode=mode,
         )
 
-    def consent_ledger(self, scope: str, subject: str) -> tuple[ConsentChange, ...]:
+    def _consents(
+        self, account_id: str, organizations: Sequence[str]
+    ) -> dict[ConsentKey, tuple[ConsentChange, ...]]:
+        """Every consent ledger (all settings) of the account and of ``organizations``, keyed
+        (scope, subject, setting), each in time order (then arrival)."""
+        subjects = [("account", account_id)] + [("organization", org) for org in organizations]
+        where = " OR ".join("(scope = ? AND subject = ?)" for _ in subjects)
+        ledgers: dict[ConsentKey, list[ConsentChange]] = {}
+        for scope, subject, setting, at, seq, granted, source in self.db.execute(
+            "SELECT scope, subject, setting, at, event_seq, granted, source FROM consents"
+            f" WHERE {where} ORDER BY at, event_seq",
+            tuple(value for pair in subjects for value in pair),
+        ):
+            ledgers.setdefault((scope, subject, setting), []).append(
+                ConsentChange(at=int(at), seq=int(seq), granted=bool(granted), source=source)
+            )
+        return {key: tuple(changes) for key, changes in sorted(ledgers.items())}
+
+    def consent_ledger(self, scope: str, subject: str, setting: str) -> tuple[ConsentChange, ...]:
+        """One subject's consent changes for one setting, in time order (then arrival)."""
         return tuple(
             ConsentChange(at=int(at), seq=int(seq), granted=bool(granted), source=source)
             for at, seq, granted, source in self.db.execute(
                 "SELECT at, event_seq, granted, source FROM consents"
-                " WHERE scope = ? AND subject = ? ORDER BY at, event_seq",
-                (scope, subject),
+                " WHERE scope = ? AND subject = ? AND setting = ? ORDER BY at, event_seq",
+                (scope, subject, setting),
             )
         )
 

@@ -4,10 +4,11 @@ A snapshot holds, as known when the report was received: every message of the co
 with ``at <=`` the report's time, in time order; the conversation's custom_style and preferences
 as of that time; the rating, comment, categories and the index of the rated message. Times are
 coarsened to the UTC date of the first message. No identifier of account, organization,
-conversation, message or report is kept. ``incognito`` says whether the conversation was marked
-incognito (a boolean links nothing), so that the policy in force at submission can exclude the
-report; it is written only when true, so other snapshots keep their bytes, and reads as false
-when absent (snapshots stored before it existed).
+conversation, message or report is kept. ``mode`` is the conversation's mode (SPEC §5:
+``standard``, ``incognito`` or ``temporary``; a mode links nothing), so that the policy in force
+at submission can exclude the report; it is written only when not standard, so standard
+snapshots keep their bytes, and reads as standard when absent. Snapshots stored before modes
+existed said ``"incognito": true`` for an incognito conversation: they read as mode incognito.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Snapshot:
     comment: str | None
     categories: tuple[str, ...]
     rated_message_index: int
-    incognito: bool = False
+    mode: str = "standard"
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -49,8 +50,8 @@ class Snapshot:
             "categories": list(self.categories),
             "rated_message_index": self.rated_message_index,
         }
-        if self.incognito:
-            data["incognito"] = True
+        if self.mode != "standard":
+            data["mode"] = self.mode
         return data
 
     def to_json(self) -> bytes:
@@ -74,8 +75,17 @@ class Snapshot:
             comment=raw["comment"],
             categories=tuple(raw["categories"]),
             rated_message_index=int(raw["rated_message_index"]),
-            incognito=raw.get("incognito", False) is True,
+            mode=_mode(raw),
         )
+
+
+def _mode(raw: Mapping[str, Any]) -> str:
+    """A stored snapshot's mode: its ``mode``, else incognito for the older ``"incognito":
+    true``, else standard."""
+    mode = raw.get("mode")
+    if isinstance(mode, str):
+        return mode
+    return "incognito" if raw.get("incognito") is True else "standard"
 
 
 def take_snapshot(
@@ -83,10 +93,10 @@ def take_snapshot(
     report: FeedbackSubmitted,
     messages: Sequence[MessageRow],
     settings: Mapping[str, Any],
-    incognito: bool = False,
+    mode: str = "standard",
 ) -> Snapshot:
     """The snapshot of ``report``, given the conversation's stored messages, its settings as
-    of the report's time and whether it is incognito. Messages later than the report are left
+    of the report's time and its mode. Messages later than the report are left
     out here too."""
     kept = sorted((m for m in messages if m.at <= report.at), key=lambda m: (m.at, m.seq))
     index = next((i for i, m in enumerate(kept) if m.message_id == report.message_id), None)
@@ -112,5 +122,5 @@ def take_snapshot(
         comment=redact(report.comment) if report.comment is not None else None,
         categories=tuple(redact(c) for c in report.categories),
         rated_message_index=index,
-        incognito=incognito,
+        mode=mode,
     )
