@@ -319,3 +319,29 @@ def test_incognito_is_set_by_the_first_event_only(tg: Traingate) -> None:
     assert summary.rejected == 0, summary.errors
     assert tg.store.conversation_facts("c").mode == "incognito"
     assert tg.store.conversation_mode("c") == "incognito"
+
+
+def test_the_time_range_at_its_edges(tg: Traingate) -> None:
+    """SPEC §2: instants outside [1970-01-01T00:00:00Z, 9000-01-01T00:00:00Z) in UTC are
+    rejected, each line alone; the edges inside are kept, feedback included."""
+    e = Events()
+    events = [
+        e.account("a", "1970-01-01T00:00:00Z"),
+        e.account("b", "1969-12-31T23:59:59.999999Z"),
+        e.message("m1", "c", "a", "1970-01-01T00:00:00Z"),
+        e.message("m2", "c", "a", "8999-12-31T23:59:59.999999Z"),
+        e.message("m3", "c", "a", "9000-01-01T00:00:00Z"),
+        e.account("d", "0001-01-01T00:00:00+23:59"),
+        e.feedback("f1", "a", "c", "m1", "9990-01-01T00:00:00Z", comment="late"),
+        e.feedback("f2", "a", "c", "m2", "8999-12-31T23:59:59.999999Z", comment="edge"),
+        e.account("z", "9000-01-01T00:00:00.000000+00:01"),
+    ]
+    summary = tg.ingest(jsonl(events))
+    assert (summary.accepted, summary.rejected) == (5, 4), summary.errors
+    assert [err.line for err in summary.errors] == [2, 5, 6, 7]
+    for error in summary.errors:
+        assert "field 'at'" in error.error
+        assert "1970-01-01T00:00:00Z" in error.error and "9000-01-01T00:00:00Z" in error.error
+    assert tg.store.count("messages") == 2
+    assert [receipt[0] for receipt in summary.receipts] == [8]
+    assert tg.feedback_show(summary.receipts[0][2])[1].comment == "edge"

@@ -10,6 +10,7 @@ from traingate.app import Traingate
 from traingate.errors import SchemaError, StoreError
 from traingate.events import canonical_json
 from traingate.keys import load_or_create_keys
+from traingate.policy import default_policy
 from traingate.settings import Settings
 from traingate.store.db import connect
 from traingate.store.schema import MIGRATIONS, current_version, migrate
@@ -111,3 +112,42 @@ def test_compacting_event_keys_keeps_what_was_accepted(settings: Settings) -> No
         assert tg.store.known_events([keys.short_hash("event", "ev-report")]) == {
             keys.short_hash("event", "ev-report"): keys.short_hash("body", canonical_json(report))
         }
+
+
+def test_modes_and_consent_settings_keep_what_was_stored(settings: Settings) -> None:
+    """Migration 12: an incognito conversation becomes mode incognito, the others standard;
+    consents stored before settings were declared are of the one setting there was; the
+    ledger is read by (scope, subject, setting, at) through its index."""
+    db = connect(settings.db_url)
+    try:
+        migrate(db, target=11)
+        db.executemany(
+            "INSERT INTO conversations (conversation_id, account_id, first_seq, incognito)"
+            " VALUES (?, ?, ?, ?)",
+            [("c-inc", "a", 1, True), ("c-std", "a", 2, False)],
+        )
+        db.execute(
+            "INSERT INTO consents (event_seq, scope, subject, at, granted, source)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (3, "account", "a", 5, True, "privacy_settings"),
+        )
+        assert migrate(db) == [12]
+        assert sorted(db.execute("SELECT conversation_id, mode FROM conversations")) == [
+            ("c-inc", "incognito"),
+            ("c-std", "standard"),
+        ]
+        with pytest.raises(StoreError, match="incognito"):
+            db.execute("SELECT incognito FROM conversations")
+        assert db.execute("SELECT setting FROM consents") == [(default_policy().account_setting(),)]
+        if db.dialect == "sqlite":
+            plan = db.execute(
+                "EXPLAIN QUERY PLAN SELECT at FROM consents"
+                " WHERE scope = ? AND subject = ? AND setting = ? ORDER BY at",
+                ("account", "a", "x"),
+            )
+            assert "consents_ledger" in " ".join(str(row) for row in plan)
+        else:
+            names = db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'consents'")
+            assert ("consents_ledger",) in names and ("consents_subject",) not in names
+    finally:
+        db.close()
