@@ -30,12 +30,15 @@ def privacy(
     account_id: AccountId,
     as_of: AsOf = None,
 ) -> dict[str, Any]:
-    """Plan, consent (with source and since when), the organization's consent on commercial
-    plans, the policy's bases and whether each is in effect, the account's conversations, and
-    per purpose which builds hold how many of them. An end user may read only their own."""
+    """The answer of `traingate privacy` (SPEC §4), from the same function: `purposes` maps
+    every purpose to `{used, bases, conversations}`; beside it the policies used, the plan
+    history, every consent ledger the bases read, the account's conversations (how each
+    purpose judges them, the builds holding them) and per purpose which builds hold how many
+    of them. An end user may read only their own; an account the store has no record of is
+    404."""
     require_account(principal, account_id)
     report = tg.privacy(account_id=account_id, as_of=as_of_param(as_of))
-    if not report.known and report.deleted_at is None and not report.conversations:
+    if not report.known:
         raise NotFoundError(f"account {account_id!r} is not in the store")
     return report.to_dict()
 

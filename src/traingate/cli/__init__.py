@@ -5,9 +5,9 @@ Exit status: 0 success; 1 the operation ran but found a problem (rejected events
 verification); 2 the command could not run (bad option, unusable settings, unknown item).
 """
 
-from traingate.cli import audit, datasets, events, policy, server, vault
+from traingate.cli import audit, datasets, events, policy, privacy, server, vault
 from traingate.cli.root import cli, main
 
 __all__ = ["cli", "main"]
 
-_COMMAND_MODULES = (audit, datasets, events, policy, server, vault)
+_COMMAND_MODULES = (audit, datasets, events, policy, privacy, server, vault)

@@ -1,18 +1,38 @@
-"""The privacy center's words: a ``PrivacyReport`` (``traingate.privacy``, the same data as
-``GET /v1/accounts/{id}/privacy``) turned into a headline and reasons, each reason naming the
-policy's rule ids. Pure: no I/O, no request.
+"""The privacy center's words: a ``PrivacyReport`` (``traingate.privacy``, the same answer as
+``traingate privacy`` and ``GET /v1/accounts/{id}/privacy``) turned into a headline and reasons.
+Pure: no I/O, no request.
+
+Nothing here knows what a basis means. The headline follows from the answer: the conversations
+used for the purposes that consent bases grant ("model training" in every shipped policy), and
+whether a consent basis of the policy in force covers the messages the account sends from now
+on. Every reason names the rule ids that decided, with their texts from the policy that decided
+(the policy in force at the messages' time, or now); ids and texts come from the policy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from traingate.policy import Policy
-from traingate.privacy import ConsentState, PrivacyReport
-from traingate.web.render import human_date
+from traingate.policy import ConsentBasis, FeedbackBasis, Policy, PolicySet
+from traingate.privacy import ConversationSummary, PrivacyReport, SettingState
+from traingate.timeutil import Duration
+from traingate.web.render import human_date, human_duration
 
-__all__ = ["Answer", "Reason", "RuleRef", "answer_for", "policy_rules", "rule_refs", "source_label"]
+__all__ = [
+    "Answer",
+    "PurposeRow",
+    "Reason",
+    "RuleRef",
+    "Toggle",
+    "answer_for",
+    "policy_rules",
+    "retention_phrase",
+    "rule_refs",
+    "source_label",
+    "training_purposes",
+]
 
 Tone = Literal["yes", "no", "org"]
 
@@ -21,6 +41,7 @@ _SOURCES = {
     "trusted_tester_program": "the Trusted Tester program",
     "development_partner_program": "the Development Partner program",
 }
+_SHOWN = 3  # conversations named in one reason before "and N more"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +60,38 @@ class Reason:
 
 
 @dataclass(frozen=True, slots=True)
+class Toggle:
+    """The account's own setting (the account-scope consent basis that applies to it now)."""
+
+    on: bool
+    since: int | None
+    help: str
+    rules: tuple[RuleRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PurposeRow:
+    """One purpose of the answer, for the table of what is used."""
+
+    purpose: str
+    text: str
+    conversations: tuple[str, ...]
+    bases: tuple[RuleRef, ...]
+    builds: tuple[dict[str, object], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     tone: Tone
     eyebrow: str
     headline: str
     summary: str
     reasons: tuple[Reason, ...]
-    can_toggle: bool  # the account's own training setting decides (consumer, not deleted)
+    can_toggle: bool  # the account's own setting decides (an account-scope basis applies)
     training_on: bool
+    toggle: Toggle | None = None
+    used: tuple[str, ...] = ()  # conversations used for the training purposes now
+    purposes: tuple[PurposeRow, ...] = ()
 
     @property
     def rules(self) -> tuple[RuleRef, ...]:
@@ -55,7 +100,13 @@ class Answer:
         for reason in self.reasons:
             for ref in reason.rules:
                 seen.setdefault(ref.id, ref)
+        if self.toggle is not None:
+            for ref in self.toggle.rules:
+                seen.setdefault(ref.id, ref)
         return tuple(seen.values())
+
+
+# -- the policy's words ----------------------------------------------------------------------
 
 
 def source_label(source: str | None) -> str:
@@ -64,208 +115,444 @@ def source_label(source: str | None) -> str:
     return _SOURCES.get(source, source.replace("_", " "))
 
 
-def policy_rules(policy: Policy) -> dict[str, RuleRef]:
-    """Every basis and denial rule of the policy, by id."""
-    refs = [RuleRef(id=b.id, spec=b.rule, text=b.text) for b in policy.bases]
-    refs += [RuleRef(id=k, spec=r.rule, text=r.text) for k, r in policy.rules.items()]
-    return {ref.id: ref for ref in refs}
+def retention_phrase(duration: str | None) -> str:
+    """``P10Y`` as "for up to 10 years"; None (no limit) as "until you delete it"."""
+    if duration is None:
+        return "until you delete it"
+    return f"for up to {human_duration(Duration.parse(duration))}"
 
 
-def rule_refs(policy: Policy, *ids: str) -> tuple[RuleRef, ...]:
+def policy_rules(policy: Policy | PolicySet) -> dict[str, RuleRef]:
+    """Every basis, retention rule and reason of the policy (of every policy of a set, the
+    latest's text winning), by id."""
+    out: dict[str, RuleRef] = {}
+    for one in PolicySet.of(policy).policies:
+        refs = [RuleRef(id=b.id, spec=b.rule, text=b.text) for b in one.bases]
+        refs += [RuleRef(id=r.id, spec=r.rule, text=r.text) for r in one.retention]
+        refs += [RuleRef(id=k, spec=r.rule, text=r.text) for k, r in one.rules.items()]
+        out.update((ref.id, ref) for ref in refs)
+    return out
+
+
+def rule_refs(policy: Policy | PolicySet, *ids: str) -> tuple[RuleRef, ...]:
     """The rules of ``ids`` that the policy has (a custom policy may name fewer)."""
     known = policy_rules(policy)
-    return tuple(known[rule_id] for rule_id in ids if rule_id in known)
+    return tuple(known[rule_id] for rule_id in dict.fromkeys(ids) if rule_id in known)
 
 
-def _feedback_reason(policy: Policy, *, deleted: bool = False) -> Reason:
+def training_purposes(policies: PolicySet) -> tuple[str, ...]:
+    """The purposes the question is about: those a consent basis grants (SPEC §5: model
+    training); every purpose when no policy has a consent basis."""
+    granted = {
+        purpose
+        for policy in policies.policies
+        for basis in policy.bases
+        if isinstance(basis, ConsentBasis)
+        for purpose in basis.purposes
+    }
+    chosen = tuple(p for p in policies.purposes if p in granted)
+    return chosen or tuple(policies.purposes)
+
+
+def _purpose_phrase(policies: PolicySet, purposes: Iterable[str]) -> str:
+    """The purposes' texts as a phrase: "training the generative models"."""
+    texts = []
+    for purpose in purposes:
+        text = policies.purposes.get(purpose, purpose).strip().rstrip(".")
+        texts.append(text[:1].lower() + text[1:])
+    return _join(texts)
+
+
+def _join(items: Sequence[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _deciding_refs(
+    report: PrivacyReport, ids: Iterable[str], deciders: Iterable[tuple[str, int]]
+) -> tuple[RuleRef, ...]:
+    """The refs of ``ids`` with the texts of the policies that decided (else of the set)."""
+    policies = [report.policies.named(pid, version) for pid, version in deciders]
+    out = []
+    for rule_id in dict.fromkeys(ids):
+        for policy in [*policies, *reversed(report.policies.policies)]:
+            found = rule_refs(policy, rule_id)
+            if found:
+                out.append(found[0])
+                break
+    return tuple(out)
+
+
+def _names(conversations: Sequence[ConversationSummary]) -> str:
+    named = [f"“{c.title or 'Untitled conversation'}”" for c in conversations[:_SHOWN]]
+    more = len(conversations) - len(named)
+    if more:
+        named.append(f"{more} more")
+    return _join(named)
+
+
+def _count(n: int) -> str:
+    return f"{n} of your conversations" if n != 1 else "1 of your conversations"
+
+
+def _plan_phrase(plans: Iterable[tuple[str, str | None]]) -> str:
+    parts = []
+    for plan, organization in plans:
+        name = plan.replace("_", " ").title()
+        parts.append(
+            f"the {name} plan of organization {organization}"
+            if organization
+            else f"the {name} plan"
+        )
+    return _join(parts)
+
+
+# -- the answer ---------------------------------------------------------------------------------
+
+
+def _used_reason(
+    report: PrivacyReport, conversation: ConversationSummary, purposes: Sequence[str]
+) -> Reason:
+    uses = [conversation.uses[p] for p in purposes if conversation.used_for(p)]
+    bases = [b for use in uses for b in use.bases]
+    deciders = [d for use in uses for d in use.policies]
+    plans = list(dict.fromkeys(plan for use in uses for plan in use.plans))
+    eligible = max(use.eligible for use in uses)
+    first = min(use.first_eligible_at for use in uses if use.first_eligible_at is not None)
+    last = max(use.last_eligible_at for use in uses if use.last_eligible_at is not None)
+    span = (
+        human_date(first)
+        if human_date(first) == human_date(last)
+        else (f"{human_date(first)} to {human_date(last)}")
+    )
+    used_for = [p for p in purposes if conversation.used_for(p)]
+    total = conversation.messages
+    if eligible == total:
+        which = "its message" if total == 1 else f"all {total} of its messages"
+    else:
+        which = f"{eligible} of its {total} messages"
+    text = (
+        f"“{conversation.title or 'Untitled conversation'}” ({conversation.conversation_id}): "
+        f"{which}, sent {span} on {_plan_phrase(plans) or 'a plan'}, "
+        f"{'is' if eligible == 1 else 'are'} used for "
+        f"{_purpose_phrase(report.policies, used_for)} under "
+        f"{_join(list(dict.fromkeys(bases)))}."
+    )
+    return Reason(text, _deciding_refs(report, bases, deciders))
+
+
+def _revocation_text(basis: ConsentBasis, whose: str) -> str:
+    if basis.forward_only:
+        return (
+            f"If {whose} setting is turned off, what it covered stays covered; only messages "
+            "sent afterwards are left out."
+        )
+    return (
+        f"If {whose} setting is turned off, every message it covered is left out of all "
+        "datasets built afterwards, even if it is turned on again: a new grant covers new "
+        "messages only."
+    )
+
+
+def _coverage_text(basis: ConsentBasis) -> str:
+    if basis.by_conversation:
+        return (
+            "It covers new or resumed chats: a chat with a message sent while it is on is used "
+            "whole, earlier messages included."
+        )
+    return "It covers each message sent while it is on."
+
+
+def _modes_text(basis: ConsentBasis) -> str:
+    if not basis.exclude_modes:
+        return ""
+    modes = _join([m.replace("_", " ") for m in basis.exclude_modes])
+    return f" Conversations in {modes} mode are never used by it."
+
+
+def _setting_reasons(report: PrivacyReport, state: SettingState) -> list[Reason]:
+    basis, policy = state.basis, state.policy
+    said = policy.vocabulary.consent
+    whose = "your" if basis.consent_scope == "account" else "your organization's"
+    consent = state.consent
+    reasons = []
+    if state.covers_new_messages:
+        since = (
+            f"since {human_date(consent.since)}"
+            if consent is not None and consent.since is not None
+            else "by default (it has not been turned off)"
+        )
+        reasons.append(
+            Reason(
+                f"Model training is on for {whose} conversations {since}: messages sent from "
+                f"now on are used for {_purpose_phrase(report.policies, basis.purposes)}, as "
+                f"long as it stays on. {_coverage_text(basis)}{_modes_text(basis)}",
+                rule_refs(policy, basis.id, said.mode if basis.exclude_modes else ""),
+            )
+        )
+        revoke_ids = () if basis.forward_only else (said.revoked,)
+        reasons.append(
+            Reason(_revocation_text(basis, whose), rule_refs(policy, basis.id, *revoke_ids))
+        )
+        return reasons
+    off = (
+        f" since {human_date(consent.since)}"
+        if consent is not None and consent.since is not None
+        else ""
+    )
+    who = "your opt-in" if basis.consent_scope == "account" else "your organization's opt-in"
+    reasons.append(
+        Reason(
+            f"Nothing is used unless a basis of the policy allows it, and without {who} none "
+            "allows training on conversations you send from now on.",
+            rule_refs(policy, policy.vocabulary.decision.no_basis, said.not_granted),
+        )
+    )
+    if consent is not None and consent.ever_granted and not basis.forward_only:
+        reasons.append(
+            Reason(
+                f"{whose.capitalize()} setting was turned off{off}. The messages the earlier "
+                "opt-in covered are left out of every dataset built since then.",
+                rule_refs(policy, said.revoked),
+            )
+        )
+    return reasons
+
+
+def _feedback_reason(policy: Policy, *, deleted: bool) -> Reason | None:
     basis = policy.feedback_basis
-    years = basis.retention_years if basis is not None else 0
+    if basis is None:
+        return None
+    if deleted:
+        return Reason(
+            "Feedback reports you sent before are kept apart from the account until they "
+            "expire or you delete them with their receipts.",
+            rule_refs(policy, basis.id),
+        )
+    said = policy.vocabulary.feedback
+    ids = [basis.id]
     text = (
         "Feedback you send is the exception: when you rate a response with a thumbs up or "
-        f"down, a copy of that whole conversation is kept apart from your account for up to "
-        f"{years} years and may be used for training. You can delete each report you hold a "
-        "receipt for, below."
+        "down, a copy of that whole conversation is kept apart from your account "
+        f"{retention_phrase(basis.retention)} and may be used for "
+        f"{_purpose_phrase(PolicySet.of(policy), basis.purposes)}."
     )
-    if deleted:
-        text = (
-            "Feedback reports you sent before are kept apart from the account until they "
-            "expire or you delete them with their receipts."
-        )
-    return Reason(text, rule_refs(policy, "feedback"))
+    if basis.requires_comment:
+        text += " Only a report with a comment is used."
+        ids.append(said.comment_missing)
+    if basis.exclude_modes:
+        text += f" Reports on {_join(list(basis.exclude_modes))} conversations are never used."
+        ids.append(said.mode)
+    text += " You can delete each report you hold a receipt for, below."
+    return Reason(text, rule_refs(policy, *ids))
 
 
-def _revoked(consent: ConsentState) -> bool:
-    return any(change.granted for change in consent.history)
+def _not_used_reasons(
+    report: PrivacyReport, purposes: Sequence[str], used: Sequence[str]
+) -> list[Reason]:
+    """The conversations not used for ``purposes``, grouped by the rules that denied them."""
+    groups: dict[str, list[ConversationSummary]] = {}
+    deciders: dict[str, list[tuple[str, int]]] = {}
+    for conversation in report.conversations:
+        if conversation.conversation_id in used or not conversation.messages:
+            continue
+        for purpose in purposes:
+            use = conversation.uses.get(purpose)
+            if use is None:
+                continue
+            for rule_id in (*use.reasons, *use.expired_under):
+                members = groups.setdefault(rule_id, [])
+                if conversation not in members:
+                    members.append(conversation)
+                deciders.setdefault(rule_id, []).extend(use.policies)
+    out = []
+    for rule_id, members in groups.items():
+        refs = _deciding_refs(report, [rule_id], deciders[rule_id])
+        if not refs:
+            continue
+        verb = "is" if len(members) == 1 else "are"
+        out.append(Reason(f"{_names(members)} {verb} not used: {refs[0].text}", refs))
+    return out
 
 
-def _consumer(report: PrivacyReport, policy: Policy, flagged: bool) -> Answer:
-    consent = report.consent
-    reasons: list[Reason] = []
-    if consent.granted:
-        since = human_date(consent.since)
-        answer = Answer(
-            tone="yes",
-            eyebrow="Model training is on",
-            headline=f"Yes. Your conversations since {since} are used to train our models.",
-            summary=f"You opted in on {since} via {source_label(consent.source)}.",
-            reasons=(),
-            can_toggle=True,
-            training_on=True,
-        )
-        reasons += [
+def _other_purpose_reasons(report: PrivacyReport, purposes: Sequence[str]) -> list[Reason]:
+    """What other purposes use, basis by basis."""
+    by_basis: dict[str, tuple[list[str], list[ConversationSummary], list[tuple[str, int]]]] = {}
+    for purpose in report.policies.purposes:
+        if purpose in purposes:
+            continue
+        for conversation in report.conversations:
+            use = conversation.uses.get(purpose)
+            if use is None or not use.used:
+                continue
+            for basis in use.bases:
+                entry = by_basis.setdefault(basis, ([], [], []))
+                if purpose not in entry[0]:
+                    entry[0].append(purpose)
+                if conversation not in entry[1]:
+                    entry[1].append(conversation)
+                entry[2].extend(use.policies)
+    out = []
+    for basis, (used_for, members, deciders) in by_basis.items():
+        verb = "is" if len(members) == 1 else "are"
+        out.append(
             Reason(
-                f"Messages you send while model training is on — from {since} on — may be "
-                "used to train the generative models, as long as it stays on.",
-                rule_refs(policy, "opt_in"),
-            ),
-            Reason(
-                f"Conversations from before {since} are not used.",
-                rule_refs(policy, "no_consent"),
-            ),
-            Reason(
-                "If you turn it off, every message it covered is left out of all datasets "
-                "built afterwards, even if you turn it on again: a new opt-in covers new "
-                "messages only.",
-                rule_refs(policy, "consent_revoked"),
-            ),
-        ]
-    else:
-        off = f" since {human_date(consent.since)}" if consent.since is not None else ""
-        answer = Answer(
-            tone="no",
-            eyebrow="Model training is off",
-            headline="No. Your conversations are not used to train our models, "
-            "except feedback you send.",
-            summary=f"You have not opted in to model training{off}.",
-            reasons=(),
-            can_toggle=True,
-            training_on=False,
-        )
-        reasons.append(
-            Reason(
-                "Nothing is used unless a basis of the policy allows it, and without your "
-                "opt-in none allows training on your conversations.",
-                rule_refs(policy, "default_deny", "no_consent"),
+                f"{_names(members)} {verb} used for "
+                f"{_purpose_phrase(report.policies, used_for)} under {basis}.",
+                _deciding_refs(report, [basis], deciders),
             )
         )
-        if _revoked(consent):
-            reasons.append(
-                Reason(
-                    f"You turned model training off{off}. The conversations your earlier "
-                    "opt-in covered are left out of every dataset built since then.",
-                    rule_refs(policy, "consent_revoked"),
-                )
-            )
-    reasons.append(
-        Reason(
-            "Deleting a conversation removes it from every dataset built after the deletion.",
-            rule_refs(policy, "conversation_deleted"),
-        )
-    )
-    reasons.append(_feedback_reason(policy))
-    if flagged:
-        reasons.append(_flag_reason(policy))
-    return _with(answer, reasons)
+    return out
 
 
-def _flag_reason(policy: Policy) -> Reason:
+def _retention_reason(policy: Policy) -> Reason | None:
+    if not policy.retention:
+        return None
+    texts = " ".join(rule.text for rule in policy.retention)
     return Reason(
-        "A conversation flagged for a possible usage-policy violation may be reviewed and "
-        "used to train internal safety classifiers (never the generative models) while the "
-        "flag stands.",
-        rule_refs(policy, "usage_policy_flag"),
+        f"How long conversation content is kept: {texts} Once its time has run out a message "
+        "serves no purpose, whether or not it has been deleted yet.",
+        rule_refs(policy, *(rule.id for rule in policy.retention)),
     )
 
 
-def _commercial(report: PrivacyReport, policy: Policy, flagged: bool) -> Answer:
-    org = report.organization_consent
-    plan = report.plan.plan if report.plan is not None else "commercial"
-    org_id = report.plan.organization_id if report.plan is not None else None
-    who = f"the {plan.title()} plan of organization {org_id}" if org_id else f"the {plan} plan"
-    reasons: list[Reason] = []
-    if org is not None and org.granted:
-        since = human_date(org.since)
-        answer = Answer(
-            tone="org",
-            eyebrow="Your organization's agreement decides",
-            headline=f"Your organization opted in: your conversations since {since} may be "
-            "used to train our models.",
-            summary=f"You are on {who}. Your organization opted in on {since} via "
-            f"{source_label(org.source)}.",
-            reasons=(),
-            can_toggle=False,
-            training_on=True,
+def _toggle(state: SettingState | None, *, deleted: bool) -> Toggle | None:
+    if state is None or deleted:
+        return None
+    basis, policy = state.basis, state.policy
+    on = state.granted
+    consent = state.consent
+    if on:
+        help_text = (
+            f"On{' since ' + human_date(consent.since) if consent and consent.since else ''}"
+            f"{'' if consent and consent.explicit else ' (the default)'}. "
+            f"{_revocation_text(basis, 'this')}"
         )
-        reasons.append(
-            Reason(
-                f"Your organization's model-training agreement covers messages from {since} "
-                "on, as long as it stays in force.",
-                rule_refs(policy, "organization_opt_in"),
-            )
-        )
+        ids = [basis.id] if basis.forward_only else [policy.vocabulary.consent.revoked, basis.id]
     else:
-        answer = Answer(
-            tone="org",
-            eyebrow="Your organization's agreement decides",
-            headline="Your organization has not opted in: your conversations are not used to "
-            "train our models.",
-            summary=f"You are on {who}. Your organization's agreement decides whether its "
-            "conversations are used for training.",
-            reasons=(),
-            can_toggle=False,
-            training_on=False,
+        help_text = (
+            "Off. Turning it on covers new or resumed chats: a chat with a message sent while "
+            "it is on is used whole, earlier messages included."
+            if basis.by_conversation
+            else "Off. Turning it on covers the messages you send from then on, never earlier ones."
         )
-        reasons.append(
-            Reason(
-                "Your organization has not opted in to model training.",
-                rule_refs(policy, "default_deny", "no_consent"),
+        ids = [basis.id]
+    return Toggle(
+        on=on,
+        since=None if consent is None else consent.since,
+        help=help_text + _modes_text(basis),
+        rules=rule_refs(policy, *ids),
+    )
+
+
+def _purpose_rows(report: PrivacyReport) -> tuple[PurposeRow, ...]:
+    rows = []
+    for purpose, answer in report.purposes.items():
+        deciders = [
+            d for c in report.conversations if purpose in c.uses for d in c.uses[purpose].policies
+        ]
+        rows.append(
+            PurposeRow(
+                purpose=purpose,
+                text=report.policies.purposes.get(purpose, purpose),
+                conversations=answer.conversations,
+                bases=_deciding_refs(report, answer.bases, deciders),
+                builds=tuple(report.builds.get(purpose, ())),
             )
         )
-    reasons.append(
-        Reason(
-            "On a commercial plan your own training setting has no effect: your organization's "
-            "agreement decides.",
-            rule_refs(policy, "account_scope_consent_ignored"),
+    return tuple(rows)
+
+
+def answer_for(report: PrivacyReport, policy: Policy | PolicySet | None = None) -> Answer:
+    """The headline and the reasons, with rule ids, for the report (``policy`` is accepted for
+    older callers; the report carries the policies it used)."""
+    del policy
+    policies = report.policies
+    now = report.policy
+    said = now.vocabulary
+    purposes = training_purposes(policies)
+    deleted = report.deleted_at is not None
+    used = [c for c in report.conversations if any(c.used_for(p) for p in purposes)]
+    used_ids = tuple(c.conversation_id for c in used)
+    settings = [s for s in report.settings if set(s.basis.purposes) & set(purposes)]
+    applicable = [s for s in settings if s.applies]
+    on = [] if deleted else [s for s in applicable if s.covers_new_messages]
+    own = next((s for s in applicable if s.basis.consent_scope == "account"), None)
+    organization = next((s for s in applicable if s.basis.consent_scope != "account"), None)
+    by_organization = organization is not None and own is None
+    used_bases = {b for c in used for p in purposes if c.used_for(p) for b in c.uses[p].bases}
+    org_bases = {
+        b.id
+        for p in policies.policies
+        for b in p.bases
+        if isinstance(b, ConsentBasis) and b.consent_scope != "account"
+    }
+    feedback = now.feedback_basis
+    except_feedback = (
+        ", except feedback you send"
+        if isinstance(feedback, FeedbackBasis) and set(feedback.purposes) & set(purposes)
+        else ""
+    )
+    plan = report.plan
+
+    reasons: list[Reason] = [_used_reason(report, c, purposes) for c in used]
+    if used:
+        tone: Tone = "org" if by_organization and used_bases <= org_bases else "yes"
+        if on:
+            starts = [s.consent.since for s in on if s.consent is not None]
+            earliest = min(
+                c.uses[p].first_eligible_at or 0 for c in used for p in purposes if c.used_for(p)
+            )
+            own_bases = {s.basis.id for s in on}
+            start = max((t for t in starts if t is not None), default=None)
+            if start is not None and earliest >= start and used_bases <= own_bases:
+                headline = (
+                    f"Yes. Your conversations since {human_date(start)} are used to train our "
+                    "models."
+                )
+            else:
+                headline = (
+                    f"Yes. {_count(len(used))} {'is' if len(used) == 1 else 'are'} used to "
+                    "train our models, and so are the messages you send from now on."
+                )
+            eyebrow = "Model training is on"
+        else:
+            headline = (
+                f"Yes. {_count(len(used))} {'is' if len(used) == 1 else 'are'} used to train "
+                "our models. Messages you send from now on are not."
+            )
+            eyebrow = "Some of your conversations are used"
+        then = dict.fromkeys(
+            plan for c in used for p in purposes if c.used_for(p) for plan in c.uses[p].plans
         )
-    )
-    reasons.append(_feedback_reason(policy))
-    if flagged:
-        reasons.append(_flag_reason(policy))
-    return _with(answer, reasons)
-
-
-def _with(answer: Answer, reasons: list[Reason]) -> Answer:
-    return Answer(
-        tone=answer.tone,
-        eyebrow=answer.eyebrow,
-        headline=answer.headline,
-        summary=answer.summary,
-        reasons=tuple(reasons),
-        can_toggle=answer.can_toggle,
-        training_on=answer.training_on,
-    )
-
-
-def answer_for(report: PrivacyReport, policy: Policy) -> Answer:
-    """The headline and the reasons, with rule ids, for ``report.answer``."""
-    flagged = any(c.flagged and c.deleted_at is None for c in report.conversations)
-    if report.answer == "account_deleted":
+        summary = (
+            "What decides is what held when each message was sent: "
+            f"{_plan_phrase(then) or 'the plan then'}. The reasons below name each "
+            "conversation and the rule that lets it be used."
+        )
+    elif deleted:
         return Answer(
             tone="no",
             eyebrow="Account deleted",
             headline="No. Your account was deleted; none of its conversations is used.",
             summary=f"The account was deleted on {human_date(report.deleted_at)}.",
-            reasons=(
-                Reason(
-                    "From the deletion on, no conversation of the account serves any purpose.",
-                    rule_refs(policy, "account_deleted"),
-                ),
-                _feedback_reason(policy, deleted=True),
+            reasons=tuple(
+                r
+                for r in (
+                    Reason(
+                        "From the deletion on, no conversation of the account serves any purpose.",
+                        rule_refs(now, said.decision.account_gone),
+                    ),
+                    _feedback_reason(now, deleted=True),
+                )
+                if r is not None
             ),
             can_toggle=False,
             training_on=False,
+            purposes=_purpose_rows(report),
         )
-    if report.answer == "unknown_account":
+    elif plan is None:
         return Answer(
             tone="no",
             eyebrow="No plan on record",
@@ -274,12 +561,136 @@ def answer_for(report: PrivacyReport, policy: Policy) -> Answer:
             reasons=(
                 Reason(
                     "A message is used only when the account's plan at its time is known.",
-                    rule_refs(policy, "unknown_account"),
+                    rule_refs(now, said.decision.plan_unknown),
                 ),
             ),
             can_toggle=False,
             training_on=False,
+            purposes=_purpose_rows(report),
         )
-    if report.plan_class == "commercial":
-        return _commercial(report, policy, flagged)
-    return _consumer(report, policy, flagged)
+    elif on:
+        state = on[0]
+        consent = state.consent
+        since = None if consent is None else consent.since
+        tone = "org" if by_organization else "yes"
+        if state.basis.consent_scope == "account":
+            headline = (
+                f"Yes. Your conversations since {human_date(since)} are used to train our models."
+                if since is not None
+                else "Yes. Your conversations are used to train our models: the setting is on "
+                "unless you turn it off."
+            )
+        else:
+            headline = (
+                f"Your organization opted in: your conversations since {human_date(since)} may "
+                "be used to train our models."
+                if since is not None
+                else "Your organization's setting is on: your conversations may be used to "
+                "train our models."
+            )
+        eyebrow = (
+            "Model training is on"
+            if not by_organization
+            else "Your organization's agreement decides"
+        )
+        summary = ""
+    elif by_organization:
+        tone = "org"
+        eyebrow = "Your organization's agreement decides"
+        headline = (
+            "Your organization has not opted in: your conversations are not used to train our "
+            "models."
+        )
+        summary = ""
+    else:
+        tone = "no"
+        eyebrow = "Model training is off"
+        headline = f"No. Your conversations are not used to train our models{except_feedback}."
+        summary = ""
+
+    # who decides for new messages, and how
+    if not summary:
+        if own is not None and own.consent is not None:
+            consent = own.consent
+            if consent.granted:
+                summary = (
+                    f"You opted in on {human_date(consent.since)} via "
+                    f"{source_label(consent.source)}."
+                    if consent.explicit
+                    else "Model training is on by default for your plan: you have not turned "
+                    "it off."
+                )
+            else:
+                off = f" since {human_date(consent.since)}" if consent.since is not None else ""
+                summary = f"You have not opted in to model training{off}."
+        elif plan is not None:
+            name = plan.plan.replace("_", " ").title()
+            who = (
+                f"the {name} plan of organization {plan.organization_id}"
+                if plan.organization_id
+                else f"the {name} plan"
+            )
+            summary = f"You are on {who}."
+            if organization is not None and organization.consent is not None:
+                org = organization.consent
+                summary += (
+                    f" Your organization opted in on {human_date(org.since)} via "
+                    f"{source_label(org.source)}."
+                    if org.granted and org.explicit
+                    else " Your organization's agreement decides whether its conversations are "
+                    "used for training."
+                )
+            elif not applicable:
+                summary += " No setting lets conversations on this plan train the models."
+    if not deleted:
+        for state in applicable:
+            reasons.extend(_setting_reasons(report, state))
+        ignored = [s for s in settings if not s.applies and s.basis.consent_scope == "account"]
+        if ignored and organization is not None:
+            reasons.append(
+                Reason(
+                    "On your plan your own training setting has no effect: your organization's "
+                    "agreement decides.",
+                    rule_refs(now, said.consent.scope_ignored),
+                )
+            )
+        if not applicable and plan is not None:
+            reasons.append(
+                Reason(
+                    "No basis of the policy lets conversations on your plan train the models: "
+                    "nothing is used unless a basis allows it.",
+                    rule_refs(now, said.decision.no_basis),
+                )
+            )
+    reasons.extend(_not_used_reasons(report, purposes, used_ids))
+    reasons.extend(_other_purpose_reasons(report, purposes))
+    if plan is not None:
+        reasons.append(
+            Reason(
+                "Deleting a conversation removes it from every dataset built after the deletion.",
+                rule_refs(now, said.decision.conversation_gone),
+            )
+        )
+    retention = _retention_reason(now)
+    if retention is not None:
+        reasons.append(retention)
+    fb = _feedback_reason(now, deleted=False) if plan is not None else None
+    if fb is not None:
+        reasons.append(fb)
+    toggle = _toggle(own, deleted=deleted)
+    return Answer(
+        tone=tone,
+        eyebrow=eyebrow,
+        headline=headline,
+        summary=summary,
+        reasons=_unique(reasons),
+        can_toggle=toggle is not None,
+        training_on=bool(on),
+        toggle=toggle,
+        used=used_ids,
+        purposes=_purpose_rows(report),
+    )
+
+
+def _unique(reasons: Iterable[Reason]) -> tuple[Reason, ...]:
+    return tuple(dict.fromkeys(reasons))

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from traingate.api.auth import TG, require_conversation
 from traingate.errors import ConfigError
-from traingate.web.answer import answer_for, policy_rules
+from traingate.web.answer import answer_for, policy_rules, retention_phrase, rule_refs
 from traingate.web.errors import PageRoute
 from traingate.web.render import SECURITY_HEADERS, page
 from traingate.web.session import (
@@ -87,16 +87,21 @@ def logout(request: Request, tg: TG, user: User, form: Posted) -> Response:
 def privacy_center(request: Request, tg: TG, user: User, done: str = "") -> Response:
     """Is my data used for model training? The live answer, the toggle, reports, conversations."""
     report = tg.privacy(account_id=user.account_id)
+    feedback = report.policy.feedback_basis
     return page(
         request,
         "privacy.html",
         {
             "user": user,
             "report": report,
-            "answer": answer_for(report, tg.policy),
+            "answer": answer_for(report),
             "notice": _NOTICES.get(done),
-            "feedback_basis": tg.policy.feedback_basis,
-            "rules": policy_rules(tg.policy),
+            "feedback_rule": next(iter(rule_refs(report.policy, feedback.id)), None)
+            if feedback is not None
+            else None,
+            "feedback_retention": retention_phrase(
+                None if feedback is None else feedback.retention
+            ),
         },
     )
 
