@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
 from traingate.app import Traingate
+from traingate.policy import MODES
 from traingate.timeutil import parse_instant
+from traingate.vault.snapshot import Snapshot
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 BASE = datetime(2024, 2, 29, 23, 59, 0, tzinfo=UTC)
@@ -100,6 +102,10 @@ def conversations(draw: st.DrawFn) -> dict[str, Any]:
         "comment": draw(st.one_of(st.none(), texts)),
         "categories": draw(st.lists(texts, max_size=3)),
         "report_micros": draw(st.integers(0, 999_999)),
+        # given by the first update (the first event naming the conversation) and repeated by
+        # every later one when ``repeat``
+        "mode": draw(st.one_of(st.none(), st.sampled_from(MODES))),
+        "repeat": draw(st.booleans()),
     }
 
 
@@ -140,7 +146,8 @@ def _expected(case: dict[str, Any]) -> dict[str, Any]:
             if name in update:
                 settings_now[name] = update[name]
     first = case["messages"][kept[0]]["offset"]
-    return {
+    mode = case["mode"] if case["updates"] and case["mode"] else "standard"
+    return ({} if mode == "standard" else {"mode": mode}) | {
         "date": (BASE + timedelta(seconds=first)).date().isoformat(),
         "messages": [
             {
@@ -175,8 +182,10 @@ def _events(case: dict[str, Any], tag: str) -> Iterator[dict[str, Any]]:
     yield ev.account(account, _at(-86_400), email=f"{tag}@owner.example")
     timeline: list[tuple[int, int, dict[str, Any]]] = []
     order = itertools.count()
-    for update in case["updates"]:
+    for n, update in enumerate(case["updates"]):
         fields = {k: v for k, v in update.items() if k != "offset"}
+        if case["mode"] is not None and (n == 0 or case["repeat"]):
+            fields["mode"] = case["mode"]
         timeline.append(
             (
                 update["offset"],
@@ -245,3 +254,26 @@ def test_decrypted_snapshot_is_exactly_spec_section_3(tg: Traingate, case: dict[
     text = snapshot.to_json().decode()
     assert tag not in text  # no account, conversation, message or feedback id
     assert EMAIL.search(text) is None
+
+
+@pytest.mark.parametrize(
+    ("stored", "mode"),
+    [({}, "standard"), ({"incognito": True}, "incognito"), ({"mode": "temporary"}, "temporary")],
+)
+def test_stored_snapshots_read_their_mode(stored: dict[str, Any], mode: str) -> None:
+    """Snapshots stored before modes said ``"incognito": true``; a standard snapshot's bytes
+    have no mode at all, as before."""
+    base = {
+        "date": "2024-03-01",
+        "messages": [{"role": "user", "content": "hi", "attachments": []}],
+        "custom_style": None,
+        "preferences": None,
+        "rating": "up",
+        "comment": None,
+        "categories": [],
+        "rated_message_index": 0,
+    }
+    snapshot = Snapshot.from_json(json.dumps(base | stored).encode())
+    assert snapshot.mode == mode
+    written = json.loads(snapshot.to_json())
+    assert written == base | ({} if mode == "standard" else {"mode": mode})
