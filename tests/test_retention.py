@@ -1,8 +1,14 @@
-"""Retention: report expiry at the exact instant (29 February included), the 30-day hard delete
-of deleted conversations and accounts, and purge idempotency, on SQLite and PostgreSQL."""
+"""Retention: report expiry at the exact instant (29 February included), reports without
+expiry, the hard delete of deleted conversations and accounts after ``deleted_after``, the
+content expiry of SPEC §5 ``[[retention]]`` rules (purge deletes what builds already leave
+out: a build after a purge equals the one before), and purge idempotency, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,24 +17,58 @@ from hypothesis import strategies as st
 
 from tests.factories import Events, all_text, jsonl
 from traingate.app import Traingate
-from traingate.policy import PolicySet, bundled_policy, default_policy
+from traingate.policy import Policy, PolicySet, bundled_policy, default_policy, parse_policy
 from traingate.retention import (
     HARD_DELETE_AFTER,
     PurgeCounts,
+    content_windows,
+    deletion_due_at,
+    deletion_windows,
     expired_submissions,
     hard_delete_cutoff,
     hard_delete_due,
+    latest_start,
     purge,
     report_expired,
     report_expiry,
 )
 from traingate.settings import Settings
 from traingate.store.db import sqlite_path_of
-from traingate.timeutil import format_instant, parse_instant
+from traingate.timeutil import Duration, format_instant, parse_instant
 
 DAY = 86_400 * 1_000_000
 LEAP = "2024-02-29T13:45:07.654321Z"
 LEAP_EXPIRY = "2034-02-28T13:45:07.654321Z"
+
+
+def variant_text(
+    policy_id: str, *, keep_feedback: bool = False, deleted_after: str | None = None
+) -> str:
+    """consumer-2024's file under another id: its feedback basis without ``retention`` (kept
+    until the receipt holder deletes it) when ``keep_feedback``, and ``deleted_after``."""
+    text = Path(bundled_policy_path("consumer-2024")).read_text(encoding="utf-8")
+    text = re.sub(r'(?m)^id = "consumer-2024"$', f'id = "{policy_id}"', text, count=1)
+    if keep_feedback:
+        text = re.sub(r'(?m)^retention = "P10Y"\n', "", text, count=1)
+        text = re.sub(r"(?ms)^\[rules\.feedback_expired\]\n(?:[^\[\n].*?\n|\n)*", "", text)
+    if deleted_after is not None:
+        line = f'deleted_after = "{deleted_after}"'
+        text, found = re.subn(r'(?m)^deleted_after = ".*"$', line, text, count=1)
+        assert found == 1
+    return text
+
+
+def bundled_policy_path(policy_id: str) -> str:
+    import traingate.policy
+
+    return str(Path(traingate.policy.__file__).with_name(f"{policy_id}.toml"))
+
+
+def variant(policy_id: str, **changes: Any) -> Policy:
+    return parse_policy(variant_text(policy_id, **changes).encode(), source=policy_id)
+
+
+KEEP = variant("keep-feedback", keep_feedback=True)
 
 
 # -- pure rules --------------------------------------------------------------------------------
@@ -71,17 +111,19 @@ _INSTANTS = st.one_of(
 
 @settings(max_examples=400, deadline=None)
 @given(
-    switches=st.lists(_INSTANTS, min_size=0, max_size=3, unique=True),
+    switches=st.lists(_INSTANTS, min_size=0, max_size=4, unique=True),
     submitted=_INSTANTS,
     as_of=_INSTANTS,
 )
 def test_expired_submission_days_match_the_exact_expiry(
     switches: list[int], submitted: int, as_of: int
 ) -> None:
-    """Policies of 10 and 5 years alternating at random dates: a report on a day of ``days``
-    has expired; one that has expired is on a day of ``days`` or of ``check``."""
+    """Policies of 10 years, 5 years and no limit taking turns at random dates: a report on a
+    day of ``days`` has expired; one that has expired is on a day of ``days`` or of
+    ``check``."""
+    turns = (default_policy(), bundled_policy("consumer-2025"), KEEP)
     policies = PolicySet.of(
-        bundled_policy("consumer-2025" if n % 2 else "consumer-2024")
+        turns[n % 3]
         .effective(at)
         .model_copy(update={"version": 100 + n})  # a set names each id and version once
         for n, at in enumerate([parse_instant("1980-01-01T00:00:00Z"), *sorted(switches)])
@@ -89,7 +131,8 @@ def test_expired_submission_days_match_the_exact_expiry(
     found = expired_submissions(policies, as_of)
     day = submitted - submitted % DAY
     in_days = any((first is None or first <= day) and day <= last for first, last in found.days)
-    expired = report_expiry(policies, submitted) <= as_of
+    expiry = report_expiry(policies, submitted)
+    expired = expiry is not None and expiry <= as_of
     if in_days:
         assert expired
     if expired:
@@ -99,7 +142,12 @@ def test_expired_submission_days_match_the_exact_expiry(
 
 def test_purge_counts_to_dict() -> None:
     counts = PurgeCounts(
-        as_of=0, expired_reports=1, conversations_purged=2, messages_purged=3, accounts_purged=4
+        as_of=0,
+        expired_reports=1,
+        conversations_purged=2,
+        messages_purged=3,
+        accounts_purged=4,
+        messages_expired=5,
     )
     assert counts.to_dict() == {
         "as_of": "1970-01-01T00:00:00Z",
@@ -107,6 +155,7 @@ def test_purge_counts_to_dict() -> None:
         "conversations_purged": 2,
         "messages_purged": 3,
         "accounts_purged": 4,
+        "messages_expired": 5,
     }
 
 
@@ -114,12 +163,18 @@ def test_purge_counts_to_dict() -> None:
 
 
 def _purge(tg: Traingate, as_of: int) -> dict[str, Any]:
-    counts = purge(db=tg.store.db, vault=tg.vault, as_of=as_of).to_dict()
+    counts = purge(store=tg.store, vault=tg.vault, as_of=as_of).to_dict()
     del counts["as_of"]
     return counts
 
 
-ZERO = {"expired_reports": 0, "conversations_purged": 0, "messages_purged": 0, "accounts_purged": 0}
+ZERO = {
+    "expired_reports": 0,
+    "conversations_purged": 0,
+    "messages_purged": 0,
+    "accounts_purged": 0,
+    "messages_expired": 0,
+}
 
 
 def test_purge_at_the_exact_expiry_instant_of_a_29_february_report(
@@ -333,3 +388,362 @@ def test_a_policy_put_in_force_from_an_earlier_date_shortens_the_stored_expiry(
         assert _purge(tg, parse_instant("2034-01-05T10:00:00Z")) == {**ZERO, "expired_reports": 1}
     with Traingate.open(settings) as tg:  # consumer-2024 alone again: nothing comes back
         assert tg.vault.count() == 0
+
+
+# -- durations and windows (pure) --------------------------------------------------------------
+
+_DURATIONS = st.sampled_from(["P30D", "P1M", "P18M", "P1Y", "P1Y6M", "P2Y", "P5Y", "P10Y", "P7D"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_DURATIONS, until=_INSTANTS, strict=st.booleans())
+def test_latest_start_is_the_last_instant_a_duration_fits_before(
+    text: str, until: int, strict: bool
+) -> None:
+    duration = Duration.parse(text)
+    t = latest_start(duration, until, strict=strict)
+    if strict:
+        assert duration.add_to(t) < until <= duration.add_to(t + 1)
+    else:
+        assert duration.add_to(t) <= until < duration.add_to(t + 1)
+
+
+def test_windows_follow_each_policy_of_the_set() -> None:
+    as_of = parse_instant("2026-06-01T00:00:00Z")
+    switch = parse_instant("2025-09-28T00:00:00Z")
+    assert content_windows(default_policy(), as_of) == ()  # no retention rule: nothing expires
+    c2025 = bundled_policy("consumer-2025")
+    shortest = latest_start(Duration.parse("P30D"), as_of)
+    assert shortest == as_of - 30 * DAY
+    assert content_windows(c2025, as_of) == ((None, shortest),)
+    both = PolicySet.of([default_policy(), c2025.effective(switch)])
+    assert content_windows(both, as_of) == ((switch, shortest),)
+    assert content_windows(both, switch + 30 * DAY - 1) == ()
+    # deletions: more than deleted_after (P30D) before as-of, under each policy of the set
+    assert deletion_windows(default_policy(), as_of) == ((None, hard_delete_cutoff(as_of) - 1),)
+    short = variant("short-delete", deleted_after="P7D").effective(switch)
+    mixed = PolicySet.of([default_policy(), short])
+    assert deletion_windows(mixed, as_of) == (
+        (None, switch - 1),
+        (switch, as_of - 7 * DAY - 1),
+    )
+    before, after = switch - DAY, switch + DAY
+    assert deletion_due_at(mixed, before) == before + 30 * DAY
+    assert deletion_due_at(mixed, after) == after + 7 * DAY
+    assert hard_delete_due(deleted_at=after, as_of=after + 7 * DAY + 1, policy=mixed)
+    assert not hard_delete_due(deleted_at=after, as_of=after + 7 * DAY, policy=mixed)
+
+
+def test_a_report_without_retention_never_expires() -> None:
+    at = parse_instant(LEAP)
+    assert report_expiry(KEEP, at) is None
+    assert not report_expired(expires_at=None, as_of=parse_instant("8999-12-31T23:59:59Z"))
+    assert expired_submissions(KEEP, parse_instant("8999-12-31T23:59:59Z")).days == ()
+
+
+# -- reports without expiry, on both stores -----------------------------------------------------
+
+
+def _settings(base: Settings, tmp_path: Path, policy: str) -> Settings:
+    """``base``'s store and key file under ``policy``, where ``keep`` names a file of KEEP."""
+    file = tmp_path / "keep-feedback.toml"
+    file.write_text(variant_text("keep-feedback", keep_feedback=True), encoding="utf-8")
+    return Settings(
+        db_url=base.db_url, key_file=base.key_file, policy=policy.replace("keep", str(file))
+    )
+
+
+END = parse_instant("8999-12-31T23:59:59Z")
+
+
+def test_a_report_kept_until_its_holder_deletes_it(
+    settings: Settings, tmp_path: Path, ev: Events
+) -> None:
+    events = [
+        ev.account("u1", "2024-01-01T00:00:00Z"),
+        ev.message("m1", "c1", "u1", "2024-01-02T00:00:00Z"),
+        ev.feedback("f1", "u1", "c1", "m1", "2024-01-05T10:00:00Z", comment="kept"),
+    ]
+    with Traingate.open(_settings(settings, tmp_path, "keep")) as tg:
+        summary = tg.ingest(jsonl(events))
+        assert summary.rejected == 0, summary.errors
+        receipt = summary.receipts[0][2]
+        info, snapshot = tg.vault.show(receipt)
+        assert info.expires_at is None and info.to_dict()["expires_at"] is None
+        assert snapshot.comment == "kept"
+        assert [r.expires_at for r in tg.vault.reports(as_of=END)] == [None]
+        status = tg.retention_status(as_of=END)
+        assert (status.reports_stored, status.reports_without_expiry, status.expiries) == (1, 1, ())
+        assert status.to_dict()["policies"][0]["feedback_retention"] is None
+        assert _purge(tg, END) == ZERO
+        assert tg.feedback_delete(receipt).expires_at is None  # only its holder deletes it
+        assert tg.vault.count() == 0
+
+
+def test_no_limit_in_the_set_shortens_never_lengthens(
+    settings: Settings, tmp_path: Path, ev: Events
+) -> None:
+    """Stored without expiry, then consumer-2025 (P5Y) configured from before: five years. Stored
+    with ten years (consumer-2024), then a no-limit policy configured from before: still ten."""
+    events = [
+        ev.account("u1", "2024-01-01T00:00:00Z"),
+        ev.message("m1", "c1", "u1", "2024-01-02T00:00:00Z"),
+        ev.feedback("f1", "u1", "c1", "m1", "2024-01-05T10:00:00Z"),
+    ]
+    with Traingate.open(_settings(settings, tmp_path, "keep")) as tg:
+        receipt = tg.ingest(jsonl(events[:3])).receipts[0][2]
+    five = parse_instant("2029-01-05T10:00:00Z")
+    shorter = _settings(settings, tmp_path, "keep,consumer-2025@2024-01-03T00:00:00Z")
+    with Traingate.open(shorter) as tg:
+        assert tg.vault.show(receipt)[0].expires_at == five
+        status = tg.retention_status(as_of=five)
+        assert status.reports_without_expiry == 0
+        assert [(e.month, e.reports, e.expired) for e in status.expiries] == [("2029-01", 1, True)]
+        assert _purge(tg, five - 1) == ZERO
+        assert _purge(tg, five) == {**ZERO, "expired_reports": 1}
+
+    more = [ev.feedback("f2", "u1", "c1", "m1", "2024-01-06T10:00:00Z")]
+    with Traingate.open(settings) as tg:  # consumer-2024: ten years
+        receipt = tg.ingest(jsonl(more)).receipts[0][2]
+    ten = parse_instant("2034-01-06T10:00:00Z")
+    longer = _settings(settings, tmp_path, "consumer-2024,keep@2024-01-03T00:00:00Z")
+    with Traingate.open(longer) as tg:
+        assert tg.vault.show(receipt)[0].expires_at == ten
+        assert tg.retention_status(as_of=ten).reports_without_expiry == 0
+        assert _purge(tg, ten - 1) == ZERO
+        assert _purge(tg, ten) == {**ZERO, "expired_reports": 1}
+
+
+# -- deleted_after of the policy in force at the deletion ---------------------------------------
+
+
+def test_deleted_after_of_the_policy_in_force_at_the_deletion(
+    settings: Settings, tmp_path: Path, ev: Events
+) -> None:
+    file = tmp_path / "short-delete.toml"
+    file.write_text(variant_text("short-delete", deleted_after="P7D"), encoding="utf-8")
+    configured = Settings(
+        db_url=settings.db_url,
+        key_file=settings.key_file,
+        policy=f"consumer-2024,{file}@2024-03-01T00:00:00Z",
+    )
+    events = [
+        *(ev.account(a, "2024-01-01T00:00:00Z") for a in ("u1", "u2", "u3")),
+        ev.message("m1", "c1", "u1", "2024-01-02T00:00:00Z"),
+        ev.message("m2", "c2", "u2", "2024-01-02T00:00:00Z"),
+        ev.message("m3", "c3", "u3", "2024-01-02T00:00:00Z"),
+        ev.conversation_deleted("c1", "u1", "2024-02-20T12:00:00Z"),  # P30D
+        ev.conversation_deleted("c2", "u2", "2024-03-05T12:00:00Z"),  # P7D
+        ev.account_deleted("u3", "2024-03-06T12:00:00Z"),  # P7D
+    ]
+    with Traingate.open(configured) as tg:
+        assert tg.ingest(jsonl(events)).rejected == 0
+        status = tg.retention_status(as_of=parse_instant("2024-03-10T00:00:00Z"))
+        assert [(p.subject, format_instant(p.due_at)) for p in status.pending] == [
+            ("c2", "2024-03-12T12:00:00Z"),
+            ("u3", "2024-03-13T12:00:00Z"),
+            ("c1", "2024-03-21T12:00:00Z"),
+        ]
+        assert [p["deleted_after"] for p in status.to_dict()["policies"]] == ["P30D", "P7D"]
+        c2_due = parse_instant("2024-03-12T12:00:00Z")
+        assert _purge(tg, c2_due) == ZERO
+        assert _purge(tg, c2_due + 1) == {**ZERO, "conversations_purged": 1, "messages_purged": 1}
+        u3_due = parse_instant("2024-03-13T12:00:00Z")
+        assert _purge(tg, u3_due) == ZERO
+        assert _purge(tg, u3_due + 1) == {
+            **ZERO,
+            "conversations_purged": 1,
+            "messages_purged": 1,
+            "accounts_purged": 1,
+        }
+        c1_due = parse_instant("2024-03-21T12:00:00Z")
+        assert _purge(tg, c1_due) == ZERO
+        assert _purge(tg, c1_due + 1) == {**ZERO, "conversations_purged": 1, "messages_purged": 1}
+        assert _count(tg, "SELECT COUNT(*) FROM messages") == 0
+
+
+# -- conversation content: [[retention]] rules (consumer-2025) ---------------------------------
+
+
+def d25(day: int, second: int = 0) -> str:
+    """Day ``day`` after 2025-10-01T12:00:00Z (consumer-2025 is in force)."""
+    base = parse_instant("2025-10-01T12:00:00Z")
+    return format_instant(base + day * DAY + second * 1_000_000)
+
+
+def _content_world(ev: Events) -> list[dict[str, Any]]:
+    """Under consumer-2025: an opted-in chat (kept 5 years), a plain one (30 days), a flagged one
+    (2 years from the flag on), an incognito one with consent (30 days: no basis covers it) and
+    one whose consent is revoked on day 101 (5 years until then, so expired at the revocation)."""
+    events: list[dict[str, Any]] = []
+    for account in ("opt", "plain", "flagged", "inc", "rev"):
+        events.append(ev.account(account, d25(0)))
+    events += [
+        ev.consent("opt", d25(0), True),
+        ev.consent("inc", d25(0), True),
+        ev.consent("rev", d25(0), True),
+        ev.message("o1", "c-opt", "opt", d25(1), content="opted-in words"),
+        ev.message("o2", "c-opt", "opt", d25(1, 1), role="assistant", content="opted-in reply"),
+        ev.message("p1", "c-plain", "plain", d25(1), content="plain words"),
+        ev.message("f1", "c-flag", "flagged", d25(1), content="flagged words"),
+        ev.flag("fl1", "c-flag", d25(2)),
+        ev.conversation("c-inc", "inc", d25(1), mode="incognito"),
+        ev.message("i1", "c-inc", "inc", d25(1, 1), content="incognito words"),
+        ev.message("r1", "c-rev", "rev", d25(1), content="revoked words"),
+        ev.consent("rev", d25(101), False),
+    ]
+    return events
+
+
+@pytest.fixture
+def tg25(settings: Settings) -> Any:
+    configured = Settings(
+        db_url=settings.db_url, key_file=settings.key_file, policy="consumer-2025"
+    )
+    with Traingate.open(configured) as app:
+        yield app
+
+
+def _stored(tg: Traingate) -> list[str]:
+    return sorted(str(r[0]) for r in tg.store.db.execute("SELECT message_id FROM messages"))
+
+
+def test_purge_deletes_messages_whose_content_expired(tg25: Traingate, ev: Events) -> None:
+    tg = tg25
+    summary = tg.ingest(jsonl(_content_world(ev)))
+    assert summary.rejected == 0, summary.errors
+    expired = tg.policy.vocabulary.decision.content_expiry
+    plain_expiry = parse_instant(d25(31))  # 30 days after p1
+
+    # before any purge, explain already says the content expired
+    before = tg.explain(conversation_id="c-plain", purpose="model_training", as_of=plain_expiry)
+    assert expired in before.messages[0].decision.reasons
+    early = tg.explain(conversation_id="c-plain", purpose="model_training", as_of=plain_expiry - 1)
+    assert expired not in early.messages[0].decision.reasons
+
+    assert _purge(tg, plain_expiry - 1) == ZERO
+    assert _purge(tg, plain_expiry) == {**ZERO, "messages_expired": 1}
+    assert _purge(tg, plain_expiry) == ZERO  # idempotent
+    assert _purge(tg, parse_instant(d25(31, 1))) == {**ZERO, "messages_expired": 1}  # incognito
+    assert _stored(tg) == ["f1", "o1", "o2", "r1"]
+    text = all_text(tg.store.db)
+    assert "plain words" not in text and "incognito words" not in text
+    assert "revoked words" in text
+
+    revoked = parse_instant(d25(101))
+    assert _purge(tg, revoked - 1) == ZERO
+    assert _purge(tg, revoked) == {**ZERO, "messages_expired": 1}
+
+    flagged = Duration.parse("P2Y").add_to(parse_instant(d25(1)))
+    assert _purge(tg, flagged - 1) == ZERO
+    assert _purge(tg, flagged) == {**ZERO, "messages_expired": 1}
+
+    opted = Duration.parse("P5Y").add_to(parse_instant(d25(1)))
+    assert _purge(tg, opted) == {**ZERO, "messages_expired": 1}
+    assert _purge(tg, opted + 1_000_000) == {**ZERO, "messages_expired": 1}
+    assert _stored(tg) == []
+    # the conversations and their ledgers stay: later events about them are judged as before
+    assert tg.store.conversation_owner("c-opt") == "opt"
+
+
+def test_purge_judges_each_message_under_the_policy_in_force_at_its_time(
+    settings: Settings, ev: Events
+) -> None:
+    """consumer-2024 (no retention rule) until 2025-09-28, consumer-2025 after: a message of
+    2025-09-27 is kept however old; one of 2025-10-02 expires after 30 days."""
+    configured = Settings(
+        db_url=settings.db_url, key_file=settings.key_file, policy="consumer-2024,consumer-2025"
+    )
+    events = [
+        ev.account("u1", "2025-09-01T00:00:00Z"),
+        ev.message("old", "c1", "u1", "2025-09-27T12:00:00Z"),
+        ev.message("new", "c1", "u1", "2025-10-02T12:00:00Z"),
+    ]
+    with Traingate.open(configured) as tg:
+        assert tg.ingest(jsonl(events)).rejected == 0
+        due = parse_instant("2025-11-01T12:00:00Z")
+        assert _purge(tg, due - 1) == ZERO
+        assert _purge(tg, due) == {**ZERO, "messages_expired": 1}
+        assert _purge(tg, parse_instant("2040-01-01T00:00:00Z")) == ZERO
+        assert _stored(tg) == ["old"]
+
+
+def _records(out: Path) -> list[dict[str, Any]]:
+    rows = [
+        json.loads(line)
+        for part in sorted((out / "data").glob("part-*.jsonl"))
+        for line in part.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    return sorted(rows, key=lambda r: (r["record_id"], r["basis"]))
+
+
+def test_a_build_after_purge_equals_the_build_before(
+    tg25: Traingate, ev: Events, tmp_path: Path
+) -> None:
+    """SPEC §5: a build is the same as if purge had run at every instant."""
+    tg = tg25
+    assert tg.ingest(jsonl(_content_world(ev))).rejected == 0
+    as_of = parse_instant(d25(40))  # c-plain and c-inc expired; c-rev still opted in
+    purposes = ("model_training", "safety_review")
+    engines = ("duckdb", "scalar")
+    before = {}
+    for purpose in purposes:
+        for engine in engines:
+            out = tmp_path / f"before-{purpose}-{engine}"
+            tg.build_dataset(purpose=purpose, as_of=as_of, out=out, format="jsonl", engine=engine)
+            before[purpose, engine] = _records(out)
+    assert before["model_training", "duckdb"], "the opted-in chats are in the build"
+    assert before["safety_review", "duckdb"], "the flagged chat is in the build"
+    assert _purge(tg, as_of) == {**ZERO, "messages_expired": 2}
+    for purpose in purposes:
+        for engine in engines:
+            out = tmp_path / f"after-{purpose}-{engine}"
+            result = tg.build_dataset(
+                purpose=purpose, as_of=as_of, out=out, format="jsonl", engine=engine
+            )
+            assert _records(out) == before[purpose, engine], (purpose, engine)
+            manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+            assert manifest["counts"]["records"] == len(before[purpose, engine])
+            assert result is not None
+
+
+def test_retention_status_shows_the_content_rules_and_upcoming_expiries(
+    tg25: Traingate, ev: Events
+) -> None:
+    tg = tg25
+    assert tg.ingest(jsonl(_content_world(ev))).rejected == 0
+    c2025 = bundled_policy("consumer-2025")
+    default_rule = next(r.id for r in c2025.retention if r.when == "always")
+
+    status = tg.retention_status(as_of=parse_instant(d25(20)))
+    [policy] = status.to_dict()["policies"]
+    assert [r["id"] for r in policy["content_rules"]] == [r.id for r in c2025.retention]
+    assert [r["keep"] for r in policy["content_rules"]] == [r.keep for r in c2025.retention]
+    assert policy["feedback_retention"] == c2025.feedback_basis.retention  # type: ignore[union-attr]
+    content = status.content
+    assert content is not None and not content.partial
+    assert (content.due_messages, content.due_conversations) == (0, 0)
+    upcoming = [(m.month, m.messages, m.conversations, dict(m.by_rule)) for m in content.upcoming]
+    assert upcoming == [
+        ("2025-11", 2, 2, {default_rule: 2}),  # p1 and i1 on 1 November
+        ("2026-01", 1, 1, {default_rule: 1}),  # r1 at its revocation on 10 January
+    ]
+
+    later = parse_instant(d25(35))
+    content = tg.retention_status(as_of=later).content
+    assert content is not None and (content.due_messages, content.due_conversations) == (2, 2)
+    _purge(tg, later)
+    content = tg.retention_status(as_of=later).content
+    assert content is not None and content.due_messages == 0
+    assert tg.retention_status(as_of=later).to_dict()["content"]["due"] == {
+        "messages": 0,
+        "conversations": 0,
+    }
+
+
+def test_retention_status_without_content_rules(tg: Traingate, ev: Events) -> None:
+    tg.ingest(jsonl([ev.account("u1", ev.t(0)), ev.message("m1", "c1", "u1", ev.t(1))]))
+    status = tg.retention_status(as_of=parse_instant(ev.t(400)))
+    assert status.content is None and not status.content_rules
+    assert status.to_dict()["policies"][0]["content_rules"] == []

@@ -414,11 +414,11 @@ class _Purger:
         consent rows left)."""
         if not windows:
             return set(), set()
-        where, params = _where_in_windows("at", windows)
+        where, bounds = _where_in_windows("at", windows)
         accounts = sorted(
             str(r[0])
             for r in self.db.execute(
-                f"SELECT DISTINCT account_id FROM account_deletions WHERE {where}", params
+                f"SELECT DISTINCT account_id FROM account_deletions WHERE {where}", bounds
             )
         )
         plans = self.select_in(
