@@ -65,6 +65,11 @@ BAD_TIMES = [
     "2024-03-01T12:00:00\x00Z",
     "\uff19\uff19\uff19\uff19-03-01T12:00:00Z",  # fullwidth digits
     "",
+    # SPEC §2's range: [1970-01-01T00:00:00Z, 9000-01-01T00:00:00Z) in UTC
+    "1969-12-31T23:59:59.999999Z",
+    "9000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+23:59",
+    "9999-12-31T23:59:59-23:59",
 ]
 
 texts = st.one_of(
@@ -134,6 +139,7 @@ def templates(prefix: str, slot: int) -> dict[str, dict[str, Any]]:
             "title": "t",
             "custom_style": {"tone": "dry"},
             "preferences": {},
+            "mode": ("standard", "incognito", "temporary")[slot % 3],
         },
         "message": {
             "type": "message.created",
@@ -178,8 +184,8 @@ def templates(prefix: str, slot: int) -> dict[str, dict[str, Any]]:
 KINDS = ["account", "consent", "conversation", "message", "feedback", "flag"]
 STRING_FIELDS = {
     "account": ["account_id", "email", "event_id"],
-    "consent": ["account_id", "source"],
-    "conversation": ["title", "conversation_id"],
+    "consent": ["account_id", "source", "setting"],
+    "conversation": ["title", "conversation_id", "mode"],
     "message": ["content", "message_id", "conversation_id"],
     "feedback": ["comment", "feedback_id"],
     "flag": ["reason", "flag_id"],
@@ -402,6 +408,11 @@ def _stored_exactly(tg: Traingate, event: dict[str, Any], receipt: str | None) -
         )
         names = ("custom_style", "preferences", "title")
         assert json.loads(fields) == {k: event[k] for k in names if k in event}
+        given = event.get("mode")
+        if given is None and event.get("incognito") is not None:
+            given = "incognito" if event["incognito"] else "standard"
+        if given is not None:  # it set the conversation's mode, or gave the one it had
+            assert tg.store.conversation_mode(event["conversation_id"]) == given
     elif kind == "account.updated":
         [row] = db.execute(
             "SELECT account_id, email, plan, organization_id FROM account_plans"
@@ -411,8 +422,10 @@ def _stored_exactly(tg: Traingate, event: dict[str, Any], receipt: str | None) -
         keys = ("account_id", "email", "plan", "organization_id")
         assert tuple(row) == tuple(event.get(k) for k in keys)
     elif kind == "consent.updated":
-        [row] = db.execute("SELECT subject, source FROM consents WHERE event_seq = ?", (seq,))
-        assert tuple(row) == (event["account_id"], event["source"])
+        [row] = db.execute(
+            "SELECT subject, source, setting FROM consents WHERE event_seq = ?", (seq,)
+        )
+        assert tuple(row) == (event["account_id"], event["source"], event["setting"])
     elif kind == "safety.flagged":
         [(reason,)] = db.execute("SELECT reason FROM flags WHERE event_seq = ?", (seq,))
         assert reason == event.get("reason")
