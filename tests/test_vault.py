@@ -294,6 +294,46 @@ def test_put_is_idempotent_on_the_dedupe_key(tg: Traingate) -> None:
     assert tg.vault.count() == 2
 
 
+def test_a_report_without_expiry_is_stored_as_never(tg: Traingate) -> None:
+    """A feedback basis without ``retention``: the report serves every as-of, shows no expiry,
+    is never purged, survives key rotation and goes only by its receipt."""
+    from tests.test_retention import KEEP
+
+    vault = Vault(tg.store.db, keys=tg.keys, policy=KEEP)
+    snapshot = Snapshot(
+        date="2024-03-01",
+        messages=({"role": "user", "content": "hi", "attachments": []},),
+        custom_style=None,
+        preferences=None,
+        rating="up",
+        comment=None,
+        categories=(),
+        rated_message_index=0,
+    )
+    at = parse_instant("2024-03-01T10:00:00Z")
+    receipt = vault.put(snapshot=snapshot, submitted_at=at, dedupe_key="k-never")
+    info = vault.show(receipt)[0]
+    assert (info.submitted_at, info.expires_at) == (at, None)
+    assert info.to_dict()["expires_at"] is None
+    end = parse_instant("8999-12-31T23:59:59.999999Z")
+    assert [(r.submitted_at, r.expires_at) for r in vault.reports(as_of=end)] == [(at, None)]
+    assert list(vault.reports(as_of=at - 1)) == []
+    assert vault.purge_expired(as_of=end) == 0
+    [row] = _vault_rows(tg.store.db)
+    assert row["expires_day"] > parse_instant("8999-12-31T00:00:00Z")  # "never", as a day
+    # the same row under the default policy (ten years) would be due then: the stored
+    # expiry never lengthens, the configured one shortens
+    assert (
+        Vault(tg.store.db, keys=tg.keys, policy=tg.policy).purge_expired(
+            as_of=parse_instant("2034-03-01T10:00:00Z")
+        )
+        == 1
+    )
+    receipt = vault.put(snapshot=snapshot, submitted_at=at, dedupe_key="k-never-2")
+    assert vault.delete(receipt).expires_at is None
+    assert vault.count() == 0
+
+
 def test_rotate_then_retire_keeps_every_report_readable(
     tg: Traingate, ev: Events, settings: Settings
 ) -> None:

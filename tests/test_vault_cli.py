@@ -87,6 +87,7 @@ def test_feedback_show_delete_rotate_and_purge(db_url: str, tmp_path: Path) -> N
         "conversations_purged": 0,
         "messages_purged": 0,
         "accounts_purged": 0,
+        "messages_expired": 0,
     }
     counts = _ok(_run(["purge", "--as-of", T(35)], cwd=tmp_path, env=env))
     assert counts["conversations_purged"] == 1 and counts["messages_purged"] == 1
@@ -101,3 +102,69 @@ def test_purge_rejects_a_bad_as_of(tmp_path: Path) -> None:
     done = _run(["purge", "--as-of", "2024-01-01"], cwd=tmp_path, env={})
     assert done.returncode == 2
     assert "RFC 3339" in done.stderr
+
+
+def test_purge_deletes_expired_content_and_shows_reports_without_expiry(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Under consumer-2025 a plain chat's content expires 30 days after each message: ``purge``
+    counts it under ``messages_expired``. Under a policy whose feedback basis has no
+    retention, ``feedback show`` says ``expires_at: null``."""
+    from tests.test_retention import variant_text
+
+    e = Events()
+    events = tmp_path / "events.jsonl"
+    at = "2025-10-02T12:00:00Z"
+    events.write_text(
+        "\n".join(
+            jsonl(
+                [
+                    e.account("a", "2025-10-01T00:00:00Z"),
+                    e.message("m1", "c", "a", at, content="gone in thirty days"),
+                    e.message("m2", "c", "a", "2025-10-03T12:00:00Z", content="a day later"),
+                    e.feedback("f1", "a", "c", "m2", "2025-10-03T12:00:01Z", comment="ok"),
+                ]
+            )
+        )
+        + "\n"
+    )
+    keep = tmp_path / "keep.toml"
+    keep.write_text(variant_text("keep-feedback", keep_feedback=True), encoding="utf-8")
+    env = {
+        "TRAINGATE_DB": db_url,
+        "TRAINGATE_KEY_FILE": str(tmp_path / "keys.json"),
+        "TRAINGATE_POLICY": f"{keep},consumer-2025@2025-10-01T00:00:00Z",
+    }
+    receipts_file = tmp_path / "receipts.jsonl"
+    _ok(_run(["ingest", str(events), "--receipts", str(receipts_file)], cwd=tmp_path, env=env))
+    [receipt] = (json.loads(line)["receipt"] for line in receipts_file.read_text().splitlines())
+    shown = _ok(_run(["feedback", "show", "--receipt", receipt], cwd=tmp_path, env=env))
+    assert shown["report"]["expires_at"] == "2030-10-03T12:00:01Z"  # consumer-2025's P5Y
+
+    first = _ok(_run(["purge", "--as-of", "2025-11-01T12:00:00Z"], cwd=tmp_path, env=env))
+    assert first["messages_expired"] == 1 and first["messages_purged"] == 0
+    again = _ok(_run(["purge", "--as-of", "2025-11-01T12:00:00Z"], cwd=tmp_path, env=env))
+    assert again["messages_expired"] == 0
+    second = _ok(_run(["purge", "--as-of", "2025-11-02T12:00:00Z"], cwd=tmp_path, env=env))
+    assert second["messages_expired"] == 1
+
+    env["TRAINGATE_POLICY"] = str(keep)  # the no-limit policy alone: the stored P5Y stays
+    shown = _ok(_run(["feedback", "show", "--receipt", receipt], cwd=tmp_path, env=env))
+    assert shown["report"]["expires_at"] == "2030-10-03T12:00:01Z"
+    more = tmp_path / "more.jsonl"
+    more.write_text(
+        "\n".join(
+            jsonl(
+                [
+                    e.message("m3", "c", "a", "2025-12-01T12:00:00Z", content="later"),
+                    e.feedback("f2", "a", "c", "m3", "2025-12-01T12:00:01Z"),
+                ]
+            )
+        )
+        + "\n"
+    )
+    receipts_more = tmp_path / "receipts-more.jsonl"
+    _ok(_run(["ingest", str(more), "--receipts", str(receipts_more)], cwd=tmp_path, env=env))
+    [kept] = (json.loads(line)["receipt"] for line in receipts_more.read_text().splitlines())
+    shown = _ok(_run(["feedback", "show", "--receipt", kept], cwd=tmp_path, env=env))
+    assert shown["report"]["expires_at"] is None
