@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -164,6 +166,32 @@ def switched_ranges(switch: str) -> list[dict[str, Any]]:
             "until": None,
         },
     ]
+
+
+def extended_policy(
+    tmp_path: Path,
+    *,
+    plan: str = "student",
+    setting: str = "memory",
+    effective_from: str = "2024-01-01T00:00:00Z",
+) -> Path:
+    """The default policy under another id, declaring one more consumer plan and one more
+    setting."""
+    from traingate.policy import default_policy
+
+    policy = default_policy()
+    text = resources.files("traingate.policy").joinpath(f"{policy.id}.toml").read_text("utf-8")
+    for old, new in (
+        (f'id = "{policy.id}"', 'id = "test-extended"'),
+        (f'effective_from = "{policy.effective_from}"', f'effective_from = "{effective_from}"'),
+        ("[plans]\n", f'[plans]\n{plan} = "consumer"\n'),
+        ("[settings]\n", f'[settings]\n{setting} = "A setting no basis uses."\n'),
+    ):
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = tmp_path / "test-extended.toml"
+    path.write_text(text)
+    return path
 
 
 def all_text(db: Database) -> str:

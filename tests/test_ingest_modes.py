@@ -5,42 +5,17 @@ evaluators read, and the mode carried by feedback snapshots."""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from tests.factories import Events, jsonl
+from tests.factories import Events, extended_policy, jsonl
 from traingate.app import Traingate
 from traingate.ingest import ingest_lines
 from traingate.policy import PolicySet, default_policy, load_policy
 from traingate.settings import Settings
 
 T = Events.t
-
-
-def extended_policy(
-    tmp_path: Path,
-    *,
-    plan: str = "student",
-    setting: str = "memory",
-    effective_from: str = "2024-01-01T00:00:00Z",
-) -> Path:
-    """The default policy under another id, declaring one more consumer plan and one more
-    setting."""
-    policy = default_policy()
-    text = resources.files("traingate.policy").joinpath(f"{policy.id}.toml").read_text("utf-8")
-    for old, new in (
-        (f'id = "{policy.id}"', 'id = "test-extended"'),
-        (f'effective_from = "{policy.effective_from}"', f'effective_from = "{effective_from}"'),
-        ("[plans]\n", f'[plans]\n{plan} = "consumer"\n'),
-        ("[settings]\n", f'[settings]\n{setting} = "A setting no basis uses."\n'),
-    ):
-        assert old in text
-        text = text.replace(old, new, 1)
-    path = tmp_path / "test-extended.toml"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from traingate.policy import default_policy
 from traingate.sample.importer import (
     build_events,
     convert,
@@ -22,8 +23,13 @@ from traingate.sample.importer import (
     sample_events_path,
     write_events,
 )
-from traingate.sample.population import COMMERCIAL_PLANS, CONSUMER_PLANS, generate_population
-from traingate.sample.sources import parse_hh_rows, parse_hh_transcript, parse_oasst_trees
+from traingate.sample.population import SamplePlans, generate_population
+from traingate.sample.sources import (
+    SourceConversation,
+    parse_hh_rows,
+    parse_hh_transcript,
+    parse_oasst_trees,
+)
 
 Event = dict[str, Any]
 
@@ -117,12 +123,12 @@ def shipped() -> list[Event]:
     return _read(sample_events_path())
 
 
+def _small_conversations() -> list[SourceConversation]:
+    return [*parse_oasst_trees([OASST_LINE]), *parse_hh_rows([HH_LINE] * 40)]
+
+
 def _small_events() -> list[Event]:
-    conversations = [
-        *parse_oasst_trees([OASST_LINE]),
-        *parse_hh_rows([HH_LINE] * 40),
-    ]
-    return convert(conversations=conversations, seed=7)
+    return convert(conversations=_small_conversations(), seed=7)
 
 
 def _need_source() -> None:
@@ -158,11 +164,17 @@ def test_hh_rows_are_numbered_from_one() -> None:
     assert conversations[0].turns[0].message_id == "hh-0001-m01"
 
 
+PLANS = default_policy().plans
+CONSUMER_PLANS = tuple(p for p, kind in PLANS.items() if kind == "consumer")
+COMMERCIAL_PLANS = tuple(p for p, kind in PLANS.items() if kind == "commercial")
+
+
 # --- the generated population -------------------------------------------------------------
 
 
 def test_population_covers_every_plan_and_organizations_follow_plans() -> None:
     population = generate_population(seed=1)
+    assert population.plans == SamplePlans.of(default_policy())
     periods = [p for account in population.accounts for p in account.periods]
     assert {p.plan for p in periods} == {*CONSUMER_PLANS, *COMMERCIAL_PLANS}
     for period in periods:
@@ -242,7 +254,7 @@ def test_value_sets_and_nested_shapes(events: list[Event]) -> None:
             assert event["categories"]
             assert all(type(c) is str for c in event["categories"])
         elif kind == "consent.updated":
-            assert event["setting"] == "model_training"
+            assert event["setting"] in default_policy().settings
             subject = "account_id" if event["scope"] == "account" else "organization_id"
             assert event["scope"] in {"account", "organization"}
             assert set(event) & {"account_id", "organization_id"} == {subject}
@@ -350,3 +362,32 @@ def test_documented_counts_match_the_shipped_file(shipped: list[Event]) -> None:
     }
     assert documented == count_by_type(shipped)
     assert f"**{len(shipped):,}**" in table
+
+
+def test_plans_and_settings_come_from_the_policy(tmp_path: Path) -> None:
+    """Another policy's plans and settings: every plan appears, organizations follow the
+    commercial ones, consent names the policy's settings, and every event is valid under it."""
+    from tests.factories import extended_policy
+    from traingate.app import Traingate
+    from traingate.policy import load_policy
+    from traingate.settings import Settings
+
+    path = extended_policy(tmp_path, plan="student", setting="memory")
+    policy = load_policy(path)
+    sample = SamplePlans.of(policy)
+    assert sample.consumer == ("student", *CONSUMER_PLANS)
+    population = generate_population(seed=3, plans=sample)
+    periods = [p for account in population.accounts for p in account.periods]
+    assert {p.plan for p in periods} == set(policy.plans)
+    for period in periods:
+        assert (period.organization_id is not None) == (policy.plans[period.plan] == "commercial")
+    assert {c.setting for c in population.consent} <= set(policy.settings)
+    events = convert(conversations=_small_conversations(), seed=3, policy=policy)
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        key_file=tmp_path / "keys.json",
+        policy=str(path),
+    )
+    with Traingate.open(settings) as tg:
+        summary = tg.ingest([json.dumps(event) for event in events])
+    assert summary.rejected == 0, summary.errors[:3]

@@ -28,13 +28,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from traingate.policy import Policy, PolicySet, load_policy_set
 from traingate.sample.population import (
-    COMMERCIAL_PLANS,
-    CONSUMER_PLANS,
     END,
     Account,
     ConsentChange,
     Population,
+    SamplePlans,
     generate_population,
     seeded,
 )
@@ -109,7 +109,7 @@ def _consent_draft(change: ConsentChange) -> Draft:
         {
             "scope": change.scope,
             subject: change.subject,
-            "setting": "model_training",
+            "setting": change.setting,
             "granted": change.granted,
             "source": change.source,
         },
@@ -170,8 +170,8 @@ def _deletions(
     doomed = [
         rng.choice(group)
         for group in (
-            [a for a in granted if a.initial_plan in CONSUMER_PLANS],
-            [a for a in plain if a.initial_plan in COMMERCIAL_PLANS],
+            [a for a in granted if a.initial_plan in population.plans.consumer],
+            [a for a in plain if a.initial_plan in population.plans.commercial],
         )
         if group
     ]
@@ -201,10 +201,14 @@ def _deletions(
 
 
 def convert(
-    *, conversations: Sequence[SourceConversation], seed: int = DEFAULT_SEED
+    *,
+    conversations: Sequence[SourceConversation],
+    seed: int = DEFAULT_SEED,
+    policy: Policy | PolicySet | None = None,
 ) -> list[Event]:
-    """The sample's events for ``conversations``, sorted by time and numbered."""
-    population = generate_population(seed=seed)
+    """The sample's events for ``conversations``, sorted by time and numbered, with the plans
+    and consent settings of ``policy`` (default: the default policy)."""
+    population = generate_population(seed=seed, plans=SamplePlans.of(policy))
     placed = place_conversations(
         seed=seed, conversations=conversations, accounts=population.accounts
     )
@@ -235,10 +239,12 @@ def convert(
     ]
 
 
-def build_events(*, source_dir: Path, seed: int = DEFAULT_SEED) -> list[Event]:
+def build_events(
+    *, source_dir: Path, seed: int = DEFAULT_SEED, policy: Policy | PolicySet | None = None
+) -> list[Event]:
     """Read OASST and HH-RLHF under ``source_dir`` and convert them (OASST first)."""
     conversations = [*load_oasst(source_dir), *load_hh_rlhf(source_dir)]
-    return convert(conversations=conversations, seed=seed)
+    return convert(conversations=conversations, seed=seed, policy=policy)
 
 
 def encode_events(events: Iterable[Event]) -> bytes:
@@ -284,8 +290,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, help="gzip JSONL file to write")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--policy",
+        default=None,
+        help="the policies whose plans and consent settings the sample uses, as traingate's"
+        " --policy (default: the default policy)",
+    )
     args = parser.parse_args(argv)
-    events = build_events(source_dir=args.source, seed=args.seed)
+    policy = load_policy_set(args.policy)
+    events = build_events(source_dir=args.source, seed=args.seed, policy=policy)
     write_events(events=events, path=args.out)
     json.dump({"events": len(events), "by_type": count_by_type(events)}, sys.stdout)
     sys.stdout.write("\n")
