@@ -175,7 +175,7 @@ class Traingate:
         return ingest_lines(
             store=self.store,
             sink=self.vault,
-            policy=self.policy,
+            policy=self.policies,
             lines=lines,
             batch_size=batch_size,
             workers=workers,
@@ -409,7 +409,7 @@ class Traingate:
         when = now_micros() if as_of is None else as_of
         return account_privacy(
             store=self.store,
-            policy=self.policies.in_force(when),
+            policy=self.policies,
             keys=self.keys,
             account_id=account_id,
             as_of=when,

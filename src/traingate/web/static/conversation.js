@@ -70,8 +70,9 @@
         saved_at: new Date().toISOString(),
       });
       document.getElementById("fb-receipt").textContent = body.receipt;
-      document.getElementById("fb-expires").textContent =
-        window.traingateReceipts.formatDate(body.report.expires_at);
+      document.getElementById("fb-expires").textContent = body.report.expires_at
+        ? `until ${window.traingateReceipts.formatDate(body.report.expires_at)}`
+        : "until you delete it with its receipt (the policy sets no time limit)";
       form.hidden = true;
       done.hidden = false;
       document.getElementById("fb-done-title").focus();
