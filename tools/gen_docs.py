@@ -1,6 +1,7 @@
 """Generate the reference docs that must never drift from the code.
 
     python tools/gen_docs.py          # rewrite docs/cli.md and docs/events.md
+    python tools/gen_docs.py --only events  # rewrite one of them (cli or events)
     python tools/gen_docs.py --check  # exit 1 when either is out of date (used by the tests)
 
 docs/cli.md comes from the Click commands' own help; docs/events.md from the pydantic event
@@ -81,6 +82,27 @@ def _schema_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     }.get(kind, kind)
 
 
+# What the models cannot say of a field: the rules checked against the policies and the store.
+_NOTES: dict[str, tuple[str, ...]] = {
+    "account.updated": (
+        "`plan` must be a plan some configured policy declares (`[plans]`); `organization_id` is",
+        "required for a commercial plan and must be null for a consumer plan.",
+    ),
+    "consent.updated": (
+        "`setting` must be a setting some configured policy declares (`[settings]`, SPEC §5);",
+        "consent is kept per scope, subject and setting. `account_id` is required for scope",
+        "`account`, `organization_id` for scope `organization`; the other must be absent or null.",
+    ),
+    "conversation.updated": (
+        '`mode` (SPEC §5): `"incognito": true` is the same as `"mode": "incognito"`, `false` as',
+        "`standard`; both keys disagreeing is rejected. A conversation's mode is set by the first",
+        "accepted event naming the conversation, in file order (`standard` when that event gives",
+        "none or is not a `conversation.updated`, e.g. a message or a flag); a later event giving",
+        "another mode is rejected, one giving none keeps it.",
+    ),
+}
+
+
 def events_markdown() -> str:
     from traingate.events import AnyEvent
 
@@ -92,7 +114,9 @@ def events_markdown() -> str:
         "Every event is one JSON object per line (or in an HTTP body). Types are strict: a",
         "boolean must be `true`/`false`, a string a JSON string. Unknown fields are rejected.",
         "`at` is RFC 3339 `YYYY-MM-DDTHH:MM:SS[.fraction]` followed by `Z` or `+HH:MM`/`-HH:MM`,",
-        "stored as UTC microseconds (digits past the sixth of a fraction are dropped).",
+        "stored as UTC microseconds (digits past the sixth of a fraction are dropped), and must",
+        "fall, in UTC, in [1970-01-01T00:00:00Z, 9000-01-01T00:00:00Z): outside it the line is",
+        "rejected (and only that line).",
         "No string, value or key at any depth, may hold NUL (`\\u0000`) or a lone surrogate,",
         "and every number must fit a double; free-form objects (`custom_style`, `preferences`)",
         "nest at most 64 levels of objects and arrays. Such an event is rejected on every backend.",
@@ -116,15 +140,23 @@ def events_markdown() -> str:
             required = "yes" if info.is_required() else "no"
             out.append(f"| `{name}` | {type_name} | {required} |")
         out.append("")
+        if kind in _NOTES:
+            out.extend(_NOTES[kind])
+            out.append("")
     return "\n".join(out)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail when a doc is out of date")
+    parser.add_argument("--only", choices=("cli", "events"), help="one doc only")
     args = parser.parse_args()
     stale = []
-    for path, text in ((CLI_DOC, cli_markdown()), (EVENTS_DOC, events_markdown())):
+    docs = {"cli": (CLI_DOC, cli_markdown), "events": (EVENTS_DOC, events_markdown)}
+    for name, (path, make) in docs.items():
+        if args.only not in (None, name):
+            continue
+        text = make()
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(path)
