@@ -747,3 +747,53 @@ def test_retention_status_without_content_rules(tg: Traingate, ev: Events) -> No
     status = tg.retention_status(as_of=parse_instant(ev.t(400)))
     assert status.content is None and not status.content_rules
     assert status.to_dict()["policies"][0]["content_rules"] == []
+
+
+def test_the_console_retention_page_shows_content_rules_and_expiries(
+    tmp_path: Path, ev: Events
+) -> None:
+    """The retention page under consumer-2025, against the wall clock: the policy's content
+    rules (ids, keeps and texts from the file), the messages past their retention and those
+    expiring soon; the purge button deletes the former."""
+    import re as regex
+
+    from fastapi.testclient import TestClient
+
+    from traingate.api import create_app
+    from traingate.timeutil import now_micros
+
+    configured = Settings(
+        db_url=f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}",
+        key_file=tmp_path / "keys.json",
+        policy="consumer-2025",
+    )
+    now = now_micros()
+
+    def ago(days: int) -> str:
+        return format_instant(now - days * DAY)
+
+    events = [
+        ev.account("u1", ago(200)),
+        ev.message("old", "c1", "u1", ago(100), content="past its thirty days"),
+        ev.message("soon", "c2", "u1", ago(10), content="twenty days left"),
+    ]
+    with Traingate.open(configured) as tg:
+        assert tg.ingest(jsonl(events)).rejected == 0
+        token = tg.create_token(role="privacy_officer").token
+    c2025 = bundled_policy("consumer-2025")
+    app = create_app(settings=configured, datasets_dir=tmp_path / "datasets")
+    with TestClient(app) as client:
+        signed = client.post("/admin/login", data={"token": token, "next": "/admin"})
+        assert signed.status_code == 200
+        page = client.get("/admin/retention").text
+        for rule in c2025.retention:
+            assert f"<span>{rule.id}</span>" in page and f"<code>{rule.keep}</code>" in page
+            assert rule.text.replace("'", "&#39;") in page
+        assert "30 days <code>P30D</code>" in page
+        assert regex.search(r'id="content-due">.*1 message of 1 conversation passed', page)
+        assert 'id="content-table"' in page and "<code>" + c2025.retention[0].id in page
+        csrf = regex.search(r'name="csrf" value="([0-9a-f]+)"', page)
+        assert csrf is not None
+        purged = client.post("/admin/purge", data={"csrf": csrf.group(1)})
+        assert purged.status_code == 200 and "Messages expired" in purged.text
+        assert "No stored message has passed its retention." in purged.text

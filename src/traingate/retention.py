@@ -1,12 +1,11 @@
 """Retention: what expires when (pure functions), and ``purge``, the one service that deletes.
 
 - A feedback report expires at submission + the feedback ``retention`` of the policy in force
-  at its submission (P10Y under consumer-2024, P5Y under consumer-2025; calendar years, so
-  29 February + 10 years = 28 February, same time of day), fixed when it is received; a
-  feedback basis without ``retention`` keeps it until its receipt holder deletes it (no
-  expiry: ``None``). From its expiry on it serves no build (``Vault.reports`` filters on it)
-  whether or not ``purge`` ran; ``purge`` then deletes it, wrapped data key and ciphertext
-  together (crypto-shredding). Policies put in force later, from an earlier date, can only
+  at its submission (a duration: ``P10Y`` is ten calendar years, so 29 February + 10 years =
+  28 February, same time of day), fixed when it is received; a feedback basis without
+  ``retention`` keeps it until its receipt holder deletes it (no expiry: ``None``). From its
+  expiry on it serves no build (``Vault.reports`` filters on it) whether or not ``purge`` ran;
+  ``purge`` then deletes it, wrapped data key and ciphertext together (crypto-shredding). Policies put in force later, from an earlier date, can only
   shorten that: a report expires at the earlier of its stored expiry and the one the policies
   configured now give it, no limit being later than every instant (``expired_submissions``
   tells ``purge`` which submission days that reaches).

@@ -27,7 +27,7 @@ from traingate.retention import (
     report_expiry,
 )
 from traingate.store.db import Database
-from traingate.timeutil import DAY, day_of, format_instant, from_micros
+from traingate.timeutil import DAY, Duration, day_of, format_instant, from_micros
 from traingate.vault.vault import NEVER
 
 if TYPE_CHECKING:
@@ -68,6 +68,10 @@ class ContentRule:
     when: str
     keep: str
     text: str
+
+    @property
+    def keep_duration(self) -> Duration:
+        return Duration.parse(self.keep)
 
 
 @dataclass(frozen=True, slots=True)
