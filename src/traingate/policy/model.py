@@ -297,26 +297,26 @@ class Policy(_Frozen):
         except ValueError as exc:
             raise ValueError(f"effective_from: {exc}") from None
         seen: set[str] = set()
-        for basis in self.bases:
+        for number, basis in enumerate(self.bases, start=1):
             if basis.id in seen:
-                raise ValueError(f"bases: basis {basis.id!r} is defined twice")
+                raise ValueError(f"bases[{number}].id: basis {basis.id!r} is defined twice")
             seen.add(basis.id)
             unknown = [p for p in basis.purposes if p not in self.purposes]
             if unknown:
                 raise ValueError(
-                    f"bases: basis {basis.id!r} grants {unknown}, not purposes of the file; "
-                    f"allowed: {', '.join(self.purposes)}"
+                    f"bases[{number}].purposes: {', '.join(map(repr, unknown))} is not a "
+                    f"purpose of the file; allowed: {', '.join(self.purposes)}"
                 )
             if isinstance(basis, ConsentBasis) and basis.setting not in self.settings:
                 raise ValueError(
-                    f"bases: basis {basis.id!r}: setting {basis.setting!r} is not declared in "
+                    f"bases[{number}].setting: {basis.setting!r} is not declared in "
                     f"[settings]; declared: {', '.join(self.settings) or 'none'}"
                 )
         if sum(1 for b in self.bases if isinstance(b, FeedbackBasis)) > 1:
             raise ValueError("bases: at most one basis of kind 'feedback'")
-        for rule in self.retention:
+        for number, rule in enumerate(self.retention, start=1):
             if rule.id in seen:
-                raise ValueError(f"retention: id {rule.id!r} is already a basis or rule id")
+                raise ValueError(f"retention[{number}].id: {rule.id!r} is already a basis id")
             seen.add(rule.id)
             target = rule.basis_id
             if target is not None and not any(
@@ -324,24 +324,25 @@ class Policy(_Frozen):
             ):
                 allowed = [f"basis:{b.id}" for b in self.message_bases()]
                 raise ValueError(
-                    f"retention: rule {rule.id!r}: when = {rule.when!r} names no message basis; "
+                    f"retention[{number}].when: {rule.when!r} names no message basis; "
                     f"allowed: always, {', '.join(allowed)}, mode:<mode>"
                 )
-        needed = self.reason_ids()
-        clash = set(needed) & {b.id for b in self.bases}
+        givers = self.reason_givers()
+        clash = set(givers) & seen
         if clash:
             raise ValueError(f"rules: {sorted(clash)} are both a basis and a reason id")
-        missing = [r for r in needed if r not in self.rules]
+        missing = [r for r in givers if r not in self.rules]
         if missing:
             raise ValueError(
-                f"rules: the reasons {', '.join(missing)} that this policy's mechanisms can give "
-                "have no text; add a [rules.<reason>] table with rule and text for each"
+                "rules: "
+                + "; ".join(f"{r} (given by {givers[r]}) has no text" for r in missing)
+                + "; add a [rules.<reason>] table with rule and text for each"
             )
-        extra = [r for r in self.rules if r not in needed]
+        extra = [r for r in self.rules if r not in givers]
         if extra:
             raise ValueError(
                 f"rules: {', '.join(extra)} is no reason this policy's mechanisms can give; "
-                f"allowed: {', '.join(needed)}"
+                f"allowed: {', '.join(givers)}"
             )
         return self
 
@@ -374,13 +375,20 @@ class Policy(_Frozen):
 
     def reason_ids(self) -> tuple[str, ...]:
         """Every reason this policy's mechanisms can give, once each, in a stable order."""
+        return tuple(self.reason_givers())
+
+    def reason_givers(self) -> dict[str, str]:
+        """Every reason this policy's mechanisms can give, with what gives it."""
         r = reasons().decision
-        ids: list[str] = [r.no_basis, r.plan_unknown, r.conversation_gone, r.account_gone]
+        out = dict.fromkeys(
+            (r.no_basis, r.plan_unknown, r.conversation_gone, r.account_gone), "every decision"
+        )
         if self.retention:
-            ids.append(r.content_expiry)
+            out[r.content_expiry] = "the [[retention]] rules"
         for basis in self.bases:
-            ids.extend(basis.reason_ids(reasons()))
-        return tuple(dict.fromkeys(ids))
+            for reason in basis.reason_ids(reasons()):
+                out.setdefault(reason, f"basis {basis.id!r} of kind {basis.kind!r}")
+        return out
 
     @property
     def deleted_after_duration(self) -> Duration:
@@ -491,6 +499,12 @@ _KINDS = "allowed: consent, flag, feedback"
 def _message(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
     loc = tuple(error["loc"])
     kind = error["type"]
+    if kind == "extra_forbidden" and loc[:1] == ("bases",) and loc[-1] == "retention":
+        return (
+            f"{_where(loc, raw)}: only a basis of kind 'feedback' has a retention; to keep the "
+            "content this basis covers for a time, add a [[retention]] rule with "
+            'when = "basis:<this basis\'s id>" and keep = <duration>'
+        )
     if kind == "extra_forbidden":
         return f"{_where(loc, raw)}: unknown key; allowed keys here: {_allowed_keys(loc, raw)}"
     if kind == "union_tag_invalid":
@@ -505,6 +519,10 @@ def _message(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
         )
     if kind == "missing":
         message = "required key is missing"
+    if kind == "bool_type":
+        message = f"{error['input']!r} is not allowed; allowed: true or false"
+    if not loc:  # the whole file's checks name their key themselves
+        return message
     return f"{_where(loc, raw)}: {message}"
 
 
