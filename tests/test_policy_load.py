@@ -229,8 +229,7 @@ def test_a_setting_not_declared(tmp_path: Path, base: str) -> None:
     _refused(
         tmp_path,
         text,
-        "bases",
-        "setting 'model_training' is not declared in [settings]",
+        "bases[2].setting: 'model_training' is not declared in [settings]",
         "declared: chat_history",
     )
 
@@ -245,7 +244,7 @@ def test_a_purpose_not_declared(tmp_path: Path, base: str) -> None:
         tmp_path,
         text,
         "bases",
-        "'usage_policy_flag' grants ['marketing'], not purposes of the file",
+        "bases[1].purposes: 'marketing' is not a purpose of the file",
         "allowed: model_training",
     )
 
