@@ -208,3 +208,36 @@ def test_snapshots_carry_the_conversations_mode(tg: Traingate) -> None:
     assert summary.rejected == 0, summary.errors
     modes = [tg.feedback_show(receipt)[1].mode for _, _, receipt in summary.receipts]
     assert modes == ["standard", "incognito", "temporary"]
+
+
+# -- feedback under a basis with no retention ---------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["chatgpt-2025", "lechat-2025"])
+def test_feedback_without_retention_is_kept_with_no_expiry(
+    db_url: str, tmp_path: Path, policy: str
+) -> None:
+    """The feedback basis of these policies has no retention: ingest files the report, and
+    the vault keeps it with no expiry; the snapshot carries the conversation's mode."""
+    settings = Settings(db_url=db_url, key_file=tmp_path / "keys.json", policy=policy)
+    e = Events()
+    with Traingate.open(settings) as tg:
+        plan = next(p for p, kind in tg.policy.plans.items() if kind == "consumer")
+        summary = tg.ingest(
+            jsonl(
+                [
+                    e.account("a", T(0), plan=plan),
+                    e.conversation("c", "a", T(1), mode="temporary"),
+                    e.message("m1", "c", "a", T(2)),
+                    e.feedback("f1", "a", "c", "m1", T(3), comment="kept"),
+                    e.feedback("f2", "a", "c", "m1", "9990-01-01T00:00:00Z", comment="late"),
+                    e.message("m2", "c", "a", T(4)),
+                ]
+            )
+        )
+        assert (summary.accepted, summary.rejected) == (5, 1), summary.errors
+        assert summary.errors[0].line == 5 and "field 'at'" in summary.errors[0].error
+        [(_, _, receipt)] = summary.receipts
+        info, snapshot = tg.feedback_show(receipt)
+        assert info.expires_at is None
+        assert (snapshot.mode, snapshot.comment) == ("temporary", "kept")
