@@ -483,3 +483,10 @@ def test_every_case_is_on_its_docs_page(policy_id: str) -> None:
     page = (DOCS / f"{policy_id}.md").read_text()
     missing = [name for name in CASES[policy_id] if f"| {name} |" not in page]
     assert not missing, f"docs/policies/{policy_id}.md does not list {missing}"
+    policy = bundled_policy(policy_id)
+    stale = [
+        r
+        for r, text in policy.rules.items()
+        if f"| `{r}` | reason | {text.rule} | {text.text} |" not in page
+    ]
+    assert not stale, f"docs/policies/{policy_id}.md does not give the file's text of {stale}"
