@@ -17,6 +17,7 @@ from traingate.api.auth import TG
 from traingate.build import ENGINES
 from traingate.errors import AccessDeniedError, ConfigError, NotFoundError, TraingateError
 from traingate.jobs import BuildJobs
+from traingate.policy import Policy
 from traingate.timeutil import parse_instant
 from traingate.web.errors import PageRoute
 from traingate.web.render import SECURITY_HEADERS, page
@@ -248,14 +249,53 @@ def explain(
     )
 
 
+_COMMON_KEYS = frozenset({"id", "rule", "kind", "purposes", "text"})
+
+
+def _basis_rows(policy: Policy) -> list[dict[str, Any]]:
+    """Each basis of the policy with its mechanism's parameters (every one, defaults
+    included: what the model decides with) and the reasons it can give."""
+    rows = []
+    for basis in policy.bases:
+        parameters = basis.model_dump(mode="json", exclude=set(_COMMON_KEYS))
+        rows.append(
+            {
+                "basis": basis,
+                "parameters": [
+                    (key, value if value is not None else "no limit")
+                    for key, value in parameters.items()
+                ],
+                "reasons": basis.reason_ids(policy.vocabulary),
+            }
+        )
+    return rows
+
+
+def _policy_view(policy: Policy, ranges: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "policy": policy,
+        "range": ranges.get((policy.id, policy.version)),
+        "bases": _basis_rows(policy),
+        "reasons": [(rule_id, policy.rules[rule_id]) for rule_id in policy.reason_ids()],
+    }
+
+
 @router.get("/policy")
 def policy(request: Request, tg: TG, admin: Admin, policy_id: str = "") -> Response:
-    """Purposes x bases, exclusions, and every rule with its text: of the policy in force now,
-    or of ``policy_id`` among the policies in force (listed with their ranges)."""
-    in_force = {p.id: p for p in tg.policies.policies}
-    chosen = in_force.get(policy_id, tg.policy)
+    """Every policy in force, each with its range, purposes x bases, its bases with their
+    mechanisms' parameters, its retention rules and its reasons with their texts, all read
+    from the policy model; ``policy_id`` (one of them) is shown first, else the one in force
+    now."""
+    ranges = {(r["id"], r["version"]): r for r in tg.policies.ranges()}
+    chosen = next((p for p in tg.policies.policies if p.id == policy_id), tg.policy)
+    ordered = [chosen, *(p for p in tg.policies.policies if p is not chosen)]
     return _console(
-        request, "admin_policy.html", admin, policy=chosen, versions=tg.policies.ranges()
+        request,
+        "admin_policy.html",
+        admin,
+        policy=chosen,
+        views=[_policy_view(p, ranges) for p in ordered],
+        versions=tg.policies.ranges(),
     )
 
 

@@ -523,14 +523,16 @@ def answer_for(report: PrivacyReport, policy: Policy | PolicySet | None = None) 
                 "our models. Messages you send from now on are not."
             )
             eyebrow = "Some of your conversations are used"
-        then = dict.fromkeys(
-            plan for c in used for p in purposes if c.used_for(p) for plan in c.uses[p].plans
-        )
-        summary = (
-            "What decides is what held when each message was sent: "
-            f"{_plan_phrase(then) or 'the plan then'}. The reasons below name each "
-            "conversation and the rule that lets it be used."
-        )
+        summary = ""
+        if not used_bases <= {s.basis.id for s in on}:  # not (only) the setting in force now
+            then = dict.fromkeys(
+                plan for c in used for p in purposes if c.used_for(p) for plan in c.uses[p].plans
+            )
+            summary = (
+                "What decides is what held when each message was sent: "
+                f"{_plan_phrase(then) or 'the plan then'}. The reasons below name each "
+                "conversation and the rule that lets it be used."
+            )
     elif deleted:
         return Answer(
             tone="no",

@@ -1,0 +1,114 @@
+"""The privacy center in a real browser for an account that moved between plans and
+organizations, as the demo's acct-0001: on ``team`` with its organization opted in, then on
+``free`` without opt-in. Two of its conversations stay eligible for model training under the
+organization's consent, so the headline must not be "No", and it must name them; turning the
+account's own setting on must not claim that earlier conversations are unused.
+
+Screenshots go to test-artifacts/web/ and /tmp/privacy-*.png. Without /usr/bin/chromium the
+tests skip, except with CI=true, where they fail (tests/test_web.py starts the browser).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests import test_web  # skips (or fails with CI=true) without chromium
+from tests.factories import Events
+from traingate.app import Traingate
+from traingate.settings import Settings
+
+# the browser, a page per test and its console errors, as tests/test_web.py starts them
+browser = test_web.browser
+page = test_web.page
+console_errors = test_web.console_errors
+ARTIFACTS = test_web.ARTIFACTS
+
+ACCOUNT = "acct-0001"
+TEAM_CHATS = {"hh-1147": "Vendor contract review", "hh-2210": "Quarterly roadmap"}
+
+
+def history() -> list[dict[str, object]]:
+    ev = Events("h")
+    return [
+        ev.account(ACCOUNT, "2024-03-01T09:00:00Z", plan="team", organization_id="org-001"),
+        ev.consent(
+            "org-001",
+            "2024-03-01T09:00:00Z",
+            granted=True,
+            scope="organization",
+            source="development_partner_program",
+        ),
+        ev.conversation("hh-1147", ACCOUNT, "2024-05-02T10:00:00Z", title=TEAM_CHATS["hh-1147"]),
+        ev.message("m-1", "hh-1147", ACCOUNT, "2024-05-02T10:00:00Z"),
+        ev.message("m-2", "hh-1147", ACCOUNT, "2024-05-02T10:00:05Z", role="assistant"),
+        ev.conversation("hh-2210", ACCOUNT, "2024-08-20T15:00:00Z", title=TEAM_CHATS["hh-2210"]),
+        ev.message("m-3", "hh-2210", ACCOUNT, "2024-08-20T15:00:00Z"),
+        ev.account(ACCOUNT, "2024-10-16T00:00:00Z", plan="free"),
+        ev.conversation("hh-3001", ACCOUNT, "2025-02-01T08:00:00Z", title="Birthday ideas"),
+        ev.message("m-4", "hh-3001", ACCOUNT, "2025-02-01T08:00:00Z"),
+        ev.message("m-5", "hh-3001", ACCOUNT, "2025-02-01T08:00:09Z", role="assistant"),
+    ]
+
+
+@pytest.fixture
+def login(tmp_path: Path) -> Iterator[str]:
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}",
+        key_file=tmp_path / "keys" / "keys.json",
+    )
+    with Traingate.open(settings) as tg:
+        summary = tg.ingest([json.dumps(e) for e in history()])
+        assert summary.rejected == 0, summary.errors
+        link = tg.create_session(account_id=ACCOUNT).login_path
+    for url in test_web._serve(settings, tmp_path / "datasets"):
+        yield url + link
+
+
+def snapshot(tab: Page, name: str) -> None:
+    test_web.shot(tab, name)
+    shutil.copyfile(ARTIFACTS / f"{name}.png", Path("/tmp") / f"{name}.png")
+
+
+def test_a_past_organization_consent_is_the_answer(page: Page, login: str) -> None:
+    page.goto(login)
+    headline = page.locator("#answer-title")
+    expect(headline).to_contain_text("Yes.")
+    assert not headline.inner_text().startswith("No")
+    assert headline.inner_text().startswith("Yes. 2 of your conversations are used")
+    answer = page.locator("#answer")
+    for cid, title in TEAM_CHATS.items():
+        expect(answer).to_contain_text(f"“{title}” ({cid})")
+    expect(answer).to_contain_text("organization_opt_in")
+    expect(answer).to_contain_text("the Team plan of organization org-001")
+    assert answer.get_attribute("data-used") == "hh-1147 hh-2210"
+    row = page.locator('#purpose-table tr[data-purpose="model_training"]')
+    for cid in TEAM_CHATS:
+        expect(row).to_contain_text(cid)
+    expect(row).not_to_contain_text("hh-3001")
+    for cid in TEAM_CHATS:
+        item = page.locator(f'li[data-conversation="{cid}"]')
+        expect(item).to_contain_text("Used now for Model training")
+    expect(page.locator('li[data-conversation="hh-3001"]')).not_to_contain_text("Used now")
+    switch = page.get_by_role("switch", name="Use my conversations to train models")
+    expect(switch).to_have_attribute("aria-checked", "false")
+    snapshot(page, "privacy-acct-0001")
+
+    # the account's own setting on: the old conversations are still named, nothing claims
+    # that conversations before today are unused
+    switch.click()
+    expect(page.locator(".notice.ok")).to_contain_text("Model training is now on")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    expect(headline).to_contain_text("Yes. 2 of your conversations are used")
+    assert "Conversations from before" not in answer.inner_text()
+    for reason in answer.locator("ul.reasons li").all_inner_texts():
+        if "not used" in reason:
+            assert not any(title in reason for title in TEAM_CHATS.values()), reason
+    for cid in TEAM_CHATS:
+        expect(answer).to_contain_text(f"({cid})")
+    snapshot(page, "privacy-acct-0001-on")
