@@ -5,10 +5,11 @@
   28 February, same time of day), fixed when it is received; a feedback basis without
   ``retention`` keeps it until its receipt holder deletes it (no expiry: ``None``). From its
   expiry on it serves no build (``Vault.reports`` filters on it) whether or not ``purge`` ran;
-  ``purge`` then deletes it, wrapped data key and ciphertext together (crypto-shredding). Policies put in force later, from an earlier date, can only
-  shorten that: a report expires at the earlier of its stored expiry and the one the policies
-  configured now give it, no limit being later than every instant (``expired_submissions``
-  tells ``purge`` which submission days that reaches).
+  ``purge`` then deletes it, wrapped data key and ciphertext together (crypto-shredding).
+  Policies put in force later, from an earlier date, can only shorten that: a report expires
+  at the earlier of its stored expiry and the one the policies configured now give it, no
+  limit being later than every instant (``expired_submissions`` tells ``purge`` which
+  submission days that reaches).
 - A message's content expires under the ``[[retention]]`` rules of the policy in force at its
   own time (SPEC §5, ``policy.coverage.content_expiry``); builds, explanations and answers
   already treat it as serving nothing from then on, and ``purge`` deletes it. Only messages
@@ -27,6 +28,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -307,12 +309,14 @@ def content_expiries(
     def in_window(t: int) -> bool:
         return any((start is None or start <= t) and t <= last for start, last in windows)
 
+    starts = policies.starts  # taken once: ``PolicySet.in_force`` recomputes them every call
     for conversation_id in conversations:
         facts = store.conversation_facts(conversation_id)
         for message in facts.messages:
             if not in_window(message.at):
                 continue
-            found = content_expiry(policies.in_force(message.at), facts, message)
+            index = max(bisect.bisect_right(starts, message.at) - 1, 0)
+            found = content_expiry(policies.policies[index], facts, message)
             if found is not None and found[0] <= until:
                 yield ContentExpiry(
                     conversation_id=conversation_id,
