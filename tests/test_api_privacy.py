@@ -1,9 +1,20 @@
-"""The privacy answer's consent state: in force or not, since when, from which source."""
+"""The privacy answer over HTTP: the consent state (in force or not, since when, from which
+source), and ``GET /v1/accounts/{id}/privacy`` giving exactly what ``account_privacy`` gives."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from tests.factories import Events
+from traingate.app import Traingate
 from traingate.facts import ConsentChange
-from traingate.privacy import consent_state
+from traingate.privacy import account_privacy, consent_state
+from traingate.settings import Settings
+from traingate.timeutil import parse_instant
+
+T = Events.t
 
 
 def _ledger(*changes: tuple[int, bool, str]) -> tuple[ConsentChange, ...]:
@@ -38,8 +49,62 @@ def test_a_denial_counts_from_the_first_denial_after_consent_was_in_force() -> N
     assert _state(ledger, 9) == (False, 4, "z")
 
 
+def test_no_event_means_the_default() -> None:
+    state = consent_state(scope="account", subject="a", ledger=(), as_of=10, default=True)
+    assert (state.granted, state.since, state.explicit) == (True, None, False)
+    revoked = _ledger((1, False, "ps"))
+    state = consent_state(scope="account", subject="a", ledger=revoked, as_of=10, default=True)
+    assert (state.granted, state.since) == (False, 1)
+
+
 def test_a_denial_at_the_same_instant_as_a_grant_wins() -> None:
     ledger = _ledger((2, True, "y"), (2, False, "z"))
     assert _state(ledger, 3) == (False, 2, "z")
     later = (*ledger, ConsentChange(at=3, seq=5, granted=True, source="later"))
     assert _state(later, 3) == (True, 3, "later")
+
+
+# -- the route gives the one answer (both backends) ----------------------------------------------
+
+
+@pytest.mark.store
+def test_the_route_gives_the_answer_of_account_privacy(settings: Settings, tmp_path: Path) -> None:
+    from tests.api_support import running_api
+    from tests.test_privacy_answer import moved_between_plans
+
+    ev = Events()
+    with running_api(settings, tmp_path / "datasets") as api:
+        api.ingest(moved_between_plans(ev))
+        as_of = T(200)
+        body = api.client.get(
+            "/v1/accounts/a1/privacy",
+            params={"as_of": as_of},
+            headers=api.as_role("privacy_officer"),
+        ).json()
+        own = api.client.get(
+            "/v1/accounts/a1/privacy", params={"as_of": as_of}, headers=api.as_user("a1")
+        ).json()
+        unknown = api.client.get(
+            "/v1/accounts/nobody/privacy", headers=api.as_role("privacy_officer")
+        )
+        outside = api.client.get(
+            "/v1/accounts/a1/privacy",
+            params={"as_of": "9000-01-01T00:00:00Z"},
+            headers=api.as_role("privacy_officer"),
+        )
+    with Traingate.open(settings) as tg:
+        expected = account_privacy(
+            store=tg.store,
+            policy=tg.policies,
+            keys=tg.keys,
+            account_id="a1",
+            as_of=parse_instant(as_of),
+        ).to_dict()
+    assert body == own == expected
+    assert body["purposes"]["model_training"] == {
+        "used": True,
+        "bases": ["organization_opt_in"],
+        "conversations": ["c1", "c2"],
+    }
+    assert unknown.status_code == 404
+    assert outside.status_code == 422 and "9000-01-01" in outside.text

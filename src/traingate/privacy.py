@@ -207,7 +207,7 @@ class PurposeUse:
     policies: tuple[tuple[str, int], ...]  # (id, version) of the policies that decided
     first_eligible_at: int | None
     last_eligible_at: int | None
-    expired_under: tuple[str, ...]  # retention rules whose keep ran out (content_expired)
+    expired_under: tuple[str, ...]  # retention rules whose keep ran out (content expiry)
 
     @property
     def used(self) -> bool:
