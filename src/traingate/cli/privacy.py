@@ -15,8 +15,10 @@ from traingate.cli.root import cli
 )
 @click.pass_context
 def privacy(ctx: click.Context, account_id: str, as_of: int | None) -> None:
-    """Print the account's answer as JSON (SPEC §4). Key ``purposes`` maps every purpose of
-    the policies in force to {"used", "bases", "conversations"}: the account's conversations
+    """Is the account's data used for model training? Its answer as JSON (SPEC §4).
+
+    Key "purposes" maps every purpose of the policies in force to {"used", "bases",
+    "conversations"}: the account's conversations
     with at least one message eligible for it as of the time (the messages a build of that
     purpose as of then holds), the bases of those messages, and whether there are any.
     Beside it: the policies used (id, version, sha256), the plan history, the consent of every
