@@ -2,18 +2,23 @@
 
 Each case is a small history around one conversation ``c`` of account ``a`` (days of 2024 via
 ``Events.t``) and the expected decision of each message: a basis id when eligible, else the
-first reason for denial.
+first reason for denial. ``CASES`` run under the default policy (consumer-2024, SPEC §1);
+``POLICY_CASES`` run the other shipped policies through the store too (modes from events,
+consent defaults, plans only they declare), beside their in-memory tables in
+``tests/test_policy_tables.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tests.factories import Events, jsonl
 from traingate.app import Traingate
+from traingate.settings import Settings
 from traingate.timeutil import parse_instant
 
 T = Events.t
@@ -377,8 +382,7 @@ CASES: dict[str, Case] = {
 }
 
 
-@pytest.mark.parametrize("case", CASES.values(), ids=list(CASES))
-def test_decision_table(tg: Traingate, case: Case) -> None:
+def _check(tg: Traingate, case: Case) -> None:
     summary = tg.ingest(jsonl(case.history(Events())))
     assert summary.rejected == 0, summary.errors
     result = tg.explain(conversation_id="c", purpose=case.purpose, as_of=parse_instant(case.as_of))
@@ -390,3 +394,127 @@ def test_decision_table(tg: Traingate, case: Case) -> None:
         assert message["rules"], "every decision names its rules"
         assert all(rule["text"] for rule in message["rules"])
         assert (message["basis"] is not None) == message["eligible"]
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=list(CASES))
+def test_decision_table(tg: Traingate, case: Case) -> None:
+    _check(tg, case)
+
+
+def on(e: Events, plan: str, mode: str | None = None) -> list[dict[str, object]]:
+    """Account ``a`` on ``plan`` (organization org1 for a commercial one) and conversation ``c``
+    of ``mode``."""
+    commercial = plan in ("team", "enterprise", "api", "business", "edu")
+    fields = {} if mode is None else {"mode": mode}
+    return [
+        e.account("a", T(0), plan, "org1" if commercial else None),
+        e.conversation("c", "a", T(1), **fields),
+    ]
+
+
+POLICY_CASES: dict[str, tuple[str, Case]] = {
+    "consumer-2024: an incognito chat is decided as any other": (
+        "consumer-2024",
+        Case(
+            lambda e: [
+                e.account("a", T(0)),
+                e.conversation("c", "a", T(1), incognito=True),
+                e.consent("a", T(2), True),
+                *msgs(e, 5),
+            ],
+            "model_training",
+            T(100),
+            ("opt_in",),
+        ),
+    ),
+    "consumer-2025: a chat resumed after a grant is covered whole": (
+        "consumer-2025",
+        Case(
+            lambda e: [*on(e, "max"), *msgs(e, 5), e.consent("a", T(10), True), *msgs(e, 15)],
+            "model_training",
+            T(20),
+            ("opt_in", "opt_in"),
+        ),
+    ),
+    "consumer-2025: incognito is never used": (
+        "consumer-2025",
+        Case(
+            lambda e: [*on(e, "pro", "incognito"), e.consent("a", T(2), True), *msgs(e, 5)],
+            "model_training",
+            T(20),
+            ("mode_excluded",),
+        ),
+    ),
+    "consumer-2025: content not covered expires after 30 days": (
+        "consumer-2025",
+        Case(
+            lambda e: [*on(e, "free"), *msgs(e, 5, 40)],
+            "model_training",
+            T(45),
+            ("content_expired", "no_consent"),
+        ),
+    ),
+    "chatgpt-2025: on unless turned off, forward only": (
+        "chatgpt-2025",
+        Case(
+            lambda e: [*on(e, "plus"), *msgs(e, 5), e.consent("a", T(10), False), *msgs(e, 15)],
+            "model_training",
+            T(20),
+            ("improve_model_setting", "no_consent"),
+        ),
+    ),
+    "chatgpt-2025: temporary chats are never used, and expire": (
+        "chatgpt-2025",
+        Case(
+            lambda e: [*on(e, "go", "temporary"), *msgs(e, 5, 40)],
+            "model_training",
+            T(45),
+            ("content_expired", "mode_excluded"),
+        ),
+    ),
+    "chatgpt-2025: business only by its organization": (
+        "chatgpt-2025",
+        Case(
+            lambda e: [
+                *on(e, "business"),
+                *msgs(e, 5),
+                e.consent("org1", T(10), True, scope="organization"),
+                *msgs(e, 15),
+            ],
+            "model_training",
+            T(20),
+            ("no_consent", "organization_opt_in"),
+        ),
+    ),
+    "lechat-2025: on by default, the opt-out is retroactive": (
+        "lechat-2025",
+        Case(
+            lambda e: [*on(e, "student"), *msgs(e, 5), e.consent("a", T(10), False)],
+            "model_training",
+            T(20),
+            ("consent_revoked",),
+        ),
+    ),
+    "lechat-2025: business plans never": (
+        "lechat-2025",
+        Case(
+            lambda e: [
+                *on(e, "team"),
+                e.consent("org1", T(2), True, scope="organization"),
+                *msgs(e, 5),
+            ],
+            "model_training",
+            T(20),
+            ("default_deny",),
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize(("policy", "case"), POLICY_CASES.values(), ids=list(POLICY_CASES))
+def test_decision_table_under_each_shipped_policy(
+    db_url: str, tmp_path: Path, policy: str, case: Case
+) -> None:
+    settings = Settings(db_url=db_url, key_file=tmp_path / "keys.json", policy=policy)
+    with Traingate.open(settings) as tg:
+        _check(tg, case)
