@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import event as hypothesis_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -797,3 +798,99 @@ def test_the_console_retention_page_shows_content_rules_and_expiries(
         purged = client.post("/admin/purge", data={"csrf": csrf.group(1)})
         assert purged.status_code == 200 and "Messages expired" in purged.text
         assert "No stored message has passed its retention." in purged.text
+
+
+# -- purge against brute force, over random histories (SQLite) ----------------------------------
+
+_BASE = parse_instant("2025-09-01T00:00:00Z")
+
+
+@st.composite
+def _histories(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str, int]:
+    ev = Events(prefix="h")
+
+    def at() -> str:  # whole days and seconds: Hypothesis favours small integers
+        day, second = draw(st.integers(0, 400)), draw(st.sampled_from([0, 1, 43_200, 86_399]))
+        return format_instant(_BASE + day * DAY + second * 1_000_000)
+
+    events: list[dict[str, Any]] = []
+    accounts = ["a0", "a1", "a2"]
+    for account in accounts:
+        plan = draw(st.sampled_from(["free", "pro", "team"]))
+        events.append(
+            ev.account(account, at(), plan=plan, organization_id="o1" if plan == "team" else None)
+        )
+    for _ in range(draw(st.integers(0, 6))):
+        if draw(st.booleans()):
+            events.append(ev.consent(draw(st.sampled_from(accounts)), at(), draw(st.booleans())))
+        else:
+            events.append(ev.consent("o1", at(), draw(st.booleans()), scope="organization"))
+    for c in range(draw(st.integers(1, 4))):
+        conv, owner = f"c{c}", draw(st.sampled_from(accounts))
+        mode = draw(st.sampled_from(["standard", "incognito"]))
+        events.append(ev.conversation(conv, owner, at(), mode=mode))
+        for m in range(draw(st.integers(1, 4))):
+            events.append(ev.message(f"{conv}m{m}", conv, owner, at(), content=f"{conv} {m}"))
+        if draw(st.booleans()):
+            events.append(ev.flag(f"{conv}f", conv, at()))
+            if draw(st.booleans()):
+                events.append(ev.clear(f"{conv}f", at()))
+    policy = draw(
+        st.sampled_from(
+            [
+                "consumer-2025",
+                "consumer-2024,consumer-2025",
+                "consumer-2025,keep@2026-03-01T00:00:00Z",
+            ]
+        )
+    )
+    as_of = _BASE + draw(st.integers(0, 3 * 365)) * DAY + draw(st.sampled_from([0, 1, -1]))
+    return events, policy, as_of
+
+
+@settings(max_examples=30, deadline=None)
+@given(history=_histories())
+def test_purge_deletes_exactly_what_the_plan_expired_and_changes_no_decision(
+    history: tuple[list[dict[str, Any]], str, int],
+) -> None:
+    """Purge at T deletes exactly the messages whose ``content_expiry`` (under the policy in
+    force at each) is at or before T (the windows skip no candidate), and every remaining
+    message's decision as of T, for every purpose, is the one before the purge."""
+    import tempfile
+
+    from traingate.policy.coverage import content_expiry
+
+    events, policy, as_of = history
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Settings(db_url=f"sqlite:///{tmp}/data/t.sqlite", key_file=Path(tmp) / "k.json")
+        with Traingate.open(_settings(base, Path(tmp), policy)) as tg:
+            summary = tg.ingest(jsonl(events))
+            assert summary.rejected == 0, summary.errors
+            conversations = sorted(
+                str(r[0]) for r in tg.store.db.execute("SELECT conversation_id FROM conversations")
+            )
+            purposes = list(tg.policies.purposes)
+            expected: set[str] = set()
+            before: dict[tuple[str, str, str], Any] = {}
+            for conv in conversations:
+                facts = tg.store.conversation_facts(conv)
+                for message in facts.messages:
+                    found = content_expiry(tg.policies.in_force(message.at), facts, message)
+                    if found is not None and found[0] <= as_of:
+                        expected.add(message.message_id)
+                for purpose in purposes:
+                    explained = tg.explain(conversation_id=conv, purpose=purpose, as_of=as_of)
+                    for m in explained.messages:
+                        before[conv, purpose, m.message_id] = m.decision
+            counts = _purge(tg, as_of)
+            hypothesis_event(f"expired: {min(len(expected), 3)}+")
+            assert counts["messages_expired"] == len(expected)
+            remaining = set(_stored(tg))
+            assert not remaining & expected
+            assert all(mid in remaining for (_, _, mid) in before if mid not in expected)
+            for conv in conversations:
+                for purpose in purposes:
+                    explained = tg.explain(conversation_id=conv, purpose=purpose, as_of=as_of)
+                    for m in explained.messages:
+                        assert m.decision == before[conv, purpose, m.message_id], (conv, purpose)
+            assert _purge(tg, as_of) == ZERO
