@@ -66,6 +66,7 @@ def login(tmp_path: Path) -> Iterator[str]:
         summary = tg.ingest([json.dumps(e) for e in history()])
         assert summary.rejected == 0, summary.errors
         link = tg.create_session(account_id=ACCOUNT).login_path
+        tg.build_dataset(purpose="model_training", out=tmp_path / "built", format="jsonl")
     for url in test_web._serve(settings, tmp_path / "datasets"):
         yield url + link
 
@@ -91,9 +92,11 @@ def test_a_past_organization_consent_is_the_answer(page: Page, login: str) -> No
     for cid in TEAM_CHATS:
         expect(row).to_contain_text(cid)
     expect(row).not_to_contain_text("hh-3001")
+    expect(row).to_contain_text("2 of yours")  # the build made now holds exactly those two
     for cid in TEAM_CHATS:
         item = page.locator(f'li[data-conversation="{cid}"]')
         expect(item).to_contain_text("Used now for Model training")
+        expect(item).to_contain_text("In 1 dataset: Model training")
     expect(page.locator('li[data-conversation="hh-3001"]')).not_to_contain_text("Used now")
     switch = page.get_by_role("switch", name="Use my conversations to train models")
     expect(switch).to_have_attribute("aria-checked", "false")
@@ -112,3 +115,33 @@ def test_a_past_organization_consent_is_the_answer(page: Page, login: str) -> No
     for cid in TEAM_CHATS:
         expect(answer).to_contain_text(f"({cid})")
     snapshot(page, "privacy-acct-0001-on")
+
+
+def test_the_console_lists_every_policy_in_force(page: Page, tmp_path: Path) -> None:
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}",
+        key_file=tmp_path / "keys" / "keys.json",
+        policy="consumer-2024,consumer-2025@2025-09-28T00:00:00Z",
+    )
+    with Traingate.open(settings) as tg:
+        token = tg.create_token(role="analyst", name="ana").token
+        policies = tg.policies.policies
+    for url in test_web._serve(settings, tmp_path / "datasets"):
+        page.goto(f"{url}/admin/login")
+        page.get_by_label("API token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        page.goto(f"{url}/admin/policy")
+        for policy in policies:
+            article = page.locator(f"#policy-{policy.id}")
+            expect(article).to_contain_text(policy.title)
+            for basis in policy.bases:
+                expect(article).to_contain_text(basis.text)
+            for rule in policy.retention:
+                expect(article).to_contain_text(rule.text)
+            for reason in policy.reason_ids():
+                expect(article).to_contain_text(policy.rules[reason].text)
+        newest = page.locator(f"#policy-{policies[-1].id}")
+        expect(newest).to_contain_text("exclude_modes")
+        expect(newest).to_contain_text("incognito")
+        expect(newest).to_contain_text("5 years")
+        snapshot(page, "privacy-admin-policy")

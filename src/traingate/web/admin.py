@@ -252,6 +252,17 @@ def explain(
 _COMMON_KEYS = frozenset({"id", "rule", "kind", "purposes", "text"})
 
 
+def _parameter(value: Any) -> str:
+    """A parameter's value as the policy file writes it (absent: no limit)."""
+    if value is None:
+        return "absent (no limit)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
+
+
 def _basis_rows(policy: Policy) -> list[dict[str, Any]]:
     """Each basis of the policy with its mechanism's parameters (every one, defaults
     included: what the model decides with) and the reasons it can give."""
@@ -261,10 +272,7 @@ def _basis_rows(policy: Policy) -> list[dict[str, Any]]:
         rows.append(
             {
                 "basis": basis,
-                "parameters": [
-                    (key, value if value is not None else "no limit")
-                    for key, value in parameters.items()
-                ],
+                "parameters": [(key, _parameter(value)) for key, value in parameters.items()],
                 "reasons": basis.reason_ids(policy.vocabulary),
             }
         )
