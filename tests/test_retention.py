@@ -813,13 +813,23 @@ def _histories(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str, int]:
         day, second = draw(st.integers(0, 400)), draw(st.sampled_from([0, 1, 43_200, 86_399]))
         return format_instant(_BASE + day * DAY + second * 1_000_000)
 
+    policy = draw(
+        st.sampled_from(
+            [
+                "consumer-2025",
+                "consumer-2024,consumer-2025",
+                "consumer-2025,keep@2026-03-01T00:00:00Z",
+                "chatgpt-2025",
+            ]
+        )
+    )
+    commercial = "business" if policy.startswith("chatgpt") else "team"
     events: list[dict[str, Any]] = []
     accounts = ["a0", "a1", "a2"]
     for account in accounts:
-        plan = draw(st.sampled_from(["free", "pro", "team"]))
-        events.append(
-            ev.account(account, at(), plan=plan, organization_id="o1" if plan == "team" else None)
-        )
+        plan = draw(st.sampled_from(["free", "pro", commercial]))
+        organization = "o1" if plan == commercial else None
+        events.append(ev.account(account, at(), plan=plan, organization_id=organization))
     for _ in range(draw(st.integers(0, 6))):
         if draw(st.booleans()):
             events.append(ev.consent(draw(st.sampled_from(accounts)), at(), draw(st.booleans())))
@@ -827,7 +837,7 @@ def _histories(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str, int]:
             events.append(ev.consent("o1", at(), draw(st.booleans()), scope="organization"))
     for c in range(draw(st.integers(1, 4))):
         conv, owner = f"c{c}", draw(st.sampled_from(accounts))
-        mode = draw(st.sampled_from(["standard", "incognito"]))
+        mode = draw(st.sampled_from(["standard", "incognito", "temporary"]))
         events.append(ev.conversation(conv, owner, at(), mode=mode))
         for m in range(draw(st.integers(1, 4))):
             events.append(ev.message(f"{conv}m{m}", conv, owner, at(), content=f"{conv} {m}"))
@@ -835,15 +845,6 @@ def _histories(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str, int]:
             events.append(ev.flag(f"{conv}f", conv, at()))
             if draw(st.booleans()):
                 events.append(ev.clear(f"{conv}f", at()))
-    policy = draw(
-        st.sampled_from(
-            [
-                "consumer-2025",
-                "consumer-2024,consumer-2025",
-                "consumer-2025,keep@2026-03-01T00:00:00Z",
-            ]
-        )
-    )
     as_of = _BASE + draw(st.integers(0, 3 * 365)) * DAY + draw(st.sampled_from([0, 1, -1]))
     return events, policy, as_of
 
