@@ -16,15 +16,15 @@ from pathlib import Path
 from traingate.app import Traingate
 from traingate.errors import TraingateError
 from traingate.ingest import IngestSummary
+from traingate.policy import Policy
 from traingate.privacy import PrivacyReport
 from traingate.sample.importer import sample_events_path
 from traingate.timeutil import parse_instant
 from traingate.web.answer import answer_for
 
-__all__ = ["DEMO_AS_OF", "DEMO_PURPOSES", "DemoDataset", "DemoPlan", "DemoUser", "prepare_demo"]
+__all__ = ["DEMO_AS_OF", "DemoDataset", "DemoPlan", "DemoUser", "demo_purposes", "prepare_demo"]
 
 DEMO_AS_OF = "2025-07-01T00:00:00Z"
-DEMO_PURPOSES = ("model_training", "safety_model_training")
 _SESSION_TTL = 7 * 86_400 * 1_000_000  # microseconds, as create_session takes it
 
 
@@ -81,6 +81,19 @@ def _dataset(tg: Traingate, *, purpose: str, out: Path, as_of: int) -> DemoDatas
     )
 
 
+def demo_purposes(policy: Policy) -> tuple[str, ...]:
+    """The purposes the demo builds: those both a message basis and the feedback basis grant
+    (the training purposes: a conversation and a report can each enter them), in the policy's
+    order."""
+    feedback = policy.feedback_basis
+    granted = {p for basis in policy.message_bases() for p in basis.purposes}
+    return tuple(
+        p
+        for p in policy.purposes
+        if p in granted and feedback is not None and p in feedback.purposes
+    )
+
+
 def _users(tg: Traingate) -> tuple[DemoUser, ...]:
     """One account of each kind, with at least one conversation, and a login link for it."""
     accounts = [
@@ -122,7 +135,7 @@ def prepare_demo(tg: Traingate, *, datasets_dir: Path) -> DemoPlan:
     as_of = parse_instant(DEMO_AS_OF)
     datasets = tuple(
         _dataset(tg, purpose=purpose, out=datasets_dir / f"demo-{purpose}", as_of=as_of)
-        for purpose in DEMO_PURPOSES
+        for purpose in demo_purposes(tg.policies.in_force(as_of))
     )
     token = tg.create_token(role="privacy_officer", name="demo console")
     return DemoPlan(ingest=summary, datasets=datasets, users=_users(tg), admin_token=token.token)

@@ -4,7 +4,7 @@
 - key file: ``--key-file`` / ``TRAINGATE_KEY_FILE``, default ``traingate-data/keys.json``
 - policies in force: ``--policy`` / ``TRAINGATE_POLICY``, a comma-separated list of bundled
   policy ids or policy file paths, each with an optional ``@RFC3339`` effective date
-  (``consumer-2024,consumer-2025@2026-01-01T00:00:00Z``); default ``consumer-2024`` alone
+  (``OLD,NEW@2026-01-01T00:00:00Z``); default: the policy ``policy/vocabulary.toml`` names
   (``traingate.policy.versions``)
 """
 
@@ -26,7 +26,7 @@ SETTINGS: dict[str, str] = {
     "TRAINGATE_DB": "Database URL: sqlite:///PATH (default) or postgresql://...",
     "TRAINGATE_KEY_FILE": "Path of the key file (created on first use with mode 0600).",
     "TRAINGATE_POLICY": "The policies in force: bundled ids or policy file paths, comma-separated,"
-    " each with an optional @RFC3339 effective date (default consumer-2024 alone).",
+    " each with an optional @RFC3339 effective date (default: the bundled default policy alone).",
     "TRAINGATE_DATASETS_DIR": "Where `traingate serve` writes builds started over the HTTP API.",
     "TRAINGATE_SPARK_MASTER": "Spark master URL of `--engine spark` builds (default local[2]).",
     "TRAINGATE_POOL_SIZE": "Store connections `traingate serve` keeps open (default 4).",

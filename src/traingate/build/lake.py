@@ -11,8 +11,8 @@ the store's ledgers (plans, consents, flags, deletions, conversations): ``Parque
 store's messages as such a lake; ``write_lake`` writes any stream of rows as one.
 
 A lake message whose conversation the store does not know, or whose ``account_id`` is not the
-account that owns the conversation in the store, is excluded as ``unknown_account``: the store
-alone says whose a conversation is.
+account that owns the conversation in the store, is excluded for an unknown plan (the reason
+the vocabulary gives): the store alone says whose a conversation is.
 """
 
 from __future__ import annotations
@@ -178,7 +178,8 @@ class ParquetLake:
         """The lake's messages with ``at`` <= as-of in batches of whole conversations
         (``BATCH_SCHEMA``), in (conversation id, time, ``seq``, message id) order. The lake is
         sorted by DuckDB's Parquet reader, spilling to ``workdir``; a message of a conversation
-        owned in the store by another account gets a null conversation id (unknown_account)."""
+        owned in the store by another account gets a null conversation id (excluded for an
+        unknown plan)."""
         files = self.files(as_of=as_of)
         if not files:
             return

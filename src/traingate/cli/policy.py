@@ -53,8 +53,8 @@ def policy_diff(
 ) -> None:
     """Which records of a build would enter, leave or change if policies B replaced A, and
     why: every changed message and report with its policy, basis and rule ids under A and
-    under B. A and B take what --policy takes (e.g. consumer-2024 and
-    consumer-2024,consumer-2025@2026-01-01T00:00:00Z). Prints JSON; nothing is written."""
+    under B. A and B take what --policy takes (e.g. OLD and OLD,NEW@2026-01-01T00:00:00Z, with
+    OLD and NEW bundled ids or policy files). Prints JSON; nothing is written."""
     with open_app(ctx) as tg:
         result = tg.policy_diff(
             a=a, b=b, as_of=as_of, purposes=purposes, engine=engine, actor=cli_actor()

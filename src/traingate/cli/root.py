@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from traingate.policy import bundled_policy_ids, default_policy_id
 from traingate.settings import Settings
 
 
@@ -28,8 +29,9 @@ from traingate.settings import Settings
     envvar="TRAINGATE_POLICY",
     metavar="LIST",
     help="The policies in force: bundled ids or policy files, comma-separated, each with an "
-    "optional @RFC3339 effective date, e.g. consumer-2024,consumer-2025@2026-01-01T00:00:00Z "
-    "[env TRAINGATE_POLICY; default consumer-2024 alone]",
+    "optional @RFC3339 effective date, e.g. OLD,NEW@2026-01-01T00:00:00Z "
+    f"(bundled: {', '.join(bundled_policy_ids())}) "
+    f"[env TRAINGATE_POLICY; default {default_policy_id()} alone]",
 )
 @click.version_option(package_name="traingate")
 @click.pass_context

@@ -124,9 +124,10 @@ def session_create(ctx: click.Context, account_id: str, ttl: int) -> None:
 @click.option("--no-serve", is_flag=True, help="Prepare everything, print it, and exit.")
 @click.pass_context
 def demo(ctx: click.Context, host: str, port: int, datasets_dir: Path, no_serve: bool) -> None:
-    """The main job on the bundled real sample: ingest it, build and verify a model_training and
-    a safety_model_training dataset, then serve the privacy center and the admin console and
-    print where to look. Safe to run again; Ctrl-C stops the server."""
+    """The main job on the bundled real sample: ingest it, build and verify a dataset for
+    each purpose that both conversations and feedback serve (the training purposes), then
+    serve the privacy center and the admin console and print where to look. Safe to run
+    again; Ctrl-C stops the server."""
     from traingate.demo import DEMO_AS_OF, prepare_demo
 
     with open_app(ctx) as tg:

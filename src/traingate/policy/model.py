@@ -355,7 +355,7 @@ class Policy(_Frozen):
 
     @property
     def label(self) -> str:
-        """``id`` and ``version``, as errors and texts name a policy: ``consumer-2024 v1``."""
+        """``id`` and ``version``, as errors and texts name a policy: ``<id> v<version>``."""
         return f"{self.id} v{self.version}"
 
     def identity(self) -> dict[str, str | int]:

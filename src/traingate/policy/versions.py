@@ -8,9 +8,10 @@ Which policies are in force is configuration (``--policy`` / ``TRAINGATE_POLICY`
 comma-separated list of bundled policy ids or policy file paths, each with an optional
 ``@RFC3339`` effective date that overrides the file's ``effective_from``::
 
-    consumer-2024,consumer-2025@2026-01-01T00:00:00Z
+    OLD,NEW@2026-01-01T00:00:00Z
 
-The default is ``consumer-2024`` alone. Pure but for ``load_policy_set``, which reads files.
+The default is the policy ``vocabulary.toml`` names, alone. Pure but for ``load_policy_set``,
+which reads files.
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ def parse_policy_spec(text: str) -> tuple[PolicyRef, ...]:
 
 
 def load_policy_set(spec: str | None) -> PolicySet:
-    """The policies a setting names (default: ``consumer-2024`` alone), each with its effective
+    """The policies a setting names (default: the default policy alone), each with its effective
     date (the override, else the file's). Entries may come in any order."""
     refs = parse_policy_spec(spec) if spec and spec.strip() else (PolicyRef(default_policy_id()),)
     policies = []
@@ -207,7 +208,7 @@ def load_policy_set(spec: str | None) -> PolicySet:
         if not ref.bundled and not Path(ref.name).exists():
             hint = (
                 " (an effective date follows @ as an RFC 3339 instant, e.g. "
-                "consumer-2025@2026-01-01T00:00:00Z)"
+                f"{bundled_policy_ids()[-1]}@2026-01-01T00:00:00Z)"
                 if "@" in ref.name
                 else ""
             )

@@ -96,7 +96,7 @@ def _sentence(value: object) -> str:
 
 
 def _label(value: str) -> str:
-    """``model_training`` -> ``Model training``."""
+    """``some_id`` -> ``Some id``: an id as words."""
     text = value.replace("_", " ")
     return text[:1].upper() + text[1:]
 
