@@ -5,7 +5,9 @@ evaluators read, and the mode carried by feedback snapshots."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -241,3 +243,34 @@ def test_feedback_without_retention_is_kept_with_no_expiry(
         info, snapshot = tg.feedback_show(receipt)
         assert info.expires_at is None
         assert (snapshot.mode, snapshot.comment) == ("temporary", "kept")
+
+
+def test_conversation_facts_take_a_fixed_number_of_queries(
+    tg: Traingate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many organizations, flags and clears: six queries."""
+    e = Events()
+    events = [e.account("a", T(0)), e.message("m0", "c", "a", T(0))]
+    for n in range(1, 6):
+        org = f"org{n}"
+        events += [
+            e.account("a", T(n), plan="team", organization_id=org),
+            e.consent(org, T(n), True, scope="organization"),
+            e.message(f"m{n}", "c", "a", T(n)),
+            e.flag(f"g{n}", "c", T(n)),
+            e.clear(f"g{n}", T(n + 1)),
+        ]
+    assert tg.ingest(jsonl(events)).rejected == 0
+    db = tg.store.db
+    calls: list[str] = []
+    execute = db.execute
+
+    def counted(sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        calls.append(sql)
+        return execute(sql, params)
+
+    monkeypatch.setattr(db, "execute", counted)
+    facts = tg.store.conversation_facts("c")
+    assert len(calls) <= 6, calls
+    assert len(facts.flags) == 5 and all(len(f.cleared_at) == 1 for f in facts.flags)
+    assert len([key for key in facts.consents if key[0] == "organization"]) == 5
