@@ -143,7 +143,8 @@ def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator
             submitted_at=report.submitted_at,
             purpose=purpose,
             as_of=as_of,
-            incognito=report.snapshot.incognito,
+            mode=report.snapshot.mode,
+            comment=report.snapshot.comment,
         )
         deciding[index] += 1
         if decision.basis is None:

@@ -1,20 +1,37 @@
 """Compile a Policy, a purpose and an as-of into the DuckDB SQL of the bulk evaluator. Pure.
 
-The SQL decides every message exactly as ``traingate.policy.evaluate.decide_message`` does:
-under the policy in force at the message's time (one policy, or a ``PolicySet``: a CASE over
-the effective ranges picks each message's policy), the same checks in the same order (that
-policy's exclusions, deletions, the plan at the message's time, then each message basis of the
-purpose in the policy's precedence), the same basis, and the same first reason. Nothing about
-the policy is written here: bases, exclusions, plans, purposes and kinds come from the
-``Policy`` objects; this module only knows how each *kind* of basis or exclusion is evaluated.
+The SQL decides every message exactly as ``traingate.policy.evaluate.decide_message`` does
+(with ``traingate.policy.coverage``): under the policy in force at the message's time (one
+policy, or a ``PolicySet``: a CASE over the effective ranges picks each message's policy), the
+same checks in the same order (deletions, content expiry, the plan at the message's time, then
+each message basis of the purpose in the policy's precedence), the same basis and the same
+first reason. Nothing about the policy is written here: plans, bases, their parameters,
+retention rules and reason ids come from the ``Policy`` objects and their vocabulary; this
+module only knows how each *mechanism* is evaluated:
+
+- consent (per scope and setting): the consent at the message's time, the ``default`` when no
+  event is that old, and the first denial after it (``revocation = retroactive``: covered at
+  as-of while there is none); ``coverage = conversation``: a window over the conversation's
+  messages (each judged under the deciding policy's basis) says whether one of them is
+  covered; ``exclude_modes`` against the conversation's mode;
+- flag (per ``flag_policy``): a flag raised at or before as-of and not cleared by then;
+- ``[[retention]]``: rules that apply to every message (``always``, ``mode:<m>``) alone make
+  the expiry ``time + longest keep``; with ``basis:<id>`` rules, the as-of instants at which
+  each rule applies are intervals (``coverage.coverage``), each cut at its deadline into a
+  part that keeps the content and a part that lets it expire; the content has expired by
+  as-of when an instant at or before as-of lies in a letting part and in no keeping part (the
+  first such instant starts a letting part or ends a keeping one: those are the candidates).
+
+SQL is generated only for the mechanisms the policies of the set use: a policy without
+retention, modes or conversation coverage compiles to the joins of consent and plans alone.
 
 The SQL reads these DuckDB tables, filled by the engine from the store (``LEDGERS``; times are
 BIGINT UTC microseconds and named ``ts``, since ``at`` is a DuckDB keyword)::
 
-    l_conversations(conversation_id, account_id, incognito)
+    l_conversations(conversation_id, account_id, mode)
     l_account_plans(account_id, ts, event_seq, plan, organization_id)
     l_account_deletions(account_id, ts)
-    l_consents(scope, subject, ts, granted)
+    l_consents(scope, subject, setting, ts, granted)
     l_conversation_deletions(conversation_id, ts)
     l_flags(flag_id, conversation_id, policy, ts)
     l_flag_clears(flag_id, ts)
@@ -35,9 +52,17 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from traingate.deid import EMAIL_PATTERN, EMAIL_TOKEN, KEPT_ATTACHMENT_SOURCES
-from traingate.errors import PolicyError
-from traingate.policy.model import Basis, Policy
+from traingate.policy.model import (
+    MODES,
+    Basis,
+    ConsentBasis,
+    FlagBasis,
+    MessageBasis,
+    Policy,
+    Reasons,
+)
 from traingate.policy.versions import PolicySet
+from traingate.timeutil import FAR_FUTURE, Duration
 
 __all__ = [
     "LEDGERS",
@@ -64,14 +89,14 @@ def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
 
 
 _S, _I = pa.string(), pa.int64()
-_FOREVER = (1 << 63) - 1  # the open end of the last interval
+_FOREVER = FAR_FUTURE  # the open end of the last interval: never
+_BEFORE = -(1 << 62)  # before every instant (SPEC §2 starts at 1970)
 
 LEDGERS: tuple[Ledger, ...] = (
     Ledger(
         "l_conversations",
-        "SELECT conversation_id, account_id, CASE WHEN incognito THEN 1 ELSE 0 END"
-        " FROM conversations",
-        _schema(("conversation_id", _S), ("account_id", _S), ("incognito", _I)),
+        "SELECT conversation_id, account_id, mode FROM conversations",
+        _schema(("conversation_id", _S), ("account_id", _S), ("mode", _S)),
     ),
     Ledger(
         "l_account_plans",
@@ -91,9 +116,9 @@ LEDGERS: tuple[Ledger, ...] = (
     ),
     Ledger(
         "l_consents",
-        "SELECT scope, subject, at, CASE WHEN granted THEN 1 ELSE 0 END FROM consents"
+        "SELECT scope, subject, setting, at, CASE WHEN granted THEN 1 ELSE 0 END FROM consents"
         " WHERE at <= ?",
-        _schema(("scope", _S), ("subject", _S), ("ts", _I), ("granted", _I)),
+        _schema(("scope", _S), ("subject", _S), ("setting", _S), ("ts", _I), ("granted", _I)),
     ),
     Ledger(
         "l_conversation_deletions",
@@ -215,81 +240,311 @@ def _attachments(expr: str) -> str:
     )
 
 
-def _plan_class(policy: Policy) -> str:
-    whens = " ".join(f"WHEN {_q(plan)} THEN {_q(kind)}" for plan, kind in policy.plans.items())
+# -- what the policies of the set use ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Mechanisms:
+    """The columns every message gets, shared by the bases that read them: the consent of one
+    scope and setting (``granted_<k>`` at the message's time, NULL without an event that old;
+    ``denial_<k>``, the first denial after it, at or before as-of), the flags of one flag
+    policy (``flag_<f>``, active at as-of), the plan class under each policy (``class_<i>``,
+    NULL for a plan that policy does not declare) and whether the mode is needed."""
+
+    consent: dict[tuple[str, str], int]
+    flags: dict[str, int]
+    classes: tuple[str, ...]
+    mode: bool
+    default_granted: bool
+    flag_intervals: bool
+
+    def consent_index(self, basis: ConsentBasis) -> int:
+        return self.consent[(basis.consent_scope, basis.setting)]
+
+
+def _used_bases(policy: Policy, purpose: str) -> list[MessageBasis]:
+    """The message bases a decision under ``policy`` reads: those granting the purpose and
+    those its retention rules name."""
+    used = list(policy.message_bases(purpose))
+    for rule in policy.retention:
+        basis = policy.basis(rule.basis_id) if rule.basis_id is not None else None
+        if isinstance(basis, ConsentBasis | FlagBasis) and basis not in used:
+            used.append(basis)
+    return used
+
+
+def _mechanisms(policies: PolicySet, purpose: str) -> _Mechanisms:
+    consent: dict[tuple[str, str], int] = {}
+    flags: dict[str, int] = {}
+    mode = default_granted = flag_intervals = False
+    for policy in policies.policies:
+        for basis in _used_bases(policy, purpose):
+            mode = mode or bool(basis.exclude_modes)
+            if isinstance(basis, FlagBasis):
+                flags.setdefault(basis.flag_policy, len(flags))
+            else:
+                consent.setdefault((basis.consent_scope, basis.setting), len(consent))
+                default_granted = default_granted or basis.default_granted
+        for rule in policy.retention:
+            mode = mode or rule.mode is not None
+            flag_intervals = flag_intervals or isinstance(
+                policy.basis(rule.basis_id or ""), FlagBasis
+            )
+    union = policies.plans
+    classes = tuple(
+        "plan_class" if policy.plans == union else f"class_{i}"
+        for i, policy in enumerate(policies.policies)
+    )
+    return _Mechanisms(consent, flags, classes, mode, default_granted, flag_intervals)
+
+
+def _plan_class(plans: dict[str, str]) -> str:
+    whens = " ".join(f"WHEN {_q(plan)} THEN {_q(kind)}" for plan, kind in plans.items())
     return f"CASE p.plan {whens} END"
+
+
+def _deadline(keep: Duration, ts: str) -> str:
+    """``ts + keep`` as SQL (``Duration.add_to``: months first, a day the month lacks becoming
+    its last, then days). A keep that reaches past every instant is never."""
+    months = keep.years * 12 + keep.months
+    if months > 1_200_000 or keep.days > 10_000_000:
+        return str(_FOREVER)
+    moment = f"make_timestamp({ts})"
+    if months:
+        moment = f"({moment} + to_months({months}))"
+    if keep.days:
+        moment = f"({moment} + to_days({keep.days}))"
+    return f"epoch_us({moment})"
+
+
+# -- one basis under one policy ----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class _BasisSql:
-    grant: str
-    main_reason: str | None
-    late_reason: str | None  # a reason that explains but never decides (sorted last)
+    """SQL over the columns of ``w`` for basis ``basis`` of policy ``i``."""
+
+    i: int
+    j: int
+    basis: MessageBasis
+    m: _Mechanisms
+    said: Reasons
+
+    @property
+    def excluded(self) -> str:
+        if not self.basis.exclude_modes:
+            return "false"
+        return f"mode IN ({', '.join(_q(mode) for mode in self.basis.exclude_modes)})"
+
+    @property
+    def match(self) -> str:
+        assert isinstance(self.basis, ConsentBasis)
+        return f"coalesce({self.m.classes[self.i]} = {_q(self.basis.plan_class)}, false)"
+
+    @property
+    def k(self) -> int:
+        assert isinstance(self.basis, ConsentBasis)
+        return self.m.consent_index(self.basis)
+
+    @property
+    def own(self) -> str:
+        """Consent (or the default) at the message's own time."""
+        assert isinstance(self.basis, ConsentBasis)
+        return f"coalesce(granted_{self.k}, {str(self.basis.default_granted).lower()})"
+
+    @property
+    def end(self) -> str:
+        """When the coverage that ``own`` starts ends (at or before as-of; else never)."""
+        assert isinstance(self.basis, ConsentBasis)
+        return (
+            str(_FOREVER) if self.basis.forward_only else f"coalesce(denial_{self.k}, {_FOREVER})"
+        )
+
+    @property
+    def starts(self) -> str:
+        """The message starts a coverage of its own (``coverage.own_consent`` true)."""
+        return f"({self.match} AND NOT {self.excluded} AND {self.own})"
+
+    @property
+    def window(self) -> str | None:
+        """``coverage = conversation``: a message of the conversation is covered at as-of."""
+        if not (isinstance(self.basis, ConsentBasis) and self.basis.by_conversation):
+            return None
+        return (
+            f"bool_or({self.starts} AND {self.end} = {_FOREVER})"
+            f" OVER (PARTITION BY conversation_id) AS cc_{self.i}_{self.j}"
+        )
+
+    @property
+    def grant(self) -> str:
+        if isinstance(self.basis, FlagBasis):
+            return f"(NOT {self.excluded} AND flag_{self.m.flags[self.basis.flag_policy]})"
+        if self.basis.by_conversation:
+            return f"({self.match} AND NOT {self.excluded} AND cc_{self.i}_{self.j})"
+        return f"({self.starts} AND {self.end} = {_FOREVER})"
+
+    @property
+    def reason(self) -> str:
+        """The basis's reason when it does not grant (NULL: it gives none)."""
+        if isinstance(self.basis, FlagBasis):
+            said = self.said.flag
+            if not self.basis.exclude_modes:
+                return _q(said.inactive)
+            return f"CASE WHEN {self.excluded} THEN {_q(said.mode)} ELSE {_q(said.inactive)} END"
+        said_ = self.said.consent
+        mode = f" WHEN {self.excluded} THEN {_q(said_.mode)}" if self.basis.exclude_modes else ""
+        return (
+            f"CASE WHEN {self.match} THEN CASE{mode} WHEN {self.own} THEN {_q(said_.revoked)}"
+            f" ELSE {_q(said_.not_granted)} END END"
+        )
+
+    @property
+    def late(self) -> str | None:
+        """A reason that explains a denial but never decides it: an account-scope consent of
+        an account whose plan is of another class."""
+        if not isinstance(self.basis, ConsentBasis) or self.basis.consent_scope != "account":
+            return None
+        return (
+            f"CASE WHEN NOT {self.match} AND coalesce(granted_{self.k}, false)"
+            f" THEN {_q(self.said.consent.scope_ignored)} END"
+        )
 
 
-def _mechanism(basis: Basis) -> tuple[str, str]:
-    """What the SQL evaluates once for every basis that shares it: the flags of one flag
-    policy, or the consent of one scope (the plan class is per basis)."""
-    if basis.kind == "flag":
-        return ("flag", basis.flag_policy or "")
-    if basis.kind == "consent":
-        return ("consent", basis.consent_scope or "account")
-    raise PolicyError(f"basis {basis.id!r}: kind {basis.kind!r} does not apply to messages")
+# -- retention ---------------------------------------------------------------------------------
 
 
-def _mechanism_sql(index: int, mechanism: tuple[str, str]) -> tuple[tuple[str, ...], str]:
-    """The joins and columns of mechanism ``index`` (``flag_i`` is a column of conv_facts)."""
-    i = index
-    kind, parameter = mechanism
-    if kind == "flag":
-        return (), f"coalesce(c.flag_{i}, false) AS flag_{i}"
-    subject = "c.account_id" if parameter == "account" else "p.organization_id"
-    joins = (
-        f"LEFT JOIN (SELECT subject, ts, until_ts, granted FROM consent_at"
-        f" WHERE scope = {_q(parameter)}) k{i} ON k{i}.subject = {subject}"
-        f" AND b.ts >= k{i}.ts AND b.ts < k{i}.until_ts",
-        f"LEFT JOIN consent_last_denial d{i} ON d{i}.scope = {_q(parameter)}"
-        f" AND d{i}.subject = {subject}",
+def _static_expiry(policy: Policy, as_of: int) -> str:
+    """Expired by as-of, for rules that apply to a message at every instant or never
+    (``always``, ``mode:<m>``): some applies and every one that applies has run out."""
+    applies = []
+    for rule in policy.retention:
+        when = "true" if rule.mode is None else f"mode = {_q(rule.mode)}"
+        applies.append((when, _deadline(rule.keep_duration, "ts")))
+    some = " OR ".join(when for when, _ in applies)
+    every = " AND ".join(f"(NOT {when} OR {deadline} <= {as_of})" for when, deadline in applies)
+    return f"(({some}) AND {every})"
+
+
+def _intervals(
+    i: int, policy: Policy, parts: dict[str, _BasisSql], as_of: int, cte: list[str]
+) -> list[str]:
+    """The as-of instants at which each retention rule of policy ``i`` applies to a message
+    that might have expired by as-of, as rows ``(idx, d, s, e)``: the rule's deadline and an
+    interval ``[s, e)`` (``coverage.coverage``, cut at as-of's ledgers). Adds the CTEs they
+    read to ``cte``."""
+    deadlines = {rule.id: _deadline(rule.keep_duration, "ts") for rule in policy.retention}
+    # A message can expire by as-of only if some deadline has passed, and no rule that
+    # applies to it at every instant keeps it beyond as-of.
+    gates = [f"least({', '.join(dict.fromkeys(deadlines.values()))}) <= {as_of}"]
+    gates += [f"{deadlines[r.id]} <= {as_of}" for r in policy.retention if r.when == "always"]
+    columns = ", ".join(f"{d} AS dl_{n}" for n, d in enumerate(deadlines.values()))
+    cte.append(
+        f"x_{i} AS (SELECT *, {columns} FROM w WHERE policy = {i} AND {' AND '.join(gates)})"
     )
-    return joins, f"k{i}.granted AS granted_{i}, d{i}.ts AS denied_{i}"
+    rows = []
+    for n, rule in enumerate(policy.retention):
+        d = f"dl_{n}"
+        if rule.basis_id is None:
+            where = "" if rule.mode is None else f" WHERE mode = {_q(rule.mode)}"
+            rows.append(f"SELECT idx, {d} AS d, ts AS s, {_FOREVER} AS e FROM x_{i}{where}")
+            continue
+        part = parts[rule.basis_id]
+        if isinstance(part.basis, FlagBasis):
+            rows.append(
+                f"SELECT x.idx, x.{d} AS d, greatest(f.ts, x.ts) AS s, f.e FROM x_{i} x"
+                " JOIN (SELECT * FROM flag_spans WHERE conversation_id BETWEEN $lo AND $hi) f"
+                f" ON f.conversation_id = x.conversation_id"
+                f" AND f.policy = {_q(part.basis.flag_policy)}"
+                f" WHERE x.plan IS NOT NULL AND NOT {part.excluded} AND greatest(f.ts, x.ts) < f.e"
+            )
+        elif part.basis.by_conversation:
+            name = f"cg_{i}_{part.j}"
+            if not any(c.startswith(f"{name} AS") for c in cte):
+                cte.append(
+                    f"{name} AS (SELECT conversation_id, e, min(ts) AS s FROM"
+                    f" (SELECT conversation_id, ts, {part.end} AS e FROM w WHERE {part.starts})"
+                    " GROUP BY conversation_id, e)"
+                )
+            rows.append(
+                f"SELECT x.idx, x.{d} AS d, greatest(g.s, x.ts) AS s, g.e FROM x_{i} x"
+                f" JOIN {name} g ON g.conversation_id = x.conversation_id"
+                f" WHERE {part.match} AND NOT {part.excluded} AND greatest(g.s, x.ts) < g.e"
+            )
+        else:
+            rows.append(
+                f"SELECT idx, {d} AS d, ts AS s, {part.end} AS e FROM x_{i} WHERE {part.starts}"
+            )
+    return rows
 
 
-def _basis_sql(index: int, basis: Basis) -> _BasisSql:
-    """The grant and reasons of ``basis``, over the columns of its mechanism ``index``."""
-    i = index
-    if basis.kind == "flag":
-        return _BasisSql(grant=f"flag_{i}", main_reason="'no_active_flag'", late_reason=None)
-    match = f"coalesce(plan_class = {_q(basis.plan_class or '')}, false)"
-    granted = f"coalesce(granted_{i}, false)"
-    held = f"(denied_{i} IS NULL OR denied_{i} <= ts)"
-    late = (
-        f"CASE WHEN NOT {match} AND {granted} THEN 'account_scope_consent_ignored' END"
-        if basis.consent_scope == "account"
-        else None
+def _expiry_ctes(rows: list[str], as_of: int) -> list[str]:
+    """The messages expired by as-of (``expired(idx)``) from their rules' intervals."""
+    return [
+        f"iv AS ({' UNION ALL '.join(rows)})",
+        # Each interval cut at its deadline: before it the rule keeps the content, from it on
+        # the rule lets it go.
+        "pieces AS (SELECT idx, s, least(e, d) AS e, false AS lets FROM iv WHERE s < least(e, d)"
+        " UNION ALL SELECT idx, greatest(s, d) AS s, e, true AS lets FROM iv"
+        " WHERE greatest(s, d) < e)",
+        "cand AS (SELECT DISTINCT idx, CASE WHEN lets THEN s ELSE e END AS c FROM pieces"
+        f" WHERE CASE WHEN lets THEN s ELSE e END <= {as_of})",
+        "expired AS (SELECT DISTINCT idx FROM (SELECT k.idx FROM cand k JOIN pieces p"
+        " ON p.idx = k.idx AND p.s <= k.c AND k.c < p.e GROUP BY k.idx, k.c"
+        " HAVING bool_and(p.lets)))",
+    ]
+
+
+# -- the decision ------------------------------------------------------------------------------
+
+
+def _decision_sql(policy: Policy, parts: list[_BasisSql], expired: str | None) -> tuple[str, str]:
+    """The basis and the first reason of a message under ``policy``, as SQL expressions over
+    the columns of ``w``: deletions, content expiry and plan first, then its bases in order."""
+    said = policy.vocabulary.decision
+    blocked = [("conv_deleted", said.conversation_gone), ("acct_deleted", said.account_gone)]
+    if expired is not None:
+        blocked.append((expired, said.content_expiry))
+    blocked.append(("plan IS NULL", said.plan_unknown))
+    denied = " OR ".join(column for column, _ in blocked)
+    grants = " ".join(f"WHEN {part.grant} THEN {_q(part.basis.id)}" for part in parts)
+    basis_expr = f"CASE WHEN {denied} THEN NULL {grants} END" if parts else "NULL::VARCHAR"
+    reasons = [part.reason for part in parts] + [
+        late for part in parts if (late := part.late) is not None
+    ]
+    any_grant = f" WHEN {' OR '.join(part.grant for part in parts)} THEN NULL" if parts else ""
+    whens = "".join(f" WHEN {column} THEN {_q(reason)}" for column, reason in blocked)
+    reason_expr = (
+        f"CASE{whens}{any_grant} ELSE coalesce({', '.join([*reasons, _q(said.no_basis)])}) END"
     )
-    return _BasisSql(
-        grant=f"({match} AND {granted} AND {held})",
-        main_reason=(
-            f"CASE WHEN {match} THEN CASE WHEN {granted} THEN 'consent_revoked'"
-            " ELSE 'no_consent' END END"
-        ),
-        late_reason=late,
-    )
+    return basis_expr, reason_expr
 
 
-def _prepare(
-    mechanisms: dict[tuple[str, str], int], as_of: int, with_content: bool, incognito: bool
-) -> tuple[str, ...]:
+def _by_policy(position: str, expressions: list[str]) -> str:
+    """The expression of the policy at ``position`` (one policy: its expression alone)."""
+    if len(expressions) == 1:
+        return expressions[0]
+    whens = " ".join(f"WHEN {i} THEN {expr}" for i, expr in enumerate(expressions))
+    return f"CASE {position} {whens} END"
+
+
+def _prepare(m: _Mechanisms, as_of: int, with_content: bool) -> tuple[str, ...]:
     flags = [
         f"c.conversation_id IN (SELECT f.conversation_id FROM l_flags f"
-        f" WHERE f.policy = {_q(parameter)} AND f.ts <= {as_of}"
+        f" WHERE f.policy = {_q(flag_policy)} AND f.ts <= {as_of}"
         f" AND f.flag_id NOT IN (SELECT flag_id FROM l_flag_clears WHERE ts <= {as_of}))"
         f" AS flag_{i}"
-        for (kind, parameter), i in mechanisms.items()
-        if kind == "flag"
+        for flag_policy, i in m.flags.items()
     ]
-    if incognito:
-        flags.append("c.incognito = 1 AS incognito")
+    if m.mode:
+        flags.append(f"coalesce(c.mode, {_q(MODES[0])}) AS mode")
+    # Before a subject's first consent event: no consent (the default decides) and its
+    # first denial to come; needed only when a default grants.
+    before = (
+        f" UNION ALL SELECT scope, subject, setting, {_BEFORE} AS ts, NULL AS granted"
+        f" FROM l_consents WHERE ts <= {as_of} GROUP BY scope, subject, setting"
+        if m.default_granted
+        else ""
+    )
     statements = [
         # The plan at t: the latest account.updated with at <= t, the later arrival on ties;
         # as intervals [ts, until_ts) per account, so a message finds its plan by a hash join.
@@ -301,20 +556,18 @@ def _prepare(
             FROM (SELECT * FROM l_account_plans WHERE ts <= {as_of}
               QUALIFY row_number() OVER (PARTITION BY account_id, ts ORDER BY event_seq DESC)
                 = 1)""",
-        # Consent at t: the latest change with at <= t; at one instant a denial wins (intervals).
+        # Consent at t: the latest change with at <= t; at one instant a denial wins. As
+        # intervals [ts, until_ts) per scope, subject and setting, each with the first denial
+        # after it (at or before as-of): the same for every t of the interval.
         f"""CREATE OR REPLACE TABLE consent_at AS
-            SELECT scope, subject, ts,
-              coalesce(lead(ts) OVER (PARTITION BY scope, subject ORDER BY ts), {_FOREVER})
-                AS until_ts,
-              granted
-            FROM (SELECT scope, subject, ts, bool_and(granted = 1) AS granted FROM l_consents
-              WHERE ts <= {as_of} GROUP BY scope, subject, ts)""",
-        # Held until as-of: no denial in (t, as-of], i.e. the last denial is at or before t.
-        f"""CREATE OR REPLACE TABLE consent_last_denial AS
-            SELECT scope, subject, max(ts) AS ts FROM l_consents
-            WHERE granted = 0 AND ts <= {as_of} GROUP BY scope, subject""",
-    ]
-    statements.append(
+            SELECT scope, subject, setting, ts,
+              coalesce(lead(ts) OVER w, {_FOREVER}) AS until_ts,
+              granted,
+              min(CASE WHEN NOT granted THEN ts END)
+                OVER (w ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS denial
+            FROM (SELECT scope, subject, setting, ts, bool_and(granted = 1) AS granted
+              FROM l_consents WHERE ts <= {as_of} GROUP BY scope, subject, setting, ts{before})
+            WINDOW w AS (PARTITION BY scope, subject, setting ORDER BY ts)""",
         f"""CREATE OR REPLACE TABLE conv_facts AS
         SELECT c.conversation_id, c.account_id,
           c.conversation_id IN (SELECT conversation_id FROM l_conversation_deletions
@@ -323,8 +576,17 @@ def _prepare(
             AS acct_deleted
           {"".join(", " + flag for flag in flags)}
         FROM l_conversations c
-        ORDER BY c.conversation_id"""
-    )
+        ORDER BY c.conversation_id""",
+    ]
+    if m.flag_intervals:
+        # Each flag as the interval [raised, first clear) of as-of instants it is active.
+        statements.append(
+            f"""CREATE OR REPLACE TABLE flag_spans AS
+            SELECT f.conversation_id, f.policy, f.ts, coalesce(min(c.ts), {_FOREVER}) AS e
+            FROM l_flags f LEFT JOIN l_flag_clears c ON c.flag_id = f.flag_id AND c.ts <= {as_of}
+            WHERE f.ts <= {as_of} GROUP BY f.flag_id, f.conversation_id, f.policy, f.ts
+            ORDER BY f.conversation_id"""
+        )
     if with_content:
         # Settings as of as-of: per setting, the latest update (time, then arrival) carrying it.
         # Only records read it (``CompiledPurpose.content_prepare``).
@@ -341,52 +603,6 @@ def _prepare(
     return tuple(statements)
 
 
-def _decision_sql(
-    policy: Policy, purpose: str, mechanisms: dict[tuple[str, str], int]
-) -> tuple[str, str]:
-    """The basis and the first reason of a message under ``policy``, as SQL expressions over
-    the columns of ``j``: its exclusions, deletions and plan first, then its bases in order."""
-    bases = policy.message_bases(purpose)
-    parts = [_basis_sql(mechanisms[_mechanism(basis)], basis) for basis in bases]
-    excluded = [
-        (f"{exclusion.kind}", exclusion.id)
-        for exclusion in policy.exclusions
-        if "message" in exclusion.applies_to
-    ]
-    grants = [
-        f"WHEN {part.grant} THEN {_q(basis.id)}" for part, basis in zip(parts, bases, strict=True)
-    ]
-    reasons = [p.main_reason for p in parts if p.main_reason] + [
-        p.late_reason for p in parts if p.late_reason
-    ]
-    denied = " OR ".join([*(column for column, _ in excluded), _DENIED])
-    basis_expr = (
-        f"CASE WHEN {denied} THEN NULL {' '.join(grants)} ELSE NULL END"
-        if grants
-        else "NULL::VARCHAR"
-    )
-    any_grant = f"WHEN {' OR '.join(p.grant for p in parts)} THEN NULL" if parts else ""
-    exclusions = "".join(f" WHEN {column} THEN {_q(rule)}" for column, rule in excluded)
-    reason_expr = (
-        f"CASE{exclusions} WHEN conv_deleted THEN 'conversation_deleted'"
-        " WHEN acct_deleted THEN 'account_deleted'"
-        " WHEN plan IS NULL THEN 'unknown_account'"
-        f" {any_grant} ELSE coalesce({', '.join([*reasons, _q('default_deny')])}) END"
-    )
-    return basis_expr, reason_expr
-
-
-_DENIED = "conv_deleted OR acct_deleted OR plan IS NULL"
-
-
-def _by_policy(position: str, expressions: list[str]) -> str:
-    """The expression of the policy at ``position`` (one policy: its expression alone)."""
-    if len(expressions) == 1:
-        return expressions[0]
-    whens = " ".join(f"WHEN {i} THEN {expr}" for i, expr in enumerate(expressions))
-    return f"CASE {position} {whens} END"
-
-
 def compile_purpose(*, policy: Policy | PolicySet, purpose: str, as_of: int) -> CompiledPurpose:
     """The SQL deciding every message for ``purpose`` as of ``as_of`` under ``policy`` (one
     policy, or each message under the policy of the set in force at its time)."""
@@ -396,10 +612,7 @@ def compile_purpose(*, policy: Policy | PolicySet, purpose: str, as_of: int) -> 
     by_id = {b.id: b for p in reversed(policies.policies) for b in p.message_bases(purpose)}
     bases = tuple(by_id[basis_id] for basis_id in order if basis_id in by_id)
     with_content = bool(bases)
-    mechanisms: dict[tuple[str, str], int] = {}
-    for basis in bases:
-        mechanisms.setdefault(_mechanism(basis), len(mechanisms))
-    incognito = any(p.excludes_incognito("message") for p in policies.policies)
+    m = _mechanisms(policies, purpose)
     starts = policies.starts
     position = (
         "CASE "
@@ -412,28 +625,69 @@ def compile_purpose(*, policy: Policy | PolicySet, purpose: str, as_of: int) -> 
         "b.idx", "b.conversation_id", "b.ts", "b.seq", f"{position} AS policy",
         "coalesce(c.conv_deleted, false) AS conv_deleted",
         "coalesce(c.acct_deleted, false) AS acct_deleted",
-        "p.plan", f"{_plan_class(policies.policies[0])} AS plan_class",
+        "p.plan", f"{_plan_class(policies.plans)} AS plan_class",
     ]  # fmt: skip
-    if incognito:
-        columns.append("coalesce(c.incognito, false) AS incognito")
+    union = _plan_class(policies.plans)
+    columns += [
+        f"CASE WHEN p.plan IN ({', '.join(_q(plan) for plan in p.plans)}) THEN {union} END"
+        f" AS {m.classes[i]}"
+        for i, p in enumerate(policies.policies)
+        if m.classes[i] != "plan_class"
+    ]
+    if m.mode:
+        columns.append(f"coalesce(c.mode, {_q(MODES[0])}) AS mode")
     joins = [
         "LEFT JOIN (SELECT * FROM conv_facts WHERE conversation_id BETWEEN $lo AND $hi) c"
         " ON c.conversation_id = b.conversation_id",
         "LEFT JOIN plans_at p ON p.account_id = c.account_id"
         " AND b.ts >= p.ts AND b.ts < p.until_ts",
     ]
-    for mechanism, i in mechanisms.items():
-        mechanism_joins, mechanism_columns = _mechanism_sql(i, mechanism)
-        columns.append(mechanism_columns)
-        joins.extend(mechanism_joins)
-    decisions = [_decision_sql(p, purpose, mechanisms) for p in policies.policies]
+    for (scope, setting), k in m.consent.items():
+        subject = "c.account_id" if scope == "account" else "p.organization_id"
+        joins.append(
+            f"LEFT JOIN (SELECT subject, ts, until_ts, granted, denial FROM consent_at"
+            f" WHERE scope = {_q(scope)} AND setting = {_q(setting)}) k{k}"
+            f" ON k{k}.subject = {subject} AND b.ts >= k{k}.ts AND b.ts < k{k}.until_ts"
+        )
+        columns.append(f"k{k}.granted AS granted_{k}, k{k}.denial AS denial_{k}")
+    columns += [f"coalesce(c.flag_{f}, false) AS flag_{f}" for f in m.flags.values()]
+    ctes = [f"j AS (SELECT {', '.join(columns)} FROM batch b {' '.join(joins)})"]
+    windows: list[str] = []
+    rows: list[str] = []
+    decisions = []
+    retention_ctes: list[str] = []
+    for i, p in enumerate(policies.policies):
+        said = p.vocabulary
+        used = {b.id: _BasisSql(i, j, b, m, said) for j, b in enumerate(_used_bases(p, purpose))}
+        windows += [w for part in used.values() if (w := part.window) is not None]
+        expired: str | None = None
+        if p.retention and all(rule.basis_id is None for rule in p.retention):
+            expired = _static_expiry(p, as_of)
+        elif p.retention:
+            rows += _intervals(i, p, used, as_of, retention_ctes)
+            expired = "expired"
+        deciding = [used[b.id] for b in p.message_bases(purpose)]
+        decisions.append(_decision_sql(p, deciding, expired))
+    ctes.append(
+        f"w AS (SELECT *{''.join(', ' + w for w in windows)} FROM j)"
+        if windows
+        else "w AS (SELECT * FROM j)"
+    )
+    source = "w"
+    if rows:
+        ctes[-1] = ctes[-1].replace("w AS (", "w AS MATERIALIZED (", 1)
+        ctes += retention_ctes + _expiry_ctes(rows, as_of)
+        ctes.append(
+            "v AS (SELECT w.*, x.idx IS NOT NULL AS expired FROM w"
+            " LEFT JOIN expired x ON x.idx = w.idx)"
+        )
+        source = "v"
     basis_expr = _by_policy("policy", [basis for basis, _ in decisions])
     reason_expr = _by_policy("policy", [reason for _, reason in decisions])
     decide = (
-        "CREATE OR REPLACE TEMP TABLE decided AS"
-        f" WITH j AS (SELECT {', '.join(columns)} FROM batch b {' '.join(joins)})"
+        f"CREATE OR REPLACE TEMP TABLE decided AS WITH {', '.join(ctes)}"
         f" SELECT idx, conversation_id, ts, seq, {basis_expr} AS basis, {reason_expr} AS reason,"
-        " policy FROM j"
+        f" policy FROM {source}"
     )
     tally = "SELECT basis, reason, count(*)::BIGINT FROM decided GROUP BY basis, reason"
     precedence = " ".join(f"WHEN {_q(b.id)} THEN {i}" for i, b in enumerate(bases))
@@ -451,7 +705,7 @@ def compile_purpose(*, policy: Policy | PolicySet, purpose: str, as_of: int) -> 
         f" WHERE d.basis IS NOT NULL ORDER BY d.conversation_id, CASE d.basis {precedence} END,"
         " b.ts, b.arrival"
     )
-    prepare = _prepare(mechanisms, as_of, with_content, incognito)
+    prepare = _prepare(m, as_of, with_content)
     return CompiledPurpose(
         purpose=purpose,
         as_of=as_of,

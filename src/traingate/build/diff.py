@@ -224,7 +224,8 @@ def _report_changes(
                 submitted_at=report.submitted_at,
                 purpose=purpose,
                 as_of=as_of,
-                incognito=report.snapshot.incognito,
+                mode=report.snapshot.mode,
+                comment=report.snapshot.comment,
             )
             for side in (a, b)
         ]

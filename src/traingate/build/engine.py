@@ -15,6 +15,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from traingate.policy import Policy, PolicySet
+from traingate.policy.model import reasons
 from traingate.store.export import StoreReader
 from traingate.store.store import Store
 
@@ -97,7 +98,7 @@ class Tally:
         out: Counter[str] = Counter()
         for (basis, reason), n in self.counts.items():
             if basis is None:
-                out[reason or "default_deny"] += n
+                out[reason or reasons().decision.no_basis] += n
         return dict(sorted(out.items()))
 
 
