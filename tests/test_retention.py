@@ -791,6 +791,9 @@ def test_the_console_retention_page_shows_content_rules_and_expiries(
             assert f"<span>{rule.id}</span>" in page and f"<code>{rule.keep}</code>" in page
             assert rule.text.replace("'", "&#39;") in page
         assert "30 days <code>P30D</code>" in page
+        reasons = c2025.vocabulary
+        for reason in (reasons.decision.content_expiry, reasons.feedback.expiry):
+            assert f'<span>{reason}</span><span class="spec">{c2025.rules[reason].rule}' in page
         assert regex.search(r'id="content-due">.*1 message of 1 conversation passed', page)
         assert 'id="content-table"' in page and "<code>" + c2025.retention[0].id in page
         csrf = regex.search(r'name="csrf" value="([0-9a-f]+)"', page)

@@ -85,6 +85,18 @@ class PolicyRetention:
     has_feedback: bool
     deleted_after: str
     rules: tuple[ContentRule, ...]
+    # (reason id, rule) of what each part gives, from the policy's file (None: it gives none)
+    feedback_reason: tuple[str, str] | None = None
+    content_reason: tuple[str, str] | None = None
+    deletion_reasons: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def feedback_duration(self) -> Duration | None:
+        return None if self.feedback is None else Duration.parse(self.feedback)
+
+    @property
+    def deleted_after_duration(self) -> Duration:
+        return Duration.parse(self.deleted_after)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,11 +228,22 @@ class RetentionStatus:
         }
 
 
+def _reason(policy: Policy, reason_id: str) -> tuple[str, str] | None:
+    """(id, rule) of a reason the policy's file gives text for (None: it cannot give it)."""
+    rule = policy.rules.get(reason_id)
+    return None if rule is None else (reason_id, rule.rule)
+
+
 def _policies(policy: Policy | PolicySet) -> tuple[PolicyRetention, ...]:
     policies = PolicySet.of(policy)
     out = []
     for index, current in enumerate(policies.policies):
         basis = current.feedback_basis
+        reasons = current.vocabulary
+        deletion = [
+            _reason(current, reasons.decision.conversation_gone),
+            _reason(current, reasons.decision.account_gone),
+        ]
         out.append(
             PolicyRetention(
                 label=current.label,
@@ -233,6 +256,9 @@ def _policies(policy: Policy | PolicySet) -> tuple[PolicyRetention, ...]:
                     ContentRule(id=r.id, rule=r.rule, when=r.when, keep=r.keep, text=r.text)
                     for r in current.retention
                 ),
+                feedback_reason=_reason(current, reasons.feedback.expiry),
+                content_reason=_reason(current, reasons.decision.content_expiry),
+                deletion_reasons=tuple(ref for ref in deletion if ref is not None),
             )
         )
     return tuple(out)
