@@ -5,15 +5,18 @@ times finer than a date."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
 from tests.test_build_helpers import all_strings, read_dataset
 from traingate.app import Traingate
-from traingate.deid import EMAIL_PATTERN, redact_json
+from traingate.deid import EMAIL_PATTERN, redact, redact_json
 from traingate.timeutil import parse_instant
 
 T = Events.t
@@ -133,3 +136,22 @@ def test_the_scanner_finds_what_it_looks_for() -> None:
 )
 def test_redacted_keys_that_come_out_alike_keep_every_value(value: Any, expected: Any) -> None:
     assert redact_json(value) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="ab.@-_%+1 Z\n\u00e9", max_size=60))
+def test_redact_is_exactly_the_pattern_substituted(text: str) -> None:
+    """``redact`` (linear time) gives what ``re.sub`` with the SPEC §3 pattern gives."""
+    assert redact(text) == re.sub(EMAIL_PATTERN, "[email]", text)
+
+
+def test_redact_takes_linear_time_on_long_runs() -> None:
+    """64 KiB of letters is redacted in milliseconds per case (``re.sub`` took 15 s, and
+    about an hour for the 1 MiB a report may carry: it rescans the run from every position;
+    issue 19)."""
+    n = 1 << 16
+    for text in ("x" * n, "x" * n + "@", "a@" + "x" * n, "@x" * (n // 2), "x.y" * (n // 3)):
+        started = time.perf_counter()
+        redact(text)
+        assert time.perf_counter() - started < 2, text[:20]
+    assert redact("y" * n + " me@mail.example") == "y" * n + " [email]"

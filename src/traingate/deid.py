@@ -25,11 +25,36 @@ EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 EMAIL_TOKEN = "[email]"
 KEPT_ATTACHMENT_SOURCES = frozenset({"upload"})
 _EMAIL = re.compile(EMAIL_PATTERN)
+_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 
 
 def redact(text: str) -> str:
-    """Replace every e-mail address in ``text`` by ``[email]``."""
-    return _EMAIL.sub(EMAIL_TOKEN, text)
+    """Replace every e-mail address in ``text`` by ``[email]``: exactly ``re.sub`` with
+    ``EMAIL_PATTERN``, in time linear in the text. (``re.sub`` itself tries every position of
+    a long run of letters and scans the run from each: quadratic, an hour for 1 MiB of
+    ``x``.) An address's local part is the run of local-part characters that ends at an
+    ``@``, so the leftmost match through each ``@`` can only start where that run starts
+    (after the previous match), and when it fails there no later start in the run succeeds:
+    the part after the ``@`` is the same for all of them."""
+    if "@" not in text:
+        return text
+    out: list[str] = []
+    copied = 0  # text[:copied] is done; a match starts at or after it, as in re.sub
+    at = text.find("@")
+    while at >= 0:
+        start = at
+        while start > copied and text[start - 1] in _LOCAL:
+            start -= 1
+        match = _EMAIL.match(text, start) if start < at else None
+        if match is None:
+            at = text.find("@", at + 1)
+            continue
+        out.append(text[copied : match.start()])
+        out.append(EMAIL_TOKEN)
+        copied = match.end()
+        at = text.find("@", copied)
+    out.append(text[copied:])
+    return "".join(out)
 
 
 def redact_json(value: Any) -> Any:

@@ -13,6 +13,7 @@
      ├── BuildError             a dataset build cannot run (output exists, engine failure)
      ├── AuthenticationError    no credential, or an unknown, revoked or expired one
      ├── AccessDeniedError      a valid caller asked for what its role or account may not see
+     ├── TooLargeError          a request body is larger than its route's limit
      └── TimestampError         a time given by the caller is not RFC 3339 (also used by events)
 
 Callers catch ``TraingateError`` to get every expected failure; anything else is a bug.
@@ -97,3 +98,8 @@ class AuthenticationError(TraingateError):
 class AccessDeniedError(TraingateError):
     """The caller is who it says, but its role, or the account its session is bound to, does
     not allow what it asked for."""
+
+
+class TooLargeError(TraingateError):
+    """A request body is larger than its route's limit (the message names the limit). Raised
+    while the body streams in, before the rest of it is read."""

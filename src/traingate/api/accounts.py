@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 
 from traingate.api.auth import TG, Access, require_account
+from traingate.api.body import json_body, json_request_body
 from traingate.api.conversations import AsOf, as_of_param
 from traingate.api.models import ConsentRequest, error_responses
 from traingate.auth import Principal
@@ -46,13 +47,14 @@ def privacy(
 @router.put(
     "/{account_id}/consent",
     summary="Set one's own model-training consent",
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 403, 404, 413, 415, 422),
+    openapi_extra={"requestBody": json_request_body(ConsentRequest)},
 )
 def set_consent(
     principal: Annotated[Principal, Depends(Access(user=True))],
     tg: TG,
     account_id: AccountId,
-    body: ConsentRequest,
+    body: Annotated[ConsentRequest, Depends(json_body(ConsentRequest))],
 ) -> dict[str, Any]:
     """The privacy center's toggle: records a `consent.updated` event (scope `account`,
     source `privacy_settings`, now) and returns the new privacy answer."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
 from traingate.api.auth import TG, Access
+from traingate.api.body import json_body, json_request_body
 from traingate.api.models import DatasetRequest, error_responses
 from traingate.auth import Principal
 from traingate.jobs import BuildJobs
@@ -32,9 +33,15 @@ Jobs = Annotated[BuildJobs, Depends(_jobs)]
     "",
     summary="Start a dataset build",
     status_code=202,
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(401, 403, 413, 415, 422),
+    openapi_extra={"requestBody": json_request_body(DatasetRequest)},
 )
-def start_build(principal: Analyst, tg: TG, jobs: Jobs, body: DatasetRequest) -> JSONResponse:
+def start_build(
+    principal: Analyst,
+    tg: TG,
+    jobs: Jobs,
+    body: Annotated[DatasetRequest, Depends(json_body(DatasetRequest))],
+) -> JSONResponse:
     """Queue a build of everything `purpose` may use as of `as_of` (default: now, fixed when
     the job is queued). Poll `GET /v1/datasets/{job_id}` for status, progress and manifest."""
     as_of = None if body.as_of is None else parse_instant(body.as_of)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from traingate.api.auth import TG, Access
+from traingate.api.body import EVENTS_LIMIT, media_type, read_body
 from traingate.api.models import IngestSummaryBody, error_responses
 from traingate.api.openapi import event_schema
 from traingate.api.problems import ApiError, error_body
@@ -32,10 +33,6 @@ class EventLines:
     lines: list[str]
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
 def _text(body: bytes) -> str:
     try:
         return body.decode("utf-8")
@@ -52,9 +49,12 @@ def _too_many(count: int) -> ApiError:
 
 
 async def event_lines(request: Request) -> EventLines:
-    """Read the body: ``application/json`` (an array of events) or NDJSON (one per line)."""
-    media = _media_type(request)
-    body = await request.body()
+    """Read the body: ``application/json`` (an array of events) or NDJSON (one per line), at
+    most 16 MiB (``api/body.py``)."""
+    media = media_type(request)
+    if media not in (*NDJSON_TYPES, "application/json", ""):
+        raise _unsupported(media)
+    body = await read_body(request, limit=EVENTS_LIMIT)
     if media in NDJSON_TYPES:
         # universal newlines, as the command line reads a file or standard input
         lines = list(io.StringIO(_text(body), newline=None))
@@ -80,7 +80,11 @@ async def event_lines(request: Request) -> EventLines:
             return EventLines(lines=[json.dumps(item, ensure_ascii=False) for item in data])
         except RecursionError:
             raise ApiError(400, "invalid_json", "the body nests too deeply") from None
-    raise ApiError(
+    raise _unsupported(media)
+
+
+def _unsupported(media: str) -> ApiError:
+    return ApiError(
         415,
         "unsupported_media_type",
         f"send events as application/json (an array) or application/x-ndjson, not {media!r}",

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
 from traingate.api.auth import TG, Access, Caller
+from traingate.api.body import FEEDBACK_LIMIT, media_type, read_body
 from traingate.api.events import summary_response
 from traingate.api.models import FeedbackReceipt, IngestSummaryBody, error_responses
 from traingate.api.openapi import feedback_schema
@@ -25,12 +26,13 @@ Receipt = Annotated[
 
 
 async def feedback_event(request: Request) -> dict[str, Any]:
-    """The body: one ``feedback.submitted`` event as a JSON object."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    """The body: one ``feedback.submitted`` event as a JSON object, at most 1 MiB."""
+    media = media_type(request)
     if media not in ("application/json", ""):
         raise ApiError(415, "unsupported_media_type", f"send application/json, not {media!r}")
+    body = await read_body(request, limit=FEEDBACK_LIMIT)
     try:
-        data = json.loads((await request.body()).decode("utf-8"))
+        data = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("type") != "feedback.submitted":
@@ -45,7 +47,7 @@ async def feedback_event(request: Request) -> dict[str, Any]:
     response_model=FeedbackReceipt,
     responses={
         422: {"model": IngestSummaryBody, "description": "The report was rejected."},
-        **error_responses(400, 401, 403, 409, 415),
+        **error_responses(400, 401, 403, 409, 413, 415),
     },
     openapi_extra={
         "requestBody": {

@@ -26,6 +26,7 @@ from traingate.errors import (
     ReceiptError,
     StoreError,
     TimestampError,
+    TooLargeError,
     TraingateError,
 )
 
@@ -54,6 +55,7 @@ _MAPPING: tuple[tuple[type[TraingateError], int, str], ...] = (
     (AccessDeniedError, 403, "forbidden"),
     (ReceiptError, 404, "receipt_not_found"),
     (NotFoundError, 404, "not_found"),
+    (TooLargeError, 413, "too_large"),
     (TimestampError, 422, "invalid_time"),
     (EventError, 422, "invalid_event"),
     (PolicyError, 422, "invalid_policy_value"),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Depends
 
 from traingate.api.auth import TG, Access
+from traingate.api.body import json_body, json_request_body
 from traingate.api.models import PurgeRequest, error_responses
 from traingate.auth import Principal
 from traingate.timeutil import parse_instant
@@ -16,11 +17,16 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["retention"])
 
 
-@router.post("/purge", summary="Purge expired data", responses=error_responses(401, 403, 422))
+@router.post(
+    "/purge",
+    summary="Purge expired data",
+    responses=error_responses(401, 403, 413, 415, 422),
+    openapi_extra={"requestBody": json_request_body(PurgeRequest, required=False)},
+)
 def purge(
     principal: Annotated[Principal, Depends(Access("privacy_officer"))],
     tg: TG,
-    body: Annotated[PurgeRequest | None, Body()] = None,
+    body: Annotated[PurgeRequest | None, Depends(json_body(PurgeRequest, required=False))],
 ) -> dict[str, Any]:
     """Delete expired feedback reports (crypto-shredding) and the data of conversations and
     accounts deleted more than 30 days before `as_of` (default now); the counts, as

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from traingate.api.auth import TG, Access, Caller
+from traingate.api.body import json_body, json_request_body
 from traingate.api.models import SessionRequest, error_responses
 from traingate.auth import Principal
 
@@ -20,10 +21,13 @@ router = APIRouter(prefix="/v1", tags=["sessions"])
     "/sessions",
     summary="Open a session for an end user",
     status_code=201,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 403, 404, 413, 415, 422),
+    openapi_extra={"requestBody": json_request_body(SessionRequest)},
 )
 def create_session(
-    principal: Annotated[Principal, Depends(Access("ingest"))], tg: TG, body: SessionRequest
+    principal: Annotated[Principal, Depends(Access("ingest"))],
+    tg: TG,
+    body: Annotated[SessionRequest, Depends(json_body(SessionRequest))],
 ) -> JSONResponse:
     """A session bound to one known account. `session` is shown only here: give it to the user
     as a bearer credential, or send them to `login_path` (the web login link, which sets an

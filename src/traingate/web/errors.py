@@ -22,6 +22,7 @@ from traingate.errors import (
     NotFoundError,
     ReceiptError,
     StoreError,
+    TooLargeError,
     TraingateError,
 )
 from traingate.web.render import SECURITY_HEADERS, page
@@ -34,6 +35,7 @@ _TITLES = {
     401: "Please sign in",
     403: "Not allowed",
     404: "Not found",
+    413: "Too large",
     422: "That did not work",
     503: "Temporarily unavailable",
 }
@@ -43,6 +45,7 @@ _CODES = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
+    413: "too_large",
     422: "invalid_value",
     503: "store_unavailable",
 }
@@ -57,6 +60,8 @@ def _status(exc: TraingateError) -> int:
         return 404
     if isinstance(exc, StoreError):
         return 503
+    if isinstance(exc, TooLargeError):
+        return 413
     return 422
 
 

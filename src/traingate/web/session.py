@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import Depends, Request, Response
 
 from traingate.api.auth import SESSION_COOKIE, TG, set_session_cookie
+from traingate.api.body import FORM_LIMIT, media_type, read_body
 from traingate.app import Traingate
 from traingate.auth import Principal
 from traingate.errors import AccessDeniedError, AuthenticationError, ConfigError
@@ -44,7 +45,7 @@ __all__ = [
 
 ADMIN_COOKIE = "traingate_admin"
 ADMIN_ROLES = ("analyst", "privacy_officer")
-MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_BYTES = FORM_LIMIT
 _SECOND = 1_000_000
 _CSRF = b"traingate/web/csrf/v1"
 
@@ -163,15 +164,16 @@ def _same_origin(request: Request) -> bool:
 
 
 async def read_form(request: Request) -> Form:
-    """The body as an urlencoded form (at most 64 KiB); ConfigError for anything else."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != "application/x-www-form-urlencoded":
+    """The body as an urlencoded form of UTF-8 text, at most 64 KiB, read while it streams
+    (TooLargeError past the limit); ConfigError for anything else, invalid UTF-8 included
+    (raw or percent-encoded: nothing becomes U+FFFD)."""
+    if media_type(request) != "application/x-www-form-urlencoded":
         raise ConfigError("send the form as application/x-www-form-urlencoded")
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise ConfigError(f"the form is larger than {MAX_FORM_BYTES // 1024} KiB")
+    body = await read_body(request, limit=MAX_FORM_BYTES)
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, errors="strict"
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"the form cannot be read: {exc}") from None
     fields: dict[str, list[str]] = {}
