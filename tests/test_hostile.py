@@ -9,20 +9,28 @@ import select
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from tests.api_support import Api, history, running_api
-from tests.factories import Events
+from tests.factories import Events, jsonl
 from tests.route_matrix import PUBLIC, is_page, matrix
 from traingate.api.body import EVENTS_LIMIT, FEEDBACK_LIMIT, FORM_LIMIT, JSON_LIMIT
 from traingate.app import Traingate
+from traingate.cli import cli
 from traingate.settings import Settings
+from traingate.timeutil import DAY, MAX_INSTANT, MIN_INSTANT
 from traingate.web.session import csrf_token
 
 T = Events.t
@@ -317,3 +325,156 @@ def test_status_of_answers_is_json_with_the_limit(api: Api) -> None:
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "too_large"
     assert "16 KiB" in answer.json()["error"]["message"]
+
+
+# -- instants at the edges of SPEC §2's range ------------------------------------------------
+
+RANGE = "[1970-01-01T00:00:00Z, 9000-01-01T00:00:00Z)"
+_EPOCH = datetime(1970, 1, 1)
+_SECOND = 1_000_000
+
+
+@st.composite
+def edge_instants(draw: st.DrawFn) -> tuple[int, str]:
+    """(UTC microseconds, RFC 3339 text with an offset) within two days of either end of the
+    range, the local time shifted by any offset from -23:59 to +23:59."""
+    edge = draw(st.sampled_from((MIN_INSTANT, MAX_INSTANT)))
+    micros = edge + draw(st.integers(-2 * DAY, 2 * DAY))
+    if not draw(st.booleans()):
+        micros -= micros % _SECOND
+    minutes = draw(st.integers(-(23 * 60 + 59), 23 * 60 + 59))
+    local = _EPOCH + timedelta(microseconds=micros, minutes=minutes)
+    text = f"{local.year:04d}-" + local.strftime("%m-%dT%H:%M:%S")
+    if local.microsecond:
+        text += f".{local.microsecond:06d}"
+    if minutes == 0 and draw(st.booleans()):
+        return micros, text + "Z"
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return micros, f"{text}{sign}{hours:02d}:{rest:02d}"
+
+
+def _in_range(micros: int) -> bool:
+    return MIN_INSTANT <= micros < MAX_INSTANT
+
+
+_EXAMPLES = examples(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_EXAMPLES
+@given(instant=edge_instants())
+def test_events_at_the_edges_over_http(api: Api, ev: Events, instant: tuple[int, str]) -> None:
+    """An event at an instant near either end of the range: accepted inside it; outside it
+    rejected with an error naming the range and the line, while the valid event sent with it
+    is kept (feedback near the upper end: its 10-year expiry lies past year 9000)."""
+    micros, text = instant
+    name = f"edge-{ev.prefix}{next(ev._ids)}"
+    if micros > MAX_INSTANT // 2:
+        edge = ev.feedback(f"f-{name}", "a", "c", "m2", text)
+    else:
+        edge = ev.account(name, text)
+    valid = ev.account(f"{name}-valid", T(0))
+    done = api.client.post("/v1/events", json=[valid, edge], headers=api.as_role("ingest"))
+    summary = done.json()
+    if _in_range(micros):
+        assert done.status_code == 200, (text, summary)
+        assert summary["accepted"] == 2
+    else:
+        assert done.status_code == 422, (text, summary)
+        assert summary["accepted"] == 1 and summary["rejected"] == 1
+        assert summary["errors"][0]["line"] == 2
+        assert RANGE in summary["errors"][0]["error"], summary
+
+
+@_EXAMPLES
+@given(instant=edge_instants())
+def test_as_of_at_the_edges_over_http(api: Api, ev: Events, instant: tuple[int, str]) -> None:
+    """Every as-of the API takes, near either end of the range: an answer inside it (a purge
+    as of the future is refused), 422 naming the range outside it; never a 5xx, and a build
+    is queued only for an instant inside the range (the job list still answers)."""
+    micros, text = instant
+    officer, analyst = api.as_role("privacy_officer"), api.as_role("analyst")
+    user = api.as_user("a")
+    params = {"as_of": text}
+    answers = {
+        "explain": api.client.get(
+            "/v1/conversations/c/explain",
+            params={**params, "purpose": "model_training"},
+            headers=officer,
+        ),
+        "conversation": api.client.get("/v1/conversations/c", params=params, headers=user),
+        "privacy": api.client.get("/v1/accounts/a/privacy", params=params, headers=officer),
+        "purge": api.client.post("/v1/purge", json=params, headers=officer),
+    }
+    jobs_before = len(api.client.get("/v1/datasets", headers=analyst).json()["jobs"])
+    if micros < MIN_INSTANT + DAY or micros >= MAX_INSTANT - DAY:  # builds are slow: the edges
+        answers["datasets"] = api.client.post(
+            "/v1/datasets", json={"purpose": "model_training", **params}, headers=analyst
+        )
+    listed = api.client.get("/v1/datasets", headers=analyst)
+    assert listed.status_code == 200
+    jobs = len(listed.json()["jobs"]) - jobs_before
+    for route, answer in answers.items():
+        assert answer.status_code < 500, (route, text, answer.text[:300])
+        if not _in_range(micros):
+            assert answer.status_code == 422, (route, text, answer.text[:300])
+            assert RANGE in answer.json()["error"]["message"], (route, answer.text[:300])
+        elif route == "purge" and micros > MAX_INSTANT // 2:
+            assert answer.status_code == 422 and "future" in answer.text, answer.text
+        else:
+            assert answer.status_code in (200, 202), (route, text, answer.text[:300])
+    assert jobs == (1 if "datasets" in answers and _in_range(micros) else 0)
+
+
+@examples(max_examples=12, deadline=None)
+@given(instant=edge_instants())
+def test_events_and_as_of_at_the_edges_on_the_command_line(instant: tuple[int, str]) -> None:
+    """The same from the command line: ingest exits 1 naming the line and the range and keeps
+    the valid event; explain --as-of outside the range exits 2 naming it."""
+    micros, text = instant
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            "TRAINGATE_DB": f"sqlite:///{tmp}/db.sqlite",
+            "TRAINGATE_KEY_FILE": f"{tmp}/keys.json",
+        }
+        e = Events()
+        lines = [e.account("ok", T(0)), e.account("edge", text)]
+        runner = CliRunner()
+        done = runner.invoke(cli, ["ingest", "-"], input="\n".join(jsonl(lines)) + "\n", env=env)
+        summary = json.loads(done.stdout)
+        if _in_range(micros):
+            assert done.exit_code == 0 and summary["accepted"] == 2, done.output
+        else:
+            assert done.exit_code == 1 and summary["accepted"] == 1, done.output
+            assert summary["errors"][0]["line"] == 2 and RANGE in summary["errors"][0]["error"]
+        args = ["explain", "--conversation", "c", "--purpose", "model_training", "--as-of", text]
+        explained = runner.invoke(cli, args, env=env)
+        if _in_range(micros):
+            assert explained.exit_code in (0, 2), explained.output  # c is unknown: exit 2
+            assert RANGE not in explained.output
+        else:
+            assert explained.exit_code == 2 and RANGE in explained.output, explained.output
+        assert explained.exception is None or isinstance(explained.exception, SystemExit)
+
+
+@pytest.mark.parametrize("text", ["9990-01-01T00:00:00Z", "0001-01-01T00:00:00+23:59"])
+def test_the_console_refuses_as_of_outside_the_range(api: Api, text: str) -> None:
+    """The console's explain query and build form: 422 pages naming the range, no job."""
+    officer, analyst = api.token("privacy_officer"), api.token("analyst")
+    api.client.cookies.clear()
+    page = api.client.get(
+        "/admin/explain",
+        params={"conversation_id": "c", "purpose": "model_training", "as_of": text},
+        headers={"Cookie": f"traingate_admin={officer}"},
+    )
+    assert page.status_code == 422 and RANGE in page.text
+    api.client.cookies.clear()
+    form = {"purpose": "model_training", "as_of": text, "csrf": csrf_token(analyst)}
+    started = api.client.post(
+        "/admin/builds", data=form, headers={"Cookie": f"traingate_admin={analyst}"}
+    )
+    assert started.status_code == 422 and RANGE in started.text
+    listed = api.client.get("/v1/datasets", headers=api.as_role("analyst"))
+    assert listed.status_code == 200 and listed.json()["jobs"] == []

@@ -10,7 +10,8 @@ from traingate.api.auth import TG, Access
 from traingate.api.body import json_body, json_request_body
 from traingate.api.models import PurgeRequest, error_responses
 from traingate.auth import Principal
-from traingate.timeutil import parse_instant
+from traingate.errors import TimestampError
+from traingate.timeutil import format_instant, now_micros, parse_instant
 
 __all__ = ["router"]
 
@@ -29,7 +30,15 @@ def purge(
     body: Annotated[PurgeRequest | None, Depends(json_body(PurgeRequest, required=False))],
 ) -> dict[str, Any]:
     """Delete expired feedback reports (crypto-shredding) and the data of conversations and
-    accounts deleted more than 30 days before `as_of` (default now); the counts, as
-    `traingate purge` prints them. The purge is recorded in the audit log."""
+    accounts deleted more than 30 days before `as_of` (default now; a time in the future is
+    refused, 422); the counts, as `traingate purge` prints them. The purge is recorded in the
+    audit log."""
     as_of = None if body is None or body.as_of is None else parse_instant(body.as_of)
+    if as_of is not None and as_of > now_micros():
+        # A purge as of the future shreds reports that have not expired yet: whoever holds a
+        # privacy_officer token must not be able to end every retention at once (issue 19).
+        raise TimestampError(
+            f"as_of {format_instant(as_of)} is in the future: a purge deletes what has expired"
+            " by now or earlier"
+        )
     return tg.purge(as_of=as_of, actor=principal.actor).to_dict()
