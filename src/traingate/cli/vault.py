@@ -58,8 +58,10 @@ def keys_rotate(ctx: click.Context, retire_old: bool) -> None:
 )
 @click.pass_context
 def purge(ctx: click.Context, as_of: int | None) -> None:
-    """Delete expired feedback reports (crypto-shredding) and the data of conversations and
-    accounts deleted more than 30 days before the as-of time. Prints the counts as JSON."""
+    """Delete expired feedback reports (crypto-shredding), messages whose content expired under
+    the policy's retention rules, and the data of conversations and accounts deleted more than
+    deleted_after (30 days unless the policy says otherwise) before the as-of time. Prints the
+    counts as JSON."""
     with open_app(ctx) as tg:
         counts = tg.purge(as_of=as_of, actor=cli_actor())
     emit(counts.to_dict())
