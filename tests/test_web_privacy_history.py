@@ -5,28 +5,29 @@ organization's consent, so the headline must not be "No", and it must name them;
 account's own setting on must not claim that earlier conversations are unused.
 
 Screenshots go to test-artifacts/web/ and /tmp/privacy-*.png. Without /usr/bin/chromium the
-tests skip, except with CI=true, where they fail (tests/test_web.py starts the browser).
+tests skip, except with CI=true, where they fail (as tests/test_web.py). Each test runs its
+browser in a thread of its own: Playwright's sync API holds one instance per thread, and
+tests/test_web.py's session-scoped browser may hold this one.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, expect, sync_playwright
 
 from tests import test_web  # skips (or fails with CI=true) without chromium
 from tests.factories import Events
 from traingate.app import Traingate
+from traingate.policy import Policy
 from traingate.settings import Settings
 
-# the browser, a page per test and its console errors, as tests/test_web.py starts them
-browser = test_web.browser
-page = test_web.page
-console_errors = test_web.console_errors
 ARTIFACTS = test_web.ARTIFACTS
 
 ACCOUNT = "acct-0001"
@@ -71,12 +72,53 @@ def login(tmp_path: Path) -> Iterator[str]:
         yield url + link
 
 
+def in_browser(body: Callable[[Page], None]) -> None:
+    """Run ``body`` on a fresh page of chromium, launched as tests/test_web.py launches it, in
+    a thread of its own; fail on what the page's scripts report as errors."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=str(test_web.CHROMIUM), args=test_web.LAUNCH_ARGS
+                )
+                try:
+                    context = browser.new_context(
+                        viewport={"width": 1280, "height": 900}, locale="en-GB"
+                    )
+                    context.set_default_timeout(15_000)
+                    page = context.new_page()
+                    errors: list[str] = []
+                    page.on("pageerror", lambda exc: errors.append(str(exc)))
+                    page.on(
+                        "console",
+                        lambda msg: errors.append(msg.text) if msg.type == "error" else None,
+                    )
+                    body(page)
+                    assert not errors, f"the page reported errors: {errors}"
+                finally:
+                    browser.close()
+        except BaseException as exc:  # re-raised in the test's thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name="browser")
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
+
+
 def snapshot(tab: Page, name: str) -> None:
     test_web.shot(tab, name)
     shutil.copyfile(ARTIFACTS / f"{name}.png", Path("/tmp") / f"{name}.png")
 
 
-def test_a_past_organization_consent_is_the_answer(page: Page, login: str) -> None:
+def test_a_past_organization_consent_is_the_answer(login: str) -> None:
+    in_browser(lambda page: _past_organization_consent(page, login))
+
+
+def _past_organization_consent(page: Page, login: str) -> None:
     page.goto(login)
     headline = page.locator("#answer-title")
     expect(headline).to_contain_text("Yes.")
@@ -117,7 +159,7 @@ def test_a_past_organization_consent_is_the_answer(page: Page, login: str) -> No
     snapshot(page, "privacy-acct-0001-on")
 
 
-def test_the_console_lists_every_policy_in_force(page: Page, tmp_path: Path) -> None:
+def test_the_console_lists_every_policy_in_force(tmp_path: Path) -> None:
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}",
         key_file=tmp_path / "keys" / "keys.json",
@@ -127,21 +169,25 @@ def test_the_console_lists_every_policy_in_force(page: Page, tmp_path: Path) -> 
         token = tg.create_token(role="analyst", name="ana").token
         policies = tg.policies.policies
     for url in test_web._serve(settings, tmp_path / "datasets"):
-        page.goto(f"{url}/admin/login")
-        page.get_by_label("API token").fill(token)
-        page.get_by_role("button", name="Sign in").click()
-        page.goto(f"{url}/admin/policy")
-        for policy in policies:
-            article = page.locator(f"#policy-{policy.id}")
-            expect(article).to_contain_text(policy.title)
-            for basis in policy.bases:
-                expect(article).to_contain_text(basis.text)
-            for rule in policy.retention:
-                expect(article).to_contain_text(rule.text)
-            for reason in policy.reason_ids():
-                expect(article).to_contain_text(policy.rules[reason].text)
-        newest = page.locator(f"#policy-{policies[-1].id}")
-        expect(newest).to_contain_text("exclude_modes")
-        expect(newest).to_contain_text("incognito")
-        expect(newest).to_contain_text("5 years")
-        snapshot(page, "privacy-admin-policy")
+        in_browser(functools.partial(_console_policies, url=url, token=token, policies=policies))
+
+
+def _console_policies(page: Page, *, url: str, token: str, policies: tuple[Policy, ...]) -> None:
+    page.goto(f"{url}/admin/login")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(f"{url}/admin/policy")
+    for policy in policies:
+        article = page.locator(f"#policy-{policy.id}")
+        expect(article).to_contain_text(policy.title)
+        for basis in policy.bases:
+            expect(article).to_contain_text(basis.text)
+        for rule in policy.retention:
+            expect(article).to_contain_text(rule.text)
+        for reason in policy.reason_ids():
+            expect(article).to_contain_text(policy.rules[reason].text)
+    newest = page.locator(f"#policy-{policies[-1].id}")
+    expect(newest).to_contain_text("exclude_modes")
+    expect(newest).to_contain_text("incognito")
+    expect(newest).to_contain_text("5 years")
+    snapshot(page, "privacy-admin-policy")

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from traingate.policy import ConsentBasis, FeedbackBasis, Policy, PolicySet
+from traingate.policy import ConsentBasis, Policy, PolicySet
 from traingate.privacy import ConversationSummary, PrivacyReport, SettingState
 from traingate.timeutil import Duration
 from traingate.web.render import human_date, human_duration
@@ -464,97 +464,246 @@ def _purpose_rows(report: PrivacyReport) -> tuple[PurposeRow, ...]:
     return tuple(rows)
 
 
-def answer_for(report: PrivacyReport, policy: Policy | PolicySet | None = None) -> Answer:
-    """The headline and the reasons, with rule ids, for the report (``policy`` is accepted for
-    older callers; the report carries the policies it used)."""
-    del policy
-    policies = report.policies
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What the answer follows from: the report, read for the purposes the question is about."""
+
+    report: PrivacyReport
+    purposes: tuple[str, ...]
+    used: tuple[ConversationSummary, ...]  # conversations used for those purposes now
+    used_bases: frozenset[str]
+    settings: tuple[SettingState, ...]  # consent bases granting those purposes, policy now
+    applicable: tuple[SettingState, ...]  # ... that apply to the account's plan now
+    on: tuple[SettingState, ...]  # ... that cover the messages it sends from now on
+    own: SettingState | None  # the account's own setting, when it applies
+    organization: SettingState | None  # its organization's, when that applies
+
+    @classmethod
+    def of(cls, report: PrivacyReport) -> _Facts:
+        purposes = training_purposes(report.policies)
+        used = tuple(c for c in report.conversations if any(c.used_for(p) for p in purposes))
+        settings = tuple(s for s in report.settings if set(s.basis.purposes) & set(purposes))
+        applicable = tuple(s for s in settings if s.applies)
+        deleted = report.deleted_at is not None
+        return cls(
+            report=report,
+            purposes=purposes,
+            used=used,
+            used_bases=frozenset(b for c in used for p in purposes for b in _bases(c, p)),
+            settings=settings,
+            applicable=applicable,
+            on=() if deleted else tuple(s for s in applicable if s.covers_new_messages),
+            own=next((s for s in applicable if s.basis.consent_scope == "account"), None),
+            organization=next((s for s in applicable if s.basis.consent_scope != "account"), None),
+        )
+
+    @property
+    def by_organization(self) -> bool:
+        """The account's plan lets only its organization decide."""
+        return self.organization is not None and self.own is None
+
+    def organization_bases(self) -> set[str]:
+        return {
+            b.id
+            for p in self.report.policies.policies
+            for b in p.bases
+            if isinstance(b, ConsentBasis) and b.consent_scope != "account"
+        }
+
+    def except_feedback(self) -> str:
+        feedback = self.report.policy.feedback_basis
+        grants = feedback is not None and set(feedback.purposes) & set(self.purposes)
+        return ", except feedback you send" if grants else ""
+
+
+def _bases(conversation: ConversationSummary, purpose: str) -> tuple[str, ...]:
+    use = conversation.uses.get(purpose)
+    return () if use is None else use.bases
+
+
+def _are(n: int) -> str:
+    return "is" if n == 1 else "are"
+
+
+def _headline_used(facts: _Facts) -> tuple[Tone, str, str]:
+    """Tone, eyebrow and headline when conversations are used now."""
+    used, purposes = facts.used, facts.purposes
+    org_only = facts.by_organization and facts.used_bases <= facts.organization_bases()
+    tone: Tone = "org" if org_only else "yes"
+    if not facts.on:
+        return (
+            tone,
+            "Some of your conversations are used",
+            f"Yes. {_count(len(used))} {_are(len(used))} used to train our models. Messages "
+            "you send from now on are not.",
+        )
+    starts = [s.consent.since for s in facts.on if s.consent is not None]
+    start = max((t for t in starts if t is not None), default=None)
+    earliest = min(
+        c.uses[p].first_eligible_at or 0 for c in used for p in purposes if c.used_for(p)
+    )
+    if (
+        start is not None
+        and earliest >= start
+        and facts.used_bases <= {s.basis.id for s in facts.on}
+    ):
+        headline = (
+            f"Yes. Your conversations since {human_date(start)} are used to train our models."
+        )
+    else:
+        headline = (
+            f"Yes. {_count(len(used))} {_are(len(used))} used to train our models, and so are "
+            "the messages you send from now on."
+        )
+    return tone, "Model training is on", headline
+
+
+def _headline_unused(facts: _Facts) -> tuple[Tone, str, str]:
+    """Tone, eyebrow and headline when nothing is used now (account neither deleted nor
+    without plan)."""
+    if facts.on:
+        state = facts.on[0]
+        since = None if state.consent is None else state.consent.since
+        if state.basis.consent_scope == "account":
+            headline = (
+                f"Yes. Your conversations since {human_date(since)} are used to train our models."
+                if since is not None
+                else "Yes. Your conversations are used to train our models: the setting is on "
+                "unless you turn it off."
+            )
+            return ("org" if facts.by_organization else "yes"), "Model training is on", headline
+        headline = (
+            f"Your organization opted in: your conversations since {human_date(since)} may be "
+            "used to train our models."
+            if since is not None
+            else "Your organization's setting is on: your conversations may be used to train "
+            "our models."
+        )
+        return "org", "Your organization's agreement decides", headline
+    if facts.by_organization:
+        return (
+            "org",
+            "Your organization's agreement decides",
+            "Your organization has not opted in: your conversations are not used to train our "
+            "models.",
+        )
+    return (
+        "no",
+        "Model training is off",
+        f"No. Your conversations are not used to train our models{facts.except_feedback()}.",
+    )
+
+
+def _summary(facts: _Facts) -> str:
+    """What decides: the plans of the used messages when the setting in force now does not
+    cover them all; else the account's own setting, or its plan and organization."""
+    report = facts.report
+    if facts.used and not facts.used_bases <= {s.basis.id for s in facts.on}:
+        then = dict.fromkeys(
+            plan
+            for c in facts.used
+            for p in facts.purposes
+            if c.used_for(p)
+            for plan in c.uses[p].plans
+        )
+        return (
+            "What decides is what held when each message was sent: "
+            f"{_plan_phrase(then) or 'the plan then'}. The reasons below name each "
+            "conversation and the rule that lets it be used."
+        )
+    if facts.own is not None and facts.own.consent is not None:
+        consent = facts.own.consent
+        if consent.granted and consent.explicit:
+            return (
+                f"You opted in on {human_date(consent.since)} via {source_label(consent.source)}."
+            )
+        if consent.granted:
+            return "Model training is on by default for your plan: you have not turned it off."
+        off = f" since {human_date(consent.since)}" if consent.since is not None else ""
+        return f"You have not opted in to model training{off}."
+    plan = report.plan
+    if plan is None:
+        return ""
+    summary = f"You are on {_plan_phrase([(plan.plan, plan.organization_id)])}."
+    organization = facts.organization
+    if organization is not None and organization.consent is not None:
+        org = organization.consent
+        if org.granted and org.explicit:
+            summary += (
+                f" Your organization opted in on {human_date(org.since)} via "
+                f"{source_label(org.source)}."
+            )
+        else:
+            summary += (
+                " Your organization's agreement decides whether its conversations are used for "
+                "training."
+            )
+    elif not facts.applicable:
+        summary += " No setting lets conversations on this plan train the models."
+    return summary
+
+
+def _reasons(facts: _Facts) -> list[Reason]:
+    report, now = facts.report, facts.report.policy
+    said = now.vocabulary
+    reasons = [_used_reason(report, c, facts.purposes) for c in facts.used]
+    for state in facts.applicable:
+        reasons.extend(_setting_reasons(report, state))
+    ignored = [s for s in facts.settings if not s.applies and s.basis.consent_scope == "account"]
+    if ignored and facts.organization is not None:
+        reasons.append(
+            Reason(
+                "On your plan your own training setting has no effect: your organization's "
+                "agreement decides.",
+                rule_refs(now, said.consent.scope_ignored),
+            )
+        )
+    if not facts.applicable:
+        reasons.append(
+            Reason(
+                "No basis of the policy lets conversations on your plan train the models: "
+                "nothing is used unless a basis allows it.",
+                rule_refs(now, said.decision.no_basis),
+            )
+        )
+    used_ids = [c.conversation_id for c in facts.used]
+    reasons.extend(_not_used_reasons(report, facts.purposes, used_ids))
+    reasons.extend(_other_purpose_reasons(report, facts.purposes))
+    reasons.append(
+        Reason(
+            "Deleting a conversation removes it from every dataset built after the deletion.",
+            rule_refs(now, said.decision.conversation_gone),
+        )
+    )
+    for extra in (_retention_reason(now), _feedback_reason(now, deleted=False)):
+        if extra is not None:
+            reasons.append(extra)
+    return reasons
+
+
+def _closed(report: PrivacyReport) -> Answer | None:
+    """The answer of a deleted account, or of one without a plan, when nothing is used."""
     now = report.policy
     said = now.vocabulary
-    purposes = training_purposes(policies)
-    deleted = report.deleted_at is not None
-    used = [c for c in report.conversations if any(c.used_for(p) for p in purposes)]
-    used_ids = tuple(c.conversation_id for c in used)
-    settings = [s for s in report.settings if set(s.basis.purposes) & set(purposes)]
-    applicable = [s for s in settings if s.applies]
-    on = [] if deleted else [s for s in applicable if s.covers_new_messages]
-    own = next((s for s in applicable if s.basis.consent_scope == "account"), None)
-    organization = next((s for s in applicable if s.basis.consent_scope != "account"), None)
-    by_organization = organization is not None and own is None
-    used_bases = {b for c in used for p in purposes if c.used_for(p) for b in c.uses[p].bases}
-    org_bases = {
-        b.id
-        for p in policies.policies
-        for b in p.bases
-        if isinstance(b, ConsentBasis) and b.consent_scope != "account"
-    }
-    feedback = now.feedback_basis
-    except_feedback = (
-        ", except feedback you send"
-        if isinstance(feedback, FeedbackBasis) and set(feedback.purposes) & set(purposes)
-        else ""
-    )
-    plan = report.plan
-
-    reasons: list[Reason] = [_used_reason(report, c, purposes) for c in used]
-    if used:
-        tone: Tone = "org" if by_organization and used_bases <= org_bases else "yes"
-        if on:
-            starts = [s.consent.since for s in on if s.consent is not None]
-            earliest = min(
-                c.uses[p].first_eligible_at or 0 for c in used for p in purposes if c.used_for(p)
+    if report.deleted_at is not None:
+        reasons = [
+            Reason(
+                "From the deletion on, no conversation of the account serves any purpose.",
+                rule_refs(now, said.decision.account_gone),
             )
-            own_bases = {s.basis.id for s in on}
-            start = max((t for t in starts if t is not None), default=None)
-            if start is not None and earliest >= start and used_bases <= own_bases:
-                headline = (
-                    f"Yes. Your conversations since {human_date(start)} are used to train our "
-                    "models."
-                )
-            else:
-                headline = (
-                    f"Yes. {_count(len(used))} {'is' if len(used) == 1 else 'are'} used to "
-                    "train our models, and so are the messages you send from now on."
-                )
-            eyebrow = "Model training is on"
-        else:
-            headline = (
-                f"Yes. {_count(len(used))} {'is' if len(used) == 1 else 'are'} used to train "
-                "our models. Messages you send from now on are not."
-            )
-            eyebrow = "Some of your conversations are used"
-        summary = ""
-        if not used_bases <= {s.basis.id for s in on}:  # not (only) the setting in force now
-            then = dict.fromkeys(
-                plan for c in used for p in purposes if c.used_for(p) for plan in c.uses[p].plans
-            )
-            summary = (
-                "What decides is what held when each message was sent: "
-                f"{_plan_phrase(then) or 'the plan then'}. The reasons below name each "
-                "conversation and the rule that lets it be used."
-            )
-    elif deleted:
+        ]
+        feedback = _feedback_reason(now, deleted=True)
         return Answer(
             tone="no",
             eyebrow="Account deleted",
             headline="No. Your account was deleted; none of its conversations is used.",
             summary=f"The account was deleted on {human_date(report.deleted_at)}.",
-            reasons=tuple(
-                r
-                for r in (
-                    Reason(
-                        "From the deletion on, no conversation of the account serves any purpose.",
-                        rule_refs(now, said.decision.account_gone),
-                    ),
-                    _feedback_reason(now, deleted=True),
-                )
-                if r is not None
-            ),
+            reasons=tuple(reasons + ([feedback] if feedback is not None else [])),
             can_toggle=False,
             training_on=False,
             purposes=_purpose_rows(report),
         )
-    elif plan is None:
+    if report.plan is None:
         return Answer(
             tone="no",
             eyebrow="No plan on record",
@@ -570,129 +719,29 @@ def answer_for(report: PrivacyReport, policy: Policy | PolicySet | None = None) 
             training_on=False,
             purposes=_purpose_rows(report),
         )
-    elif on:
-        state = on[0]
-        consent = state.consent
-        since = None if consent is None else consent.since
-        tone = "org" if by_organization else "yes"
-        if state.basis.consent_scope == "account":
-            headline = (
-                f"Yes. Your conversations since {human_date(since)} are used to train our models."
-                if since is not None
-                else "Yes. Your conversations are used to train our models: the setting is on "
-                "unless you turn it off."
-            )
-        else:
-            headline = (
-                f"Your organization opted in: your conversations since {human_date(since)} may "
-                "be used to train our models."
-                if since is not None
-                else "Your organization's setting is on: your conversations may be used to "
-                "train our models."
-            )
-        eyebrow = (
-            "Model training is on"
-            if not by_organization
-            else "Your organization's agreement decides"
-        )
-        summary = ""
-    elif by_organization:
-        tone = "org"
-        eyebrow = "Your organization's agreement decides"
-        headline = (
-            "Your organization has not opted in: your conversations are not used to train our "
-            "models."
-        )
-        summary = ""
-    else:
-        tone = "no"
-        eyebrow = "Model training is off"
-        headline = f"No. Your conversations are not used to train our models{except_feedback}."
-        summary = ""
+    return None
 
-    # who decides for new messages, and how
-    if not summary:
-        if own is not None and own.consent is not None:
-            consent = own.consent
-            if consent.granted:
-                summary = (
-                    f"You opted in on {human_date(consent.since)} via "
-                    f"{source_label(consent.source)}."
-                    if consent.explicit
-                    else "Model training is on by default for your plan: you have not turned "
-                    "it off."
-                )
-            else:
-                off = f" since {human_date(consent.since)}" if consent.since is not None else ""
-                summary = f"You have not opted in to model training{off}."
-        elif plan is not None:
-            name = plan.plan.replace("_", " ").title()
-            who = (
-                f"the {name} plan of organization {plan.organization_id}"
-                if plan.organization_id
-                else f"the {name} plan"
-            )
-            summary = f"You are on {who}."
-            if organization is not None and organization.consent is not None:
-                org = organization.consent
-                summary += (
-                    f" Your organization opted in on {human_date(org.since)} via "
-                    f"{source_label(org.source)}."
-                    if org.granted and org.explicit
-                    else " Your organization's agreement decides whether its conversations are "
-                    "used for training."
-                )
-            elif not applicable:
-                summary += " No setting lets conversations on this plan train the models."
-    if not deleted:
-        for state in applicable:
-            reasons.extend(_setting_reasons(report, state))
-        ignored = [s for s in settings if not s.applies and s.basis.consent_scope == "account"]
-        if ignored and organization is not None:
-            reasons.append(
-                Reason(
-                    "On your plan your own training setting has no effect: your organization's "
-                    "agreement decides.",
-                    rule_refs(now, said.consent.scope_ignored),
-                )
-            )
-        if not applicable and plan is not None:
-            reasons.append(
-                Reason(
-                    "No basis of the policy lets conversations on your plan train the models: "
-                    "nothing is used unless a basis allows it.",
-                    rule_refs(now, said.decision.no_basis),
-                )
-            )
-    reasons.extend(_not_used_reasons(report, purposes, used_ids))
-    reasons.extend(_other_purpose_reasons(report, purposes))
-    if plan is not None:
-        reasons.append(
-            Reason(
-                "Deleting a conversation removes it from every dataset built after the deletion.",
-                rule_refs(now, said.decision.conversation_gone),
-            )
-        )
-    retention = _retention_reason(now)
-    if retention is not None:
-        reasons.append(retention)
-    fb = _feedback_reason(now, deleted=False) if plan is not None else None
-    if fb is not None:
-        reasons.append(fb)
-    toggle = _toggle(own, deleted=deleted)
+
+def answer_for(report: PrivacyReport, policy: Policy | PolicySet | None = None) -> Answer:
+    """The headline and the reasons, with rule ids, for the report (``policy`` is accepted for
+    older callers; the report carries the policies it used)."""
+    del policy
+    facts = _Facts.of(report)
+    if not facts.used:
+        closed = _closed(report)
+        if closed is not None:
+            return closed
+    tone, eyebrow, headline = _headline_used(facts) if facts.used else _headline_unused(facts)
+    toggle = _toggle(facts.own, deleted=report.deleted_at is not None)
     return Answer(
         tone=tone,
         eyebrow=eyebrow,
         headline=headline,
-        summary=summary,
-        reasons=_unique(reasons),
+        summary=_summary(facts),
+        reasons=tuple(dict.fromkeys(_reasons(facts))),
         can_toggle=toggle is not None,
-        training_on=bool(on),
+        training_on=bool(facts.on),
         toggle=toggle,
-        used=used_ids,
+        used=tuple(c.conversation_id for c in facts.used),
         purposes=_purpose_rows(report),
     )
-
-
-def _unique(reasons: Iterable[Reason]) -> tuple[Reason, ...]:
-    return tuple(dict.fromkeys(reasons))
