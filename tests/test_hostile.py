@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -478,3 +479,56 @@ def test_the_console_refuses_as_of_outside_the_range(api: Api, text: str) -> Non
     assert started.status_code == 422 and RANGE in started.text
     listed = api.client.get("/v1/datasets", headers=api.as_role("analyst"))
     assert listed.status_code == 200 and listed.json()["jobs"] == []
+
+
+# -- CSRF on the cookie-authenticated API ----------------------------------------------------
+
+
+def test_cookie_authenticated_api_changes_need_the_csrf_token(api: Api, ev: Events) -> None:
+    """Every API route that changes something and accepts an end-user session, called with
+    the session cookie: refused (403) without the page's CSRF token, or with it from another
+    site, and nothing changes; accepted with the token from this site. Bearer calls need no
+    token. Issue 19 finding 3: a same-site page could file a report with the cookie alone."""
+    session = api.session("a")
+    cookie = {"Cookie": f"traingate_session={session}"}
+    receipt = api.client.post(
+        "/v1/feedback",
+        json=ev.feedback("f-csrf-0", "a", "c", "m2", T(5)),
+        headers=api.as_role("ingest"),
+    ).json()["receipt"]
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/v1/feedback", {"json": ev.feedback("f-csrf-1", "a", "c", "m2", T(5))}),
+        ("PUT", "/v1/accounts/a/consent", {"json": {"granted": False}}),
+        ("DELETE", f"/v1/feedback/{receipt}", {}),
+        ("DELETE", "/v1/conversations/c", {}),
+        ("DELETE", "/v1/sessions/current", {}),
+    ]
+    for method, path, kwargs in calls:
+        for extra in (
+            {},
+            {"X-CSRF-Token": "0" * 40},
+            {"X-CSRF-Token": csrf_token(session), "Origin": "https://evil.example"},
+        ):
+            api.client.cookies.clear()
+            refused = api.client.request(method, path, headers={**cookie, **extra}, **kwargs)
+            assert refused.status_code == 403, (method, path, extra, refused.text)
+    with Traingate.open(api.settings) as tg:
+        assert tg.conversation_owner("c") == "a"
+        assert tg.privacy(account_id="a").to_dict()["conversations"]
+        tg.report_info(receipt)  # still stored
+    for method, path, kwargs in calls:
+        api.client.cookies.clear()
+        headers = {**cookie, "X-CSRF-Token": csrf_token(session), "Origin": "http://testserver"}
+        done = api.client.request(method, path, headers=headers, **kwargs)
+        assert done.status_code in (200, 201), (method, path, done.text)
+
+
+def test_a_malformed_authorization_header_is_refused_even_with_a_cookie(api: Api) -> None:
+    session = api.session("a")
+    for header in ("Basic YTpi", "Bearer", "tgk_x"):
+        api.client.cookies.clear()
+        answer = api.client.get(
+            "/v1/me",
+            headers={"Authorization": header, "Cookie": f"traingate_session={session}"},
+        )
+        assert answer.status_code == 401, (header, answer.text)

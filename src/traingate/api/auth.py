@@ -1,7 +1,11 @@
 """Who is calling, and may they: FastAPI dependencies over ``traingate.auth``.
 
 A caller is resolved from ``Authorization: Bearer <credential>`` or, failing that, from the
-session cookie ``traingate_session`` (what the web pages set after a login link). Either
+session cookie ``traingate_session`` (what the web pages set after a login link). An
+``Authorization`` header that is not a well-formed Bearer credential is refused (401), cookie or
+not. A request authenticated by the cookie that may change something (any method but GET, HEAD
+and OPTIONS) must carry what the page forms carry: the CSRF token of the cookie's credential
+(header ``X-CSRF-Token``) and, when the browser names one, this site as its origin; else 403. Either
 credential may be an API token (``tgk_…``, with a role) or an end-user session (``tgs_…``,
 bound to one account). The web pages reuse ``caller``/``Access`` on their own routes, and
 ``set_session_cookie`` to log a browser in.
@@ -14,8 +18,11 @@ conversations, and submits feedback for them. A feedback receipt is its own auth
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
@@ -32,14 +39,20 @@ __all__ = [
     "Access",
     "Caller",
     "caller",
+    "check_csrf",
+    "csrf_token",
     "lease",
     "optional_caller",
     "require_account",
     "require_conversation",
+    "same_origin",
     "set_session_cookie",
 ]
 
 SESSION_COOKIE = "traingate_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CSRF = b"traingate/web/csrf/v1"
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -62,9 +75,43 @@ def lease(request: Request) -> Iterator[Traingate]:
 TG = Annotated[Traingate, Depends(lease)]
 
 
-def _credential(bearer: HTTPAuthorizationCredentials | None, cookie: str | None) -> str | None:
+def csrf_token(credential: str) -> str:
+    """The CSRF token of a cookie's credential (an HMAC under the credential itself): what the
+    pages put in their forms, and what cookie-authenticated API calls send as X-CSRF-Token."""
+    return hmac.new(credential.encode("utf-8"), _CSRF, hashlib.sha256).hexdigest()[:40]
+
+
+def same_origin(request: Request) -> bool:
+    """False when the browser says the request comes from another site (Origin, else
+    Referer); True when it says nothing (a non-browser client: the token decides)."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        return origin is None
+    parts = urlsplit(origin)
+    return parts.netloc == request.headers.get("host", request.url.netloc)
+
+
+def check_csrf(request: Request, credential: str, sent: str | None) -> None:
+    """AccessDeniedError unless ``sent`` is the credential's CSRF token and the request does
+    not come from another site."""
+    if not same_origin(request):
+        raise AccessDeniedError("the request was sent from another site")
+    if sent is None or not hmac.compare_digest(sent.encode(), csrf_token(credential).encode()):
+        raise AccessDeniedError(
+            "a request authenticated by the session cookie that changes something must carry"
+            " the page's CSRF token in the X-CSRF-Token header (or send Authorization: Bearer)"
+        )
+
+
+def _credential(
+    request: Request, bearer: HTTPAuthorizationCredentials | None, cookie: str | None
+) -> str | None:
     if bearer is not None and bearer.credentials:
         return bearer.credentials
+    if request.headers.get("authorization") is not None:
+        raise AuthenticationError(
+            "the Authorization header is not a bearer credential: send 'Bearer <token>'"
+        )
     return cookie or None
 
 
@@ -76,10 +123,13 @@ def optional_caller(
 ) -> Principal | None:
     """The caller, or None when no credential was sent (pages that offer a login). A token's
     use is counted for the audit log (``api/usage.py``)."""
-    credential = _credential(bearer, cookie)
+    credential = _credential(request, bearer, cookie)
     if credential is None:
         return None
     principal = tg.authenticate(credential)
+    from_cookie = bearer is None or not bearer.credentials
+    if from_cookie and request.method not in SAFE_METHODS:
+        check_csrf(request, credential, request.headers.get(CSRF_HEADER))
     uses: TokenUses | None = getattr(request.app.state, "token_uses", None)
     route = getattr(request.scope.get("route"), "path", None)
     if principal.kind == "token" and uses is not None and route is not None:

@@ -13,15 +13,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request, Response
 
-from traingate.api.auth import SESSION_COOKIE, TG, set_session_cookie
+from traingate.api.auth import SESSION_COOKIE, TG, csrf_token, same_origin, set_session_cookie
 from traingate.api.body import FORM_LIMIT, media_type, read_body
 from traingate.app import Traingate
 from traingate.auth import Principal
@@ -47,7 +46,6 @@ ADMIN_COOKIE = "traingate_admin"
 ADMIN_ROLES = ("analyst", "privacy_officer")
 MAX_FORM_BYTES = FORM_LIMIT
 _SECOND = 1_000_000
-_CSRF = b"traingate/web/csrf/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +66,6 @@ class Viewer:
 
     def may(self, role: str) -> bool:
         return self.principal.role == role
-
-
-def csrf_token(credential: str) -> str:
-    return hmac.new(credential.encode("utf-8"), _CSRF, hashlib.sha256).hexdigest()[:40]
 
 
 def _viewer(tg: Traingate, credential: str | None) -> Viewer:
@@ -155,14 +149,6 @@ class Form:
         return list(self.fields.get(name, []))
 
 
-def _same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin or origin == "null":
-        return origin is None  # no header at all: a non-browser client, the token decides
-    parts = urlsplit(origin)
-    return parts.netloc == request.headers.get("host", request.url.netloc)
-
-
 async def read_form(request: Request) -> Form:
     """The body as an urlencoded form of UTF-8 text, at most 64 KiB, read while it streams
     (TooLargeError past the limit); ConfigError for anything else, invalid UTF-8 included
@@ -185,7 +171,7 @@ async def read_form(request: Request) -> Form:
 def check_form(request: Request, form: Form, viewer: Viewer) -> None:
     """AccessDeniedError unless the form carries the viewer's CSRF token and, when the browser
     says where it comes from, comes from this site."""
-    if not _same_origin(request):
+    if not same_origin(request):
         raise AccessDeniedError("the form was sent from another site")
     if not hmac.compare_digest(form.get("csrf").encode(), viewer.csrf.encode()):
         raise AccessDeniedError("the form has expired: reload the page and try again")

@@ -25,10 +25,15 @@
     if (!list.querySelector("li")) list.append(element("li", "empty", list.dataset.empty));
   }
 
+  // A cookie-authenticated DELETE carries the page's CSRF token, as the forms do.
+  const csrf = document.querySelector('input[name="csrf"]');
+
   function api(receipt, method) {
+    const headers = { Accept: "application/json" };
+    if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf.value;
     return fetch(`/v1/feedback/${encodeURIComponent(receipt)}`, {
       method,
-      headers: { Accept: "application/json" },
+      headers,
       credentials: "same-origin",
     });
   }
