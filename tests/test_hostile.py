@@ -532,3 +532,43 @@ def test_a_malformed_authorization_header_is_refused_even_with_a_cookie(api: Api
             headers={"Authorization": header, "Cookie": f"traingate_session={session}"},
         )
         assert answer.status_code == 401, (header, answer.text)
+
+
+# -- revocable tokens, deleted accounts -------------------------------------------------------
+
+
+def test_tokens_are_listed_and_revoked_from_the_command_line(api: Api) -> None:
+    """``token list`` shows every token without its secret; ``token revoke`` ends one at once
+    (401 on its next request, audited ``token.revoke``); an unknown or revoked id exits 2."""
+    officer = api.token("privacy_officer")
+    token_id = officer.split(".", 1)[0].removeprefix("tgk_")
+    env = {"TRAINGATE_DB": api.settings.db_url, "TRAINGATE_KEY_FILE": str(api.settings.key_file)}
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["token", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)["tokens"]
+    assert next(r for r in rows if r["token_id"] == token_id)["revoked_at"] is None
+    assert officer.split(".", 1)[1] not in listed.stdout
+    assert api.client.get("/v1/audit/verify", headers=api.as_role("privacy_officer")).is_success
+    revoked = runner.invoke(cli, ["token", "revoke", token_id], env=env)
+    assert revoked.exit_code == 0, revoked.output
+    assert json.loads(revoked.stdout)["revoked_at"] is not None
+    answer = api.client.post("/v1/purge", headers={"Authorization": f"Bearer {officer}"})
+    assert answer.status_code == 401
+    again = runner.invoke(cli, ["token", "revoke", token_id], env=env)
+    assert again.exit_code == 2 and "no live token" in again.output
+    with Traingate.open(api.settings) as tg:
+        assert [e.details for e in tg.audit_log.entries() if e.action == "token.revoke"]
+
+
+def test_sessions_of_a_deleted_account_stop_working(api: Api, ev: Events) -> None:
+    """Deleting an account (an accepted account.deleted) ends its sessions at once."""
+    session = api.session("a")
+    me = api.client.get("/v1/me", headers={"Authorization": f"Bearer {session}"})
+    assert me.status_code == 200
+    api.ingest([ev.account_deleted("a", T(30))])
+    me = api.client.get("/v1/me", headers={"Authorization": f"Bearer {session}"})
+    assert me.status_code == 401
+    api.client.cookies.clear()
+    page = api.client.get("/privacy", headers={"Cookie": f"traingate_session={session}"})
+    assert page.status_code == 401

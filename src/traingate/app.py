@@ -35,7 +35,7 @@ from traingate.vault.snapshot import Snapshot
 from traingate.vault.vault import ReportInfo, Vault
 
 if TYPE_CHECKING:
-    from traingate.auth import Credentials, IssuedSession, IssuedToken, Principal
+    from traingate.auth import Credentials, IssuedSession, IssuedToken, Principal, TokenInfo
     from traingate.build.builder import BuildResult
     from traingate.build.diff import PolicyDiff
     from traingate.build.lake import LakeExport
@@ -335,6 +335,21 @@ class Traingate:
                 details={"token_id": issued.token_id, "role": role, "name": name},
             )
         return issued
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every API token, live or revoked (ids, roles, names, times; never a secret)."""
+        return self.credentials.tokens()
+
+    def revoke_token(self, *, token_id: str, actor: str = SYSTEM) -> TokenInfo:
+        """Revoke a token at once (every later request with it is 401); audited as
+        ``token.revoke``. Raises NotFoundError when no live token has that id."""
+        with self.store.db.transaction():
+            if not self.credentials.revoke_token(token_id=token_id, now=now_micros()):
+                raise NotFoundError(f"no live token has the id {token_id!r}")
+            self.audit_log.append(
+                actor=actor, action="token.revoke", details={"token_id": token_id}
+            )
+        return next(t for t in self.tokens() if t.token_id == token_id)
 
     def record_token_use(
         self, *, token_id: str, role: str | None, method: str, route: str, uses: int = 1

@@ -48,6 +48,7 @@ ACTIONS: dict[str, str] = {
     "format, path, counts, manifest_sha256",
     "purge": "a purge ran: as_of and the counts it deleted",
     "token.create": "an API token was created: token_id, role, name",
+    "token.revoke": "an API token was revoked: token_id",
     "token.use": "an API token was used: token_id, role, method, route (the route's "
     "template, never the path), uses",
     "session.create": "an end-user session was opened: session_id, account_key, expires_at",

@@ -28,6 +28,7 @@ __all__ = [
     "IssuedSession",
     "IssuedToken",
     "Principal",
+    "TokenInfo",
 ]
 
 ROLES: tuple[str, ...] = ("ingest", "analyst", "privacy_officer")
@@ -104,6 +105,26 @@ class IssuedToken:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A token as ``traingate token list`` shows it: no secret, no hash."""
+
+    token_id: str
+    role: str
+    name: str | None
+    created_at: int
+    revoked_at: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "token_id": self.token_id,
+            "role": self.role,
+            "name": self.name,
+            "created_at": format_instant(self.created_at),
+            "revoked_at": None if self.revoked_at is None else format_instant(self.revoked_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedSession:
     session_id: str
     account_id: str
@@ -163,6 +184,23 @@ class Credentials:
                 )
         return bool(live)
 
+    def tokens(self) -> list[TokenInfo]:
+        """Every token, live or revoked, oldest first (never a secret: only its hash is kept)."""
+        rows = self.db.execute(
+            "SELECT token_id, role, name, created_at, revoked_at FROM api_tokens"
+            " ORDER BY created_at, token_id"
+        )
+        return [
+            TokenInfo(
+                token_id=str(r[0]),
+                role=str(r[1]),
+                name=None if r[2] is None else str(r[2]),
+                created_at=int(r[3]),
+                revoked_at=None if r[4] is None else int(r[4]),
+            )
+            for r in rows
+        ]
+
     def create_session(self, *, account_id: str, ttl: int, now: int) -> IssuedSession:
         if not 0 < ttl <= MAX_SESSION_TTL:
             raise ConfigError(f"a session lasts more than 0 and at most {MAX_SESSION_TTL} µs")
@@ -208,16 +246,20 @@ class Credentials:
                 raise AuthenticationError("the credential is not valid")
             _, role, name, _ = rows[0]
             return Principal(kind="token", credential_id=credential_id, role=role, name=name)
+        # A session of an account whose deletion was accepted (at or before now) is refused
+        # like a revoked one: deleting an account signs it out everywhere.
         rows = self.db.execute(
-            "SELECT secret_hash, account_id, expires_at, revoked_at FROM sessions"
-            " WHERE session_id = ?",
-            (credential_id,),
+            "SELECT s.secret_hash, s.account_id, s.expires_at, s.revoked_at,"
+            " EXISTS (SELECT 1 FROM account_deletions d"
+            "  WHERE d.account_id = s.account_id AND d.at <= ?)"
+            " FROM sessions s WHERE s.session_id = ?",
+            (now, credential_id),
         )
         stored = str(rows[0][0]) if rows else _DUMMY_HASH
         matches = hmac.compare_digest(stored, _hash(secret))
-        if not (matches and rows and rows[0][3] is None):
+        if not (matches and rows and rows[0][3] is None and not rows[0][4]):
             raise AuthenticationError("the credential is not valid")
-        _, account_id, expires_at, _ = rows[0]
+        _, account_id, expires_at, _, _ = rows[0]
         if int(expires_at) <= now:
             raise AuthenticationError("the session has expired: ask for a new login link")
         return Principal(

@@ -97,6 +97,27 @@ def token_create(ctx: click.Context, role: str, name: str | None) -> None:
     emit(issued.to_dict())
 
 
+@token.command("list")
+@click.pass_context
+def token_list(ctx: click.Context) -> None:
+    """List every token, live or revoked: id, role, name, created, revoked (no secrets)."""
+    with open_app(ctx) as tg:
+        tokens = tg.tokens()
+    emit({"tokens": [t.to_dict() for t in tokens]})
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="TOKEN_ID")
+@click.pass_context
+def token_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke the token TOKEN_ID (the token_id of token create and token list, not the
+    secret) at once: every later request with it is refused. Exit 2 when no live token has
+    that id. See docs/operations.md for rotating a token."""
+    with open_app(ctx) as tg:
+        revoked = tg.revoke_token(token_id=token_id, actor=cli_actor())
+    emit(revoked.to_dict())
+
+
 @cli.group()
 def session() -> None:
     """End-user sessions (the demo's login links)."""
