@@ -26,6 +26,7 @@ from traingate.build.lineage import item_key_bytes
 from traingate.build.records import conversation_item_key
 from traingate.facts import (
     ConsentChange,
+    ConsentKey,
     ConversationFacts,
     PlanChange,
     consent_at,
@@ -440,11 +441,11 @@ def _conversation_ids(store: Store, account_id: str) -> list[str]:
 
 def _consent_keys(
     policies: PolicySet, account_id: str, plans: Iterable[PlanChange]
-) -> dict[tuple[str, str, str], bool]:
+) -> dict[ConsentKey, bool]:
     """Every (scope, subject, setting) a consent basis of the set reads for this account, with
     the default of the basis that reads it (the latest policy's first such basis)."""
     organizations = sorted({p.organization_id for p in plans if p.organization_id})
-    keys: dict[tuple[str, str, str], bool] = {}
+    keys: dict[ConsentKey, bool] = {}
     for policy in reversed(policies.policies):
         for basis in policy.bases:
             if not isinstance(basis, ConsentBasis):
@@ -504,36 +505,28 @@ def _settings(
     *,
     plan: PlanChange | None,
     plan_class: str | None,
-    states: dict[tuple[str, str, str], ConsentState],
+    ledgers: dict[ConsentKey, tuple[ConsentChange, ...]],
     account_id: str,
+    as_of: int,
 ) -> tuple[SettingState, ...]:
+    """Each consent basis of ``policy`` for this account at ``as_of``: its subject's ledger
+    read with the basis's own ``default`` (two bases may read one ledger with others)."""
     out = []
     for basis in policy.bases:
         if not isinstance(basis, ConsentBasis):
             continue
-        subject = (
-            account_id
-            if basis.consent_scope == "account"
-            else (None if plan is None else plan.organization_id)
-        )
+        scope = basis.consent_scope
+        organization = None if plan is None else plan.organization_id
+        subject = account_id if scope == "account" else organization
         state = None
-        if subject is not None:
-            key = (basis.consent_scope, subject, basis.setting)
-            found = states.get(key)
-            # the default is the basis's own (two bases may read one ledger with other defaults)
-            state = (
-                None
-                if found is None
-                else ConsentState(
-                    found.scope,
-                    found.subject,
-                    found.granted if found.explicit else basis.default_granted,
-                    found.since,
-                    found.source,
-                    found.history,
-                    found.setting,
-                    basis.default_granted,
-                )
+        if subject:
+            state = consent_state(
+                scope=scope,
+                subject=subject,
+                setting=basis.setting,
+                default=basis.default_granted,
+                ledger=ledgers.get((scope, subject, basis.setting), ()),
+                as_of=as_of,
             )
         out.append(
             SettingState(
@@ -557,17 +550,8 @@ def account_privacy(
     deletions = store.account_deletions(account_id)
     deleted_at = min((at for at in deletions if at <= as_of), default=None)
 
-    consent_states = {
-        key: consent_state(
-            scope=key[0],
-            subject=key[1],
-            setting=key[2],
-            default=default,
-            ledger=store.consent_ledger(key[0], key[1], key[2]),
-            as_of=as_of,
-        )
-        for key, default in _consent_keys(policies, account_id, all_plans).items()
-    }
+    defaults = _consent_keys(policies, account_id, all_plans)
+    ledgers = {key: store.consent_ledger(*key) for key in defaults}
 
     ids = _conversation_ids(store, account_id)
     lineage = _lineage(store, keys, ids)
@@ -645,10 +629,21 @@ def account_privacy(
             in_force,
             plan=plan,
             plan_class=plan_class,
-            states=consent_states,
+            ledgers=ledgers,
             account_id=account_id,
+            as_of=as_of,
         ),
-        consents=tuple(consent_states.values()),
+        consents=tuple(
+            consent_state(
+                scope=scope,
+                subject=subject,
+                setting=setting,
+                default=defaults[(scope, subject, setting)],
+                ledger=ledger,
+                as_of=as_of,
+            )
+            for (scope, subject, setting), ledger in ledgers.items()
+        ),
         conversations=tuple(conversations),
         builds={p: tuple(rows) for p, rows in by_purpose.items()},
     )
