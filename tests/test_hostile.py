@@ -572,3 +572,59 @@ def test_sessions_of_a_deleted_account_stop_working(api: Api, ev: Events) -> Non
     api.client.cookies.clear()
     page = api.client.get("/privacy", headers={"Cookie": f"traingate_session={session}"})
     assert page.status_code == 401
+
+
+# -- file modes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", ["000", "022"])
+def test_the_data_directory_and_its_files_are_private_whatever_the_umask(
+    tmp_path: Path, ev: Events, umask: str
+) -> None:
+    """The default traingate-data/ is 0700 and the store, the vault, their WAL and SHM files
+    and the key file 0600, under umask 000 and 022 (issue 19: 0755 and 0644 before)."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(jsonl(history(ev))) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
+    script = f'umask {umask} && exec "$0" -m traingate ingest "$1"'
+    done = subprocess.run(
+        ["sh", "-c", script, sys.executable, str(events)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    data = tmp_path / "traingate-data"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [data, *data.iterdir()]}
+    assert modes.pop("traingate-data") == 0o700
+    assert {"traingate.sqlite", "traingate-vault.sqlite", "keys.json"} <= set(modes), modes
+    assert {name: mode for name, mode in modes.items() if mode != 0o600} == {}
+    from traingate.store.db import private_file
+
+    loose = tmp_path / "loose.sqlite"
+    loose.write_bytes(b"")
+    loose.chmod(0o644)
+    private_file(loose)  # what an older version left behind is tightened at open
+    assert loose.stat().st_mode & 0o777 == 0o600
+
+
+def test_wal_and_shm_files_are_private_while_the_store_is_open(
+    tmp_path: Path, ev: Events
+) -> None:
+    """While a store is open its -wal and -shm files exist: 0600 too, under umask 000."""
+    previous = os.umask(0)
+    try:
+        settings = Settings(
+            db_url=f"sqlite:///{tmp_path}/d/store.sqlite", key_file=tmp_path / "d" / "k.json"
+        )
+        with Traingate.open(settings) as tg:
+            tg.ingest(jsonl(history(ev)))
+            files = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "d").iterdir()}
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o700
+    assert {"store.sqlite-wal", "store.sqlite-shm", "store-vault.sqlite-wal"} <= set(files)
+    assert {name: mode for name, mode in files.items() if mode != 0o600} == {}

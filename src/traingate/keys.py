@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from traingate.errors import ConfigError
+from traingate.store.db import private_dir
 from traingate.timeutil import format_instant, now_micros
 
 __all__ = [
@@ -172,9 +173,10 @@ def _to_json(ring: KeyRing) -> str:
 
 def save_keys(path: Path, ring: KeyRing) -> None:
     """Write the key file atomically with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)  # whatever the umask
     with os.fdopen(fd, "w") as handle:
         handle.write(_to_json(ring))
         handle.flush()
@@ -225,11 +227,12 @@ def load_or_create_keys(path: Path) -> KeyRing:
             signing_key=secrets.token_bytes(32),
             id_key=secrets.token_bytes(32),
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process created it first: use theirs
             return _load(path)
+        os.fchmod(fd, 0o600)  # whatever the umask
         with os.fdopen(fd, "w") as handle:
             handle.write(_to_json(ring))
             handle.flush()

@@ -8,6 +8,7 @@ identity columns) are answered here and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,8 @@ __all__ = [
     "PostgresDatabase",
     "SqliteDatabase",
     "connect",
+    "private_dir",
+    "private_file",
     "sqlite_path_of",
     "vault_path_of",
 ]
@@ -102,7 +105,9 @@ class SqliteDatabase(_Transactions):
         self.vault_path = vault_path_of(path)
         conn: sqlite3.Connection | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
+            for file in (path, self.vault_path):  # SQLite gives its WAL and SHM their mode
+                private_file(file)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("ATTACH DATABASE ? AS vault", (str(self.vault_path),))
             for schema in ("main", "vault"):
@@ -263,6 +268,42 @@ def _redact(url: str) -> str:
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@")
     return url
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0700, whatever the umask (the store,
+    the vault and the key file hold messages, e-mail addresses and the keys to reports).
+    Directories that already exist are left as they are: they may be the operator's."""
+    missing: list[Path] = []
+    walk = path
+    while not walk.exists():
+        missing.append(walk)
+        if walk.parent == walk:
+            break
+        walk = walk.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    if not path.is_dir():
+        path.mkdir()  # a file in its place: FileExistsError, as mkdir says it
+
+
+def private_file(path: Path) -> None:
+    """Make ``path`` (created empty when missing) and its SQLite companions (``-wal``,
+    ``-shm``, ``-journal``) readable by the owner alone: 0600, whatever the umask, and
+    tightened when an older version left them group- or world-readable."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+    for file in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        try:
+            if file.stat().st_mode & 0o077:
+                os.chmod(file, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def vault_path_of(path: Path) -> Path:
