@@ -14,6 +14,7 @@ the long run of the first policy on both backends.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -31,7 +32,7 @@ from traingate.build.compile import _deadline
 from traingate.build.engine import Tally
 from traingate.build.engines.duckdb import DuckDBEngine
 from traingate.build.engines.scalar import ScalarEngine
-from traingate.policy import MODES, PolicySet, decide_report, load_policy_set
+from traingate.policy import MODES, PolicySet, decide_report, load_policy_set, policy_at
 from traingate.settings import Settings
 from traingate.timeutil import MAX_INSTANT, Duration, parse_instant
 
@@ -87,18 +88,35 @@ def ops(policies: PolicySet) -> st.SearchStrategy[list[tuple[Any, ...]]]:
         st.tuples(st.just("delete_conversation"), st.sampled_from(CONVERSATIONS), instants),
         st.tuples(st.just("delete_account"), st.sampled_from(ACCOUNTS), instants),
     )  # fmt: skip
+    early = st.tuples(st.integers(0, 1), st.sampled_from([0, 1]))
+    mostly = st.sampled_from([True, True, True, False])
     prologue = st.tuples(
         *(
             st.tuples(st.just("account"), st.just(a), st.sampled_from(plans),
-                      st.sampled_from(ORGS), st.tuples(st.integers(0, 1), st.just(0)))
+                      st.sampled_from(ORGS), early)
             for a in ACCOUNTS
-        )
+        ),
+        *(
+            st.tuples(st.just("consent"), st.just(scope), st.just(index), setting, mostly, early)
+            for scope, index in (("account", 0), ("account", 1), ("account", 2),
+                                 ("organization", 0), ("organization", 1))
+        ),
     ).map(list)  # fmt: skip
+    later = st.tuples(st.integers(4, 10), st.sampled_from([0, 1]))
+    revoke = st.tuples(
+        st.just("consent"), st.sampled_from(["account", "organization"]), st.integers(0, 2),
+        setting, st.just(False), later,
+    )  # fmt: skip
+    feedback = st.tuples(
+        st.just("feedback"), st.sampled_from(CONVERSATIONS), st.integers(0, 5), comments, later
+    )
+    flag = st.tuples(st.just("flag"), st.sampled_from(CONVERSATIONS), instants)
     return st.tuples(
         prologue,
         st.lists(opening, max_size=4),
         st.lists(message, min_size=2, max_size=8),
-        st.lists(step, max_size=22),
+        st.lists(st.one_of(flag, revoke, feedback, tie), max_size=5),
+        st.lists(step, max_size=18),
     ).map(lambda parts: [s for part in parts for s in part])
 
 
@@ -164,9 +182,10 @@ OTHER_PURPOSES = ("safety_review", "safety_model_training", "research", "behavio
 
 def _reports(tg: Traingate, events: list[dict[str, Any]], errors: set[str], *, purpose: str,
              as_of: int) -> Tally:  # fmt: skip
-    """Every accepted report existing at as-of, decided by the scalar evaluator from its
-    conversation's mode (as stored) and its comment as sent; none when no policy in force
-    has a feedback basis granting the purpose (builds then consider no report)."""
+    """Every accepted report existing and not expired at as-of, decided by the scalar
+    evaluator from its conversation's mode (as stored) and its comment as sent; none when no
+    policy in force has a feedback basis granting the purpose (builds then consider no
+    report)."""
     tally: Counter[tuple[str | None, str | None]] = Counter()
     if not any(
         (basis := p.feedback_basis) is not None and purpose in basis.purposes
@@ -177,8 +196,9 @@ def _reports(tg: Traingate, events: list[dict[str, Any]], errors: set[str], *, p
         if ev["type"] != "feedback.submitted" or ev["event_id"] in errors:
             continue
         at = parse_instant(ev["at"])
-        if at > as_of:
-            continue
+        expiry = policy_at(tg.policies, at).feedback_expiry(at)
+        if at > as_of or (expiry is not None and expiry <= as_of):
+            continue  # the vault holds it for no build as of then
         ((mode,),) = tg.store.db.execute(
             "SELECT mode FROM conversations WHERE conversation_id = ?", (ev["conversation_id"],)
         )
@@ -210,32 +230,37 @@ def _check(tg: Traingate, events: list[dict[str, Any]], errors: set[str], *, pur
 
 
 @pytest.mark.parametrize("name", list(SPECS))
-def test_bulk_equals_scalar_for_every_policy(name: str) -> None:
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    data=st.data(),
+    as_of=as_ofs,
+    other=st.sampled_from(OTHER_PURPOSES),
+    batch_messages=st.integers(1, 8),
+)
+def test_bulk_equals_scalar_for_every_policy(
+    name: str, data: st.DataObject, as_of: int, other: str, batch_messages: int
+) -> None:
     spec = SPECS[name]
-    policies = load_policy_set(spec)
+    policies = _policies(spec)
+    events = history(policies, data.draw(ops(policies), label="steps"))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        config = Settings(
+            db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json", policy=spec
+        )
+        with Traingate.open(config) as tg:
+            summary = tg.ingest(jsonl(events))
+            errors = {str(error.event_id) for error in summary.errors}
+            for purpose in ("model_training", other):
+                _check(
+                    tg, events, errors, purpose=purpose, as_of=as_of,
+                    batch_messages=batch_messages,
+                )  # fmt: skip
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(
-        steps=ops(policies),
-        as_of=as_ofs,
-        other=st.sampled_from(OTHER_PURPOSES),
-        batch_messages=st.integers(1, 8),
-    )
-    def run(steps: list[tuple[Any, ...]], as_of: int, other: str, batch_messages: int) -> None:
-        events = history(policies, steps)
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            config = Settings(
-                db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json", policy=spec
-            )
-            with Traingate.open(config) as tg:
-                summary = tg.ingest(jsonl(events))
-                errors = {str(error.event_id) for error in summary.errors}
-                for purpose in ("model_training", other):
-                    _check(tg, events, errors, purpose=purpose, as_of=as_of,
-                           batch_messages=batch_messages)  # fmt: skip
 
-    run()
+@functools.cache
+def _policies(spec: str) -> PolicySet:
+    return load_policy_set(spec)
 
 
 @settings(max_examples=300, deadline=None)
