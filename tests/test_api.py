@@ -241,7 +241,11 @@ def test_privacy_answers(api: Api, ev: Events) -> None:
         return body
 
     a = privacy("a")
-    assert a["model_training"] == {"used": True, "answer": "opted_in"}
+    assert a["purposes"]["model_training"] == {
+        "used": True,
+        "bases": ["opt_in"],
+        "conversations": ["c"],
+    }
     assert (a["plan"], a["plan_class"]) == ("free", "consumer")
     assert (a["consent"]["since"], a["consent"]["source"]) == (T(1), "privacy_settings")
     assert a["organization_consent"] is None
@@ -253,10 +257,14 @@ def test_privacy_answers(api: Api, ev: Events) -> None:
     assert bases["organization_opt_in"] == (False, False)
     assert bases["feedback"] == (True, True)
 
-    assert privacy("a", as_of=T(0))["model_training"]["answer"] == "not_opted_in"
-    assert privacy("b")["model_training"] == {"used": False, "answer": "not_opted_in"}
+    assert privacy("a", as_of=T(0))["purposes"]["model_training"]["used"] is False
+    assert privacy("b")["purposes"]["model_training"]["used"] is False
     t = privacy("t")
-    assert t["model_training"] == {"used": True, "answer": "organization_opted_in"}
+    assert t["purposes"]["model_training"] == {
+        "used": True,
+        "bases": ["organization_opt_in"],
+        "conversations": ["x"],
+    }
     assert t["organization_id"] == "o"
     assert t["organization_consent"]["source"] == "development_partner_program"
     assert {b["id"]: b["applies"] for b in t["bases"]}["opt_in"] is False
@@ -289,7 +297,7 @@ def test_consent_toggle_writes_a_consent_event(api: Api, ev: Events) -> None:
     user = api.as_user("a")
     off = api.client.put("/v1/accounts/a/consent", json={"granted": False}, headers=user)
     assert off.status_code == 200, off.text
-    assert off.json()["model_training"] == {"used": False, "answer": "not_opted_in"}
+    assert off.json()["purposes"]["model_training"]["used"] is False
     revoked_at = off.json()["consent"]["since"]
     assert off.json()["consent"]["history"][-1] == {
         "at": revoked_at,
@@ -302,7 +310,8 @@ def test_consent_toggle_writes_a_consent_event(api: Api, ev: Events) -> None:
     assert {m["reasons"][0] for m in explained["messages"]} == {"consent_revoked"}
 
     on = api.client.put("/v1/accounts/a/consent", json={"granted": True}, headers=user)
-    assert on.json()["model_training"]["answer"] == "opted_in"
+    assert on.json()["consent"]["granted"] is True
+    assert on.json()["purposes"]["model_training"]["used"] is False  # revoked stays revoked
     assert on.json()["consent"]["since"] > revoked_at  # a new grant covers new messages only
     bad = api.client.put("/v1/accounts/a/consent", json={"granted": "yes"}, headers=user)
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
