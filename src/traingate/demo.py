@@ -56,11 +56,15 @@ class DemoPlan:
 
 
 _KINDS: tuple[tuple[str, Callable[[PrivacyReport], bool]], ...] = (
-    ("consumer who opted in", lambda r: r.plan_class == "consumer" and r.used),
-    ("consumer without opt-in", lambda r: r.plan_class == "consumer" and not r.used),
+    ("consumer who opted in", lambda r: r.plan_class == "consumer" and r.consent.granted),
+    ("consumer without opt-in", lambda r: r.plan_class == "consumer" and not r.consent.granted),
     (
         "commercial account, organization opted in",
-        lambda r: r.plan_class == "commercial" and r.used,
+        lambda r: (
+            r.plan_class == "commercial"
+            and r.organization_consent is not None
+            and r.organization_consent.granted
+        ),
     ),
     ("commercial account", lambda r: r.plan_class == "commercial"),
 )
