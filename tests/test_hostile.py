@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -611,9 +613,7 @@ def test_the_data_directory_and_its_files_are_private_whatever_the_umask(
     assert loose.stat().st_mode & 0o777 == 0o600
 
 
-def test_wal_and_shm_files_are_private_while_the_store_is_open(
-    tmp_path: Path, ev: Events
-) -> None:
+def test_wal_and_shm_files_are_private_while_the_store_is_open(tmp_path: Path, ev: Events) -> None:
     """While a store is open its -wal and -shm files exist: 0600 too, under umask 000."""
     previous = os.umask(0)
     try:
@@ -628,3 +628,69 @@ def test_wal_and_shm_files_are_private_while_the_store_is_open(
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o700
     assert {"store.sqlite-wal", "store.sqlite-shm", "store-vault.sqlite-wal"} <= set(files)
     assert {name: mode for name, mode in files.items() if mode != 0o600} == {}
+
+
+# -- ids that are not path-safe --------------------------------------------------------------
+
+ODD_IDS = [
+    "a/b",
+    "../../etc/passwd",
+    "q?x=1&y=2",
+    "h#frag",
+    "50%",
+    "50%2F",
+    "with space",
+    "naïve-会話-🙂",
+    "..x",
+    "/",
+]
+
+
+@pytest.mark.parametrize("odd", ODD_IDS)
+def test_ids_with_odd_characters_work_in_every_route_and_link(
+    api: Api, ev: Events, odd: str
+) -> None:
+    """An account and a conversation whose ids hold '/', '..', '?', '#', '%', spaces or
+    non-ASCII: every API route and page for them answers (percent-encoded), every link the
+    pages write encodes the id as one segment and leads back to it, and the user can give
+    feedback on it and delete it (issue 19: 404 everywhere, '../../etc/passwd' in an href)."""
+    account, conversation = f"acct {odd}", odd
+    api.ingest(
+        [
+            ev.account(account, T(0)),
+            ev.conversation(conversation, account, T(1), title="Odd"),
+            ev.message(f"m {odd}", conversation, account, T(2)),
+            ev.message(f"m2 {odd}", conversation, account, T(3), role="assistant"),
+        ]
+    )
+    c, a = quote(conversation, safe=""), quote(account, safe="")
+    user = api.as_user(account)
+    officer = api.as_role("privacy_officer")
+    read = api.client.get(f"/v1/conversations/{c}", headers=user)
+    assert read.status_code == 200 and read.json()["conversation_id"] == conversation, read.text
+    explained = api.client.get(
+        f"/v1/conversations/{c}/explain", params={"purpose": "model_training"}, headers=officer
+    )
+    assert explained.status_code == 200, explained.text
+    privacy = api.client.get(f"/v1/accounts/{a}/privacy", headers=officer)
+    assert privacy.status_code == 200 and conversation in privacy.text, privacy.text[:300]
+    consent = api.client.put(f"/v1/accounts/{a}/consent", json={"granted": True}, headers=user)
+    assert consent.status_code == 200, consent.text
+    session = api.session(account)
+    api.client.cookies.clear()
+    cookie = {"Cookie": f"traingate_session={session}"}
+    center = api.client.get("/privacy", headers=cookie)
+    assert center.status_code == 200
+    hrefs = re.findall(r'href="(/conversations/[^"]*)"', center.text)
+    assert hrefs == [f"/conversations/{c}"], hrefs
+    page = api.client.get(hrefs[0], headers=cookie)
+    assert page.status_code == 200, page.text[:300]
+    actions = re.findall(r'action="(/conversations/[^"]*)"', page.text)
+    assert f"/conversations/{c}/feedback" in actions, actions
+    form = {"message_id": f"m2 {odd}", "rating": "up", "csrf": csrf_token(session)}
+    sent = api.client.post(f"/conversations/{c}/feedback", data=form, headers=cookie)
+    assert sent.status_code == 201, sent.text[:300]
+    back = re.findall(r'href="(/conversations/[^"]*)"', sent.text)
+    assert back == [f"/conversations/{c}"], back
+    deleted = api.client.delete(f"/v1/conversations/{c}", headers=user)
+    assert deleted.status_code == 200 and deleted.json()["conversation_id"] == conversation

@@ -10,6 +10,7 @@ from traingate.api.auth import TG, Access, require_account
 from traingate.api.body import json_body, json_request_body
 from traingate.api.conversations import AsOf, as_of_param
 from traingate.api.models import ConsentRequest, error_responses
+from traingate.api.paths import MAX_ID_IN_PATH, PathId
 from traingate.auth import Principal
 from traingate.errors import NotFoundError
 
@@ -17,7 +18,13 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
-AccountId = Annotated[str, Path(max_length=512, description="The account's id.")]
+AccountId = Annotated[
+    PathId,
+    Path(
+        max_length=MAX_ID_IN_PATH,
+        description="The account's id, percent-encoded (`/` as `%2F`).",
+    ),
+]
 
 
 @router.get(

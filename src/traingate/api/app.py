@@ -22,6 +22,7 @@ from traingate.api import (
     sessions,
 )
 from traingate.api.openapi import install_openapi
+from traingate.api.paths import KeepEncodedSlashes
 from traingate.api.pool import TraingatePool
 from traingate.api.problems import install_handlers
 from traingate.api.usage import TokenUses
@@ -100,6 +101,7 @@ def _application(*, lifespan: Lifespan | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     install_handlers(app)
+    app.add_middleware(KeepEncodedSlashes)  # ids with '/' in paths (api/paths.py)
     for module in (events, feedback, conversations, accounts, sessions, datasets, purge, audit):
         app.include_router(module.router)
     from traingate.web import router as pages  # the pages (docs/web.md); not in the OpenAPI

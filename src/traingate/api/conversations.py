@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from traingate.api.auth import TG, Access, require_conversation
 from traingate.api.models import error_responses
+from traingate.api.paths import MAX_ID_IN_PATH, PathId
 from traingate.auth import Principal
 from traingate.timeutil import format_instant, parse_instant
 
@@ -15,7 +16,13 @@ __all__ = ["AsOf", "as_of_param", "router"]
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
-ConversationId = Annotated[str, Path(max_length=512, description="The conversation's id.")]
+ConversationId = Annotated[
+    PathId,
+    Path(
+        max_length=MAX_ID_IN_PATH,
+        description="The conversation's id, percent-encoded (`/` as `%2F`).",
+    ),
+]
 AsOf = Annotated[
     str | None,
     Query(max_length=64, description="RFC 3339 instant to answer as of [default: now]."),

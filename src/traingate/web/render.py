@@ -12,6 +12,7 @@ import functools
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -73,6 +74,13 @@ def _instant(value: int | None) -> str:
     return "" if value is None else format_instant(value)
 
 
+def _url_segment(value: object) -> str:
+    """An id as one path segment of a link: every character but the unreserved ones
+    percent-encoded, ``/`` included (Jinja's own ``urlencode`` keeps ``/``: an id
+    ``../../x`` would have left the page's path). ``api/paths.py`` routes it back."""
+    return quote(str(value), safe="")
+
+
 def _pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
 
@@ -114,6 +122,7 @@ def environment() -> Environment:
     env.filters["datetime"] = human_datetime
     env.filters["instant"] = _instant
     env.filters["pretty_json"] = _pretty_json
+    env.filters["urlencode"] = _url_segment
     env.filters["label"] = _label
     env.filters["duration"] = human_duration
     env.filters["sentence"] = _sentence

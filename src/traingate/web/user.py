@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from traingate.api.auth import TG, require_conversation
+from traingate.api.paths import MAX_ID_IN_PATH, PathId
 from traingate.errors import ConfigError
 from traingate.web.answer import answer_for, policy_rules, retention_phrase, rule_refs
 from traingate.web.errors import PageRoute
@@ -31,7 +32,7 @@ __all__ = ["DOWN_CATEGORIES", "UP_CATEGORIES", "router"]
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 Posted = Annotated[Form, Depends(read_form)]
-ConversationId = Annotated[str, Path(max_length=256)]
+ConversationId = Annotated[PathId, Path(max_length=MAX_ID_IN_PATH)]
 
 DOWN_CATEGORIES: tuple[tuple[str, str], ...] = (
     ("not_factual", "Not factually correct"),
