@@ -3,7 +3,9 @@
 The scenario is ingested under the default (consumer-2024 alone): account ``a`` (free, opted
 in) has a plain conversation ``c`` and an incognito one ``i``, each with a message just before
 and just after 2026-01-01 (SWITCH), and three feedback reports. The diff asks what putting
-consumer-2025 in force from SWITCH would change.
+consumer-2025 in force from SWITCH would change: under it an incognito chat is covered by no
+basis, so its content is kept 30 days (retention ``always``), and a chat covered by ``opt_in``
+5 years; its reports are kept 5 years, not 10.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from tests.factories import Events, jsonl, switched_ranges
 from traingate.app import Traingate
 from traingate.build.records import conversation_record_id, feedback_record_id
-from traingate.policy import default_policy
+from traingate.policy import bundled_policy, default_policy
 from traingate.timeutil import parse_instant
 
 SWITCH = "2026-01-01T00:00:00Z"
@@ -50,7 +52,7 @@ def scenario() -> list[dict[str, Any]]:
 
 def side(policy_id: str, basis: str | None, *rules: str) -> dict[str, Any]:
     return {
-        "policy": {"id": policy_id, "version": 1},
+        "policy": {"id": policy_id, "version": bundled_policy(policy_id).version},
         "eligible": basis is not None,
         "basis": basis,
         "rules": list(rules) or [basis],
@@ -58,7 +60,8 @@ def side(policy_id: str, basis: str | None, *rules: str) -> dict[str, Any]:
 
 
 OPT_IN_2024 = side("consumer-2024", "opt_in")
-INCOGNITO_2025 = side("consumer-2025", None, "incognito")
+EXPIRED_2025 = side("consumer-2025", None, "content_expired")
+INCOGNITO_2025 = side("consumer-2025", None, "mode_excluded")
 FEEDBACK_2024 = side("consumer-2024", "feedback")
 FEEDBACK_2025 = side("consumer-2025", "feedback")
 
@@ -113,14 +116,17 @@ def test_diff_of_putting_consumer_2025_in_force(loaded: Traingate) -> None:
         "a": [
             {
                 "id": "consumer-2024",
-                "version": 1,
+                "version": default_policy().version,
                 "sha256": default_policy().sha256,
                 "effective_from": "2024-01-01T00:00:00Z",
                 "from": None,
                 "until": None,
             }
         ],
-        "b": switched_ranges(SWITCH),
+        "b": [
+            {**entry, "version": bundled_policy(entry["id"]).version}
+            for entry in switched_ranges(SWITCH)
+        ],
         "as_of": AS_OF,
         "purposes": [
             {
@@ -131,15 +137,16 @@ def test_diff_of_putting_consumer_2025_in_force(loaded: Traingate) -> None:
                     "reports": {"enter": 0, "leave": 1},
                 },
                 "records": [
-                    # i keeps its record (i-before, under consumer-2024) but loses i-after.
-                    i_record(tg, "leave", OPT_IN_2024, INCOGNITO_2025),
+                    # i keeps its record (i-before, under consumer-2024) but loses i-after,
+                    # which no basis covers: kept 30 days, expired by as-of.
+                    i_record(tg, "leave", OPT_IN_2024, EXPIRED_2025),
                     # The report on i after the switch is excluded; the others stay.
                     report_record(
                         tg,
                         "r-i-after",
                         "leave",
                         FEEDBACK_2024,
-                        side("consumer-2025", None, "incognito"),
+                        INCOGNITO_2025,
                     ),
                 ],
             }
@@ -152,15 +159,37 @@ def test_diff_of_putting_consumer_2025_in_force(loaded: Traingate) -> None:
     assert details["b"] == ["consumer-2024@2024-01-01T00:00:00Z", f"consumer-2025@{SWITCH}"]
 
 
+def c_record(tg: Traingate, change: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **i_record(tg, change, a, b),
+        "record_id": conversation_record_id(tg.keys.signing_key, "c", "opt_in"),
+        "conversation_id": "c",
+        "items": [
+            {"item": "message", "message_id": "c-after", "at": AFTER, "change": change}
+            | {"a": a, "b": b}
+        ],
+    }
+
+
 @pytest.mark.store
 def test_diff_after_the_shorter_retention_and_in_reverse(loaded: Traingate) -> None:
+    """Past SWITCH + P5Y: c-after's content (kept 5 years while opt_in covers it) has expired
+    too, and so has the report on it (P5Y); in reverse, both come back."""
     tg = loaded
     forward = tg.policy_diff(
         a="consumer-2024", b=VERSIONS, as_of=parse_instant(LATE), purposes=["model_training"]
     ).to_dict()["purposes"][0]
     expired = side("consumer-2025", None, "feedback_expired")
-    assert forward["counts"]["reports"] == {"enter": 0, "leave": 2}
-    assert sorted(forward["records"][1:], key=lambda r: r["record_id"]) == sorted(
+    assert forward["counts"] == {
+        "records": {"enter": 0, "leave": 2, "change": 2},
+        "messages": {"enter": 0, "leave": 2},
+        "reports": {"enter": 0, "leave": 2},
+    }
+    assert forward["records"][:2] == [
+        c_record(tg, "leave", OPT_IN_2024, EXPIRED_2025),
+        i_record(tg, "leave", OPT_IN_2024, EXPIRED_2025),
+    ]
+    assert sorted(forward["records"][2:], key=lambda r: r["record_id"]) == sorted(
         [
             report_record(tg, "r-c-after", "leave", FEEDBACK_2024, expired),
             report_record(tg, "r-i-after", "leave", FEEDBACK_2024, INCOGNITO_2025),
@@ -171,11 +200,14 @@ def test_diff_after_the_shorter_retention_and_in_reverse(loaded: Traingate) -> N
         a=VERSIONS, b="consumer-2024", as_of=parse_instant(LATE), purposes=["model_training"]
     ).to_dict()["purposes"][0]
     assert backward["counts"] == {
-        "records": {"enter": 2, "leave": 0, "change": 1},
-        "messages": {"enter": 1, "leave": 0},
+        "records": {"enter": 2, "leave": 0, "change": 2},
+        "messages": {"enter": 2, "leave": 0},
         "reports": {"enter": 2, "leave": 0},
     }
-    assert backward["records"][0] == i_record(tg, "enter", INCOGNITO_2025, OPT_IN_2024)
+    assert backward["records"][:2] == [
+        c_record(tg, "enter", EXPIRED_2025, OPT_IN_2024),
+        i_record(tg, "enter", EXPIRED_2025, OPT_IN_2024),
+    ]
 
 
 @pytest.mark.store
@@ -234,7 +266,7 @@ def test_policy_commands(tmp_path: Path) -> None:
     assert [p["id"] for p in shown["policies"]] == ["consumer-2024", "consumer-2025"]
     one = json.loads(run(["policy", "show", "consumer-2025"], cwd=tmp_path).stdout)
     assert one["in_force"] is None  # not in force under the default setting
-    assert one["exclusions"][0]["id"] == "incognito"
+    assert one["bases"][1]["exclude_modes"] == ["incognito"]
     assert one["bases"][-1]["retention"] == "P5Y"
     assert "consent_scope" not in one["bases"][0]  # parameters of other kinds are left out
 
@@ -247,7 +279,7 @@ def test_policy_commands(tmp_path: Path) -> None:
     messages = json.loads(explained.stdout)["messages"]
     assert [(m["basis"], m["reasons"], m["policy"]["id"]) for m in messages] == [
         ("opt_in", [], "consumer-2024"),
-        (None, ["incognito"], "consumer-2025"),
+        (None, ["content_expired"], "consumer-2025"),
     ]
     from_env = run(["policy", "show"], cwd=tmp_path, env={"TRAINGATE_POLICY": VERSIONS})
     assert len(json.loads(from_env.stdout)["in_force"]) == 2
