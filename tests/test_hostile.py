@@ -694,3 +694,93 @@ def test_ids_with_odd_characters_work_in_every_route_and_link(
     assert back == [f"/conversations/{c}"], back
     deleted = api.client.delete(f"/v1/conversations/{c}", headers=user)
     assert deleted.status_code == 200 and deleted.json()["conversation_id"] == conversation
+
+
+# -- the command line under damage -----------------------------------------------------------
+
+
+def _traingate(args: list[str], cwd: Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "traingate", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        **kwargs,
+    )
+
+
+def test_damaged_gzip_files_keep_what_came_before(tmp_path: Path) -> None:
+    """A file named .gz that is not gzip, and a truncated .gz: one clear line, exit 2, the
+    summary of the lines read before the damage on standard output, those lines kept."""
+    import gzip
+
+    e = Events()
+    lines = [json.dumps(e.account(f"acct-{i}", T(0))) for i in range(3000)]
+    plain = tmp_path / "plain.gz"
+    plain.write_text("\n".join(lines) + "\n")
+    done = _traingate(["ingest", str(plain)], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "plain.gz cannot be read past line 0" in done.stderr
+    whole = gzip.compress(("\n".join(lines) + "\n").encode())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    done = _traingate(["ingest", str(cut)], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "Aborted" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "cut.jsonl.gz cannot be read past line" in done.stderr
+    kept = json.loads(done.stdout)["accepted"]
+    assert 0 < kept < len(lines)
+    full = tmp_path / "full.jsonl.gz"
+    full.write_bytes(whole)
+    again = json.loads(_traingate(["ingest", str(full)], tmp_path).stdout)
+    assert again["duplicates"] == kept and again["accepted"] == len(lines) - kept
+
+
+def test_a_build_where_nothing_may_be_written_is_one_line(tmp_path: Path) -> None:
+    _traingate(["sample", "load"], tmp_path)
+    for out in ("/proc/x", "/proc/self/x/y"):
+        args = ["dataset", "build", "--purpose", "model_training", "--out", out]
+        done = _traingate(args, tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        assert out in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_killing_an_ingest_leaves_no_traceback_from_its_parse_worker(tmp_path: Path) -> None:
+    """SIGKILL to an ingest while its parse worker runs: the worker leaves silently (it
+    printed a BrokenPipeError traceback), and what was committed stays."""
+    e = Events()
+    events = tmp_path / "big.jsonl"
+    with events.open("w") as out:
+        for i in range(150_000):
+            out.write(json.dumps(e.account(f"acct-{i}", T(0))) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
+    ingest = subprocess.Popen(
+        [sys.executable, "-m", "traingate", "ingest", str(events), "--workers", "1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    children = Path(f"/proc/{ingest.pid}/task/{ingest.pid}/children")
+    deadline = time.monotonic() + 120
+    worker = None
+    while worker is None and time.monotonic() < deadline and ingest.poll() is None:
+        for pid in children.read_text().split():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"traingate.ingest.worker" in cmdline:
+                worker = int(pid)
+        time.sleep(0.01)
+    assert worker is not None, "no parse worker started"
+    time.sleep(0.3)
+    ingest.kill()
+    assert ingest.stderr is not None
+    with ingest.stderr:
+        err = ingest.stderr.read().decode(errors="replace")  # until the worker closes it too
+    ingest.wait(timeout=30)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

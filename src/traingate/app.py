@@ -533,17 +533,23 @@ class Traingate:
             self.audit_log.append(actor=actor, action="dataset.build", details=details)
 
         self.settle_builds()
-        return build_dataset(
-            store=self.store,
-            vault=self.vault,
-            keys=self.keys,
-            request=request,
-            engine=engine_named(engine, spark_master=spark_master),
-            out=out,
-            format=as_format(format),
-            progress=progress,
-            on_complete=audit,
-        )
+        try:
+            return build_dataset(
+                store=self.store,
+                vault=self.vault,
+                keys=self.keys,
+                request=request,
+                engine=engine_named(engine, spark_master=spark_master),
+                out=out,
+                format=as_format(format),
+                progress=progress,
+                on_complete=audit,
+            )
+        except OSError as exc:  # --out where nothing may be written (/proc/x, read-only, full)
+            where = exc.filename if exc.filename is not None else out
+            raise BuildError(
+                f"cannot write the dataset {out}: {exc.strerror or exc} ({where})"
+            ) from exc
 
     def settle_builds(self) -> None:
         """Settle the lineage of builds killed between recording it and completing it

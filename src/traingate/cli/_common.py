@@ -7,9 +7,10 @@ import gzip
 import io
 import json
 import sys
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -53,12 +54,38 @@ def open_app(ctx: click.Context) -> Iterator[Traingate]:
         fail(str(exc))
 
 
+class GuardedLines:
+    """The lines of a file until it cannot be read any further (a file named .gz that is not
+    gzip, a truncated .gz, an I/O error): then the lines stop, and ``damage`` says why and
+    after which line, so that whatever was read before is ingested and reported."""
+
+    def __init__(self, path: str, handle: Iterable[str]) -> None:
+        self.path = path
+        self.handle = handle
+        self.lines = 0
+        self.damage: str | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for line in self.handle:
+                self.lines += 1
+                yield line
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.damage = (
+                f"{self.path} cannot be read past line {self.lines}: {reason or type(exc).__name__}"
+                f"; the {self.lines} lines before it were ingested"
+            )
+
+
 @contextlib.contextmanager
-def event_lines(path: str) -> Iterator[IO[str]]:
+def event_lines(path: str) -> Iterator[GuardedLines]:
     """Text lines of a file, of a .gz file, or of standard input (``-``). Bytes that are not
-    UTF-8 become lone surrogates, so that their line is rejected and the others kept."""
+    UTF-8 become lone surrogates, so that their line is rejected and the others kept. A file
+    that cannot be read to its end gives the lines before the damage (``GuardedLines``)."""
     if path == "-":
-        yield io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+        yield GuardedLines("standard input", stdin)
         return
     file = Path(path)
     if not file.exists():
@@ -71,7 +98,7 @@ def event_lines(path: str) -> Iterator[IO[str]]:
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror or exc}")
     with handle:
-        yield handle
+        yield GuardedLines(path, handle)
 
 
 def receipt_value(value: str) -> str:

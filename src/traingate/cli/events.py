@@ -61,6 +61,8 @@ def ingest(
                 out.write(json.dumps({"line": line, "event_id": event_id, "receipt": receipt}))
                 out.write("\n")
     emit(summary.to_dict())
+    if lines.damage is not None:
+        fail(lines.damage)  # after the summary of what was read before it: exit 2
     sys.exit(0 if summary.rejected == 0 else 1)
 
 
