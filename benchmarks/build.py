@@ -3,7 +3,7 @@ raw DuckDB read+write baseline and against the naive scalar loop.
 
     python benchmarks/build.py [--conversations 20000] [--conversations 50000 ...]
                                [--backend sqlite|postgresql] [--workdir benchmarks/out]
-                               [--sample 2000] [--keep]
+                               [--policy consumer-2024] [--sample 2000] [--keep]
 
 For each N: a deterministic generator writes N conversations (about 8 messages each, realistic
 text lengths, 5% with e-mail addresses, consent timelines with revocations, organizations,
@@ -21,8 +21,10 @@ Then, each in its own process so that peak RSS is that run's own:
 - scalar:   the scalar engine (facts once per conversation, records assembled) on the same
             sample: the reference engine, already less naive.
 
-Prints one table: messages, build seconds, messages/s, peak RSS, build/baseline time ratio,
-build/naive and build/scalar speed ratios.
+``--policy`` names the policies in force for the build, naive and scalar runs (as
+``TRAINGATE_POLICY``; default ``consumer-2024``); the store, ingested under the default, is the
+same for every policy. Prints one table: messages, build seconds, messages/s, peak RSS,
+build/baseline time ratio, build/naive and build/scalar speed ratios.
 """
 
 from __future__ import annotations
@@ -232,7 +234,8 @@ def _open(store: Path) -> Any:
     from traingate.settings import Settings
 
     url = (store / "url").read_text().strip()
-    return Traingate.open(Settings(db_url=url, key_file=store / "keys.json"))
+    policy = os.environ.get("TRAINGATE_BENCH_POLICY") or None
+    return Traingate.open(Settings(db_url=url, key_file=store / "keys.json", policy=policy))
 
 
 def _new_store(store: Path, backend: str, conversations: int) -> None:
@@ -351,7 +354,7 @@ def phase_naive(store: Path, sample: int) -> dict[str, Any]:
     from traingate.timeutil import parse_instant
 
     with _open(store) as tg:
-        db, policy, as_of = tg.store.db, tg.policy, parse_instant(AS_OF)
+        db, policy, as_of = tg.store.db, tg.policies, parse_instant(AS_OF)
         ids = [
             row[0]
             for row in db.execute(
@@ -412,7 +415,7 @@ def phase_scalar(store: Path, sample: int) -> dict[str, Any]:
             )
         ]
         request = BuildRequest(
-            policy=tg.policy, purpose="model_training", as_of=parse_instant(AS_OF)
+            policy=tg.policies, purpose="model_training", as_of=parse_instant(AS_OF)
         )
         started = time.perf_counter()
         messages = 0
@@ -426,7 +429,7 @@ def phase_scalar(store: Path, sample: int) -> dict[str, Any]:
 
 
 def bench(
-    conversations: int, workdir: Path, sample: int, keep: bool, backend: str
+    conversations: int, workdir: Path, sample: int, keep: bool, backend: str, policy: str
 ) -> dict[str, Any]:
     store = workdir / f"store-{backend}-{conversations}"
     if not (store / "ready").exists():
@@ -434,6 +437,7 @@ def bench(
         _new_store(store, backend, conversations)
         ingested = run_phase(__file__, ["--phase", "ingest", str(store), str(conversations)])
         (store / "ready").write_text(json.dumps(ingested))
+    os.environ["TRAINGATE_BENCH_POLICY"] = policy  # read by the phases' processes
     runs = workdir / f"runs-{conversations}"
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir()
@@ -448,6 +452,7 @@ def bench(
     scalar_rate = scalar["messages"] / scalar["seconds"]
     return {
         "backend": backend,
+        "policy": policy,
         "conversations": conversations,
         "messages": built["messages"],
         "records": built["records"],
@@ -466,14 +471,15 @@ def bench(
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| backend | N conv. | messages | build s | messages/s | peak RSS MB | baseline s | "
-        "build / baseline | naive msg/s | build / naive | scalar engine msg/s |"
+        "| backend | policy | N conv. | messages | build s | messages/s | peak RSS MB |"
+        " baseline s | build / baseline | naive msg/s | build / naive | scalar engine msg/s |"
         " build / scalar |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         lines.append(
-            f"| {r['backend']} | {r['conversations']:,} | {r['messages']:,} | {r['build_s']:.1f} | "
+            f"| {r['backend']} | {r['policy']} | {r['conversations']:,} | {r['messages']:,} | "
+            f"{r['build_s']:.1f} | "
             f"{r['msgs_per_s']:,.0f} | {r['rss_mb']:,.0f} | {r['baseline_s']:.1f} | "
             f"{r['vs_baseline']:.2f}x | {r['naive_msgs_per_s']:,.0f} | {r['vs_naive']:.0f}x | "
             f"{r['scalar_msgs_per_s']:,.0f} | {r['vs_scalar']:.1f}x |"
@@ -492,6 +498,11 @@ def main() -> None:
         choices=["sqlite", "postgresql"],
         default="sqlite",
         help=f"store backend [default sqlite; postgresql at $TRAINGATE_TEST_PG or {PG_URL}]",
+    )
+    parser.add_argument(
+        "--policy",
+        default="consumer-2024",
+        help="the policies in force, as TRAINGATE_POLICY [default consumer-2024]",
     )
     parser.add_argument("--sample", type=int, default=2000, help="conversations of the naive run")
     parser.add_argument("--keep", action="store_true", help="keep the datasets written")
@@ -513,7 +524,7 @@ def main() -> None:
         return
     rows = []
     for n in args.conversations or [20_000]:
-        rows.append(bench(n, args.workdir, args.sample, args.keep, args.backend))
+        rows.append(bench(n, args.workdir, args.sample, args.keep, args.backend, args.policy))
         print(json.dumps(rows[-1]), file=sys.stderr)
     print(table(rows))
 

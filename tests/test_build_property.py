@@ -5,9 +5,11 @@ message: the same decision (basis, or first reason, and the policy that decided)
 message, the same records, ids and bytes of content, in the same order.
 
 Each runs under the default policy and under two policy versions (consumer-2024, then
-consumer-2025 from day 5 of the histories): conversations may be marked incognito, and as-of
-times reach past the P5Y retention of reports submitted after the switch, so exclusions and
-both retentions are exercised on both sides of the effective date.
+consumer-2025 from day 5 of the histories): conversations may be marked incognito (the
+``"incognito": true`` form of the mode), and as-of times reach past the P5Y retention of
+reports and content after the switch, so mode exclusions, coverage by conversation and
+content expiry are exercised on both sides of the effective date. ``test_build_policies``
+holds every shipped policy to the same equality.
 
 SQLite carries the many examples; PostgreSQL runs a few, so both exports are held to it.
 """
