@@ -53,6 +53,12 @@ class Api:
         return summary
 
 
+def user_report(event: dict[str, Any]) -> dict[str, Any]:
+    """A feedback.submitted event as an end user sends it: without the event_id, feedback_id
+    and time that the server assigns to a session's report."""
+    return {k: v for k, v in event.items() if k not in ("event_id", "feedback_id", "at")}
+
+
 @contextlib.contextmanager
 def running_api(settings: Settings, datasets_dir: Path) -> Iterator[Api]:
     app = create_app(settings=settings, datasets_dir=datasets_dir, pool_size=2)

@@ -33,7 +33,7 @@ from traingate.api.body import EVENTS_LIMIT, FEEDBACK_LIMIT, FORM_LIMIT, JSON_LI
 from traingate.app import Traingate
 from traingate.cli import cli
 from traingate.settings import Settings
-from traingate.timeutil import DAY, MAX_INSTANT, MIN_INSTANT
+from traingate.timeutil import DAY, MAX_INSTANT, MIN_INSTANT, now_micros, parse_instant
 from traingate.web.session import csrf_token
 
 T = Events.t
@@ -485,6 +485,8 @@ def test_the_console_refuses_as_of_outside_the_range(api: Api, text: str) -> Non
 
 # -- CSRF on the cookie-authenticated API ----------------------------------------------------
 
+UP = {"rating": "up"}
+
 
 def test_cookie_authenticated_api_changes_need_the_csrf_token(api: Api, ev: Events) -> None:
     """Every API route that changes something and accepts an end-user session, called with
@@ -499,7 +501,11 @@ def test_cookie_authenticated_api_changes_need_the_csrf_token(api: Api, ev: Even
         headers=api.as_role("ingest"),
     ).json()["receipt"]
     calls: list[tuple[str, str, dict[str, Any]]] = [
-        ("POST", "/v1/feedback", {"json": ev.feedback("f-csrf-1", "a", "c", "m2", T(5))}),
+        (
+            "POST",
+            "/v1/feedback",
+            {"json": {"conversation_id": "c", "message_id": "m2", "rating": "up"}},
+        ),
         ("PUT", "/v1/accounts/a/consent", {"json": {"granted": False}}),
         ("DELETE", f"/v1/feedback/{receipt}", {}),
         ("DELETE", "/v1/conversations/c", {}),
@@ -784,3 +790,38 @@ def test_killing_an_ingest_leaves_no_traceback_from_its_parse_worker(tmp_path: P
         err = ingest.stderr.read().decode(errors="replace")  # until the worker closes it too
     ingest.wait(timeout=30)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+# -- end users choose nothing the backend owns -----------------------------------------------
+
+
+def test_end_user_reports_get_server_ids_and_time_and_learn_nothing(api: Api, ev: Events) -> None:
+    """A session's POST /v1/feedback may not choose event_id, feedback_id or at (squatting
+    the backend's id 'backend-fb-1001' made the backend's own event rejected); the server
+    assigns them and the time. Another account's conversation and an unknown one give the
+    same answer."""
+    user = api.as_user("a")
+    squat = ev.feedback("backend-fb-1001", "a", "c", "m2", T(5))
+    squat["event_id"] = "backend-fb-1001"
+    refused = api.client.post("/v1/feedback", json=squat, headers=user)
+    assert refused.status_code == 422 and "leave out event_id, feedback_id, at" in refused.text
+    backend = {**squat}
+    summary = api.ingest([backend])
+    assert summary["accepted"] == 1
+    before = now_micros()
+    mine = api.client.post(
+        "/v1/feedback",
+        json={"conversation_id": "c", "message_id": "m2", "rating": "up", "comment": "ok"},
+        headers=user,
+    )
+    assert mine.status_code == 201, mine.text
+    assert parse_instant(mine.json()["report"]["submitted_at"]) >= before - 1_000_000
+    answers = []
+    for conversation, message in (("d", "n2"), ("nope", "n2")):  # b's, and nobody's
+        answer = api.client.post(
+            "/v1/feedback",
+            json={"conversation_id": conversation, "message_id": message, "rating": "up"},
+            headers=user,
+        )
+        answers.append((answer.status_code, answer.text.replace(repr(conversation), "ID")))
+    assert answers[0] == answers[1] and answers[0][0] == 404, answers

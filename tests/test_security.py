@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import Api, history, running_api
+from tests.api_support import Api, history, running_api, user_report
 from tests.factories import Events
 from tests.route_matrix import CALLERS, is_page, matrix, routes
 from traingate.app import Traingate
@@ -102,7 +102,7 @@ def test_no_route_lists_reports_and_analysts_read_them_only_through_builds(
     comment = f"only-in-the-vault-{secrets.token_hex(6)}"
     submitted = api.client.post(
         "/v1/feedback",
-        json=ev.feedback("f-secret", "a", "c", "m2", T(5), comment=comment),
+        json=user_report(ev.feedback("f-secret", "a", "c", "m2", T(5), comment=comment)),
         headers=api.as_user("a"),
     ).json()
     receipt, report_id = submitted["receipt"], submitted["report"]["report_id"]
@@ -120,7 +120,7 @@ def test_no_route_lists_reports_and_analysts_read_them_only_through_builds(
     analyst = api.as_role("analyst")
     job = api.client.post(
         "/v1/datasets",
-        json={"purpose": "model_training", "as_of": T(30), "format": "jsonl"},
+        json={"purpose": "model_training", "format": "jsonl"},  # now: the report is dated now
         headers=analyst,
     ).json()
     for _ in range(300):
@@ -159,7 +159,7 @@ def _flow(client: httpx.Client | Any, tokens: dict[str, str], ev: Events) -> lis
     user_session = user.json()["session"]
     report = client.post(
         "/v1/feedback",
-        json=ev.feedback(f"f-{secrets.token_hex(4)}", "a", "c", "m2", T(5), comment="x"),
+        json=user_report(ev.feedback("f-flow", "a", "c", "m2", T(5), comment="x")),
         headers=bearer(user_session),
     )
     receipt = report.json()["receipt"]
@@ -186,7 +186,7 @@ def test_secrets_never_reach_the_in_process_logs(
     session = api.session("a")
     receipt = api.client.post(
         "/v1/feedback",
-        json=ev.feedback("f-log", "a", "c", "m2", T(5)),
+        json=user_report(ev.feedback("f-log", "a", "c", "m2", T(5))),
         headers={"Authorization": f"Bearer {session}"},
     ).json()["receipt"]
     handled += [receipt, *_secrets_of(session)]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
-from traingate.api.auth import TG, Access, Caller
+from traingate.api.auth import TG, Access, Caller, require_conversation
 from traingate.api.body import FEEDBACK_LIMIT, media_type, read_body
 from traingate.api.events import summary_response
 from traingate.api.models import FeedbackReceipt, IngestSummaryBody, error_responses
@@ -35,7 +35,9 @@ async def feedback_event(request: Request) -> dict[str, Any]:
         data = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("type") != "feedback.submitted":
+    if not isinstance(data, dict) or data.setdefault("type", "feedback.submitted") != (
+        "feedback.submitted"
+    ):
         raise ApiError(422, "invalid_body", "the body must be one feedback.submitted event")
     return data
 
@@ -62,9 +64,17 @@ def submit_feedback(
     event: Annotated[dict[str, Any], Depends(feedback_event)],
 ) -> Any:
     """Ingest one `feedback.submitted` event and return the receipt of its vaulted snapshot.
-    An end user may submit feedback only for their own account."""
-    if principal.is_user and event.get("account_id") != principal.account_id:
+
+    An end user (a session) submits only for their own account, and only what a user chooses:
+    `conversation_id`, `message_id`, `rating`, `comment`, `categories` (and `account_id`,
+    their own, if at all). The server assigns `event_id`, `feedback_id` and the time, as for
+    the conversation page's form: a body that sets them is refused (422), so a user can
+    neither squat the backend's ids nor date a report. Another account's conversation and an
+    unknown one give the same 404."""
+    if principal.is_user and event.get("account_id", principal.account_id) != principal.account_id:
         raise ApiError(403, "forbidden", "a session may only submit feedback for its own account")
+    if principal.is_user:
+        return _submit_as_user(tg, principal, event)
     try:
         line = json.dumps(event, ensure_ascii=False)
     except RecursionError:
@@ -81,6 +91,43 @@ def submit_feedback(
         )
     receipt = summary.receipts[0][2]
     info = tg.report_info(receipt)
+    return JSONResponse({"receipt": receipt, "report": info.to_dict()}, status_code=201)
+
+
+_SERVER_FIELDS = ("event_id", "feedback_id", "at")
+_USER_FIELDS = frozenset(
+    {"type", "account_id", "conversation_id", "message_id", "rating", "comment", "categories"}
+)
+
+
+def _submit_as_user(tg: TG, principal: Principal, event: dict[str, Any]) -> JSONResponse:
+    chosen = [name for name in _SERVER_FIELDS if name in event]
+    if chosen:
+        raise ApiError(
+            422,
+            "invalid_body",
+            f"an end user's report gets its event_id, feedback_id and time from the server:"
+            f" leave out {', '.join(chosen)}",
+        )
+    unknown = sorted(set(event) - _USER_FIELDS)
+    if unknown:
+        raise ApiError(422, "invalid_body", f"unknown fields: {', '.join(unknown)}")
+    conversation_id, categories = event.get("conversation_id"), event.get("categories", [])
+    if not isinstance(conversation_id, str) or not isinstance(categories, list):
+        raise ApiError(
+            422, "invalid_body", "conversation_id must be a string and categories a list"
+        )
+    require_conversation(tg, principal, conversation_id)  # another's is unknown: one 404
+    assert principal.account_id is not None
+    receipt, info = tg.submit_feedback(
+        account_id=principal.account_id,
+        conversation_id=conversation_id,
+        message_id=event.get("message_id"),  # type: ignore[arg-type]  # ingest validates
+        rating=event.get("rating"),  # type: ignore[arg-type]
+        comment=event.get("comment"),
+        categories=categories,
+        actor=principal.actor,
+    )
     return JSONResponse({"receipt": receipt, "report": info.to_dict()}, status_code=201)
 
 
