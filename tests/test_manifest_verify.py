@@ -184,3 +184,15 @@ def test_a_mangled_manifest_is_reported_not_raised(
     result = tg.verify_dataset(path=dataset)
     assert not result.ok
     assert result.problems
+
+
+@pytest.mark.parametrize("name", ["extra.jsonl", ".hidden", "README"])
+def test_an_extra_file_at_the_root_fails_verification(
+    tg: Traingate, dataset: Path, name: str
+) -> None:
+    """Only manifest.json and data/ make a dataset: anything else at its root is outside the
+    signature and fails it (issue 19: it was ignored)."""
+    (dataset / name).write_text('{"messages": ["not signed"]}\n')
+    result = tg.verify_dataset(path=dataset)
+    assert not result.ok
+    assert any(p.startswith(f"{name}: not part of the dataset") for p in result.problems)

@@ -125,6 +125,10 @@ def _file_problems(root: Path, manifest: Mapping[str, Any], problems: list[str])
     if data.is_dir():
         for extra in sorted(p for p in data.iterdir() if p not in listed):
             problems.append(f"data/{extra.name}: not listed in the manifest")
+    # A dataset is its manifest and data/ alone: anything beside them (a file a consumer would
+    # also read, a hidden one) is not covered by the signature, so it fails verification.
+    for extra in sorted(p for p in root.iterdir() if p.name not in ("manifest.json", "data")):
+        problems.append(f"{extra.name}: not part of the dataset (only manifest.json and data/)")
     return readable
 
 
