@@ -825,3 +825,51 @@ def test_end_user_reports_get_server_ids_and_time_and_learn_nothing(api: Api, ev
         )
         answers.append((answer.status_code, answer.text.replace(repr(conversation), "ID")))
     assert answers[0] == answers[1] and answers[0][0] == 404, answers
+
+
+# -- the audit log's own verification ---------------------------------------------------------
+
+
+def _audited(tg: Traingate, ev: Events) -> dict[str, Any]:
+    tg.ingest(jsonl(history(ev)))
+    tg.create_token(role="analyst")
+    summary = tg.audit_verify()
+    assert summary["ok"] and summary["entries"] >= 2
+    head: dict[str, Any] = summary["head"]
+    return head
+
+
+def test_a_wiped_audit_log_is_caught_with_an_expected_head(tg: Traingate, ev: Events) -> None:
+    """Both tables emptied: 'ok, 0 entries' says so (a warning) and, given the head recorded
+    earlier, fails naming what was expected."""
+    head = _audited(tg, ev)
+    tg.store.db.execute("DELETE FROM audit_log")
+    tg.store.db.execute("DELETE FROM audit_head")
+    plain = tg.audit_verify()
+    assert plain["entries"] == 0 and "wiped" in plain["warning"]
+    expected = tg.audit_verify(expect_head=(head["seq"], head["hash"]))
+    assert not expected["ok"]
+    assert [p["kind"] for p in expected["problems"]] == ["head"]
+    assert f"seq {head['seq']} was expected" in expected["problems"][0]["message"]
+
+
+def test_an_entry_appended_after_the_head_is_inserted(tg: Traingate, ev: Events) -> None:
+    head = _audited(tg, ev)
+    tg.store.db.execute(
+        "INSERT INTO audit_log (seq, at, actor, action, details, prev_hash, hash)"
+        " SELECT seq + 1, at, actor, action, details, hash, hash FROM audit_log WHERE seq = ?",
+        (head["seq"],),
+    )
+    problems = tg.audit_verify()["problems"]
+    assert [(p["seq"], p["kind"]) for p in problems] == [(head["seq"] + 1, "inserted")]
+
+
+def test_a_dropped_head_table_is_named(tg: Traingate, ev: Events, settings: Settings) -> None:
+    _audited(tg, ev)
+    tg.store.db.execute("DROP TABLE audit_head")
+    summary = tg.audit_verify()
+    assert not summary["ok"]
+    assert "audit_head cannot be read" in summary["problems"][0]["message"]
+    env = {"TRAINGATE_DB": settings.db_url, "TRAINGATE_KEY_FILE": str(settings.key_file)}
+    done = CliRunner().invoke(cli, ["audit", "verify"], env=env)
+    assert done.exit_code == 1 and "audit_head" in done.output, done.output

@@ -674,12 +674,13 @@ class Traingate:
 
     # -- the audit log (docs/audit.md) -----------------------------------------------------
 
-    def audit_verify(self) -> dict[str, Any]:
+    def audit_verify(self, *, expect_head: tuple[int, str | None] | None = None) -> dict[str, Any]:
         """Check the whole chain; the summary ``traingate audit verify`` prints (``ok``,
-        counts by action, the head, each problem with its seq and kind)."""
-        log = self.audit_log
-        entries = list(log.entries())
-        return verify_summary(entries, log.verify(), log.head())
+        counts by action, the head, each problem with its seq and kind). ``expect_head``
+        (seq, hash or None), a head recorded earlier, must still be reached: without it an
+        empty log with no head cannot tell "never written" from "wiped", and says so."""
+        entries, head, problems = self.audit_log.inspect(expect=expect_head)
+        return verify_summary(entries, problems, head)
 
     def audit_entries(
         self,

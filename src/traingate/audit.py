@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from traingate.errors import StoreError
 from traingate.keys import KeyRing
 from traingate.store.db import Database
 from traingate.timeutil import format_instant, now_micros
@@ -141,7 +142,18 @@ def verify_entries(
     present = {e.hash for e in entries} | {GENESIS}
     head_hash = head[1] if head is not None else None
     prev_hash = GENESIS
+    signed = head is not None and hmac.compare_digest(
+        head[2], _head_signature(key, head[0], head[1])
+    )
     for index, entry in enumerate(entries):
+        if signed and head is not None and entry.seq > head[0]:  # past a genuine head
+            problems.append(
+                AuditProblem(
+                    entry.seq, "inserted", f"entry {entry.seq} was appended after the signed head"
+                )
+            )
+            prev_hash = entry.hash
+            continue
         problem = _entry_problem(key, entries, index, prev_hash, present, head_hash)
         if problem is not None:
             problems.append(problem)
@@ -245,9 +257,65 @@ class AuditLog:
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     def verify(self) -> list[AuditProblem]:
-        rows = self.db.execute("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
-        head = (int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
-        return verify_entries(key=self._key, entries=list(self.entries()), head=head)
+        return self.inspect()[2]
+
+    def inspect(
+        self, *, expect: tuple[int, str | None] | None = None
+    ) -> tuple[list[AuditEntry], tuple[int, str] | None, list[AuditProblem]]:
+        """(entries, head, problems), never raising for a damaged log: a table that cannot
+        be read (dropped) is a problem naming it. ``expect`` is a head ``(seq, hash or
+        None)`` recorded earlier (``audit verify`` prints it): the log must still reach it
+        with that hash, which catches a log wiped whole, head and all."""
+        problems: list[AuditProblem] = []
+        try:
+            entries = list(self.entries())
+        except StoreError as exc:
+            entries = []
+            problems.append(
+                AuditProblem(0, "deleted", f"the table audit_log cannot be read: {exc}")
+            )
+        head: tuple[int, str, str] | None = None
+        try:
+            rows = self.db.execute("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+            head = (int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
+        except StoreError as exc:
+            problems.append(AuditProblem(0, "head", f"the table audit_head cannot be read: {exc}"))
+        else:
+            problems.extend(verify_entries(key=self._key, entries=entries, head=head))
+        if expect is not None:
+            problems.extend(_expectation_problems(entries, head, expect))
+        return entries, None if head is None else (head[0], head[1]), problems
+
+
+def _expectation_problems(
+    entries: Sequence[AuditEntry],
+    head: tuple[int, str, str] | None,
+    expect: tuple[int, str | None],
+) -> list[AuditProblem]:
+    seq, digest = expect
+    if head is None:
+        return [
+            AuditProblem(
+                seq,
+                "head",
+                f"there is no signed head, but one at seq {seq} was expected:"
+                " the log was wiped or replaced",
+            )
+        ]
+    if head[0] < seq:
+        return [
+            AuditProblem(
+                seq, "truncated", f"the signed head is at seq {head[0]}, but seq {seq} was expected"
+            )
+        ]
+    found = next((e for e in entries if e.seq == seq), None)
+    if digest is not None and (found is None or not hmac.compare_digest(found.hash, digest)):
+        return [
+            AuditProblem(
+                seq, "edited", f"entry {seq} is not the one of the expected head (its hash differs)"
+            )
+        ]
+    return []
 
 
 def export_lines(entries: Iterable[AuditEntry]) -> Iterator[str]:

@@ -132,7 +132,7 @@ def verify_summary(
     """What ``traingate audit verify`` prints: intact or not, how many entries of which
     actions, the head, and each problem."""
     actions = Counter(entry.action for entry in entries)
-    return {
+    summary: dict[str, Any] = {
         "ok": not problems,
         "entries": len(entries),
         "head": None if head is None else {"seq": head[0], "hash": head[1]},
@@ -141,3 +141,9 @@ def verify_summary(
         "actions": dict(sorted(actions.items())),
         "problems": [problem.to_dict() for problem in problems],
     }
+    if head is None and not entries and not problems:
+        summary["warning"] = (
+            "the log is empty and has no signed head: nothing tells a log never written from"
+            " one wiped whole; pass --expect-head SEQ:HASH from an earlier verify"
+        )
+    return summary

@@ -16,14 +16,33 @@ def audit() -> None:
     """The hash-chained audit log of what traingate did (docs/audit.md)."""
 
 
+def _head(value: str | None) -> tuple[int, str | None] | None:
+    if value is None:
+        return None
+    seq, _, digest = value.partition(":")
+    if not seq.isdigit() or (digest and len(digest) != 64):
+        raise click.BadParameter("give SEQ or SEQ:HASH, as verify prints its head")
+    return int(seq), digest or None
+
+
 @audit.command("verify")
+@click.option(
+    "--expect-head",
+    metavar="SEQ[:HASH]",
+    help="A head recorded earlier (the head's seq and hash a verify printed): the log must "
+    "still reach it, with that hash. Catches a log wiped whole, head and all.",
+)
 @click.pass_context
-def audit_verify(ctx: click.Context) -> None:
+def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
     """Check every entry's keyed hash, the chain and the signed head. Prints a JSON summary;
-    exit 0 when intact, 1 naming each problem (its seq and kind) when not."""
+    exit 0 when intact, 1 naming each problem (its seq and kind) when not. An empty log with
+    no head is intact but says so (a warning): pass --expect-head to tell it from a wiped one."""
+    expected = _head(expect_head)
     with open_app(ctx) as tg:
-        summary = tg.audit_verify()
+        summary = tg.audit_verify(expect_head=expected)
     emit(summary)
+    if "warning" in summary:
+        click.echo(f"traingate: audit: warning: {summary['warning']}", err=True)
     if not summary["ok"]:
         for problem in summary["problems"]:
             click.echo(
