@@ -873,3 +873,30 @@ def test_a_dropped_head_table_is_named(tg: Traingate, ev: Events, settings: Sett
     env = {"TRAINGATE_DB": settings.db_url, "TRAINGATE_KEY_FILE": str(settings.key_file)}
     done = CliRunner().invoke(cli, ["audit", "verify"], env=env)
     assert done.exit_code == 1 and "audit_head" in done.output, done.output
+
+
+# -- pages answer pages -----------------------------------------------------------------------
+
+
+def test_pages_answer_unknown_urls_and_bad_values_with_pages(api: Api) -> None:
+    """A browser (Accept: text/html) gets an HTML error page for an unknown URL, a method a
+    page does not take and a value that fails validation; the API keeps its JSON."""
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    session = api.session("a")
+    api.client.cookies.clear()
+    for method, path, status in (
+        ("GET", "/no-such-page", 404),
+        ("GET", "/admin/no-such-section", 404),
+        ("DELETE", "/privacy", 405),
+        ("GET", "/conversations/" + "x" * 2000, 422),
+    ):
+        answer = api.client.request(
+            method, path, headers={**browser, "Cookie": f"traingate_session={session}"}
+        )
+        assert answer.status_code == status, (path, answer.status_code)
+        assert answer.headers["content-type"].startswith("text/html"), (path, answer.text[:100])
+        assert "<h1>" in answer.text
+    for path in ("/v1/no-such-route", "/no-such-page"):
+        answer = api.client.get(path, headers={"Accept": "application/json"})
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+    assert api.client.get("/v1/nothing", headers=browser).json()["error"]["code"] == "not_found"

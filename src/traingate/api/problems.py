@@ -11,7 +11,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -105,6 +105,13 @@ def _where(request: Request) -> str:
     return f"{request.method} {route or '(no route)'}"
 
 
+def _wants_page(request: Request) -> bool:
+    """A browser on a page route (docs/web.md): errors there are pages, not JSON."""
+    from traingate.web.errors import wants_page
+
+    return wants_page(request)
+
+
 def install_handlers(app: FastAPI) -> None:
     """Make every error response JSON in the one shape."""
 
@@ -123,7 +130,7 @@ def install_handlers(app: FastAPI) -> None:
         _log.error("unmapped %s on %s: %s", type(exc).__name__, _where(request), exc)
         return _json(500, error_body("internal_error", "internal error; see the server log"))
 
-    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         status = exc.status_code
         code = _CODES.get(status, "error")
@@ -133,15 +140,25 @@ def install_handlers(app: FastAPI) -> None:
         elif status == 405:
             detail = f"method {request.method} is not allowed on {request.url.path}"
         headers = dict(exc.headers or {})
+        if _wants_page(request):
+            from traingate.web.errors import status_page
+
+            shown = status_page(request, status, detail)
+            shown.headers.update(headers)
+            return shown
         return _json(status, error_body(code, detail), headers or _auth_headers(status))
 
-    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         problems = [
             {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
             for e in exc.errors()
         ]
         message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
+        if _wants_page(request):
+            from traingate.web.errors import status_page
+
+            return status_page(request, 422, message)
         return _json(422, error_body("invalid_request", message, problems=problems))
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

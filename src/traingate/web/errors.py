@@ -27,7 +27,7 @@ from traingate.errors import (
 )
 from traingate.web.render import SECURITY_HEADERS, page
 
-__all__ = ["PageRoute", "error_page"]
+__all__ = ["PageRoute", "error_page", "status_page", "wants_page"]
 
 ADMIN_PREFIX = "/admin"
 
@@ -85,6 +85,31 @@ def error_page(request: Request, exc: TraingateError) -> Response:
             "title": _TITLES.get(status, "Error"),
             "message": str(exc),
             "admin": admin,
+        },
+        status_code=status,
+    )
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for something that is not the API: it gets pages, not JSON (the API,
+    its document and its docs keep their JSON errors)."""
+    path = request.url.path
+    api = path.startswith(("/v1/", "/openapi.json", "/docs")) or path == "/v1"
+    return not api and "text/html" in request.headers.get("accept", "")
+
+
+def status_page(request: Request, status: int, message: str) -> Response:
+    """An error page for an HTTP failure outside traingate's own errors (an unknown URL, a
+    method the path does not take, a value that failed validation)."""
+    titles = {**_TITLES, 404: "Not found", 405: "Not allowed", 422: "That did not work"}
+    return page(
+        request,
+        "error.html",
+        {
+            "status": status,
+            "title": titles.get(status, "Error"),
+            "message": message,
+            "admin": request.url.path.startswith(ADMIN_PREFIX),
         },
         status_code=status,
     )
