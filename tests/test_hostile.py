@@ -900,3 +900,42 @@ def test_pages_answer_unknown_urls_and_bad_values_with_pages(api: Api) -> None:
         answer = api.client.get(path, headers={"Accept": "application/json"})
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
     assert api.client.get("/v1/nothing", headers=browser).json()["error"]["code"] == "not_found"
+
+
+# -- the audit log keeps reports de-linked ----------------------------------------------------
+
+
+def test_the_audit_log_never_joins_a_report_to_its_reader(api: Api, ev: Events) -> None:
+    """A session submits two reports, reads them (as the privacy center does on every visit)
+    and deletes one; the exported audit log names neither report nor receipt, no entry of the
+    session's actor touches the vault or a feedback submission, and the reads and deletions
+    appear only as the day's counts, written at shutdown."""
+    session = api.session("a")
+    user = {"Authorization": f"Bearer {session}"}
+    receipts = []
+    for message in ("m2", "m1"):
+        sent = api.client.post(
+            "/v1/feedback",
+            json={"conversation_id": "c", "message_id": message, "rating": "up"},
+            headers=user,
+        )
+        assert sent.status_code == 201, sent.text
+        receipts.append(sent.json()["receipt"])
+    for receipt in receipts:
+        assert api.client.get(f"/v1/feedback/{receipt}", headers=user).status_code == 200
+    assert api.client.delete(f"/v1/feedback/{receipts[0]}", headers=user).status_code == 200
+    api.client.__exit__(None, None, None)  # shut the server down: the day's counts are written
+    with Traingate.open(api.settings) as tg:
+        entries = [e.to_dict() for e in tg.audit_log.entries()]
+    text = json.dumps(entries)
+    secrets_ = [*receipts, *(r.split(".")[0] for r in receipts)]
+    assert [s for s in secrets_ if s in text] == []
+    actor = f"session:{session.split('.')[0].removeprefix('tgs_')}"
+    mine = [e for e in entries if e["actor"] == actor]
+    assert [e for e in mine if e["action"].startswith("vault") or "feedback" in json.dumps(e)] == []
+    uses = [e for e in entries if e["action"] == "vault.uses"]
+    assert [(e["actor"], e["details"]["reads"], e["details"]["deletions"]) for e in uses] == [
+        ("receipt-holders", 2, 1)
+    ]
+    submitted = [e for e in entries if e["details"].get("by_type", {}).get("feedback.submitted")]
+    assert {e["actor"] for e in submitted} == {"end-user"}

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from traingate.audit import AuditEntry, AuditLog
 from traingate.auditing import SYSTEM, IngestAuditor, mentions, subject_key, verify_summary
@@ -30,9 +30,16 @@ from traingate.policy import Decision, Policy, PolicySet, explain_conversation, 
 from traingate.settings import Settings
 from traingate.store.db import connect
 from traingate.store.store import Store
-from traingate.timeutil import format_instant, now_micros
+from traingate.timeutil import format_instant, now_micros, utc_date
 from traingate.vault.snapshot import Snapshot
 from traingate.vault.vault import ReportInfo, Vault
+
+
+class ReceiptTally(Protocol):
+    """Where a server counts receipt holders' reads and deletions (``api.usage.ReceiptUses``)."""
+
+    def count(self, tg: Traingate, kind: str) -> None: ...
+
 
 if TYPE_CHECKING:
     from traingate.auth import Credentials, IssuedSession, IssuedToken, Principal, TokenInfo
@@ -262,28 +269,40 @@ class Traingate:
 
     # -- the feedback vault and retention (docs/vault.md) ---------------------------------------
 
-    def feedback_show(self, receipt: str, *, actor: str = SYSTEM) -> tuple[ReportInfo, Snapshot]:
-        """The report a receipt names, decrypted (audited). Raises ReceiptError."""
+    def feedback_show(
+        self, receipt: str, *, actor: str = SYSTEM, tally: ReceiptTally | None = None
+    ) -> tuple[ReportInfo, Snapshot]:
+        """The report a receipt names, decrypted. Raises ReceiptError. Audited without the
+        report or the reader (docs/audit.md): counted by ``tally`` (the server's per-day
+        counts) or, without one, as a ``vault.uses`` entry of one read today by ``actor``."""
         info, snapshot = self.vault.show(receipt)
-        self.audit_log.append(
-            actor=actor, action="vault.read", details={"report_id": info.report_id}
-        )
+        self._count_use("reads", actor=actor, tally=tally)
         return info, snapshot
+
+    def _count_use(self, kind: str, *, actor: str, tally: ReceiptTally | None) -> None:
+        if tally is not None:
+            tally.count(self, kind)
+            return
+        counts = {"reads": 0, "deletions": 0, kind: 1}
+        self.audit_log.append(
+            actor=actor,
+            action="vault.uses",
+            details={"day": utc_date(now_micros()), **counts},
+        )
 
     def report_info(self, receipt: str) -> ReportInfo:
         """Only the times and key id of the report a receipt names (what its submitter is
         told; not a read of its content). Raises ReceiptError."""
         return self.vault.show(receipt)[0]
 
-    def feedback_delete(self, receipt: str, *, actor: str = SYSTEM) -> ReportInfo:
-        """Delete (crypto-shred) the report a receipt names, with its audit entry in the same
-        transaction. Raises ReceiptError."""
-        with self.store.db.transaction():
-            info = self.vault.delete(receipt)
-            self.audit_log.append(
-                actor=actor, action="vault.delete", details={"report_id": info.report_id}
-            )
-        self.vault.checkpoint()  # a no-op inside the transaction: fold the WAL now
+    def feedback_delete(
+        self, receipt: str, *, actor: str = SYSTEM, tally: ReceiptTally | None = None
+    ) -> ReportInfo:
+        """Delete (crypto-shred) the report a receipt names. Raises ReceiptError. Counted as
+        ``feedback_show`` is: no report id, no reader, the day alone."""
+        info = self.vault.delete(receipt)
+        self.vault.checkpoint()
+        self._count_use("deletions", actor=actor, tally=tally)
         return info
 
     def rotate_keys(self, *, retire_old: bool = False, actor: str = SYSTEM) -> RotationResult:

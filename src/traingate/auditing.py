@@ -28,6 +28,7 @@ from traingate.timeutil import format_instant
 
 __all__ = [
     "ACTIONS",
+    "END_USER",
     "SYSTEM",
     "IngestAuditor",
     "cli_actor",
@@ -37,13 +38,15 @@ __all__ = [
 ]
 
 SYSTEM = "system"
+# The actor of an end user's feedback submission: never the session (it names the account).
+END_USER = "end-user"
 
 ACTIONS: dict[str, str] = {
     "ingest.batch": "one ingest transaction that accepted events: counts by event type, "
     "duplicates and events its checks rejected",
     "consent.change": "one accepted consent.updated event: scope, subject_key, granted, source, at",
-    "vault.read": "a feedback report was shown by its receipt: report_id",
-    "vault.delete": "a feedback report was deleted (crypto-shredded) by its receipt: report_id",
+    "vault.uses": "feedback reports shown and deleted by their receipt holders on one UTC day:"
+    " day, reads, deletions (no report, no reader)",
     "dataset.build": "a dataset build completed: build_id, purpose, as_of, policy, engine, "
     "format, path, counts, manifest_sha256",
     "purge": "a purge ran: as_of and the counts it deleted",

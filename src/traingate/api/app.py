@@ -25,7 +25,7 @@ from traingate.api.openapi import install_openapi
 from traingate.api.paths import KeepEncodedSlashes
 from traingate.api.pool import TraingatePool
 from traingate.api.problems import install_handlers
-from traingate.api.usage import TokenUses
+from traingate.api.usage import ReceiptUses, TokenUses
 from traingate.jobs import BuildJobs
 from traingate.settings import DEFAULT_DATA_DIR, Settings
 
@@ -67,6 +67,7 @@ def create_app(
     )
 
     token_uses = TokenUses()
+    receipt_uses = ReceiptUses()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +75,7 @@ def create_app(
         jobs.shutdown(wait=True)
         with pool.lease() as tg:
             token_uses.flush(tg)
+            receipt_uses.flush(tg)
         pool.close()
 
     app = _application(lifespan=lifespan)
@@ -81,6 +83,7 @@ def create_app(
     app.state.traingate_pool = pool
     app.state.build_jobs = jobs
     app.state.token_uses = token_uses
+    app.state.receipt_uses = receipt_uses
     return app
 
 

@@ -14,6 +14,7 @@ from traingate.api.events import summary_response
 from traingate.api.models import FeedbackReceipt, IngestSummaryBody, error_responses
 from traingate.api.openapi import feedback_schema
 from traingate.api.problems import ApiError
+from traingate.auditing import END_USER
 from traingate.auth import Principal
 
 __all__ = ["router"]
@@ -126,7 +127,7 @@ def _submit_as_user(tg: TG, principal: Principal, event: dict[str, Any]) -> JSON
         rating=event.get("rating"),  # type: ignore[arg-type]
         comment=event.get("comment"),
         categories=categories,
-        actor=principal.actor,
+        actor=END_USER,  # not the session: nothing joins the report to its account
     )
     return JSONResponse({"receipt": receipt, "report": info.to_dict()}, status_code=201)
 
@@ -136,9 +137,12 @@ def _submit_as_user(tg: TG, principal: Principal, event: dict[str, Any]) -> JSON
     summary="Show a feedback report by its receipt",
     responses=error_responses(401, 404),
 )
-def show_feedback(principal: Caller, tg: TG, receipt: Receipt) -> dict[str, Any]:
-    """The stored, de-identified snapshot and its submission and expiry times."""
-    info, snapshot = tg.feedback_show(receipt, actor=principal.actor)
+def show_feedback(principal: Caller, tg: TG, receipt: Receipt, request: Request) -> dict[str, Any]:
+    """The stored, de-identified snapshot and its submission and expiry times. Audited as a
+    count of the day's reads, with no report and no caller (docs/audit.md)."""
+    info, snapshot = tg.feedback_show(
+        receipt, actor=principal.actor, tally=request.app.state.receipt_uses
+    )
     return {"report": info.to_dict(), "snapshot": snapshot.to_dict()}
 
 
@@ -147,7 +151,10 @@ def show_feedback(principal: Caller, tg: TG, receipt: Receipt) -> dict[str, Any]
     summary="Delete a feedback report by its receipt",
     responses=error_responses(401, 404),
 )
-def delete_feedback(principal: Caller, tg: TG, receipt: Receipt) -> dict[str, Any]:
-    """Crypto-shred the report: its data key and ciphertext are destroyed."""
-    info = tg.feedback_delete(receipt, actor=principal.actor)
+def delete_feedback(
+    principal: Caller, tg: TG, receipt: Receipt, request: Request
+) -> dict[str, Any]:
+    """Crypto-shred the report: its data key and ciphertext are destroyed. Audited as a
+    count of the day's deletions, with no report and no caller."""
+    info = tg.feedback_delete(receipt, actor=principal.actor, tally=request.app.state.receipt_uses)
     return {"deleted": True, "report_id": info.report_id}

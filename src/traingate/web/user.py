@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from traingate.api.auth import TG, require_conversation
 from traingate.api.paths import MAX_ID_IN_PATH, PathId
+from traingate.auditing import END_USER
 from traingate.errors import ConfigError
 from traingate.web.answer import answer_for, policy_rules, retention_phrase, rule_refs
 from traingate.web.errors import PageRoute
@@ -190,7 +191,7 @@ def submit_feedback(
     receipt, info = tg.submit_feedback(
         account_id=user.account_id,
         conversation_id=conversation_id,
-        actor=user.principal.actor,
+        actor=END_USER,  # not the session: nothing joins the report to its account
         **fields,
     )
     body = {"receipt": receipt, "report": info.to_dict(), "rating": fields["rating"]}
