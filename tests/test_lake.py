@@ -137,7 +137,8 @@ def test_lake_build_under_a_policy_set_and_small_batches(tmp_path: Path) -> None
         assert batch.decisions is not None
         for row in batch.decisions.to_pylist():
             reasons.setdefault(row["conversation_id"], []).append((row["reason"], row["policy"]))
-    assert reasons["conv-inc"] == [("incognito", 1), ("incognito", 1)]  # consumer-2025's rule
+    # consumer-2025: incognito chats are excluded by every basis (SPEC §5 exclude_modes)
+    assert reasons["conv-inc"] == [("mode_excluded", 1), ("mode_excluded", 1)]
     assert reasons["conv-carol"] == [(None, 0), (None, 1)]  # either side of its date
     records = [r for b in batches for r in b.records.to_pylist()]
     assert [r["conversation_id"] for r in records] == ["conv-alice-1", "conv-carol"]
