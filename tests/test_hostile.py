@@ -939,3 +939,27 @@ def test_the_audit_log_never_joins_a_report_to_its_reader(api: Api, ev: Events) 
     ]
     submitted = [e for e in entries if e["details"].get("by_type", {}).get("feedback.submitted")]
     assert {e["actor"] for e in submitted} == {"end-user"}
+
+
+# -- the published contract ---------------------------------------------------------------------
+
+
+def test_the_openapi_document_states_instants_and_every_allowed_method(api: Api) -> None:
+    """as_of parameters and bodies are date-times (generated clients and fuzzers produce the
+    instants that matter); a 405 names every method the path takes, in Allow too."""
+    document = api.client.get("/openapi.json").json()
+    explain = document["paths"]["/v1/conversations/{conversation_id}/explain"]["get"]
+    as_of = next(p for p in explain["parameters"] if p["name"] == "as_of")
+    assert "date-time" in json.dumps(as_of["schema"])
+    purge = document["paths"]["/v1/purge"]["post"]["requestBody"]
+    assert "date-time" in json.dumps(purge)
+    officer = api.as_role("analyst")
+    for path, methods in (
+        ("/v1/datasets", "GET, POST"),
+        ("/v1/conversations/c", "DELETE, GET"),
+        ("/v1/feedback/abc", "DELETE, GET"),
+    ):
+        answer = api.client.patch(path, headers=officer)
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == methods, (path, answer.headers["allow"])
+        assert f"allowed: {methods}" in answer.json()["error"]["message"]

@@ -25,7 +25,12 @@ ConversationId = Annotated[
 ]
 AsOf = Annotated[
     str | None,
-    Query(max_length=64, description="RFC 3339 instant to answer as of [default: now]."),
+    Query(
+        max_length=64,
+        description="RFC 3339 instant to answer as of [default: now], within SPEC §2's range"
+        " [1970-01-01T00:00:00Z, 9000-01-01T00:00:00Z).",
+        json_schema_extra={"format": "date-time"},
+    ),
 ]
 
 

@@ -22,9 +22,11 @@ __all__ = [
 Instant = Annotated[
     str,
     Field(
-        description="RFC 3339 date-time, e.g. 2025-07-01T00:00:00Z",
+        description="RFC 3339 date-time, e.g. 2025-07-01T00:00:00Z, within SPEC §2's range"
+        " [1970-01-01T00:00:00Z, 9000-01-01T00:00:00Z)",
         examples=["2025-07-01T00:00:00Z"],
         max_length=64,
+        json_schema_extra={"format": "date-time"},
     ),
 ]
 

@@ -105,6 +105,19 @@ def _where(request: Request) -> str:
     return f"{request.method} {route or '(no route)'}"
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on this path (Starlette names only the first route's)."""
+    from fastapi.routing import iter_route_contexts
+
+    path = request.scope.get("path", request.url.path)
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.routes):
+        regex = getattr(context, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(context, "methods", None) or ())
+    return sorted(methods - {"HEAD"})
+
+
 def _wants_page(request: Request) -> bool:
     """A browser on a page route (docs/web.md): errors there are pages, not JSON."""
     from traingate.web.errors import wants_page
@@ -137,9 +150,14 @@ def install_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
         if status == 404 and detail == "Not Found":
             detail = f"no such resource: {request.method} {request.url.path}"
-        elif status == 405:
-            detail = f"method {request.method} is not allowed on {request.url.path}"
         headers = dict(exc.headers or {})
+        if status == 405:
+            allowed = _allowed_methods(request)
+            detail = (
+                f"method {request.method} is not allowed on {request.url.path};"
+                f" allowed: {', '.join(allowed)}"
+            )
+            headers["Allow"] = ", ".join(allowed)
         if _wants_page(request):
             from traingate.web.errors import status_page
 
