@@ -334,7 +334,7 @@ class _BasisSql:
     def excluded(self) -> str:
         if not self.basis.exclude_modes:
             return "false"
-        return f"mode IN ({', '.join(_q(mode) for mode in self.basis.exclude_modes)})"
+        return f"(mode IN ({', '.join(_q(mode) for mode in self.basis.exclude_modes)}))"
 
     @property
     def match(self) -> str:
@@ -361,27 +361,38 @@ class _BasisSql:
         )
 
     @property
+    def held(self) -> str:
+        """That coverage still holds at as-of (``retroactive``: no denial since)."""
+        assert isinstance(self.basis, ConsentBasis)
+        return "true" if self.basis.forward_only else f"denial_{self.k} IS NULL"
+
+    @property
     def starts(self) -> str:
         """The message starts a coverage of its own (``coverage.own_consent`` true)."""
-        return f"({self.match} AND NOT {self.excluded} AND {self.own})"
+        excluded = f" AND NOT {self.excluded}" if self.basis.exclude_modes else ""
+        return f"({self.match}{excluded} AND {self.own})"
+
+    @property
+    def covers(self) -> str:
+        """The message's own coverage holds at as-of."""
+        held = self.held
+        return self.starts if held == "true" else f"({self.starts} AND {held})"
 
     @property
     def window(self) -> str | None:
         """``coverage = conversation``: a message of the conversation is covered at as-of."""
         if not (isinstance(self.basis, ConsentBasis) and self.basis.by_conversation):
             return None
-        return (
-            f"bool_or({self.starts} AND {self.end} = {_FOREVER})"
-            f" OVER (PARTITION BY conversation_id) AS cc_{self.i}_{self.j}"
-        )
+        return f"bool_or({self.covers}) OVER (PARTITION BY conversation_id) AS cc_{self.i}_{self.j}"
 
     @property
     def grant(self) -> str:
+        excluded = f"NOT {self.excluded} AND " if self.basis.exclude_modes else ""
         if isinstance(self.basis, FlagBasis):
-            return f"(NOT {self.excluded} AND flag_{self.m.flags[self.basis.flag_policy]})"
+            return f"({excluded}flag_{self.m.flags[self.basis.flag_policy]})"
         if self.basis.by_conversation:
-            return f"({self.match} AND NOT {self.excluded} AND cc_{self.i}_{self.j})"
-        return f"({self.starts} AND {self.end} = {_FOREVER})"
+            return f"({excluded}{self.match} AND cc_{self.i}_{self.j})"
+        return self.covers
 
     @property
     def reason(self) -> str:
@@ -432,14 +443,17 @@ def _intervals(
     that might have expired by as-of, as rows ``(idx, d, s, e)``: the rule's deadline and an
     interval ``[s, e)`` (``coverage.coverage``, cut at as-of's ledgers). Adds the CTEs they
     read to ``cte``."""
-    deadlines = {rule.id: _deadline(rule.keep_duration, "ts") for rule in policy.retention}
+    columns = ", ".join(
+        f"{_deadline(rule.keep_duration, 'ts')} AS dl_{n}"
+        for n, rule in enumerate(policy.retention)
+    )
     # A message can expire by as-of only if some deadline has passed, and no rule that
     # applies to it at every instant keeps it beyond as-of.
-    gates = [f"least({', '.join(dict.fromkeys(deadlines.values()))}) <= {as_of}"]
-    gates += [f"{deadlines[r.id]} <= {as_of}" for r in policy.retention if r.when == "always"]
-    columns = ", ".join(f"{d} AS dl_{n}" for n, d in enumerate(deadlines.values()))
+    gates = [f"least({', '.join(f'dl_{n}' for n in range(len(policy.retention)))}) <= {as_of}"]
+    gates += [f"dl_{n} <= {as_of}" for n, r in enumerate(policy.retention) if r.when == "always"]
     cte.append(
-        f"x_{i} AS (SELECT *, {columns} FROM w WHERE policy = {i} AND {' AND '.join(gates)})"
+        f"x_{i} AS (SELECT * FROM (SELECT *, {columns} FROM w WHERE policy = {i})"
+        f" WHERE {' AND '.join(gates)})"
     )
     rows = []
     for n, rule in enumerate(policy.retention):
