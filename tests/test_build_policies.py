@@ -291,3 +291,42 @@ def test_deadline_examples(at: str, keep: str, expected: str) -> None:
     sql = _deadline(Duration.parse(keep), str(parse_instant(at)))
     ((got,),) = duckdb.sql(f"SELECT {sql}").fetchall()
     assert got == parse_instant(expected) == Duration.parse(keep).add_to(parse_instant(at))
+
+
+def test_manifest_counts_the_new_reasons(tmp_path: Path) -> None:
+    """A build's manifest counts ``content_expired`` and ``mode_excluded`` messages and
+    ``mode_excluded`` and ``feedback_without_comment`` reports like any other reason: an
+    incognito chat of consumer-2025 is covered by no basis and kept 30 days; a report without a
+    comment serves no purpose under lechat-2025 (in force from day 30)."""
+    e = Events()
+    events = [
+        e.account("a", Events.t(0)),
+        e.consent("a", Events.t(0), True),
+        e.conversation("c", "a", Events.t(1)),
+        e.conversation("old", "a", Events.t(1), mode="incognito"),
+        e.conversation("new", "a", Events.t(25), mode="incognito"),
+        e.message("c1", "c", "a", Events.t(1)),
+        e.message("old1", "old", "a", Events.t(1)),
+        e.message("new1", "new", "a", Events.t(25)),
+        e.feedback("f-new", "a", "new", "new1", Events.t(26), comment="fine"),
+        e.message("c2", "c", "a", Events.t(31)),
+        e.feedback("f-blank", "a", "c", "c2", Events.t(32), comment="  "),
+        e.feedback("f-said", "a", "c", "c2", Events.t(33), comment="said"),
+    ]
+    spec = f"consumer-2025@2024-01-01T00:00:00Z,lechat-2025@{Events.t(30)}"
+    config = Settings(
+        db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json", policy=spec
+    )
+    with Traingate.open(config) as tg:
+        assert tg.ingest(jsonl(events)).rejected == 0
+        result = tg.build_dataset(
+            purpose="model_training", out=tmp_path / "out", as_of=parse_instant(Events.t(40))
+        )
+    exclusions = result.manifest["exclusions"]
+    assert exclusions["messages"]["by_reason"] == {"content_expired": 1, "mode_excluded": 1}
+    assert exclusions["messages"]["included"] == 2  # c1 under opt_in, c2 under training_setting
+    assert exclusions["reports"]["by_reason"] == {
+        "feedback_without_comment": 1,
+        "mode_excluded": 1,
+    }
+    assert exclusions["reports"]["included"] == 1
