@@ -963,3 +963,38 @@ def test_the_openapi_document_states_instants_and_every_allowed_method(api: Api)
         assert answer.status_code == 405
         assert answer.headers["allow"] == methods, (path, answer.headers["allow"])
         assert f"allowed: {methods}" in answer.json()["error"]["message"]
+
+
+# -- leftovers of killed builds ---------------------------------------------------------------
+
+
+def test_leftovers_of_killed_builds_go_at_any_build_and_at_start_up(
+    tg: Traingate, settings: Settings, ev: Events, tmp_path: Path
+) -> None:
+    """What killed builds left beside their --out is removed by the next build into the same
+    directory whatever its name, and by the server's start-up in its datasets directory;
+    a live build's directories and files that only look alike are kept."""
+    from traingate.build.staging import claim
+
+    tg.ingest(jsonl(history(ev)))
+    parent = tmp_path / "out"
+    parent.mkdir()
+    dead = [".old.work-0123456789ab", ".old.tmp-0123456789ab", ".other.tmp-ba9876543210"]
+    for name in [*dead, ".live.work-aaaaaaaaaaaa", ".live.tmp-aaaaaaaaaaaa", ".not.tmp-ours"]:
+        (parent / name).mkdir()
+    (parent / ".notes.tmp-0123456789ab").write_text("a file, not a build's")
+    held = claim(parent / ".live.work-aaaaaaaaaaaa")
+    try:
+        tg.build_dataset(purpose="model_training", out=parent / "new", as_of=parse_instant(T(9)))
+    finally:
+        held.release()
+    left = {p.name for p in parent.iterdir()}
+    assert not left & set(dead), left
+    assert {".live.work-aaaaaaaaaaaa", ".live.tmp-aaaaaaaaaaaa", ".not.tmp-ours"} <= left
+    assert ".notes.tmp-0123456789ab" in left and "new" in left
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    (datasets / ".job-1.work-0123456789ab").mkdir()
+    (datasets / ".job-1.tmp-0123456789ab" / "data").mkdir(parents=True)
+    with running_api(settings, datasets):
+        assert [p.name for p in datasets.iterdir()] == []

@@ -107,6 +107,9 @@ class BuildJobs:
     def __init__(self, *, settings: Settings, datasets_dir: Path, workers: int = 1) -> None:
         self.settings = settings
         self.datasets_dir = datasets_dir
+        from traingate.build.staging import remove_all_leftovers
+
+        remove_all_leftovers(datasets_dir)  # at start-up: what killed builds left
         self._lock = threading.Lock()
         self._jobs: dict[str, BuildJob] = {}
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tg-build")

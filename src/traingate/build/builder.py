@@ -52,7 +52,7 @@ from traingate.build.records import (
     conversation_records,
     feedback_record,
 )
-from traingate.build.staging import claim, remove_leftovers
+from traingate.build.staging import claim, remove_all_leftovers
 from traingate.build.writer import FORMATS, BackgroundWriter, Format, PartWriter, fsync_path
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
@@ -443,7 +443,7 @@ def build_dataset(
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file where a directory should be, no permission
         raise BuildError(f"cannot create the directory of {target}: {exc}") from exc
-    remove_leftovers(target)
+    remove_all_leftovers(target.parent)  # what killed builds of any name left beside it
     token = secrets.token_hex(6)
     staging = target.parent / f".{target.name}.tmp-{token}"
     scratch = target.parent / f".{target.name}.work-{token}"

@@ -13,10 +13,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 from pathlib import Path
 
-__all__ = ["Claim", "claim", "is_live", "remove_leftovers"]
+# A build's working directory: ``.NAME.work-TOKEN`` or ``.NAME.tmp-TOKEN``, TOKEN 12 hex digits
+# (builder.py's secrets.token_hex(6)); nothing else in a directory is ever touched.
+_OURS = re.compile(r"\.(.+)\.(?:work|tmp)-[0-9a-f]{12}", re.DOTALL)
+
+__all__ = ["Claim", "claim", "is_live", "remove_all_leftovers", "remove_leftovers"]
 
 
 class Claim:
@@ -61,6 +66,25 @@ def is_live(scratch: Path) -> bool:
         return scratch.exists()
     os.close(fd)
     return False
+
+
+def remove_all_leftovers(parent: Path) -> list[Path]:
+    """``remove_leftovers`` for every build target whose working directories lie in
+    ``parent``: what killed builds of any name left there (a build cleans its siblings, and
+    the server its datasets directory at start-up, so leftovers do not wait for another
+    build to the same ``--out``)."""
+    if not parent.is_dir():
+        return []
+    names: set[str] = set()
+    for entry in parent.iterdir():
+        found = _OURS.fullmatch(entry.name)
+        if found is not None and entry.is_dir() and not entry.is_symlink():
+            names.add(found.group(1))
+    removed: list[Path] = []
+    for name in sorted(names):
+        if name:
+            removed += remove_leftovers(parent / name)
+    return removed
 
 
 def remove_leftovers(target: Path) -> list[Path]:
