@@ -3,9 +3,10 @@
 A build of ``DIR`` works in two siblings: ``.DIR.work-<token>`` (scratch), created first, and
 ``.DIR.tmp-<token>`` (the output being written, renamed to ``DIR`` at the end). While it runs
 the build holds an exclusive ``flock`` on its scratch directory; the kernel drops the lock
-when the process ends, however it ends (SIGKILL included). The next build into ``DIR`` removes
-every pair whose scratch directory nobody holds, and every output directory without its
-scratch directory: what a killed build left. Live builds' directories are never touched.
+when the process ends, however it ends (SIGKILL included). The next build into the same parent
+directory (any name), and the server at start-up in its datasets directory, remove every pair
+whose scratch directory nobody holds, and every output directory without its scratch
+directory: what a killed build left. Live builds' directories are never touched.
 """
 
 from __future__ import annotations
