@@ -469,12 +469,19 @@ def _where(loc: tuple[int | str, ...], raw: Mapping[str, Any]) -> str:
     return out or "policy"
 
 
+_MECHANISMS: dict[str, type[BaseModel]] = {
+    "consent": ConsentBasis,
+    "flag": FlagBasis,
+    "feedback": FeedbackBasis,
+}
+
+
 def _allowed_keys(loc: tuple[int | str, ...], raw: Mapping[str, Any]) -> str:
     """The keys allowed where an unknown key was found."""
     parent = loc[:-1]
     model: type[BaseModel] = Policy
     if parent[:1] == ("bases",) and len(parent) >= 3 and isinstance(parent[2], str):
-        model = {"consent": ConsentBasis, "flag": FlagBasis, "feedback": FeedbackBasis}[parent[2]]
+        model = _MECHANISMS[parent[2]]
     elif parent[:1] == ("bases",):
         kind = None
         if isinstance(raw.get("bases"), list | tuple) and len(parent) > 1:
@@ -482,9 +489,7 @@ def _allowed_keys(loc: tuple[int | str, ...], raw: Mapping[str, Any]) -> str:
             if isinstance(index, int) and index < len(raw["bases"]):
                 entry = raw["bases"][index]
                 kind = entry.get("kind") if isinstance(entry, dict) else None
-        model = {"consent": ConsentBasis, "flag": FlagBasis, "feedback": FeedbackBasis}.get(
-            str(kind), ConsentBasis
-        )
+        model = _MECHANISMS.get(str(kind), ConsentBasis)
     elif parent[:1] == ("retention",):
         model = RetentionRule
     elif parent[:1] == ("rules",):
