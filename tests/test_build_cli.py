@@ -105,3 +105,46 @@ def test_progress_bar_only_on_a_terminal() -> None:
         bar.start(10)
         bar.advance(4)
         bar.advance(6)
+
+
+def test_verify_and_lineage_say_what_the_path_or_id_is(tmp_path: Path) -> None:
+    """Issue 17, point 7: a file, a missing directory and an unknown conversation are named as
+    such; build and verify print the dataset's path the same way (absolute)."""
+    (tmp_path / "README.md").write_text("# not a dataset\n")
+    a_file = run(["dataset", "verify", "README.md"], cwd=tmp_path)
+    assert a_file.returncode == 1
+    assert "a file, not a dataset directory" in a_file.stderr
+    assert "Not a directory" not in a_file.stderr
+    assert json.loads(a_file.stdout)["path"] == str(tmp_path / "README.md")
+
+    missing = run(["dataset", "verify", "nope/"], cwd=tmp_path)
+    assert missing.returncode == 1
+    assert f"{tmp_path / 'nope'}: no such directory" in missing.stderr
+    assert "manifest.json" not in missing.stderr
+
+    (tmp_path / "empty").mkdir()
+    empty = run(["dataset", "verify", "empty"], cwd=tmp_path)
+    assert empty.returncode == 1
+    assert "is " + str(tmp_path / "empty") + " a dataset directory?" in empty.stderr
+
+    e = Events()
+    events = [e.account("a", T(0)), e.conversation("c", "a", T(1)), e.message("m", "c", "a", T(2))]
+    (tmp_path / "events.jsonl").write_text("\n".join(jsonl(events)) + "\n")
+    assert run(["ingest", "events.jsonl"], cwd=tmp_path).returncode == 0
+    unknown = run(["lineage", "--conversation", "nope"], cwd=tmp_path)
+    explained = run(
+        ["explain", "--conversation", "nope", "--purpose", "model_training"], cwd=tmp_path
+    )
+    assert unknown.returncode == explained.returncode == 2
+    assert unknown.stdout == ""
+    assert "conversation 'nope' is not in the store" in unknown.stderr
+    assert "conversation 'nope' is not in the store" in explained.stderr
+    known = run(["lineage", "--conversation", "c"], cwd=tmp_path)
+    assert known.returncode == 0, known.stderr
+    assert json.loads(known.stdout)["builds"] == []
+
+    built = run(["dataset", "build", "--purpose", "model_training", "--out", "ds"], cwd=tmp_path)
+    verified = run(["dataset", "verify", "./ds/"], cwd=tmp_path)
+    assert built.returncode == verified.returncode == 0, built.stderr + verified.stderr
+    assert json.loads(verified.stdout)["path"] == json.loads(built.stdout)["path"]
+    assert json.loads(verified.stdout)["path"] == str(tmp_path / "ds")

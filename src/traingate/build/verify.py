@@ -191,17 +191,30 @@ def _exclusion_problems(manifest: Mapping[str, Any], problems: list[str]) -> Non
 
 
 def verify_dataset(path: Path, *, signing_key: bytes) -> Verification:
-    """Check a dataset directory against its manifest; never raises for a bad dataset."""
+    """Check a dataset directory against its manifest; never raises for a bad dataset. The
+    verification names the directory by its absolute path, as a build's summary does."""
     problems: list[str] = []
+    path = path.absolute()
+    shown = str(path)
+    if not path.exists():
+        return Verification(path=shown, problems=(f"{shown}: no such directory",))
+    if not path.is_dir():
+        return Verification(
+            path=shown,
+            problems=(f"{shown}: a file, not a dataset directory (give the --out of a build)",),
+        )
     manifest_path = path / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return Verification(path=str(path), problems=(f"{manifest_path}: missing",))
+        return Verification(
+            path=shown,
+            problems=(f"{manifest_path}: missing (is {shown} a dataset directory?)",),
+        )
     except (OSError, ValueError) as exc:
-        return Verification(path=str(path), problems=(f"manifest.json: not readable JSON: {exc}",))
+        return Verification(path=shown, problems=(f"manifest.json: not readable JSON: {exc}",))
     if not isinstance(manifest, dict):
-        return Verification(path=str(path), problems=("manifest.json: not a JSON object",))
+        return Verification(path=shown, problems=("manifest.json: not a JSON object",))
     problem = signature_problem(manifest, signing_key=signing_key)
     if problem:
         problems.append(problem)
@@ -212,4 +225,4 @@ def verify_dataset(path: Path, *, signing_key: bytes) -> Verification:
         bases = list(_m(claimed.get("by_basis")))
         _diff("counts", claimed, counts_section(recount, bases=bases), problems)
     _exclusion_problems(manifest, problems)
-    return Verification(path=str(path), problems=tuple(problems))
+    return Verification(path=shown, problems=tuple(problems))

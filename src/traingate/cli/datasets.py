@@ -74,7 +74,7 @@ def dataset_build(
     spark_master: str | None,
 ) -> None:
     """Build DIR/manifest.json and DIR/data/part-*: every record PURPOSE may use. Prints a
-    summary (build id, counts, exclusions, files) as JSON."""
+    summary (build id, DIR as an absolute path, counts, exclusions, files) as JSON."""
     from traingate.build.progress import terminal_progress
 
     with open_app(ctx) as tg, terminal_progress() as progress:
@@ -124,7 +124,8 @@ def lake_export(ctx: click.Context, out: Path, as_of: int | None) -> None:
 @click.pass_context
 def dataset_verify(ctx: click.Context, directory: Path) -> None:
     """Check DIR against its manifest: signature, every file's sha256 and rows, the counts.
-    Exit 0 when intact; 1, naming each change, when not."""
+    Exit 0 when intact; 1, naming each change, when not (or when DIR does not exist or is a
+    file). DIR is printed as an absolute path, as `dataset build` prints it."""
     with open_app(ctx) as tg:
         result = tg.verify_dataset(path=directory)
     emit(result.to_dict())
@@ -139,7 +140,8 @@ def dataset_verify(ctx: click.Context, directory: Path) -> None:
 @click.option("--receipt", metavar="R", help="A feedback receipt (- reads standard input).")
 @click.pass_context
 def lineage(ctx: click.Context, conversation_id: str | None, receipt: str | None) -> None:
-    """List the dataset builds holding data of a conversation or of a feedback report."""
+    """List the dataset builds holding data of a conversation or of a feedback report. A
+    conversation neither in the store nor in any build is an error (exit 2, as explain)."""
     if (conversation_id is None) == (receipt is None):
         fail("give exactly one of --conversation ID and --receipt R")
     with open_app(ctx) as tg:
@@ -147,4 +149,7 @@ def lineage(ctx: click.Context, conversation_id: str | None, receipt: str | None
             conversation_id=conversation_id,
             receipt=receipt_value(receipt) if receipt is not None else None,
         )
+        if conversation_id is not None and not result.builds:
+            # lineage outlives purge; unknown only when neither the store nor a build holds it
+            tg.conversation_owner(conversation_id)  # NotFoundError: "... is not in the store"
     emit(result.to_dict())
