@@ -424,6 +424,17 @@ class Traingate:
     def revoke_session(self, *, session_id: str) -> None:
         self.credentials.revoke_session(session_id=session_id, now=now_micros())
 
+    def find_conversations(self, text: str, *, limit: int = 50) -> list[dict[str, str]]:
+        """Conversations whose id starts with ``text`` or whose account is ``text`` (the
+        console's search), by id, at most ``limit``: id, account and mode each."""
+        text = text.strip()
+        if not text:
+            return []
+        return [
+            {"conversation_id": conv, "account_id": account, "mode": mode}
+            for conv, account, mode in self.store.find_conversations(text, limit=limit)
+        ]
+
     def conversation_owner(self, conversation_id: str) -> str:
         """The account that first named the conversation. Raises NotFoundError."""
         return self.store.conversation_owner(conversation_id)

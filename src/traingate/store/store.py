@@ -101,6 +101,17 @@ class Store:
         )
         return {conv: (account, mode) for conv, account, mode in rows}
 
+    def find_conversations(self, text: str, *, limit: int) -> list[tuple[str, str, str]]:
+        """(conversation_id, account, mode) of the conversations whose id starts with ``text``
+        or whose owning account is ``text``, by id, at most ``limit``."""
+        rows = self.db.execute(
+            "SELECT conversation_id, account_id, mode FROM conversations"
+            " WHERE substr(conversation_id, 1, ?) = ? OR account_id = ?"
+            " ORDER BY conversation_id LIMIT ?",
+            (len(text), text, text, limit),
+        )
+        return [(str(conv), str(account), str(mode)) for conv, account, mode in rows]
+
     def flagged_conversations(self, conversation_ids: Iterable[str]) -> set[str]:
         """The conversations of ``conversation_ids`` that a stored flag names."""
         rows = self._select_in(

@@ -39,6 +39,7 @@ router = APIRouter(prefix="/admin", route_class=PageRoute, include_in_schema=Fal
 Posted = Annotated[Form, Depends(read_form)]
 BuildId = Annotated[str, Path(max_length=128)]
 FORMATS = ("parquet", "jsonl")
+SEARCH_LIMIT = 50  # conversations the explain page's search lists
 SECTIONS: tuple[tuple[str, str, str | None], ...] = (
     ("builds", "Builds", "analyst"),
     ("explain", "Explain", "privacy_officer"),
@@ -222,11 +223,13 @@ def explain(
     conversation_id: str = "",
     purpose: str = "",
     as_of: str = "",
+    q: str = "",
 ) -> Response:
     """The rules that decided, per message, for any conversation (for the policy's first
-    purpose unless one is chosen)."""
+    purpose unless one is chosen); ``q`` finds conversations by id prefix or account."""
     _require(admin, "privacy_officer")
     purpose = purpose or next(iter(tg.policy.purposes))
+    found = tg.find_conversations(q[:256], limit=SEARCH_LIMIT + 1) if q.strip() else None
     result, error = None, None
     if conversation_id:
         try:
@@ -242,7 +245,9 @@ def explain(
         "admin_explain.html",
         admin,
         purposes=tg.policy.purposes,
-        query={"conversation_id": conversation_id, "purpose": purpose, "as_of": as_of},
+        query={"conversation_id": conversation_id, "purpose": purpose, "as_of": as_of, "q": q},
+        found=None if found is None else found[:SEARCH_LIMIT],
+        found_more=found is not None and len(found) > SEARCH_LIMIT,
         result=result,
         error=error,
         status_code=422 if error else 200,

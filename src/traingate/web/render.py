@@ -70,6 +70,16 @@ def human_datetime(value: int | str | None) -> str:
     return f"{moment.day} {moment:%B %Y, %H:%M} UTC"
 
 
+def human_month(value: int | str | None) -> str:
+    """``March 2024`` (UTC) from an instant or a ``YYYY-MM`` month, or an em dash."""
+    if isinstance(value, str) and len(value) == 7:
+        value = f"{value}-01T00:00:00Z"
+    micros = _micros(value)
+    if micros is None:
+        return "—"
+    return f"{from_micros(micros):%B %Y}"
+
+
 def _instant(value: int | None) -> str:
     return "" if value is None else format_instant(value)
 
@@ -120,6 +130,7 @@ def environment() -> Environment:
     )
     env.filters["date"] = human_date
     env.filters["datetime"] = human_datetime
+    env.filters["month"] = human_month
     env.filters["instant"] = _instant
     env.filters["pretty_json"] = _pretty_json
     env.filters["urlencode"] = _url_segment
