@@ -35,6 +35,8 @@ PUBLIC: frozenset[Route] = frozenset(
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),
+        ("GET", "/redoc"),
+        ("GET", "/docs-assets"),
         ("GET", "/static"),
         ("GET", "/"),
         ("GET", "/login/{session_token}"),

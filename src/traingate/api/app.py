@@ -21,6 +21,7 @@ from traingate.api import (
     purge,
     sessions,
 )
+from traingate.api.apidocs import install_api_docs
 from traingate.api.openapi import install_openapi
 from traingate.api.paths import KeepEncodedSlashes
 from traingate.api.pool import TraingatePool
@@ -34,6 +35,7 @@ __all__ = ["DEFAULT_DATASETS_DIR", "create_app", "openapi_document"]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 DEFAULT_DATASETS_DIR = DEFAULT_DATA_DIR / "datasets"
+_OPENAPI_URL = "/openapi.json"
 
 _DESCRIPTION = """\
 traingate decides, with proof, which user data may train models. This API ingests the
@@ -99,9 +101,9 @@ def _application(*, lifespan: Lifespan | None = None) -> FastAPI:
         version=_version(),
         description=_DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from installed assets by install_api_docs
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=_OPENAPI_URL,
     )
     install_handlers(app)
     app.add_middleware(KeepEncodedSlashes)  # ids with '/' in paths (api/paths.py)
@@ -111,6 +113,7 @@ def _application(*, lifespan: Lifespan | None = None) -> FastAPI:
 
     app.include_router(pages)
     install_openapi(app)
+    install_api_docs(app, openapi_url=_OPENAPI_URL)
     return app
 
 
