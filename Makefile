@@ -1,10 +1,13 @@
 # Common tasks. `make demo` runs the main job on the embedded default (SQLite, local files);
-# `make test` runs the linters and the whole test suite. Both create .venv on first use.
+# `make test` runs the linters and the whole test suite. Both create .venv on first use:
+# `make demo` installs traingate with its runtime dependencies only, `make test` (and every
+# other target) adds the development extras (PySpark, Playwright, schemathesis, mypy, ...).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+STAMP  := $(VENV)/.installed-dev
 
 .PHONY: help install demo test pytest lint format typecheck bench docs clean
 
@@ -18,15 +21,25 @@ help:
 	@echo "make docs      regenerate docs/cli.md and docs/events.md"
 	@echo "make clean     remove .venv, caches and ./traingate-data"
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
+	@echo "==> Creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check --upgrade pip
+
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	@echo "==> Installing traingate and its runtime dependencies into $(VENV)"
+	$(BIN)/pip install --disable-pip-version-check -e .
+	touch $(RUNTIME)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	@echo "==> Installing traingate with the development extras into $(VENV)"
+	$(BIN)/pip install --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP) $(RUNTIME)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
+	@echo "==> Running the demo (traingate demo --port $(DEMO_PORT))"
 	$(BIN)/traingate demo --port $(DEMO_PORT)
 
 DEMO_PORT ?= 8000

@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from traingate.app import Traingate
+from traingate.settings import Settings
 from traingate.timeutil import now_micros, parse_instant
 
 
@@ -37,6 +39,7 @@ def test_demo_prepares_everything_and_is_safe_to_rerun(tmp_path: Path) -> None:
     for kind in ("consumer who opted in", "consumer without opt-in", "commercial account"):
         assert kind in first.stdout
     assert "/login/tgs_" in first.stdout and "/admin" in first.stdout and "/docs" in first.stdout
+    _console_tokens_open_their_pages(first.stdout, tmp_path)
     valid = re.search(r"valid until (\S+);", first.stdout)
     assert valid, first.stdout
     # links outlive a coffee break: a week, not a blink
@@ -47,6 +50,24 @@ def test_demo_prepares_everything_and_is_safe_to_rerun(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert "0 events accepted" in again.stdout
     assert again.stdout.count("existing, verified") == 2
+
+
+def _console_tokens_open_their_pages(printed: str, cwd: Path) -> None:
+    """Issue 17, point 2: "start a build and watch it" needs an analyst, explain a privacy
+    officer: the demo prints a token of each role, with the console pages it opens."""
+    found = re.findall(r"^  (\w+) \(([^)]*)\): (tgk_\S+)$", printed, flags=re.M)
+    assert [role for role, _, _ in found] == ["analyst", "privacy_officer"], printed
+    pages = {role: names.split(", ") for role, names, _ in found}
+    assert "Builds" in pages["analyst"] and "Explain" not in pages["analyst"]
+    assert {"Explain", "Retention"} <= set(pages["privacy_officer"])
+    assert "with the analyst token" in printed
+    data = cwd / "traingate-data"
+    settings = Settings(
+        db_url=f"sqlite:///{data / 'traingate.sqlite'}", key_file=data / "keys.json"
+    )
+    with Traingate.open(settings) as tg:
+        for role, _, token in found:
+            assert tg.authenticate(token).role == role
 
 
 def test_demo_serves_until_ctrl_c(tmp_path: Path) -> None:

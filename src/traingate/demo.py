@@ -20,9 +20,18 @@ from traingate.policy import Policy
 from traingate.privacy import PrivacyReport
 from traingate.sample.importer import sample_events_path
 from traingate.timeutil import parse_instant
+from traingate.web.admin import SECTIONS
 from traingate.web.answer import answer_for
 
-__all__ = ["DEMO_AS_OF", "DemoDataset", "DemoPlan", "DemoUser", "demo_purposes", "prepare_demo"]
+__all__ = [
+    "DEMO_AS_OF",
+    "ConsoleToken",
+    "DemoDataset",
+    "DemoPlan",
+    "DemoUser",
+    "demo_purposes",
+    "prepare_demo",
+]
 
 DEMO_AS_OF = "2025-07-01T00:00:00Z"
 _SESSION_TTL = 7 * 86_400 * 1_000_000  # microseconds, as create_session takes it
@@ -48,11 +57,20 @@ class DemoDataset:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleToken:
+    """A token for the admin console, and the console's pages its role opens."""
+
+    role: str
+    token: str
+    pages: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DemoPlan:
     ingest: IngestSummary
     datasets: tuple[DemoDataset, ...]
     users: tuple[DemoUser, ...]
-    admin_token: str
+    console_tokens: tuple[ConsoleToken, ...]
 
 
 _KINDS: tuple[tuple[str, Callable[[PrivacyReport], bool]], ...] = (
@@ -141,5 +159,20 @@ def prepare_demo(tg: Traingate, *, datasets_dir: Path) -> DemoPlan:
         _dataset(tg, purpose=purpose, out=datasets_dir / f"demo-{purpose}", as_of=as_of)
         for purpose in demo_purposes(tg.policies.in_force(as_of))
     )
-    token = tg.create_token(role="privacy_officer", name="demo console")
-    return DemoPlan(ingest=summary, datasets=datasets, users=_users(tg), admin_token=token.token)
+    return DemoPlan(
+        ingest=summary, datasets=datasets, users=_users(tg), console_tokens=_console_tokens(tg)
+    )
+
+
+def _console_tokens(tg: Traingate) -> tuple[ConsoleToken, ...]:
+    """One token per role the console's pages need (analyst: builds; privacy officer:
+    explain, retention), each with the pages it opens (pages that need no role: both)."""
+    roles = list(dict.fromkeys(role for _, _, role in SECTIONS if role is not None))
+    return tuple(
+        ConsoleToken(
+            role=role,
+            token=tg.create_token(role=role, name=f"demo console ({role})").token,
+            pages=tuple(title for _, title, need in SECTIONS if need in (role, None)),
+        )
+        for role in roles
+    )

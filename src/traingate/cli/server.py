@@ -173,8 +173,11 @@ def demo(ctx: click.Context, host: str, port: int, datasets_dir: Path, no_serve:
     if plan.users:
         valid = format_instant(min(user.expires_at for user in plan.users))
         click.echo(f"  The links are valid until {valid}; run the demo again for new ones.")
-    click.echo(f"\nAdmin console: {base}/admin  (sign in with token {plan.admin_token})")
-    click.echo(f"API docs:      {base}/docs")
+    click.echo(f"\nAdmin console: {base}/admin  (sign in with the token of the role a page needs)")
+    for console in plan.console_tokens:
+        click.echo(f"  {console.role} ({', '.join(console.pages)}): {console.token}")
+    click.echo("  Start a build and watch it (Builds) with the analyst token.")
+    click.echo(f"API docs:      {base}/docs  (ReDoc: {base}/redoc)")
     if no_serve:
         return
     click.echo("\nServing; press Ctrl-C to stop.\n")
