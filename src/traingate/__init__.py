@@ -1,0 +1,106 @@
+"""traingate as a library: the names below are its public API (docs/library.md).
+
+``Traingate`` is the facade, one method per operation (``Traingate.open(Settings.resolve())``);
+``Settings`` says where the store, the key file and the policy are; the errors are the one
+hierarchy every method raises from; the result types are what the methods return. Everything
+else (modules and names not listed in ``__all__``) is private and may change without notice.
+
+The names are loaded on first use, so that ``import traingate.timeutil`` (and the parse
+workers, which import only what they run) do not pay for the store, DuckDB and Arrow.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from traingate.app import Explanation, MessageExplanation, Traingate
+    from traingate.auth import IssuedSession, IssuedToken, TokenInfo
+    from traingate.build.builder import BuildResult
+    from traingate.build.lineage import Lineage
+    from traingate.build.verify import Verification
+    from traingate.errors import (
+        AccessDeniedError,
+        AuthenticationError,
+        BuildError,
+        ConfigError,
+        EventError,
+        NotFoundError,
+        PolicyError,
+        ReceiptError,
+        SchemaError,
+        StoreError,
+        TimestampError,
+        TooLargeError,
+        TraingateError,
+    )
+    from traingate.ingest import IngestError, IngestSummary
+    from traingate.privacy import ConversationView, PrivacyReport
+    from traingate.retention import PurgeCounts
+    from traingate.settings import Settings
+    from traingate.timeutil import format_instant, parse_instant
+
+__all__ = [
+    "AccessDeniedError",
+    "AuthenticationError",
+    "BuildError",
+    "BuildResult",
+    "ConfigError",
+    "ConversationView",
+    "EventError",
+    "Explanation",
+    "IngestError",
+    "IngestSummary",
+    "IssuedSession",
+    "IssuedToken",
+    "Lineage",
+    "MessageExplanation",
+    "NotFoundError",
+    "PolicyError",
+    "PrivacyReport",
+    "PurgeCounts",
+    "ReceiptError",
+    "SchemaError",
+    "Settings",
+    "StoreError",
+    "TimestampError",
+    "TokenInfo",
+    "TooLargeError",
+    "Traingate",
+    "TraingateError",
+    "Verification",
+    "format_instant",
+    "parse_instant",
+]
+
+_ERRORS = (
+    "AccessDeniedError AuthenticationError BuildError ConfigError EventError NotFoundError"
+    " PolicyError ReceiptError SchemaError StoreError TimestampError TooLargeError TraingateError"
+)
+_HOME: dict[str, str] = {
+    **dict.fromkeys(_ERRORS.split(), "traingate.errors"),
+    **dict.fromkeys(("Explanation", "MessageExplanation", "Traingate"), "traingate.app"),
+    **dict.fromkeys(("IssuedSession", "IssuedToken", "TokenInfo"), "traingate.auth"),
+    **dict.fromkeys(("IngestError", "IngestSummary"), "traingate.ingest"),
+    **dict.fromkeys(("ConversationView", "PrivacyReport"), "traingate.privacy"),
+    **dict.fromkeys(("format_instant", "parse_instant"), "traingate.timeutil"),
+    "BuildResult": "traingate.build.builder",
+    "Lineage": "traingate.build.lineage",
+    "Verification": "traingate.build.verify",
+    "PurgeCounts": "traingate.retention",
+    "Settings": "traingate.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'traingate' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
