@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -107,6 +108,19 @@ def test_demo_serves_until_ctrl_c(tmp_path: Path) -> None:
             page = reply.read().decode()
         assert "Please sign in" not in page
         assert "model training" in page
+        # the printed analyst token starts and watches builds; the privacy officer's may not
+        tokens = dict(re.findall(r"^  (\w+) \([^)]*\): (tgk_\S+)$", "".join(printed), re.M))
+        for role, status in (("analyst", 200), ("privacy_officer", 403)):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/datasets",
+                headers={"Authorization": f"Bearer {tokens[role]}"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as reply:
+                    got = reply.status
+            except urllib.error.HTTPError as exc:
+                got = exc.code
+            assert got == status, role
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
     finally:
