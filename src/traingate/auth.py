@@ -227,6 +227,22 @@ class Credentials:
                 (now, session_id),
             )
 
+    def used_session(self, credential: str, *, now: int) -> bool:
+        """Whether ``credential`` is a session with its right secret that was revoked and has
+        not expired: a login link already exchanged (or signed out). Told only to whoever
+        holds the secret, so that a reused link can say so instead of "not valid"."""
+        match = _CREDENTIAL.fullmatch(credential.strip())
+        if match is None or match.group(1) != SESSION_PREFIX:
+            return False
+        _, session_id, secret = match.groups()
+        rows = self.db.execute(
+            "SELECT secret_hash, expires_at, revoked_at FROM sessions WHERE session_id = ?",
+            (session_id,),
+        )
+        stored = str(rows[0][0]) if rows else _DUMMY_HASH
+        matches = hmac.compare_digest(stored, _hash(secret))
+        return bool(matches and rows and rows[0][2] is not None and int(rows[0][1]) > now)
+
     def verify(self, credential: str, *, now: int) -> Principal:
         """The principal a token or session credential names. Raises AuthenticationError when
         it is malformed, unknown, revoked or (a session) expired."""

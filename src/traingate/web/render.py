@@ -80,6 +80,12 @@ def human_month(value: int | str | None) -> str:
     return f"{from_micros(micros):%B %Y}"
 
 
+def short_build(build_id: str) -> str:
+    """A build id as people compare it: ``build-4653bf7271c074aa`` as ``4653bf72`` (the page
+    keeps the whole id in a title)."""
+    return build_id.removeprefix("build-")[:8]
+
+
 def _instant(value: int | None) -> str:
     return "" if value is None else format_instant(value)
 
@@ -131,6 +137,7 @@ def environment() -> Environment:
     env.filters["date"] = human_date
     env.filters["datetime"] = human_datetime
     env.filters["month"] = human_month
+    env.filters["short_build"] = short_build
     env.filters["instant"] = _instant
     env.filters["pretty_json"] = _pretty_json
     env.filters["urlencode"] = _url_segment

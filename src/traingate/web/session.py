@@ -106,7 +106,15 @@ def _secure(request: Request) -> bool:
 def exchange_login(tg: Traingate, credential: str) -> tuple[str, int]:
     """Trade a login link's session for a fresh one with the same expiry (the link's session
     is revoked: a link works once). Returns (new credential, seconds it lasts)."""
-    principal = tg.authenticate(credential)
+    try:
+        principal = tg.authenticate(credential)
+    except AuthenticationError:
+        if tg.credentials.used_session(credential, now=now_micros()):
+            raise AuthenticationError(
+                "this login link was already used, so it is not valid any more: a login link "
+                "signs you in once"
+            ) from None
+        raise
     if not principal.is_user or principal.account_id is None or principal.expires_at is None:
         raise AuthenticationError("a login link carries an end-user session")
     remaining = principal.expires_at - now_micros()

@@ -98,6 +98,7 @@ def privacy_center(request: Request, tg: TG, user: User, done: str = "") -> Resp
             "report": report,
             "answer": answer_for(report),
             "notice": _NOTICES.get(done),
+            "focus_switch": done in ("training_on", "training_off"),
             "feedback_rule": next(iter(rule_refs(report.policy, feedback.id)), None)
             if feedback is not None
             else None,
@@ -118,7 +119,9 @@ def set_training(request: Request, tg: TG, user: User, form: Posted) -> Response
     tg.record_consent(
         account_id=user.account_id, granted=value == "true", actor=user.principal.actor
     )
-    return _see_other(f"/privacy?done=training_{'on' if value == 'true' else 'off'}#answer")
+    # The page comes back with the switch focused (privacy.js), where the keyboard left it;
+    # no #fragment: scrolling to one moves the focus to the document.
+    return _see_other(f"/privacy?done=training_{'on' if value == 'true' else 'off'}")
 
 
 @router.post("/conversations/{conversation_id}/delete")

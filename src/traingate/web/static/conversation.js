@@ -8,7 +8,48 @@
   const done = document.getElementById("feedback-done");
   const error = document.getElementById("fb-error");
   const submit = form.querySelector("button[type=submit]");
+  const copyStatus = document.getElementById("fb-copy-status");
   let opener = null;
+  let stored = null; // the receipt just received, with what its file says
+
+  // Copy and download the receipt: it is the only key to the report (nothing links it to the
+  // account), and this browser's storage may be cleared.
+  document.getElementById("fb-copy").addEventListener("click", async () => {
+    if (!stored) return;
+    try {
+      await navigator.clipboard.writeText(stored.receipt);
+      copyStatus.textContent = "The receipt was copied. Paste it somewhere safe.";
+    } catch (_) {
+      const range = document.createRange();
+      range.selectNodeContents(document.getElementById("fb-receipt"));
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      copyStatus.textContent = "The receipt is selected: press Ctrl+C (or ⌘C) to copy it.";
+    }
+  });
+  document.getElementById("fb-download").addEventListener("click", () => {
+    if (!stored) return;
+    const text = [
+      "traingate feedback receipt",
+      "",
+      stored.receipt,
+      "",
+      `Report sent ${stored.sent}; stored ${stored.until}.`,
+      `See or delete it in the privacy center: ${window.location.origin}/privacy#reports`,
+      "A lost receipt cannot be recovered: nothing links the report to your account.",
+      "",
+    ].join("\n");
+    const url = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = `traingate-receipt-${stored.day}.txt`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    copyStatus.textContent = `The receipt was saved as ${link.download}.`;
+  });
 
   function setRating(value) {
     form.querySelectorAll("fieldset[data-for-rating]").forEach((fieldset) => {
@@ -69,10 +110,22 @@
         title: document.querySelector("h1").textContent.trim(),
         saved_at: new Date().toISOString(),
       });
+      const formatDate = window.traingateReceipts.formatDate;
+      const expires = body.report.expires_at;
       document.getElementById("fb-receipt").textContent = body.receipt;
-      document.getElementById("fb-expires").textContent = body.report.expires_at
-        ? `until ${window.traingateReceipts.formatDate(body.report.expires_at)}`
+      document.getElementById("fb-expires").textContent = expires
+        ? `until ${formatDate(expires)}`
         : "until you delete it with its receipt (the policy sets no time limit)";
+      document.getElementById("fb-lost-stays").textContent = expires
+        ? `for its whole retention, until ${formatDate(expires)}`
+        : "until it is deleted: the policy sets no time limit";
+      stored = {
+        receipt: body.receipt,
+        sent: formatDate(body.report.submitted_at),
+        until: expires ? `until ${formatDate(expires)}` : "with no time limit",
+        day: String(body.report.submitted_at || "").slice(0, 10) || "report",
+      };
+      copyStatus.textContent = "";
       form.hidden = true;
       done.hidden = false;
       document.getElementById("fb-done-title").focus();

@@ -2,6 +2,13 @@
 // The privacy center: confirm deletions, and list the feedback reports this browser holds
 // receipts for, each checked against the receipt API (GET/DELETE /v1/feedback/{receipt}).
 (function () {
+  // Back from the training toggle: the keyboard's focus returns to the switch it pressed.
+  const focusTarget = document.querySelector("[data-focus-on-load]");
+  if (focusTarget) {
+    focusTarget.focus({ preventScroll: true });
+    focusTarget.scrollIntoView({ block: "center" });
+  }
+
   document.querySelectorAll("form[data-confirm]").forEach((form) => {
     form.addEventListener("submit", (event) => {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
