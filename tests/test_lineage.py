@@ -32,7 +32,7 @@ from traingate.build.records import (
 )
 from traingate.build.staging import claim
 from traingate.cli import cli
-from traingate.errors import ConfigError, ReceiptError
+from traingate.errors import BuildError, ConfigError, ReceiptError
 from traingate.jobs import recorded_builds
 from traingate.keys import load_or_create_keys
 from traingate.settings import Settings
@@ -133,7 +133,7 @@ def test_a_failed_build_leaves_no_lineage(
         raise OSError("rename refused")
 
     monkeypatch.setattr(builder_module.os, "rename", fail)
-    with pytest.raises(OSError, match="rename refused"):
+    with pytest.raises(BuildError, match="cannot write the dataset .*rename refused"):
         build(tg, tmp_path / "mt", "model_training", 3)
     assert tg.lineage(conversation_id="c1").builds == ()
     assert tg.store.db.execute("SELECT COUNT(*) FROM build_items")[0][0] == 0
