@@ -344,7 +344,8 @@ def test_failure_at_commit_takes_the_directory_back(
         real(path)
 
     monkeypatch.setattr(builder_module, "fsync_path", fail_after_rename)
-    with pytest.raises(OSError, match="disk gone"):
+    # The command line's error: a BuildError naming the dataset and the cause (not a traceback).
+    with pytest.raises(BuildError, match="disk gone"):
         build(tg, parent / "ds", "model_training")
     assert list(parent.iterdir()) == []
     assert tg.store.db.execute("SELECT COUNT(*) FROM builds")[0][0] == 0
