@@ -133,7 +133,7 @@ def test_a_failed_build_leaves_no_lineage(
         raise OSError("rename refused")
 
     monkeypatch.setattr(builder_module.os, "rename", fail)
-    with pytest.raises(BuildError, match="cannot write the dataset .*rename refused"):
+    with pytest.raises(BuildError, match=r"cannot write the dataset .*rename refused"):
         build(tg, tmp_path / "mt", "model_training", 3)
     assert tg.lineage(conversation_id="c1").builds == ()
     assert tg.store.db.execute("SELECT COUNT(*) FROM build_items")[0][0] == 0
@@ -172,7 +172,7 @@ def test_a_failure_finishing_the_files_rolls_the_pending_lineage_back(
         raise OSError("disk full")
 
     monkeypatch.setattr(builder_module.BackgroundWriter, "close", fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(BuildError, match=r"cannot write the dataset .*disk full"):
         build(tg, tmp_path / "mt", "model_training", 3)
     assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]
     assert tg.store.db.execute("SELECT COUNT(*) FROM build_items") == [(0,)]
