@@ -151,7 +151,7 @@ def switched_ranges(switch: str) -> list[dict[str, Any]]:
     return [
         {
             "id": "consumer-2024",
-            "version": 1,
+            "version": default_policy().version,
             "sha256": default_policy().sha256,
             "effective_from": "2024-01-01T00:00:00Z",
             "from": None,
