@@ -28,7 +28,6 @@
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -309,14 +308,12 @@ def content_expiries(
     def in_window(t: int) -> bool:
         return any((start is None or start <= t) and t <= last for start, last in windows)
 
-    starts = policies.starts  # taken once: ``PolicySet.in_force`` recomputes them every call
     for conversation_id in conversations:
         facts = store.conversation_facts(conversation_id)
         for message in facts.messages:
             if not in_window(message.at):
                 continue
-            index = max(bisect.bisect_right(starts, message.at) - 1, 0)
-            found = content_expiry(policies.policies[index], facts, message)
+            found = content_expiry(policies.in_force(message.at), facts, message)
             if found is not None and found[0] <= until:
                 yield ContentExpiry(
                     conversation_id=conversation_id,

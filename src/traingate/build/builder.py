@@ -16,7 +16,6 @@ build into DIR removes them (``build/staging.py``).
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
 import hashlib
@@ -133,11 +132,8 @@ def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator
         deciding.clear()
         return produced
 
-    # The policy in force at each submission, found once per report by bisection over the
-    # effective instants taken once (``PolicySet.index_at`` recomputes them at every call).
-    starts = policies.starts
     for report in vault.reports(as_of=as_of):
-        index = max(bisect.bisect_right(starts, report.submitted_at) - 1, 0)
+        index = policies.index_at(report.submitted_at)
         decision = decide_report(
             policy=policies.policies[index],
             submitted_at=report.submitted_at,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,13 @@ class PolicySet:
     """Policies ordered by effective date (strictly increasing), sharing plans and purposes."""
 
     policies: tuple[Policy, ...]
+    # Each policy's effective instant, in order: parsed once, asked for every item decided.
+    starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.policies:
             raise PolicyError("a policy set needs at least one policy")
+        object.__setattr__(self, "starts", tuple(p.effective_at for p in self.policies))
         for before, after in zip(self.policies, self.policies[1:], strict=False):
             if after.effective_at <= before.effective_at:
                 raise PolicyError(
@@ -83,11 +86,6 @@ class PolicySet:
         return cls(tuple(sorted(policies, key=lambda p: p.effective_at)))
 
     # -- which policy decides ----------------------------------------------------------------
-
-    @property
-    def starts(self) -> tuple[int, ...]:
-        """Each policy's effective instant, in order."""
-        return tuple(p.effective_at for p in self.policies)
 
     def index_at(self, t: int) -> int:
         """The position of the policy in force at ``t`` (0 before the earliest date)."""
