@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from traingate.errors import EventError
 from traingate.events import parse_event, parse_line
-from traingate.facts import ConsentChange, consent_at, consent_held
+from traingate.facts import ConsentChange, consent_at, consent_granted, first_denial_after
 from traingate.policy import default_policy
 from traingate.timeutil import (
     add_calendar_years,
@@ -88,8 +88,12 @@ def test_consent_at_ignores_arrival_order_and_denial_wins(
 def test_consent_held_means_no_denial_until_as_of(
     ledger: list[ConsentChange], since: int, extra: int
 ) -> None:
+    """What retroactive coverage reads (policy.coverage): granted at ``since`` and no denial
+    until ``until`` means granted at every instant between."""
     until = since + extra
-    granted, held = consent_held(ledger, since, until)
+    granted = consent_granted(ledger, since, default=False)
+    denial = first_denial_after(ledger, since)
+    held = denial is None or denial > until
     for t in range(since, until + 1):
         state = consent_at(ledger, t)
         if granted and held:

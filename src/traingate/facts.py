@@ -7,7 +7,7 @@ else: the later arrival wins for plans; for consent a denial wins, SPEC §1 rule
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "PlanChange",
     "consent_at",
     "consent_granted",
-    "consent_held",
     "deleted_by",
     "first_denial_after",
     "flag_active",
@@ -105,15 +104,6 @@ def consent_at(ledger: Iterable[ConsentChange], t: int) -> ConsentChange | None:
         if best is None or change.at > best.at or (change.at == best.at and not change.granted):
             best = change
     return best
-
-
-def consent_held(ledger: Sequence[ConsentChange], since: int, until: int) -> tuple[bool, bool]:
-    """(granted at ``since``, and stayed granted with no denial in ``(since, until]``)."""
-    current = consent_at(ledger, since)
-    if current is None or not current.granted:
-        return False, False
-    interrupted = any(not c.granted and since < c.at <= until for c in ledger)
-    return True, not interrupted
 
 
 def consent_granted(ledger: Iterable[ConsentChange], t: int, *, default: bool) -> bool:
