@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from traingate.facts import (
+    ConsentChange,
     ConversationFacts,
     MessageFact,
     consent_granted,
@@ -43,16 +44,26 @@ def covered(intervals: Iterable[Interval], t: int) -> bool:
     return any(start <= t < end for start, end in intervals)
 
 
+def _ledger(
+    policy: Policy, basis: ConsentBasis, facts: ConversationFacts, message: MessageFact
+) -> tuple[ConsentChange, ...] | None:
+    """The consent ledger deciding the message under the basis: of the subject its plan at its
+    own time names (None: the plan is unknown or of another class)."""
+    plan = plan_at(facts.plans, message.at)
+    if plan is None or policy.plan_class(plan.plan) != basis.plan_class:
+        return None
+    subject = facts.account_id if basis.consent_scope == "account" else plan.organization_id
+    return facts.consent(basis.consent_scope, subject, basis.setting)
+
+
 def own_consent(
     policy: Policy, basis: ConsentBasis, facts: ConversationFacts, message: MessageFact
 ) -> bool | None:
     """Whether the basis's consent holds at the message's own time for the subject its plan
     then names (None: the plan is unknown or of another class)."""
-    plan = plan_at(facts.plans, message.at)
-    if plan is None or policy.plan_class(plan.plan) != basis.plan_class:
+    ledger = _ledger(policy, basis, facts, message)
+    if ledger is None:
         return None
-    subject = facts.account_id if basis.consent_scope == "account" else plan.organization_id
-    ledger = facts.consent(basis.consent_scope, subject, basis.setting)
     return consent_granted(ledger, message.at, default=basis.default_granted)
 
 
@@ -60,14 +71,10 @@ def _message_cover(
     policy: Policy, basis: ConsentBasis, facts: ConversationFacts, message: MessageFact
 ) -> Interval | None:
     """Coverage of one message judged at its own time (``coverage = message``)."""
-    if basis.excludes(facts.mode) or not own_consent(policy, basis, facts, message):
+    ledger = None if basis.excludes(facts.mode) else _ledger(policy, basis, facts, message)
+    if ledger is None or not consent_granted(ledger, message.at, default=basis.default_granted):
         return None
-    if basis.forward_only:
-        return (message.at, FAR_FUTURE)
-    plan = plan_at(facts.plans, message.at)
-    assert plan is not None  # own_consent checked it
-    subject = facts.account_id if basis.consent_scope == "account" else plan.organization_id
-    end = first_denial_after(facts.consent(basis.consent_scope, subject, basis.setting), message.at)
+    end = None if basis.forward_only else first_denial_after(ledger, message.at)
     return (message.at, FAR_FUTURE if end is None else end)
 
 
