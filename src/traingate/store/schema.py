@@ -403,6 +403,44 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX consents_ledger ON consents (scope, subject, setting, at)",
         ),
     ),
+    Migration(
+        13,
+        "build jobs in the store",
+        # Dataset builds started over the API or the console (jobs.py), so that every
+        # `traingate serve` process of a deployment answers for every job and a restart loses
+        # none. The owner columns name the process running a job: its host and pid, where that
+        # pid means something (boot id, pid namespace, start time; NULL when unknown), a token
+        # of its own, and the last heartbeat; a job whose owner is gone is marked failed
+        # (store/jobs.py). requested_by is the caller's role: no account or session.
+        (
+            """CREATE TABLE build_jobs (
+                job_id TEXT PRIMARY KEY,
+                state TEXT NOT NULL,
+                purpose TEXT NOT NULL,
+                as_of BIGINT NOT NULL,
+                format TEXT NOT NULL,
+                engine TEXT NOT NULL,
+                path TEXT NOT NULL,
+                requested_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                started_at BIGINT,
+                finished_at BIGINT,
+                messages_done BIGINT NOT NULL DEFAULT 0,
+                messages_total BIGINT,
+                build_id TEXT,
+                manifest TEXT,
+                error TEXT,
+                owner_host TEXT NOT NULL,
+                owner_pid BIGINT NOT NULL,
+                owner_process TEXT,
+                owner_token TEXT NOT NULL,
+                heartbeat_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX build_jobs_created ON build_jobs (created_at)",
+            "CREATE INDEX build_jobs_state ON build_jobs (state)",
+            "CREATE INDEX build_jobs_build ON build_jobs (build_id)",
+        ),
+    ),
 )
 
 
