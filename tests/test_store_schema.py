@@ -131,7 +131,7 @@ def test_modes_and_consent_settings_keep_what_was_stored(settings: Settings) -> 
             " VALUES (?, ?, ?, ?, ?, ?)",
             (3, "account", "a", 5, True, "privacy_settings"),
         )
-        assert migrate(db) == [12]
+        assert migrate(db, target=12) == [12]
         assert sorted(db.execute("SELECT conversation_id, mode FROM conversations")) == [
             ("c-inc", "incognito"),
             ("c-std", "standard"),
