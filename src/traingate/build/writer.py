@@ -88,12 +88,20 @@ def jsonl_line(record: dict[str, Any]) -> str:
 class PartWriter:
     """Writes part files into ``directory`` (``<dataset>/data``)."""
 
-    def __init__(self, directory: Path, *, format: Format, rows_per_file: int = 250_000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        format: Format,
+        rows_per_file: int = 250_000,
+        schema: pa.Schema = RECORD_SCHEMA,
+    ) -> None:
         if format not in FORMATS:
             raise BuildError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
         self.directory = directory
         self.format = format
         self.rows_per_file = rows_per_file
+        self.schema = schema  # of the rows: the records, or a shape's (build/shapes.py)
         self._files: list[FileEntry] = []
         self._path: Path | None = None
         self._rows = 0
@@ -108,7 +116,7 @@ class PartWriter:
         self._rows = 0
         if self.format == "parquet":
             self._parquet = pq.ParquetWriter(
-                str(self._path), RECORD_SCHEMA, compression="zstd", write_statistics=False
+                str(self._path), self.schema, compression="zstd", write_statistics=False
             )
         else:
             self._text = self._path.open("w", encoding="utf-8", newline="\n")
@@ -134,11 +142,11 @@ class PartWriter:
         self._path = None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Append records (``RECORD_SCHEMA``), starting a new part when the current is full."""
+        """Append rows (``self.schema``), starting a new part when the current is full."""
         if batch.num_rows == 0:
             return
-        if batch.schema != RECORD_SCHEMA:
-            batch = batch.cast(RECORD_SCHEMA)
+        if batch.schema != self.schema:
+            batch = batch.cast(self.schema)
         offset = 0
         while offset < batch.num_rows:
             if self._path is None:
@@ -163,7 +171,7 @@ class PartWriter:
             return
         if self._pending_rows < ROW_GROUP and not final:
             return
-        table = pa.Table.from_batches(self._pending, schema=RECORD_SCHEMA)
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
         whole = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP
         for start in range(0, whole, ROW_GROUP):
             group = table.slice(start, min(ROW_GROUP, whole - start)).combine_chunks()

@@ -90,6 +90,15 @@ class FeedbackReasons:
 
 
 @dataclass(frozen=True, slots=True)
+class ShapeReasons:
+    """Why a dataset shape has no row for an included record (not a policy decision)."""
+
+    not_feedback: str
+    rated_not_assistant: str
+    no_assistant: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reasons:
     """The reason id of every outcome of every mechanism (``vocabulary.toml``)."""
 
@@ -97,6 +106,7 @@ class Reasons:
     consent: ConsentReasons
     flag: FlagReasons
     feedback: FeedbackReasons
+    shape: ShapeReasons
 
 
 @cache
@@ -114,6 +124,7 @@ def reasons() -> Reasons:
         consent=ConsentReasons(**raw["consent"]),
         flag=FlagReasons(**raw["flag"]),
         feedback=FeedbackReasons(**raw["feedback"]),
+        shape=ShapeReasons(**raw["shape"]),
     )
 
 
