@@ -563,23 +563,45 @@ class Traingate:
             self.audit_log.append(actor=actor, action="dataset.build", details=details)
 
         self.settle_builds()
+        from traingate.build.openlineage_emit import open_build_lineage  # docs/openlineage.md
+
+        lineage = open_build_lineage(  # None unless OpenLineage is configured
+            db=self.store.db,
+            policies=self.policies,
+            purpose=purpose,
+            as_of=request.as_of,
+            engine=engine,
+            format=format,
+            out=out,
+            lake=None if source is None else source.root,
+        )
+        if lineage is not None:
+            lineage.start()
         try:
-            return build_dataset(
-                store=self.store,
-                vault=self.vault,
-                keys=self.keys,
-                request=request,
-                engine=engine_named(engine, spark_master=spark_master),
-                out=out,
-                format=as_format(format),
-                progress=progress,
-                on_complete=audit,
-            )
-        except OSError as exc:  # --out where nothing may be written (/proc/x, read-only, full)
-            where = exc.filename if exc.filename is not None else out
-            raise BuildError(
-                f"cannot write the dataset {out}: {exc.strerror or exc} ({where})"
-            ) from exc
+            try:
+                result = build_dataset(
+                    store=self.store,
+                    vault=self.vault,
+                    keys=self.keys,
+                    request=request,
+                    engine=engine_named(engine, spark_master=spark_master),
+                    out=out,
+                    format=as_format(format),
+                    progress=progress,
+                    on_complete=audit,
+                )
+            except OSError as exc:  # --out where nothing may be written (/proc/x, read-only)
+                where = exc.filename if exc.filename is not None else out
+                raise BuildError(
+                    f"cannot write the dataset {out}: {exc.strerror or exc} ({where})"
+                ) from exc
+        except BaseException as exc:  # FAIL names the error the caller gets, unchanged
+            if lineage is not None:
+                lineage.fail(exc)
+            raise
+        if lineage is not None:
+            lineage.complete(result)
+        return result
 
     def settle_builds(self) -> None:
         """Settle the lineage of builds killed between recording it and completing it

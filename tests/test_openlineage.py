@@ -1,0 +1,410 @@
+"""OpenLineage run events of dataset builds (docs/openlineage.md), written by the client's own
+file transport: they validate against the OpenLineage 2-0-2 JSON schema (vendored, offline:
+tests/openlineage_schemas/README.md) and traingate's facet against its shipped schema; they name
+the policy and its hash; a failed build emits FAIL and its error still reaches the caller
+unchanged; a transport that fails never fails a build; unconfigured, nothing is sent or imported.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import pytest
+
+from tests.factories import Events
+from traingate.app import Traingate
+from traingate.build.openlineage import FACET_NAME, postgres_inputs, sqlite_inputs
+from traingate.build.openlineage_emit import configured
+from traingate.build.records import RECORD_SCHEMA
+from traingate.errors import TraingateError
+from traingate.sample.importer import sample_events_path
+from traingate.settings import Settings
+from traingate.timeutil import parse_instant
+
+SCHEMAS = Path(__file__).parent / "openlineage_schemas"
+FACET_SCHEMA = Path(__file__).parents[1] / "src" / "traingate" / "build" / "openlineage_facet.json"
+AS_OF = parse_instant("2025-07-01T00:00:00Z")
+MASKING_TYPES = {
+    "DIRECT": {"IDENTITY", "TRANSFORMATION", "AGGREGATION"},
+    "INDIRECT": {"JOIN", "GROUP_BY", "FILTER", "SORT", "WINDOW", "CONDITIONAL"},
+}
+
+
+def _validators() -> tuple[Any, Any]:
+    core = json.loads((SCHEMAS / "OpenLineage.json").read_text("utf-8"))
+    facet = json.loads(FACET_SCHEMA.read_text("utf-8"))
+    registry = jsonschema_rs.Registry([(core["$id"], core), (facet["$id"], facet)])
+    event = jsonschema_rs.Draft202012Validator(core, validate_formats=True, registry=registry)
+    own = jsonschema_rs.Draft202012Validator(facet, validate_formats=True, registry=registry)
+    return event, own
+
+
+EVENT, OWN_FACET = _validators()
+
+
+def _problems(event: dict[str, Any]) -> list[str]:
+    problems = [f"{e.instance_path}: {e.message}" for e in EVENT.iter_errors(event)]
+    own = {FACET_NAME: event["run"]["facets"][FACET_NAME]}
+    problems += [f"{e.instance_path}: {e.message}" for e in OWN_FACET.iter_errors(own)]
+    return problems
+
+
+def _file_transport(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    for key in ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG", "OPENLINEAGE_DISABLED"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "file")
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__LOG_FILE_PATH", str(path))
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__APPEND", "true")
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+# -- a real build of the bundled sample ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Traingate, Path]]:
+    """The bundled sample in a SQLite store, once for the module."""
+    root = tmp_path_factory.mktemp("openlineage")
+    settings = Settings(
+        db_url=f"sqlite:///{root / 'data' / 'traingate.sqlite'}", key_file=root / "keys.json"
+    )
+    with Traingate.open(settings) as tg:
+        with gzip.open(sample_events_path(), "rt", encoding="utf-8") as lines:
+            assert tg.ingest(lines).rejected == 0
+        yield tg, root
+
+
+@pytest.fixture(scope="module")
+def built(sample: tuple[Traingate, Path]) -> tuple[Any, list[dict[str, Any]]]:
+    tg, root = sample
+    log = root / "events.jsonl"
+    with pytest.MonkeyPatch.context() as mp:
+        _file_transport(mp, log)
+        result = tg.build_dataset(purpose="model_training", out=root / "built", as_of=AS_OF)
+    return result, _events(log)
+
+
+def test_a_build_emits_start_then_complete_of_one_run(
+    built: tuple[Any, list[dict[str, Any]]],
+) -> None:
+    _, events = built
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    assert len({e["run"]["runId"] for e in events}) == 1
+    assert {e["job"]["name"] for e in events} == {"dataset_build.model_training"}
+    for event in events:
+        assert _problems(event) == []
+
+
+def test_the_schema_check_catches_a_broken_event(built: tuple[Any, list[dict[str, Any]]]) -> None:
+    """The validators above are not vacuous: a facet without its _producer, a run without id
+    and an unknown event type are each refused."""
+    _, events = built
+    broken = json.loads(json.dumps(events[1]))
+    del broken["outputs"][0]["facets"]["columnLineage"]["_producer"]
+    assert _problems(broken)
+    broken = json.loads(json.dumps(events[1]))
+    del broken["run"]["runId"]
+    assert _problems(broken)
+    broken = json.loads(json.dumps(events[1]))
+    broken["eventType"] = "DONE"
+    assert _problems(broken)
+    broken = json.loads(json.dumps(events[1]))
+    broken["run"]["facets"][FACET_NAME]["policy_sha256"] = "not-a-hash"
+    assert _problems(broken)
+
+
+def test_the_facet_names_the_policy_its_hash_counts_and_manifest(
+    built: tuple[Any, list[dict[str, Any]]],
+) -> None:
+    result, (start, complete) = built
+    manifest = result.manifest
+    data = (result.path / "manifest.json").read_bytes()
+    for event in (start, complete):
+        facet = event["run"]["facets"][FACET_NAME]
+        assert facet["policy_id"] == manifest["policy"]["id"]
+        assert facet["policy_sha256"] == manifest["policy"]["sha256"]
+        assert facet["purpose"] == "model_training"
+        assert facet["as_of"] == manifest["as_of"]
+        assert facet["_schemaURL"].endswith("#/$defs/TraingateBuildRunFacet")
+    facet = complete["run"]["facets"][FACET_NAME]
+    assert facet["manifest_sha256"] == hashlib.sha256(data).hexdigest()
+    assert facet["counts"] == manifest["counts"]
+    assert facet["build_id"] == result.build_id
+    assert "counts" not in start["run"]["facets"][FACET_NAME]
+    stats = complete["outputs"][0]["outputFacets"]["outputStatistics"]
+    assert stats["rowCount"] == manifest["counts"]["records"] > 0
+    assert stats["fileCount"] == len(manifest["files"])
+
+
+def test_inputs_are_the_store_files_and_the_output_is_the_dataset(
+    sample: tuple[Traingate, Path], built: tuple[Any, list[dict[str, Any]]]
+) -> None:
+    _, root = sample
+    result, (_, complete) = built
+    main = str((root / "data" / "traingate.sqlite").absolute())
+    vault = str((root / "data" / "traingate-vault.sqlite").absolute())
+    assert [(d["namespace"], d["name"]) for d in complete["inputs"]] == [
+        ("file", main),
+        ("file", vault),
+    ]
+    (output,) = complete["outputs"]
+    assert (output["namespace"], output["name"]) == ("file", str(result.path))
+    fields = output["facets"]["schema"]["fields"]
+    assert [f["name"] for f in fields] == RECORD_SCHEMA.names
+    messages = next(f for f in fields if f["name"] == "messages")
+    assert messages["type"] == "list"
+    assert [f["name"] for f in messages["fields"]] == ["role", "content", "attachments"]
+
+
+def test_column_lineage_marks_the_de_identified_columns_masked(
+    built: tuple[Any, list[dict[str, Any]]],
+) -> None:
+    _, (_, complete) = built
+    lineage = complete["outputs"][0]["facets"]["columnLineage"]
+    inputs = {(d["namespace"], d["name"]) for d in complete["inputs"]}
+    schema = {f["name"] for f in complete["outputs"][0]["facets"]["schema"]["fields"]}
+    assert set(lineage["fields"]) <= schema
+    for entry in [f for column in lineage["fields"].values() for f in column["inputFields"]]:
+        assert (entry["namespace"], entry["name"]) in inputs
+        for t in entry["transformations"]:
+            assert t["subtype"] in MASKING_TYPES[t["type"]]
+
+    def masked(column: str, field: str) -> set[bool]:
+        return {
+            t["masking"]
+            for f in lineage["fields"][column]["inputFields"]
+            if f["field"].endswith(field)
+            for t in f["transformations"]
+        }
+
+    for column, field in [
+        ("messages", "messages.content"),
+        ("messages", "messages.attachments"),
+        ("record_id", "conversations.conversation_id"),
+        ("date", "messages.at"),
+        ("comment", "reports.ciphertext"),
+        ("preferences", "conversation_settings.fields"),
+    ]:
+        assert masked(column, field) == {True}, (column, field)
+    assert masked("messages", "messages.role") == {False}
+    assert masked("rating", "reports.ciphertext") == {False}
+    assert {t["subtype"] for f in lineage["dataset"] for t in f["transformations"]} == {"FILTER"}
+
+
+def test_a_lake_build_names_the_lake_as_the_messages_input(
+    sample: tuple[Traingate, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tg, root = sample
+    lake = root / "lake"
+    tg.export_lake(out=lake, as_of=AS_OF)
+    log = root / "lake-events.jsonl"
+    _file_transport(monkeypatch, log)
+    tg.build_dataset(
+        purpose="model_training", out=root / "from-lake", as_of=AS_OF, messages=f"parquet:{lake}"
+    )
+    start, complete = _events(log)
+    assert ("file", str(lake.absolute())) in {(d["namespace"], d["name"]) for d in start["inputs"]}
+    content = next(
+        f
+        for f in complete["outputs"][0]["facets"]["columnLineage"]["fields"]["messages"][
+            "inputFields"
+        ]
+        if f["field"] == "content"
+    )
+    assert content["name"] == str(lake.absolute())
+    assert _problems(complete) == []
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["out exists", "out under a file", "unknown engine", "unknown format"],
+)
+def test_a_failed_build_emits_fail_and_its_error_is_unchanged(
+    sample: tuple[Traingate, Path], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    tg, root = sample
+    work = root / f"fail-{case.replace(' ', '-')}"
+    work.mkdir()
+    options: dict[str, Any] = {"purpose": "model_training", "as_of": AS_OF, "out": work / "out"}
+    if case == "out exists":
+        (work / "out").mkdir()
+    elif case == "out under a file":
+        (work / "file").write_text("x")
+        options["out"] = work / "file" / "out"
+    elif case == "unknown engine":
+        options["engine"] = "abacus"
+    else:
+        options["format"] = "xlsx"
+    log = work / "events.jsonl"
+    with pytest.raises(TraingateError) as without:
+        tg.build_dataset(**options)
+    assert not log.exists()  # not configured: nothing
+    _file_transport(monkeypatch, log)
+    with pytest.raises(TraingateError) as raised:
+        tg.build_dataset(**options)
+    assert (type(raised.value), str(raised.value)) == (type(without.value), str(without.value))
+    start, fail = _events(log)
+    assert (start["eventType"], fail["eventType"]) == ("START", "FAIL")
+    assert fail["run"]["runId"] == start["run"]["runId"]
+    assert fail["run"]["facets"]["errorMessage"]["message"] == str(raised.value)
+    assert fail["run"]["facets"][FACET_NAME]["policy_sha256"]
+    assert _problems(fail) == []
+
+
+def test_a_transport_that_fails_never_fails_the_build(
+    sample: tuple[Traingate, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tg, root = sample
+    _file_transport(monkeypatch, root / "no-such-dir" / "events.jsonl")
+    with caplog.at_level(logging.WARNING, logger="traingate.build.openlineage_emit"):
+        result = tg.build_dataset(purpose="model_training", out=root / "unsent", as_of=AS_OF)
+    assert (result.path / "manifest.json").is_file()
+    warned = [r.getMessage() for r in caplog.records if r.name.endswith("openlineage_emit")]
+    assert any("START" in m and "not sent" in m for m in warned), warned
+    assert any("COMPLETE" in m and "not sent" in m for m in warned), warned
+
+
+def test_unconfigured_builds_send_nothing_and_import_nothing(tmp_path: Path) -> None:
+    """A fresh interpreter with no OpenLineage configuration: the build completes and the
+    openlineage package is never imported."""
+    script = f"""
+import sys
+from pathlib import Path
+from traingate.app import Traingate
+from traingate.settings import Settings
+root = Path({str(tmp_path)!r})
+settings = Settings(db_url=f"sqlite:///{{root / 'db.sqlite'}}", key_file=root / "keys.json")
+with Traingate.open(settings) as tg:
+    tg.build_dataset(purpose="model_training", out=root / "out")
+print(sorted(m for m in sys.modules if m.split(".")[0] == "openlineage"))
+"""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert (tmp_path / "out" / "manifest.json").is_file()
+
+
+# -- both store backends -------------------------------------------------------------------------
+
+
+@pytest.mark.store
+def test_store_inputs_follow_the_naming_conventions_without_credentials(
+    tg: Traingate, ev: Events, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = [
+        ev.account("a1", ev.t(0)),
+        ev.consent("a1", ev.t(0, 1), granted=True),
+        ev.conversation("c1", "a1", ev.t(0, 2)),
+        ev.message("m1", "c1", "a1", ev.t(0, 3), content="write to me@example.com"),
+    ]
+    summary = tg.ingest(json.dumps(e) + "\n" for e in events)
+    assert summary.rejected == 0
+    log = tmp_path / "events.jsonl"
+    _file_transport(monkeypatch, log)
+    tg.build_dataset(purpose="model_training", out=tmp_path / "out", as_of=parse_instant(ev.t(9)))
+    start, complete = _events(log)
+    names = [(d["namespace"], d["name"]) for d in complete["inputs"]]
+    if tg.store.db.dialect == "sqlite":
+        assert {ns for ns, _ in names} == {"file"}
+    else:
+        database, schema = tg.store.db.execute("SELECT current_database(), current_schema()")[0]
+        assert {ns for ns, _ in names} == {"postgres://127.0.0.1:5432"}
+        assert f"{database}.{schema}.messages" in {name for _, name in names}
+        assert f"{database}.{schema}.vault_reports" in {name for _, name in names}
+    text = json.dumps([start, complete])
+    assert "postgres@" not in text and "postgresql://" not in text
+    assert complete["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == 1
+    assert _problems(start) == [] and _problems(complete) == []
+
+
+# -- the pure parts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "namespace", "database"),
+    [
+        (
+            "postgresql://user:secret@db.internal:6543/prod?sslmode=require",
+            "postgres://db.internal:6543",
+            "prod",
+        ),
+        ("postgresql://user@db.internal/prod", "postgres://db.internal:5432", "prod"),
+        ("postgres:///prod?host=/var/run/postgresql", "postgres://localhost:5432", "prod"),
+        ("postgresql://u:p%40ss@[::1]:5433/x", "postgres://::1:5433", "x"),
+    ],
+)
+def test_postgres_names_carry_no_credentials(url: str, namespace: str, database: str) -> None:
+    inputs = postgres_inputs(url=url, database="", schema="public", vault_prefix="vault_")
+    assert {d.namespace for d in inputs.datasets()} == {namespace}
+    assert inputs.field("messages", "content")[0].name == f"{database}.public.messages"
+    assert inputs.field("reports", "ciphertext")[0].name == f"{database}.public.vault_reports"
+    assert not any("secret" in d.name or "p%40ss" in d.name for d in inputs.datasets())
+
+
+def test_sqlite_fields_name_their_table() -> None:
+    inputs = sqlite_inputs(main="/d/t.sqlite", vault="/d/t-vault.sqlite")
+    dataset, field = inputs.field("messages", "content")
+    assert (dataset.namespace, dataset.name, field) == ("file", "/d/t.sqlite", "messages.content")
+    assert inputs.field("reports", "ciphertext")[0].name == "/d/t-vault.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("environ", "files", "expected"),
+    [
+        ({}, [], False),
+        ({"OPENLINEAGE_URL": "http://marquez:5000"}, [], True),
+        ({"OPENLINEAGE__TRANSPORT__TYPE": "console"}, [], True),
+        ({"OPENLINEAGE_URL": "http://marquez:5000", "OPENLINEAGE_DISABLED": "true"}, [], False),
+        ({"OPENLINEAGE_CONFIG": "{tmp}/ol.yml"}, ["ol.yml"], True),
+        ({"OPENLINEAGE_CONFIG": "{tmp}/missing.yml"}, [], False),
+        ({}, ["cwd/openlineage.yml"], True),
+        ({}, ["home/.openlineage/openlineage.yml"], True),
+        ({"OPENLINEAGE_NAMESPACE": "prod"}, [], False),
+    ],
+)
+def test_configured_follows_openlineages_own_configuration(
+    tmp_path: Path, environ: dict[str, str], files: list[str], expected: bool
+) -> None:
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("transport:\n  type: console\n")
+    env = {k: v.format(tmp=tmp_path) for k, v in environ.items()}
+    assert configured(env, cwd=tmp_path / "cwd", home=tmp_path / "home") is expected
+
+
+def test_the_vendored_schema_is_the_published_file() -> None:
+    """tests/openlineage_schemas/README.md: the core schema is the OpenLineage file, unchanged."""
+    data = (SCHEMAS / "OpenLineage.json").read_bytes()
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (
+        9155,
+        "69f68bee00b9beac88a87059c0102410e7bb05f3f43c46d02a0409831eceb0d2",
+    )
+    assert json.loads(data)["$id"] == "https://openlineage.io/spec/2-0-2/OpenLineage.json"
