@@ -24,7 +24,13 @@ from traingate.errors import (
     NotFoundError,
     PolicyError,
 )
-from traingate.ingest import DEFAULT_BATCH, IngestSummary, ingest_lines
+from traingate.ingest import (
+    DEFAULT_BATCH,
+    IngestSummary,
+    LakeArchive,
+    MessageArchive,
+    ingest_lines,
+)
 from traingate.keys import KeyRing, load_or_create_keys
 from traingate.policy import Decision, Policy, PolicySet, explain_conversation, load_policy_set
 from traingate.settings import Settings
@@ -117,12 +123,14 @@ class Traingate:
         policy: Policy | PolicySet,
         keys: KeyRing,
         key_file: Path | None = None,
+        archive: MessageArchive | None = None,
     ) -> None:
         self.store = store
         self.vault = vault
         self.policies = PolicySet.of(policy)  # every item is decided by the one in force then
         self.keys = keys
         self.key_file = key_file  # where rotation writes the key ring (None: rotation refused)
+        self.archive = archive  # where reports' messages the store does not hold are read
 
     @classmethod
     def open(cls, settings: Settings) -> Traingate:
@@ -135,7 +143,15 @@ class Traingate:
         except BaseException:
             db.close()
             raise
-        app = cls(store=store, vault=vault, policy=policies, keys=keys, key_file=settings.key_file)
+        archive = None if settings.lake is None else LakeArchive.at(str(settings.lake))
+        app = cls(
+            store=store,
+            vault=vault,
+            policy=policies,
+            keys=keys,
+            key_file=settings.key_file,
+            archive=archive,
+        )
         try:
             app.settle_builds()
         except BaseException:
@@ -187,6 +203,7 @@ class Traingate:
             batch_size=batch_size,
             workers=workers,
             observer=IngestAuditor(log=self.audit_log, keys=self.keys, actor=actor),
+            archive=self.archive,
         )
 
     def explain(

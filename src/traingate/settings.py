@@ -6,6 +6,8 @@
   policy ids or policy file paths, each with an optional ``@RFC3339`` effective date
   (``OLD,NEW@2026-01-01T00:00:00Z``); default: the policy ``policy/vocabulary.toml`` names
   (``traingate.policy.versions``)
+- message lake: ``TRAINGATE_LAKE``, none by default: where ingest reads a feedback report's
+  messages that the store does not hold (docs/lake.md)
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ SETTINGS: dict[str, str] = {
     "TRAINGATE_DATASETS_DIR": "Where `traingate serve` writes builds started over the HTTP API.",
     "TRAINGATE_SPARK_MASTER": "Spark master URL of `--engine spark` builds (default local[2]).",
     "TRAINGATE_POOL_SIZE": "Store connections `traingate serve` keeps open (default 4).",
+    "TRAINGATE_LAKE": "A message lake (docs/lake.md) that ingest reads a feedback report's"
+    " conversation from, at receipt, when the store does not hold its messages (default: none).",
     "TRAINGATE_INGEST_WORKERS": "Parse processes of `traingate ingest` for the lines past the"
     " first 20,000 (default: one less than the cores, at most 4; 0: none).",
 }
@@ -47,6 +51,7 @@ class Settings:
     db_url: str
     key_file: Path
     policy: str | None = None  # the --policy value; None: consumer-2024 alone
+    lake: Path | None = None  # where reports' messages the store does not hold are read
 
     @classmethod
     def resolve(
@@ -55,6 +60,7 @@ class Settings:
         db_url: str | None = None,
         key_file: str | Path | None = None,
         policy: str | None = None,
+        lake: str | Path | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Explicit values win, then the environment, then the defaults."""
@@ -62,4 +68,10 @@ class Settings:
         db = db_url or env.get("TRAINGATE_DB") or DEFAULT_DB_URL
         keys = key_file or env.get("TRAINGATE_KEY_FILE") or DEFAULT_KEY_FILE
         policies = policy or env.get("TRAINGATE_POLICY") or None
-        return cls(db_url=db, key_file=Path(keys), policy=policies)
+        lake_root = lake or env.get("TRAINGATE_LAKE") or None
+        return cls(
+            db_url=db,
+            key_file=Path(keys),
+            policy=policies,
+            lake=None if lake_root is None else Path(lake_root).absolute(),
+        )

@@ -9,6 +9,8 @@ its ``at`` (Hive-style partitioning). A build reads the lake's messages and judg
 the store's ledgers (plans, consents, flags, deletions, conversations): ``ParquetLake`` is the
 ``MessageSource`` both engines take (``--messages parquet:PATH``). ``export_lake`` writes the
 store's messages as such a lake; ``write_lake`` writes any stream of rows as one.
+``ParquetLake.conversation_messages`` reads one conversation's messages from a few partitions:
+what a feedback report's snapshot needs at receipt (docs/lake.md).
 
 A lake message whose conversation the store does not know, or whose ``account_id`` is not the
 account that owns the conversation in the store, is excluded for an unknown plan (the reason
@@ -36,13 +38,15 @@ import pyarrow.parquet as pq
 from traingate.errors import BuildError
 from traingate.store.db import Database
 from traingate.store.export import StoreReader, open_reader, regroup
-from traingate.timeutil import utc_date
+from traingate.store.store import MessageRow
+from traingate.timeutil import DAY, utc_date
 
 __all__ = [
     "LAKE_ATTACHMENT",
     "LAKE_SCHEMA",
     "PARTITION",
     "LakeExport",
+    "LakeMessage",
     "ParquetLake",
     "export_lake",
     "message_source",
@@ -112,6 +116,17 @@ def _attachments_compatible(kind: pa.DataType) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class LakeMessage:
+    """One lake row of a conversation: the account the row names, and the message."""
+
+    account_id: str
+    message: MessageRow
+
+
+_CONVERSATION_COLUMNS = ("message_id", "account_id", "role", "at", "seq", "content", "attachments")
+
+
+@dataclass(frozen=True, slots=True)
 class ParquetLake:
     """A lake of messages at ``root`` (a local or mounted directory)."""
 
@@ -155,6 +170,30 @@ class ParquetLake:
                 raise BuildError(f"lake file {path} cannot be read: {exc}") from exc
             _check_schema(path, schema)
         return files
+
+    def day_partitions(self, *, since: int, until: int) -> list[Path]:
+        """The ``date=`` directories of the UTC dates from ``since``'s to ``until``'s that
+        exist, found by name: the lake's other partitions are neither listed nor read."""
+        if not self.root.is_dir():
+            raise BuildError(f"lake {self.root} is not a directory")
+        start, end = since - since % DAY, until - until % DAY
+        days = (utc_date(day) for day in range(start, end + 1, DAY))
+        return [path for path in (self.root / f"{PARTITION}={d}" for d in days) if path.is_dir()]
+
+    def conversation_messages(
+        self, *, conversation_id: str, since: int, until: int
+    ) -> list[LakeMessage]:
+        """The rows of one conversation in the partitions of the UTC dates from ``since``'s to
+        ``until``'s (``at`` itself is not filtered: a caller wanting ``at <= until`` keeps
+        those), in (``at``, ``seq``, ``message_id``) order. Only those partitions' files are
+        opened, each checked for the lake's columns (its footer), and of each file only the
+        row groups whose ``conversation_id`` statistics can hold the conversation are read."""
+        found: list[LakeMessage] = []
+        for partition in self.day_partitions(since=since, until=until):
+            for path in sorted(partition.glob("*.parquet")):
+                found.extend(_conversation_rows(path, conversation_id))
+        found.sort(key=lambda row: (row.message.at, row.message.seq, row.message.message_id))
+        return found
 
     def count(self, *, as_of: int, since: int | None = None, until: int | None = None) -> int:
         """How many lake messages have ``at`` <= as-of (and ``since`` <= ``at`` < ``until``)."""
@@ -209,6 +248,44 @@ class ParquetLake:
                 yield from _numbered(regroup(stream, rows_per_batch=rows_per_batch))
             except duckdb.Error as exc:
                 raise BuildError(f"DuckDB could not read the lake {self.root}: {exc}") from exc
+
+
+def _conversation_rows(path: Path, conversation_id: str) -> list[LakeMessage]:
+    """The rows of one file naming the conversation (a filter pushed down to row groups)."""
+    try:
+        fragment = ds.dataset(path, format="parquet")
+        _check_schema(path, fragment.schema)
+        table = fragment.to_table(
+            columns=list(_CONVERSATION_COLUMNS),
+            filter=pc.field("conversation_id") == pa.scalar(conversation_id, pa.string()),
+        )
+    except (OSError, pa.ArrowException) as exc:
+        raise BuildError(f"lake file {path} cannot be read: {exc}") from exc
+    at = table.column("at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+    columns = {name: table.column(name).to_pylist() for name in _CONVERSATION_COLUMNS}
+    return [
+        LakeMessage(
+            account_id=account,
+            message=MessageRow(
+                message_id=message_id,
+                role=role,
+                at=moment,
+                seq=seq,
+                content=content,
+                attachments=tuple(attachments),
+            ),
+        )
+        for message_id, account, role, moment, seq, content, attachments in zip(
+            columns["message_id"],
+            columns["account_id"],
+            columns["role"],
+            at,
+            columns["seq"],
+            columns["content"],
+            columns["attachments"],
+            strict=True,
+        )
+    ]
 
 
 @contextlib.contextmanager

@@ -9,8 +9,10 @@ crash loses no committed batch (a re-run counts those events as duplicates).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 from traingate.ingest import parsing
+from traingate.ingest.archive import LakeArchive, MessageArchive
 from traingate.ingest.batch import (
     DEFAULT_BATCH,
     AcceptedBatch,
@@ -31,6 +33,8 @@ __all__ = [
     "BatchObserver",
     "IngestError",
     "IngestSummary",
+    "LakeArchive",
+    "MessageArchive",
     "ReportSink",
     "default_workers",
     "ingest_lines",
@@ -52,13 +56,18 @@ def ingest_lines(
     batch_size: int = DEFAULT_BATCH,
     observer: BatchObserver | None = None,
     workers: int | None = None,
+    archive: MessageArchive | None = None,
 ) -> IngestSummary:
     """Ingest JSONL lines (blank lines are skipped but counted). Returns the summary.
     ``observer`` hears of each batch that accepted something, inside its transaction.
     Lines past the first ``parsing.INLINE`` are parsed by ``workers`` processes (default:
     ``default_workers()``; 0 parses every line here). Plans and consent settings are those
-    ``policy`` declares (a ``PolicySet``: those of any of its policies)."""
+    ``policy`` declares (a ``PolicySet``: those of any of its policies). ``archive``: where a
+    feedback report's messages that the store does not hold are read at receipt (a lake)."""
     summary = IngestSummary()
+    write = partial(
+        write_batch, store=store, sink=sink, summary=summary, observer=observer, archive=archive
+    )
     pending: list[Incoming] = []
     workers = default_workers() if workers is None else workers
     parsed = parse_lines(
@@ -76,12 +85,10 @@ def ingest_lines(
                 continue
             pending.append(item)
             if len(pending) >= batch_size:
-                write_batch(
-                    store=store, sink=sink, events=pending, summary=summary, observer=observer
-                )
+                write(events=pending)
                 pending = []
         if pending:
-            write_batch(store=store, sink=sink, events=pending, summary=summary, observer=observer)
+            write(events=pending)
     finally:
         parsed.close()  # stops the workers now, whatever happened
     summary.errors.sort(key=lambda e: e.line)

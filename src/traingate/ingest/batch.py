@@ -5,7 +5,9 @@ Order of checks for one event, after its own shape (``traingate.ingest.incoming`
 event_id (duplicate or conflict), then its meaning against the store and the events before it
 (ownership, deletions, reused ids, the rated message, the conversation's mode). Feedback
 reports are snapshotted and vaulted once the batch's rows are written; the observer (the audit
-log) hears of the batch inside its transaction.
+log) hears of the batch inside its transaction. With a message archive (a lake), a report's
+conversation is also read from it at receipt, and the snapshot holds the messages of both
+(``traingate.ingest.archive``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any, Protocol
 
 from traingate.errors import EventError
 from traingate.events import ConsentUpdated, FeedbackSubmitted
+from traingate.ingest.archive import MessageArchive, earliest_known
 from traingate.ingest.incoming import Incoming
-from traingate.store.store import Store
-from traingate.vault.snapshot import Snapshot, take_snapshot
+from traingate.store.store import MessageRow, Store
+from traingate.vault.snapshot import Snapshot, merge_messages, take_snapshot
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -139,14 +142,18 @@ class _Batch:
     """One transaction's worth of events: what the store knows about them, plus what earlier
     events of the batch added, and the rows waiting to be written."""
 
-    def __init__(self, store: Store, events: Sequence[Incoming]) -> None:
+    def __init__(
+        self, store: Store, events: Sequence[Incoming], archive: MessageArchive | None = None
+    ) -> None:
         self.store = store
+        self.archive = archive
         keys = store.keys
         convs: set[str] = set()
         accounts: set[str] = set()
         message_ids: set[str] = set()
         flag_ids: set[str] = set()
         feedback_keys: set[str] = set()
+        reported: set[str] = set()
         for event in events:
             if event.conversation_id is not None:
                 convs.add(event.conversation_id)
@@ -158,6 +165,8 @@ class _Batch:
                 flag_ids.add(event.flag_id)
             if event.type == "feedback.submitted":
                 feedback_keys.add(keys.id_hash("feedback", event.values[0]))
+                if event.conversation_id is not None:
+                    reported.add(event.conversation_id)
         self.event_hashes = store.known_events([event.event_key for event in events])
         known = store.conversation_records(convs)
         self.owners = {conv: owner for conv, (owner, _) in known.items()}
@@ -173,7 +182,31 @@ class _Batch:
         self.feedback = store.known_feedback(feedback_keys)
         self.seq = store.next_seq()
         self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _TABLES}
-        self.reports: list[tuple[int, int, FeedbackSubmitted]] = []  # line, seq, report
+        # line, seq, report, and the messages the archive holds for it (read at receipt)
+        self.reports: list[tuple[int, int, FeedbackSubmitted, Sequence[MessageRow]]] = []
+        # With an archive: for each reported conversation, the earliest time the store (and
+        # this batch, so far) holds for it, which bounds the archive's read.
+        self.earliest: dict[str, int] = {}
+        self.reported = reported if archive is not None else set()
+        if self.reported:
+            self.earliest = earliest_known(store.db, self.reported)
+
+    def note(self, conversation_id: str, at: int) -> None:
+        """A message or settings update of the conversation, accepted in this batch."""
+        if conversation_id in self.reported:
+            known = self.earliest.get(conversation_id)
+            self.earliest[conversation_id] = at if known is None else min(known, at)
+
+    def archived(self, conversation_id: str, until: int) -> Sequence[MessageRow]:
+        """The archive's messages of a conversation the store gives an owner, from the
+        earliest time known for it up to ``until``'s day; none without an archive."""
+        owner = self.owners.get(conversation_id)
+        since = self.earliest.get(conversation_id)
+        if self.archive is None or owner is None or since is None:
+            return ()
+        return self.archive.conversation_messages(
+            conversation_id=conversation_id, owner=owner, since=min(since, until), until=until
+        )
 
     def flush(self) -> None:
         for table, rows in self.rows.items():
@@ -238,6 +271,7 @@ def _apply(batch: _Batch, event: Incoming, seq: int) -> None:
             (message_id, seq, conversation_id, account_id, role, at, content, attachments)
         )
         batch.message_places[message_id] = (conversation_id, at)
+        batch.note(conversation_id, at)
     elif kind == "account.updated":
         rows["account_plans"].append((seq, event.account_id, at, *event.values))
     elif kind == "account.deleted":
@@ -262,6 +296,7 @@ def _apply(batch: _Batch, event: Incoming, seq: int) -> None:
             )
         _claim(batch, conversation_id, account_id, seq)
         rows["conversation_settings"].append((seq, conversation_id, at, settings))
+        batch.note(conversation_id, at)
     elif kind == "conversation.deleted":
         _apply_deletion(batch, event, seq)
     elif kind == "feedback.submitted":
@@ -302,6 +337,10 @@ def _apply_feedback(batch: _Batch, event: Incoming, seq: int) -> None:
     if feedback_key in batch.feedback:
         raise _fail(event, "feedback_id", f"feedback_id {report.feedback_id!r} is already used")
     place = batch.message_places.get(report.message_id)
+    archived = batch.archived(conversation_id, event.at)
+    if place is None:
+        rated = next((m for m in archived if m.message_id == report.message_id), None)
+        place = None if rated is None else (conversation_id, rated.at)
     if place is None or place[0] != conversation_id:
         raise _fail(
             event,
@@ -312,18 +351,20 @@ def _apply_feedback(batch: _Batch, event: Incoming, seq: int) -> None:
         raise _fail(event, "message_id", "the rated message is later than the report")
     batch.rows["feedback_keys"].append((feedback_key,))
     batch.feedback.add(feedback_key)
-    batch.reports.append((event.line, seq, report))
+    batch.reports.append((event.line, seq, report, archived))
 
 
 def _file_reports(batch: _Batch, sink: ReportSink, summary: IngestSummary) -> None:
     """Snapshot and vault the batch's accepted reports, once its rows are written. Each
-    snapshot sees exactly what was accepted before its report (``event_seq < seq``)."""
+    snapshot sees exactly what was accepted before its report (``event_seq < seq``), and what
+    the archive held of the conversation when the report was checked."""
     batch.flush()
     store = batch.store
-    for line, seq, report in batch.reports:
+    for line, seq, report, archived in batch.reports:
+        held = store.messages_until(report.conversation_id, report.at, before_seq=seq)
         snapshot = take_snapshot(
             report=report,
-            messages=store.messages_until(report.conversation_id, report.at, before_seq=seq),
+            messages=merge_messages(held=held, archived=archived),
             settings=store.settings_as_of(report.conversation_id, report.at, before_seq=seq),
             mode=batch.modes.get(report.conversation_id, STANDARD),
         )
@@ -342,13 +383,15 @@ def write_batch(
     events: Sequence[Incoming],
     summary: IngestSummary,
     observer: BatchObserver | None = None,
+    archive: MessageArchive | None = None,
 ) -> None:
-    """Check and write ``events`` in one transaction, counting them into ``summary``."""
+    """Check and write ``events`` in one transaction, counting them into ``summary``.
+    ``archive``: where reports' messages the store does not hold are read (a lake)."""
     accepted: Counter[str] = Counter()
     consents: list[ConsentUpdated] = []
     duplicates, rejected = summary.duplicates, summary.rejected
     with store.db.transaction():
-        batch = _Batch(store, events)
+        batch = _Batch(store, events, archive)
         rows_events, rows_reports = batch.rows["events"], batch.rows["report_events"]
         known_hashes = batch.event_hashes
         for event in events:

@@ -9,6 +9,9 @@ conversation, message or report is kept. ``mode`` is the conversation's mode (SP
 at submission can exclude the report; it is written only when not standard, so standard
 snapshots keep their bytes, and reads as standard when absent. Snapshots stored before modes
 existed said ``"incognito": true`` for an incognito conversation: they read as mode incognito.
+
+The messages may come from the store and from a lake read at receipt (``merge_messages``): the
+snapshot is the same whichever holds them, ordered by (``at``, arrival, message id).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from traingate.events import FeedbackSubmitted
 from traingate.store.store import MessageRow
 from traingate.timeutil import utc_date
 
-__all__ = ["Snapshot", "take_snapshot"]
+__all__ = ["Snapshot", "merge_messages", "take_snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,29 @@ def _mode(raw: Mapping[str, Any]) -> str:
     return "incognito" if raw.get("incognito") is True else "standard"
 
 
+def merge_messages(
+    *, held: Sequence[MessageRow], archived: Sequence[MessageRow]
+) -> list[MessageRow]:
+    """The store's messages of a conversation (``held``) and those a lake holds of it
+    (``archived``), each message once (the store's row when both hold it), in (``at``,
+    ``seq``, ``message_id``) order. A lake written by ``traingate lake export`` numbers its
+    rows by the store's arrival order, so the two agree on ties."""
+    if not archived:
+        return list(held)
+    seen = {m.message_id for m in held}
+    merged = list(held)
+    for message in archived:  # a lake row delivered twice counts once too
+        if message.message_id not in seen:
+            seen.add(message.message_id)
+            merged.append(message)
+    merged.sort(key=_order)
+    return merged
+
+
+def _order(message: MessageRow) -> tuple[int, int, str]:
+    return (message.at, message.seq, message.message_id)
+
+
 def take_snapshot(
     *,
     report: FeedbackSubmitted,
@@ -98,7 +124,7 @@ def take_snapshot(
     """The snapshot of ``report``, given the conversation's stored messages, its settings as
     of the report's time and its mode. Messages later than the report are left
     out here too."""
-    kept = sorted((m for m in messages if m.at <= report.at), key=lambda m: (m.at, m.seq))
+    kept = sorted((m for m in messages if m.at <= report.at), key=_order)
     index = next((i for i, m in enumerate(kept) if m.message_id == report.message_id), None)
     if index is None:
         raise EventError(
