@@ -34,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from traingate.build.documents import with_documents
 from traingate.build.engine import BuildRequest, Engine, MessageSource, Tally
 from traingate.build.lineage import (
     BuildRow,
@@ -51,6 +52,7 @@ from traingate.build.records import (
     conversation_records,
     feedback_record,
 )
+from traingate.build.shapes import Shape, ShapeTally, shape_records, shape_schema
 from traingate.build.staging import claim, remove_all_leftovers
 from traingate.build.writer import FORMATS, BackgroundWriter, Format, PartWriter, fsync_path
 from traingate.errors import BuildError
@@ -421,6 +423,7 @@ def build_dataset(
     engine: Engine,
     out: Path,
     format: Format = "parquet",
+    shape: Shape = "records",
     progress: Progress | None = None,
     rows_per_file: int = 250_000,
     clock: Callable[[], int] = now_micros,
@@ -448,8 +451,14 @@ def build_dataset(
     staging.mkdir()
     (staging / "data").mkdir()
     writer = BackgroundWriter(
-        PartWriter(staging / "data", format=format, rows_per_file=rows_per_file)
+        PartWriter(
+            staging / "data",
+            format=format,
+            rows_per_file=rows_per_file,
+            schema=shape_schema(shape),
+        )
     )
+    shaped = ShapeTally(shape=shape)  # the rows of the shape (build/shapes.py)
     spool = LineageSpool(scratch / "lineage.tsv")
     moved = recorded = False
     recording: _Recording | None = None
@@ -469,7 +478,9 @@ def build_dataset(
         for step in produce(
             store=store, vault=vault, keys=keys, request=work, engine=engine, progress=progress
         ):
-            writer.write(step.records)
+            rows = shape_records(step.records, shape=shape)
+            writer.write(rows.rows)
+            shaped = shaped.add(rows)
             spool.add(step.items)
             _count(counts, sizes, step.records)
             messages, reports = messages + step.messages, reports + step.reports
@@ -502,9 +513,12 @@ def build_dataset(
                 reports=reports,
                 files=files,
                 policies=policies_section(policies, messages=by_policy[0], reports=by_policy[1]),
+                shape=shaped.section(),
             ),
             signing_key=keys.signing_key,
         )
+        documents = with_documents(staging, manifest, schema=shape_schema(shape))  # card.py
+        manifest = sign_manifest(documents, signing_key=keys.signing_key)
         data = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         (staging / "manifest.json").write_bytes(data)
         fsync_path(staging / "manifest.json")

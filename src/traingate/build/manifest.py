@@ -19,11 +19,13 @@ from traingate.policy import Policy, PolicySet
 from traingate.timeutil import format_instant
 
 __all__ = [
+    "DOCUMENTS",
     "KINDS",
     "MANIFEST_FORMAT",
     "RECORD_FORMAT",
     "SIGNATURE_ALGORITHM",
     "canonical_bytes",
+    "content_sha256",
     "counts_section",
     "decisions_section",
     "key_id",
@@ -37,6 +39,9 @@ MANIFEST_FORMAT = "traingate-manifest/1"
 RECORD_FORMAT = "traingate-record/1"
 SIGNATURE_ALGORITHM = "HMAC-SHA256"
 KINDS = ("conversation", "feedback")
+# The manifest's list of the documents beside the data (the dataset card, the Croissant file):
+# each one's path and sha256. Not in ``files``, which lists the data parts (SPEC §4).
+DOCUMENTS = "documents"
 _DOMAIN = b"traingate/manifest/v1\x00"
 
 # (kind, basis) -> (records, messages)
@@ -102,9 +107,11 @@ def manifest_body(
     reports: Tally,
     files: Sequence[FileEntry],
     policies: Sequence[Mapping[str, Any]] = (),
+    shape: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest before signing. ``policy`` is the policy in force at as-of; ``policies``
-    every policy that decided an item (``policies_section``)."""
+    every policy that decided an item (``policies_section``); ``shape`` what the build's shape
+    made of its records (``ShapeTally.section``)."""
     return {
         "format": MANIFEST_FORMAT,
         "purpose": purpose,
@@ -113,6 +120,7 @@ def manifest_body(
         "policies": [dict(entry) for entry in policies],
         "engine": engine,
         "record_format": {"name": RECORD_FORMAT, "encoding": record_format},
+        **({} if shape is None else {"shape": dict(shape)}),
         "counts": counts_section(counts, bases=bases),
         "exclusions": {
             "messages": decisions_section(messages),
@@ -120,6 +128,15 @@ def manifest_body(
         },
         "files": [entry.to_dict() for entry in files],
     }
+
+
+def content_sha256(body: Mapping[str, Any]) -> str:
+    """The sha256 of the manifest's content: its canonical JSON without ``signature`` and
+    without ``documents``. The dataset card and the Croissant file name it (they cannot name
+    the manifest's own hash, which lists theirs); ``dataset verify`` recomputes it."""
+    content = {k: v for k, v in body.items() if k not in ("signature", DOCUMENTS)}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def canonical_bytes(body: Mapping[str, Any]) -> bytes:

@@ -4,7 +4,10 @@ Checked, and each failure named: the manifest's signature (with the key file's s
 every listed file exists, has its sha256 and its number of rows; no unlisted file sits in
 ``data/``; the records' counts by basis and kind, recounted from the files, equal ``counts``;
 the exclusion arithmetic holds (considered = included + excluded, the reasons sum to the
-excluded, the included equal what the files hold).
+excluded, the included equal what the files hold). A build of another shape than ``records``
+(``shape`` in the manifest; build/shapes.py): its files hold that shape's columns and no other,
+their rows and messages equal ``shape``, and rows + left out = the records counted. The
+documents (``documents``: README.md, croissant.json) have their sha256.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from traingate.build.manifest import counts_section, signature_problem
+from traingate.build.manifest import (
+    DOCUMENTS,
+    counts_section,
+    signature_problem,
+)
+from traingate.build.shapes import SHAPES, row_messages, shape_schema
 from traingate.build.writer import sha256_file
 
 __all__ = ["Verification", "verify_dataset"]
@@ -125,11 +133,112 @@ def _file_problems(root: Path, manifest: Mapping[str, Any], problems: list[str])
     if data.is_dir():
         for extra in sorted(p for p in data.iterdir() if p not in listed):
             problems.append(f"data/{extra.name}: not listed in the manifest")
-    # A dataset is its manifest and data/ alone: anything beside them (a file a consumer would
-    # also read, a hidden one) is not covered by the signature, so it fails verification.
-    for extra in sorted(p for p in root.iterdir() if p.name not in ("manifest.json", "data")):
-        problems.append(f"{extra.name}: not part of the dataset (only manifest.json and data/)")
+    # A dataset is its manifest, data/ and the documents the manifest lists: anything beside
+    # them (a file a consumer would also read, a hidden one) is not covered by the signature,
+    # so it fails verification.
+    known = {"manifest.json", "data", *_document_problems(root, manifest, problems)}
+    for extra in sorted(p for p in root.iterdir() if p.name not in known):
+        problems.append(
+            f"{extra.name}: not part of the dataset (only manifest.json, data/ and the "
+            "documents the manifest lists)"
+        )
     return readable
+
+
+def _document_problems(root: Path, manifest: Mapping[str, Any], problems: list[str]) -> list[str]:
+    """Check each listed document's sha256; return the names listed."""
+    entries = manifest.get(DOCUMENTS, [])
+    if not isinstance(entries, list):
+        problems.append(f"{DOCUMENTS}: not a list")
+        return []
+    names = []
+    for raw in entries:
+        name = str(_m(raw).get("path", ""))
+        if not name or "/" in name or name in ("manifest.json", "data", ".", ".."):
+            problems.append(f"document {name!r}: not a file beside the manifest")
+            continue
+        names.append(name)
+        path = root / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif sha256_file(path) != _m(raw).get("sha256"):
+            problems.append(f"{name}: sha256 differs from the manifest (the file was changed)")
+    return names
+
+
+def _shape_of(manifest: Mapping[str, Any], problems: list[str]) -> str | None:
+    """The manifest's shape (``records`` when it names none: a build before shapes)."""
+    shape = _m(manifest.get("shape")).get("name", "records") if "shape" in manifest else "records"
+    if shape not in SHAPES:
+        problems.append(f"shape: {shape!r} is not a shape ({', '.join(SHAPES)})")
+        return None
+    return str(shape)
+
+
+def _shape_rows(path: Path, encoding: str, shape: str) -> tuple[int, int]:
+    """(rows, messages) of one data file of ``shape``; ValueError when it holds other columns."""
+    schema = shape_schema(shape)  # type: ignore[arg-type]
+    rows = messages = 0
+    if encoding == "parquet":
+        with pq.ParquetFile(path) as parquet:
+            if parquet.schema_arrow.names != schema.names:
+                raise ValueError(f"columns {parquet.schema_arrow.names}, not {schema.names}")
+            for batch in parquet.iter_batches():
+                rows += batch.num_rows
+                messages += row_messages(shape, batch)
+        return rows, messages
+    columns = list(_MESSAGE_KEYS[shape])
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or list(row) != schema.names:
+                    raise ValueError(f"keys {list(row) if isinstance(row, dict) else row!r}")
+                messages += sum(len(row[name]) for name in columns)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"line {number} is not a {shape} row: {exc}") from None
+            rows += 1
+    return rows, messages
+
+
+_MESSAGE_KEYS = {"records": ("messages",), "chat": ("messages",), "openai": ("messages",),
+                 "kto": ("prompt", "completion")}  # fmt: skip
+
+
+def _shape_problems(
+    files: list[Path], manifest: Mapping[str, Any], shape: str, problems: list[str]
+) -> None:
+    """The files of a shape other than records against the manifest's ``shape`` and counts."""
+    encoding = str(_m(manifest.get("record_format")).get("encoding", ""))
+    rows = messages = 0
+    for path in files:
+        try:
+            found = _shape_rows(path, encoding, shape)
+        except (OSError, ValueError, KeyError) as exc:
+            problems.append(f"{path.parent.name}/{path.name}: rows cannot be read: {exc}")
+            return
+        rows, messages = rows + found[0], messages + found[1]
+    claimed = _m(manifest.get("shape"))
+    _diff("shape.rows", claimed.get("rows"), rows, problems)
+    _diff("shape.messages", claimed.get("messages"), messages, problems)
+
+
+def _left_out_problems(manifest: Mapping[str, Any], problems: list[str]) -> None:
+    """rows + left out = the records counted; the reasons sum to the left out."""
+    if "shape" not in manifest:
+        return
+    shape = _m(manifest.get("shape"))
+    left = _m(shape.get("left_out"))
+    reasons = _total(left.get("by_reason"))
+    records = _m(manifest.get("counts")).get("records")
+    rows, total = shape.get("rows"), left.get("records")
+    if not all(isinstance(n, int) for n in (rows, total, records, reasons)):
+        problems.append("shape: rows and left_out counts must be integers")
+        return
+    if reasons != total:
+        problems.append(f"shape.left_out: records {total} != the sum of by_reason {reasons}")
+    if rows + total != records:  # type: ignore[operator]
+        problems.append(f"shape: rows {rows} + left out {total} != the records counted {records}")
 
 
 def _recount(
@@ -219,10 +328,15 @@ def verify_dataset(path: Path, *, signing_key: bytes) -> Verification:
     if problem:
         problems.append(problem)
     files = _file_problems(path, manifest, problems)
-    recount = _recount(files, manifest, problems)
-    claimed = _m(manifest.get("counts"))
-    if recount is not None:
-        bases = list(_m(claimed.get("by_basis")))
-        _diff("counts", claimed, counts_section(recount, bases=bases), problems)
+    shape = _shape_of(manifest, problems)
+    if shape == "records":
+        recount = _recount(files, manifest, problems)
+        claimed = _m(manifest.get("counts"))
+        if recount is not None:
+            bases = list(_m(claimed.get("by_basis")))
+            _diff("counts", claimed, counts_section(recount, bases=bases), problems)
+    elif shape is not None:
+        _shape_problems(files, manifest, shape, problems)
+    _left_out_problems(manifest, problems)
     _exclusion_problems(manifest, problems)
     return Verification(path=shown, problems=tuple(problems))
