@@ -24,7 +24,13 @@ from traingate.errors import (
     NotFoundError,
     PolicyError,
 )
-from traingate.ingest import DEFAULT_BATCH, IngestSummary, ingest_lines
+from traingate.ingest import (
+    DEFAULT_BATCH,
+    IngestSummary,
+    LakeArchive,
+    MessageArchive,
+    ingest_lines,
+)
 from traingate.keys import KeyRing, load_or_create_keys
 from traingate.policy import Decision, Policy, PolicySet, explain_conversation, load_policy_set
 from traingate.settings import Settings
@@ -117,12 +123,14 @@ class Traingate:
         policy: Policy | PolicySet,
         keys: KeyRing,
         key_file: Path | None = None,
+        archive: MessageArchive | None = None,
     ) -> None:
         self.store = store
         self.vault = vault
         self.policies = PolicySet.of(policy)  # every item is decided by the one in force then
         self.keys = keys
         self.key_file = key_file  # where rotation writes the key ring (None: rotation refused)
+        self.archive = archive  # where reports' messages the store does not hold are read
 
     @classmethod
     def open(cls, settings: Settings) -> Traingate:
@@ -135,7 +143,15 @@ class Traingate:
         except BaseException:
             db.close()
             raise
-        app = cls(store=store, vault=vault, policy=policies, keys=keys, key_file=settings.key_file)
+        archive = None if settings.lake is None else LakeArchive.at(str(settings.lake))
+        app = cls(
+            store=store,
+            vault=vault,
+            policy=policies,
+            keys=keys,
+            key_file=settings.key_file,
+            archive=archive,
+        )
         try:
             app.settle_builds()
         except BaseException:
@@ -187,6 +203,7 @@ class Traingate:
             batch_size=batch_size,
             workers=workers,
             observer=IngestAuditor(log=self.audit_log, keys=self.keys, actor=actor),
+            archive=self.archive,
         )
 
     def explain(
@@ -536,7 +553,7 @@ class Traingate:
         into the new directory ``out``: records, signed manifest, lineage, then its audit
         entry. BuildError when ``out`` exists. ``messages`` reads the messages from a lake
         (``parquet:PATH``, docs/lake.md) instead of the store; ``spark_master`` is the master
-        of ``engine="spark"``; ``shape`` the rows' shape (build/shapes.py)."""
+        of ``engine="spark"``."""
         from traingate.build.builder import build_dataset
         from traingate.build.engine import BuildRequest
         from traingate.build.engines import engine_named
@@ -565,24 +582,46 @@ class Traingate:
             self.audit_log.append(actor=actor, action="dataset.build", details=details)
 
         self.settle_builds()
+        from traingate.build.openlineage_emit import open_build_lineage  # docs/openlineage.md
+
+        lineage = open_build_lineage(  # None unless OpenLineage is configured
+            db=self.store.db,
+            policies=self.policies,
+            purpose=purpose,
+            as_of=request.as_of,
+            engine=engine,
+            format=format,
+            out=out,
+            lake=None if source is None else source.root,
+        )
+        if lineage is not None:
+            lineage.start()
         try:
-            return build_dataset(
-                store=self.store,
-                vault=self.vault,
-                keys=self.keys,
-                request=request,
-                engine=engine_named(engine, spark_master=spark_master),
-                out=out,
-                format=as_format(format),
-                shape=as_shape(shape),
-                progress=progress,
-                on_complete=audit,
-            )
-        except OSError as exc:  # --out where nothing may be written (/proc/x, read-only, full)
-            where = exc.filename if exc.filename is not None else out
-            raise BuildError(
-                f"cannot write the dataset {out}: {exc.strerror or exc} ({where})"
-            ) from exc
+            try:
+                result = build_dataset(
+                    store=self.store,
+                    vault=self.vault,
+                    keys=self.keys,
+                    request=request,
+                    engine=engine_named(engine, spark_master=spark_master),
+                    out=out,
+                    format=as_format(format),
+                    shape=as_shape(shape),
+                    progress=progress,
+                    on_complete=audit,
+                )
+            except OSError as exc:  # --out where nothing may be written (/proc/x, read-only)
+                where = exc.filename if exc.filename is not None else out
+                raise BuildError(
+                    f"cannot write the dataset {out}: {exc.strerror or exc} ({where})"
+                ) from exc
+        except BaseException as exc:  # FAIL names the error the caller gets, unchanged
+            if lineage is not None:
+                lineage.fail(exc)
+            raise
+        if lineage is not None:
+            lineage.complete(result)
+        return result
 
     def settle_builds(self) -> None:
         """Settle the lineage of builds killed between recording it and completing it
