@@ -32,6 +32,7 @@ from tests.route_matrix import PUBLIC, is_page, matrix
 from traingate.api.body import EVENTS_LIMIT, FEEDBACK_LIMIT, FORM_LIMIT, JSON_LIMIT
 from traingate.app import Traingate
 from traingate.cli import cli
+from traingate.policy import bundled_policy_ids
 from traingate.settings import Settings
 from traingate.timeutil import DAY, MAX_INSTANT, MIN_INSTANT, now_micros, parse_instant
 from traingate.web.session import csrf_token
@@ -963,6 +964,51 @@ def test_the_openapi_document_states_instants_and_every_allowed_method(api: Api)
         assert answer.status_code == 405
         assert answer.headers["allow"] == methods, (path, answer.headers["allow"])
         assert f"allowed: {methods}" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [*bundled_policy_ids(), str(Path(__file__).parent / "policies" / "mechanisms.toml")],
+)
+def test_the_openapi_document_states_what_the_app_checks(policy: str, tmp_path: Path) -> None:
+    """Built at app creation from the app's policies: purpose, plan and consent setting are
+    enums of what they declare; every operation lists 401 and 503, every body 413 and 415,
+    every validated input 422 with the body the API sends (FastAPI's own validation schema is
+    gone); /v1/events and /v1/feedback document their 422 as one of the ingest summary with
+    its error or the error body."""
+    store = Settings(
+        db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "keys", policy=policy
+    )
+    with running_api(store, tmp_path / "datasets") as api, Traingate.open(store) as tg:
+        document = api.client.get("/openapi.json").json()
+        policies = tg.policies
+    schemas = document["components"]["schemas"]
+    assert schemas["AccountUpdated"]["properties"]["plan"]["enum"] == list(policies.plans)
+    assert schemas["ConsentUpdated"]["properties"]["setting"]["enum"] == list(policies.settings)
+    explain = document["paths"]["/v1/conversations/{conversation_id}/explain"]["get"]
+    purpose = next(p for p in explain["parameters"] if p["name"] == "purpose")
+    assert purpose["schema"]["enum"] == list(policies.purposes)
+    build = document["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]
+    assert build["application/json"]["schema"]["properties"]["purpose"]["enum"] == list(
+        policies.purposes
+    )
+    assert "HTTPValidationError" not in json.dumps(document)
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            statuses = set(operation["responses"])
+            assert {"401", "503"} <= statuses, (method, path)
+            if "requestBody" in operation:
+                assert {"413", "415", "422"} <= statuses, (method, path)
+            if operation.get("parameters"):
+                assert "422" in statuses, (method, path)
+            if method != "get":
+                assert "403" in statuses, (method, path)
+    for path in ("/v1/events", "/v1/feedback"):
+        rejected = document["paths"][path]["post"]["responses"]["422"]
+        assert rejected["content"]["application/json"]["schema"]["oneOf"] == [
+            {"$ref": "#/components/schemas/IngestRejectedBody"},
+            {"$ref": "#/components/schemas/ErrorBody"},
+        ]
 
 
 # -- leftovers of killed builds ---------------------------------------------------------------

@@ -28,6 +28,7 @@ from traingate.api.pool import TraingatePool
 from traingate.api.problems import install_handlers
 from traingate.api.usage import ReceiptUses, TokenUses
 from traingate.jobs import BuildJobs
+from traingate.policy.versions import PolicySet, load_policy_set
 from traingate.settings import DEFAULT_DATA_DIR, Settings
 
 __all__ = ["DEFAULT_DATASETS_DIR", "create_app", "openapi_document"]
@@ -45,7 +46,9 @@ reports by receipt, and runs dataset builds.
 Authenticate with `Authorization: Bearer <credential>`: an API token (`tgk_…`, roles
 `ingest`, `analyst`, `privacy_officer`; `traingate token create --role R`) or an end-user
 session (`tgs_…`, from `POST /v1/sessions`), or with the session cookie the web login sets.
-Every error is `{"error": {"code": ..., "message": ...}}`. Reference: docs/api.md.
+Every error is `{"error": {"code": ..., "message": ...}}` (a validation error adds `problems`;
+a 422 of an ingest is its summary with the error). A method a path does not have is `405` with
+`Allow` naming every method it has. Reference: docs/api.md.
 """
 
 
@@ -80,7 +83,9 @@ def create_app(
             receipt_uses.flush(tg)
         pool.close()
 
-    app = _application(lifespan=lifespan)
+    with pool.lease() as tg:
+        policies = tg.policies  # the document's enums: what these policies declare
+    app = _application(lifespan=lifespan, policies=policies)
     app.state.settings = settings
     app.state.traingate_pool = pool
     app.state.build_jobs = jobs
@@ -89,12 +94,13 @@ def create_app(
     return app
 
 
-def openapi_document() -> dict[str, Any]:
-    """The API's OpenAPI document, without opening any store."""
-    return _application().openapi()
+def openapi_document(*, policy: str | None = None) -> dict[str, Any]:
+    """The API's OpenAPI document for the policies ``policy`` names (a ``--policy`` value;
+    default: the default policy), without opening any store."""
+    return _application(policies=load_policy_set(policy)).openapi()
 
 
-def _application(*, lifespan: Lifespan | None = None) -> FastAPI:
+def _application(*, policies: PolicySet, lifespan: Lifespan | None = None) -> FastAPI:
     """The routes, error handlers and OpenAPI document, with no state yet."""
     app = FastAPI(
         title="traingate",
@@ -112,7 +118,7 @@ def _application(*, lifespan: Lifespan | None = None) -> FastAPI:
     from traingate.web import router as pages  # the pages (docs/web.md); not in the OpenAPI
 
     app.include_router(pages)
-    install_openapi(app)
+    install_openapi(app, policies=policies)
     install_api_docs(app, openapi_url=_OPENAPI_URL)
     return app
 

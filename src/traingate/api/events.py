@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from traingate.api.auth import TG, Access
 from traingate.api.body import EVENTS_LIMIT, media_type, read_body
-from traingate.api.models import IngestSummaryBody, error_responses
+from traingate.api.models import INGEST_UNPROCESSABLE, IngestSummaryBody, error_responses
 from traingate.api.openapi import event_schema
 from traingate.api.problems import ApiError, error_body
 from traingate.auth import Principal
@@ -125,10 +125,7 @@ _BODY = {
     summary="Ingest events",
     response_model=IngestSummaryBody,
     response_model_exclude_none=True,
-    responses={
-        422: {"model": IngestSummaryBody, "description": "Some events were rejected."},
-        **error_responses(400, 401, 403, 413, 415),
-    },
+    responses={**INGEST_UNPROCESSABLE, **error_responses(400, 401, 403, 413, 415)},
     openapi_extra={"requestBody": _BODY},
 )
 def post_events(

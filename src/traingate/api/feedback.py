@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from traingate.api.auth import TG, Access, Caller, require_conversation
 from traingate.api.body import FEEDBACK_LIMIT, media_type, read_body
 from traingate.api.events import summary_response
-from traingate.api.models import FeedbackReceipt, IngestSummaryBody, error_responses
+from traingate.api.models import INGEST_UNPROCESSABLE, FeedbackReceipt, error_responses
 from traingate.api.openapi import feedback_schema
 from traingate.api.problems import ApiError
 from traingate.auditing import END_USER
@@ -48,10 +48,7 @@ async def feedback_event(request: Request) -> dict[str, Any]:
     summary="Submit one feedback report",
     status_code=201,
     response_model=FeedbackReceipt,
-    responses={
-        422: {"model": IngestSummaryBody, "description": "The report was rejected."},
-        **error_responses(400, 401, 403, 409, 413, 415),
-    },
+    responses={**INGEST_UNPROCESSABLE, **error_responses(400, 401, 403, 404, 409, 413, 415)},
     openapi_extra={
         "requestBody": {
             "required": True,

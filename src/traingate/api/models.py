@@ -9,10 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from traingate.auth import MAX_SESSION_TTL
 
 __all__ = [
+    "INGEST_UNPROCESSABLE",
     "ConsentRequest",
     "DatasetRequest",
     "ErrorBody",
     "FeedbackReceipt",
+    "IngestRejectedBody",
     "IngestSummaryBody",
     "PurgeRequest",
     "SessionRequest",
@@ -35,13 +37,24 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(_Body):
     code: str = Field(description="A stable, machine-readable name of the problem.")
     message: str = Field(description="What went wrong, for a person.")
 
 
-class ErrorBody(BaseModel):
+class Problem(_Body):
+    field: str = Field(description="The parameter or body field, e.g. `query parameter 'as_of'`.")
+    message: str
+
+
+class ErrorBody(_Body):
+    """Every error the API answers; a validation error (code `invalid_request`) also lists
+    each problem."""
+
     error: ErrorDetail
+    problems: list[Problem] | None = Field(
+        default=None, description="Only for code `invalid_request`: each field that failed."
+    )
 
 
 class IngestErrorBody(BaseModel):
@@ -56,8 +69,8 @@ class ReceiptBody(BaseModel):
     receipt: str
 
 
-class IngestSummaryBody(BaseModel):
-    """The summary of `traingate ingest` (SPEC §4); on 422 it also carries `error`."""
+class IngestSummaryBody(_Body):
+    """The summary of `traingate ingest` (SPEC §4)."""
 
     accepted: int
     duplicates: int
@@ -66,7 +79,34 @@ class IngestSummaryBody(BaseModel):
     receipts: list[ReceiptBody] | None = Field(
         default=None, description="Only with ?receipts=true: the receipt of every report."
     )
-    error: ErrorDetail | None = None
+
+
+class IngestRejectedBody(IngestSummaryBody):
+    """Some events were rejected (each error names its line); the others were kept: the
+    summary with the error (code `events_rejected`)."""
+
+    error: ErrorDetail
+
+
+# The one documented 422 of the routes that ingest (events, feedback): either the summary of
+# an ingest that rejected some events, or the error body (a body that is not events, a query
+# parameter that fails validation). Each forbids the other's fields, so exactly one matches.
+INGEST_UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "Events were rejected (the summary, `events_rejected`), or the body or a"
+        " parameter is not valid (the error body, `invalid_body` / `invalid_request`).",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/IngestRejectedBody"},
+                        {"$ref": "#/components/schemas/ErrorBody"},
+                    ]
+                }
+            }
+        },
+    }
+}
 
 
 class FeedbackReceipt(BaseModel):
