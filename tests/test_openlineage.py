@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ import pytest
 from tests.factories import Events
 from traingate.app import Traingate
 from traingate.build.openlineage import FACET_NAME, postgres_inputs, sqlite_inputs
-from traingate.build.openlineage_emit import configured
+from traingate.build.openlineage_emit import configured, output_schema
 from traingate.build.records import RECORD_SCHEMA
 from traingate.errors import TraingateError
 from traingate.sample.importer import sample_events_path
@@ -58,9 +59,19 @@ def _problems(event: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _unconfigured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No OpenLineage variable of the machine running the tests applies."""
+    for key in [k for k in os.environ if k.startswith("OPENLINEAGE")]:
+        monkeypatch.delenv(key)
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    _unconfigured(monkeypatch)
+
+
 def _file_transport(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
-    for key in ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG", "OPENLINEAGE_DISABLED"):
-        monkeypatch.delenv(key, raising=False)
+    _unconfigured(monkeypatch)
     monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "file")
     monkeypatch.setenv("OPENLINEAGE__TRANSPORT__LOG_FILE_PATH", str(path))
     monkeypatch.setenv("OPENLINEAGE__TRANSPORT__APPEND", "true")
@@ -408,3 +419,49 @@ def test_the_vendored_schema_is_the_published_file() -> None:
         "69f68bee00b9beac88a87059c0102410e7bb05f3f43c46d02a0409831eceb0d2",
     )
     assert json.loads(data)["$id"] == "https://openlineage.io/spec/2-0-2/OpenLineage.json"
+
+
+@pytest.mark.parametrize("shape", [None, "records", "chat", "kto", "openai"])
+def test_the_output_schema_is_the_shapes(shape: str | None, tmp_path: Path) -> None:
+    from traingate.build.builder import BuildResult
+    from traingate.build.shapes import as_shape, shape_schema
+
+    manifest: dict[str, Any] = {"files": []}
+    if shape is not None:
+        manifest["shape"] = {"name": shape, "rows": 0}
+    result = BuildResult(build_id="b", path=tmp_path, manifest=manifest)
+    assert output_schema(result) == shape_schema(as_shape(shape or "records"))
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl"])
+def test_a_shape_it_does_not_know_is_described_by_its_first_file(
+    suffix: str, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from traingate.build.builder import BuildResult
+
+    (tmp_path / "data").mkdir()
+    part = tmp_path / "data" / f"part-00000.{suffix}"
+    if suffix == "parquet":
+        pq.write_table(pa.table({"text": ["a"], "score": [1]}), part)
+    else:
+        part.write_text('{"text": "a", "score": 1}\n')
+    manifest = {"shape": {"name": "future"}, "files": [{"path": f"data/{part.name}"}]}
+    result = BuildResult(build_id="b", path=tmp_path, manifest=manifest)
+    assert output_schema(result).names == ["text", "score"]
+
+
+def test_kto_columns_have_their_lineage() -> None:
+    from traingate.build.openlineage import column_lineage
+    from traingate.build.shapes import shape_schema
+
+    inputs = sqlite_inputs(main="/d/t.sqlite", vault="/d/t-vault.sqlite")
+    facet = column_lineage(shape_schema("kto").names, inputs=inputs, produced_by="urn:x")
+    assert set(facet.fields) == {"prompt", "completion", "label"}
+    content = [f for f in facet.fields["prompt"].inputFields if f.field == "messages.content"]
+    assert [t.masking for f in content for t in f.transformations or []] == [True]
+    assert {
+        t.masking for f in facet.fields["label"].inputFields for t in f.transformations or []
+    } == {False}

@@ -70,15 +70,17 @@ def _now() -> str:
 
 
 def output_schema(result: BuildResult) -> pa.Schema:
-    """The schema of a build's records: the records schema for the records shape; for another
-    shape (the manifest's ``shape``), what its first file holds."""
+    """The schema of a build's rows: its shape's (the manifest's ``shape``, records when it
+    names none; ``build/shapes.py``), or for a shape this traingate does not know, what the
+    first file holds."""
     import pyarrow as pa
 
-    from traingate.build.records import RECORD_SCHEMA
+    from traingate.build.shapes import SHAPES, shape_schema
 
-    shape = _shape(result.manifest)
-    if shape is None or shape == "records":
-        return RECORD_SCHEMA
+    shape = _shape(result.manifest) or SHAPES[0]
+    for known in SHAPES:
+        if shape == known:
+            return shape_schema(known)
     files = result.manifest.get("files") or []
     if not files:
         return pa.schema([])
