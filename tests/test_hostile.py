@@ -31,10 +31,11 @@ from tests.factories import Events, jsonl
 from tests.route_matrix import PUBLIC, is_page, matrix
 from traingate.api.body import EVENTS_LIMIT, FEEDBACK_LIMIT, FORM_LIMIT, JSON_LIMIT
 from traingate.app import Traingate
+from traingate.auditing import DayCounts, subject_key
 from traingate.cli import cli
 from traingate.policy import bundled_policy_ids
 from traingate.settings import Settings
-from traingate.timeutil import DAY, MAX_INSTANT, MIN_INSTANT, now_micros, parse_instant
+from traingate.timeutil import DAY, MAX_INSTANT, MIN_INSTANT, now_micros, parse_instant, utc_date
 from traingate.web.session import csrf_token
 
 T = Events.t
@@ -908,9 +909,12 @@ def test_pages_answer_unknown_urls_and_bad_values_with_pages(api: Api) -> None:
 
 def test_the_audit_log_never_joins_a_report_to_its_reader(api: Api, ev: Events) -> None:
     """A session submits two reports, reads them (as the privacy center does on every visit)
-    and deletes one; the exported audit log names neither report nor receipt, no entry of the
-    session's actor touches the vault or a feedback submission, and the reads and deletions
-    appear only as the day's counts, written at shutdown."""
+    and deletes one. While the server still runs (a kill loses nothing), the store already
+    holds the day's counts; once the day is over they are sealed into the chain. The exported
+    log names no report, receipt or account beside the session: session.create carries no
+    account key, no entry of the session's actor touches the vault or a report, and end users'
+    submissions and receipt holders' reads and deletions appear only as counts of a day,
+    written after that day (their time and place in the chain say nothing finer)."""
     session = api.session("a")
     user = {"Authorization": f"Bearer {session}"}
     receipts = []
@@ -925,21 +929,62 @@ def test_the_audit_log_never_joins_a_report_to_its_reader(api: Api, ev: Events) 
     for receipt in receipts:
         assert api.client.get(f"/v1/feedback/{receipt}", headers=user).status_code == 200
     assert api.client.delete(f"/v1/feedback/{receipts[0]}", headers=user).status_code == 200
-    api.client.__exit__(None, None, None)  # shut the server down: the day's counts are written
-    with Traingate.open(api.settings) as tg:
+    today = utc_date(now_micros())
+    with Traingate.open(api.settings) as tg:  # the server is still up: nothing flushed yet
+        assert DayCounts(tg.audit_log).pending() == [
+            (today, "end-user", "ingest.day", {"accepted": 2, "duplicates": 0, "rejected": 0}),
+            (today, "receipt-holders", "vault.uses", {"reads": 2, "deletions": 1}),
+        ]
+        tomorrow = utc_date(now_micros() + DAY)
+        sealed = DayCounts(tg.audit_log).seal(before=tomorrow)
+        assert [utc_date(e.at) >= today for e in sealed] == [True, True]
+        assert DayCounts(tg.audit_log).pending() == []
         entries = [e.to_dict() for e in tg.audit_log.entries()]
+        account_key = subject_key(tg.keys, scope="account", subject="a")
+        report_ids = [tg.report_info(r).report_id for r in receipts[1:]]
     text = json.dumps(entries)
-    secrets_ = [*receipts, *(r.split(".")[0] for r in receipts)]
+    secrets_ = [*receipts, *(r.split(".")[0] for r in receipts), *report_ids]
     assert [s for s in secrets_ if s in text] == []
-    actor = f"session:{session.split('.')[0].removeprefix('tgs_')}"
-    mine = [e for e in entries if e["actor"] == actor]
-    assert [e for e in mine if e["action"].startswith("vault") or "feedback" in json.dumps(e)] == []
-    uses = [e for e in entries if e["action"] == "vault.uses"]
-    assert [(e["actor"], e["details"]["reads"], e["details"]["deletions"]) for e in uses] == [
-        ("receipt-holders", 2, 1)
+    session_id = session.split(".")[0].removeprefix("tgs_")
+    naming_session = [e for e in entries if session_id in json.dumps(e)]
+    assert [e["action"] for e in naming_session] == ["session.create"]
+    assert [e for e in naming_session if account_key in json.dumps(e)] == []
+    by_people = [e for e in entries if e["actor"] in ("end-user", "receipt-holders")]
+    assert [(e["actor"], e["action"], e["details"]) for e in by_people] == [
+        ("end-user", "ingest.day", {"day": today, "accepted": 2, "duplicates": 0, "rejected": 0}),
+        ("receipt-holders", "vault.uses", {"day": today, "reads": 2, "deletions": 1}),
     ]
-    submitted = [e for e in entries if e["details"].get("by_type", {}).get("feedback.submitted")]
-    assert {e["actor"] for e in submitted} == {"end-user"}
+    assert tg_verify_ok(api)
+
+
+def tg_verify_ok(api: Api) -> bool:
+    with Traingate.open(api.settings) as tg:
+        return bool(tg.audit_verify()["ok"])
+
+
+def test_a_killed_server_keeps_the_days_counts_and_seals_them_at_start_up(
+    settings: Settings, tmp_path: Path, ev: Events
+) -> None:
+    """Counts of an earlier day that a server never sealed (it was killed) are in the store
+    and become one entry per day and actor when the next server starts."""
+    with Traingate.open(settings) as tg:
+        tg.ingest(jsonl(history(ev)))
+        earlier = now_micros() - 3 * DAY
+        counts = DayCounts(tg.audit_log)
+        counts.add(actor="receipt-holders", action="vault.uses", counts={"reads": 1}, now=earlier)
+        counts.add(actor="receipt-holders", action="vault.uses", counts={"reads": 2}, now=earlier)
+        counts.add(actor="end-user", action="ingest.day", counts={"accepted": 1}, now=earlier)
+        assert [p[0] for p in counts.pending()] == [utc_date(earlier)] * 2
+        before = tg.audit_log.head()
+    with running_api(settings, tmp_path / "datasets"), Traingate.open(settings) as tg:
+        assert DayCounts(tg.audit_log).pending() == []
+        assert before is not None
+        new = [e.to_dict() for e in tg.audit_log.entries(after=before[0])]
+    day = utc_date(earlier)
+    assert [(e["actor"], e["details"]) for e in new] == [
+        ("end-user", {"day": day, "accepted": 1, "duplicates": 0, "rejected": 0}),
+        ("receipt-holders", {"day": day, "reads": 3, "deletions": 0}),
+    ]
 
 
 # -- the published contract ---------------------------------------------------------------------

@@ -428,7 +428,6 @@ class Traingate:
                 action="session.create",
                 details={
                     "session_id": issued.session_id,
-                    "account_key": subject_key(self.keys, scope="account", subject=account_id),
                     "expires_at": format_instant(issued.expires_at),
                 },
             )

@@ -24,12 +24,15 @@ from typing import Any
 from traingate.audit import AuditEntry, AuditLog, AuditProblem
 from traingate.ingest import AcceptedBatch
 from traingate.keys import KeyRing
-from traingate.timeutil import format_instant
+from traingate.timeutil import format_instant, now_micros, utc_date
 
 __all__ = [
     "ACTIONS",
+    "DAY_COUNTED",
     "END_USER",
+    "RECEIPT_HOLDERS",
     "SYSTEM",
+    "DayCounts",
     "IngestAuditor",
     "cli_actor",
     "mentions",
@@ -40,6 +43,16 @@ __all__ = [
 SYSTEM = "system"
 # The actor of an end user's feedback submission: never the session (it names the account).
 END_USER = "end-user"
+# The actor of reads and deletions of reports by whoever holds their receipts (the server).
+RECEIPT_HOLDERS = "receipt-holders"
+
+# What is counted per UTC day rather than logged one entry per act (docs/audit.md "Reports stay
+# de-linked"): (actor, action) -> the counts of its entries. An entry per act would carry the
+# act's time (and its place in the chain), which joins a report to whoever acted on it.
+DAY_COUNTED: dict[tuple[str, str], tuple[str, ...]] = {
+    (RECEIPT_HOLDERS, "vault.uses"): ("reads", "deletions"),
+    (END_USER, "ingest.day"): ("accepted", "duplicates", "rejected"),
+}
 
 ACTIONS: dict[str, str] = {
     "ingest.batch": "one ingest transaction that accepted events: counts by event type, "
@@ -47,6 +60,8 @@ ACTIONS: dict[str, str] = {
     "consent.change": "one accepted consent.updated event: scope, subject_key, granted, source, at",
     "vault.uses": "feedback reports shown and deleted by their receipt holders on one UTC day:"
     " day, reads, deletions (no report, no reader)",
+    "ingest.day": "feedback reports end users submitted on one UTC day: day, accepted,"
+    " duplicates, rejected (no report, no session, no time finer than the day)",
     "dataset.build": "a dataset build completed: build_id, purpose, as_of, policy, engine, "
     "format, path, counts, manifest_sha256",
     "purge": "a purge ran: as_of and the counts it deleted",
@@ -54,7 +69,8 @@ ACTIONS: dict[str, str] = {
     "token.revoke": "an API token was revoked: token_id",
     "token.use": "an API token was used: token_id, role, method, route (the route's "
     "template, never the path), uses",
-    "session.create": "an end-user session was opened: session_id, account_key, expires_at",
+    "session.create": "an end-user session was opened: session_id, expires_at (not the"
+    " account: nothing in the log joins a session to its account)",
     "keys.rotate": "the master key was rotated: the new key's id, keys re-wrapped, retired",
     "lake.export": "the store's messages were written as a Parquet lake: path, as_of, messages,"
     " partitions, files",
@@ -88,6 +104,17 @@ class IngestAuditor:
         self.actor = actor
 
     def accepted(self, batch: AcceptedBatch) -> None:
+        if self.actor == END_USER and not batch.consents:  # a report: counted for the day
+            DayCounts(self.log).add(
+                actor=END_USER,
+                action="ingest.day",
+                counts={
+                    "accepted": sum(batch.accepted.values()),
+                    "duplicates": batch.duplicates,
+                    "rejected": batch.rejected,
+                },
+            )
+            return
         entries: list[tuple[str, str, Mapping[str, Any]]] = [
             (
                 self.actor,
@@ -118,6 +145,61 @@ class IngestAuditor:
                 )
             )
         self.log.append_many(entries)
+
+
+class DayCounts:
+    """Counts per UTC day (``DAY_COUNTED``), kept in the store as they happen (one upserted row
+    per day, actor, action and count: a killed server loses none) and written to the chain as
+    one entry per day, actor and action once the day is over (``seal``): the entry's time and
+    place in the chain then say nothing finer than the day."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def add(
+        self, *, actor: str, action: str, counts: Mapping[str, int], now: int | None = None
+    ) -> None:
+        """Add ``counts`` to today's (in the caller's transaction when there is one), then
+        seal the days before today."""
+        names = DAY_COUNTED[(actor, action)]
+        unknown = set(counts) - set(names)
+        if unknown:
+            raise ValueError(f"{action} counts {', '.join(names)}, not {', '.join(unknown)}")
+        today = utc_date(now_micros() if now is None else now)
+        with self.log.db.transaction():
+            self.log.db.executemany(
+                "INSERT INTO audit_day_counts (day, actor, action, name, n) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (day, actor, action, name)"
+                " DO UPDATE SET n = audit_day_counts.n + excluded.n",
+                [(today, actor, action, name, n) for name, n in counts.items() if n],
+            )
+            self.seal(before=today)
+
+    def pending(self) -> list[tuple[str, str, str, dict[str, int]]]:
+        """(day, actor, action, counts) of every day not sealed yet, oldest first."""
+        rows = self.log.db.execute(
+            "SELECT day, actor, action, name, n FROM audit_day_counts"
+            " ORDER BY day, actor, action, name"
+        )
+        found: dict[tuple[str, str, str], dict[str, int]] = {}
+        for day, actor, action, name, n in rows:
+            key = (str(day), str(actor), str(action))
+            names = DAY_COUNTED.get((key[1], key[2]), ())
+            found.setdefault(key, dict.fromkeys(names, 0))[str(name)] = int(n)
+        return [(*key, counts) for key, counts in found.items()]
+
+    def seal(self, *, before: str | None = None) -> list[AuditEntry]:
+        """Write the counts of every day before ``before`` (default: today) as entries
+        ``{"day": ..., **counts}``, and drop their rows, in one transaction."""
+        before = utc_date(now_micros()) if before is None else before
+        with self.log.db.transaction():
+            days = [p for p in self.pending() if p[0] < before]
+            if not days:
+                return []
+            self.log.db.execute("DELETE FROM audit_day_counts WHERE day < ?", (before,))
+            return self.log.append_many(
+                [(actor, action, {"day": day, **counts}) for day, actor, action, counts in days]
+            )
 
 
 def mentions(entry: AuditEntry, keys: Iterable[str]) -> bool:

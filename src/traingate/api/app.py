@@ -76,6 +76,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with pool.lease() as tg:
+            receipt_uses.flush(tg)  # days a killed server counted and did not seal
         yield
         jobs.shutdown(wait=True)
         with pool.lease() as tg:

@@ -17,8 +17,9 @@ import threading
 from collections import Counter
 
 from traingate.app import Traingate
+from traingate.auditing import RECEIPT_HOLDERS, DayCounts
 from traingate.auth import Principal
-from traingate.timeutil import now_micros, utc_date
+from traingate.timeutil import now_micros
 
 __all__ = ["RECEIPT_HOLDERS", "WINDOW", "ReceiptUses", "TokenUses"]
 
@@ -75,43 +76,19 @@ def _write(tg: Traingate, key: _Key, uses: int) -> None:
     tg.record_token_use(token_id=token_id, role=role, method=method, route=route, uses=uses)
 
 
-RECEIPT_HOLDERS = "receipt-holders"
-
-
 class ReceiptUses:
-    """Reads and deletions of reports by their receipt holders, counted per UTC day and
-    written as one ``vault.uses`` entry per day (docs/audit.md): no report id, no caller, no
-    time finer than the day, so the log cannot join a report to the session that read it, to
-    its account, or to another report read with it. A day's counts are written at the first
-    use on a later day, and at shutdown (a killed server loses the counts of its last day,
-    as ``TokenUses`` loses its last minute). Lives on ``app.state.receipt_uses``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, Counter[str]] = {}
+    """Reads and deletions of reports by their receipt holders, counted per UTC day in the
+    store as they happen (``auditing.DayCounts``: an upsert of the day's row, so a killed
+    server loses none) and written to the audit log as one ``vault.uses`` entry per day once
+    the day is over (docs/audit.md): no report id, no caller, no time finer than the day, so
+    the log cannot join a report to the session that read it, to its account, or to another
+    report read with it. Lives on ``app.state.receipt_uses``."""
 
     def count(self, tg: Traingate, kind: str) -> None:
-        """One use (``reads`` or ``deletions``) today; writes the days before it."""
-        today = utc_date(now_micros())
-        with self._lock:
-            self._counts.setdefault(today, Counter())[kind] += 1
-            done = {day: c for day, c in self._counts.items() if day < today}
-            for day in done:
-                del self._counts[day]
-        for day, counts in sorted(done.items()):
-            _write_day(tg, day, counts)
+        """One use (``reads`` or ``deletions``) today; seals the days before it."""
+        DayCounts(tg.audit_log).add(actor=RECEIPT_HOLDERS, action="vault.uses", counts={kind: 1})
 
     def flush(self, tg: Traingate) -> None:
-        """Write every day counted (at shutdown)."""
-        with self._lock:
-            pending, self._counts = self._counts, {}
-        for day, counts in sorted(pending.items()):
-            _write_day(tg, day, counts)
-
-
-def _write_day(tg: Traingate, day: str, counts: Counter[str]) -> None:
-    tg.audit_log.append(
-        actor=RECEIPT_HOLDERS,
-        action="vault.uses",
-        details={"day": day, "reads": counts["reads"], "deletions": counts["deletions"]},
-    )
+        """Seal the days before today (at start-up and shutdown); today's counts stay in the
+        store until the day is over."""
+        DayCounts(tg.audit_log).seal()

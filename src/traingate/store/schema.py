@@ -441,6 +441,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX build_jobs_build ON build_jobs (build_id)",
         ),
     ),
+    Migration(
+        16,
+        "audit counts per day",
+        # What the audit log counts per UTC day instead of an entry per act (reads and
+        # deletions of reports by receipt holders, reports end users submit; auditing.py
+        # DAY_COUNTED): one row per day, actor, action and count, upserted as it happens, so a
+        # killed server loses none; a day's rows become one chain entry once the day is over.
+        (
+            "CREATE TABLE audit_day_counts ("
+            " day TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, name TEXT NOT NULL,"
+            " n BIGINT NOT NULL, PRIMARY KEY (day, actor, action, name))",
+        ),
+    ),
 )
 
 
