@@ -136,6 +136,11 @@ class DatasetRequest(_Body):
     as_of: Instant | None = Field(default=None, description="Build as of this time [now].")
     format: Literal["parquet", "jsonl"] = "parquet"
     engine: Annotated[str, Field(min_length=1, max_length=32)] = "duckdb"
+    shape: Literal["records", "chat", "kto", "openai"] = Field(
+        default="records",
+        description="The rows: records (the record fields), chat, kto or openai, made from "
+        "the same de-identified records (docs/builds.md).",
+    )
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

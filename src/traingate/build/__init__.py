@@ -4,6 +4,8 @@
 - ``engine`` / ``engines``: the engine interface; ``duckdb`` (bulk) and ``scalar`` (reference).
 - ``records``: the record schema, record ids, record assembly (pure).
 - ``writer``: part files (Parquet or JSON Lines), fsynced and hashed.
+- ``shapes``: the records as chat, KTO or OpenAI rows (pure); ``card`` / ``croissant`` /
+  ``documents``: the dataset card and the Croissant file written beside the data.
 - ``manifest``: the manifest and its HMAC-SHA256 signature (pure); ``verify``: its checker.
 - ``lineage``: which builds took which items; ``builder``: the atomic build itself.
 
@@ -13,3 +15,4 @@ Submodules are imported directly (``from traingate.build.builder import build_da
 # The names the command line offers (kept here so that it need not import the engines).
 ENGINES = ("duckdb", "scalar", "spark")
 FORMATS = ("parquet", "jsonl")
+SHAPES = ("records", "chat", "kto", "openai")  # = build.shapes.SHAPES (docs/builds.md)

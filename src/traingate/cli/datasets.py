@@ -10,6 +10,7 @@ import click
 from traingate.auditing import cli_actor
 from traingate.build import ENGINES as BUILD_ENGINES
 from traingate.build import FORMATS as BUILD_FORMATS
+from traingate.build import SHAPES as BUILD_SHAPES
 from traingate.cli._common import INSTANT, emit, fail, open_app, receipt_value
 from traingate.cli.root import cli
 
@@ -41,6 +42,15 @@ def dataset() -> None:
     help="Record files: Parquet or JSON Lines.",
 )
 @click.option(
+    "--shape",
+    type=click.Choice(BUILD_SHAPES),
+    default=BUILD_SHAPES[0],
+    show_default=True,
+    help="Rows: records (SPEC §4); chat (TRL messages); kto (TRL prompt/completion/label, "
+    "feedback reports); openai (OpenAI fine-tuning messages). Same de-identified records "
+    "(docs/builds.md).",
+)
+@click.option(
     "--engine",
     type=click.Choice(BUILD_ENGINES),
     default=BUILD_ENGINES[0],
@@ -69,12 +79,14 @@ def dataset_build(
     as_of: int | None,
     out: Path,
     record_format: str,
+    shape: str,
     engine: str,
     messages: str | None,
     spark_master: str | None,
 ) -> None:
-    """Build DIR/manifest.json and DIR/data/part-*: every record PURPOSE may use. Prints a
-    summary (build id, DIR as an absolute path, counts, exclusions, files) as JSON."""
+    """Build DIR/manifest.json, DIR/data/part-*, DIR/README.md (dataset card) and
+    DIR/croissant.json: every record PURPOSE may use, in --shape. Prints a summary (build id,
+    DIR as an absolute path, counts, exclusions, files) as JSON."""
     from traingate.build.progress import terminal_progress
 
     with open_app(ctx) as tg, terminal_progress() as progress:
@@ -83,6 +95,7 @@ def dataset_build(
             out=out,
             as_of=as_of,
             format=record_format,
+            shape=shape,
             engine=engine,
             progress=progress,
             actor=cli_actor(),
