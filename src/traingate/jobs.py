@@ -1,118 +1,240 @@
 """Dataset builds as background jobs, for the HTTP API and the admin console.
 
-A ``BuildJobs`` registry belongs to one app instance (never a module global). Each job runs
-``Traingate.build_dataset`` on a worker thread with its own ``Traingate`` (its own database
-connection), into ``<datasets_dir>/<job_id>``; its status, progress and, once done, manifest
-are kept in memory. Completed builds are also in the store (lineage's ``builds`` table), so
-``recorded_build`` answers for builds of other processes or of before a restart.
+Jobs live in the store (``build_jobs``, schema migration 13; SQL in ``store/jobs.py``), so
+every ``traingate serve`` process of a deployment answers for every job, and a restart loses
+none. A process runs the jobs it queued (into its own ``--datasets-dir``), at most ``workers``
+at a time, each on a worker thread with its own ``Traingate`` (its own connection). Its
+``BuildJobs`` (one per app, never a module global) writes its live jobs' progress and a
+heartbeat to the store about once a second (``HEARTBEAT_SECONDS``), not per batch.
+
+A job whose process stopped (killed, crashed, its machine gone) is marked ``failed`` with the
+reason, at the start of any process and whenever jobs are read: when its owner is on this
+machine and its pid no longer names the same process (``stopped`` compares the pid's boot id,
+pid namespace and start time), or, from anywhere, when its owner has not beaten for
+``LEASE_SECONDS``. A process that shuts down cleanly fails the jobs it had not started.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from traingate.app import Traingate
 from traingate.build.lineage import BuildRow
 from traingate.errors import NotFoundError, TraingateError
 from traingate.settings import Settings
-from traingate.store.db import Database
+from traingate.store import jobs as stored
+from traingate.store.db import Database, connect
+from traingate.store.schema import migrate
 from traingate.timeutil import format_instant, now_micros
 
-__all__ = ["BuildJob", "BuildJobs", "recorded_build", "recorded_builds"]
+if TYPE_CHECKING:
+    from traingate.app import Traingate
 
-Status = Literal["queued", "running", "succeeded", "failed"]
-_BUILD_COLUMNS = (
-    "build_id, built_at, purpose, as_of, policy_id, policy_sha256, engine, format, path,"
-    " manifest_sha256, records, messages"
-)
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "LEASE_SECONDS",
+    "BuildJobs",
+    "Owner",
+    "job_dict",
+    "process_identity",
+    "recorded_build",
+    "recorded_builds",
+    "stopped",
+]
+
+HEARTBEAT_SECONDS = 1.0  # how often a process writes its live jobs' progress
+LEASE_SECONDS = 60.0  # a job whose owner has not beaten for this long is taken for stopped
+LIST_LIMIT = 100
+_BUILD_COLUMNS = tuple(f.name for f in fields(BuildRow))
+_log = logging.getLogger(__name__)
+
+
+# -- who runs a job, and whether it still runs (pure but for /proc) ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A process running jobs: host and pid for people, ``process`` to tell whether the pid
+    is still the same process, ``token`` to tell this app from another of the same process."""
+
+    host: str
+    pid: int
+    process: str | None
+    token: str
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as file:
+            return file.read().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def process_identity(pid: int) -> str | None:
+    """``boot id/pid namespace/start time`` of the process ``pid`` of this machine, as this
+    process sees it; None where /proc does not tell (the pid check is then skipped)."""
+    boot = _read("/proc/sys/kernel/random/boot_id")
+    stat = _read(f"/proc/{pid}/stat")
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    if boot is None or stat is None:
+        return None
+    after_name = stat.rsplit(")", 1)[-1].split()
+    if len(after_name) < 20:
+        return None
+    return f"{boot}/{namespace}/{after_name[19]}"  # field 22 of stat: the start time
+
+
+def this_process() -> Owner:
+    pid = os.getpid()
+    return Owner(
+        host=socket.gethostname(),
+        pid=pid,
+        process=process_identity(pid),
+        token=secrets.token_hex(12),
+    )
+
+
+def _space(process: str) -> str:
+    return process.rsplit("/", 1)[0]
+
+
+def stopped(row: stored.JobRow, *, me: Owner, now: int, lease_micros: int) -> str | None:
+    """Why a live job's process has stopped (the job's error), or None while it may run."""
+    if row.owner_token == me.token:
+        return None
+    who = f"pid {row.owner_pid} on {row.owner_host}"
+    if (
+        row.owner_process is not None
+        and me.process is not None
+        and _space(row.owner_process) == _space(me.process)
+        and process_identity(row.owner_pid) != row.owner_process
+    ):
+        return f"the process running it stopped ({who} ended)"
+    if now - row.heartbeat_at > lease_micros:
+        since = format_instant(row.heartbeat_at)
+        return f"the process running it stopped ({who} has not been heard from since {since})"
+    return None
+
+
+# -- a job as the API and the console show it --------------------------------------------------
 
 
 def _time(micros: int | None) -> str | None:
     return None if micros is None else format_instant(micros)
 
 
+def job_dict(row: stored.JobRow) -> dict[str, Any]:
+    total = row.messages_total
+    fraction = 1.0 if row.state == "succeeded" else None
+    if fraction is None and total:
+        fraction = min(1.0, row.messages_done / total)
+    return {
+        "job_id": row.job_id,
+        "build_id": row.build_id,
+        "status": row.state,
+        "purpose": row.purpose,
+        "as_of": format_instant(row.as_of),
+        "format": row.format,
+        "engine": row.engine,
+        "path": row.path,
+        "requested_by": row.requested_by,
+        "runner": {"host": row.owner_host, "pid": row.owner_pid},
+        "created_at": format_instant(row.created_at),
+        "started_at": _time(row.started_at),
+        "finished_at": _time(row.finished_at),
+        "progress": {
+            "messages_done": row.messages_done,
+            "messages_total": total,
+            "fraction": fraction,
+        },
+        "error": row.error,
+        "manifest": None if row.manifest is None else json.loads(row.manifest),
+    }
+
+
+# -- this process's jobs -----------------------------------------------------------------------
+
+
 @dataclass(slots=True)
-class BuildJob:
-    """One build job. Mutated only by its worker, under the registry's lock."""
+class _Live:
+    """A job this process queued and has not yet recorded as finished."""
 
-    job_id: str
-    purpose: str
-    as_of: int
-    format: str
-    engine: str
-    out: Path
-    created_at: int
-    status: Status = "queued"
-    started_at: int | None = None
-    finished_at: int | None = None
-    messages_total: int | None = None
-    messages_done: int = 0
-    build_id: str | None = None
-    manifest: dict[str, Any] | None = field(default=None, repr=False)
-    error: str | None = None
-    actor: str = "system"  # who asked for it, as the audit log names them
-
-    def to_dict(self) -> dict[str, Any]:
-        total = self.messages_total
-        fraction = 1.0 if self.status == "succeeded" else None
-        if fraction is None and total:
-            fraction = min(1.0, self.messages_done / total)
-        return {
-            "job_id": self.job_id,
-            "build_id": self.build_id,
-            "status": self.status,
-            "purpose": self.purpose,
-            "as_of": format_instant(self.as_of),
-            "format": self.format,
-            "engine": self.engine,
-            "path": str(self.out),
-            "created_at": format_instant(self.created_at),
-            "started_at": _time(self.started_at),
-            "finished_at": _time(self.finished_at),
-            "progress": {
-                "messages_done": self.messages_done,
-                "messages_total": total,
-                "fraction": fraction,
-            },
-            "error": self.error,
-            "manifest": self.manifest,
-        }
+    row: stored.JobRow
+    actor: str  # who asked for it, as the audit log names it (kept in memory only)
+    done: int = 0
+    total: int | None = None
+    started: bool = False
+    outcome: tuple[str | None, str | None, str | None] | None = None  # error, build, manifest
 
 
 class _JobProgress:
-    """The builder's ``Progress``, writing into a job."""
+    """The builder's ``Progress``: counters in memory, written by the heartbeat."""
 
-    def __init__(self, job: BuildJob, lock: threading.Lock) -> None:
-        self.job = job
-        self.lock = lock
+    def __init__(self, live: _Live, lock: threading.Lock) -> None:
+        self.live, self.lock = live, lock
 
     def start(self, total: int) -> None:
         with self.lock:
-            self.job.messages_total = total
+            self.live.total = total
 
     def advance(self, messages: int) -> None:
         with self.lock:
-            self.job.messages_done += messages
+            self.live.done += messages
 
 
 class BuildJobs:
-    """Background builds of one app: at most ``workers`` at a time, the rest queued."""
+    """The build jobs of one app: its own run here, every process's are read from the store."""
 
-    def __init__(self, *, settings: Settings, datasets_dir: Path, workers: int = 1) -> None:
-        self.settings = settings
-        self.datasets_dir = datasets_dir
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        datasets_dir: Path,
+        workers: int = 1,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
         from traingate.build.staging import remove_all_leftovers
 
+        self.settings = settings
+        self.datasets_dir = datasets_dir
+        self.owner = this_process()
+        self._lease = int(lease_seconds * 1_000_000)
+        self._interval = heartbeat_seconds
         remove_all_leftovers(datasets_dir)  # at start-up: what killed builds left
+        self._db = connect(settings.db_url)  # this process's job writes, under _db_lock
+        migrate(self._db)
+        self._db_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._jobs: dict[str, BuildJob] = {}
+        self._live: dict[str, _Live] = {}
+        with self._db_lock:
+            self.reap(self._db)  # at start-up: jobs of processes that stopped
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tg-build")
+        self._stop = threading.Event()
+        self._beater = threading.Thread(target=self._beat, name="tg-build-heartbeat", daemon=True)
+        self._beater.start()
+
+    def reap(self, db: Database) -> list[str]:
+        """Mark failed the live jobs whose process stopped; returns their ids."""
+        now = now_micros()
+        dead = []
+        for row in stored.live_jobs(db):
+            reason = stopped(row, me=self.owner, now=now, lease_micros=self._lease)
+            if reason is not None:
+                dead.append((row, reason))
+        return stored.fail_stopped(db, stopped=dead, now=now) if dead else []
 
     def submit(
         self,
@@ -122,8 +244,9 @@ class BuildJobs:
         as_of: int | None,
         format: str,
         engine: str,
-        actor: str = "system",
-    ) -> BuildJob:
+        requested_by: str,
+        actor: str,
+    ) -> dict[str, Any]:
         """Queue a build; what can be checked at once (purpose, format, engine) raises here."""
         from traingate.build.engines import engine_named
         from traingate.build.writer import as_format
@@ -132,66 +255,136 @@ class BuildJobs:
         as_format(format)
         engine_named(engine)
         job_id = f"job-{secrets.token_hex(8)}"
-        job = BuildJob(
+        now = now_micros()
+        row = stored.JobRow(
             job_id=job_id,
+            state="queued",
             purpose=purpose,
-            as_of=now_micros() if as_of is None else as_of,
+            as_of=now if as_of is None else as_of,
             format=format,
             engine=engine,
-            out=(self.datasets_dir / job_id).absolute(),
-            created_at=now_micros(),
-            actor=actor,
+            path=str((self.datasets_dir / job_id).absolute()),
+            requested_by=requested_by,
+            created_at=now,
+            started_at=None,
+            finished_at=None,
+            messages_done=0,
+            messages_total=None,
+            build_id=None,
+            manifest=None,
+            error=None,
+            owner_host=self.owner.host,
+            owner_pid=self.owner.pid,
+            owner_process=self.owner.process,
+            owner_token=self.owner.token,
+            heartbeat_at=now,
         )
+        stored.insert_job(tg.store.db, row)
         with self._lock:
-            self._jobs[job_id] = job
-        self._executor.submit(self._run, job)
-        return job
+            self._live[job_id] = _Live(row=row, actor=actor)
+        self._executor.submit(self._run, job_id)
+        return job_dict(row)
 
-    def _run(self, job: BuildJob) -> None:
+    def _run(self, job_id: str) -> None:
+        from traingate.app import Traingate  # the facade runs the build; jobs are its edge
+
+        live = self._live[job_id]
+        with self._db_lock:
+            started = stored.start_job(
+                self._db, job_id=job_id, token=self.owner.token, now=now_micros()
+            )
         with self._lock:
-            job.status, job.started_at = "running", now_micros()
+            if not started:  # another process took it for stopped
+                del self._live[job_id]
+                return
+            live.started = True
+        job = live.row
         try:
             with Traingate.open(self.settings) as tg:
                 result = tg.build_dataset(
                     purpose=job.purpose,
-                    out=job.out,
+                    out=Path(job.path),
                     as_of=job.as_of,
                     format=job.format,
                     engine=job.engine,
-                    progress=_JobProgress(job, self._lock),
-                    actor=job.actor,
+                    progress=_JobProgress(live, self._lock),
+                    actor=live.actor,
                 )
         except TraingateError as exc:
-            self._finish(job, error=str(exc))
+            outcome: tuple[str | None, str | None, str | None] = (str(exc), None, None)
         except Exception as exc:  # a worker must record every failure, not lose it
-            self._finish(job, error=f"internal error: {type(exc).__name__}: {exc}")
+            outcome = (f"internal error: {type(exc).__name__}: {exc}", None, None)
         else:
+            outcome = (None, result.build_id, json.dumps(result.manifest))
+        with self._lock:
+            live.outcome = outcome
+        self._record_outcomes()
+
+    def _record_outcomes(self) -> None:
+        """Write the finished jobs' outcomes (retried by the heartbeat if the store refuses)."""
+        with self._lock:
+            finished = [(j, live) for j, live in self._live.items() if live.outcome is not None]
+        for job_id, live in finished:
+            assert live.outcome is not None
+            error, build_id, manifest = live.outcome
+            with self._db_lock:
+                stored.finish_job(
+                    self._db,
+                    job_id=job_id,
+                    token=self.owner.token,
+                    now=now_micros(),
+                    error=error,
+                    build_id=build_id,
+                    manifest=manifest,
+                    progress=(live.done, live.total),
+                )
             with self._lock:
-                job.build_id, job.manifest = result.build_id, result.manifest
-            self._finish(job, error=None)
+                self._live.pop(job_id, None)
 
-    def _finish(self, job: BuildJob, *, error: str | None) -> None:
-        with self._lock:
-            job.status = "failed" if error else "succeeded"
-            job.error = error
-            job.finished_at = now_micros()
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._record_outcomes()
+                with self._lock:
+                    beats = [(j, live.done, live.total) for j, live in self._live.items()]
+                if beats:
+                    with self._db_lock:
+                        stored.heartbeat(
+                            self._db, token=self.owner.token, now=now_micros(), progress=beats
+                        )
+            except TraingateError as exc:  # the store is away: try again at the next beat
+                _log.warning("build jobs: cannot write the heartbeat: %s", exc)
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        """A job's state (a copy), by job id or by the build id it produced."""
-        with self._lock:
-            job = self._jobs.get(job_id) or next(
-                (j for j in self._jobs.values() if j.build_id == job_id), None
-            )
-            return None if job is None else job.to_dict()
+    def get(self, *, tg: Traingate, key: str) -> dict[str, Any] | None:
+        """A job of any process, by job id or by the build id it produced."""
+        self.reap(tg.store.db)
+        row = stored.job(tg.store.db, key)
+        return None if row is None else job_dict(row)
 
-    def list(self) -> list[dict[str, Any]]:
-        """Every job of this app, newest first."""
-        with self._lock:
-            jobs = sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
-            return [j.to_dict() for j in jobs]
+    def list(self, *, tg: Traingate, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
+        """The newest jobs of every process, newest first."""
+        self.reap(tg.store.db)
+        return [job_dict(row) for row in stored.jobs(tg.store.db, limit=limit)]
 
     def shutdown(self, *, wait: bool = True) -> None:
+        """Stop: running builds finish (unless not ``wait``), queued ones are failed with the
+        reason, and this app's connection closes (when it waited for the builds)."""
         self._executor.shutdown(wait=wait, cancel_futures=True)
+        self._stop.set()
+        self._beater.join()
+        if not wait:  # builds still run and will record their outcomes
+            return
+        with self._lock:
+            for live in self._live.values():
+                if live.outcome is None and not live.started:
+                    live.outcome = ("the server stopped before the build started", None, None)
+        try:
+            self._record_outcomes()
+        finally:
+            self._db.close()
+
+
+# -- completed builds, as lineage records them -------------------------------------------------
 
 
 def _manifest(path: str) -> dict[str, Any] | None:
@@ -202,25 +395,18 @@ def _manifest(path: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def recorded_builds(db: Database, *, limit: int = 100) -> list[dict[str, Any]]:
+def recorded_builds(db: Database, *, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
     """Completed builds the store records (lineage), newest first, without manifests."""
-    rows = db.execute(
-        f"SELECT {_BUILD_COLUMNS} FROM builds WHERE pending_scratch IS NULL"
-        " ORDER BY built_at DESC, build_id LIMIT ?",
-        (limit,),
-    )
+    rows = stored.completed_builds(db, columns=_BUILD_COLUMNS, limit=limit)
     return [BuildRow(*row).to_dict() for row in rows]
 
 
 def recorded_build(db: Database, build_id: str) -> dict[str, Any]:
     """A completed build with its manifest (None when its directory is gone)."""
-    rows = db.execute(
-        f"SELECT {_BUILD_COLUMNS} FROM builds WHERE build_id = ? AND pending_scratch IS NULL",
-        (build_id,),
-    )
-    if not rows:
+    row = stored.completed_build(db, columns=_BUILD_COLUMNS, build_id=build_id)
+    if row is None:
         raise NotFoundError(f"no build or build job {build_id!r}")
-    build = BuildRow(*rows[0])
+    build = BuildRow(*row)
     return {
         **build.to_dict(),
         "status": "succeeded",

@@ -51,20 +51,21 @@ def start_build(
         as_of=as_of,
         format=body.format,
         engine=body.engine,
+        requested_by=principal.role or principal.kind,
         actor=principal.actor,
     )
     return JSONResponse(
-        job.to_dict(),
+        job,
         status_code=202,
-        headers={"Location": f"/v1/datasets/{job.job_id}"},
+        headers={"Location": f"/v1/datasets/{job['job_id']}"},
     )
 
 
 @router.get("", summary="List builds", responses=error_responses(401, 403))
 def list_builds(_: Analyst, tg: TG, jobs: Jobs) -> dict[str, Any]:
-    """This server's jobs (queued, running, finished), and the completed builds the store
-    records (lineage), newest first."""
-    return {"jobs": jobs.list(), "builds": tg.recorded_builds()}
+    """The build jobs of every server of the store (queued, running, finished; the newest
+    100), and the completed builds the store records (lineage), newest first."""
+    return {"jobs": jobs.list(tg=tg), "builds": tg.recorded_builds()}
 
 
 @router.get(
@@ -79,7 +80,7 @@ def get_build(
     dataset_id: Annotated[str, Path(max_length=128, description="A job id or a build id.")],
 ) -> dict[str, Any]:
     """A job's status (`queued`, `running`, `succeeded`, `failed`), progress in messages, the
-    error of a failed build, and the signed manifest of a finished one. A build id of a build
-    made elsewhere (the CLI, another server) answers from lineage."""
-    found = jobs.get(dataset_id)
+    error of a failed build, and the signed manifest of a finished one, whichever server runs
+    it. A build id of a build made elsewhere (the CLI) answers from lineage."""
+    found = jobs.get(tg=tg, key=dataset_id)
     return found if found is not None else tg.recorded_build(build_id=dataset_id)

@@ -135,13 +135,13 @@ def console(admin: Admin) -> Response:
 
 @router.get("/builds")
 def builds(request: Request, tg: TG, admin: Admin, jobs: Jobs) -> Response:
-    """Start a build; this server's jobs; every completed build the store records."""
+    """Start a build; the build jobs of every server; every completed build the store records."""
     _require(admin, "analyst")
     return _console(
         request,
         "admin_builds.html",
         admin,
-        jobs=jobs.list(),
+        jobs=jobs.list(tg=tg),
         builds=tg.recorded_builds(),
         purposes=tg.policy.purposes,
         formats=FORMATS,
@@ -162,6 +162,7 @@ def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted
             as_of=_instant(form.get("as_of"), "as-of"),
             format=form.get("format", "parquet"),
             engine=form.get("engine", "duckdb"),
+            requested_by=admin.principal.role or admin.principal.kind,
             actor=admin.principal.actor,
         )
     except TraingateError as exc:
@@ -169,7 +170,7 @@ def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted
             request,
             "admin_builds.html",
             admin,
-            jobs=jobs.list(),
+            jobs=jobs.list(tg=tg),
             builds=tg.recorded_builds(),
             purposes=tg.policy.purposes,
             formats=FORMATS,
@@ -178,11 +179,11 @@ def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted
             form=dict(form.fields),
             status_code=422,
         )
-    return _see_other(f"/admin/builds/{job.job_id}")
+    return _see_other(f"/admin/builds/{job['job_id']}")
 
 
 def _build(tg: TG, jobs: BuildJobs, build_id: str) -> dict[str, Any]:
-    found = jobs.get(build_id)
+    found = jobs.get(tg=tg, key=build_id)
     return found if found is not None else tg.recorded_build(build_id=build_id)
 
 
