@@ -2,8 +2,9 @@
 
 - ``traingate dataset build`` is killed 20 times at seeded random moments of a build that
   takes over a second; after each kill there is no DIR (or a whole one that verifies, with its
-  lineage), no lineage row of an unfinished build, and only hidden working directories, which
-  the next build removes. A clean rerun then succeeds, verifies, and leaves nothing else.
+  lineage), no lineage row of an unfinished build, every lineage file a row names and no
+  other, and only hidden working directories, which the next build removes. A clean rerun
+  then succeeds, verifies, and leaves nothing else.
 - ``traingate serve`` is killed while clients post event batches; after a restart every event
   acknowledged with a 2xx is stored (re-sending it is a duplicate), every batch in flight is
   stored whole or not at all, and the audit chain is intact. SQLite and PostgreSQL.
@@ -31,6 +32,7 @@ import httpx
 import pytest
 
 from traingate.app import Traingate
+from traingate.build.lineage_file import LINEAGE_DIR
 from traingate.settings import Settings
 
 AS_OF = "2024-06-01T00:00:00Z"
@@ -126,6 +128,18 @@ def _siblings(parent: Path) -> set[str]:
     return {p.name for p in parent.iterdir()}
 
 
+def _lineage_files_match(settings: Settings, parent: Path) -> None:
+    """Every build's lineage file stands with the hash its row recorded, and no other file
+    is in the lineage directory."""
+    with Traingate.open(settings) as tg:
+        rows = tg.store.db.execute("SELECT build_id, lineage_path, lineage_sha256 FROM builds")
+    folder = parent / LINEAGE_DIR
+    files = {p.name for p in folder.iterdir()} if folder.exists() else set()
+    assert files == {f"{build_id}.parquet" for build_id, _, _ in rows}
+    for _, path, digest in rows:
+        assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
+
+
 def test_killed_builds_leave_no_partial_output_or_lineage(
     big_store: Settings, tmp_path: Path
 ) -> None:
@@ -162,13 +176,15 @@ def test_killed_builds_leave_no_partial_output_or_lineage(
         else:
             assert new == {}, "lineage rows of a build whose output does not exist"
         known = lineage
-        for name in _siblings(out_root) - {"reference"}:
+        _lineage_files_match(big_store, out_root)
+        for name in _siblings(out_root) - {"reference", LINEAGE_DIR}:
             assert name.startswith(("done-", ".train.tmp-", ".train.work-")), name
     assert completed < KILLS // 2, "most kills must interrupt a running build"
 
     final = _build(big_store, out)
     assert final.wait(timeout=120) == 0
-    assert _siblings(out_root) == {"reference", "train"} | {
+    _lineage_files_match(big_store, out_root)
+    assert _siblings(out_root) == {"reference", "train", LINEAGE_DIR} | {
         f"done-{n}" for n in range(1, completed + 1)
     }, "the leftovers of killed builds were not removed"
     with Traingate.open(big_store) as tg:

@@ -3,25 +3,39 @@ written with the build's rename, absent when a build fails; outliving deletion a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
 from tests.test_build_helpers import read_dataset
 from traingate.app import Traingate
 from traingate.build import builder as builder_module
 from traingate.build.lineage import (
-    LineageSpool,
     builds_holding,
     forget_build,
     item_key_bytes,
     receipt_record_key,
     report_lineage,
+)
+from traingate.build.lineage_file import (
+    LINEAGE_DIR,
+    ROW_GROUP,
+    SCHEMA,
+    LineageSpool,
+    find_items,
+    write_lineage,
 )
 from traingate.build.records import (
     LineageItem,
@@ -32,7 +46,7 @@ from traingate.build.records import (
 )
 from traingate.build.staging import claim
 from traingate.cli import cli
-from traingate.errors import BuildError, ConfigError, ReceiptError
+from traingate.errors import BuildError, ConfigError, ReceiptError, StoreError
 from traingate.jobs import recorded_builds
 from traingate.keys import load_or_create_keys
 from traingate.settings import Settings
@@ -328,24 +342,239 @@ def test_lineage_recorded_before_compaction_is_found_after(settings: Settings) -
         assert tg.lineage(conversation_id="c1").builds == ()
 
 
-def test_the_spool_returns_every_item_in_key_order(tmp_path: Path) -> None:
-    """Items come back merged from sorted runs: by item key, then record id, none lost."""
-    rng = random.Random(7)
-    items = [
+def _items(draw_keys: list[bytes], rng: random.Random) -> list[LineageItem]:
+    return [
         LineageItem(
-            item_key=rng.choice(["ab", "cd", "0f"]) * 32,
+            item_key=(key * 4).hex(),
             kind=rng.choice(["conversation", "feedback"]),
             record_id=f"{rng.getrandbits(256):064x}",
-            messages=rng.randint(1, 9),
+            messages=rng.randint(1, 2**31 - 1),
         )
-        for _ in range(257)
+        for key in draw_keys
     ]
-    spool = LineageSpool(tmp_path / "spool", run_items=10)
-    for start in range(0, len(items), 7):
-        spool.add(items[start : start + 7])
-    chunks = list(spool.chunks(size=50))
-    assert [len(c) for c in chunks] == [50] * 5 + [7]
-    assert [i for c in chunks for i in c] == [
-        (item_key_bytes(i.item_key), bytes.fromhex(i.record_id), i.kind, i.messages)
-        for i in sorted(items, key=lambda i: (i.item_key, i.record_id))
+
+
+def _stored(items: list[LineageItem]) -> list[tuple[bytes, bytes, str, int]]:
+    return sorted(
+        (item_key_bytes(i.item_key), bytes.fromhex(i.record_id), i.kind, i.messages) for i in items
+    )
+
+
+def _rows(batches: Any) -> list[tuple[bytes, bytes, str, int]]:
+    table = pa.Table.from_batches(list(batches), schema=SCHEMA)
+    return list(
+        zip(
+            table["item_key"].to_pylist(),
+            table["record_id"].to_pylist(),
+            table["kind"].to_pylist(),
+            table["messages"].to_pylist(),
+            strict=True,
+        )
+    )
+
+
+@given(
+    keys=st.lists(st.binary(min_size=4, max_size=4), max_size=120),
+    run_items=st.integers(1, 30),
+    group_items=st.integers(1, 60),
+    seed=st.integers(0, 2**32),
+)
+@hypothesis_settings(max_examples=60)
+def test_the_spool_returns_every_item_in_key_order(
+    keys: list[bytes], run_items: int, group_items: int, seed: int
+) -> None:
+    """Items spooled in runs and read back range by range come out by item key, then record
+    id (byte order: keys of 0x00 and 0xff bytes, keys repeated), none lost, none twice."""
+    rng = random.Random(seed)
+    keys = keys + [b"\x00" * 4, b"\xff" * 4, b"\x00\x00\x00\x01"] * rng.randint(0, 2)
+    items = _items(keys, rng)
+    with tempfile.TemporaryDirectory() as scratch:
+        spool = LineageSpool(Path(scratch) / "spool", run_items=run_items, group_items=group_items)
+        for start in range(0, len(items), 7):
+            spool.add(items[start : start + 7])
+        assert spool.count == len(items)
+        assert _rows(spool.batches()) == _stored(items)
+
+
+def _write(tmp_path: Path, items: list[LineageItem], build_id: str = "build-x") -> Path:
+    spool = LineageSpool(tmp_path / "spool", run_items=5_000)
+    spool.add(items)
+    path = tmp_path / f"{build_id}.parquet"
+    digest = write_lineage(spool, path=path, build_id=build_id)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    return path
+
+
+def test_a_lookup_reads_only_the_row_groups_that_can_hold_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is sorted, cut into row groups of ROW_GROUP rows with key statistics: a lookup
+    reads the one row group holding the key (two when its records straddle a boundary) and
+    finds exactly the items a full scan finds."""
+    rng = random.Random(11)
+    n = 2 * ROW_GROUP + 1_000
+    keys = [rng.randbytes(4) for _ in range(n - 40)]
+    straddling = sorted(keys)[ROW_GROUP - 1]  # the last key of the first row group ...
+    keys += [straddling] * 40  # ... now also the first keys of the second
+    items = _items(keys, rng)
+    path = _write(tmp_path, items)
+    metadata = pq.ParquetFile(path).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [
+        ROW_GROUP,
+        ROW_GROUP,
+        n - 2 * ROW_GROUP,
     ]
+    read: list[list[int]] = []
+    real = pq.ParquetFile.read_row_groups
+
+    def spy(self: pq.ParquetFile, groups: list[int], **kwargs: Any) -> Any:
+        read.append(list(groups))
+        return real(self, groups, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", spy)
+    everything = _stored(items)
+    for key in [*rng.sample(keys, 25), straddling]:
+        wanted = item_key_bytes((key * 4).hex())
+        found = find_items(path, build_id="build-x", item_keys=[wanted])
+        assert found == [row for row in everything if row[0] == wanted]
+    assert all(len(groups) == 1 for groups in read[:-1]) and read[-1] == [0, 1]
+    read.clear()
+    absent = item_key_bytes((b"\xfe\xfe\xfe\xfe" * 4).hex())
+    several = [item_key_bytes((k * 4).hex()) for k in keys[:50]]
+    assert find_items(path, build_id="build-x", item_keys=[absent]) == []
+    found = find_items(path, build_id="build-x", item_keys=[*several, absent])
+    assert found == [row for row in everything if row[0] in set(several)]
+    with pytest.raises(StoreError, match="is not the lineage of build-y"):
+        find_items(path, build_id="build-y", item_keys=several)
+    with pytest.raises(StoreError, match="cannot read the lineage of build-x"):
+        find_items(tmp_path / "gone.parquet", build_id="build-x", item_keys=several)
+
+
+def test_an_empty_lineage_file_holds_nothing(tmp_path: Path) -> None:
+    path = _write(tmp_path, [])
+    assert find_items(path, build_id="build-x", item_keys=[b"\x00" * 16]) == []
+
+
+def _row(tg: Traingate, build_id: str) -> tuple[Any, ...]:
+    (row,) = tg.store.db.execute(
+        "SELECT lineage_path, lineage_sha256, pending_scratch FROM builds WHERE build_id = ?",
+        (build_id,),
+    )
+    return tuple(row)
+
+
+@pytest.mark.store
+def test_a_build_writes_its_lineage_beside_the_dataset(
+    tg: Traingate, ev: Events, tmp_path: Path
+) -> None:
+    """The items go to .traingate-lineage/BUILD_ID.parquet beside the dataset (never inside
+    it: the dataset still verifies), named with its hash by the build's row; build_items
+    gets nothing."""
+    receipt_of(tg, ev)
+    built = build(tg, tmp_path / "mt", "model_training", 3)
+    path, digest, pending = _row(tg, built.build_id)
+    assert Path(path) == tmp_path / LINEAGE_DIR / f"{built.build_id}.parquet"
+    assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest and pending is None
+    inside = [p.name for p in (tmp_path / "mt").rglob("*") if p.is_file()]
+    assert inside and f"{built.build_id}.parquet" not in inside
+    assert tg.verify_dataset(path=tmp_path / "mt").ok
+    assert tg.store.db.execute("SELECT COUNT(*) FROM build_items") == [(0,)]
+    table = pq.read_table(path)
+    assert table.num_rows == built.manifest["counts"]["records"] == 3
+    assert sorted(table["record_id"].to_pylist()) == sorted(
+        bytes.fromhex(r["record_id"]) for r in read_dataset(built.path)
+    )
+    assert table["item_key"].to_pylist() == sorted(table["item_key"].to_pylist())
+
+
+@pytest.mark.store
+def test_lineage_of_a_build_whose_file_is_gone_is_an_error(
+    tg: Traingate, ev: Events, tmp_path: Path
+) -> None:
+    receipt_of(tg, ev)
+    built = build(tg, tmp_path / "mt", "model_training", 3)
+    path, _, _ = _row(tg, built.build_id)
+    Path(path).unlink()
+    with pytest.raises(StoreError, match=f"cannot read the lineage of {built.build_id}"):
+        tg.lineage(conversation_id="c1")
+
+
+@pytest.mark.store
+def test_a_build_failing_after_its_lineage_is_placed_takes_it_back(
+    tg: Traingate, ev: Events, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure between placing the lineage file and renaming the directory leaves neither,
+    no row, and no lineage directory that only it had made."""
+    receipt_of(tg, ev)
+    parent = tmp_path / "out"
+    parent.mkdir()
+    place = builder_module.place_lineage
+
+    def place_then_fail(source: Path, destination: Path) -> None:
+        place(source, destination)
+        assert destination.is_file()
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(builder_module, "place_lineage", place_then_fail)
+    with pytest.raises(BuildError, match="disk gone"):
+        build(tg, parent / "mt", "model_training", 3)
+    assert list(parent.iterdir()) == []
+    assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]
+
+
+@pytest.mark.store
+def test_settling_forgets_a_build_killed_before_its_directory_appeared(
+    tg: Traingate, ev: Events, tmp_path: Path
+) -> None:
+    """Killed with its lineage file placed but its directory not renamed: the row and the
+    file go."""
+    receipt_of(tg, ev)
+    build_id, _ = _killed_after_rename(tg, tmp_path)
+    path, _, _ = _row(tg, build_id)
+    (tmp_path / "mt").rename(tmp_path / "elsewhere")
+    tg.settle_builds()
+    assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]
+    assert not Path(path).exists() and not (tmp_path / LINEAGE_DIR).exists()
+
+
+@pytest.mark.store
+def test_settling_completes_only_a_build_whose_lineage_file_is_whole(
+    tg: Traingate, ev: Events, tmp_path: Path
+) -> None:
+    """A pending build whose lineage file is not the one its row recorded is not completed."""
+    receipt_of(tg, ev)
+    build_id, _ = _killed_after_rename(tg, tmp_path)
+    path, _, _ = _row(tg, build_id)
+    Path(path).write_bytes(b"not the lineage")
+    tg.settle_builds()
+    assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]
+    assert tg.lineage(conversation_id="c1").builds == ()
+
+
+@pytest.mark.store
+def test_builds_of_before_migration_14_are_read_beside_newer_ones(
+    tg: Traingate, ev: Events, tmp_path: Path
+) -> None:
+    """A build recorded in build_items (no lineage file) and a build with its file answer
+    together, oldest first, in lineage and in the privacy answer."""
+    receipt_of(tg, ev)
+    key = conversation_item_key(tg.keys.signing_key, "c1")
+    record = conversation_record_id(tg.keys.signing_key, "c1", "opt_in")
+    tg.store.db.execute(
+        "INSERT INTO builds (build_id, built_at, purpose, as_of, policy_id, policy_sha256,"
+        " engine, format, path, manifest_sha256, records, messages)"
+        " VALUES ('build-old', 1, 'model_training', 7, 'consumer-2024', 'ab', 'duckdb',"
+        " 'parquet', '/d', 'cd', 1, 4)"
+    )
+    tg.store.db.execute(
+        "INSERT INTO build_items (build_id, item_key, record_id, kind, messages)"
+        " VALUES (?, ?, ?, 'conversation', 4)",
+        ("build-old", item_key_bytes(key), bytes.fromhex(record)),
+    )
+    new = build(tg, tmp_path / "mt", "model_training", 3)
+    (old, newer) = tg.lineage(conversation_id="c1").builds
+    assert (old.build.build_id, old.record_ids, old.messages) == ("build-old", (record,), 4)
+    assert (newer.build.build_id, newer.messages) == (new.build_id, 1)
+    answer = tg.privacy(account_id="a", as_of=parse_instant(T(3))).to_dict()
+    (c1,) = [c for c in answer["conversations"] if c["conversation_id"] == "c1"]
+    assert c1["builds"]["model_training"] == ["build-old", new.build_id]

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from traingate.build.lineage import item_key_bytes
+from traingate.build.lineage import holdings, item_key_bytes
 from traingate.build.records import conversation_item_key
 from traingate.facts import (
     ConsentChange,
@@ -54,7 +54,6 @@ __all__ = [
     "conversation_view",
 ]
 
-_CHUNK = 900
 
 
 def _time(micros: int | None) -> str | None:
@@ -395,25 +394,19 @@ class PrivacyReport:
 def _lineage(
     store: Store, keys: KeyRing, conversation_ids: Sequence[str]
 ) -> dict[str, list[tuple[str, str, int, int]]]:
-    """conversation id -> [(build_id, purpose, built_at, as_of)] of the builds holding it."""
+    """conversation id -> [(build_id, purpose, built_at, as_of)] of the builds holding it,
+    oldest first (``lineage.holdings``: each build's lineage looked up by key)."""
     by_key = {
         item_key_bytes(conversation_item_key(keys.signing_key, cid)): cid
         for cid in conversation_ids
     }
     found: dict[str, list[tuple[str, str, int, int]]] = {}
-    item_keys = list(by_key)
-    for start in range(0, len(item_keys), _CHUNK):
-        clause, params = store.db.in_list("i.item_key", item_keys[start : start + _CHUNK])
-        for item_key, build_id, purpose, built_at, as_of in store.db.execute(
-            "SELECT DISTINCT i.item_key, b.build_id, b.purpose, b.built_at, b.as_of"
-            " FROM builds b CROSS JOIN build_items i"  # per build: (build_id, item_key) leads
-            f" WHERE i.build_id = b.build_id AND {clause} AND b.pending_scratch IS NULL"
-            " ORDER BY b.built_at, b.build_id",
-            params,
-        ):
-            found.setdefault(by_key[bytes(item_key)], []).append(
-                (str(build_id), str(purpose), int(built_at), int(as_of))
-            )
+    if not by_key:
+        return found
+    for build, items in holdings(store.db, item_keys=list(by_key)):
+        row = (build.build_id, build.purpose, build.built_at, build.as_of)
+        for conversation_id in dict.fromkeys(by_key[item_key] for item_key, *_ in items):
+            found.setdefault(conversation_id, []).append(row)
     return found
 
 

@@ -4,9 +4,10 @@
     DIR/data/part-00000.parquet   (or .jsonl)
 
 Everything is written into a hidden sibling ``.DIR.tmp-*`` and fsynced; the engine's scratch
-(DuckDB's database and spill files, the lineage spool) lives in another sibling ``.DIR.work-*``
-on the same file system. The build's lineage is recorded in two phases around the rename of
-the staging directory to DIR (``build/lineage.py``): its rows are committed pending, DIR is
+(DuckDB's database and spill files, the lineage spool and file) lives in another sibling
+``.DIR.work-*`` on the same file system. The build's lineage is recorded in two phases around
+the rename of the staging directory to DIR (``build/lineage.py``): its row is committed
+pending, its lineage file renamed to ``.traingate-lineage/BUILD_ID.parquet`` beside DIR, DIR
 renamed into place, then the mark is cleared with the caller's audit entry. DIR appears whole
 or not at all; an interrupted build leaves neither DIR nor lineage readers can see, and a
 build killed between the phases is settled by the next ``settle_builds`` (the next build, or
@@ -21,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import queue
 import secrets
 import shutil
 import threading
@@ -36,13 +36,8 @@ import pyarrow.compute as pc
 
 from traingate.build.documents import with_documents
 from traingate.build.engine import BuildRequest, Engine, MessageSource, Tally
-from traingate.build.lineage import (
-    BuildRow,
-    LineageSpool,
-    complete_build,
-    forget_build,
-    record_pending,
-)
+from traingate.build.lineage import BuildRow, complete_build, forget_build, record_pending
+from traingate.build.lineage_file import LineageSpool, lineage_path, place_lineage, write_lineage
 from traingate.build.manifest import manifest_body, policies_section, sign_manifest
 from traingate.build.prefetch import Prefetch
 from traingate.build.progress import Progress
@@ -58,7 +53,6 @@ from traingate.build.writer import FORMATS, BackgroundWriter, Format, PartWriter
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
 from traingate.policy import PolicySet, decide_report
-from traingate.store.db import Database
 from traingate.store.export import StoreReader, open_reader
 from traingate.store.store import Store
 from traingate.timeutil import now_micros
@@ -210,48 +204,35 @@ class _FeedbackAhead:
 _NO_RECORDS = pa.RecordBatch.from_pylist([], schema=RECORD_SCHEMA)
 
 
-class _Abandoned(Exception):
-    """The build failed before its row was known: its pending lineage is rolled back."""
-
-
 class _Recording:
-    """Phase 1 of the lineage (``record_pending``) on a worker thread, started once every
-    record is out: the build's items are inserted while its files are finished and its
-    manifest written, and its row, handed over by ``finish``, joins them in the same
-    transaction. The store's connection is the worker's meanwhile (the builder does not use it
-    until ``finish`` returns). ``abandon`` rolls the transaction back and waits."""
+    """The build's lineage file (``write_lineage``) written into its scratch directory on a
+    worker thread, started once every record is out: the items are sorted and written while
+    the parts are finished and the manifest written. ``finish`` waits for it and returns the
+    file's sha256 (or raises its error); ``abandon`` stops it and waits."""
 
-    def __init__(self, db: Database, *, build_id: str, spool: LineageSpool, scratch: Path):
-        self._rows: queue.Queue[BuildRow | None] = queue.Queue(maxsize=1)
+    def __init__(self, *, build_id: str, spool: LineageSpool, path: Path) -> None:
+        self._stop = threading.Event()
+        self._sha256: str | None = None
         self._error: BaseException | None = None
 
         def work() -> None:
             try:
-                record_pending(
-                    db, build_id=build_id, build=self._row, items=spool.chunks(), scratch=scratch
-                )
+                self._sha256 = write_lineage(spool, path=path, build_id=build_id, stop=self._stop)
             except BaseException as exc:  # raised in the builder's thread by finish
                 self._error = exc
 
         self._thread = threading.Thread(target=work, name="traingate-lineage")
         self._thread.start()
 
-    def _row(self) -> BuildRow:
-        row = self._rows.get()
-        if row is None:
-            raise _Abandoned
-        return row
-
-    def finish(self, build: BuildRow) -> None:
-        """Hand over the build's row and wait for the commit (or raise its error)."""
-        self._rows.put(build)
+    def finish(self) -> str:
         self._thread.join()
         if self._error is not None:
             raise self._error
+        assert self._sha256 is not None
+        return self._sha256
 
     def abandon(self) -> None:
-        with contextlib.suppress(queue.Full):
-            self._rows.put_nowait(None)
+        self._stop.set()
         self._thread.join()
 
 
@@ -459,7 +440,7 @@ def build_dataset(
         )
     )
     shaped = ShapeTally(shape=shape)  # the rows of the shape (build/shapes.py)
-    spool = LineageSpool(scratch / "lineage.tsv")
+    spool = LineageSpool(scratch / "lineage.spool")
     moved = recorded = False
     recording: _Recording | None = None
     try:
@@ -488,7 +469,8 @@ def build_dataset(
             by_policy[0].update(step.messages_by_policy)
             by_policy[1].update(step.reports_by_policy)
         build_id = f"build-{secrets.token_hex(8)}"
-        recording = _Recording(store.db, build_id=build_id, spool=spool, scratch=scratch)
+        lineage_at = lineage_path(target, build_id)
+        recording = _Recording(build_id=build_id, spool=spool, path=scratch / "lineage.parquet")
         files = writer.close()
         totals = {key: (counts[key], sizes[key]) for key in counts}
         if len(policies.policies) == 1 and seen:
@@ -536,12 +518,15 @@ def build_dataset(
             manifest_sha256=hashlib.sha256(data).hexdigest(),
             records=sum(counts.values()),
             messages=sum(sizes.values()),
+            lineage_path=str(lineage_at),
+            lineage_sha256=recording.finish(),
         )
 
         result = BuildResult(build_id=build.build_id, path=target, manifest=manifest)
         _refuse_existing(target)
-        recording.finish(build)
+        record_pending(store.db, build=build, scratch=scratch)
         recorded = True
+        place_lineage(scratch / "lineage.parquet", lineage_at)
         _refuse_existing(target)
         os.rename(staging, target)
         moved = True

@@ -1,32 +1,43 @@
-"""Lineage: which builds took which items, kept in the store (tables ``builds`` and
-``build_items``, migration 3) by keyed hash only.
+"""Lineage: which builds took which items, by keyed hash only. The store keeps each build's
+row (table ``builds``); its items go to a Parquet file beside its dataset, sorted by item key
+(``build/lineage_file.py``; the row names the file and its sha256, migration 14). Builds
+recorded before migration 14 keep their items in the store's ``build_items`` (migration 3),
+which readers still consult for them.
 
 A build spools its lineage items to a scratch file while it writes (memory stays bounded),
-then records itself in two phases around the rename of its finished directory:
+writes them as its lineage file in its scratch directory while it finishes its parts, then
+records itself in two phases around the rename of its finished directory:
 
 1. ``record_pending`` commits the build's row, marked pending with the build's scratch
-   directory (which the build holds locked while it lives, ``build/staging.py``), and its items;
-2. the caller renames the directory into place;
+   directory (which the build holds locked while it lives, ``build/staging.py``);
+2. the caller renames the lineage file into place (``place_lineage``), then the directory;
 3. ``complete_build`` clears the mark, in the transaction that also writes the caller's audit
    entry.
 
 Readers skip pending rows. A build killed between 1 and 3 leaves a pending row whose scratch
 directory nobody holds: ``settle_builds`` completes it when its directory stands with the
-manifest it recorded, and deletes its rows otherwise. So lineage never names a directory that
-does not exist, and a directory that appeared is never without its lineage once settled.
+manifest it recorded and its lineage file with the hash it recorded (the file is renamed
+before the directory, so a directory that stands has its lineage), and deletes its row and
+file otherwise. So lineage never names a directory that does not exist, and a directory that
+appeared is never without its lineage once settled.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from traingate.build.records import LineageItem, conversation_item_key, report_item_key
+from traingate.build.lineage_file import (
+    LineageSpool,
+    StoredItem,
+    find_items,
+    remove_lineage,
+)
+from traingate.build.records import conversation_item_key, report_item_key
 from traingate.build.staging import is_live
 from traingate.keys import SHORT_HASH, KeyRing
 from traingate.store.db import Database
@@ -43,6 +54,7 @@ __all__ = [
     "complete_build",
     "conversation_lineage",
     "forget_build",
+    "holdings",
     "item_key_bytes",
     "receipt_record_key",
     "record_pending",
@@ -50,13 +62,12 @@ __all__ = [
     "settle_builds",
 ]
 
-_CHUNK = 5_000
-_RUN = 50_000  # items sorted in memory at once by LineageSpool (about 9 MB)
+_CHUNK = 900  # item keys in one IN list (builds recorded in build_items; SQLite's old limit)
 _BUILD_COLUMNS = (
     "build_id", "built_at", "purpose", "as_of", "policy_id", "policy_sha256", "engine",
     "format", "path", "manifest_sha256", "records", "messages",
 )  # fmt: skip
-_ITEM_COLUMNS = ("build_id", "item_key", "record_id", "kind", "messages")
+_ROW_COLUMNS = (*_BUILD_COLUMNS, "lineage_path", "lineage_sha256")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +86,11 @@ class BuildRow:
     manifest_sha256: str
     records: int
     messages: int
+    lineage_path: str | None = None  # None: its items are in build_items (before migration 14)
+    lineage_sha256: str | None = None
 
     def values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in _BUILD_COLUMNS)
+        return tuple(getattr(self, name) for name in _ROW_COLUMNS)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,122 +124,21 @@ class LineageEntry:
         }
 
 
-StoredItem = tuple[bytes, bytes, str, int]  # item key (16 bytes), record id, kind, messages
-_KINDS = ("conversation", "feedback")
-_WIDTH = SHORT_HASH + 32 + 1 + 4  # one spooled item: item key, record id, kind, messages
-
-
-class LineageSpool:
-    """Lineage items spooled to a scratch file as fixed-width binary records, read back in key
-    order (item key, then record id) as ``build_items`` stores them (``StoredItem``): the
-    order of its primary key after the build id, so that ``record_pending`` appends the
-    build's rows at one place of the tree. Items are sorted in runs of at most ``run_items``
-    (the memory they take), written one after the other, and merged when read."""
-
-    def __init__(self, path: Path, *, run_items: int = _RUN) -> None:
-        self.path = path
-        self._handle = path.open("wb")
-        self._run_items = run_items
-        self._pending: list[bytes] = []
-        self._runs: list[tuple[int, int]] = []  # (start, end) byte offsets of sorted runs
-        self.count = 0
-
-    def add(self, items: Iterable[LineageItem]) -> None:
-        pending = self._pending
-        for item in items:
-            pending.append(
-                item_key_bytes(item.item_key)
-                + bytes.fromhex(item.record_id)
-                + bytes((_KINDS.index(item.kind),))
-                + item.messages.to_bytes(4, "big")
-            )
-            self.count += 1
-        if len(pending) >= self._run_items:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        self._pending.sort()  # fixed width, key first: byte order is (item key, record id) order
-        start = self._handle.tell()
-        self._handle.write(b"".join(self._pending))
-        self._runs.append((start, self._handle.tell()))
-        self._pending = []
-
-    def close(self) -> None:
-        if not self._handle.closed:
-            self._flush()
-            self._handle.close()
-
-    def _run(self, start: int, end: int) -> Iterator[bytes]:
-        block = _WIDTH * 4_096
-        with self.path.open("rb") as handle:
-            handle.seek(start)
-            position = start
-            while position < end:
-                data = handle.read(min(block, end - position))
-                if not data:
-                    return
-                position += len(data)
-                for offset in range(0, len(data), _WIDTH):
-                    yield data[offset : offset + _WIDTH]
-
-    def chunks(self, size: int = _CHUNK) -> Iterator[list[StoredItem]]:
-        """Every item, in key order, ``size`` at a time."""
-        self.close()
-        chunk: list[StoredItem] = []
-        key, record = SHORT_HASH, SHORT_HASH + 32
-        runs = [self._run(start, end) for start, end in self._runs]
-        for raw in runs[0] if len(runs) == 1 else heapq.merge(*runs):
-            chunk.append(
-                (raw[:key], raw[key:record], _KINDS[raw[record]], int.from_bytes(raw[record + 1 :]))
-            )
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-
-
 def item_key_bytes(item_key: str) -> bytes:
-    """What ``build_items`` keeps of an item key (64 hex characters): its first 16 bytes
-    (migration 9; the same prefix migration 7 keeps of event keys)."""
+    """What lineage keeps of an item key (64 hex characters): its first 16 bytes (migration
+    9; the same prefix migration 7 keeps of event keys)."""
     return bytes.fromhex(item_key[: 2 * SHORT_HASH])
 
 
-def _insert(db: Database, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    copy = getattr(db, "copy_rows", None)  # PostgreSQL: COPY is much faster for many rows
-    if callable(copy):
-        copy(table, columns, rows)
-    else:
-        marks = ", ".join("?" * len(columns))
-        db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
-
-
-def record_pending(
-    db: Database,
-    *,
-    build: BuildRow | Callable[[], BuildRow],
-    items: Iterable[Sequence[StoredItem]],
-    scratch: Path,
-    build_id: str | None = None,
-) -> None:
-    """Phase 1: commit the build's items and its row, pending, with the build's locked
-    scratch, in one transaction. The items should come in key order (``LineageSpool.chunks``),
-    so that their rows are appended rather than scattered (any order is correct). ``build``
-    may be a callable giving the row once the items are in (named ``build_id`` meanwhile): a
-    build inserts its items while it finishes its files; an exception of the callable rolls
-    everything back."""
-    name = build.build_id if isinstance(build, BuildRow) else build_id
-    if name is None:
-        raise ValueError("record_pending: name the build (build_id) when its row comes later")
+def record_pending(db: Database, *, build: BuildRow, scratch: Path) -> None:
+    """Phase 1: commit the build's row (naming its lineage file), pending, with the build's
+    locked scratch directory."""
+    marks = ", ".join("?" * (len(_ROW_COLUMNS) + 1))
     with db.transaction():
-        for chunk in items:
-            _insert(db, "build_items", _ITEM_COLUMNS, [(name, *item) for item in chunk])
-        row = build if isinstance(build, BuildRow) else build()
-        if row.build_id != name:
-            raise ValueError(f"record_pending: items of {name}, row of {row.build_id}")
-        _insert(db, "builds", (*_BUILD_COLUMNS, "pending_scratch"), [(*row.values(), str(scratch))])
+        db.execute(
+            f"INSERT INTO builds ({', '.join(_ROW_COLUMNS)}, pending_scratch) VALUES ({marks})",
+            (*build.values(), str(scratch)),
+        )
 
 
 def complete_build(
@@ -245,19 +157,32 @@ def complete_build(
 
 
 def forget_build(db: Database, *, build_id: str) -> None:
-    """Delete a build's lineage rows (a build that failed after phase 1)."""
+    """Delete a build's lineage: its row, its items, then its lineage file (a build that
+    failed after phase 1). The row goes first: a crash in between leaves a file no row names,
+    never a row naming no file."""
     with db.transaction():
+        rows = db.execute("SELECT lineage_path FROM builds WHERE build_id = ?", (build_id,))
         db.execute("DELETE FROM build_items WHERE build_id = ?", (build_id,))
         db.execute("DELETE FROM builds WHERE build_id = ?", (build_id,))
+    for (path,) in rows:
+        if path is not None:
+            remove_lineage(Path(str(path)))
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def _stands(build: BuildRow) -> bool:
-    """Whether the build's directory holds the manifest its row recorded."""
-    try:
-        data = (Path(build.path) / "manifest.json").read_bytes()
-    except OSError:
+    """Whether the build's directory holds the manifest its row recorded, and its lineage file
+    the bytes its row recorded."""
+    if _digest(Path(build.path) / "manifest.json") != build.manifest_sha256:
         return False
-    return hashlib.sha256(data).hexdigest() == build.manifest_sha256
+    return build.lineage_path is None or _digest(Path(build.lineage_path)) == build.lineage_sha256
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,9 +195,9 @@ class Settled:
 
 def settle_builds(db: Database, *, on_complete: Callable[[BuildRow], None]) -> Settled:
     """Decide the pending rows of builds that died between phases 1 and 3 (running builds are
-    left alone): complete those whose directory stands (``on_complete`` writes their audit
-    entry), delete the rows of the others."""
-    columns = ", ".join(_BUILD_COLUMNS)
+    left alone): complete those whose directory and lineage file stand (``on_complete``
+    writes their audit entry), delete the rows and files of the others."""
+    columns = ", ".join(_ROW_COLUMNS)
     rows = db.execute(
         f"SELECT {columns}, pending_scratch FROM builds WHERE pending_scratch IS NOT NULL"
         " ORDER BY built_at, build_id"
@@ -292,28 +217,70 @@ def settle_builds(db: Database, *, on_complete: Callable[[BuildRow], None]) -> S
     return Settled(completed=tuple(completed), deleted=tuple(deleted))
 
 
+def _stored_items(
+    db: Database, builds: Sequence[BuildRow], item_keys: Sequence[bytes]
+) -> dict[str, list[StoredItem]]:
+    """The items of builds recorded before migration 14, from ``build_items``: looked up build
+    by build (``CROSS JOIN`` keeps builds the outer loop on SQLite), (build_id, item_key)
+    being the prefix of its key."""
+    found: dict[str, list[StoredItem]] = {}
+    if not builds:
+        return found
+    for start in range(0, len(item_keys), _CHUNK):
+        clause, params = db.in_list("i.item_key", item_keys[start : start + _CHUNK])
+        for build_id, item_key, record_id, kind, messages in db.execute(
+            "SELECT b.build_id, i.item_key, i.record_id, i.kind, i.messages"
+            " FROM builds b CROSS JOIN build_items i"
+            f" WHERE i.build_id = b.build_id AND {clause}"
+            " AND b.pending_scratch IS NULL AND b.lineage_path IS NULL",
+            params,
+        ):
+            found.setdefault(str(build_id), []).append(
+                (bytes(item_key), bytes(record_id), str(kind), int(messages))
+            )
+    for items in found.values():
+        items.sort()
+    return found
+
+
+def holdings(
+    db: Database, *, item_keys: Sequence[bytes]
+) -> list[tuple[BuildRow, list[StoredItem]]]:
+    """Every completed build holding one of the items (16-byte keys, ``item_key_bytes``),
+    oldest first, with those of its items, in (item key, record id) order. Each build's
+    lineage file is read by key (``lineage_file.find_items``); builds of before migration 14
+    are read from ``build_items``."""
+    columns = ", ".join(_ROW_COLUMNS)
+    builds = [
+        BuildRow(*row)
+        for row in db.execute(
+            f"SELECT {columns} FROM builds WHERE pending_scratch IS NULL"
+            " ORDER BY built_at, build_id"
+        )
+    ]
+    keys = sorted(set(item_keys))
+    stored = _stored_items(db, [b for b in builds if b.lineage_path is None], keys)
+    held: list[tuple[BuildRow, list[StoredItem]]] = []
+    for build in builds:
+        if build.lineage_path is None:
+            items = stored.get(build.build_id, [])
+        else:
+            path = Path(build.lineage_path)
+            items = find_items(path, build_id=build.build_id, item_keys=keys) if keys else []
+        if items:
+            held.append((build, items))
+    return held
+
+
 def builds_holding(db: Database, *, item_key: str) -> list[LineageEntry]:
-    """Every build that took the item, oldest first. The items are looked up build by build
-    (``CROSS JOIN`` keeps builds the outer loop on SQLite): (build_id, item_key) is the prefix
-    of ``build_items``' key."""
-    columns = ", ".join(f"b.{name}" for name in _BUILD_COLUMNS)
-    rows = db.execute(
-        f"SELECT {columns}, i.record_id, i.messages FROM builds b CROSS JOIN build_items i"
-        " WHERE i.build_id = b.build_id AND i.item_key = ? AND b.pending_scratch IS NULL"
-        " ORDER BY b.built_at, b.build_id, i.record_id",
-        (item_key_bytes(item_key),),
-    )
-    entries: dict[str, tuple[BuildRow, list[str], int]] = {}
-    width = len(_BUILD_COLUMNS)
-    for row in rows:
-        build = BuildRow(*row[:width])
-        record_id, messages = bytes(row[width]).hex(), int(row[width + 1])
-        _, ids, total = entries.get(build.build_id, (build, [], 0))
-        ids.append(record_id)
-        entries[build.build_id] = (build, ids, total + messages)
+    """Every build that took the item, oldest first."""
     return [
-        LineageEntry(build=build, record_ids=tuple(ids), messages=total)
-        for build, ids, total in entries.values()
+        LineageEntry(
+            build=build,
+            record_ids=tuple(record_id.hex() for _, record_id, _, _ in items),
+            messages=sum(messages for *_, messages in items),
+        )
+        for build, items in holdings(db, item_keys=[item_key_bytes(item_key)])
     ]
 
 

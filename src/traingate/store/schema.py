@@ -442,6 +442,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        14,
+        "lineage in Parquet beside each dataset",
+        # A build's items go to a Parquet file sorted by item key beside its dataset
+        # (build/lineage_file.py), no longer to build_items (one row per record per build:
+        # 580M rows a full build at scale); its row names the file and its sha256. Builds
+        # recorded before keep their items in build_items (NULL lineage_path), still read.
+        (
+            "ALTER TABLE builds ADD COLUMN lineage_path TEXT",
+            "ALTER TABLE builds ADD COLUMN lineage_sha256 TEXT",
+        ),
+    ),
+    Migration(
         16,
         "audit counts per day",
         # What the audit log counts per UTC day instead of an entry per act (reads and

@@ -1,0 +1,344 @@
+"""A build's lineage as one Parquet file, sorted by item key, beside its dataset.
+
+    PARENT/DIR/                                  the dataset (SPEC §3/§4: nothing else in it)
+    PARENT/.traingate-lineage/BUILD_ID.parquet   its lineage
+
+Columns: ``item_key`` (16 bytes: the start of the item's keyed hash, ``item_key_bytes``),
+``record_id`` (32 bytes), ``kind`` (conversation or feedback), ``messages``; rows in (item_key,
+record_id) order, row groups of ``ROW_GROUP`` rows with min/max statistics of ``item_key``, and
+the build's id in the file's metadata. A lookup reads the footer, bisects the row groups'
+key ranges and reads the one or two row groups that can hold the key: its cost does not grow
+with the build. The file never goes inside the dataset: item keys tie together the records of
+one conversation (one a basis), which the dataset's records alone do not.
+
+While a build runs, its items are spooled to scratch (``LineageSpool``: memory bounded by a
+run); at the end they are read back range of keys by range of keys, each range sorted in
+memory, and written as the file (``write_lineage``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Collection, Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from traingate.build.records import LineageItem
+from traingate.errors import StoreError
+from traingate.keys import SHORT_HASH
+
+__all__ = [
+    "LINEAGE_DIR",
+    "ROW_GROUP",
+    "SCHEMA",
+    "LineageSpool",
+    "StoredItem",
+    "find_items",
+    "lineage_path",
+    "place_lineage",
+    "remove_lineage",
+    "write_lineage",
+]
+
+LINEAGE_DIR = ".traingate-lineage"
+ROW_GROUP = 16_384  # rows per row group: what one lookup reads (about 0.9 MB)
+_RUN = 200_000  # items spooled in memory before they go to the scratch file (about 11 MB)
+_GROUP = 1_000_000  # items sorted in memory at once when the file is written (about 53 MB)
+_PREFIX_BITS = 12  # the spool's runs are cut by the first 12 bits of the item key
+_KINDS = ("conversation", "feedback")
+_RECORD = 32
+_WIDTH = SHORT_HASH + _RECORD + 1 + 4  # one spooled item: item key, record id, kind, messages
+_BUILD_KEY = b"traingate.build_id"
+SCHEMA = pa.schema(
+    [
+        pa.field("item_key", pa.binary(SHORT_HASH), nullable=False),
+        pa.field("record_id", pa.binary(_RECORD), nullable=False),
+        pa.field("kind", pa.dictionary(pa.int8(), pa.string()), nullable=False),
+        pa.field("messages", pa.int32(), nullable=False),
+    ]
+)
+
+StoredItem = tuple[bytes, bytes, str, int]  # item key (16 bytes), record id, kind, messages
+
+
+def lineage_path(target: Path, build_id: str) -> Path:
+    """Where the lineage of the build ``build_id`` into the dataset ``target`` goes."""
+    return target.parent / LINEAGE_DIR / f"{build_id}.parquet"
+
+
+class LineageSpool:
+    """Lineage items spooled to a scratch file as fixed-width binary records. Every
+    ``run_items`` items, the run held in memory is ordered by the first bits of its item keys
+    and appended to the file, with the offset of each prefix; ``batches`` reads the file back
+    one range of prefixes at a time (a slice of every run), sorts it and yields it, so memory
+    holds a run while spooling and a range while reading, however many items."""
+
+    def __init__(self, path: Path, *, run_items: int = _RUN, group_items: int = _GROUP) -> None:
+        self.path = path
+        self._handle = path.open("wb")
+        self._run_items = run_items
+        self._group_items = group_items
+        self._pending = bytearray()
+        self._in_run = 0
+        self._runs: list[tuple[int, np.ndarray[Any, Any]]] = []  # (start, offsets by prefix)
+        self.count = 0
+
+    def add(self, items: Iterable[LineageItem]) -> None:
+        pending = self._pending
+        codes = {kind: i << 32 for i, kind in enumerate(_KINDS)}
+        added = 0
+        for item in items:
+            pending += bytes.fromhex(item.item_key[: 2 * SHORT_HASH] + item.record_id)
+            pending += (codes[item.kind] | item.messages).to_bytes(5, "big")
+            added += 1
+        self.count += added
+        self._in_run += added
+        if self._in_run >= self._run_items:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._in_run:
+            return
+        rows = np.frombuffer(self._pending, np.uint8).reshape(self._in_run, _WIDTH)
+        prefix = _prefixes(rows)
+        start = self._handle.tell()
+        self._handle.write(rows[np.argsort(prefix, kind="stable")].tobytes())
+        counts = np.bincount(prefix, minlength=1 << _PREFIX_BITS)
+        self._runs.append((start, np.concatenate(([0], np.cumsum(counts)))))
+        del rows, prefix  # views of the buffer, which is replaced
+        self._pending = bytearray()
+        self._in_run = 0
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._flush()
+            self._handle.close()
+
+    def _ranges(self) -> Iterator[tuple[int, int]]:
+        """Ranges of prefixes [low, high) holding about ``group_items`` items each."""
+        totals = sum(np.diff(offsets) for _, offsets in self._runs)
+        low, held = 0, 0
+        for prefix, n in enumerate(np.asarray(totals).tolist()):
+            held += n
+            if held >= self._group_items:
+                yield low, prefix + 1
+                low, held = prefix + 1, 0
+        if held:
+            yield low, 1 << _PREFIX_BITS
+
+    def sorted_rows(self) -> Iterator[np.ndarray[Any, Any]]:
+        """Every item as a row of ``_WIDTH`` bytes, in (item key, record id) order, a range of
+        keys at a time."""
+        self.close()
+        if not self._runs:
+            return
+        with self.path.open("rb") as handle:
+            for low, high in self._ranges():
+                parts = []
+                for start, offsets in self._runs:
+                    first, end = int(offsets[low]), int(offsets[high])
+                    if end > first:
+                        handle.seek(start + first * _WIDTH)
+                        parts.append(handle.read((end - first) * _WIDTH))
+                data = b"".join(parts)
+                # byte-wise order of whole rows: item key, then record id (unique in a build)
+                order = np.argsort(np.frombuffer(data, dtype=f"S{_WIDTH}"), kind="stable")
+                yield np.frombuffer(data, np.uint8).reshape(-1, _WIDTH)[order]
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Every item, sorted, as record batches of the lineage file's schema."""
+        for rows in self.sorted_rows():
+            yield _batch(rows)
+
+
+def _prefixes(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The first ``_PREFIX_BITS`` bits of each row's item key."""
+    high: np.ndarray[Any, Any] = rows[:, 0].astype(np.int64) << 8 | rows[:, 1]
+    return high >> (16 - _PREFIX_BITS)
+
+
+def _fixed(rows: np.ndarray[Any, Any], start: int, width: int) -> pa.Array[Any]:
+    column = np.ascontiguousarray(rows[:, start : start + width])
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(width), len(rows), [None, pa.py_buffer(column.data)]
+    )
+
+
+def _batch(rows: np.ndarray[Any, Any]) -> pa.RecordBatch:
+    record_end = SHORT_HASH + _RECORD
+    kinds = rows[:, record_end].astype(np.int8)
+    messages = np.ascontiguousarray(rows[:, record_end + 1 :]).view(">u4").ravel()
+    return pa.RecordBatch.from_arrays(
+        [
+            _fixed(rows, 0, SHORT_HASH),
+            _fixed(rows, SHORT_HASH, _RECORD),
+            pa.DictionaryArray.from_arrays(kinds, pa.array(_KINDS)),
+            pa.array(messages.astype(np.int32)),
+        ],
+        schema=SCHEMA,
+    )
+
+
+class _Hashing(io.RawIOBase):
+    """A file being written, hashed on the way; closing it leaves the file open."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__()
+        self._handle = handle
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        return self._handle.write(data)
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+
+class Stopped(Exception):
+    """``write_lineage`` was asked to stop (the build failed meanwhile)."""
+
+
+def write_lineage(
+    spool: LineageSpool, *, path: Path, build_id: str, stop: threading.Event | None = None
+) -> str:
+    """Write the spooled items as the lineage file ``path`` of build ``build_id``, sorted, in
+    row groups of ``ROW_GROUP`` rows; fsync it; return its sha256. Raises ``Stopped`` when
+    ``stop`` is set meanwhile."""
+    schema = SCHEMA.with_metadata({_BUILD_KEY: build_id.encode()})
+    with path.open("wb") as handle:
+        sink = _Hashing(handle)
+        writer = pq.ParquetWriter(
+            pa.PythonFile(sink, mode="w"),
+            schema,
+            compression="none",  # keyed hashes do not compress
+            use_dictionary=["kind"],  # type: ignore[arg-type]  # pyarrow takes column names
+            write_statistics=["item_key"],
+        )
+        try:
+            held: list[pa.RecordBatch] = []
+            rows = 0
+            for batch in spool.batches():
+                if stop is not None and stop.is_set():
+                    raise Stopped
+                held.append(batch)
+                rows += batch.num_rows
+                full = rows - rows % ROW_GROUP
+                if full:
+                    table = pa.Table.from_batches(held, schema=SCHEMA)
+                    writer.write_table(table.slice(0, full), row_group_size=ROW_GROUP)
+                    held = table.slice(full).to_batches()
+                    rows -= full
+            if rows:
+                table = pa.Table.from_batches(held, schema=SCHEMA)
+                writer.write_table(table, row_group_size=ROW_GROUP)
+        finally:
+            writer.close()
+        handle.flush()
+        os.fsync(handle.fileno())
+    return sink.digest.hexdigest()
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def place_lineage(source: Path, destination: Path) -> None:
+    """Rename a written lineage file (in the build's scratch, on the same file system) to its
+    place, creating the lineage directory when needed, and fsync the directories."""
+    folder = destination.parent
+    for attempt in range(3):  # another build's forget_build may remove the empty directory
+        created = not folder.is_dir()
+        folder.mkdir(exist_ok=True)
+        if created:
+            _fsync_directory(folder.parent)
+        try:
+            os.rename(source, destination)
+            break
+        except FileNotFoundError:
+            if attempt == 2 or not source.exists():
+                raise
+    _fsync_directory(folder)
+
+
+def remove_lineage(path: Path) -> None:
+    """Delete a lineage file, and its directory when that leaves it empty."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    with contextlib.suppress(OSError):  # not empty: other builds' lineage
+        path.parent.rmdir()
+
+
+def _key_ranges(metadata: pq.FileMetaData) -> tuple[list[bytes], list[bytes], list[int]]:
+    """The item key range of each row group with statistics (their row groups, in order), and
+    the row groups without (read for every lookup)."""
+    lows: list[bytes] = []
+    highs: list[bytes] = []
+    unknown: list[int] = []
+    for index in range(metadata.num_row_groups):
+        stats = metadata.row_group(index).column(0).statistics
+        if stats is None or not stats.has_min_max or stats.min is None or stats.max is None:
+            unknown.append(index)
+            continue
+        lows.append(bytes(stats.min))
+        highs.append(bytes(stats.max))
+    return lows, highs, unknown
+
+
+def find_items(path: Path, *, build_id: str, item_keys: Collection[bytes]) -> list[StoredItem]:
+    """The items of ``item_keys`` (16-byte keys) that the lineage file of build ``build_id``
+    holds, in (item key, record id) order: only the row groups whose key range holds one of
+    the keys are read. Raises StoreError when the file is missing or is not that build's."""
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"cannot read the lineage of {build_id} ({path}): {exc}") from exc
+    with parquet:
+        metadata = parquet.metadata
+        named = (metadata.metadata or {}).get(_BUILD_KEY)
+        if named != build_id.encode():
+            raise StoreError(f"{path} is not the lineage of {build_id}")
+        lows, highs, unknown = _key_ranges(metadata)
+        groups = set(unknown)
+        known = [i for i in range(metadata.num_row_groups) if i not in groups]
+        keys = sorted(set(item_keys))
+        for key in keys:
+            index = bisect.bisect_left(highs, key)
+            while index < len(lows) and lows[index] <= key:
+                groups.add(known[index])
+                index += 1
+        if not groups:
+            return []
+        table = parquet.read_row_groups(sorted(groups), use_threads=False)
+    found = table.filter(
+        pc.is_in(table["item_key"], value_set=pa.array(keys, pa.binary(SHORT_HASH)))
+    )
+    return list(
+        zip(
+            cast(list[bytes], found["item_key"].to_pylist()),
+            cast(list[bytes], found["record_id"].to_pylist()),
+            cast(list[str], found["kind"].to_pylist()),
+            cast(list[int], found["messages"].to_pylist()),
+            strict=True,
+        )
+    )
