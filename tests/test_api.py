@@ -125,7 +125,7 @@ def test_bad_bodies_have_json_errors(api: Api) -> None:
     cases = [
         ({"content": b"{not json", "ct": "application/json"}, 400, "invalid_json"),
         ({"content": b'{"type": "x"}', "ct": "application/json"}, 422, "invalid_body"),
-        ({"content": b"\xff\xfe", "ct": "application/x-ndjson"}, 400, "invalid_body"),
+        ({"content": b"\xff\xfe", "ct": "application/x-ndjson"}, 422, "events_rejected"),
         ({"content": b"a,b", "ct": "text/csv"}, 415, "unsupported_media_type"),
     ]
     for case, status, code in cases:

@@ -5,6 +5,7 @@ input crashes the process; nothing is half-stored (row counts agree with the sum
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from tests.fuzz_events import Case, cases, check, counts, with_prefix
 from tests.test_cli import run
 from traingate.app import Traingate
 from traingate.ingest import IngestError, IngestSummary
+from traingate.ingest.incoming import Declared, Incoming, Rejected
+from traingate.ingest.parsing import INLINE, parse_lines
 from traingate.settings import Settings
 
 FUZZ = settings(
@@ -314,3 +317,109 @@ def test_http_bodies_nesting_too_deeply_are_400(api: Api) -> None:
             headers={**api.as_role("ingest"), "Content-Type": "application/json"},
         )
         assert done.status_code in (400, 422), done.text
+
+
+# -- raw bytes: the line parser and POST /v1/events (issue 19) ---------------------------------
+
+RAW = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+# A body: raw bytes (anything, newlines and bytes that are not UTF-8 included) between which
+# valid events (None: the next one) are placed, each on its own line.
+RAW_PARTS = st.lists(st.one_of(st.binary(max_size=200), st.none()), min_size=1, max_size=10)
+
+
+def _raw_body(
+    tg: Traingate, parts: list[bytes | None], prefix: str
+) -> tuple[bytes, dict[str, str]]:
+    """The parts joined by newlines, each None an account.updated event of its own account
+    (valid alone and in the store); and the text of each valid line, with its account."""
+    plan = next(name for name, kind in tg.policies.plans.items() if kind == "consumer")
+    valid: dict[str, str] = {}
+    chunks: list[bytes] = []
+    for index, part in enumerate(parts):
+        if part is None:
+            line = json.dumps(
+                {
+                    "type": "account.updated",
+                    "event_id": f"{prefix}-{index}",
+                    "at": "2024-03-01T12:00:00Z",
+                    "account_id": f"{prefix}-account-{index}",
+                    "email": f"{index}@example.com",
+                    "plan": plan,
+                    "organization_id": None,
+                }
+            )
+            valid[line] = f"{prefix}-account-{index}"
+            part = line.encode("utf-8")
+        chunks.append(part)
+    return b"\n".join(chunks), valid
+
+
+def _file_lines(body: bytes) -> list[tuple[int, str]]:
+    """The numbered, non-blank lines of a body as the command line reads a file."""
+    text = body.decode("utf-8", errors="surrogateescape")
+    lines = enumerate(io.StringIO(text, newline=None), start=1)
+    return [(number, line) for number, line in lines if line.strip()]
+
+
+@RAW
+@given(parts=RAW_PARTS)
+def test_the_line_parser_takes_any_bytes(tg: Traingate, parts: list[bytes | None]) -> None:
+    """Every non-blank line comes back, in order, as an event or a rejection naming its line
+    and saying why; no exception escapes; every valid line is an event."""
+    body, valid = _raw_body(tg, parts, "raw")
+    numbered = _file_lines(body)
+    parsed = list(
+        parse_lines(
+            iter(numbered),
+            declared=Declared.of(tg.policies.plans, tg.policies.settings),
+            short_hash=tg.keys.short_hasher,
+            workers=0,
+            inline=INLINE,
+            ahead=0,
+        )
+    )
+    assert [item.line for item in parsed] == [number for number, _ in numbered]
+    for (_, text), item in zip(numbered, parsed, strict=True):
+        if text.rstrip("\r\n") in valid:
+            assert isinstance(item, Incoming), item
+        if isinstance(item, Rejected):
+            assert item.message.strip()
+
+
+@RAW
+@given(parts=RAW_PARTS, media=st.sampled_from(["application/x-ndjson", "application/json"]))
+def test_post_events_takes_any_bytes(
+    api: Api, parts: list[bytes | None], media: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Raw bytes posted to /v1/events: never a 5xx or a logged traceback. NDJSON keeps every
+    valid line (accepted, stored) and rejects only the others, each naming its line; a JSON
+    body that is not an array of events is refused whole (400 or 422) and changes nothing."""
+    prefix = _prefix()
+    with Traingate.open(api.settings) as tg:
+        body, valid = _raw_body(tg, parts, prefix)
+        before = counts(tg)
+    caplog.clear()
+    done = api.client.post(
+        "/v1/events", content=body, headers={**api.as_role("ingest"), "Content-Type": media}
+    )
+    assert done.status_code < 500, done.text
+    assert [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"] == []
+    answer = done.json()
+    if media == "application/json":
+        assert done.status_code in (400, 422), done.text
+        with Traingate.open(api.settings) as tg:
+            assert counts(tg) == before
+        return
+    numbered = _file_lines(body)
+    wanted = {n: valid[t.rstrip("\r\n")] for n, t in numbered if t.rstrip("\r\n") in valid}
+    assert done.status_code in (200, 422), done.text
+    assert answer["accepted"] == len(wanted), answer
+    assert answer["accepted"] + answer["rejected"] == len(numbered), answer
+    assert not {e["line"] for e in answer["errors"]} & set(wanted)
+    with Traingate.open(api.settings) as tg:
+        for account in wanted.values():
+            assert tg.privacy(account_id=account).known, account

@@ -56,8 +56,11 @@ async def event_lines(request: Request) -> EventLines:
         raise _unsupported(media)
     body = await read_body(request, limit=EVENTS_LIMIT)
     if media in NDJSON_TYPES:
-        # universal newlines, as the command line reads a file or standard input
-        lines = list(io.StringIO(_text(body), newline=None))
+        # As the command line reads a file or standard input: universal newlines, and bytes
+        # that are not UTF-8 kept as lone surrogates, which reject only their own line (SPEC
+        # §2: every valid event around it is kept).
+        text = body.decode("utf-8", errors="surrogateescape")
+        lines = list(io.StringIO(text, newline=None))
         count = sum(1 for line in lines if line.strip())
         if count > MAX_EVENTS:
             raise _too_many(count)
