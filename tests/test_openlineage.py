@@ -40,23 +40,36 @@ MASKING_TYPES = {
 }
 
 
-def _validators() -> tuple[Any, Any]:
+def _validators() -> tuple[Any, Any, Any, Any]:
+    """The core schema, traingate's facet schema, and the vendored facet schemas (README)."""
     core = json.loads((SCHEMAS / "OpenLineage.json").read_text("utf-8"))
     facet = json.loads(FACET_SCHEMA.read_text("utf-8"))
-    registry = jsonschema_rs.Registry([(core["$id"], core), (facet["$id"], facet)])
-    event = jsonschema_rs.Draft202012Validator(core, validate_formats=True, registry=registry)
-    own = jsonschema_rs.Draft202012Validator(facet, validate_formats=True, registry=registry)
-    return event, own
+    job_type = json.loads((SCHEMAS / "facets" / "JobTypeJobFacet-2-0-4.json").read_text("utf-8"))
+    columns = json.loads(
+        (SCHEMAS / "facets" / "ColumnLineageDatasetFacet-1-1-0.json").read_text("utf-8")
+    )
+    registry = jsonschema_rs.Registry([(s["$id"], s) for s in (core, facet, job_type, columns)])
+
+    def validator(schema: dict[str, Any]) -> Any:
+        return jsonschema_rs.Draft202012Validator(schema, validate_formats=True, registry=registry)
+
+    return validator(core), validator(facet), validator(job_type), validator(columns)
 
 
-EVENT, OWN_FACET = _validators()
+EVENT, OWN_FACET, JOB_TYPE, COLUMN_LINEAGE = _validators()
 
 
 def _problems(event: dict[str, Any]) -> list[str]:
-    problems = [f"{e.instance_path}: {e.message}" for e in EVENT.iter_errors(event)]
-    own = {FACET_NAME: event["run"]["facets"][FACET_NAME]}
-    problems += [f"{e.instance_path}: {e.message}" for e in OWN_FACET.iter_errors(own)]
-    return problems
+    """Every way ``event`` breaks the core schema or a vendored facet schema."""
+    checks = [
+        (EVENT, event),
+        (OWN_FACET, {FACET_NAME: event["run"]["facets"][FACET_NAME]}),
+        (JOB_TYPE, {"jobType": event["job"]["facets"]["jobType"]}),
+    ]
+    for output in event.get("outputs", []):
+        if "columnLineage" in output.get("facets", {}):
+            checks.append((COLUMN_LINEAGE, {"columnLineage": output["facets"]["columnLineage"]}))
+    return [f"{e.instance_path}: {e.message}" for v, doc in checks for e in v.iter_errors(doc)]
 
 
 def _unconfigured(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,6 +148,13 @@ def test_the_schema_check_catches_a_broken_event(built: tuple[Any, list[dict[str
     assert _problems(broken)
     broken = json.loads(json.dumps(events[1]))
     broken["run"]["facets"][FACET_NAME]["policy_sha256"] = "not-a-hash"
+    assert _problems(broken)
+    broken = json.loads(json.dumps(events[1]))
+    del broken["job"]["facets"]["jobType"]["integration"]
+    assert _problems(broken)
+    broken = json.loads(json.dumps(events[1]))
+    field = broken["outputs"][0]["facets"]["columnLineage"]["fields"]["messages"]
+    field["inputFields"][0]["transformations"][0]["masking"] = "yes"
     assert _problems(broken)
 
 
@@ -409,6 +429,17 @@ def test_configured_follows_openlineages_own_configuration(
         (tmp_path / name).write_text("transport:\n  type: console\n")
     env = {k: v.format(tmp=tmp_path) for k, v in environ.items()}
     assert configured(env, cwd=tmp_path / "cwd", home=tmp_path / "home") is expected
+
+
+def test_the_job_type_facet_is_the_vendored_version() -> None:
+    """The client stamps jobType with the version vendored (README: the column lineage schema
+    vendored is 1-1-0, the client's is 1-2-0)."""
+    from openlineage.client.facet_v2 import column_lineage_dataset, job_type_job
+
+    vendored = json.loads((SCHEMAS / "facets" / "JobTypeJobFacet-2-0-4.json").read_text("utf-8"))
+    assert job_type_job.JobTypeJobFacet._get_schema().startswith(vendored["$id"] + "#")
+    schema_url = column_lineage_dataset.ColumnLineageDatasetFacet._get_schema()
+    assert "/1-2-0/ColumnLineageDatasetFacet.json#" in schema_url
 
 
 def test_the_vendored_schema_is_the_published_file() -> None:
