@@ -403,3 +403,33 @@ def test_settings_read_traingate_lake() -> None:
     assert resolved.lake is not None and resolved.lake.is_absolute()
     assert resolved.lake.parts[-2:] == ("some", "lake")
     assert Settings.resolve(environ={}).lake is None
+
+
+def test_row_groups_whose_statistics_exclude_the_conversation_are_not_read(
+    lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that sorts a partition by conversation lets the read skip row groups: of
+    the groups ``c1``, ``c2``, ``c3``, only the second is read for ``c2``."""
+    import pyarrow.parquet as pq
+
+    e = Events()
+    messages = [
+        e.message(f"{conv}-m{k}", conv, "a", T(1, k), content=f"{conv} {k}")
+        for conv in ("c1", "c2", "c3")
+        for k in range(4)
+    ]
+    (lake / "date=2024-01-02").mkdir()
+    table = pa.Table.from_batches([_lake_batch(messages)])
+    pq.write_table(table, lake / "date=2024-01-02" / "part-0.parquet", row_group_size=4)
+    read: list[int] = []
+    original = pq.ParquetFile.read_row_group
+
+    def counting(self: pq.ParquetFile, i: int, *args: Any, **kwargs: Any) -> pa.Table:
+        read.append(i)
+        return original(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
+    at = parse_instant(T(1))
+    rows = ParquetLake(root=lake).conversation_messages(conversation_id="c2", since=at, until=at)
+    assert [r.message.content for r in rows] == ["c2 0", "c2 1", "c2 2", "c2 3"]
+    assert read == [1, 1]  # its ids, then its other columns

@@ -251,16 +251,50 @@ class ParquetLake:
 
 
 def _conversation_rows(path: Path, conversation_id: str) -> list[LakeMessage]:
-    """The rows of one file naming the conversation (a filter pushed down to row groups)."""
+    """The rows of one file naming the conversation. Row groups whose ``conversation_id``
+    statistics exclude it are skipped; of the others the ids are read first, and the other
+    columns only of the row groups holding the conversation."""
     try:
-        fragment = ds.dataset(path, format="parquet")
-        _check_schema(path, fragment.schema)
-        table = fragment.to_table(
-            columns=list(_CONVERSATION_COLUMNS),
-            filter=pc.field("conversation_id") == pa.scalar(conversation_id, pa.string()),
-        )
+        parquet = pq.ParquetFile(path)
+        _check_schema(path, parquet.schema_arrow)
+        tables = [
+            table
+            for group in _candidate_groups(parquet, conversation_id)
+            if (table := _matching_rows(parquet, group, conversation_id)) is not None
+        ]
     except (OSError, pa.ArrowException) as exc:
         raise BuildError(f"lake file {path} cannot be read: {exc}") from exc
+    return [row for table in tables for row in _lake_messages(table)]
+
+
+def _candidate_groups(parquet: pq.ParquetFile, conversation_id: str) -> list[int]:
+    """The row groups whose statistics (when written) can hold the conversation."""
+    metadata = parquet.metadata
+    leaf = next(
+        i
+        for i in range(metadata.num_columns)
+        if metadata.schema.column(i).path == "conversation_id"
+    )
+    found = []
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(leaf).statistics
+        low, high = (stats.min, stats.max) if stats is not None and stats.has_min_max else (0, 0)
+        if isinstance(low, str) and isinstance(high, str) and not low <= conversation_id <= high:
+            continue
+        found.append(group)
+    return found
+
+
+def _matching_rows(parquet: pq.ParquetFile, group: int, conversation_id: str) -> pa.Table | None:
+    ids = parquet.read_row_group(group, columns=["conversation_id"]).column(0)
+    mask = pc.equal(ids, pa.scalar(conversation_id, ids.type))
+    if not pc.any(mask).as_py():
+        return None
+    table = parquet.read_row_group(group, columns=list(_CONVERSATION_COLUMNS))
+    return table.filter(mask)
+
+
+def _lake_messages(table: pa.Table) -> list[LakeMessage]:
     at = table.column("at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
     columns = {name: table.column(name).to_pylist() for name in _CONVERSATION_COLUMNS}
     return [
