@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
@@ -30,6 +29,7 @@ from tests.api_support import Api, history, running_api
 from tests.factories import Events, jsonl
 from tests.route_matrix import PUBLIC, is_page, matrix
 from traingate.api.body import EVENTS_LIMIT, FEEDBACK_LIMIT, FORM_LIMIT, JSON_LIMIT
+from traingate.api.paths import path_segment
 from traingate.app import Traingate
 from traingate.auditing import DayCounts, subject_key
 from traingate.cli import cli
@@ -651,6 +651,8 @@ ODD_IDS = [
     "naïve-会話-🙂",
     "..x",
     "/",
+    ".",
+    "..",
 ]
 
 
@@ -659,7 +661,8 @@ def test_ids_with_odd_characters_work_in_every_route_and_link(
     api: Api, ev: Events, odd: str
 ) -> None:
     """An account and a conversation whose ids hold '/', '..', '?', '#', '%', spaces or
-    non-ASCII: every API route and page for them answers (percent-encoded), every link the
+    non-ASCII, or are exactly '.' or '..': every API route and page for them answers
+    (percent-encoded; a dot segment as its overlong form, api/paths.py), every link the
     pages write encodes the id as one segment and leads back to it, and the user can give
     feedback on it and delete it (issue 19: 404 everywhere, '../../etc/passwd' in an href)."""
     account, conversation = f"acct {odd}", odd
@@ -671,7 +674,7 @@ def test_ids_with_odd_characters_work_in_every_route_and_link(
             ev.message(f"m2 {odd}", conversation, account, T(3), role="assistant"),
         ]
     )
-    c, a = quote(conversation, safe=""), quote(account, safe="")
+    c, a = path_segment(conversation), path_segment(account)
     user = api.as_user(account)
     officer = api.as_role("privacy_officer")
     read = api.client.get(f"/v1/conversations/{c}", headers=user)
@@ -702,6 +705,32 @@ def test_ids_with_odd_characters_work_in_every_route_and_link(
     assert back == [f"/conversations/{c}"], back
     deleted = api.client.delete(f"/v1/conversations/{c}", headers=user)
     assert deleted.status_code == 200 and deleted.json()["conversation_id"] == conversation
+
+
+def test_a_browser_keeps_every_id_segment_as_written() -> None:
+    """What the pages write for each odd id (path_segment) is the path chromium requests: no
+    segment is resolved away, '.' and '..' included (as %2E would be)."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{chromium} is missing (CI=true)")
+        pytest.skip(f"{chromium} is missing")
+    from playwright.sync_api import sync_playwright
+
+    links = [f"/conversations/{path_segment(odd)}/feedback" for odd in ODD_IDS]
+    naive = "/conversations/%2E%2E/feedback"  # '..' percent-encoded: still resolved
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            resolved = browser.new_page().evaluate(
+                "links => links.map(l => new URL(l, 'http://h/privacy').pathname)",
+                [*links, naive],
+            )
+        finally:
+            browser.close()
+    assert resolved == [*links, "/feedback"]
 
 
 # -- the command line under damage -----------------------------------------------------------

@@ -7,8 +7,11 @@ the routed path from the raw one segment by segment, leaving ``/`` and ``%`` ins
 encoded (``%2F``, ``%25``); the path parameters typed ``PathId`` decode those two back. Links
 the pages write quote every character but the unreserved ones (``render.py``'s ``urlencode``).
 
-An id that is exactly ``.`` or ``..`` still cannot travel in a path: browsers and most HTTP
-clients resolve such a segment (encoded or not) before sending.
+An id that is exactly ``.`` or ``..`` cannot travel as itself: browsers and HTTP clients
+resolve such a segment before sending, encoded (``%2E``) or not. It travels as ``%C0%AE``
+(``.``) or ``%C0%AE%C0%AE`` (``..``), the overlong UTF-8 form of the dot, which no client
+resolves and which names no other id (every id is valid UTF-8, and these bytes are not).
+``path_segment`` writes an id so (the pages' links use it); the middleware reads it back.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from pydantic import AfterValidator
 
-__all__ = ["MAX_ID_IN_PATH", "KeepEncodedSlashes", "PathId", "decode_segment"]
+__all__ = ["MAX_ID_IN_PATH", "KeepEncodedSlashes", "PathId", "decode_segment", "path_segment"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,8 +35,23 @@ MAX_ID_IN_PATH = 3 * 512  # an id of 512 characters, each ``/`` or ``%`` kept as
 _KEPT = re.compile(r"%(25|2F)")
 
 
+# The ids that are dot segments, as they travel (overlong UTF-8 of "."), and back.
+_DOT = "%C0%AE"
+_DOTS = {".": _DOT, "..": _DOT * 2}
+_FROM_DOTS = {sent: name for name, sent in _DOTS.items()}
+
+
+def path_segment(value: str) -> str:
+    """An id as one path segment: every character but the unreserved ones percent-encoded
+    (``/`` included), and ``.`` / ``..`` as their overlong forms (module docstring)."""
+    return _DOTS.get(value) or quote(value, safe="")
+
+
 def _keep(segment: str) -> str:
-    return segment.replace("%", "%25").replace("/", "%2F")
+    dots = _FROM_DOTS.get(segment.upper())
+    if dots is not None:
+        return dots
+    return unquote(segment).replace("%", "%25").replace("/", "%2F")
 
 
 def decode_segment(value: str) -> str:
@@ -56,5 +74,5 @@ class KeepEncodedSlashes:
         if raw and b"%" in raw:
             text = raw.decode("latin-1").split("?", 1)[0]
             scope = dict(scope)
-            scope["path"] = "/".join(_keep(unquote(segment)) for segment in text.split("/"))
+            scope["path"] = "/".join(_keep(segment) for segment in text.split("/"))
         await self.app(scope, receive, send)

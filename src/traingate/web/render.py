@@ -12,12 +12,12 @@ import functools
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from traingate.api.paths import path_segment
 from traingate.timeutil import Duration, format_instant, from_micros, parse_instant
 
 __all__ = [
@@ -93,8 +93,9 @@ def _instant(value: int | None) -> str:
 def _url_segment(value: object) -> str:
     """An id as one path segment of a link: every character but the unreserved ones
     percent-encoded, ``/`` included (Jinja's own ``urlencode`` keeps ``/``: an id
-    ``../../x`` would have left the page's path). ``api/paths.py`` routes it back."""
-    return quote(str(value), safe="")
+    ``../../x`` would have left the page's path), and ``.`` / ``..`` in the form no browser
+    resolves. ``api/paths.py`` writes it and routes it back."""
+    return path_segment(str(value))
 
 
 def _pretty_json(value: Any) -> str:
