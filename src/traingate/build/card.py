@@ -20,6 +20,9 @@ _SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
           (1_000_000_000, "100M<n<1B"))  # fmt: skip
 
 
+_DATE = "date"  # SPEC §4: the record's UTC date
+
+
 def size_category(rows: int) -> str:
     """The Hugging Face ``size_categories`` value of ``rows`` examples."""
     for bound, name in _SIZES:
@@ -48,8 +51,14 @@ def _feature(name: str, kind: pa.DataType) -> dict[str, Any]:
 
 
 def features_yaml(schema: pa.Schema) -> list[dict[str, Any]]:
-    """``dataset_info.features`` of rows of ``schema``, as ``datasets`` writes them."""
-    return [_feature(f.name, f.type) for f in schema]
+    """``dataset_info.features`` of rows of ``schema``, as ``datasets`` writes them. A record's
+    ``date`` (a UTC date, ``YYYY-MM-DD`` text in the files) is declared ``date32``: readers of
+    JSON Lines take such text for a timestamp, which would come out as ``YYYY-MM-DD 00:00:00``
+    text; as a date it reads the same from Parquet and JSON Lines."""
+    return [
+        {"name": f.name, "dtype": "date32"} if f.name == _DATE else _feature(f.name, f.type)
+        for f in schema
+    ]
 
 
 def _scalar(value: Any) -> str:
