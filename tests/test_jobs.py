@@ -25,10 +25,10 @@ from tests.factories import Events
 from tests.test_crash_safety import _population, _server
 from traingate.app import Traingate
 from traingate.build.progress import Progress
-from traingate.jobs import Owner, process_identity, stopped
+from traingate.jobs import BuildJobs, Owner, job_dict, process_identity, stopped
 from traingate.settings import Settings
 from traingate.store import jobs as stored
-from traingate.timeutil import now_micros
+from traingate.timeutil import now_micros, parse_instant
 
 T = Events.t
 SECOND = 1_000_000
@@ -160,6 +160,41 @@ def test_a_stopping_app_finishes_its_running_build_and_fails_its_queued_ones(
         "failed",
         "the server stopped before the build started",
     )
+
+
+def test_progress_is_written_by_the_heartbeat_not_per_batch(
+    settings: Settings, tmp_path: Path, ev: Events, gate: Gate
+) -> None:
+    """A batch counts in memory; only the heartbeat (here: none until the end) writes it."""
+    reached, release = gate
+    with Traingate.open(settings) as tg:
+        assert tg.ingest(json.dumps(e) for e in history(ev)).rejected == 0
+        jobs = BuildJobs(settings=settings, datasets_dir=tmp_path / "d", heartbeat_seconds=3600)
+        try:
+            job = jobs.submit(
+                tg=tg,
+                purpose="model_training",
+                as_of=parse_instant(T(9)),
+                format="jsonl",
+                engine="duckdb",
+                requested_by="analyst",
+                actor="system",
+            )
+            assert reached.wait(120)
+            time.sleep(0.5)
+            row = stored.job(tg.store.db, job["job_id"])
+            assert row and (row.state, row.messages_done, row.messages_total) == (
+                "running",
+                0,
+                None,
+            )
+            assert jobs.get(tg=tg, key=job["job_id"]) == job_dict(row)
+        finally:
+            release.set()
+            jobs.shutdown()
+        row = stored.job(tg.store.db, job["job_id"])
+    assert row and row.state == "succeeded"
+    assert row.messages_total and row.messages_done == row.messages_total  # written at the end
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,14 @@ pid namespace and start time), or, from anywhere, when its owner has not beaten 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
 import socket
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -173,6 +175,7 @@ class _Live:
 
     row: stored.JobRow
     actor: str  # who asked for it, as the audit log names it (kept in memory only)
+    shape: str = "records"  # the rows' shape (build/shapes.py; in memory, in the manifest)
     done: int = 0
     total: int | None = None
     started: bool = False
@@ -214,17 +217,29 @@ class BuildJobs:
         self._lease = int(lease_seconds * 1_000_000)
         self._interval = heartbeat_seconds
         remove_all_leftovers(datasets_dir)  # at start-up: what killed builds left
-        self._db = connect(settings.db_url)  # this process's job writes, under _db_lock
-        migrate(self._db)
-        self._db_lock = threading.Lock()
-        self._lock = threading.Lock()
+        db = connect(settings.db_url)
+        try:
+            migrate(db)
+            self.reap(db)  # at start-up: the jobs of processes that stopped
+        finally:
+            db.close()
+        self._lock = threading.Lock()  # guards _live and the counters in it
         self._live: dict[str, _Live] = {}
-        with self._db_lock:
-            self.reap(self._db)  # at start-up: jobs of processes that stopped
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tg-build")
+        # This app's own connection for its job writes and the heartbeat thread: both from its
+        # first job on (an app that never builds holds neither).
+        self._db: Database | None = None
+        self._db_lock = threading.Lock()
         self._stop = threading.Event()
         self._beater = threading.Thread(target=self._beat, name="tg-build-heartbeat", daemon=True)
-        self._beater.start()
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[Database]:
+        """This app's connection for its job writes, one write at a time."""
+        with self._db_lock:
+            if self._db is None:
+                self._db = connect(self.settings.db_url)
+            yield self._db
 
     def reap(self, db: Database) -> list[str]:
         """Mark failed the live jobs whose process stopped; returns their ids."""
@@ -246,13 +261,16 @@ class BuildJobs:
         engine: str,
         requested_by: str,
         actor: str,
+        shape: str = "records",
     ) -> dict[str, Any]:
         """Queue a build; what can be checked at once (purpose, format, engine) raises here."""
         from traingate.build.engines import engine_named
+        from traingate.build.shapes import as_shape
         from traingate.build.writer import as_format
 
         tg.policy.require_purpose(purpose)
         as_format(format)
+        as_shape(shape)
         engine_named(engine)
         job_id = f"job-{secrets.token_hex(8)}"
         now = now_micros()
@@ -281,7 +299,9 @@ class BuildJobs:
         )
         stored.insert_job(tg.store.db, row)
         with self._lock:
-            self._live[job_id] = _Live(row=row, actor=actor)
+            self._live[job_id] = _Live(row=row, actor=actor, shape=shape)
+            if self._beater.ident is None and not self._stop.is_set():
+                self._beater.start()  # the first job's: it beats until shutdown
         self._executor.submit(self._run, job_id)
         return job_dict(row)
 
@@ -289,10 +309,15 @@ class BuildJobs:
         from traingate.app import Traingate  # the facade runs the build; jobs are its edge
 
         live = self._live[job_id]
-        with self._db_lock:
-            started = stored.start_job(
-                self._db, job_id=job_id, token=self.owner.token, now=now_micros()
-            )
+        try:
+            with self._writer() as db:
+                started = stored.start_job(
+                    db, job_id=job_id, token=self.owner.token, now=now_micros()
+                )
+        except TraingateError as exc:  # the store is away: the heartbeat records the outcome
+            with self._lock:
+                live.outcome = (f"the build could not start: {exc}", None, None)
+            return
         with self._lock:
             if not started:  # another process took it for stopped
                 del self._live[job_id]
@@ -306,6 +331,7 @@ class BuildJobs:
                     out=Path(job.path),
                     as_of=job.as_of,
                     format=job.format,
+                    shape=live.shape,
                     engine=job.engine,
                     progress=_JobProgress(live, self._lock),
                     actor=live.actor,
@@ -327,9 +353,9 @@ class BuildJobs:
         for job_id, live in finished:
             assert live.outcome is not None
             error, build_id, manifest = live.outcome
-            with self._db_lock:
+            with self._writer() as db:
                 stored.finish_job(
-                    self._db,
+                    db,
                     job_id=job_id,
                     token=self.owner.token,
                     now=now_micros(),
@@ -348,9 +374,9 @@ class BuildJobs:
                 with self._lock:
                     beats = [(j, live.done, live.total) for j, live in self._live.items()]
                 if beats:
-                    with self._db_lock:
+                    with self._writer() as db:
                         stored.heartbeat(
-                            self._db, token=self.owner.token, now=now_micros(), progress=beats
+                            db, token=self.owner.token, now=now_micros(), progress=beats
                         )
             except TraingateError as exc:  # the store is away: try again at the next beat
                 _log.warning("build jobs: cannot write the heartbeat: %s", exc)
@@ -370,8 +396,10 @@ class BuildJobs:
         """Stop: running builds finish (unless not ``wait``), queued ones are failed with the
         reason, and this app's connection closes (when it waited for the builds)."""
         self._executor.shutdown(wait=wait, cancel_futures=True)
-        self._stop.set()
-        self._beater.join()
+        with self._lock:
+            self._stop.set()
+        if self._beater.is_alive():
+            self._beater.join()
         if not wait:  # builds still run and will record their outcomes
             return
         with self._lock:
@@ -381,7 +409,10 @@ class BuildJobs:
         try:
             self._record_outcomes()
         finally:
-            self._db.close()
+            with self._db_lock:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
 
 
 # -- completed builds, as lineage records them -------------------------------------------------
