@@ -496,3 +496,39 @@ def test_kto_columns_have_their_lineage() -> None:
     assert {
         t.masking for f in facet.fields["label"].inputFields for t in f.transformations or []
     } == {False}
+
+
+def test_the_command_line_reads_openlineage_yml_of_the_working_directory(tmp_path: Path) -> None:
+    """`traingate dataset build` as a real process, configured only by ./openlineage.yml (the
+    client's own configuration file): a build sends START and COMPLETE, a failing one START and
+    FAIL, and its error and exit status are those of the same build unconfigured."""
+    log = tmp_path / "events.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINGATE_", "OPENLINEAGE"))}
+    command = (sys.executable, "-m", "traingate")
+    env["HOME"] = str(tmp_path)
+
+    def build(out: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, "dataset", "build", "--purpose", "model_training", "--out", out],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    (tmp_path / "taken").mkdir()
+    refused = build("taken")  # unconfigured
+    assert refused.returncode != 0 and not log.exists()
+    (tmp_path / "openlineage.yml").write_text(
+        f"transport:\n  type: file\n  log_file_path: {log}\n  append: true\n"
+    )
+    assert build("out").returncode == 0
+    again = build("taken")
+    assert (again.returncode, again.stderr) == (refused.returncode, refused.stderr)
+    events = _events(log)
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE", "START", "FAIL"]
+    assert events[1]["outputs"][0]["name"] == str(tmp_path / "out")
+    assert events[3]["run"]["facets"]["errorMessage"]["message"] in refused.stderr
+    assert all(_problems(event) == [] for event in events)
