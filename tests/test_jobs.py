@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +209,27 @@ def ended() -> tuple[int, str]:
     return child.pid, identity
 
 
+@pytest.fixture(scope="module")
+def children() -> Iterator[dict[str, tuple[int, str]]]:
+    """Pids and identities of a running child process and of a killed one not yet reaped."""
+    live, zombie = (
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in "lz"
+    )
+    try:
+        found = {"live": live.pid, "zombie": zombie.pid}
+        identities = {name: process_identity(pid) for name, pid in found.items()}
+        zombie.kill()  # not waited for: a zombie until the end
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        yield {name: (found[name], str(identities[name])) for name in found}
+    finally:
+        for child in (live, zombie):
+            child.kill()
+            child.wait()
+
+
 def _row(**changes: Any) -> stored.JobRow:
     now = now_micros()
     row = stored.JobRow(
@@ -253,6 +274,10 @@ def _me() -> Owner:
         ("this process, another app", 0, None),
         ("this process, another app", LEASE + SECOND, "has not been heard from since"),
         ("an ended process here", 0, "ended"),
+        ("a killed process here, not yet reaped", 0, "ended"),
+        ("a live process here", 0, None),
+        ("a live process here", LEASE + SECOND, "has not been heard from since"),
+        ("another process here under an ended one's pid", 0, "ended"),
         ("another machine", LEASE - SECOND, None),
         ("another machine", LEASE + SECOND, "has not been heard from since"),
         ("unknown process here", 0, None),  # /proc told nothing: the heartbeat decides
@@ -260,14 +285,28 @@ def _me() -> Owner:
     ],
 )
 def test_when_a_jobs_process_has_stopped(
-    ended: tuple[int, str], owner: str, beat_ago: int, why: str | None
+    ended: tuple[int, str],
+    children: dict[str, tuple[int, str]],
+    owner: str,
+    beat_ago: int,
+    why: str | None,
 ) -> None:
     me, now = _me(), now_micros()
     pid, identity = ended
+    (live, live_identity), (zombie, zombie_identity) = children["live"], children["zombie"]
     owners: dict[str, dict[str, Any]] = {
         "this app": {"owner_token": me.token, "owner_pid": me.pid, "owner_process": me.process},
         "this process, another app": {"owner_pid": me.pid, "owner_process": me.process},
         "an ended process here": {"owner_pid": pid, "owner_process": identity},
+        "a killed process here, not yet reaped": {
+            "owner_pid": zombie,
+            "owner_process": zombie_identity,
+        },
+        "a live process here": {"owner_pid": live, "owner_process": live_identity},
+        "another process here under an ended one's pid": {
+            "owner_pid": live,  # the same pid, started at another time: not the same process
+            "owner_process": f"{live_identity.rsplit('/', 1)[0]}/1",
+        },
         "another machine": {"owner_process": "other-boot/1/2"},
         "unknown process here": {"owner_pid": pid},
     }

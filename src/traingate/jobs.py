@@ -83,7 +83,8 @@ def _read(path: str) -> str | None:
 
 def process_identity(pid: int) -> str | None:
     """``boot id/pid namespace/start time`` of the process ``pid`` of this machine, as this
-    process sees it; None where /proc does not tell (the pid check is then skipped)."""
+    process sees it; None when no such process runs (a zombie has ended) or where /proc does
+    not tell (for this process: the pid check is then skipped)."""
     boot = _read("/proc/sys/kernel/random/boot_id")
     stat = _read(f"/proc/{pid}/stat")
     try:
@@ -92,8 +93,8 @@ def process_identity(pid: int) -> str | None:
         return None
     if boot is None or stat is None:
         return None
-    after_name = stat.rsplit(")", 1)[-1].split()
-    if len(after_name) < 20:
+    after_name = stat.rsplit(")", 1)[-1].split()  # fields 3 on: the state, ...
+    if len(after_name) < 20 or after_name[0] in ("Z", "X"):  # a zombie has ended
         return None
     return f"{boot}/{namespace}/{after_name[19]}"  # field 22 of stat: the start time
 
