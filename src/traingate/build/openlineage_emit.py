@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from openlineage.client import OpenLineageClient
+    from openlineage.client.event_v2 import RunEvent
 
     from traingate.build.builder import BuildResult
     from traingate.build.openlineage import BuildFacts, Inputs
@@ -52,11 +53,10 @@ def configured(
 
 def _store_inputs(db: Database) -> Inputs:
     from traingate.build.openlineage import postgres_inputs, sqlite_inputs
+    from traingate.store.db import SqliteDatabase
 
-    if db.dialect == "sqlite":
-        main = Path(getattr(db, "path")).absolute()  # noqa: B009 (SqliteDatabase only)
-        vault = Path(getattr(db, "vault_path")).absolute()  # noqa: B009
-        return sqlite_inputs(main=str(main), vault=str(vault))
+    if isinstance(db, SqliteDatabase):
+        return sqlite_inputs(main=str(db.path.absolute()), vault=str(db.vault_path.absolute()))
     database, schema = db.execute("SELECT current_database(), current_schema()")[0]
     return postgres_inputs(
         url=db.url, database=str(database), schema=str(schema), vault_prefix=db.vault_prefix
@@ -109,7 +109,7 @@ class BuildLineage:
         self._client = client
         self.facts = facts
 
-    def _send(self, kind: str, make: Any) -> None:
+    def _send(self, kind: str, make: Callable[[], RunEvent]) -> None:
         try:
             self._client.emit(make())
         except Exception as exc:  # a lineage backend down never fails a build
@@ -128,7 +128,7 @@ class BuildLineage:
     def complete(self, result: BuildResult) -> None:
         from traingate.build.openlineage import complete_event
 
-        def make() -> Any:
+        def make() -> RunEvent:
             data = (result.path / "manifest.json").read_bytes()
             return complete_event(
                 self.facts,
