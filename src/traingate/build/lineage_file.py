@@ -53,12 +53,13 @@ __all__ = [
 LINEAGE_DIR = ".traingate-lineage"
 ROW_GROUP = 16_384  # rows per row group: what one lookup reads (about 0.9 MB)
 _RUN = 200_000  # items spooled in memory before they go to the scratch file (about 11 MB)
-_GROUP = 1_000_000  # items sorted in memory at once when the file is written (about 53 MB)
+_GROUP = 262_144  # items sorted in memory at once when the file is written (about 14 MB)
 _PREFIX_BITS = 12  # the spool's runs are cut by the first 12 bits of the item key
 _KINDS = ("conversation", "feedback")
 _RECORD = 32
 _WIDTH = SHORT_HASH + _RECORD + 1 + 4  # one spooled item: item key, record id, kind, messages
 _BUILD_KEY = b"traingate.build_id"
+_RANGES_KEY = "traingate.row_group_keys"  # hex: each row group's first and last item key
 SCHEMA = pa.schema(
     [
         pa.field("item_key", pa.binary(SHORT_HASH), nullable=False),
@@ -174,16 +175,22 @@ def _fixed(rows: np.ndarray[Any, Any], start: int, width: int) -> pa.Array[Any]:
     )
 
 
+def _numeric(values: np.ndarray[Any, Any], kind: pa.DataType) -> pa.Array[Any]:
+    """A numpy vector as an Arrow array of its type, sharing its buffer (no pandas involved)."""
+    data = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(data.data)])
+
+
 def _batch(rows: np.ndarray[Any, Any]) -> pa.RecordBatch:
     record_end = SHORT_HASH + _RECORD
-    kinds = rows[:, record_end].astype(np.int8)
+    kinds = _numeric(rows[:, record_end].astype(np.int8), pa.int8())
     messages = np.ascontiguousarray(rows[:, record_end + 1 :]).view(">u4").ravel()
     return pa.RecordBatch.from_arrays(
         [
             _fixed(rows, 0, SHORT_HASH),
             _fixed(rows, SHORT_HASH, _RECORD),
             pa.DictionaryArray.from_arrays(kinds, pa.array(_KINDS)),
-            pa.array(messages.astype(np.int32)),
+            _numeric(messages.astype(np.int32), pa.int32()),
         ],
         schema=SCHEMA,
     )
@@ -211,6 +218,16 @@ class _Hashing(io.RawIOBase):
         return self._handle.tell()
 
 
+def _write_groups(writer: pq.ParquetWriter, table: pa.Table, bounds: list[bytes]) -> None:
+    """Write ``table`` as row groups of ``ROW_GROUP`` rows (the last may be shorter), adding
+    each one's first and last item key to ``bounds``."""
+    keys = table["item_key"]
+    for start in range(0, table.num_rows, ROW_GROUP):
+        end = min(start + ROW_GROUP, table.num_rows)
+        bounds += [cast(bytes, keys[start].as_py()), cast(bytes, keys[end - 1].as_py())]
+    writer.write_table(table, row_group_size=ROW_GROUP)
+
+
 class Stopped(Exception):
     """``write_lineage`` was asked to stop (the build failed meanwhile)."""
 
@@ -231,6 +248,7 @@ def write_lineage(
             use_dictionary=["kind"],  # type: ignore[arg-type]  # pyarrow takes column names
             write_statistics=["item_key"],
         )
+        bounds: list[bytes] = []  # each row group's first and last item key
         try:
             held: list[pa.RecordBatch] = []
             rows = 0
@@ -242,12 +260,12 @@ def write_lineage(
                 full = rows - rows % ROW_GROUP
                 if full:
                     table = pa.Table.from_batches(held, schema=SCHEMA)
-                    writer.write_table(table.slice(0, full), row_group_size=ROW_GROUP)
+                    _write_groups(writer, table.slice(0, full), bounds)
                     held = table.slice(full).to_batches()
                     rows -= full
             if rows:
-                table = pa.Table.from_batches(held, schema=SCHEMA)
-                writer.write_table(table, row_group_size=ROW_GROUP)
+                _write_groups(writer, pa.Table.from_batches(held, schema=SCHEMA), bounds)
+            writer.add_key_value_metadata({_RANGES_KEY: b"".join(bounds).hex()})
         finally:
             writer.close()
         handle.flush()
@@ -289,20 +307,20 @@ def remove_lineage(path: Path) -> None:
         path.parent.rmdir()
 
 
-def _key_ranges(metadata: pq.FileMetaData) -> tuple[list[bytes], list[bytes], list[int]]:
-    """The item key range of each row group with statistics (their row groups, in order), and
-    the row groups without (read for every lookup)."""
-    lows: list[bytes] = []
-    highs: list[bytes] = []
-    unknown: list[int] = []
-    for index in range(metadata.num_row_groups):
-        stats = metadata.row_group(index).column(0).statistics
-        if stats is None or not stats.has_min_max or stats.min is None or stats.max is None:
-            unknown.append(index)
-            continue
-        lows.append(bytes(stats.min))
-        highs.append(bytes(stats.max))
-    return lows, highs, unknown
+def _key_ranges(metadata: pq.FileMetaData) -> tuple[list[bytes], list[bytes]] | None:
+    """The first and the last item key of each row group, from the file's index (what its
+    ``item_key`` statistics say, without a Python object per row group and column)."""
+    index = (metadata.metadata or {}).get(_RANGES_KEY.encode())
+    if index is None:
+        return None
+    data = bytes.fromhex(index.decode())
+    width = 2 * SHORT_HASH
+    if len(data) != width * metadata.num_row_groups:
+        return None
+    return (
+        [data[i : i + SHORT_HASH] for i in range(0, len(data), width)],
+        [data[i + SHORT_HASH : i + width] for i in range(0, len(data), width)],
+    )
 
 
 def find_items(path: Path, *, build_id: str, item_keys: Collection[bytes]) -> list[StoredItem]:
@@ -318,14 +336,16 @@ def find_items(path: Path, *, build_id: str, item_keys: Collection[bytes]) -> li
         named = (metadata.metadata or {}).get(_BUILD_KEY)
         if named != build_id.encode():
             raise StoreError(f"{path} is not the lineage of {build_id}")
-        lows, highs, unknown = _key_ranges(metadata)
-        groups = set(unknown)
-        known = [i for i in range(metadata.num_row_groups) if i not in groups]
+        ranges = _key_ranges(metadata)
+        if ranges is None:
+            raise StoreError(f"{path} is not the lineage of {build_id}: it has no key index")
+        lows, highs = ranges
         keys = sorted(set(item_keys))
+        groups: set[int] = set()
         for key in keys:
             index = bisect.bisect_left(highs, key)
             while index < len(lows) and lows[index] <= key:
-                groups.add(known[index])
+                groups.add(index)
                 index += 1
         if not groups:
             return []
