@@ -20,6 +20,8 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.factories import Events
 from traingate.app import Traingate
@@ -532,3 +534,26 @@ def test_the_command_line_reads_openlineage_yml_of_the_working_directory(tmp_pat
     assert events[1]["outputs"][0]["name"] == str(tmp_path / "out")
     assert events[3]["run"]["facets"]["errorMessage"]["message"] in refused.stderr
     assert all(_problems(event) == [] for event in events)
+
+
+_WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=6, max_size=12)
+
+
+@given(
+    user=_WORD,
+    password=_WORD,
+    host=st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z]{2,5}){0,2}", fullmatch=True),
+    port=st.integers(min_value=1, max_value=65535) | st.none(),
+    database=_WORD,
+)
+def test_no_credentials_ever_reach_a_name(
+    user: str, password: str, host: str, port: int | None, database: str
+) -> None:
+    authority = host if port is None else f"{host}:{port}"
+    url = f"postgresql://{user}:{password}@{authority}/{database}?sslmode=require"
+    inputs = postgres_inputs(url=url, database="", schema="public", vault_prefix="vault_")
+    for dataset in inputs.datasets():
+        assert dataset.namespace == f"postgres://{host}:{port or 5432}"
+        assert user not in dataset.namespace + dataset.name or user in host + database
+        assert password not in dataset.namespace + dataset.name or password in host + database
+        assert dataset.name.startswith(f"{database}.public.")
