@@ -51,6 +51,7 @@ def start_build(
         as_of=as_of,
         format=body.format,
         engine=body.engine,
+        shape=body.shape,
         requested_by=principal.role or principal.kind,
         actor=principal.actor,
     )

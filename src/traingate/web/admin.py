@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from traingate.api.auth import TG
-from traingate.build import ENGINES
+from traingate.build import ENGINES, SHAPES
 from traingate.errors import AccessDeniedError, ConfigError, NotFoundError, TraingateError
 from traingate.jobs import BuildJobs
 from traingate.policy import Policy
@@ -145,6 +145,7 @@ def builds(request: Request, tg: TG, admin: Admin, jobs: Jobs) -> Response:
         builds=tg.recorded_builds(),
         purposes=tg.policy.purposes,
         formats=FORMATS,
+        shapes=SHAPES,
         engines=ENGINES,
         error=None,
         form={},
@@ -164,6 +165,7 @@ def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted
             engine=form.get("engine", "duckdb"),
             requested_by=admin.principal.role or admin.principal.kind,
             actor=admin.principal.actor,
+            shape=form.get("shape", SHAPES[0]),
         )
     except TraingateError as exc:
         return _console(
@@ -174,6 +176,7 @@ def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted
             builds=tg.recorded_builds(),
             purposes=tg.policy.purposes,
             formats=FORMATS,
+            shapes=SHAPES,
             engines=ENGINES,
             error=str(exc),
             form=dict(form.fields),
