@@ -391,7 +391,7 @@ def test_store_inputs_follow_the_naming_conventions_without_credentials(
         ),
         ("postgresql://user@db.internal/prod", "postgres://db.internal:5432", "prod"),
         ("postgres:///prod?host=/var/run/postgresql", "postgres://localhost:5432", "prod"),
-        ("postgresql://u:p%40ss@[::1]:5433/x", "postgres://::1:5433", "x"),
+        ("postgresql://u:p%40ss@[::1]:5433/x", "postgres://[::1]:5433", "x"),
     ],
 )
 def test_postgres_names_carry_no_credentials(url: str, namespace: str, database: str) -> None:

@@ -126,6 +126,8 @@ def postgres_inputs(*, url: str, database: str, schema: str, vault_prefix: str) 
     if host.startswith("/"):  # a Unix socket directory: the server is this machine
         host = "localhost"
     port = parsed.port or int((query.get("port") or ["5432"])[0])
+    if ":" in host:  # an IPv6 address keeps its brackets in an authority
+        host = f"[{host}]"
     namespace = f"postgres://{host}:{port}"
     db = database or unquote(parsed.path.lstrip("/"))
     tables = {t: (DatasetName(namespace, f"{db}.{schema}.{t}"), "") for t in MAIN_TABLES}
