@@ -4,6 +4,7 @@ raw DuckDB read+write baseline and against the naive scalar loop.
     python benchmarks/build.py [--conversations 20000] [--conversations 50000 ...]
                                [--backend sqlite|postgresql] [--workdir benchmarks/out]
                                [--policy consumer-2024] [--sample 2000] [--keep]
+                               [--shape chat --shape kto --shape openai [--rounds 3]]
 
 For each N: a deterministic generator writes N conversations (about 8 messages each, realistic
 text lengths, 5% with e-mail addresses, consent timelines with revocations, organizations,
@@ -25,6 +26,11 @@ Then, each in its own process so that peak RSS is that run's own:
 ``TRAINGATE_POLICY``; default ``consumer-2024``); the store, ingested under the default, is the
 same for every policy. Prints one table: messages, build seconds, messages/s, peak RSS,
 build/baseline time ratio, build/naive and build/scalar speed ratios.
+
+``--shape S`` (repeatable; issue 16) measures builds of those shapes against ``records`` instead:
+``--rounds`` rounds, each building ``records`` then every shape in turn (alternating, so a noisy
+machine slows them alike), each build in its own process; prints each shape's rows, median and
+fastest build seconds, and its median / records' median in the same run.
 """
 
 from __future__ import annotations
@@ -269,7 +275,7 @@ def phase_ingest(store: Path, conversations: int) -> dict[str, Any]:
     }
 
 
-def phase_build(store: Path, out: Path) -> dict[str, Any]:
+def phase_build(store: Path, out: Path, shape: str = "records") -> dict[str, Any]:
     """The build; then its lineage rows are deleted again, so that every run builds against
     the same store (lineage grows with every build, and so would the cost of inserting it)."""
     from traingate.build.lineage import forget_build
@@ -277,7 +283,9 @@ def phase_build(store: Path, out: Path) -> dict[str, Any]:
 
     with _open(store) as tg:
         started = time.perf_counter()
-        result = tg.build_dataset(purpose="model_training", out=out, as_of=parse_instant(AS_OF))
+        result = tg.build_dataset(
+            purpose="model_training", out=out, as_of=parse_instant(AS_OF), shape=shape
+        )
         seconds = time.perf_counter() - started
         forget_build(tg.store.db, build_id=result.build_id)
     considered = result.manifest["exclusions"]["messages"]["considered"]
@@ -285,6 +293,7 @@ def phase_build(store: Path, out: Path) -> dict[str, Any]:
         "seconds": seconds,
         "messages": considered,
         "records": result.manifest["counts"]["records"],
+        "rows": result.manifest["shape"]["rows"],
         "rss_mb": rss_mb(),
     }
 
@@ -469,6 +478,55 @@ def bench(
     }
 
 
+def bench_shapes(
+    conversations: int, workdir: Path, backend: str, shapes: list[str], rounds: int
+) -> list[dict[str, Any]]:
+    """Builds of ``records`` and each shape, alternating, ``rounds`` times (issue 16)."""
+    import statistics
+
+    store = workdir / f"store-{backend}-{conversations}"
+    if not (store / "ready").exists():
+        shutil.rmtree(store, ignore_errors=True)
+        _new_store(store, backend, conversations)
+        ingested = run_phase(__file__, ["--phase", "ingest", str(store), str(conversations)])
+        (store / "ready").write_text(json.dumps(ingested))
+    order = ["records", *[s for s in shapes if s != "records"]]
+    seconds: dict[str, list[float]] = {shape: [] for shape in order}
+    rows: dict[str, int] = {}
+    for round_ in range(rounds):
+        for shape in order:
+            out = workdir / f"shape-{conversations}-{shape}-{round_}"
+            shutil.rmtree(out, ignore_errors=True)
+            built = run_phase(__file__, ["--phase", "build", str(store), str(out), shape])
+            shutil.rmtree(out, ignore_errors=True)
+            seconds[shape].append(built["seconds"])
+            rows[shape] = built["rows"]
+            print(json.dumps({"shape": shape, "round": round_, **built}), file=sys.stderr)
+    base = statistics.median(seconds["records"])
+    return [
+        {
+            "conversations": conversations,
+            "shape": shape,
+            "rows": rows[shape],
+            "median_s": statistics.median(seconds[shape]),
+            "min_s": min(seconds[shape]),
+            "vs_records": statistics.median(seconds[shape]) / base,
+        }
+        for shape in order
+    ]
+
+
+def shapes_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| N conv. | shape | rows | median build s | fastest s | vs records |"]
+    lines.append("|" + "---|" * 6)
+    for r in rows:
+        lines.append(
+            f"| {r['conversations']:,} | {r['shape']} | {r['rows']:,} | {r['median_s']:.1f} | "
+            f"{r['min_s']:.1f} | {r['vs_records']:.3f}x |"
+        )
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| backend | policy | N conv. | messages | build s | messages/s | peak RSS MB |"
@@ -506,6 +564,13 @@ def main() -> None:
     )
     parser.add_argument("--sample", type=int, default=2000, help="conversations of the naive run")
     parser.add_argument("--keep", action="store_true", help="keep the datasets written")
+    parser.add_argument(
+        "--shape",
+        action="append",
+        choices=["records", "chat", "kto", "openai"],
+        help="measure builds of this shape against records instead (repeatable; issue 16)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --shape builds")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -513,7 +578,7 @@ def main() -> None:
         if name == "ingest":
             result = phase_ingest(Path(rest[0]), int(rest[1]))
         elif name == "build":
-            result = phase_build(Path(rest[0]), Path(rest[1]))
+            result = phase_build(Path(rest[0]), Path(rest[1]), *rest[2:])
         elif name == "baseline":
             result = phase_baseline(Path(rest[0]), Path(rest[1]))
         elif name == "scalar":
@@ -521,6 +586,12 @@ def main() -> None:
         else:
             result = phase_naive(Path(rest[0]), int(rest[1]))
         print(json.dumps(result))
+        return
+    if args.shape:
+        measured = []
+        for n in args.conversations or [20_000]:
+            measured += bench_shapes(n, args.workdir, args.backend, args.shape, args.rounds)
+        print(shapes_table(measured))
         return
     rows = []
     for n in args.conversations or [20_000]:
