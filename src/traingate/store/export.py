@@ -27,18 +27,21 @@ import itertools
 import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from traingate.errors import StoreError
 from traingate.store.db import Database, SqliteDatabase
 from traingate.store.snapshot import Snapshot
 
-__all__ = ["StoreReader", "open_reader", "regroup", "rows_to_batch"]
+__all__ = ["StoreReader", "open_reader", "regroup", "rows_to_batch", "stage_parquet"]
 
 _PAGE = 20_000
 _BUSY_TIMEOUT_MS = 30_000
@@ -151,10 +154,13 @@ def _one_batch(table: pa.Table, schema: pa.Schema) -> pa.RecordBatch:
 class StoreReader:
     """A read-only snapshot of the store. Open with ``open_reader(db)``; use as a context."""
 
-    def __init__(self, *, dialect: str, connection: Any, page: int = _PAGE) -> None:
+    def __init__(
+        self, *, dialect: str, connection: Any, page: int = _PAGE, url: str | None = None
+    ) -> None:
         self.dialect = dialect
         self._conn = connection
         self._page = page
+        self._url = url  # PostgreSQL: what ``shared`` connects to
         self._names = itertools.count(1)
         # Calls into the connection, one at a time: a build reads the store from two threads
         # (listing and deciding on one, reading content on the other), over one snapshot.
@@ -317,6 +323,29 @@ class StoreReader:
         for table in regroup(batches, rows_per_batch=rows_per_batch, key=schema.names[key]):
             yield _one_batch(table, schema)
 
+    @contextlib.contextmanager
+    def shared(self, count: int) -> Iterator[list[StoreReader]]:
+        """``count`` more readers of this reader's snapshot, each its own connection: on
+        PostgreSQL the snapshot is exported (``pg_export_snapshot``) and each new connection's
+        REPEATABLE READ transaction imports it (``SET TRANSACTION SNAPSHOT``), so all of them
+        read the very same rows; this reader must stay open meanwhile. Closed on exit."""
+        if self.dialect != "postgresql" or self._url is None:
+            raise StoreError("only a PostgreSQL snapshot can be shared by connections")
+        import psycopg
+
+        with self._lock:
+            (snapshot,) = self._conn.execute("SELECT pg_export_snapshot()").fetchone()
+        readers: list[StoreReader] = []
+        try:
+            for _ in range(count):
+                readers.append(_open_postgres(self._url, self._page, snapshot=str(snapshot)))
+            yield readers
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL: cannot share the read snapshot: {exc}") from exc
+        finally:
+            for reader in readers:
+                reader.close()
+
     # -- life --------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -349,13 +378,19 @@ def _open_sqlite(db: SqliteDatabase, page: int) -> StoreReader:
     return StoreReader(dialect="sqlite", connection=snapshot, page=page)
 
 
-def _open_postgres(url: str, page: int) -> StoreReader:
+def _open_postgres(url: str, page: int, *, snapshot: str | None = None) -> StoreReader:
     import psycopg
+    from psycopg import sql
 
     try:
         conn = psycopg.connect(url, autocommit=False)
+    except psycopg.Error as exc:
+        raise StoreError(f"PostgreSQL: cannot open a read snapshot: {exc}") from exc
+    try:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
+        if snapshot is not None:  # the transaction's first statement: another's snapshot
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         conn.execute("SELECT 1").fetchall()  # starts the transaction: the snapshot
         # Builds look rows up by key in batches (``in_values``): with the default costs the
         # planner scans the whole table for each batch instead of using the index, and JIT
@@ -363,8 +398,9 @@ def _open_postgres(url: str, page: int) -> StoreReader:
         conn.execute("SET random_page_cost = 1.1")
         conn.execute("SET jit = off")
     except psycopg.Error as exc:
+        conn.close()
         raise StoreError(f"PostgreSQL: cannot open a read snapshot: {exc}") from exc
-    return StoreReader(dialect="postgresql", connection=conn, page=page)
+    return StoreReader(dialect="postgresql", connection=conn, page=page, url=url)
 
 
 def open_reader(db: Database, *, page: int = _PAGE) -> StoreReader:
@@ -374,3 +410,63 @@ def open_reader(db: Database, *, page: int = _PAGE) -> StoreReader:
     if not isinstance(db, SqliteDatabase):
         raise StoreError(f"not a SQLite store: {db.url}")
     return _open_sqlite(db, page)
+
+
+_HASH_SPACE = 1 << 32  # PostgreSQL's hashtext: a 32-bit signed integer
+
+
+def _key_range(sql: str, columns: int, key: int, stream: int, streams: int) -> str:
+    """``sql`` restricted to the rows whose ``key``-th column hashes into the ``stream``-th
+    of ``streams`` equal ranges of PostgreSQL's ``hashtext``: together the ranges hold every
+    row once (NULL keys go to the first)."""
+    names = ", ".join(f"c{i}" for i in range(columns))
+    hashed = f"hashtext(CAST(q.c{key} AS TEXT))"
+    low = -(1 << 31) + stream * _HASH_SPACE // streams
+    high = -(1 << 31) + (stream + 1) * _HASH_SPACE // streams
+    conditions = []
+    if stream > 0:
+        conditions.append(f"{hashed} >= {low}")
+    if stream < streams - 1:
+        conditions.append(f"{hashed} < {high}")
+    if stream == 0:
+        where = f"({' AND '.join(conditions) or 'TRUE'}) OR q.c{key} IS NULL"
+    else:
+        where = f"{' AND '.join(conditions)} AND q.c{key} IS NOT NULL"
+    return f"SELECT {names} FROM ({sql}) AS q({names}) WHERE {where}"
+
+
+def stage_parquet(
+    source: StoreReader,
+    sql: str,
+    params: Sequence[Any] = (),
+    *,
+    schema: pa.Schema,
+    directory: Path,
+    streams: int = 1,
+    key: int = 0,
+) -> list[Path]:
+    """The query's rows written as Parquet files ``part-N.parquet`` of ``directory`` (which
+    must exist), on one connection or, on PostgreSQL with ``streams`` > 1, on that many
+    connections of the reader's snapshot (``StoreReader.shared``), each the rows whose
+    ``key``-th column falls in one range of hashes, written by a thread of its own. The same
+    rows either way (in another order, and spread over the files)."""
+    if streams <= 1 or source.dialect != "postgresql":
+        path = directory / "part-0.parquet"
+        _write_parquet(source.batches(sql, params, schema=schema), schema, path)
+        return [path]
+    queries = [_key_range(sql, len(schema), key, i, streams) for i in range(streams)]
+    paths = [directory / f"part-{i}.parquet" for i in range(streams)]
+    with source.shared(streams) as readers, ThreadPoolExecutor(streams) as pool:
+        futures = [
+            pool.submit(_write_parquet, reader.batches(query, params, schema=schema), schema, path)
+            for reader, query, path in zip(readers, queries, paths, strict=True)
+        ]
+        for future in futures:
+            future.result()
+    return paths
+
+
+def _write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> None:
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)

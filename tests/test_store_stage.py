@@ -1,0 +1,142 @@
+"""Staging store tables as Parquet (``store/export.stage_parquet``): on PostgreSQL, several
+connections of one exported snapshot, each a range of key hashes, stage exactly the rows one
+connection stages, and none written after the snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.factories import Events, jsonl
+from traingate.app import Traingate
+from traingate.build.compile import LEDGERS
+from traingate.errors import StoreError
+from traingate.settings import Settings
+from traingate.store.export import open_reader, stage_parquet
+
+T = Events.t
+_AS_OF = 10**18
+
+
+def _history(e: Events, accounts: range) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for a in accounts:
+        organization = f"org{a % 3}" if a % 2 else None
+        plan = "team" if organization else "free"
+        events.append(e.account(f"a{a}", T(0), plan=plan, organization_id=organization))
+        events.append(e.consent(f"a{a}", T(0, a % 50), a % 3 != 0))
+        for c in range(3):
+            conversation = f"a{a}-c{c}"
+            style = {"tone": "brief"}
+            events.append(e.conversation(conversation, f"a{a}", T(1), custom_style=style))
+            for m in range(2):
+                events.append(e.message(f"{conversation}-m{m}", conversation, f"a{a}", T(1, m)))
+            if (a + c) % 7 == 0:
+                events.append(e.flag(f"f{a}-{c}", conversation, T(2)))
+                if a % 2:
+                    events.append(e.clear(f"f{a}-{c}", T(3)))
+        if a % 11 == 0:
+            events.append(e.conversation_deleted(f"a{a}-c0", f"a{a}", T(4)))
+        if a % 13 == 0:
+            events.append(e.account_deleted(f"a{a}", T(5)))
+    return events
+
+
+def _rows(paths: list[Path]) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    for path in paths:
+        table = pq.read_table(path)
+        rows += list(zip(*(c.to_pylist() for c in table.columns), strict=True))
+    return sorted(rows, key=repr)
+
+
+def _key(schema: pa.Schema) -> int:
+    names = schema.names
+    for name in ("conversation_id", "account_id", "subject", "flag_id"):
+        if name in names:
+            return names.index(name)
+    return 0
+
+
+@pytest.fixture
+def pg(pg_schema_url: str, tmp_path: Path) -> Any:
+    settings = Settings(db_url=pg_schema_url, key_file=tmp_path / "keys.json")
+    with Traingate.open(settings) as tg:
+        assert tg.ingest(jsonl(_history(Events(), range(120)))).rejected == 0
+        yield tg
+
+
+@pytest.mark.parametrize("streams", [2, 3, 8])
+def test_several_connections_of_one_snapshot_stage_what_one_stages(
+    pg: Traingate, tmp_path: Path, streams: int
+) -> None:
+    """Every ledger: the same rows from ``streams`` connections as from one, each connection
+    holding a part of them, and nothing ingested after the snapshot was taken."""
+    with open_reader(pg.store.db) as reader:
+        later = jsonl(_history(Events(prefix="late"), range(1_000, 1_040)))
+        assert pg.ingest(later).rejected == 0  # committed after the snapshot: not staged
+        for ledger in LEDGERS:
+            params = (_AS_OF,) * ledger.query.count("?")
+            one, many = tmp_path / f"{ledger.name}-1", tmp_path / f"{ledger.name}-{streams}"
+            one.mkdir()
+            many.mkdir()
+            single = stage_parquet(
+                reader, ledger.query, params, schema=ledger.schema, directory=one
+            )
+            split = stage_parquet(
+                reader,
+                ledger.query,
+                params,
+                schema=ledger.schema,
+                directory=many,
+                streams=streams,
+                key=_key(ledger.schema),
+            )
+            assert len(single) == 1 and len(split) == streams
+            expected = _rows(single)
+            assert expected and _rows(split) == expected, ledger.name
+            assert not any("a1000" in repr(row) for row in expected)
+            today = reader.batch(ledger.query, params, schema=ledger.schema)
+            assert _rows(single) == sorted(
+                zip(*(c.to_pylist() for c in today.columns), strict=True), key=repr
+            )
+            if len(expected) >= 100:  # a split that splits: every connection had rows
+                assert all(pq.read_metadata(path).num_rows for path in split), ledger.name
+    with open_reader(pg.store.db) as reader:  # a new snapshot sees the later rows
+        (count,) = reader.fetchall("SELECT COUNT(*) FROM conversations")[0]
+        assert count == 3 * 160
+
+
+def test_rows_whose_key_is_null_are_staged_once(pg: Traingate, tmp_path: Path) -> None:
+    schema = pa.schema([("organization_id", pa.string()), ("account_id", pa.string())])
+    sql = "SELECT organization_id, account_id FROM account_plans"
+    with open_reader(pg.store.db) as reader:
+        one = stage_parquet(reader, sql, schema=schema, directory=tmp_path)
+        (tmp_path / "split").mkdir()
+        split = stage_parquet(reader, sql, schema=schema, directory=tmp_path / "split", streams=4)
+    rows = _rows(one)
+    assert any(organization is None for organization, _ in rows)
+    assert _rows(split) == rows and len(rows) == 120
+
+
+def test_sqlite_stages_on_its_one_connection(tmp_path: Path) -> None:
+    """SQLite has no snapshot to share: one file, whatever ``streams`` says."""
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}",
+        key_file=tmp_path / "keys.json",
+    )
+    ledger = LEDGERS[0]
+    with Traingate.open(settings) as tg:
+        assert tg.ingest(jsonl(_history(Events(), range(10)))).rejected == 0
+        with open_reader(tg.store.db) as reader:
+            paths = stage_parquet(
+                reader, ledger.query, schema=ledger.schema, directory=tmp_path, streams=4
+            )
+            assert [p.name for p in paths] == ["part-0.parquet"]
+            assert len(_rows(paths)) == 30
+            with pytest.raises(StoreError, match="only a PostgreSQL snapshot"), reader.shared(2):
+                pass
