@@ -433,3 +433,30 @@ def test_row_groups_whose_statistics_exclude_the_conversation_are_not_read(
     rows = ParquetLake(root=lake).conversation_messages(conversation_id="c2", since=at, until=at)
     assert [r.message.content for r in rows] == ["c2 0", "c2 1", "c2 2", "c2 3"]
     assert read == [1, 1]  # its ids, then its other columns
+
+
+@pytest.mark.store
+def test_an_unreadable_lake_is_a_503_and_vaults_nothing(
+    settings: Settings, lake: Path, tmp_path: Path
+) -> None:
+    e = Events()
+    history = _history(e)
+    land(lake, [x for x in history if _is_message(x)])
+    (lake / "date=2024-01-03" / "broken.parquet").write_bytes(b"PAR1 but not parquet")
+    with running_api(dataclasses.replace(settings, lake=lake), tmp_path / "datasets") as api:
+        api.ingest([x for x in history if not _is_message(x)])
+        done = api.client.post(
+            "/v1/events?receipts=true",
+            json=[e.feedback("f1", "a", "c", "m2", T(2, 7))],
+            headers=api.as_role("ingest"),
+        )
+        assert done.status_code == 503, done.text
+        assert done.json()["error"]["code"] == "store_unavailable"
+        assert str(lake) not in done.text  # the path is for the server's log
+        (lake / "date=2024-01-03" / "broken.parquet").unlink()
+        again = api.client.post(
+            "/v1/events?receipts=true",
+            json=[e.feedback("f1", "a", "c", "m2", T(2, 7))],
+            headers=api.as_role("ingest"),
+        )
+        assert again.status_code == 200 and len(again.json()["receipts"]) == 1, again.text
