@@ -836,6 +836,7 @@ def test_end_user_reports_get_server_ids_and_time_and_learn_nothing(api: Api, ev
     squat["event_id"] = "backend-fb-1001"
     refused = api.client.post("/v1/feedback", json=squat, headers=user)
     assert refused.status_code == 422 and "leave out event_id, feedback_id, at" in refused.text
+    assert refused.json()["error"]["code"] == "server_assigned"
     backend = {**squat}
     summary = api.ingest([backend])
     assert summary["accepted"] == 1

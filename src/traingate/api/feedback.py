@@ -12,7 +12,7 @@ from traingate.api.auth import TG, Access, Caller, require_conversation
 from traingate.api.body import FEEDBACK_LIMIT, media_type, read_body
 from traingate.api.events import summary_response
 from traingate.api.models import INGEST_UNPROCESSABLE, FeedbackReceipt, error_responses
-from traingate.api.openapi import feedback_schema
+from traingate.api.openapi import SERVER_ASSIGNED, feedback_schema
 from traingate.api.problems import ApiError
 from traingate.auditing import END_USER
 from traingate.auth import Principal
@@ -92,18 +92,17 @@ def submit_feedback(
     return JSONResponse({"receipt": receipt, "report": info.to_dict()}, status_code=201)
 
 
-_SERVER_FIELDS = ("event_id", "feedback_id", "at")
 _USER_FIELDS = frozenset(
     {"type", "account_id", "conversation_id", "message_id", "rating", "comment", "categories"}
 )
 
 
 def _submit_as_user(tg: TG, principal: Principal, event: dict[str, Any]) -> JSONResponse:
-    chosen = [name for name in _SERVER_FIELDS if name in event]
+    chosen = [name for name in SERVER_ASSIGNED if name in event]
     if chosen:
         raise ApiError(
             422,
-            "invalid_body",
+            "server_assigned",
             f"an end user's report gets its event_id, feedback_id and time from the server:"
             f" leave out {', '.join(chosen)}",
         )

@@ -67,7 +67,40 @@ def event_schema() -> dict[str, Any]:
 
 
 def feedback_schema() -> dict[str, Any]:
-    return {"$ref": _REF.format(model="FeedbackSubmitted")}
+    """The body of ``POST /v1/feedback``: the event as the backend sends it (a token), or the
+    report as an end user sends it (a session; the server assigns the rest)."""
+    return {
+        "oneOf": [
+            {"$ref": _REF.format(model="FeedbackReport")},
+            {"$ref": _REF.format(model="EndUserReport")},
+        ]
+    }
+
+
+# What an end user's report leaves to the server (api/feedback.py refuses them: 422
+# ``server_assigned``).
+SERVER_ASSIGNED = ("event_id", "feedback_id", "at")
+
+
+def _feedback_bodies() -> dict[str, Any]:
+    """``FeedbackReport`` (a feedback.submitted event whose ``type`` may be left out, as the
+    route fills it in) and ``EndUserReport`` (the same without the fields the server assigns),
+    from the event's own schema."""
+    event = _definitions()[1]["FeedbackSubmitted"]
+    report = copy.deepcopy(event)
+    report["required"] = [name for name in event["required"] if name != "type"]
+    report["title"] = "FeedbackReport"
+    report["description"] = "A token's report: one feedback.submitted event (SPEC §2)."
+    user = copy.deepcopy(report)
+    for name in SERVER_ASSIGNED:
+        user["properties"].pop(name)
+    user["required"] = [name for name in report["required"] if name not in SERVER_ASSIGNED]
+    user["title"] = "EndUserReport"
+    user["description"] = (
+        "A session's report, for its own account: the server assigns event_id, feedback_id"
+        " and the time (a body that sets them is 422 server_assigned)."
+    )
+    return {"FeedbackReport": report, "EndUserReport": user}
 
 
 def _enums(policies: PolicySet) -> dict[str, list[str]]:
@@ -190,6 +223,7 @@ def strict_document(document: dict[str, Any], *, policies: PolicySet) -> dict[st
     document = copy.deepcopy(document)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(copy.deepcopy(_definitions()[1]))
+    schemas.update(_feedback_bodies())
     rejected = IngestRejectedBody.model_json_schema(ref_template=_REF)
     schemas.update(rejected.pop("$defs", {}))
     schemas["IngestRejectedBody"] = rejected
