@@ -53,7 +53,9 @@ def test_build_verify_and_lineage_from_the_command_line(tmp_path: Path) -> None:
     summary = json.loads(built.stdout)
     assert summary["counts"]["records"] == 2
     assert summary["path"] == str(tmp_path / "ds")
-    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["data", "manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == [
+        "README.md", "croissant.json", "data", "manifest.json"  # the card, Croissant (issue 16)
+    ]  # fmt: skip
     rows = pq.read_table(tmp_path / "ds" / "data" / "part-00000.parquet").to_pylist()
     assert [r["kind"] for r in rows] == ["conversation", "feedback"]
     assert rows[0]["messages"][0]["content"] == "mail me: [email]"
