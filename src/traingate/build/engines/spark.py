@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from traingate.build.compile import LEDGERS, Ledger, compile_purpose
 from traingate.build.engine import BuildRequest, EngineBatch
@@ -56,7 +55,7 @@ from traingate.build.engines.spark_tasks import (
 from traingate.build.lake import ParquetLake, store_messages, write_lake
 from traingate.errors import BuildError
 from traingate.settings import DEFAULT_SPARK_MASTER
-from traingate.store.export import StoreReader
+from traingate.store.export import StoreReader, stage_parquet
 from traingate.store.store import Store
 
 if TYPE_CHECKING:
@@ -262,14 +261,30 @@ def _scratch(workdir: Path | None) -> Iterator[Path]:
 
 
 def _stage_ledger(source: StoreReader, ledger: Ledger, as_of: int, root: Path) -> Path:
-    """One ledger from the store's snapshot as a Parquet file of its own directory."""
+    """One ledger from the store's snapshot as Parquet files of its own directory: on
+    PostgreSQL ``_STAGE_STREAMS`` connections of the one snapshot, each a range of its key's
+    hashes (``store/export.stage_parquet``); on SQLite one file."""
     directory = root / ledger.name
     directory.mkdir(parents=True)
     params = (as_of,) * ledger.query.count("?")
-    with pq.ParquetWriter(directory / "part-0.parquet", ledger.schema) as writer:
-        for batch in source.batches(ledger.query, params, schema=ledger.schema):
-            writer.write_batch(batch)
+    names = ledger.schema.names
+    key = next((names.index(n) for n in _STAGE_KEYS if n in names), 0)
+    stage_parquet(
+        source,
+        ledger.query,
+        params,
+        schema=ledger.schema,
+        directory=directory,
+        streams=_STAGE_STREAMS,
+        key=key,
+    )
     return directory
+
+
+# Staging a ledger: how many connections of the snapshot read it (PostgreSQL), and the column
+# whose hashes split it, the first of these a ledger has (else its first column).
+_STAGE_STREAMS = 4
+_STAGE_KEYS = ("conversation_id", "account_id", "subject", "flag_id")
 
 
 def _ddl(schema: pa.Schema) -> str:
