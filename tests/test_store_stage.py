@@ -140,3 +140,22 @@ def test_sqlite_stages_on_its_one_connection(tmp_path: Path) -> None:
             assert len(_rows(paths)) == 30
             with pytest.raises(StoreError, match="only a PostgreSQL snapshot"), reader.shared(2):
                 pass
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_copy_keeps_empty_text_null_quotes_and_newlines_apart(
+    pg: Traingate, tmp_path: Path, streams: int
+) -> None:
+    schema = pa.schema([("k", pa.string()), ("text", pa.string()), ("n", pa.int64())])
+    sql = (
+        "SELECT 'a', '', 1 UNION ALL SELECT 'b', NULL, NULL UNION ALL"
+        " SELECT 'c', 'x,\"y\"' || chr(10) || 'z', -5 UNION ALL SELECT 'd', ' ', 0"
+    )
+    with open_reader(pg.store.db) as reader:
+        paths = stage_parquet(reader, sql, schema=schema, directory=tmp_path, streams=streams)
+        assert _rows(paths) == [
+            ("a", "", 1),
+            ("b", None, None),
+            ("c", 'x,"y"\nz', -5),
+            ("d", " ", 0),
+        ]

@@ -323,6 +323,45 @@ class StoreReader:
         for table in regroup(batches, rows_per_batch=rows_per_batch, key=schema.names[key]):
             yield _one_batch(table, schema)
 
+    def copy_parquet(
+        self, sql: str, params: Sequence[Any] = (), *, schema: pa.Schema, path: Path
+    ) -> None:
+        """PostgreSQL: the query's rows (columns ``schema``'s, in order) written to the
+        Parquet file ``path`` through ``COPY (sql) TO STDOUT (FORMAT csv)``, spooled beside
+        it and parsed by Arrow's CSV reader (which, like the network reads, runs without the
+        GIL). CSV keeps NULL (unquoted, empty) apart from the empty text (quoted)."""
+        from pyarrow import csv
+
+        spool = path.with_name(path.name + ".csv")
+        errors: tuple[type[Exception], ...] = (*self._errors(), pa.ArrowInvalid)
+        try:
+            with self._lock, self._conn.cursor() as cursor, spool.open("wb") as out:
+                statement = f"COPY ({self._sql(sql)}) TO STDOUT (FORMAT csv)"
+                with cursor.copy(statement, tuple(params)) as copy:
+                    for data in copy:
+                        out.write(data)
+            if spool.stat().st_size == 0:  # no row: Arrow's reader refuses an empty file
+                _write_parquet([], schema, path)
+                return
+            rows = csv.open_csv(
+                spool,
+                read_options=csv.ReadOptions(column_names=schema.names, block_size=1 << 22),
+                parse_options=csv.ParseOptions(newlines_in_values=True),
+                convert_options=csv.ConvertOptions(
+                    column_types=schema,
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            with pq.ParquetWriter(path, schema) as writer:
+                for batch in rows:
+                    writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
+        except errors as exc:
+            raise StoreError(f"reading the store: {exc}") from exc
+        finally:
+            spool.unlink(missing_ok=True)
+
     @contextlib.contextmanager
     def shared(self, count: int) -> Iterator[list[StoreReader]]:
         """``count`` more readers of this reader's snapshot, each its own connection: on
@@ -446,19 +485,25 @@ def stage_parquet(
     key: int = 0,
 ) -> list[Path]:
     """The query's rows written as Parquet files ``part-N.parquet`` of ``directory`` (which
-    must exist), on one connection or, on PostgreSQL with ``streams`` > 1, on that many
-    connections of the reader's snapshot (``StoreReader.shared``), each the rows whose
-    ``key``-th column falls in one range of hashes, written by a thread of its own. The same
-    rows either way (in another order, and spread over the files)."""
-    if streams <= 1 or source.dialect != "postgresql":
+    must exist). On PostgreSQL through ``COPY ... TO STDOUT (FORMAT csv)`` parsed by Arrow
+    (``StoreReader.copy_parquet``: no Python object per value) and, with ``streams`` > 1, on
+    that many connections of the reader's snapshot (``StoreReader.shared``), each the rows
+    whose ``key``-th column falls in one range of hashes, on a thread of its own; on SQLite
+    one file of ``batches``. The same rows either way (in another order, and spread over
+    the files)."""
+    if source.dialect != "postgresql":
         path = directory / "part-0.parquet"
         _write_parquet(source.batches(sql, params, schema=schema), schema, path)
+        return [path]
+    if streams <= 1:
+        path = directory / "part-0.parquet"
+        source.copy_parquet(sql, params, schema=schema, path=path)
         return [path]
     queries = [_key_range(sql, len(schema), key, i, streams) for i in range(streams)]
     paths = [directory / f"part-{i}.parquet" for i in range(streams)]
     with source.shared(streams) as readers, ThreadPoolExecutor(streams) as pool:
         futures = [
-            pool.submit(_write_parquet, reader.batches(query, params, schema=schema), schema, path)
+            pool.submit(reader.copy_parquet, query, params, schema=schema, path=path)
             for reader, query, path in zip(readers, queries, paths, strict=True)
         ]
         for future in futures:

@@ -34,6 +34,7 @@ import contextlib
 import functools
 import importlib
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -281,9 +282,10 @@ def _stage_ledger(source: StoreReader, ledger: Ledger, as_of: int, root: Path) -
     return directory
 
 
-# Staging a ledger: how many connections of the snapshot read it (PostgreSQL), and the column
-# whose hashes split it, the first of these a ledger has (else its first column).
-_STAGE_STREAMS = 4
+# Staging a ledger: how many connections of the snapshot read it (PostgreSQL; each parses its
+# rows on a thread here: half the cores, 1 to 8), and the column whose hashes split it, the
+# first of these a ledger has (else its first column).
+_STAGE_STREAMS = max(1, min(8, (os.cpu_count() or 1) // 2))
 _STAGE_KEYS = ("conversation_id", "account_id", "subject", "flag_id")
 
 
