@@ -2,8 +2,8 @@
 raw DuckDB read+write baseline and against the naive scalar loop.
 
     python benchmarks/build.py [--conversations 20000] [--conversations 50000 ...]
-                               [--backend sqlite|postgresql] [--workdir benchmarks/out]
-                               [--policy consumer-2024] [--sample 2000] [--keep]
+                               [--backend sqlite] [--backend postgresql] [--workdir benchmarks/out]
+                               [--policy consumer-2024] [--sample 2000] [--keep] [--no-naive]
                                [--shape chat --shape kto --shape openai [--rounds 3]]
 
 For each N: a deterministic generator writes N conversations (about 8 messages each, realistic
@@ -24,8 +24,9 @@ Then, each in its own process so that peak RSS is that run's own:
 
 ``--policy`` names the policies in force for the build, naive and scalar runs (as
 ``TRAINGATE_POLICY``; default ``consumer-2024``); the store, ingested under the default, is the
-same for every policy. Prints one table: messages, build seconds, messages/s, peak RSS,
-build/baseline time ratio, build/naive and build/scalar speed ratios.
+same for every policy. Prints one table: messages, build seconds (and the building process's
+CPU seconds), messages/s, peak RSS, build/baseline time ratio, build/naive and build/scalar
+speed ratios (``--no-naive``: not measured).
 
 ``--shape S`` (repeatable; issue 16) measures builds of those shapes against ``records`` instead:
 ``--rounds`` rounds, each building ``records`` then every shape in turn (alternating, so a noisy
@@ -282,11 +283,11 @@ def phase_build(store: Path, out: Path, shape: str = "records") -> dict[str, Any
     from traingate.timeutil import parse_instant
 
     with _open(store) as tg:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = tg.build_dataset(
             purpose="model_training", out=out, as_of=parse_instant(AS_OF), shape=shape
         )
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         forget_build(tg.store.db, build_id=result.build_id)
     considered = result.manifest["exclusions"]["messages"]["considered"]
     return {
@@ -294,6 +295,7 @@ def phase_build(store: Path, out: Path, shape: str = "records") -> dict[str, Any
         "messages": considered,
         "records": result.manifest["counts"]["records"],
         "rows": result.manifest["shape"]["rows"],
+        "cpu_s": cpu,
         "rss_mb": rss_mb(),
     }
 
@@ -438,7 +440,13 @@ def phase_scalar(store: Path, sample: int) -> dict[str, Any]:
 
 
 def bench(
-    conversations: int, workdir: Path, sample: int, keep: bool, backend: str, policy: str
+    conversations: int,
+    workdir: Path,
+    sample: int,
+    keep: bool,
+    backend: str,
+    policy: str,
+    naive: bool = True,
 ) -> dict[str, Any]:
     store = workdir / f"store-{backend}-{conversations}"
     if not (store / "ready").exists():
@@ -452,13 +460,15 @@ def bench(
     runs.mkdir()
     built = run_phase(__file__, ["--phase", "build", str(store), str(runs / "dataset")])
     baseline = run_phase(__file__, ["--phase", "baseline", str(store), str(runs / "baseline")])
-    naive = run_phase(__file__, ["--phase", "naive", str(store), str(sample)])
-    scalar = run_phase(__file__, ["--phase", "scalar", str(store), str(sample)])
+    rate = built["messages"] / built["seconds"]
+    naive_rate = scalar_rate = float("nan")  # not measured (--no-naive)
+    if naive:
+        slow = run_phase(__file__, ["--phase", "naive", str(store), str(sample)])
+        scalar = run_phase(__file__, ["--phase", "scalar", str(store), str(sample)])
+        naive_rate = slow["messages"] / slow["seconds"]
+        scalar_rate = scalar["messages"] / scalar["seconds"]
     if not keep:
         shutil.rmtree(runs)
-    rate = built["messages"] / built["seconds"]
-    naive_rate = naive["messages"] / naive["seconds"]
-    scalar_rate = scalar["messages"] / scalar["seconds"]
     return {
         "backend": backend,
         "policy": policy,
@@ -466,6 +476,7 @@ def bench(
         "messages": built["messages"],
         "records": built["records"],
         "build_s": built["seconds"],
+        "build_cpu_s": built["cpu_s"],
         "msgs_per_s": rate,
         "rss_mb": built["rss_mb"],
         "baseline_s": baseline["seconds"],
@@ -529,15 +540,15 @@ def shapes_table(rows: list[dict[str, Any]]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| backend | policy | N conv. | messages | build s | messages/s | peak RSS MB |"
-        " baseline s | build / baseline | naive msg/s | build / naive | scalar engine msg/s |"
-        " build / scalar |"
+        "| backend | policy | N conv. | messages | build s | build CPU s | messages/s |"
+        " peak RSS MB | baseline s | build / baseline | naive msg/s | build / naive |"
+        " scalar engine msg/s | build / scalar |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(
             f"| {r['backend']} | {r['policy']} | {r['conversations']:,} | {r['messages']:,} | "
-            f"{r['build_s']:.1f} | "
+            f"{r['build_s']:.1f} | {r['build_cpu_s']:.1f} | "
             f"{r['msgs_per_s']:,.0f} | {r['rss_mb']:,.0f} | {r['baseline_s']:.1f} | "
             f"{r['vs_baseline']:.2f}x | {r['naive_msgs_per_s']:,.0f} | {r['vs_naive']:.0f}x | "
             f"{r['scalar_msgs_per_s']:,.0f} | {r['vs_scalar']:.1f}x |"
@@ -554,8 +565,12 @@ def main() -> None:
     parser.add_argument(
         "--backend",
         choices=["sqlite", "postgresql"],
-        default="sqlite",
-        help=f"store backend [default sqlite; postgresql at $TRAINGATE_TEST_PG or {PG_URL}]",
+        action="append",
+        help="store backend (repeatable) [default sqlite; postgresql at $TRAINGATE_TEST_PG or "
+        f"{PG_URL}]",
+    )
+    parser.add_argument(
+        "--no-naive", action="store_true", help="skip the naive loop and the scalar engine"
     )
     parser.add_argument(
         "--policy",
@@ -589,14 +604,26 @@ def main() -> None:
         return
     if args.shape:
         measured = []
-        for n in args.conversations or [20_000]:
-            measured += bench_shapes(n, args.workdir, args.backend, args.shape, args.rounds)
+        for backend in args.backend or ["sqlite"]:
+            for n in args.conversations or [20_000]:
+                measured += bench_shapes(n, args.workdir, backend, args.shape, args.rounds)
         print(shapes_table(measured))
         return
     rows = []
-    for n in args.conversations or [20_000]:
-        rows.append(bench(n, args.workdir, args.sample, args.keep, args.backend, args.policy))
-        print(json.dumps(rows[-1]), file=sys.stderr)
+    for backend in args.backend or ["sqlite"]:
+        for n in args.conversations or [20_000]:
+            rows.append(
+                bench(
+                    n,
+                    args.workdir,
+                    args.sample,
+                    args.keep,
+                    backend,
+                    args.policy,
+                    naive=not args.no_naive,
+                )
+            )
+            print(json.dumps(rows[-1]), file=sys.stderr)
     print(table(rows))
 
 

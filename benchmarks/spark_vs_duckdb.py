@@ -23,6 +23,7 @@ import argparse
 import importlib.util
 import json
 import re
+import resource
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,11 @@ def phase_build(store: Path, out: Path, engine: str, lake: str, master: str) -> 
 
     session_s = 0.0
     spark = None
+    if engine == "spark-driver":  # the baseline: the driver makes and writes every record
+        from traingate.build.engines.spark import SparkEngine
+
+        SparkEngine.writes_parts = False
+        engine = "spark"
     if engine == "spark":
         from pyspark.sql import SparkSession
 
@@ -94,18 +100,24 @@ def phase_build(store: Path, out: Path, engine: str, lake: str, master: str) -> 
         session_s = time.perf_counter() - started
     try:
         with _open(store) as tg:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
             result = tg.build_dataset(
                 purpose="model_training", out=out, as_of=parse_instant(AS_OF), engine=engine,
                 messages=lake or None,
             )  # fmt: skip
             seconds = time.perf_counter() - started
+            driver_cpu = time.process_time() - cpu
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            child_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     finally:
         if spark is not None:
             spark.stop()
     manifest = dict(result.manifest)
     return {
         "seconds": seconds,
+        "driver_cpu_s": driver_cpu,
+        "child_cpu_s": child_cpu,
         "session_s": session_s,
         "messages": manifest["exclusions"]["messages"]["considered"],
         "records": manifest["counts"]["records"],
@@ -128,6 +140,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=HERE / "out")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--sources", default="store,lake")
+    parser.add_argument(
+        "--engines",
+        default="duckdb,spark",
+        help="of duckdb, spark and spark-driver (Spark decides, the driver makes the records"
+        " and writes the parts, as before issue 20)",
+    )
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -165,34 +183,38 @@ def main() -> None:
     for source in args.sources.split(","):
         spec = f"parquet:{lake}" if source == "lake" else ""
         built = {}
-        for engine in ("duckdb", "spark"):
+        engines = args.engines.split(",")
+        for engine in engines:
             out = runs / f"{source}-{engine}"
             built[engine] = run_phase(
                 __file__, ["--phase", "build", str(store), str(out), engine, spec, args.master]
             )
             print(f"{source} {engine}: {built[engine]['seconds']:.1f}s", file=sys.stderr)
-        same = built["duckdb"]["manifest"] == built["spark"]["manifest"]
-        for engine in ("duckdb", "spark"):
+        same = len({json.dumps(b["manifest"], sort_keys=True) for b in built.values()}) == 1
+        for engine in engines:
             b = built[engine]
             rate = b["messages"] / b["seconds"]
             rows.append({
                 "source": source, "engine": engine, "messages": b["messages"],
                 "records": b["records"], "seconds": b["seconds"], "session_s": b["session_s"],
-                "msgs_per_s": rate, "per_core": rate / cores if engine == "spark" else None,
+                "msgs_per_s": rate,
+                "per_core": rate / cores if engine.startswith("spark") else None,
                 "rss_mb": b["rss_mb"], "same_manifest": same,
+                "driver_cpu_s": b["driver_cpu_s"], "child_cpu_s": b["child_cpu_s"],
             })  # fmt: skip
     shutil.rmtree(runs, ignore_errors=True)
     print(f"| source | engine | messages | records | build s | messages/s | "
-          f"messages/s per core ({args.master}) | session start s | driver RSS MB | "
-          "same manifest |")  # fmt: skip
-    print("|" + "---|" * 10)
+          f"messages/s per core ({args.master}) | session start s | driver CPU s |"
+          " snapshot reader CPU s | driver RSS MB | same manifest |")  # fmt: skip
+    print("|" + "---|" * 12)
     for r in rows:
         per_core = f"{r['per_core']:,.0f}" if r["per_core"] is not None else ""
-        session = f"{r['session_s']:.1f}" if r["engine"] == "spark" else ""
+        session = f"{r['session_s']:.1f}" if r["engine"].startswith("spark") else ""
         print(
             f"| {r['source']} | {r['engine']} | {r['messages']:,} | {r['records']:,} | "
             f"{r['seconds']:.1f} | {r['msgs_per_s']:,.0f} | {per_core} | {session} | "
-            f"{r['rss_mb']:,.0f} | {'yes' if r['same_manifest'] else 'NO'} |"
+            f"{r['driver_cpu_s']:.1f} | {r['child_cpu_s']:.1f} | {r['rss_mb']:,.0f} | "
+            f"{'yes' if r['same_manifest'] else 'NO'} |"
         )
     if exported is not None:
         print(f"\nlake export: {exported['messages']:,} messages in {exported['seconds']:.1f}s "

@@ -14,12 +14,23 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from traingate.build.records import LineageItem
+from traingate.build.writer import FileEntry, Format
 from traingate.policy import Policy, PolicySet
 from traingate.policy.model import reasons
 from traingate.store.export import StoreReader
 from traingate.store.store import Store
 
-__all__ = ["DECISION_SCHEMA", "BuildRequest", "Engine", "EngineBatch", "MessageSource", "Tally"]
+__all__ = [
+    "DECISION_SCHEMA",
+    "BuildRequest",
+    "Engine",
+    "EngineBatch",
+    "MessageSource",
+    "PartsOut",
+    "Tally",
+    "Written",
+]
 
 # One row per message decided, when the caller asks for them (tests, audits, policy diff);
 # ``policy`` is the position in ``BuildRequest.policies`` of the policy that decided it.
@@ -50,6 +61,20 @@ class MessageSource(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class PartsOut:
+    """Where and how an engine that writes its own parts (``Engine.writes_parts``) writes the
+    conversation records: into ``directory`` (``<dataset>/data``), as rows of ``shape``
+    (``build/shapes.py``), ``rows_per_file`` a part, from part 0; record ids and lineage keys
+    are HMACs with ``signing_key``. The feedback records follow in parts of their own."""
+
+    directory: Path
+    format: Format
+    rows_per_file: int
+    shape: str
+    signing_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class BuildRequest:
     """One build's question: every message ``policy`` allows for ``purpose`` as of ``as_of``.
 
@@ -65,6 +90,7 @@ class BuildRequest:
     workdir: Path | None = None
     keep_decisions: bool = False
     messages: MessageSource | None = None  # None: the store's messages
+    output: PartsOut | None = None  # for an engine that writes its parts: where
 
     @property
     def policies(self) -> PolicySet:
@@ -103,20 +129,42 @@ class Tally:
 
 
 @dataclass(frozen=True, slots=True)
+class Written:
+    """Conversation records an engine wrote itself (``BuildRequest.output``): its whole parts
+    (in order) and the rows after the last of them (``tail``, fewer than a part's, already in
+    the shape: the builder writes them on, before the feedback records), their lineage items,
+    records and messages by (kind, basis), and the rows of the shape (``rows``, ``messages``,
+    records ``left_out`` by reason)."""
+
+    files: tuple[FileEntry, ...] = ()
+    tail: tuple[pa.RecordBatch, ...] = ()
+    items: tuple[LineageItem, ...] = ()
+    counts: Mapping[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    rows: int = 0
+    messages: int = 0
+    left_out: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class EngineBatch:
     """Conversation records (``records.ENGINE_SCHEMA``, in output order), the tally of the
-    messages decided for them, and optionally each message's decision (``DECISION_SCHEMA``)."""
+    messages decided for them, and optionally each message's decision (``DECISION_SCHEMA``);
+    or, from an engine that wrote them (``written``), what it wrote."""
 
     records: pa.RecordBatch
     tally: Tally
     messages_seen: int
     decisions: pa.Table | None = None
+    written: Written | None = None  # records written by the engine (then ``records`` is empty)
 
 
 class Engine(Protocol):
-    """A bulk evaluator of the policy. ``run`` yields batches in a deterministic order."""
+    """A bulk evaluator of the policy. ``run`` yields batches in a deterministic order. An
+    engine whose ``writes_parts`` is true writes the conversation records' parts itself when
+    the request says where (``BuildRequest.output``), and yields them as ``Written``."""
 
     name: str
+    writes_parts: bool
 
     def run(
         self, *, request: BuildRequest, source: StoreReader, store: Store

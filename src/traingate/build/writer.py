@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -30,11 +31,16 @@ __all__ = [
     "BackgroundWriter",
     "FileEntry",
     "Format",
+    "PartFile",
     "PartWriter",
+    "Piece",
     "as_format",
     "fsync_path",
     "jsonl_line",
+    "part_name",
+    "part_pieces",
     "sha256_file",
+    "write_part",
 ]
 
 Format = Literal["parquet", "jsonl"]  # = traingate.build.FORMATS
@@ -85,8 +91,129 @@ def jsonl_line(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+def part_name(index: int, format: Format) -> str:
+    """The file name of part ``index`` (its position in the dataset, from 0)."""
+    return f"part-{index:05d}.{format}"
+
+
+class PartFile:
+    """One part file, written as its rows come (``self.schema``): Parquet row groups of
+    exactly ``ROW_GROUP`` rows (the last: what is left), or JSON Lines. ``close`` fsyncs and
+    hashes it. Every part of a build is written by this class, wherever it is written (the
+    builder's writer threads, a Spark task), so the bytes depend on the rows alone."""
+
+    def __init__(self, path: Path, *, format: Format, schema: pa.Schema) -> None:
+        self.path = path
+        self.format = format
+        self.schema = schema
+        self.rows = 0
+        self._parquet: pq.ParquetWriter | None = None
+        self._text: IO[str] | None = None
+        self._pending: list[pa.RecordBatch] = []  # rows of the next row group
+        self._pending_rows = 0
+        if format == "parquet":
+            self._parquet = pq.ParquetWriter(
+                str(path), schema, compression="zstd", write_statistics=False
+            )
+        else:
+            self._text = path.open("w", encoding="utf-8", newline="\n")
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if batch.schema != self.schema:
+            batch = batch.cast(self.schema)
+        if self._parquet is not None:
+            self._pending.append(batch)
+            self._pending_rows += batch.num_rows
+            self._flush(final=False)
+        elif self._text is not None:
+            self._text.writelines(jsonl_line(r) for r in batch.to_pylist())
+        self.rows += batch.num_rows
+
+    def _flush(self, *, final: bool) -> None:
+        if self._parquet is None or not self._pending_rows:
+            return
+        if self._pending_rows < ROW_GROUP and not final:
+            return
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        whole = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP
+        for start in range(0, whole, ROW_GROUP):
+            group = table.slice(start, min(ROW_GROUP, whole - start)).combine_chunks()
+            self._parquet.write_table(group, row_group_size=ROW_GROUP)
+        rest = table.slice(whole)
+        self._pending = rest.to_batches()
+        self._pending_rows = rest.num_rows
+
+    def close(self) -> FileEntry:
+        """Finish the file, fsync it, and return its entry (path relative to the dataset)."""
+        self._flush(final=True)
+        self.abort()
+        fsync_path(self.path)
+        return FileEntry(
+            path=f"{self.path.parent.name}/{self.path.name}",
+            rows=self.rows,
+            sha256=sha256_file(self.path),
+        )
+
+    def abort(self) -> None:
+        """Close the handles without finishing (the caller removes the file)."""
+        self._pending, self._pending_rows = [], 0
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        if self._text is not None:
+            self._text.close()
+            self._text = None
+
+
+def write_part(
+    path: Path, batches: Iterable[pa.RecordBatch], *, format: Format, schema: pa.Schema
+) -> FileEntry:
+    """Write one whole part from its rows, in order (``PartFile``)."""
+    part = PartFile(path, format=format, schema=schema)
+    try:
+        for batch in batches:
+            part.append(batch)
+    except BaseException:
+        part.abort()
+        raise
+    return part.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Rows ``begin``..``end`` of a range of rows that belong to part ``part``; ``whole``
+    when they are all of that part's rows."""
+
+    part: int
+    begin: int
+    end: int
+    whole: bool
+
+
+def part_pieces(*, start: int, count: int, rows_per_file: int) -> list[Piece]:
+    """The pieces of the rows ``start``..``start + count`` of a dataset cut into parts of
+    ``rows_per_file``: part ``p`` holds the rows ``p * rows_per_file`` up to the next
+    multiple. Where a worker's rows start is a prefix sum of the counts before it, so every
+    worker knows its parts' names and boundaries, and the same rows give the same parts however
+    they were spread. A piece is ``whole`` when it holds all ``rows_per_file`` rows of its
+    part."""
+    pieces = []
+    row = start
+    while row < start + count:
+        part = row // rows_per_file
+        first = part * rows_per_file
+        last = min(first + rows_per_file, start + count)
+        whole = row == first and last == first + rows_per_file
+        pieces.append(Piece(part=part, begin=row - start, end=last - start, whole=whole))
+        row = last
+    return pieces
+
+
 class PartWriter:
-    """Writes part files into ``directory`` (``<dataset>/data``)."""
+    """Writes part files into ``directory`` (``<dataset>/data``), ``rows_per_file`` rows
+    each, in order; parts an engine wrote already (``adopt``) come first."""
 
     def __init__(
         self,
@@ -103,86 +230,43 @@ class PartWriter:
         self.rows_per_file = rows_per_file
         self.schema = schema  # of the rows: the records, or a shape's (build/shapes.py)
         self._files: list[FileEntry] = []
-        self._path: Path | None = None
-        self._rows = 0
-        self._parquet: pq.ParquetWriter | None = None
-        self._text: IO[str] | None = None
-        self._pending: list[pa.RecordBatch] = []  # records of the next row group
-        self._pending_rows = 0
+        self._part: PartFile | None = None
 
-    def _open(self) -> None:
-        name = f"part-{len(self._files):05d}.{self.format}"
-        self._path = self.directory / name
-        self._rows = 0
-        if self.format == "parquet":
-            self._parquet = pq.ParquetWriter(
-                str(self._path), self.schema, compression="zstd", write_statistics=False
-            )
-        else:
-            self._text = self._path.open("w", encoding="utf-8", newline="\n")
+    def adopt(self, files: Iterable[FileEntry]) -> None:
+        """Count parts written elsewhere (whole, in order, named by ``part_name``) as the
+        next ones: only between parts, before any row of the next is written here."""
+        for entry in files:
+            if self._part is not None or entry.rows != self.rows_per_file:
+                raise BuildError(f"part {entry.path} cannot be adopted here")
+            expected = f"{self.directory.name}/{part_name(len(self._files), self.format)}"
+            if entry.path != expected:
+                raise BuildError(f"part {entry.path} is out of order (expected {expected})")
+            self._files.append(entry)
+
+    def _open(self) -> PartFile:
+        path = self.directory / part_name(len(self._files), self.format)
+        self._part = PartFile(path, format=self.format, schema=self.schema)
+        return self._part
 
     def _close_part(self) -> None:
-        if self._path is None:
-            return
-        self._flush(final=True)
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
-        if self._text is not None:
-            self._text.close()
-            self._text = None
-        fsync_path(self._path)
-        self._files.append(
-            FileEntry(
-                path=f"{self.directory.name}/{self._path.name}",
-                rows=self._rows,
-                sha256=sha256_file(self._path),
-            )
-        )
-        self._path = None
+        if self._part is not None:
+            self._files.append(self._part.close())
+            self._part = None
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Append rows (``self.schema``), starting a new part when the current is full."""
-        if batch.num_rows == 0:
-            return
-        if batch.schema != self.schema:
-            batch = batch.cast(self.schema)
         offset = 0
         while offset < batch.num_rows:
-            if self._path is None:
-                self._open()
-            take = min(batch.num_rows - offset, self.rows_per_file - self._rows)
-            piece = batch.slice(offset, take)
-            if self._parquet is not None:
-                self._pending.append(piece)
-                self._pending_rows += take
-                self._flush(final=False)
-            elif self._text is not None:
-                self._text.writelines(jsonl_line(r) for r in piece.to_pylist())
-            self._rows += take
+            part = self._part or self._open()
+            take = min(batch.num_rows - offset, self.rows_per_file - part.rows)
+            part.append(batch.slice(offset, take))
             offset += take
-            if self._rows >= self.rows_per_file:
+            if part.rows >= self.rows_per_file:
                 self._close_part()
-
-    def _flush(self, *, final: bool) -> None:
-        """Write the pending records as row groups of exactly ``ROW_GROUP`` (the last of a
-        part: what is left)."""
-        if self._parquet is None or not self._pending_rows:
-            return
-        if self._pending_rows < ROW_GROUP and not final:
-            return
-        table = pa.Table.from_batches(self._pending, schema=self.schema)
-        whole = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP
-        for start in range(0, whole, ROW_GROUP):
-            group = table.slice(start, min(ROW_GROUP, whole - start)).combine_chunks()
-            self._parquet.write_table(group, row_group_size=ROW_GROUP)
-        rest = table.slice(whole)
-        self._pending = rest.to_batches()
-        self._pending_rows = rest.num_rows
 
     def close(self) -> list[FileEntry]:
         """Finish the last part (or write one empty part) and fsync the directory."""
-        if self._path is None and not self._files:
+        if self._part is None and not self._files:
             self._open()
         self._close_part()
         fsync_path(self.directory)
@@ -190,13 +274,9 @@ class PartWriter:
 
     def abort(self) -> None:
         """Close open handles without finishing (the caller removes the directory)."""
-        self._pending, self._pending_rows = [], 0
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
-        if self._text is not None:
-            self._text.close()
-            self._text = None
+        if self._part is not None:
+            self._part.abort()
+            self._part = None
 
 
 class BackgroundWriter:
@@ -208,7 +288,9 @@ class BackgroundWriter:
 
     def __init__(self, writer: PartWriter, *, depth: int = 2) -> None:
         self._writer = writer
-        self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[pa.RecordBatch | tuple[FileEntry, ...] | None] = queue.Queue(
+            maxsize=depth
+        )
         self._error: BaseException | None = None
         self._stopped = False
         self._thread = threading.Thread(target=self._work, name="traingate-part-writer")
@@ -219,7 +301,10 @@ class BackgroundWriter:
             if self._error is not None or self._stopped:
                 continue  # drain: the caller is failing or aborting
             try:
-                self._writer.write(batch)
+                if isinstance(batch, tuple):
+                    self._writer.adopt(batch)
+                else:
+                    self._writer.write(batch)
             except BaseException as exc:  # handed to the caller's thread
                 self._error = exc
 
@@ -233,6 +318,13 @@ class BackgroundWriter:
         self._raise()
         if batch.num_rows:
             self._queue.put(batch)
+
+    def adopt(self, files: Iterable[FileEntry]) -> None:
+        """Queue ``PartWriter.adopt`` of parts written elsewhere, in order with the rows."""
+        self._raise()
+        entries = tuple(files)
+        if entries:
+            self._queue.put(entries)
 
     def _join(self) -> None:
         if self._thread.is_alive():

@@ -31,6 +31,7 @@ class ScalarEngine:
     run to those ids (a sample); ``batch_conversations`` sets how many make one batch."""
 
     name = "scalar"
+    writes_parts = False
 
     def __init__(
         self, *, conversations: Sequence[str] | None = None, batch_conversations: int = 500

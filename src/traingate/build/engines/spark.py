@@ -38,6 +38,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,15 +46,24 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from traingate.build.compile import LEDGERS, Ledger, compile_purpose
-from traingate.build.engine import BuildRequest, EngineBatch
+from traingate.build.engine import BuildRequest, EngineBatch, PartsOut, Tally, Written
 from traingate.build.engines.spark_tasks import (
     MESSAGE_TAG,
     OUTPUT,
+    WRITTEN,
+    Summary,
     TaskPlan,
+    assemble_part,
     engine_batch,
     evaluate_partition,
+    file_entry,
+    read_fragments,
+    read_items,
+    read_tally,
+    write_partition,
 )
 from traingate.build.lake import ParquetLake, store_messages, write_lake
+from traingate.build.records import ENGINE_SCHEMA
 from traingate.errors import BuildError
 from traingate.settings import DEFAULT_SPARK_MASTER
 from traingate.store.export import StoreReader, stage_parquet
@@ -84,6 +94,7 @@ _KEYED_BY = {
     "l_account_deletions": "account",
     "l_consents": "consent",
 }
+_NO_RECORDS = pa.RecordBatch.from_pylist([], schema=ENGINE_SCHEMA)
 _SPARK_TYPES = {pa.string(): "STRING", pa.int64(): "BIGINT"}
 _SESSION_DEFAULTS = {
     "spark.ui.enabled": "false",
@@ -99,6 +110,7 @@ class SparkEngine:
     to a session this engine creates."""
 
     name = "spark"
+    writes_parts = True
 
     def __init__(
         self,
@@ -137,6 +149,7 @@ class SparkEngine:
             rows_per_batch=self.batch_messages,
             memory_limit=self.memory_limit,
             keep_decisions=request.keep_decisions,
+            output=request.output,
         )
         with _scratch(request.workdir) as stage, self._session(stage) as spark:
             from pyspark import StorageLevel
@@ -171,8 +184,12 @@ class SparkEngine:
                 )
                 try:
                     # Every partition decided at once, in parallel, kept by the executors; then
-                    # the driver takes the partitions in order (one at a time).
+                    # the driver takes the partitions in order (one at a time), or the tasks
+                    # write the parts where the records are (``_written``).
                     evaluated.count()
+                    if request.output is not None:
+                        yield from _written(spark, evaluated, request.output, stage)
+                        return
                     for row in evaluated.toLocalIterator(prefetchPartitions=True):
                         yield engine_batch(
                             int(row["messages"]), row["records"], row["tally"], row["decisions"]
@@ -375,6 +392,87 @@ def _keyed(
         )
     )
     return stream.unionByName(messages, allowMissingColumns=True)
+
+
+def _written(
+    spark: SparkSession, evaluated: DataFrame, output: PartsOut, stage: Path
+) -> Iterator[EngineBatch]:
+    """The parts written where the records are. The driver reads each batch's counts (one
+    small row per batch of ``batch_messages``), numbers the partitions' rows by a prefix sum,
+    and has every task write the parts wholly inside its rows and hand back the pieces of the
+    parts it shares with its neighbours; those parts are then assembled by tasks too. The
+    driver holds what the parts' entries, the counts and the lineage items need, never the
+    records. Yields each batch's tally, counts and lineage items, then the parts."""
+    meta = evaluated.select("partition", "n_rows").collect()
+    per_partition: Counter[int] = Counter()
+    for row in meta:
+        per_partition[int(row["partition"])] += int(row["n_rows"])
+    starts: dict[int, int] = {}
+    total = 0
+    for partition in sorted(per_partition):
+        starts[partition] = total
+        total += per_partition[partition]
+    fragments = stage / "fragments"
+    fragments.mkdir()
+    written = (
+        evaluated.select("partition", "batch", "rows")
+        .mapInArrow(
+            functools.partial(
+                write_partition, output=output, starts=starts, fragments=str(fragments),
+            ),
+            WRITTEN,
+        )
+        .collect()
+    )  # fmt: skip
+    entries: dict[int, tuple[str, int, str]] = {}
+    shared: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for row in written:
+        if row["sha256"] is not None:
+            entries[int(row["part"])] = (row["path"], int(row["rows"]), row["sha256"])
+        else:
+            shared[int(row["part"])].append((int(row["partition"]), row["path"]))
+    # The last part, when it is not full, is the builder's: the feedback records follow it.
+    last = total // output.rows_per_file
+    tail = [path for _, path in sorted(shared.pop(last, []))]
+    if shared:
+        jobs = [(part, [path for _, path in sorted(pieces)]) for part, pieces in shared.items()]
+        assemble = functools.partial(_assemble, output=output)
+        for part, path, rows, sha256 in (
+            spark.sparkContext.parallelize(sorted(jobs), len(jobs)).map(assemble).collect()
+        ):
+            entries[part] = (path, rows, sha256)
+    if sorted(entries) != list(range(len(entries))):
+        raise BuildError(f"the Spark tasks wrote parts {sorted(entries)}, not one of each")
+    for row in evaluated.select("messages", "tally", "items", "summary", "n_rows").toLocalIterator(
+        prefetchPartitions=True
+    ):
+        summary = Summary.from_json(row["summary"])
+        yield EngineBatch(
+            records=_NO_RECORDS,
+            tally=read_tally(row["tally"]),
+            messages_seen=int(row["messages"]),
+            written=Written(
+                items=read_items(row["items"]),
+                counts=summary.counts,
+                rows=int(row["n_rows"]),
+                messages=summary.messages,
+                left_out=summary.left_out,
+            ),
+        )
+    yield EngineBatch(
+        records=_NO_RECORDS,
+        tally=Tally(),
+        messages_seen=0,
+        written=Written(
+            files=tuple(file_entry(*entries[part]) for part in sorted(entries)),
+            tail=tuple(read_fragments(tail)),
+        ),
+    )
+
+
+def _assemble(job: tuple[int, list[str]], *, output: PartsOut) -> tuple[int, str, int, str]:
+    part, fragments = job
+    return assemble_part(part, fragments, output=output)
 
 
 def _partitioned(rows: DataFrame, partitions: int) -> DataFrame:
