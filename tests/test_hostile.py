@@ -35,7 +35,15 @@ from traingate.auditing import DayCounts, subject_key
 from traingate.cli import cli
 from traingate.policy import bundled_policy_ids
 from traingate.settings import Settings
-from traingate.timeutil import DAY, MAX_INSTANT, MIN_INSTANT, now_micros, parse_instant, utc_date
+from traingate.timeutil import (
+    DAY,
+    MAX_INSTANT,
+    MIN_INSTANT,
+    format_instant,
+    now_micros,
+    parse_instant,
+    utc_date,
+)
 from traingate.web.session import csrf_token
 
 T = Events.t
@@ -969,9 +977,12 @@ def test_the_audit_log_never_joins_a_report_to_its_reader(api: Api, ev: Events) 
         sealed = DayCounts(tg.audit_log).seal(before=tomorrow)
         assert [utc_date(e.at) >= today for e in sealed] == [True, True]
         assert DayCounts(tg.audit_log).pending() == []
-        entries = [e.to_dict() for e in tg.audit_log.entries()]
         account_key = subject_key(tg.keys, scope="account", subject="a")
         report_ids = [tg.report_info(r).report_id for r in receipts[1:]]
+    env = {"TRAINGATE_DB": api.settings.db_url, "TRAINGATE_KEY_FILE": str(api.settings.key_file)}
+    exported = CliRunner().invoke(cli, ["audit", "export"], env=env)
+    assert exported.exit_code == 0, exported.output
+    entries = [json.loads(line) for line in exported.stdout.splitlines()]
     text = json.dumps(entries)
     secrets_ = [*receipts, *(r.split(".")[0] for r in receipts), *report_ids]
     assert [s for s in secrets_ if s in text] == []
@@ -985,6 +996,21 @@ def test_the_audit_log_never_joins_a_report_to_its_reader(api: Api, ev: Events) 
         ("receipt-holders", "vault.uses", {"day": today, "reads": 2, "deletions": 1}),
     ]
     assert tg_verify_ok(api)
+
+
+def test_only_the_api_refuses_a_purge_as_of_the_future(api: Api) -> None:
+    """POST /v1/purge refuses an as_of in the future (a token must not end every retention);
+    `traingate purge --as-of` takes it, as SPEC §4 defines the command over SPEC §2's range
+    (docs/operations.md: whoever runs it holds the store and the key file)."""
+    future = format_instant(now_micros() + 400 * DAY)
+    refused = api.client.post(
+        "/v1/purge", json={"as_of": future}, headers=api.as_role("privacy_officer")
+    )
+    assert refused.status_code == 422 and "in the future" in refused.json()["error"]["message"]
+    env = {"TRAINGATE_DB": api.settings.db_url, "TRAINGATE_KEY_FILE": str(api.settings.key_file)}
+    done = CliRunner().invoke(cli, ["purge", "--as-of", future], env=env)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["as_of"] == future
 
 
 def tg_verify_ok(api: Api) -> bool:
