@@ -147,7 +147,7 @@ def card_text(
             for p in body.get("policies", [])
         ),
         f"- Manifest content sha256: `{content_sha256}` (the canonical JSON of manifest.json "
-        "without `signature` and `documents`)",
+        "without `signature`, `documents` and `engine`)",
         "",
         "## Shape and files",
         "",

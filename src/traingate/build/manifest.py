@@ -131,10 +131,11 @@ def manifest_body(
 
 
 def content_sha256(body: Mapping[str, Any]) -> str:
-    """The sha256 of the manifest's content: its canonical JSON without ``signature`` and
-    without ``documents``. The dataset card and the Croissant file name it (they cannot name
-    the manifest's own hash, which lists theirs); ``dataset verify`` recomputes it."""
-    content = {k: v for k, v in body.items() if k not in ("signature", DOCUMENTS)}
+    """The sha256 of the manifest's content: its canonical JSON without ``signature``,
+    ``documents`` and ``engine``. The dataset card and the Croissant file name it (they cannot
+    name the manifest's own hash, which lists theirs). Without the engine, which decides
+    nothing (every engine writes the same bytes), so the same data has the same documents."""
+    content = {k: v for k, v in body.items() if k not in ("signature", DOCUMENTS, "engine")}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
