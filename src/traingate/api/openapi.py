@@ -42,9 +42,7 @@ _AT = {
     " SPEC §2's range [1970-01-01T00:00:00Z, 9000-01-01T00:00:00Z)",
 }
 _ERROR = {"$ref": _REF.format(model="ErrorBody")}
-_UNSAFE = frozenset({"post", "put", "patch", "delete"})
-# Operations that admit any caller (no role check): only the CSRF check can refuse them (403).
-_ANY_CALLER = frozenset({("get", "/v1/me"), ("get", "/v1/feedback/{receipt}")})
+_UNSAFE = frozenset({"post", "put", "patch", "delete"})  # the CSRF check applies (403)
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 _FASTAPI_422 = {"$ref": _REF.format(model="HTTPValidationError")}
 
@@ -194,11 +192,11 @@ def _add_errors(document: dict[str, Any]) -> None:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION:
         schemas.pop(name, None)
-    for path, item in document.get("paths", {}).items():
+    for item in document.get("paths", {}).values():
         for method, operation in item.items():
             responses: dict[str, Any] = operation.setdefault("responses", {})
             wanted = {"401": _UNAUTHORIZED, "503": _UNAVAILABLE}
-            if method in _UNSAFE or (method, path) not in _ANY_CALLER:
+            if method in _UNSAFE or "403" in responses:  # the CSRF check, or a role (Access)
                 wanted["403"] = _FORBIDDEN
             if "requestBody" in operation:
                 wanted |= {"413": _TOO_LARGE, "415": _UNSUPPORTED, "422": _INVALID}
