@@ -2,10 +2,13 @@
 
 The log itself (the keyed hash chain, verification) is ``traingate.audit``; this module says
 what goes into it. An actor is ``cli:<OS user>``, ``token:<token id>``,
-``session:<session id>`` or ``system`` (a library caller that named no one). Details hold
-counts, the public ids of builds, tokens, sessions and vault reports, and keyed hashes of
-account and organization ids (``subject_key``): never a secret, a receipt, a token or session
-credential, an e-mail address, any content, or the exact time of a feedback report.
+``session:<session id>``, ``system`` (a library caller that named no one), or one of the two
+actors whose acts are only counted per UTC day (``DayCounts``): ``end-user`` (reports end
+users submit) and ``receipt-holders`` (reads and deletions of reports by receipt). Details
+hold counts, the public ids of builds, tokens and sessions, and keyed hashes of account and
+organization ids (``subject_key``): never a secret, a receipt, a token or session
+credential, an e-mail address, any content, a report's id, or a time finer than the day of
+anything an end user or a receipt holder did with a report.
 
 Why keyed hashes and not account ids: the log is append-only and outlives every purge, so a
 raw id written there would survive the hard deletion of its account forever. A privacy officer
