@@ -158,9 +158,12 @@ def _chat_messages(batch: pa.RecordBatch) -> tuple[Any, Any]:
     content: Any = pc.fill_null(pc.struct_field(flat, "content"), "")
     attachments: Any = pc.struct_field(flat, "attachments")
     has = pc.greater(pc.fill_null(pc.list_value_length(attachments), 0), pa.scalar(0))
-    if pc.any(has).as_py():
-        joined = pc.binary_join_element_wise(content, _attachment_text(attachments), "\n\n")
-        content = pc.if_else(has, joined, content)
+    if pc.any(has).as_py():  # only the messages with attachments are joined anew
+        which = pc.indices_nonzero(has)
+        joined = pc.binary_join_element_wise(
+            pc.take(content, which), _attachment_text(pc.take(attachments, which)), "\n\n"
+        )
+        content = pc.replace_with_mask(content, has, joined)
     chat = pa.StructArray.from_arrays([role, content], fields=list(CHAT_MESSAGE))
     return pa.ListArray.from_arrays(_offsets(messages), chat, type=_CHAT), chat
 
@@ -212,7 +215,9 @@ def _openai(batch: pa.RecordBatch, said: ShapeReasons) -> Shaped:
     roles: Any = pc.struct_field(flat, "role")
     speaking = pc.filter(parent, pc.equal(roles, pa.scalar(_ASSISTANT)))
     keep = pc.is_in(pa.array(range(batch.num_rows), pa.int64()), value_set=pc.unique(speaking))
-    rows = pa.RecordBatch.from_arrays([lists.filter(keep)], schema=_SCHEMAS["openai"])
+    if not pc.all(keep).as_py():
+        lists = lists.filter(keep)
+    rows = pa.RecordBatch.from_arrays([lists], schema=_SCHEMAS["openai"])
     missing = batch.num_rows - rows.num_rows
     return Shaped(rows=rows, left_out={said.no_assistant: missing} if missing else {})
 
