@@ -115,11 +115,11 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
     return lines
 
 
-def _reasons(section: Mapping[str, Any]) -> list[str]:
+def _reasons(section: Mapping[str, Any], *, verb: str = "excluded") -> list[str]:
     by_reason = section.get("by_reason") or {}
     if not by_reason:
-        return ["None excluded."]
-    return _table(("reason", "excluded"), [(f"`{r}`", n) for r, n in sorted(by_reason.items())])
+        return [f"None {verb}."]
+    return _table(("reason", verb), [(f"`{r}`", n) for r, n in sorted(by_reason.items())])
 
 
 def card_text(
@@ -176,7 +176,7 @@ def card_text(
         "",
         "Records the shape has no row for:",
         "",
-        *_reasons(shape["left_out"]),
+        *_reasons(shape["left_out"], verb="left out"),
         "",
         "## Exclusions",
         "",
@@ -195,9 +195,9 @@ def card_text(
         "## How to verify",
         "",
         "`traingate dataset verify DIR`, with the key file of the store that built it, checks "
-        "the manifest's signature, every file's sha256 and rows (this card and croissant.json "
-        "included: the manifest lists them under `documents`), that nothing else is in the "
-        "directory, the counts and the exclusion arithmetic.",
+        "the manifest's signature, every data file's sha256 and rows, the sha256 of this card "
+        "and of croissant.json (the manifest lists them under `documents`), that nothing else "
+        "is in the directory, the counts, the shape's rows and the exclusion arithmetic.",
         "",
     ]
     return "\n".join(lines)
