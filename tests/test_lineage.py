@@ -489,14 +489,21 @@ def test_a_build_writes_its_lineage_beside_the_dataset(
 
 @pytest.mark.store
 def test_lineage_of_a_build_whose_file_is_gone_is_an_error(
-    tg: Traingate, ev: Events, tmp_path: Path
+    tg: Traingate, ev: Events, tmp_path: Path, settings: Settings
 ) -> None:
+    """Lineage does not answer "not held" for a build it cannot read: the API raises, the
+    command line says which build and file, with no traceback."""
     receipt_of(tg, ev)
     built = build(tg, tmp_path / "mt", "model_training", 3)
     path, _, _ = _row(tg, built.build_id)
     Path(path).unlink()
     with pytest.raises(StoreError, match=f"cannot read the lineage of {built.build_id}"):
         tg.lineage(conversation_id="c1")
+    base = ["--db", settings.db_url, "--key-file", str(settings.key_file), "lineage"]
+    result = CliRunner().invoke(cli, [*base, "--conversation", "c1"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert f"cannot read the lineage of {built.build_id}" in result.stderr
+    assert path in result.stderr and "Traceback" not in result.output
 
 
 @pytest.mark.store
