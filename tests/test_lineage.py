@@ -22,6 +22,7 @@ from tests.factories import Events, jsonl
 from tests.test_build_helpers import read_dataset
 from traingate.app import Traingate
 from traingate.build import builder as builder_module
+from traingate.build import lineage_file
 from traingate.build.lineage import (
     builds_holding,
     forget_build,
@@ -448,6 +449,24 @@ def test_a_lookup_reads_only_the_row_groups_that_can_hold_the_key(
         find_items(path, build_id="build-y", item_keys=several)
     with pytest.raises(StoreError, match="cannot read the lineage of build-x"):
         find_items(tmp_path / "gone.parquet", build_id="build-x", item_keys=several)
+
+
+def test_row_groups_grow_past_max_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_GROUPS row groups of ROW_GROUP rows, the row groups grow instead (the footer
+    every lookup parses stays small), and lookups still find exactly what a scan finds."""
+    monkeypatch.setattr(lineage_file, "ROW_GROUP", 100)
+    monkeypatch.setattr(lineage_file, "MAX_GROUPS", 4)
+    rng = random.Random(5)
+    keys = [rng.randbytes(4) for _ in range(1_000)]
+    items = _items(keys, rng)
+    path = _write(tmp_path, items)
+    metadata = pq.ParquetFile(path).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [250] * 4
+    everything = _stored(items)
+    for key in rng.sample(keys, 30):
+        wanted = item_key_bytes((key * 4).hex())
+        found = find_items(path, build_id="build-x", item_keys=[wanted])
+        assert found == [row for row in everything if row[0] == wanted]
 
 
 def test_an_empty_lineage_file_holds_nothing(tmp_path: Path) -> None:

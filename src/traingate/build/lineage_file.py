@@ -5,8 +5,9 @@
 
 Columns: ``item_key`` (16 bytes: the start of the item's keyed hash, ``item_key_bytes``),
 ``record_id`` (32 bytes), ``kind`` (conversation or feedback), ``messages``; rows in (item_key,
-record_id) order, row groups of ``ROW_GROUP`` rows with min/max statistics of ``item_key``, and
-the build's id in the file's metadata. A lookup reads the footer, bisects the row groups'
+record_id) order, row groups of ``ROW_GROUP`` rows (larger beyond ``MAX_GROUPS`` of them) with
+min/max statistics of ``item_key``, and in the footer's metadata the build's id and an index of
+each row group's first and last item key. A lookup reads the footer, bisects the row groups'
 key ranges and reads the one or two row groups that can hold the key: its cost does not grow
 with the build. The file never goes inside the dataset: item keys tie together the records of
 one conversation (one a basis), which the dataset's records alone do not.
@@ -39,6 +40,7 @@ from traingate.keys import SHORT_HASH
 
 __all__ = [
     "LINEAGE_DIR",
+    "MAX_GROUPS",
     "ROW_GROUP",
     "SCHEMA",
     "LineageSpool",
@@ -52,6 +54,8 @@ __all__ = [
 
 LINEAGE_DIR = ".traingate-lineage"
 ROW_GROUP = 16_384  # rows per row group: what one lookup reads (about 0.9 MB)
+MAX_GROUPS = 2_048  # beyond ROW_GROUP x MAX_GROUPS items, row groups grow instead: the footer
+# (which every lookup parses) stays small; at 580M items a row group is ~283,000 rows (15 MB)
 _RUN = 200_000  # items spooled in memory before they go to the scratch file (about 11 MB)
 _GROUP = 262_144  # items sorted in memory at once when the file is written (about 14 MB)
 _PREFIX_BITS = 12  # the spool's runs are cut by the first 12 bits of the item key
@@ -218,14 +222,16 @@ class _Hashing(io.RawIOBase):
         return self._handle.tell()
 
 
-def _write_groups(writer: pq.ParquetWriter, table: pa.Table, bounds: list[bytes]) -> None:
-    """Write ``table`` as row groups of ``ROW_GROUP`` rows (the last may be shorter), adding
-    each one's first and last item key to ``bounds``."""
+def _write_groups(
+    writer: pq.ParquetWriter, table: pa.Table, size: int, bounds: list[bytes]
+) -> None:
+    """Write ``table`` as row groups of ``size`` rows (the last may be shorter), adding each
+    one's first and last item key to ``bounds``."""
     keys = table["item_key"]
-    for start in range(0, table.num_rows, ROW_GROUP):
-        end = min(start + ROW_GROUP, table.num_rows)
+    for start in range(0, table.num_rows, size):
+        end = min(start + size, table.num_rows)
         bounds += [cast(bytes, keys[start].as_py()), cast(bytes, keys[end - 1].as_py())]
-    writer.write_table(table, row_group_size=ROW_GROUP)
+    writer.write_table(table, row_group_size=size)
 
 
 class Stopped(Exception):
@@ -236,7 +242,8 @@ def write_lineage(
     spool: LineageSpool, *, path: Path, build_id: str, stop: threading.Event | None = None
 ) -> str:
     """Write the spooled items as the lineage file ``path`` of build ``build_id``, sorted, in
-    row groups of ``ROW_GROUP`` rows; fsync it; return its sha256. Raises ``Stopped`` when
+    row groups of ``ROW_GROUP`` rows (more when there would be over ``MAX_GROUPS``); fsync
+    it; return its sha256. Raises ``Stopped`` when
     ``stop`` is set meanwhile."""
     schema = SCHEMA.with_metadata({_BUILD_KEY: build_id.encode()})
     with path.open("wb") as handle:
@@ -249,6 +256,7 @@ def write_lineage(
             write_statistics=["item_key"],
         )
         bounds: list[bytes] = []  # each row group's first and last item key
+        size = max(ROW_GROUP, -(-spool.count // MAX_GROUPS))
         try:
             held: list[pa.RecordBatch] = []
             rows = 0
@@ -257,14 +265,14 @@ def write_lineage(
                     raise Stopped
                 held.append(batch)
                 rows += batch.num_rows
-                full = rows - rows % ROW_GROUP
+                full = rows - rows % size
                 if full:
                     table = pa.Table.from_batches(held, schema=SCHEMA)
-                    _write_groups(writer, table.slice(0, full), bounds)
+                    _write_groups(writer, table.slice(0, full), size, bounds)
                     held = table.slice(full).to_batches()
                     rows -= full
             if rows:
-                _write_groups(writer, pa.Table.from_batches(held, schema=SCHEMA), bounds)
+                _write_groups(writer, pa.Table.from_batches(held, schema=SCHEMA), size, bounds)
             writer.add_key_value_metadata({_RANGES_KEY: b"".join(bounds).hex()})
         finally:
             writer.close()
