@@ -38,8 +38,8 @@ class _Body(BaseModel):
 
 
 class ErrorDetail(_Body):
-    code: str = Field(description="A stable, machine-readable name of the problem.")
-    message: str = Field(description="What went wrong, for a person.")
+    code: str = Field(min_length=1, description="A stable, machine-readable name of the problem.")
+    message: str = Field(min_length=1, description="What went wrong, for a person.")
 
 
 class Problem(_Body):
