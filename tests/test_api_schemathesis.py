@@ -115,6 +115,12 @@ def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         yield api
 
 
+@pytest.fixture(scope="module")
+def server(fuzz_api: Api) -> Server:
+    """One per module: schemathesis keeps a lifespan per ASGI app until the process ends."""
+    return Server(fuzz_api.client.app)
+
+
 # The document of the default policy, which the test app runs (the first test checks that it
 # is the one the app serves). Requests go to each test's app (``_send``).
 schema = schemathesis.openapi.from_dict(
@@ -173,7 +179,9 @@ def _credentials(api: Api, caller: str) -> tuple[dict[str, str], dict[str, str]]
     phases=[Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
-def test_the_api_answers_as_its_document_says(case: Any, caller: str, fuzz_api: Api) -> None:
+def test_the_api_answers_as_its_document_says(
+    case: Any, caller: str, fuzz_api: Api, server: Server
+) -> None:
     if caller == "admitted":
         caller = ADMITTED[(case.method.upper(), case.path)]
     if isinstance(case.body, dict) and case.body.get("engine") == "spark":
@@ -182,7 +190,6 @@ def test_the_api_answers_as_its_document_says(case: Any, caller: str, fuzz_api: 
         # with Spark); the request stays schema-valid.
         case.body["engine"] = "duckdb"
     headers, cookies = _credentials(fuzz_api, caller)
-    server = Server(fuzz_api.client.app)
     case.operation.schema.app = server  # the in-process (ASGI) transport
     case.call_and_validate(
         app=server,
