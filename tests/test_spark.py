@@ -250,3 +250,45 @@ def test_spark_reads_a_lake(tmp_path: Path, ev: Events, spark: SparkSession) -> 
     assert excluded["by_reason"]["unknown_account"] == 3  # erin's, the ghost's, eve's
     assert outputs["spark"]["counts"]["records"] == 3
     assert spark.range(3).count() == 3  # the builds used the running session, and left it
+
+
+@pytest.mark.parametrize(
+    ("rows_per_file", "shape"), [(2, "records"), (3, "chat"), (1000, "records")]
+)
+def test_spark_tasks_write_the_parts_the_builder_would(
+    tmp_path: Path, spark: SparkSession, rows_per_file: int, shape: str
+) -> None:
+    """The Spark tasks write the conversation records' parts themselves (whole parts where
+    one partition holds them, parts shared by neighbouring partitions assembled from their
+    pieces, the last one left to the builder with the feedback records after it): the same
+    files, byte for byte, as the DuckDB build, whose parts the builder writes."""
+    from traingate.build.builder import build_dataset
+    from traingate.build.engine import BuildRequest
+    from traingate.build.engines.duckdb import DuckDBEngine
+    from traingate.build.shapes import as_shape
+
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json")
+    with Traingate.open(settings) as tg:
+        summary = tg.ingest(jsonl(history(seed=11, conversations=60)))
+        assert summary.rejected == 0, summary.errors
+        request = BuildRequest(policy=tg.policies, purpose="model_training", as_of=T_AS_OF)
+        built = {}
+        for name, engine in (("duckdb", DuckDBEngine()), ("spark", _engine(spark))):
+            built[name] = build_dataset(
+                store=tg.store, vault=tg.vault, keys=tg.keys, request=request, engine=engine,
+                out=tmp_path / name, rows_per_file=rows_per_file, shape=as_shape(shape),
+            )  # fmt: skip
+    files = built["duckdb"].manifest["files"]
+    assert built["spark"].manifest["files"] == files
+    spark_manifest, duckdb_manifest = _manifest(tmp_path / "spark"), _manifest(tmp_path / "duckdb")
+    for manifest in (spark_manifest, duckdb_manifest):  # the documents name the engine
+        manifest.pop("documents", None)
+    assert spark_manifest == duckdb_manifest
+    if rows_per_file < 1000:
+        assert len(files) > 3 and all(f["rows"] == rows_per_file for f in files[:-1])
+    for entry in files:
+        path = entry["path"]
+        assert (tmp_path / "spark" / path).read_bytes() == (tmp_path / "duckdb" / path).read_bytes()
+
+
+T_AS_OF = parse_instant(T(16))

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from traingate.build.documents import with_documents
-from traingate.build.engine import BuildRequest, Engine, MessageSource, Tally
+from traingate.build.engine import BuildRequest, Engine, MessageSource, PartsOut, Tally, Written
 from traingate.build.lineage import BuildRow, complete_build, forget_build, record_pending
 from traingate.build.lineage_file import LineageSpool, lineage_path, place_lineage, write_lineage
 from traingate.build.manifest import manifest_body, policies_section, sign_manifest
@@ -78,6 +78,7 @@ class Produced:
     decisions: pa.Table | None = None
     messages_by_policy: Mapping[int, int] = field(default_factory=dict)
     reports_by_policy: Mapping[int, int] = field(default_factory=dict)
+    written: Written | None = None  # records the engine wrote (``records`` then empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +322,12 @@ def _conversations(
         # records, counted and written (build/prefetch.py).
         with Prefetch(engine.run(request=request, source=source, store=store)) as batches:
             for batch in batches:
-                records, items = conversation_records(batch.records, signing_key=keys.signing_key)
+                if batch.written is not None:  # made and written by the engine
+                    records, items = _NO_RECORDS, list(batch.written.items)
+                else:
+                    records, items = conversation_records(
+                        batch.records, signing_key=keys.signing_key
+                    )
                 if progress is not None:
                     progress.advance(batch.messages_seen)
                 yield Produced(
@@ -332,8 +338,36 @@ def _conversations(
                     messages_seen=batch.messages_seen,
                     decisions=batch.decisions,
                     messages_by_policy=counts,
+                    written=batch.written,
                 )
                 counts = {}  # counted once, carried by the first step
+
+
+def _parts_out(
+    engine: Engine, directory: Path, format: Format, rows_per_file: int, shape: Shape, keys: KeyRing
+) -> PartsOut | None:
+    """Where an engine that writes its own parts writes them (None: the builder writes)."""
+    if not getattr(engine, "writes_parts", False):
+        return None
+    return PartsOut(
+        directory=directory,
+        format=format,
+        rows_per_file=rows_per_file,
+        shape=shape,
+        signing_key=keys.signing_key,
+    )
+
+
+def _with_written(shaped: ShapeTally, written: Written) -> ShapeTally:
+    """The shape's tally with what the engine wrote."""
+    left_out = Counter(shaped.left_out)
+    left_out.update(written.left_out)
+    return dataclasses.replace(
+        shaped,
+        rows=shaped.rows + written.rows,
+        messages=shaped.messages + written.messages,
+        left_out=dict(left_out),
+    )
 
 
 def _count(
@@ -455,10 +489,19 @@ def build_dataset(
             workdir=scratch,
             keep_decisions=False,
             messages=request.messages,
+            output=_parts_out(engine, staging / "data", format, rows_per_file, shape, keys),
         )
         for step in produce(
             store=store, vault=vault, keys=keys, request=work, engine=engine, progress=progress
         ):
+            if step.written is not None:  # parts written by the engine, then its last rows
+                writer.adopt(step.written.files)
+                for tail in step.written.tail:
+                    writer.write(tail)
+                shaped = _with_written(shaped, step.written)
+                for key, (n, size) in step.written.counts.items():
+                    counts[key] += n
+                    sizes[key] += size
             rows = shape_records(step.records, shape=shape)
             writer.write(rows.rows)
             shaped = shaped.add(rows)

@@ -40,6 +40,7 @@ import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,7 @@ from traingate.build.engines.spark_tasks import (
 )
 from traingate.build.lake import ParquetLake, store_messages, write_lake
 from traingate.build.records import ENGINE_SCHEMA
+from traingate.build.writer import FileEntry
 from traingate.errors import BuildError
 from traingate.settings import DEFAULT_SPARK_MASTER
 from traingate.store.export import StoreReader, stage_parquet
@@ -397,21 +399,58 @@ def _keyed(
 def _written(
     spark: SparkSession, evaluated: DataFrame, output: PartsOut, stage: Path
 ) -> Iterator[EngineBatch]:
-    """The parts written where the records are. The driver reads each batch's counts (one
+    """The parts written where the records are. The driver reads each batch's row count (one
     small row per batch of ``batch_messages``), numbers the partitions' rows by a prefix sum,
-    and has every task write the parts wholly inside its rows and hand back the pieces of the
-    parts it shares with its neighbours; those parts are then assembled by tasks too. The
-    driver holds what the parts' entries, the counts and the lineage items need, never the
-    records. Yields each batch's tally, counts and lineage items, then the parts."""
-    meta = evaluated.select("partition", "n_rows").collect()
+    and has every task write the parts wholly inside its rows (``_parts``). While the tasks
+    write, the driver takes each batch's tally, counts and lineage items, and yields them;
+    then the parts. It never holds a record but those of the last part."""
     per_partition: Counter[int] = Counter()
-    for row in meta:
+    for row in evaluated.select("partition", "n_rows").collect():
         per_partition[int(row["partition"])] += int(row["n_rows"])
     starts: dict[int, int] = {}
     total = 0
     for partition in sorted(per_partition):
         starts[partition] = total
         total += per_partition[partition]
+    with ThreadPoolExecutor(1, thread_name_prefix="traingate-spark-parts") as pool:
+        parts = pool.submit(_parts, spark, evaluated, output, stage, starts, total)
+        for row in evaluated.select(
+            "messages", "tally", "items", "summary", "n_rows"
+        ).toLocalIterator(prefetchPartitions=True):
+            summary = Summary.from_json(row["summary"])
+            yield EngineBatch(
+                records=_NO_RECORDS,
+                tally=read_tally(row["tally"]),
+                messages_seen=int(row["messages"]),
+                written=Written(
+                    items=read_items(row["items"]),
+                    counts=summary.counts,
+                    rows=int(row["n_rows"]),
+                    messages=summary.messages,
+                    left_out=summary.left_out,
+                ),
+            )
+        files, tail = parts.result()
+    yield EngineBatch(
+        records=_NO_RECORDS,
+        tally=Tally(),
+        messages_seen=0,
+        written=Written(files=files, tail=tail),
+    )
+
+
+def _parts(
+    spark: SparkSession,
+    evaluated: DataFrame,
+    output: PartsOut,
+    stage: Path,
+    starts: Mapping[int, int],
+    total: int,
+) -> tuple[tuple[FileEntry, ...], tuple[pa.RecordBatch, ...]]:
+    """Every task writes the parts wholly inside its rows and hands back the pieces of the
+    parts it shares with its neighbours (fragment files); those parts are then assembled by
+    tasks too. The last part, when it is not full, is the builder's (the feedback records
+    follow it): its rows are returned."""
     fragments = stage / "fragments"
     fragments.mkdir()
     written = (
@@ -431,9 +470,7 @@ def _written(
             entries[int(row["part"])] = (row["path"], int(row["rows"]), row["sha256"])
         else:
             shared[int(row["part"])].append((int(row["partition"]), row["path"]))
-    # The last part, when it is not full, is the builder's: the feedback records follow it.
-    last = total // output.rows_per_file
-    tail = [path for _, path in sorted(shared.pop(last, []))]
+    tail = [path for _, path in sorted(shared.pop(total // output.rows_per_file, []))]
     if shared:
         jobs = [(part, [path for _, path in sorted(pieces)]) for part, pieces in shared.items()]
         assemble = functools.partial(_assemble, output=output)
@@ -443,31 +480,8 @@ def _written(
             entries[part] = (path, rows, sha256)
     if sorted(entries) != list(range(len(entries))):
         raise BuildError(f"the Spark tasks wrote parts {sorted(entries)}, not one of each")
-    for row in evaluated.select("messages", "tally", "items", "summary", "n_rows").toLocalIterator(
-        prefetchPartitions=True
-    ):
-        summary = Summary.from_json(row["summary"])
-        yield EngineBatch(
-            records=_NO_RECORDS,
-            tally=read_tally(row["tally"]),
-            messages_seen=int(row["messages"]),
-            written=Written(
-                items=read_items(row["items"]),
-                counts=summary.counts,
-                rows=int(row["n_rows"]),
-                messages=summary.messages,
-                left_out=summary.left_out,
-            ),
-        )
-    yield EngineBatch(
-        records=_NO_RECORDS,
-        tally=Tally(),
-        messages_seen=0,
-        written=Written(
-            files=tuple(file_entry(*entries[part]) for part in sorted(entries)),
-            tail=tuple(read_fragments(tail)),
-        ),
-    )
+    files = tuple(file_entry(*entries[part]) for part in sorted(entries))
+    return files, tuple(read_fragments(tail))
 
 
 def _assemble(job: tuple[int, list[str]], *, output: PartsOut) -> tuple[int, str, int, str]:
