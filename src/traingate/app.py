@@ -15,7 +15,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from traingate.audit import AuditEntry, AuditLog
-from traingate.auditing import SYSTEM, IngestAuditor, mentions, subject_key, verify_summary
+from traingate.auditing import (
+    SYSTEM,
+    DayCounts,
+    IngestAuditor,
+    mentions,
+    subject_key,
+    verify_summary,
+)
 from traingate.errors import (
     AccessDeniedError,
     BuildError,
@@ -751,7 +758,8 @@ class Traingate:
         (seq, hash or None), a head recorded earlier, must still be reached: without it an
         empty log with no head cannot tell "never written" from "wiped", and says so."""
         entries, head, problems = self.audit_log.inspect(expect=expect_head)
-        return verify_summary(entries, problems, head)
+        pending = DayCounts(self.audit_log).pending()  # counted, not sealed yet
+        return verify_summary(entries, problems, head, pending=pending)
 
     def audit_entries(
         self,

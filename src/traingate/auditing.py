@@ -21,7 +21,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from traingate.audit import AuditEntry, AuditLog, AuditProblem
@@ -215,10 +215,15 @@ def mentions(entry: AuditEntry, keys: Iterable[str]) -> bool:
 
 
 def verify_summary(
-    entries: list[AuditEntry], problems: list[AuditProblem], head: tuple[int, str] | None
+    entries: list[AuditEntry],
+    problems: list[AuditProblem],
+    head: tuple[int, str] | None,
+    *,
+    pending: Sequence[tuple[str, str, str, dict[str, int]]] = (),
 ) -> dict[str, Any]:
     """What ``traingate audit verify`` prints: intact or not, how many entries of which
-    actions, the head, and each problem."""
+    actions, the head, each problem, and the day counts not sealed into the chain yet
+    (``pending``: today's, or a day no server has sealed since)."""
     actions = Counter(entry.action for entry in entries)
     summary: dict[str, Any] = {
         "ok": not problems,
@@ -228,6 +233,10 @@ def verify_summary(
         "last_at": format_instant(entries[-1].at) if entries else None,
         "actions": dict(sorted(actions.items())),
         "problems": [problem.to_dict() for problem in problems],
+        "pending": [
+            {"day": day, "actor": actor, "action": action, **counts}
+            for day, actor, action, counts in pending
+        ],
     }
     if head is None and not entries and not problems:
         summary["warning"] = (
