@@ -1,5 +1,6 @@
-"""A build's shape from the API (``POST /v1/datasets`` body field ``shape``) and from the console's
-build form (issue 16): the job builds that shape, with its card and Croissant file."""
+"""A build's shape from the API (``POST /v1/datasets`` body field ``shape``; issue 16): the job
+builds that shape, with its card and Croissant file. The console's Shape select:
+``tests/test_web.py::test_the_console_builds_the_shape_chosen``."""
 
 from __future__ import annotations
 
@@ -10,15 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
 
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
-from tests.test_web import Site, admin_sign_in, browser, console_errors, page, site
 from traingate.settings import Settings
 
 T = Events.t
-__all__ = ["browser", "console_errors", "page", "site"]  # the console's fixtures, reused
 
 
 @pytest.fixture
@@ -76,17 +74,3 @@ def test_the_api_refuses_an_unknown_shape(api: Api) -> None:
     )
     assert (done.status_code, done.json()["error"]["code"]) == (422, "invalid_request")
     assert "shape" in done.text
-
-
-def test_the_console_builds_the_shape_chosen(page: Page, site: Site) -> None:
-    admin_sign_in(page, site, site.analyst)
-    page.goto(f"{site.url}/admin/builds")
-    expect(page.get_by_label("Shape")).to_have_value("records")
-    page.get_by_label("Purpose").select_option("model_training")
-    page.get_by_label("Shape").select_option("chat")
-    page.get_by_role("button", name="Start build").click()
-    expect(page.locator("#status-badge")).to_have_text("succeeded", timeout=60_000)
-    expect(page.locator("#verification")).to_contain_text("verified")
-    manifest = json.loads(page.locator("#manifest pre.json").text_content() or "")
-    assert manifest["shape"]["name"] == "chat"
-    assert [d["path"] for d in manifest["documents"]] == ["README.md", "croissant.json"]

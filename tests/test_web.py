@@ -514,3 +514,18 @@ def test_main_flow_on_every_backend(browser: Browser, page: Page, backend_site: 
         assert manifest["exclusions"]["messages"]["by_reason"]["consent_revoked"] == 6
     finally:
         admin.close()
+
+
+def test_the_console_builds_the_shape_chosen(page: Page, site: Site) -> None:
+    """The build form's Shape select (issue 16): the job builds that shape."""
+    admin_sign_in(page, site, site.analyst)
+    page.goto(f"{site.url}/admin/builds")
+    expect(page.get_by_label("Shape")).to_have_value("records")
+    page.get_by_label("Purpose").select_option("model_training")
+    page.get_by_label("Shape").select_option("chat")
+    page.get_by_role("button", name="Start build").click()
+    expect(page.locator("#status-badge")).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator("#verification")).to_contain_text("verified")
+    manifest = json.loads(page.locator("#manifest pre.json").text_content() or "")
+    assert manifest["shape"]["name"] == "chat"
+    assert [d["path"] for d in manifest["documents"]] == ["README.md", "croissant.json"]
