@@ -27,6 +27,7 @@ from tests.test_vault_snapshot_property import _events, _expected, conversations
 from traingate.app import Traingate
 from traingate.build.lake import LAKE_ATTACHMENT, LAKE_SCHEMA, ParquetLake, write_lake
 from traingate.errors import StoreError
+from traingate.ingest import LakeArchive
 from traingate.settings import Settings
 from traingate.timeutil import parse_instant
 
@@ -460,3 +461,47 @@ def test_an_unreadable_lake_is_a_503_and_vaults_nothing(
             headers=api.as_role("ingest"),
         )
         assert again.status_code == 200 and len(again.json()["receipts"]) == 1, again.text
+
+
+@dataclasses.dataclass
+class _Recording:
+    """A lake archive that notes whether each read ran inside the store's transaction."""
+
+    inner: LakeArchive
+    db: Any
+    inside: list[bool] = dataclasses.field(default_factory=list)
+
+    def conversation_messages(
+        self, *, conversation_id: str, owner: str, since: int, until: int
+    ) -> list[Any]:
+        self.inside.append(self.db._depth > 0)
+        return self.inner.conversation_messages(
+            conversation_id=conversation_id, owner=owner, since=since, until=until
+        )
+
+
+@pytest.mark.store
+def test_the_lake_is_read_before_the_write_lock_unless_the_batch_changes_the_conversation(
+    lake_tg: Traingate, lake: Path
+) -> None:
+    e = Events()
+    history = _history(e)
+    land(lake, [x for x in history if _is_message(x)])
+    land(lake, [e.message("new-m", "new", "a", T(5, 3))])
+    lake_tg.ingest(jsonl([x for x in history if not _is_message(x)]))
+    assert isinstance(lake_tg.archive, LakeArchive)
+    recording = _Recording(inner=lake_tg.archive, db=lake_tg.store.db)
+    lake_tg.archive = recording
+    summary = lake_tg.ingest(jsonl(_reports(e)))
+    assert summary.accepted == 3 and recording.inside == [False, False, False]
+    recording.inside.clear()
+    summary = lake_tg.ingest(
+        jsonl(
+            [
+                e.conversation("new", "a", T(5)),  # the batch gives the conversation its owner
+                e.feedback("f-new", "a", "new", "new-m", T(5, 4)),
+            ]
+        )
+    )
+    assert summary.accepted == 2, summary.errors
+    assert recording.inside == [True]

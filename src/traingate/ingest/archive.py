@@ -9,23 +9,32 @@ message) to the report's day, and of those only the rows naming the conversation
 as missing ones, as in a build). A lake that cannot be read fails the ingest with a
 ``StoreError``: the report is neither taken without its messages nor rejected as the client's
 fault.
+
+The reads are made before the batch's transaction (``prefetch``), so the store's write lock
+is not held while the lake is read; a report whose conversation the batch itself changes (its
+owner, or an earlier time) is read again inside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from traingate.errors import BuildError, StoreError
 from traingate.store.db import Database
-from traingate.store.store import MessageRow
+from traingate.store.store import MessageRow, Store
 from traingate.timeutil import DAY
 
 if TYPE_CHECKING:
     from traingate.build.lake import ParquetLake
+    from traingate.ingest.incoming import Incoming
 
-__all__ = ["LakeArchive", "MessageArchive", "earliest_known"]
+__all__ = ["LakeArchive", "MessageArchive", "Prefetched", "ReadKey", "earliest_known", "prefetch"]
+
+# What one read of the archive was asked: (conversation, owner, since, until).
+ReadKey = tuple[str, str, int, int]
+Prefetched = Mapping[ReadKey, Sequence[MessageRow]]
 
 _CHUNK = 500
 
@@ -87,4 +96,35 @@ def earliest_known(db: Database, conversation_ids: Iterable[str]) -> dict[str, i
             params,
         ):
             found[str(conversation_id)] = int(at)
+    return found
+
+
+def read_key(conversation_id: str, owner: str, earliest: int, at: int) -> ReadKey:
+    """The read a report at ``at`` needs, given its conversation's earliest known time."""
+    return (conversation_id, owner, min(earliest, at), at)
+
+
+def prefetch(store: Store, events: Sequence[Incoming], archive: MessageArchive) -> Prefetched:
+    """The archive's reads for the batch's reports, as the store stands before the batch
+    (outside its transaction): by what each read was asked."""
+    reports = [
+        (e.conversation_id, e.at)
+        for e in events
+        if e.type == "feedback.submitted" and e.conversation_id is not None
+    ]
+    if not reports:
+        return {}
+    conversations = {conversation for conversation, _ in reports}
+    owners = store.conversation_owners(conversations)
+    earliest = earliest_known(store.db, conversations)
+    found: dict[ReadKey, Sequence[MessageRow]] = {}
+    for conversation, at in reports:
+        owner, since = owners.get(conversation), earliest.get(conversation)
+        if owner is None or since is None:
+            continue
+        key = read_key(conversation, owner, since, at)
+        if key not in found:
+            found[key] = archive.conversation_messages(
+                conversation_id=conversation, owner=owner, since=key[2], until=at
+            )
     return found

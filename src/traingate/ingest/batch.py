@@ -20,7 +20,13 @@ from typing import Any, Protocol
 
 from traingate.errors import EventError
 from traingate.events import ConsentUpdated, FeedbackSubmitted
-from traingate.ingest.archive import MessageArchive, earliest_known
+from traingate.ingest.archive import (
+    MessageArchive,
+    Prefetched,
+    earliest_known,
+    prefetch,
+    read_key,
+)
 from traingate.ingest.incoming import Incoming
 from traingate.store.store import MessageRow, Store
 from traingate.vault.snapshot import Snapshot, merge_messages, take_snapshot
@@ -143,10 +149,15 @@ class _Batch:
     events of the batch added, and the rows waiting to be written."""
 
     def __init__(
-        self, store: Store, events: Sequence[Incoming], archive: MessageArchive | None = None
+        self,
+        store: Store,
+        events: Sequence[Incoming],
+        archive: MessageArchive | None = None,
+        prefetched: Prefetched | None = None,
     ) -> None:
         self.store = store
         self.archive = archive
+        self.prefetched = prefetched or {}
         keys = store.keys
         convs: set[str] = set()
         accounts: set[str] = set()
@@ -199,13 +210,18 @@ class _Batch:
 
     def archived(self, conversation_id: str, until: int) -> Sequence[MessageRow]:
         """The archive's messages of a conversation the store gives an owner, from the
-        earliest time known for it up to ``until``'s day; none without an archive."""
+        earliest time known for it up to ``until``'s day; none without an archive. The read
+        made before the transaction serves when it was asked the same."""
         owner = self.owners.get(conversation_id)
         since = self.earliest.get(conversation_id)
         if self.archive is None or owner is None or since is None:
             return ()
+        key = read_key(conversation_id, owner, since, until)
+        found = self.prefetched.get(key)
+        if found is not None:
+            return found
         return self.archive.conversation_messages(
-            conversation_id=conversation_id, owner=owner, since=min(since, until), until=until
+            conversation_id=conversation_id, owner=owner, since=key[2], until=until
         )
 
     def flush(self) -> None:
@@ -390,8 +406,10 @@ def write_batch(
     accepted: Counter[str] = Counter()
     consents: list[ConsentUpdated] = []
     duplicates, rejected = summary.duplicates, summary.rejected
+    # the lake is read before the store's write lock is taken (traingate.ingest.archive)
+    prefetched = prefetch(store, events, archive) if archive is not None else None
     with store.db.transaction():
-        batch = _Batch(store, events, archive)
+        batch = _Batch(store, events, archive, prefetched)
         rows_events, rows_reports = batch.rows["events"], batch.rows["report_events"]
         known_hashes = batch.event_hashes
         for event in events:
