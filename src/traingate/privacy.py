@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 
-
 def _time(micros: int | None) -> str | None:
     return None if micros is None else format_instant(micros)
 
