@@ -37,6 +37,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from ingest import _fresh_db_url  # benchmarks/ingest.py: a fresh store of a backend
 
 from traingate.app import Traingate
 from traingate.build.lake import LAKE_ATTACHMENT, LAKE_SCHEMA, ParquetLake, write_lake
@@ -177,18 +178,6 @@ def reports(n: int, days: int, count: int) -> list[dict[str, Any]]:
     return found
 
 
-def _db_url(backend: str, workdir: Path, name: str) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{workdir / name / 'tg.sqlite'}"
-    import psycopg
-
-    schema = f"tg_bench_fb_{name.replace('-', '_')}_{os.getpid()}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.execute(f"CREATE SCHEMA {schema}")
-    return f"{PG_URL}?options=-csearch_path%3D{schema}"
-
-
 def _drop(url: str) -> None:
     if "search_path" in url:
         import psycopg
@@ -225,7 +214,7 @@ def run(backend: str, args: argparse.Namespace, workdir: Path, lake: Path) -> di
     items = reports(n, days, args.reports)
     results: dict[str, Any] = {"backend": backend}
     for mode in ("store", "lake"):
-        url = _db_url(backend, workdir, f"{backend}-{mode}")
+        url = _fresh_db_url(backend, workdir, f"fb_{backend}_{mode}")
         settings = Settings(
             db_url=url,
             key_file=workdir / "keys.json",

@@ -8,6 +8,7 @@ conversation's days; ownership and the errors stay those of the store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import secrets
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.api_support import running_api, user_report
+from tests.api_support import Api, running_api, user_report
 from tests.factories import Events, jsonl
 from tests.test_cli import run
 from tests.test_vault_snapshot_property import _events, _expected, conversations
@@ -335,19 +336,27 @@ def test_conversation_messages_reads_the_named_days(lake: Path) -> None:
 
 
 @pytest.mark.store
+@contextlib.contextmanager
+def _lake_api(settings: Settings, lake: Path, tmp_path: Path) -> Iterator[Api]:
+    """A server reading ``lake``, its store holding the history but for its messages, which
+    are in the lake."""
+    history = _history(Events(prefix="h"))
+    land(lake, [x for x in history if _is_message(x)])
+    with running_api(dataclasses.replace(settings, lake=lake), tmp_path / "datasets") as api:
+        api.ingest([x for x in history if not _is_message(x)])
+        yield api
+
+
+def _post_report(api: Api, report: Event) -> Any:
+    return api.client.post("/v1/events?receipts=true", json=[report], headers=api.as_role("ingest"))
+
+
 def test_api_events_and_end_user_feedback_on_lake_messages(
     settings: Settings, lake: Path, tmp_path: Path
 ) -> None:
     e = Events()
-    history = _history(e)
-    land(lake, [x for x in history if _is_message(x)])
-    with running_api(dataclasses.replace(settings, lake=lake), tmp_path / "datasets") as api:
-        api.ingest([x for x in history if not _is_message(x)])
-        done = api.client.post(
-            "/v1/events?receipts=true",
-            json=[e.feedback("f1", "a", "c", "m2", T(2, 7))],
-            headers=api.as_role("ingest"),
-        )
+    with _lake_api(settings, lake, tmp_path) as api:
+        done = _post_report(api, e.feedback("f1", "a", "c", "m2", T(2, 7)))
         assert done.status_code == 200, done.text
         receipt = done.json()["receipts"][0]["receipt"]
         shown = api.client.get(f"/v1/feedback/{receipt}", headers=api.as_role("ingest"))
@@ -441,25 +450,14 @@ def test_an_unreadable_lake_is_a_503_and_vaults_nothing(
     settings: Settings, lake: Path, tmp_path: Path
 ) -> None:
     e = Events()
-    history = _history(e)
-    land(lake, [x for x in history if _is_message(x)])
-    (lake / "date=2024-01-03" / "broken.parquet").write_bytes(b"PAR1 but not parquet")
-    with running_api(dataclasses.replace(settings, lake=lake), tmp_path / "datasets") as api:
-        api.ingest([x for x in history if not _is_message(x)])
-        done = api.client.post(
-            "/v1/events?receipts=true",
-            json=[e.feedback("f1", "a", "c", "m2", T(2, 7))],
-            headers=api.as_role("ingest"),
-        )
+    with _lake_api(settings, lake, tmp_path) as api:
+        (lake / "date=2024-01-03" / "broken.parquet").write_bytes(b"PAR1 but not parquet")
+        done = _post_report(api, e.feedback("f1", "a", "c", "m2", T(2, 7)))
         assert done.status_code == 503, done.text
         assert done.json()["error"]["code"] == "store_unavailable"
         assert str(lake) not in done.text  # the path is for the server's log
         (lake / "date=2024-01-03" / "broken.parquet").unlink()
-        again = api.client.post(
-            "/v1/events?receipts=true",
-            json=[e.feedback("f1", "a", "c", "m2", T(2, 7))],
-            headers=api.as_role("ingest"),
-        )
+        again = _post_report(api, e.feedback("f1", "a", "c", "m2", T(2, 7)))
         assert again.status_code == 200 and len(again.json()["receipts"]) == 1, again.text
 
 
