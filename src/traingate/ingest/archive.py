@@ -30,7 +30,15 @@ if TYPE_CHECKING:
     from traingate.build.lake import ParquetLake
     from traingate.ingest.incoming import Incoming
 
-__all__ = ["LakeArchive", "MessageArchive", "Prefetched", "ReadKey", "earliest_known", "prefetch"]
+__all__ = [
+    "LakeArchive",
+    "MessageArchive",
+    "Prefetched",
+    "ReadKey",
+    "earliest_known",
+    "prefetch",
+    "read_key",
+]
 
 # What one read of the archive was asked: (conversation, owner, since, until).
 ReadKey = tuple[str, str, int, int]
