@@ -49,7 +49,14 @@ from traingate.build.records import (
 )
 from traingate.build.shapes import Shape, ShapeTally, shape_records, shape_schema
 from traingate.build.staging import claim, remove_all_leftovers
-from traingate.build.writer import FORMATS, BackgroundWriter, Format, PartWriter, fsync_path
+from traingate.build.writer import (
+    FORMATS,
+    ROWS_PER_FILE,
+    BackgroundWriter,
+    Format,
+    PartWriter,
+    fsync_path,
+)
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
 from traingate.policy import PolicySet, decide_report
@@ -440,7 +447,7 @@ def build_dataset(
     format: Format = "parquet",
     shape: Shape = "records",
     progress: Progress | None = None,
-    rows_per_file: int = 250_000,
+    rows_per_file: int = ROWS_PER_FILE,
     clock: Callable[[], int] = now_micros,
     on_complete: Callable[[BuildResult], None] | None = None,
 ) -> BuildResult:

@@ -27,6 +27,7 @@ from traingate.errors import BuildError
 
 __all__ = [
     "FORMATS",
+    "ROWS_PER_FILE",
     "ROW_GROUP",
     "BackgroundWriter",
     "FileEntry",
@@ -47,6 +48,9 @@ Format = Literal["parquet", "jsonl"]  # = traingate.build.FORMATS
 FORMATS: tuple[Format, ...] = ("parquet", "jsonl")
 _CHUNK = 1 << 20
 ROW_GROUP = 4_096  # records per Parquet row group, whatever the engine's batches
+# Rows a part, by default: small enough that a part is a worker's work (a Spark task writes
+# the parts inside its rows, the builder at most the last one), ~20 MB of zstd Parquet.
+ROWS_PER_FILE = 4 * ROW_GROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +224,7 @@ class PartWriter:
         directory: Path,
         *,
         format: Format,
-        rows_per_file: int = 250_000,
+        rows_per_file: int = ROWS_PER_FILE,
         schema: pa.Schema = RECORD_SCHEMA,
     ) -> None:
         if format not in FORMATS:
