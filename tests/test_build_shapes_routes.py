@@ -52,8 +52,10 @@ def test_the_api_builds_the_shape_asked_for(
         headers=api.as_role("analyst"),
     )
     assert started.status_code == 202, started.text
+    assert started.json()["shape"] == shape  # kept with the job (build_jobs.shape), not in memory
     finished = _finished(api, started.json()["job_id"])
     assert finished["status"] == "succeeded", finished["error"]
+    assert finished["shape"] == shape
     assert finished["manifest"]["shape"]["name"] == shape
     directory = Path(finished["path"])
     assert (directory / "README.md").is_file() and (directory / "croissant.json").is_file()

@@ -238,6 +238,7 @@ def _row(**changes: Any) -> stored.JobRow:
         purpose="research",
         as_of=now,
         format="jsonl",
+        shape="records",
         engine="duckdb",
         path="/nowhere",
         requested_by="analyst",

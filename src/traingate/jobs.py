@@ -150,6 +150,7 @@ def job_dict(row: stored.JobRow) -> dict[str, Any]:
         "purpose": row.purpose,
         "as_of": format_instant(row.as_of),
         "format": row.format,
+        "shape": row.shape,
         "engine": row.engine,
         "path": row.path,
         "requested_by": row.requested_by,
@@ -176,7 +177,6 @@ class _Live:
 
     row: stored.JobRow
     actor: str  # who asked for it, as the audit log names it (kept in memory only)
-    shape: str = "records"  # the rows' shape (build/shapes.py; in memory, in the manifest)
     done: int = 0
     total: int | None = None
     started: bool = False
@@ -281,6 +281,7 @@ class BuildJobs:
             purpose=purpose,
             as_of=now if as_of is None else as_of,
             format=format,
+            shape=shape,
             engine=engine,
             path=str((self.datasets_dir / job_id).absolute()),
             requested_by=requested_by,
@@ -300,7 +301,7 @@ class BuildJobs:
         )
         stored.insert_job(tg.store.db, row)
         with self._lock:
-            self._live[job_id] = _Live(row=row, actor=actor, shape=shape)
+            self._live[job_id] = _Live(row=row, actor=actor)
             if self._beater.ident is None and not self._stop.is_set():
                 self._beater.start()  # the first job's: it beats until shutdown
         self._executor.submit(self._run, job_id)
@@ -332,7 +333,7 @@ class BuildJobs:
                     out=Path(job.path),
                     as_of=job.as_of,
                     format=job.format,
-                    shape=live.shape,
+                    shape=job.shape,
                     engine=job.engine,
                     progress=_JobProgress(live, self._lock),
                     actor=live.actor,

@@ -46,6 +46,7 @@ class JobRow:
     purpose: str
     as_of: int
     format: str
+    shape: str  # the rows' shape (build/shapes.py)
     engine: str
     path: str
     requested_by: str  # the caller's role

@@ -454,7 +454,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
-        16,
+        15,
         "audit counts per day",
         # What the audit log counts per UTC day instead of an entry per act (reads and
         # deletions of reports by receipt holders, reports end users submit; auditing.py
@@ -465,6 +465,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             " day TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, name TEXT NOT NULL,"
             " n BIGINT NOT NULL, PRIMARY KEY (day, actor, action, name))",
         ),
+    ),
+    Migration(
+        16,
+        "the shape of a build job",
+        # The rows' shape a job builds (build/shapes.py), so that every process answers
+        # with it before the manifest exists; jobs queued before it built records.
+        ("ALTER TABLE build_jobs ADD COLUMN shape TEXT NOT NULL DEFAULT 'records'",),
     ),
 )
 
