@@ -529,3 +529,6 @@ def test_the_console_builds_the_shape_chosen(page: Page, site: Site) -> None:
     manifest = json.loads(page.locator("#manifest pre.json").text_content() or "")
     assert manifest["shape"]["name"] == "chat"
     assert [d["path"] for d in manifest["documents"]] == ["README.md", "croissant.json"]
+    expect(page.locator("#build-shape")).to_have_text("chat")
+    expect(page.locator("tr.document")).to_have_count(2)  # the card and croissant.json
+    shot(page, "admin-build-chat")
