@@ -559,7 +559,7 @@ class Traingate:
         into the new directory ``out``: records, signed manifest, lineage, then its audit
         entry. BuildError when ``out`` exists. ``messages`` reads the messages from a lake
         (``parquet:PATH``, docs/lake.md) instead of the store; ``spark_master`` is the master
-        of ``engine="spark"``."""
+        of ``engine="spark"``; ``shape`` the rows' shape (build/shapes.py)."""
         from traingate.build.builder import build_dataset
         from traingate.build.engine import BuildRequest
         from traingate.build.engines import engine_named
