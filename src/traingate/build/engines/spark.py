@@ -18,10 +18,17 @@ need. Spark does the moving of data; the decisions are the compiled SQL's.
    ``prepare``, ``decide``, ``tally``, ``eligible`` and ``records`` run;
    ``records.group_messages`` cuts the records. A batch leaves as one row of Arrow IPC
    payloads (records, tally, decisions).
-5. Every partition is decided at once, in parallel, and kept on the executors (``DISK_ONLY``);
-   then the driver reads the partitions in order (``toLocalIterator``): records arrive in
-   conversation id order, as from the DuckDB engine, and the builder turns them into record
-   ids, part files and the manifest as for every engine.
+5. Every partition is decided at once, in parallel, and kept on the executors (``DISK_ONLY``).
+   When the builder says where the parts go (``BuildRequest.output``, a build), the tasks have
+   also made the records (record ids and lineage keys: the signing key travels in the plan)
+   in the build's shape; the driver reads one small row per batch, numbers each partition's
+   rows by a prefix sum of the counts, and a second pass writes the parts where the rows are
+   (``spark_tasks.write_partition``: whole parts in place, pieces of shared parts as fragments
+   that tasks then assemble; the last part, not full, goes back to the builder, whose feedback
+   records follow it), while the driver takes each batch's tally and lineage items
+   (``_written``). Otherwise (a policy diff, a test reading records) the driver reads the
+   partitions in order (``toLocalIterator``): records arrive in conversation id order, as from
+   the DuckDB engine.
 
 The session: the one passed in, else the active one of the process, else a new one on
 ``master`` (stopped at the end of the build). Select with ``--engine spark``; the master with

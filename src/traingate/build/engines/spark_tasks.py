@@ -1,13 +1,19 @@
 """What a Spark task of the Spark engine runs (``engines/spark.py``), and how the driver reads
-what it returns. Imported by the Python workers: no Spark here, only DuckDB and Arrow.
+what it returns. Imported by the Python workers: DuckDB and Arrow (of Spark, only the task's
+partition number).
 
 A task receives its partition as Arrow batches of keyed rows (``k``: the conversation, ``tag``:
 the ledger, or ``MESSAGE_TAG`` for a message), sorted by conversation with each conversation's
 ledger rows first. It cuts them into batches of whole conversations (``store.export.regroup``); for
 each, the batch's ledger rows become the ``l_*`` tables of the compiled SQL and its messages the
 ``batch`` and ``content`` tables, and the compiled statements run as in the DuckDB engine. A
-batch leaves as one row (``OUTPUT``): how many messages it decided and Arrow IPC payloads of its
-records (``ENGINE_SCHEMA``), its tally and, when asked, its decisions.
+batch leaves as one row (``OUTPUT``): its partition and position, how many messages it decided
+and Arrow IPC payloads of its records (``ENGINE_SCHEMA``), its tally and, when asked, its
+decisions; or, in a build (``TaskPlan.output``), the records made here (``rows``: in the
+build's shape, with their record ids), their lineage items and a summary of their counts.
+A second pass (``write_partition``) writes a partition's rows as parts, their names and
+boundaries from where its rows start (a prefix sum the driver makes); ``assemble_part``
+writes a part several partitions share from their fragments.
 """
 
 from __future__ import annotations
