@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from tests.api_support import Api, history, running_api
 from tests.factories import Events
 from traingate.app import Traingate
 from traingate.settings import Settings
@@ -89,3 +90,13 @@ def tg(settings: Settings) -> Iterator[Traingate]:
 @pytest.fixture
 def ev() -> Events:
     return Events()
+
+
+@pytest.fixture
+def api(settings: Settings, tmp_path: Path, ev: Events) -> Iterator[Api]:
+    """The HTTP API (in-process) over a store holding ``api_support.history``, on each
+    backend; builds go to ``tmp_path/datasets``. test_api and test_fuzz start from an empty
+    store instead (their own ``api``)."""
+    with running_api(settings, tmp_path / "datasets") as running:
+        running.ingest(history(ev))
+        yield running

@@ -22,6 +22,7 @@ T = Events.t
 
 @pytest.fixture
 def api(settings: Settings, tmp_path: Path) -> Iterator[Api]:
+    """The API over an empty store (conftest's ``api`` holds a history)."""
     with running_api(settings, tmp_path / "datasets") as running:
         yield running
 

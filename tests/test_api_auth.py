@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,6 @@ from traingate.timeutil import now_micros
 from traingate.web.session import csrf_token
 
 T = Events.t
-
-
-@pytest.fixture
-def api(settings: Settings, tmp_path: Path, ev: Events) -> Iterator[Api]:
-    with running_api(settings, tmp_path / "datasets") as running:
-        running.ingest(history(ev))
-        yield running
 
 
 def _request(api: Api, who: str, method: str, path: str, kwargs: dict[str, Any]) -> Any:

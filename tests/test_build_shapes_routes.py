@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api_support import Api, history, running_api
+from tests.api_support import Api
 from tests.factories import Events
-from traingate.settings import Settings
 
 T = Events.t
-
-
-@pytest.fixture
-def api(settings: Settings, tmp_path: Path, ev: Events) -> Iterator[Api]:
-    with running_api(settings, tmp_path / "datasets") as running:
-        running.ingest(history(ev))
-        yield running
 
 
 def _finished(api: Api, job_id: str) -> dict[str, Any]:

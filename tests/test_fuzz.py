@@ -69,6 +69,7 @@ def test_library_ingest_one_batch_per_event(tg: Traingate, case: Case) -> None:
 
 @pytest.fixture
 def api(settings: Settings, tmp_path: Path) -> Iterator[Api]:
+    """The API over an empty store (conftest's ``api`` holds a history)."""
     with running_api(settings, tmp_path / "datasets") as running:
         yield running
 

@@ -76,13 +76,6 @@ def _media(path: str) -> str:
     return "application/x-www-form-urlencoded" if is_page(path) else "application/json"
 
 
-@pytest.fixture
-def api(settings: Settings, tmp_path: Path, ev: Events) -> Iterator[Api]:
-    with running_api(settings, tmp_path / "datasets") as running:
-        running.ingest(history(ev))
-        yield running
-
-
 def _credential(api: Api, allowed: frozenset[str]) -> str:
     for role in ("ingest", "analyst", "privacy_officer"):
         if role in allowed:

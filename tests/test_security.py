@@ -13,14 +13,13 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.api_support import Api, history, running_api, user_report
+from tests.api_support import Api, history, user_report
 from tests.factories import Events
 from tests.route_matrix import CALLERS, is_page, matrix, routes
 from traingate.app import Traingate
@@ -29,13 +28,6 @@ from traingate.settings import Settings
 from traingate.web.session import csrf_token
 
 T = Events.t
-
-
-@pytest.fixture
-def api(settings: Settings, tmp_path: Path, ev: Events) -> Iterator[Api]:
-    with running_api(settings, tmp_path / "datasets") as running:
-        running.ingest(history(ev))
-        yield running
 
 
 def _call(
