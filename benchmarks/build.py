@@ -439,6 +439,17 @@ def phase_scalar(store: Path, sample: int) -> dict[str, Any]:
     return {"seconds": seconds, "messages": messages, "rss_mb": rss_mb()}
 
 
+def _ready_store(workdir: Path, backend: str, conversations: int) -> Path:
+    """The benchmark's store of ``conversations`` on ``backend``, ingested once and kept."""
+    store = workdir / f"store-{backend}-{conversations}"
+    if not (store / "ready").exists():
+        shutil.rmtree(store, ignore_errors=True)
+        _new_store(store, backend, conversations)
+        ingested = run_phase(__file__, ["--phase", "ingest", str(store), str(conversations)])
+        (store / "ready").write_text(json.dumps(ingested))
+    return store
+
+
 def bench(
     conversations: int,
     workdir: Path,
@@ -448,12 +459,7 @@ def bench(
     policy: str,
     naive: bool = True,
 ) -> dict[str, Any]:
-    store = workdir / f"store-{backend}-{conversations}"
-    if not (store / "ready").exists():
-        shutil.rmtree(store, ignore_errors=True)
-        _new_store(store, backend, conversations)
-        ingested = run_phase(__file__, ["--phase", "ingest", str(store), str(conversations)])
-        (store / "ready").write_text(json.dumps(ingested))
+    store = _ready_store(workdir, backend, conversations)
     os.environ["TRAINGATE_BENCH_POLICY"] = policy  # read by the phases' processes
     runs = workdir / f"runs-{conversations}"
     shutil.rmtree(runs, ignore_errors=True)
@@ -495,12 +501,7 @@ def bench_shapes(
     """Builds of ``records`` and each shape, alternating, ``rounds`` times (issue 16)."""
     import statistics
 
-    store = workdir / f"store-{backend}-{conversations}"
-    if not (store / "ready").exists():
-        shutil.rmtree(store, ignore_errors=True)
-        _new_store(store, backend, conversations)
-        ingested = run_phase(__file__, ["--phase", "ingest", str(store), str(conversations)])
-        (store / "ready").write_text(json.dumps(ingested))
+    store = _ready_store(workdir, backend, conversations)
     order = ["records", *[s for s in shapes if s != "records"]]
     seconds: dict[str, list[float]] = {shape: [] for shape in order}
     rows: dict[str, int] = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import Api, history, running_api
+from tests.api_support import Api, free_port, history, running_api
 from tests.factories import Events
 from tests.route_matrix import CALLERS, PUBLIC, is_page, matrix, routes
 from tests.test_cli import run
@@ -209,16 +208,9 @@ def test_cli_token_and_session_create(tmp_path: Path, ev: Events) -> None:
         assert me.json()["role"] == "privacy_officer" and me.json()["name"] == "dpo"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_serve_runs_the_api(tmp_path: Path) -> None:
     token = json.loads(run(["token", "create", "--role", "analyst"], cwd=tmp_path).stdout)["token"]
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
     server = subprocess.Popen(
         [sys.executable, "-m", "traingate", "serve", "--port", str(port)],

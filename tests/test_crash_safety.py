@@ -18,7 +18,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api_support import free_port
 from traingate.app import Traingate
 from traingate.build.lineage_file import LINEAGE_DIR
 from traingate.settings import Settings
@@ -198,16 +198,9 @@ def test_killed_builds_leave_no_partial_output_or_lineage(
 # -- the server, killed under ingest load -----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def _server(settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             *(sys.executable, "-m", "traingate", "serve", "--port", str(port)),

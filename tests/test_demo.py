@@ -6,7 +6,6 @@ import http.cookiejar
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.api_support import free_port
 from traingate.app import Traingate
 from traingate.settings import Settings
 from traingate.timeutil import now_micros, parse_instant
@@ -21,12 +21,6 @@ from traingate.timeutil import now_micros, parse_instant
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_demo_prepares_everything_and_is_safe_to_rerun(tmp_path: Path) -> None:
@@ -72,7 +66,7 @@ def _console_tokens_open_their_pages(printed: str, cwd: Path) -> None:
 
 
 def test_demo_serves_until_ctrl_c(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "traingate", "demo", "--port", str(port)],
         cwd=tmp_path,

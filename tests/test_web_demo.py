@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests import test_web  # noqa: F401  (skips, or fails with CI=true, without chromium)
+from tests.api_support import free_port
 from tests.test_web import Site, admin_sign_in, build, shot
 from tests.test_web_privacy_history import in_browser
 from traingate.settings import Settings
@@ -26,17 +26,11 @@ from traingate.settings import Settings
 TOKEN_LINE = re.compile(r"^  (\w+) \(([^)]*)\): (tgk_\S+)$", re.M)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[Site, dict[str, tuple[str, list[str]]]]]:
     """`traingate demo` serving on a free port; the site and what it printed per role
     (token, pages)."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "traingate", "demo", "--port", str(port)],
