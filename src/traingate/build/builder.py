@@ -478,6 +478,7 @@ def build_dataset(
             format=format,
             rows_per_file=rows_per_file,
             schema=shape_schema(shape),
+            threads=getattr(engine, "write_threads", 1),  # whole parts on that many threads
         )
     )
     shaped = ShapeTally(shape=shape)  # the rows of the shape (build/shapes.py)

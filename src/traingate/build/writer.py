@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -36,6 +37,7 @@ __all__ = [
     "PartWriter",
     "Piece",
     "as_format",
+    "default_write_threads",
     "fsync_path",
     "jsonl_line",
     "part_name",
@@ -215,9 +217,25 @@ def part_pieces(*, start: int, count: int, rows_per_file: int) -> list[Piece]:
     return pieces
 
 
+def default_write_threads() -> int:
+    """Threads writing parts when none is said: one per core, at most ``_MAX_THREADS`` (each
+    holds a whole part's rows while it writes them)."""
+    return max(1, min(os.cpu_count() or 1, _MAX_THREADS))
+
+
+_MAX_THREADS = 4
+
+
 class PartWriter:
     """Writes part files into ``directory`` (``<dataset>/data``), ``rows_per_file`` rows
-    each, in order; parts an engine wrote already (``adopt``) come first."""
+    each, in order; parts an engine wrote already (``adopt``) come first.
+
+    With ``threads`` = 1 the rows are appended to the open part as they come. With more, a
+    part's rows are gathered until it is full and the whole part is then written by one of
+    ``threads`` worker threads (``write_part``; Parquet encoding, compression, hashing and
+    fsync release the GIL), while the next part's rows are gathered: at most ``threads``
+    parts are being written at once, so memory holds at most ``threads + 1`` parts' rows. The
+    names, boundaries and bytes of the parts are the same for any ``threads``."""
 
     def __init__(
         self,
@@ -226,30 +244,44 @@ class PartWriter:
         format: Format,
         rows_per_file: int = ROWS_PER_FILE,
         schema: pa.Schema = RECORD_SCHEMA,
+        threads: int = 1,
     ) -> None:
         if format not in FORMATS:
             raise BuildError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+        if threads < 1:
+            raise BuildError(f"threads writing parts must be at least 1, not {threads}")
         self.directory = directory
         self.format = format
         self.rows_per_file = rows_per_file
         self.schema = schema  # of the rows: the records, or a shape's (build/shapes.py)
-        self._files: list[FileEntry] = []
+        self.threads = threads
+        # Parts in order: finished, or being written by the pool (``threads`` > 1).
+        self._files: list[FileEntry | Future[FileEntry]] = []
         self._part: PartFile | None = None
+        self._gathered: list[pa.RecordBatch] = []  # the next part's rows (``threads`` > 1)
+        self._gathered_rows = 0
+        self._pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="traingate-part")
+            if threads > 1
+            else None
+        )
 
     def adopt(self, files: Iterable[FileEntry]) -> None:
         """Count parts written elsewhere (whole, in order, named by ``part_name``) as the
         next ones: only between parts, before any row of the next is written here."""
         for entry in files:
-            if self._part is not None or entry.rows != self.rows_per_file:
+            if self._part is not None or self._gathered_rows or entry.rows != self.rows_per_file:
                 raise BuildError(f"part {entry.path} cannot be adopted here")
             expected = f"{self.directory.name}/{part_name(len(self._files), self.format)}"
             if entry.path != expected:
                 raise BuildError(f"part {entry.path} is out of order (expected {expected})")
             self._files.append(entry)
 
+    def _next_path(self) -> Path:
+        return self.directory / part_name(len(self._files), self.format)
+
     def _open(self) -> PartFile:
-        path = self.directory / part_name(len(self._files), self.format)
-        self._part = PartFile(path, format=self.format, schema=self.schema)
+        self._part = PartFile(self._next_path(), format=self.format, schema=self.schema)
         return self._part
 
     def _close_part(self) -> None:
@@ -257,10 +289,31 @@ class PartWriter:
             self._files.append(self._part.close())
             self._part = None
 
+    def _submit(self, pool: ThreadPoolExecutor) -> None:
+        """The gathered rows, as the next part, to a worker thread; first, while ``threads``
+        parts are being written, wait for the oldest (its error, if any, is raised here)."""
+        running = [i for i, f in enumerate(self._files) if isinstance(f, Future)]
+        for index in running[: max(0, len(running) - self.threads + 1)]:
+            self._files[index] = _result(self._files[index])
+        batches, self._gathered, self._gathered_rows = self._gathered, [], 0
+        self._files.append(
+            pool.submit(
+                write_part, self._next_path(), batches, format=self.format, schema=self.schema
+            )
+        )
+
     def write(self, batch: pa.RecordBatch) -> None:
         """Append rows (``self.schema``), starting a new part when the current is full."""
         offset = 0
         while offset < batch.num_rows:
+            if self._pool is not None:
+                take = min(batch.num_rows - offset, self.rows_per_file - self._gathered_rows)
+                self._gathered.append(batch.slice(offset, take))
+                self._gathered_rows += take
+                offset += take
+                if self._gathered_rows >= self.rows_per_file:
+                    self._submit(self._pool)
+                continue
             part = self._part or self._open()
             take = min(batch.num_rows - offset, self.rows_per_file - part.rows)
             part.append(batch.slice(offset, take))
@@ -269,18 +322,36 @@ class PartWriter:
                 self._close_part()
 
     def close(self) -> list[FileEntry]:
-        """Finish the last part (or write one empty part) and fsync the directory."""
-        if self._part is None and not self._files:
-            self._open()
-        self._close_part()
+        """Finish the last part (or write one empty part), wait for the parts being written,
+        and fsync the directory."""
+        if self._pool is not None:
+            if self._gathered_rows or not self._files:
+                self._submit(self._pool)
+            files = [_result(f) for f in self._files]
+            self._files = list(files)
+            self._pool.shutdown()
+        else:
+            if self._part is None and not self._files:
+                self._open()
+            self._close_part()
+            files = [f for f in self._files if isinstance(f, FileEntry)]
         fsync_path(self.directory)
-        return list(self._files)
+        return files
 
     def abort(self) -> None:
-        """Close open handles without finishing (the caller removes the directory)."""
+        """Close open handles without finishing, and wait for the parts being written (the
+        caller removes the directory)."""
         if self._part is not None:
             self._part.abort()
             self._part = None
+        self._gathered, self._gathered_rows = [], 0
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(part: FileEntry | Future[FileEntry]) -> FileEntry:
+    """A part's entry, once written (an error writing it is raised)."""
+    return part.result() if isinstance(part, Future) else part
 
 
 class BackgroundWriter:

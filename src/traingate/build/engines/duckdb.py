@@ -31,6 +31,7 @@ from traingate.build.compile import (
 from traingate.build.engine import DECISION_SCHEMA, BuildRequest, EngineBatch, Tally
 from traingate.build.prefetch import Prefetch
 from traingate.build.records import ENGINE_SCHEMA, group_messages
+from traingate.build.writer import default_write_threads
 from traingate.errors import BuildError
 from traingate.store.export import StoreReader
 from traingate.store.store import Store
@@ -64,7 +65,10 @@ class DuckDBEngine:
     ``threads`` is DuckDB's own per query (None: its default, one per core): one by default,
     since the engine's stages already run their queries side by side, and splitting a batch's
     query over threads cost more processor time than it saved (on 2 cores, 200,000
-    conversations: 14.7-16.5 s of CPU against 18.4 s, the build about 1 s shorter)."""
+    conversations: 14.7-16.5 s of CPU against 18.4 s, the build about 1 s shorter).
+    ``write_threads``: the threads that write the parts, each a whole part at a time
+    (``PartWriter``; None: ``default_write_threads``, one per core up to four); the parts are
+    the same bytes for any number."""
 
     name = "duckdb"
     writes_parts = False
@@ -75,10 +79,12 @@ class DuckDBEngine:
         batch_messages: int = 50_000,
         memory_limit: str = "768MB",
         threads: int | None = 1,
+        write_threads: int | None = None,
     ) -> None:
         self.batch_messages = batch_messages
         self.memory_limit = memory_limit
         self.threads = threads
+        self.write_threads = default_write_threads() if write_threads is None else write_threads
 
     @contextlib.contextmanager
     def _connect(self, workdir: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
