@@ -1,16 +1,22 @@
 """Ledger staging benchmark (PostgreSQL): one table of N rows staged as Parquet the way the
 Spark engine staged every ledger before (the baseline: one connection, rows through Python,
-``StoreReader.batches``), and by ``store/export.stage_parquet`` (``COPY ... TO STDOUT`` parsed
-by Arrow) on one connection and on several connections of one exported snapshot, each a
-range of key hashes, in the same run.
+``StoreReader.batches``), and by ``store/export.stage_parquet`` (``COPY ... TO STDOUT``
+parsed by Arrow: what both engines now do) on 1, 2 and 4 connections of one exported
+snapshot, each a range of key hashes; ``--rounds`` rounds, the variants interleaved in each.
 
-    python benchmarks/stage.py [--rows 1000000] [--streams 2 4]
+    python benchmarks/stage.py [--rows 1000000] [--streams 1 2 4] [--rounds 3]
 
 The table is the shape of ``conversations`` (conversation id, account id, mode), filled by
-``generate_series`` in a schema of its own, dropped at the end. Prints rows/s and the ratios
-to one stream and to the baseline. Every stream scans the whole table on the server (each
-keeps the rows of its hash range), and the client's streams are threads of one process:
-on a machine of few cores, shared with the server, streams add little.
+``generate_series`` in a schema of its own, dropped at the end. For every run it measures
+wall seconds, rows/s, this process's CPU seconds (every thread: reading the COPY stream,
+parsing its CSV, writing Parquet) and the CPU seconds of the PostgreSQL backends that served
+it (``/proc/PID/stat`` of each backend, found in ``pg_stat_activity`` by the run's
+``application_name`` and sampled every ``_SAMPLE_S``: a backend's last ~20 ms before it
+exits are not counted). Prints every run, then the medians per variant with their ratios to
+one stream and to the baseline, and the load average before and after. Every stream scans
+the whole table on the server (each keeps the rows of its hash range), and the client's
+streams are threads of one process: on a machine of few cores, shared with the server,
+streams add little.
 """
 
 from __future__ import annotations
@@ -18,8 +24,12 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -35,12 +45,89 @@ _SCHEMA = pa.schema(
     [("conversation_id", pa.string()), ("account_id", pa.string()), ("mode", pa.string())]
 )
 _SQL = "SELECT conversation_id, account_id, mode FROM conversations"
+_SAMPLE_S = 0.02
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process on this machine (None: gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+@contextmanager
+def _server_cpu(application: str) -> Iterator[Callable[[], float]]:
+    """The CPU seconds of the backends whose ``application_name`` is ``application``,
+    sampled on a thread until the block ends (the server must run on this machine)."""
+    seen: dict[int, float] = {}
+    stop = threading.Event()
+
+    def sample() -> None:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            while not stop.is_set():
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                    (application,),
+                ).fetchall()
+                for (pid,) in rows:
+                    cpu = _cpu_s(pid)
+                    if cpu is not None:
+                        seen[pid] = cpu
+                stop.wait(_SAMPLE_S)
+
+    worker = threading.Thread(target=sample)
+    worker.start()
+    try:
+        yield lambda: sum(seen.values())
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _run(schema: str, streams: int) -> dict[str, float]:
+    """One staging (``streams`` 0: the baseline), on connections of its own."""
+    application = f"tg_stage_{secrets.token_hex(4)}"
+    path = f"-csearch_path={schema}"
+    separator = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{separator}options={quote(path)}&application_name={application}"
+    db = connect(url)
+    try:
+        with (
+            _server_cpu(application) as server,
+            tempfile.TemporaryDirectory() as out,
+            open_reader(db) as reader,
+        ):
+            time.sleep(3 * _SAMPLE_S)  # the reader's backend is seen before it works
+            began, cpu, server_before = time.perf_counter(), time.process_time(), server()
+            if streams == 0:
+                paths = [Path(out) / "part-0.parquet"]
+                _write_parquet(reader.batches(_SQL, schema=_SCHEMA), _SCHEMA, paths[0])
+            else:
+                paths = stage_parquet(
+                    reader, _SQL, schema=_SCHEMA, directory=Path(out), streams=streams
+                )
+            seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+            rows = sum(pq.read_metadata(p).num_rows for p in paths)
+            time.sleep(3 * _SAMPLE_S)
+            server_cpu = server() - server_before
+    finally:
+        db.close()
+    return {"seconds": seconds, "rows": rows, "client_cpu_s": cpu, "server_cpu_s": server_cpu}
+
+
+def _name(streams: int) -> str:
+    return "baseline (rows through Python)" if streams == 0 else f"COPY, {streams} connection(s)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--streams", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-baseline", action="store_true", help="COPY variants only")
     args = parser.parse_args()
     schema = f"tg_bench_{secrets.token_hex(4)}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
@@ -51,38 +138,49 @@ def main() -> None:
             f" FROM generate_series(1, {args.rows}) g"
         )
         conn.execute(f"ANALYZE {schema}.conversations")
-    separator = "&" if "?" in PG_URL else "?"
-    url = f"{PG_URL}{separator}options={quote(f'-csearch_path={schema}')}"
-    db = connect(url)
+    variants = ([] if args.no_baseline else [0]) + args.streams
+    runs: dict[int, list[dict[str, float]]] = {v: [] for v in variants}
+    load_before = os.getloadavg()
     try:
-        with tempfile.TemporaryDirectory() as out, open_reader(db) as reader:
-            began = time.perf_counter()
-            rows_before = reader.batches(_SQL, schema=_SCHEMA)
-            _write_parquet(rows_before, _SCHEMA, Path(out) / "part-0.parquet")
-            before = time.perf_counter() - began
-        print(
-            f"baseline, one connection, rows through Python (as staged before): {before:.2f} s,"
-            f" {args.rows / before:,.0f} rows/s"
-        )
-        results: dict[int, float] = {}
-        for streams in [1, *args.streams]:
-            with tempfile.TemporaryDirectory() as out, open_reader(db) as reader:
-                began = time.perf_counter()
-                paths = stage_parquet(
-                    reader, _SQL, schema=_SCHEMA, directory=Path(out), streams=streams
+        for round_ in range(args.rounds):
+            order = variants if round_ % 2 == 0 else variants[::-1]
+            for streams in order:
+                run = _run(schema, streams)
+                assert run["rows"] == args.rows, (streams, run)
+                runs[streams].append(run)
+                print(
+                    f"round {round_}: {_name(streams)}: {run['seconds']:.2f} s,"
+                    f" client CPU {run['client_cpu_s']:.2f} s,"
+                    f" server CPU {run['server_cpu_s']:.2f} s",
+                    flush=True,
                 )
-                seconds = time.perf_counter() - began
-                rows = sum(pq.read_metadata(p).num_rows for p in paths)
-                assert rows == args.rows, (streams, rows)
-            results[streams] = seconds
-            print(
-                f"{streams} stream(s): {seconds:.2f} s, {args.rows / seconds:,.0f} rows/s,"
-                f" {results[1] / seconds:.2f}x one stream, {before / seconds:.2f}x the baseline"
-            )
     finally:
-        db.close()
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    load_after = os.getloadavg()
+    median = {
+        v: {k: statistics.median(r[k] for r in runs[v]) for k in runs[v][0]} for v in variants
+    }
+    one = median[args.streams[0]]["seconds"]
+    print(f"\n{args.rows:,} rows, {args.rounds} rounds, medians; {os.cpu_count()} cores")
+    print(
+        "| variant | wall s | rows/s | client CPU s | server CPU s | vs first COPY | vs baseline |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for v in variants:
+        m = median[v]
+        base = f"{median[0]['seconds'] / m['seconds']:.2f}x" if 0 in median else "-"
+        print(
+            f"| {_name(v)} | {m['seconds']:.2f} | {args.rows / m['seconds']:,.0f} |"
+            f" {m['client_cpu_s']:.2f} | {m['server_cpu_s']:.2f} |"
+            f" {one / m['seconds']:.2f}x | {base} |"
+        )
+    print(
+        "load average (1, 5, 15 min) before: "
+        + ", ".join(f"{x:.2f}" for x in load_before)
+        + "; after: "
+        + ", ".join(f"{x:.2f}" for x in load_after)
+    )
 
 
 if __name__ == "__main__":

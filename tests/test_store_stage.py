@@ -17,6 +17,7 @@ from traingate.build.compile import LEDGERS
 from traingate.errors import StoreError
 from traingate.settings import Settings
 from traingate.store.export import open_reader, stage_parquet
+from traingate.timeutil import parse_instant
 
 T = Events.t
 _AS_OF = 10**18
@@ -159,3 +160,60 @@ def test_copy_keeps_empty_text_null_quotes_and_newlines_apart(
             ("c", 'x,"y"\nz', -5),
             ("d", " ", 0),
         ]
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_staged_rows_are_the_rows_read(pg: Traingate, streams: int) -> None:
+    """``StoreReader.staged`` (COPY on PostgreSQL) gives every ledger's rows as ``reader``
+    does, and removes what it staged once they are read."""
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("traingate-stage-*"))
+    with open_reader(pg.store.db) as reader:
+        for ledger in LEDGERS:
+            params = (_AS_OF,) * ledger.query.count("?")
+            staged = reader.staged(ledger.query, params, schema=ledger.schema, streams=streams)
+            table = staged.read_all()
+            assert table.schema == ledger.schema
+            read = reader.batch(ledger.query, params, schema=ledger.schema)
+            rows = sorted(zip(*(c.to_pylist() for c in table.columns), strict=True), key=repr)
+            expected = sorted(zip(*(c.to_pylist() for c in read.columns), strict=True), key=repr)
+            assert rows == expected and rows, ledger.name
+    assert set(Path(tempfile.gettempdir()).glob("traingate-stage-*")) == before
+
+
+def test_duckdb_builds_staged_on_several_connections_are_the_same(
+    pg: Traingate, tmp_path: Path
+) -> None:
+    """The DuckDB engine on PostgreSQL loads its ledgers by COPY (``stage_streams``
+    connections of the build's snapshot): the same parts, byte for byte, and the same
+    manifest on 1 and 3 connections as the scalar engine's."""
+    import json
+
+    from traingate.build.builder import build_dataset
+    from traingate.build.engine import BuildRequest
+    from traingate.build.engines.duckdb import DuckDBEngine
+    from traingate.build.engines.scalar import ScalarEngine
+
+    request = BuildRequest(policy=pg.policies, purpose="model_training", as_of=parse_instant(T(30)))
+    engines = {
+        "scalar": ScalarEngine(),
+        "duckdb-1": DuckDBEngine(stage_streams=1),
+        "duckdb-3": DuckDBEngine(stage_streams=3),
+    }
+    manifests = {}
+    for name, engine in engines.items():
+        result = build_dataset(
+            store=pg.store, vault=pg.vault, keys=pg.keys, request=request, engine=engine,
+            out=tmp_path / name, rows_per_file=25,
+        )  # fmt: skip
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        for varies in ("engine", "signature", "documents"):
+            manifest.pop(varies, None)
+        manifests[name] = manifest
+        assert result.manifest["counts"]["records"] > 25
+    assert manifests["duckdb-1"] == manifests["scalar"] == manifests["duckdb-3"]
+    for entry in manifests["scalar"]["files"]:
+        expected = (tmp_path / "scalar" / entry["path"]).read_bytes()
+        for name in ("duckdb-1", "duckdb-3"):
+            assert (tmp_path / name / entry["path"]).read_bytes() == expected, name

@@ -14,7 +14,8 @@ column's Arrow type from the first page it reads and refuses later values of an 
 type, so queries are wrapped to leave it nothing to guess (``_typed_query``): text columns are
 cast to TEXT and, when nullable, read as text plus a null flag; every page is then cast to the
 caller's schema. On PostgreSQL rows come from a server-side cursor (psycopg) and are turned
-into Arrow here.
+into Arrow here; whole tables (the ledgers builds load) are faster read by ``COPY`` parsed by
+Arrow, on one or several connections of the snapshot (``stage_parquet``, ``staged``).
 
 DuckDB's sqlite and postgres extensions are not used: the batches are handed to DuckDB (or
 anything else that reads Arrow) by the caller.
@@ -25,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +44,15 @@ from traingate.errors import StoreError
 from traingate.store.db import Database, SqliteDatabase
 from traingate.store.snapshot import Snapshot
 
-__all__ = ["StoreReader", "open_reader", "regroup", "rows_to_batch", "stage_parquet"]
+__all__ = [
+    "STAGE_KEYS",
+    "StoreReader",
+    "default_stage_streams",
+    "open_reader",
+    "regroup",
+    "rows_to_batch",
+    "stage_parquet",
+]
 
 _PAGE = 20_000
 _BUSY_TIMEOUT_MS = 30_000
@@ -304,6 +315,34 @@ class StoreReader:
             schema, self.batches(sql, params, schema=schema, page=page)
         )
 
+    def staged(
+        self,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        schema: pa.Schema,
+        streams: int = 1,
+        key: int | None = None,
+    ) -> pa.RecordBatchReader:
+        """The query's rows as a RecordBatchReader (what DuckDB scans lazily), read the
+        fastest way the store has: on PostgreSQL staged first as Parquet by ``stage_parquet``
+        (``COPY``, parsed by Arrow, on ``streams`` connections of this snapshot) in a
+        temporary directory that is removed once the rows are read; on SQLite ``reader``. The
+        same rows either way, in another order."""
+        if self.dialect != "postgresql":
+            return self.reader(sql, params, schema=schema)
+
+        def rows() -> Iterator[pa.RecordBatch]:
+            with tempfile.TemporaryDirectory(prefix="traingate-stage-") as directory:
+                paths = stage_parquet(
+                    self, sql, params, schema=schema, directory=Path(directory),
+                    streams=streams, key=key,
+                )  # fmt: skip
+                for path in paths:
+                    yield from pq.ParquetFile(path).iter_batches()
+
+        return pa.RecordBatchReader.from_batches(schema, rows())
+
     def grouped_batches(
         self,
         sql: str,
@@ -452,6 +491,9 @@ def open_reader(db: Database, *, page: int = _PAGE) -> StoreReader:
 
 
 _HASH_SPACE = 1 << 32  # PostgreSQL's hashtext: a 32-bit signed integer
+# The columns whose hashes split a ledger between connections, the first a ledger has: the
+# keys the store's ledgers are read by, spread evenly over their rows.
+STAGE_KEYS = ("conversation_id", "account_id", "subject", "flag_id")
 
 
 def _key_range(sql: str, columns: int, key: int, stream: int, streams: int) -> str:
@@ -474,6 +516,12 @@ def _key_range(sql: str, columns: int, key: int, stream: int, streams: int) -> s
     return f"SELECT {names} FROM ({sql}) AS q({names}) WHERE {where}"
 
 
+def default_stage_streams() -> int:
+    """Connections staging a ledger on PostgreSQL when none is said: half the cores, 1 to 8
+    (each parses its rows on a thread of this process, beside the server's own work)."""
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
+
+
 def stage_parquet(
     source: StoreReader,
     sql: str,
@@ -482,15 +530,15 @@ def stage_parquet(
     schema: pa.Schema,
     directory: Path,
     streams: int = 1,
-    key: int = 0,
+    key: int | None = None,
 ) -> list[Path]:
     """The query's rows written as Parquet files ``part-N.parquet`` of ``directory`` (which
     must exist). On PostgreSQL through ``COPY ... TO STDOUT (FORMAT csv)`` parsed by Arrow
     (``StoreReader.copy_parquet``: no Python object per value) and, with ``streams`` > 1, on
     that many connections of the reader's snapshot (``StoreReader.shared``), each the rows
-    whose ``key``-th column falls in one range of hashes, on a thread of its own; on SQLite
-    one file of ``batches``. The same rows either way (in another order, and spread over
-    the files)."""
+    whose ``key``-th column falls in one range of hashes, on a thread of its own (None: the
+    first column named in ``STAGE_KEYS``, else the first); on SQLite one file of
+    ``batches``. The same rows either way (in another order, and spread over the files)."""
     if source.dialect != "postgresql":
         path = directory / "part-0.parquet"
         _write_parquet(source.batches(sql, params, schema=schema), schema, path)
@@ -499,6 +547,8 @@ def stage_parquet(
         path = directory / "part-0.parquet"
         source.copy_parquet(sql, params, schema=schema, path=path)
         return [path]
+    if key is None:
+        key = next((schema.names.index(n) for n in STAGE_KEYS if n in schema.names), 0)
     queries = [_key_range(sql, len(schema), key, i, streams) for i in range(streams)]
     paths = [directory / f"part-{i}.parquet" for i in range(streams)]
     with source.shared(streams) as readers, ThreadPoolExecutor(streams) as pool:

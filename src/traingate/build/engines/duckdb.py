@@ -33,7 +33,7 @@ from traingate.build.prefetch import Prefetch
 from traingate.build.records import ENGINE_SCHEMA, group_messages
 from traingate.build.writer import default_write_threads
 from traingate.errors import BuildError
-from traingate.store.export import StoreReader
+from traingate.store.export import StoreReader, default_stage_streams
 from traingate.store.store import Store
 
 __all__ = ["DuckDBEngine"]
@@ -68,7 +68,9 @@ class DuckDBEngine:
     conversations: 14.7-16.5 s of CPU against 18.4 s, the build about 1 s shorter).
     ``write_threads``: the threads that write the parts, each a whole part at a time
     (``PartWriter``; None: ``default_write_threads``, one per core up to four); the parts are
-    the same bytes for any number."""
+    the same bytes for any number. ``stage_streams``: on PostgreSQL the ledgers are read by
+    ``COPY`` on that many connections of the build's snapshot (``StoreReader.staged``; None:
+    ``default_stage_streams``)."""
 
     name = "duckdb"
     writes_parts = False
@@ -80,11 +82,13 @@ class DuckDBEngine:
         memory_limit: str = "768MB",
         threads: int | None = 1,
         write_threads: int | None = None,
+        stage_streams: int | None = None,
     ) -> None:
         self.batch_messages = batch_messages
         self.memory_limit = memory_limit
         self.threads = threads
         self.write_threads = default_write_threads() if write_threads is None else write_threads
+        self.stage_streams = default_stage_streams() if stage_streams is None else stage_streams
 
     @contextlib.contextmanager
     def _connect(self, workdir: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -115,7 +119,9 @@ class DuckDBEngine:
             if ledger.content != content:
                 continue
             params = (as_of,) * ledger.query.count("?")
-            reader = source.reader(ledger.query, params, schema=ledger.schema)
+            reader = source.staged(
+                ledger.query, params, schema=ledger.schema, streams=self.stage_streams
+            )
             con.register("ledger_source", reader)
             try:
                 con.execute(f"CREATE OR REPLACE TABLE {ledger.name} AS FROM ledger_source")
