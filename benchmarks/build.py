@@ -28,6 +28,15 @@ same for every policy. Prints one table: messages, build seconds (and the buildi
 CPU seconds), messages/s, peak RSS, build/baseline time ratio, build/naive and build/scalar
 speed ratios (``--no-naive``: not measured).
 
+``--before TREE`` (a git worktree of an earlier commit) and ``--write-threads N`` (repeatable)
+compare instead, ``--rounds`` rounds interleaved, each run in its own process: builds by the
+code of ``TREE`` (its ``src`` first on PYTHONPATH), builds by this tree (with N part-writing
+threads each, else the engine's default), and the baseline; prints each one's median and
+every run's seconds, CPU seconds, peak RSS, and the medians' ratios to the baseline and to
+``TREE``'s. Run it from a tree at a commit (``python TREE2/benchmarks/build.py`` with
+``PYTHONPATH=TREE2/src``) when the checkout holds uncommitted work, such as a migration the
+earlier tree would refuse: every phase opens (and migrates) the store.
+
 ``--shape S`` (repeatable; issue 16) measures builds of those shapes against ``records`` instead:
 ``--rounds`` rounds, each building ``records`` then every shape in turn (alternating, so a noisy
 machine slows them alike), each build in its own process; prints each shape's rows, median and
@@ -37,6 +46,8 @@ fastest build seconds, and its median / records' median in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
 import random
@@ -254,7 +265,9 @@ def _new_store(store: Path, backend: str, conversations: int) -> None:
     else:
         import psycopg
 
-        schema = f"tg_bench_{conversations}"
+        # One schema per store directory: two work directories never share one.
+        digest = hashlib.sha256(str(store.resolve()).encode()).hexdigest()[:8]
+        schema = f"tg_bench_{conversations}_{digest}"
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             conn.execute(f"CREATE SCHEMA {schema}")
@@ -282,6 +295,12 @@ def phase_build(store: Path, out: Path, shape: str = "records") -> dict[str, Any
     from traingate.build.lineage import forget_build
     from traingate.timeutil import parse_instant
 
+    threads = os.environ.get("TRAINGATE_BENCH_WRITE_THREADS")
+    if threads:  # the DuckDB engine with that many part-writing threads (--write-threads)
+        from traingate.build import engines
+        from traingate.build.engines.duckdb import DuckDBEngine
+
+        engines.engine_named = lambda name, **_: DuckDBEngine(write_threads=int(threads))  # type: ignore[assignment]
     with _open(store) as tg:
         started, cpu = time.perf_counter(), time.process_time()
         result = tg.build_dataset(
@@ -495,6 +514,99 @@ def bench(
     }
 
 
+@contextlib.contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """The phases started meanwhile see these environment variables (None: unset)."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def bench_compare(
+    conversations: int,
+    workdir: Path,
+    backend: str,
+    *,
+    before: Path | None,
+    write_threads: list[int],
+    rounds: int,
+) -> list[dict[str, Any]]:
+    """Builds of this tree (with each of ``write_threads``, or the engine's default) and of
+    the source tree ``before`` (its ``src`` first on PYTHONPATH), and the raw DuckDB
+    read+write baseline, interleaved ``rounds`` times, each in its own process; the medians
+    of each, with their ratios to the baseline's median and to ``before``'s."""
+    import statistics
+
+    store = _ready_store(workdir, backend, conversations)
+    path = os.environ.get("PYTHONPATH")
+    variants: list[tuple[str, dict[str, str | None]]] = []
+    if before is not None:
+        inherited = f"{before.resolve() / 'src'}{os.pathsep + path if path else ''}"
+        variants.append(("before", {"PYTHONPATH": inherited}))
+    for threads in write_threads or [0]:
+        label = f"after, {threads} write thread(s)" if threads else "after"
+        variants.append((label, {"TRAINGATE_BENCH_WRITE_THREADS": str(threads or "") or None}))
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in [*variants, ("baseline", {})]}
+    for round_ in range(rounds):
+        order = [*variants, ("baseline", {})]
+        for name, env in order if round_ % 2 == 0 else order[::-1]:
+            out = workdir / f"compare-{conversations}-{len(runs[name])}"
+            shutil.rmtree(out, ignore_errors=True)
+            phase = "baseline" if name == "baseline" else "build"
+            with _environment(**env):
+                result = run_phase(__file__, ["--phase", phase, str(store), str(out)])
+            shutil.rmtree(out, ignore_errors=True)
+            runs[name].append(result)
+            print(json.dumps({"variant": name, "round": round_, **result}), file=sys.stderr)
+    baseline = statistics.median(r["seconds"] for r in runs["baseline"])
+    reference = statistics.median(r["seconds"] for r in runs["before"]) if before else None
+    rows = []
+    for name, measured in runs.items():
+        seconds = statistics.median(r["seconds"] for r in measured)
+        rows.append(
+            {
+                "backend": backend,
+                "conversations": conversations,
+                "variant": name,
+                "messages": measured[0]["messages"],
+                "median_s": seconds,
+                "all_s": [round(r["seconds"], 1) for r in measured],
+                "cpu_s": statistics.median(r.get("cpu_s", float("nan")) for r in measured),
+                "rss_mb": max(r["rss_mb"] for r in measured),
+                "vs_baseline": seconds / baseline,
+                "vs_before": seconds / reference if reference else float("nan"),
+            }
+        )
+    return rows
+
+
+def compare_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| backend | N conv. | variant | build s (median) | runs s | CPU s | messages/s |"
+        " peak RSS MB | / baseline | / before |"
+    ]
+    lines.append("|" + "---|" * 10)
+    for r in rows:
+        lines.append(
+            f"| {r['backend']} | {r['conversations']:,} | {r['variant']} | {r['median_s']:.1f} |"
+            f" {', '.join(str(s) for s in r['all_s'])} | {r['cpu_s']:.1f} |"
+            f" {r['messages'] / r['median_s']:,.0f} | {r['rss_mb']:,.0f} |"
+            f" {r['vs_baseline']:.2f}x | {r['vs_before']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def bench_shapes(
     conversations: int, workdir: Path, backend: str, shapes: list[str], rounds: int
 ) -> list[dict[str, Any]]:
@@ -586,7 +698,22 @@ def main() -> None:
         choices=["records", "chat", "kto", "openai"],
         help="measure builds of this shape against records instead (repeatable; issue 16)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of --shape builds")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of --shape and of --before builds"
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a source tree (a git worktree) whose builds to compare, interleaved, with this"
+        " tree's and the baseline",
+    )
+    parser.add_argument(
+        "--write-threads",
+        type=int,
+        action="append",
+        help="this tree's builds with this many part-writing threads (repeatable; with"
+        " --before or alone)",
+    )
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -602,6 +729,21 @@ def main() -> None:
         else:
             result = phase_naive(Path(rest[0]), int(rest[1]))
         print(json.dumps(result))
+        return
+    if args.before or args.write_threads:
+        compared = []
+        for backend in args.backend or ["sqlite"]:
+            for n in args.conversations or [20_000]:
+                compared += bench_compare(
+                    n,
+                    args.workdir,
+                    backend,
+                    before=args.before,
+                    write_threads=args.write_threads or [],
+                    rounds=args.rounds,
+                )
+        print(compare_table(compared))
+        print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
         return
     if args.shape:
         measured = []

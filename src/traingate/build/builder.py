@@ -7,8 +7,9 @@ Everything is written into a hidden sibling ``.DIR.tmp-*`` and fsynced; the engi
 (DuckDB's database and spill files, the lineage spool and file) lives in another sibling
 ``.DIR.work-*`` on the same file system. The build's lineage is recorded in two phases around
 the rename of the staging directory to DIR (``build/lineage.py``): its row is committed
-pending, its lineage file renamed to ``.traingate-lineage/BUILD_ID.parquet`` beside DIR, DIR
-renamed into place, then the mark is cleared with the caller's audit entry. DIR appears whole
+pending, its lineage renamed to ``.traingate-lineage/BUILD_ID.parquet`` beside DIR (or
+``.traingate-lineage/BUILD_ID/`` when the engine wrote it as several files), DIR renamed into
+place, then the mark is cleared with the caller's audit entry. DIR appears whole
 or not at all; an interrupted build leaves neither DIR nor lineage readers can see, and a
 build killed between the phases is settled by the next ``settle_builds`` (the next build, or
 the next opening of the store). After a hard kill, hidden directories stay until the next
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -37,7 +39,15 @@ import pyarrow.compute as pc
 from traingate.build.documents import with_documents
 from traingate.build.engine import BuildRequest, Engine, MessageSource, PartsOut, Tally, Written
 from traingate.build.lineage import BuildRow, complete_build, forget_build, record_pending
-from traingate.build.lineage_file import LineageSpool, lineage_path, place_lineage, write_lineage
+from traingate.build.lineage_file import (
+    LineageRun,
+    LineageSpool,
+    lineage_directory,
+    lineage_path,
+    place_lineage,
+    write_directory,
+    write_lineage,
+)
 from traingate.build.manifest import manifest_body, policies_section, sign_manifest
 from traingate.build.prefetch import Prefetch
 from traingate.build.progress import Progress
@@ -213,19 +223,20 @@ _NO_RECORDS = pa.RecordBatch.from_pylist([], schema=RECORD_SCHEMA)
 
 
 class _Recording:
-    """The build's lineage file (``write_lineage``) written into its scratch directory on a
-    worker thread, started once every record is out: the items are sorted and written while
-    the parts are finished and the manifest written. ``finish`` waits for it and returns the
-    file's sha256 (or raises its error); ``abandon`` stops it and waits."""
+    """The build's lineage written into its scratch directory on a worker thread, started
+    once every record is out: the spooled items are sorted and written (``write``: a lineage
+    file, or the last file and the index of the directory the engine wrote) while the parts
+    are finished and the manifest written. ``finish`` waits for it and returns the sha256 the
+    build's row records (or raises its error); ``abandon`` stops it and waits."""
 
-    def __init__(self, *, build_id: str, spool: LineageSpool, path: Path) -> None:
+    def __init__(self, write: Callable[..., str]) -> None:
         self._stop = threading.Event()
         self._sha256: str | None = None
         self._error: BaseException | None = None
 
         def work() -> None:
             try:
-                self._sha256 = write_lineage(spool, path=path, build_id=build_id, stop=self._stop)
+                self._sha256 = write(stop=self._stop)
             except BaseException as exc:  # raised in the builder's thread by finish
                 self._error = exc
 
@@ -351,9 +362,18 @@ def _conversations(
 
 
 def _parts_out(
-    engine: Engine, directory: Path, format: Format, rows_per_file: int, shape: Shape, keys: KeyRing
+    engine: Engine,
+    directory: Path,
+    format: Format,
+    rows_per_file: int,
+    shape: Shape,
+    keys: KeyRing,
+    *,
+    build_id: str,
+    lineage: Path,
 ) -> PartsOut | None:
-    """Where an engine that writes its own parts writes them (None: the builder writes)."""
+    """Where an engine that writes its own parts writes them (None: the builder writes), and
+    where it may write the build's lineage files."""
     if not getattr(engine, "writes_parts", False):
         return None
     return PartsOut(
@@ -362,7 +382,26 @@ def _parts_out(
         rows_per_file=rows_per_file,
         shape=shape,
         signing_key=keys.signing_key,
+        build_id=build_id,
+        lineage=lineage,
     )
+
+
+def _lineage_at(
+    target: Path, scratch: Path, build_id: str, spool: LineageSpool, runs: list[LineageRun]
+) -> tuple[Path, Path, Callable[..., str]]:
+    """Where the build's lineage is written (in its scratch), where it goes, and what writes
+    it: a directory when the engine wrote lineage files (``runs``), the builder's spooled
+    items being one more file of it; else one file of the spooled items."""
+    if runs:
+        written = scratch / "lineage"
+        write = functools.partial(
+            write_directory, spool, directory=written, build_id=build_id, runs=runs
+        )
+        return written, lineage_directory(target, build_id), write
+    written = scratch / "lineage.parquet"
+    write = functools.partial(write_lineage, spool, path=written, build_id=build_id)
+    return written, lineage_path(target, build_id), write
 
 
 def _with_written(shaped: ShapeTally, written: Written) -> ShapeTally:
@@ -483,6 +522,8 @@ def build_dataset(
     )
     shaped = ShapeTally(shape=shape)  # the rows of the shape (build/shapes.py)
     spool = LineageSpool(scratch / "lineage.spool")
+    runs: list[LineageRun] = []  # lineage files the engine wrote
+    build_id = f"build-{secrets.token_hex(8)}"  # before the records: the engine's files name it
     moved = recorded = False
     recording: _Recording | None = None
     try:
@@ -497,13 +538,23 @@ def build_dataset(
             workdir=scratch,
             keep_decisions=False,
             messages=request.messages,
-            output=_parts_out(engine, staging / "data", format, rows_per_file, shape, keys),
+            output=_parts_out(
+                engine,
+                staging / "data",
+                format,
+                rows_per_file,
+                shape,
+                keys,
+                build_id=build_id,
+                lineage=scratch / "lineage",
+            ),
         )
         for step in produce(
             store=store, vault=vault, keys=keys, request=work, engine=engine, progress=progress
         ):
             if step.written is not None:  # parts written by the engine, then its last rows
                 writer.adopt(step.written.files)
+                runs += step.written.lineage
                 for tail in step.written.tail:
                     writer.write(tail)
                 shaped = _with_written(shaped, step.written)
@@ -519,9 +570,8 @@ def build_dataset(
             seen += step.messages_seen
             by_policy[0].update(step.messages_by_policy)
             by_policy[1].update(step.reports_by_policy)
-        build_id = f"build-{secrets.token_hex(8)}"
-        lineage_at = lineage_path(target, build_id)
-        recording = _Recording(build_id=build_id, spool=spool, path=scratch / "lineage.parquet")
+        lineage_written, lineage_at, write = _lineage_at(target, scratch, build_id, spool, runs)
+        recording = _Recording(write)
         files = writer.close()
         totals = {key: (counts[key], sizes[key]) for key in counts}
         if len(policies.policies) == 1 and seen:
@@ -577,7 +627,7 @@ def build_dataset(
         _refuse_existing(target)
         record_pending(store.db, build=build, scratch=scratch)
         recorded = True
-        place_lineage(scratch / "lineage.parquet", lineage_at)
+        place_lineage(lineage_written, lineage_at)
         _refuse_existing(target)
         os.rename(staging, target)
         moved = True

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from traingate.build.lineage_file import LineageRun
 from traingate.build.records import LineageItem
 from traingate.build.writer import FileEntry, Format
 from traingate.policy import Policy, PolicySet
@@ -65,13 +66,17 @@ class PartsOut:
     """Where and how an engine that writes its own parts (``Engine.writes_parts``) writes the
     conversation records: into ``directory`` (``<dataset>/data``), as rows of ``shape``
     (``build/shapes.py``), ``rows_per_file`` a part, from part 0; record ids and lineage keys
-    are HMACs with ``signing_key``. The feedback records follow in parts of their own."""
+    are HMACs with ``signing_key``. The feedback records follow in parts of their own. When
+    ``lineage`` is set, the engine may write the records' lineage there as sorted files of the
+    build ``build_id`` (``lineage_file.write_run``) and name them in ``Written.lineage``."""
 
     directory: Path
     format: Format
     rows_per_file: int
     shape: str
     signing_key: bytes = field(repr=False)
+    build_id: str = ""
+    lineage: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +148,8 @@ class Written:
     rows: int = 0
     messages: int = 0
     left_out: Mapping[str, int] = field(default_factory=dict)
+    # The lineage files the engine wrote (``PartsOut.lineage``): their items are not in ``items``.
+    lineage: tuple[LineageRun, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

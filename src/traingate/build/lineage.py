@@ -1,6 +1,8 @@
 """Lineage: which builds took which items, by keyed hash only. The store keeps each build's
 row (table ``builds``); its items go to a Parquet file beside its dataset, sorted by item key
-(``build/lineage_file.py``; the row names the file and its sha256, migration 14). Builds
+(``build/lineage_file.py``; the row names the file and its sha256, migration 14; a build
+whose engine wrote its lineage in parallel has a directory of sorted files instead, the row
+naming the directory and its index's sha256). Builds
 recorded before migration 14 keep their items in the store's ``build_items`` (migration 3),
 which readers still consult for them.
 
@@ -24,7 +26,6 @@ appeared is never without its lineage once settled.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -34,7 +35,9 @@ from typing import Any
 from traingate.build.lineage_file import (
     LineageSpool,
     StoredItem,
+    file_sha256,
     find_items,
+    lineage_digest,
     remove_lineage,
 )
 from traingate.build.records import conversation_item_key, report_item_key
@@ -169,20 +172,14 @@ def forget_build(db: Database, *, build_id: str) -> None:
             remove_lineage(Path(str(path)))
 
 
-def _digest(path: Path) -> str | None:
-    try:
-        with path.open("rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-    except OSError:
-        return None
-
-
 def _stands(build: BuildRow) -> bool:
-    """Whether the build's directory holds the manifest its row recorded, and its lineage file
-    the bytes its row recorded."""
-    if _digest(Path(build.path) / "manifest.json") != build.manifest_sha256:
+    """Whether the build's directory holds the manifest its row recorded, and its lineage (a
+    file, or a directory's index and every file it names) the bytes its row recorded."""
+    if file_sha256(Path(build.path) / "manifest.json") != build.manifest_sha256:
         return False
-    return build.lineage_path is None or _digest(Path(build.lineage_path)) == build.lineage_sha256
+    return build.lineage_path is None or (
+        lineage_digest(Path(build.lineage_path), build_id=build.build_id) == build.lineage_sha256
+    )
 
 
 @dataclass(frozen=True, slots=True)

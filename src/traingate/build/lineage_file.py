@@ -15,6 +15,13 @@ one conversation (one a basis), which the dataset's records alone do not.
 While a build runs, its items are spooled to scratch (``LineageSpool``: memory bounded by a
 run); at the end they are read back range of keys by range of keys, each range sorted in
 memory, and written as the file (``write_lineage``).
+
+A build whose engine writes lineage in parallel (the Spark engine's tasks) has a directory
+instead, ``PARENT/.traingate-lineage/BUILD_ID/``: sorted files of the same format, each a range
+of item keys written by one task (``write_run``), maybe one more written by the builder
+(``write_directory``: the items it made itself, e.g. feedback), and ``index.json`` naming each
+file with its first and last key, rows and sha256. Ranges may overlap: a lookup reads every file
+whose [first, last] holds a key. The build's ``lineage_sha256`` is the index's sha256.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ import bisect
 import contextlib
 import hashlib
 import io
+import json
 import os
+import shutil
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -39,17 +49,25 @@ from traingate.errors import StoreError
 from traingate.keys import SHORT_HASH
 
 __all__ = [
+    "INDEX",
     "LINEAGE_DIR",
     "MAX_GROUPS",
     "ROW_GROUP",
     "SCHEMA",
+    "LineageRun",
     "LineageSpool",
     "StoredItem",
+    "file_sha256",
     "find_items",
+    "lineage_digest",
+    "lineage_directory",
     "lineage_path",
     "place_lineage",
+    "read_index",
     "remove_lineage",
+    "write_directory",
     "write_lineage",
+    "write_run",
 ]
 
 LINEAGE_DIR = ".traingate-lineage"
@@ -74,11 +92,39 @@ SCHEMA = pa.schema(
 )
 
 StoredItem = tuple[bytes, bytes, str, int]  # item key (16 bytes), record id, kind, messages
+INDEX = "index.json"  # a lineage directory's list of its files
+_DRIVER_RUN = "builder.parquet"  # the file of the items the builder made itself
+
+
+@dataclass(frozen=True, slots=True)
+class LineageRun:
+    """One sorted file of a lineage directory: its name, first and last item key, rows and
+    sha256."""
+
+    name: str
+    first: bytes
+    last: bytes
+    rows: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "first": self.first.hex(),
+            "last": self.last.hex(),
+            "rows": self.rows,
+            "sha256": self.sha256,
+        }
 
 
 def lineage_path(target: Path, build_id: str) -> Path:
     """Where the lineage of the build ``build_id`` into the dataset ``target`` goes."""
     return target.parent / LINEAGE_DIR / f"{build_id}.parquet"
+
+
+def lineage_directory(target: Path, build_id: str) -> Path:
+    """Where the lineage of ``build_id`` goes when its engine wrote it as several files."""
+    return target.parent / LINEAGE_DIR / build_id
 
 
 class LineageSpool:
@@ -238,14 +284,20 @@ class Stopped(Exception):
     """``write_lineage`` was asked to stop (the build failed meanwhile)."""
 
 
-def write_lineage(
-    spool: LineageSpool, *, path: Path, build_id: str, stop: threading.Event | None = None
-) -> str:
-    """Write the spooled items as the lineage file ``path`` of build ``build_id``, sorted, in
-    row groups of ``ROW_GROUP`` rows (more when there would be over ``MAX_GROUPS``); fsync
-    it; return its sha256. Raises ``Stopped`` when
-    ``stop`` is set meanwhile."""
+def _write_sorted(
+    batches: Iterable[pa.RecordBatch],
+    *,
+    count: int,
+    path: Path,
+    build_id: str,
+    stop: threading.Event | None = None,
+) -> tuple[str, list[bytes]]:
+    """Write ``count`` sorted items as a lineage file of build ``build_id``, in row groups of
+    ``ROW_GROUP`` rows (more when there would be over ``MAX_GROUPS``); fsync it; return its
+    sha256 and each row group's first and last key. Raises ``Stopped`` when ``stop`` is set
+    meanwhile."""
     schema = SCHEMA.with_metadata({_BUILD_KEY: build_id.encode()})
+    bounds: list[bytes] = []  # each row group's first and last item key
     with path.open("wb") as handle:
         sink = _Hashing(handle)
         writer = pq.ParquetWriter(
@@ -255,12 +307,11 @@ def write_lineage(
             use_dictionary=["kind"],  # type: ignore[arg-type]  # pyarrow takes column names
             write_statistics=["item_key"],
         )
-        bounds: list[bytes] = []  # each row group's first and last item key
-        size = max(ROW_GROUP, -(-spool.count // MAX_GROUPS))
+        size = max(ROW_GROUP, -(-count // MAX_GROUPS))
         try:
             held: list[pa.RecordBatch] = []
             rows = 0
-            for batch in spool.batches():
+            for batch in batches:
                 if stop is not None and stop.is_set():
                     raise Stopped
                 held.append(batch)
@@ -278,7 +329,98 @@ def write_lineage(
             writer.close()
         handle.flush()
         os.fsync(handle.fileno())
-    return sink.digest.hexdigest()
+    return sink.digest.hexdigest(), bounds
+
+
+def write_lineage(
+    spool: LineageSpool, *, path: Path, build_id: str, stop: threading.Event | None = None
+) -> str:
+    """Write the spooled items as the lineage file ``path`` of build ``build_id`` (sorted, in
+    row groups, fsynced); return its sha256. Raises ``Stopped`` when ``stop`` is set
+    meanwhile."""
+    sha256, _ = _write_sorted(
+        spool.batches(), count=spool.count, path=path, build_id=build_id, stop=stop
+    )
+    return sha256
+
+
+def write_run(table: pa.Table, *, path: Path, build_id: str) -> LineageRun | None:
+    """Write a table of items (``SCHEMA``'s columns, any order) as one sorted file of a
+    lineage directory (what a Spark task does with its range of keys); None when it holds
+    no item."""
+    if table.num_rows == 0:
+        return None
+    ordered = (
+        table.select(SCHEMA.names)
+        .cast(SCHEMA)
+        .sort_by([("item_key", "ascending"), ("record_id", "ascending")])
+    )
+    sha256, bounds = _write_sorted(
+        ordered.to_batches(), count=ordered.num_rows, path=path, build_id=build_id
+    )
+    return LineageRun(
+        name=path.name, first=bounds[0], last=bounds[-1], rows=ordered.num_rows, sha256=sha256
+    )
+
+
+def write_directory(
+    spool: LineageSpool,
+    *,
+    directory: Path,
+    build_id: str,
+    runs: Sequence[LineageRun],
+    stop: threading.Event | None = None,
+) -> str:
+    """Finish a lineage directory whose ``runs`` an engine wrote: the spooled items (those
+    the builder made) as one more file, then ``index.json`` naming every file; fsync both and
+    the directory; return the index's sha256 (the build's ``lineage_sha256``)."""
+    directory.mkdir(exist_ok=True)
+    every = list(runs)
+    if spool.count:
+        path = directory / _DRIVER_RUN
+        sha256, bounds = _write_sorted(
+            spool.batches(), count=spool.count, path=path, build_id=build_id, stop=stop
+        )
+        every.append(LineageRun(_DRIVER_RUN, bounds[0], bounds[-1], spool.count, sha256))
+    every.sort(key=lambda run: (run.first, run.name))
+    data = json.dumps(
+        {"build_id": build_id, "files": [run.to_dict() for run in every]}, indent=1
+    ).encode()
+    with (directory / INDEX).open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_directory(directory)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_index(directory: Path, *, build_id: str) -> tuple[LineageRun, ...]:
+    """The files of the lineage directory of build ``build_id``, from its index. Raises
+    StoreError when the index is missing, damaged or another build's."""
+    where = f"the lineage of {build_id} ({directory / INDEX})"
+    try:
+        data = json.loads((directory / INDEX).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read {where}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("build_id") != build_id:
+        raise StoreError(f"{directory / INDEX} is not the lineage index of {build_id}")
+    try:
+        runs = tuple(
+            LineageRun(
+                name=str(entry["name"]),
+                first=bytes.fromhex(entry["first"]),
+                last=bytes.fromhex(entry["last"]),
+                rows=int(entry["rows"]),
+                sha256=str(entry["sha256"]),
+            )
+            for entry in data["files"]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{where} is damaged: {exc!r}") from exc
+    for run in runs:
+        if Path(run.name).name != run.name or run.name.startswith(".") or run.name == INDEX:
+            raise StoreError(f"{where} names a file outside it: {run.name!r}")
+    return runs
 
 
 def _fsync_directory(path: Path) -> None:
@@ -308,8 +450,11 @@ def place_lineage(source: Path, destination: Path) -> None:
 
 
 def remove_lineage(path: Path) -> None:
-    """Delete a lineage file, and its directory when that leaves it empty."""
-    with contextlib.suppress(FileNotFoundError):
+    """Delete a build's lineage (its file, or its directory of files), and the lineage
+    directory when that leaves it empty."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
         path.unlink()
     with contextlib.suppress(OSError):  # not empty: other builds' lineage
         path.parent.rmdir()
@@ -331,10 +476,49 @@ def _key_ranges(metadata: pq.FileMetaData) -> tuple[list[bytes], list[bytes]] | 
     )
 
 
+def file_sha256(path: Path) -> str | None:
+    """A file's sha256; None when it cannot be read."""
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def lineage_digest(path: Path, *, build_id: str) -> str | None:
+    """The sha256 a build's row records of its lineage: of the file; of a directory, of its
+    index, once every file the index names has the sha256 it lists (None otherwise, or when
+    anything is missing or damaged). Reads every byte: for settling, not for lookups."""
+    if not path.is_dir():
+        return file_sha256(path)
+    try:
+        runs = read_index(path, build_id=build_id)
+    except StoreError:
+        return None
+    if any(file_sha256(path / run.name) != run.sha256 for run in runs):
+        return None
+    return file_sha256(path / INDEX)
+
+
 def find_items(path: Path, *, build_id: str, item_keys: Collection[bytes]) -> list[StoredItem]:
-    """The items of ``item_keys`` (16-byte keys) that the lineage file of build ``build_id``
-    holds, in (item key, record id) order: only the row groups whose key range holds one of
-    the keys are read. Raises StoreError when the file is missing or is not that build's."""
+    """The items of ``item_keys`` (16-byte keys) that the lineage of build ``build_id`` holds
+    (a file, or a directory of files: ``read_index``), in (item key, record id) order: only
+    the files and row groups whose key range holds one of the keys are read. Raises
+    StoreError when the lineage is missing, damaged or not that build's."""
+    keys = sorted(set(item_keys))
+    if not path.is_dir():
+        return _find_in_file(path, build_id=build_id, keys=keys)
+    found: list[StoredItem] = []
+    for run in read_index(path, build_id=build_id):
+        wanted = [key for key in keys if run.first <= key <= run.last]
+        if wanted:
+            found += _find_in_file(path / run.name, build_id=build_id, keys=wanted)
+    found.sort()
+    return found
+
+
+def _find_in_file(path: Path, *, build_id: str, keys: list[bytes]) -> list[StoredItem]:
+    """``find_items`` in one sorted file (``keys`` sorted and distinct)."""
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as exc:
@@ -348,7 +532,6 @@ def find_items(path: Path, *, build_id: str, item_keys: Collection[bytes]) -> li
         if ranges is None:
             raise StoreError(f"{path} is not the lineage of {build_id}: it has no key index")
         lows, highs = ranges
-        keys = sorted(set(item_keys))
         groups: set[int] = set()
         for key in keys:
             index = bisect.bisect_left(highs, key)
@@ -357,7 +540,10 @@ def find_items(path: Path, *, build_id: str, item_keys: Collection[bytes]) -> li
                 index += 1
         if not groups:
             return []
-        table = parquet.read_row_groups(sorted(groups), use_threads=False)
+        try:
+            table = parquet.read_row_groups(sorted(groups), use_threads=False)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"the lineage of {build_id} ({path}) is damaged: {exc}") from exc
     found = table.filter(
         pc.is_in(table["item_key"], value_set=pa.array(keys, pa.binary(SHORT_HASH)))
     )

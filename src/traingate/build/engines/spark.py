@@ -25,10 +25,11 @@ need. Spark does the moving of data; the decisions are the compiled SQL's.
    rows by a prefix sum of the counts, and a second pass writes the parts where the rows are
    (``spark_tasks.write_partition``: whole parts in place, pieces of shared parts as fragments
    that tasks then assemble; the last part, not full, goes back to the builder, whose feedback
-   records follow it), while the driver takes each batch's tally and lineage items
-   (``_written``). Otherwise (a policy diff, a test reading records) the driver reads the
-   partitions in order (``toLocalIterator``): records arrive in conversation id order, as from
-   the DuckDB engine.
+   records follow it), while the driver takes each batch's tally (``_written``), and a third
+   stage has tasks write the lineage items as sorted files (``engines/spark_lineage.py``): no
+   lineage item reaches the driver. Otherwise (a policy diff, a test reading records) the
+   driver reads the partitions in order (``toLocalIterator``): records arrive in conversation
+   id order, as from the DuckDB engine.
 
 The session: the one passed in, else the active one of the process, else a new one on
 ``master`` (stopped at the end of the build). Select with ``--engine spark``; the master with
@@ -55,6 +56,7 @@ import pyarrow as pa
 
 from traingate.build.compile import LEDGERS, Ledger, compile_purpose
 from traingate.build.engine import BuildRequest, EngineBatch, PartsOut, Tally, Written
+from traingate.build.engines.spark_lineage import lineage_stage
 from traingate.build.engines.spark_tasks import (
     MESSAGE_TAG,
     OUTPUT,
@@ -66,7 +68,6 @@ from traingate.build.engines.spark_tasks import (
     evaluate_partition,
     file_entry,
     read_fragments,
-    read_items,
     read_tally,
     write_partition,
 )
@@ -408,9 +409,10 @@ def _written(
 ) -> Iterator[EngineBatch]:
     """The parts written where the records are. The driver reads each batch's row count (one
     small row per batch of ``batch_messages``), numbers the partitions' rows by a prefix sum,
-    and has every task write the parts wholly inside its rows (``_parts``). While the tasks
-    write, the driver takes each batch's tally, counts and lineage items, and yields them;
-    then the parts. It never holds a record but those of the last part."""
+    and has every task write the parts wholly inside its rows (``_parts``) and the lineage
+    files (``spark_lineage.lineage_stage``). While the tasks write, the driver takes each
+    batch's tally and counts, and yields them; then the parts and lineage files. It never
+    holds a record but those of the last part, nor a lineage item."""
     per_partition: Counter[int] = Counter()
     for row in evaluated.select("partition", "n_rows").collect():
         per_partition[int(row["partition"])] += int(row["n_rows"])
@@ -419,18 +421,18 @@ def _written(
     for partition in sorted(per_partition):
         starts[partition] = total
         total += per_partition[partition]
-    with ThreadPoolExecutor(1, thread_name_prefix="traingate-spark-parts") as pool:
+    with ThreadPoolExecutor(2, thread_name_prefix="traingate-spark-parts") as pool:
         parts = pool.submit(_parts, spark, evaluated, output, stage, starts, total)
-        for row in evaluated.select(
-            "messages", "tally", "items", "summary", "n_rows"
-        ).toLocalIterator(prefetchPartitions=True):
+        lineage = pool.submit(lineage_stage, spark, evaluated, output=output, items=total)
+        for row in evaluated.select("messages", "tally", "summary", "n_rows").toLocalIterator(
+            prefetchPartitions=True
+        ):
             summary = Summary.from_json(row["summary"])
             yield EngineBatch(
                 records=_NO_RECORDS,
                 tally=read_tally(row["tally"]),
                 messages_seen=int(row["messages"]),
                 written=Written(
-                    items=read_items(row["items"]),
                     counts=summary.counts,
                     rows=int(row["n_rows"]),
                     messages=summary.messages,
@@ -438,11 +440,12 @@ def _written(
                 ),
             )
         files, tail = parts.result()
+        runs = lineage.result()
     yield EngineBatch(
         records=_NO_RECORDS,
         tally=Tally(),
         messages_seen=0,
-        written=Written(files=files, tail=tail),
+        written=Written(files=files, tail=tail, lineage=runs),
     )
 
 

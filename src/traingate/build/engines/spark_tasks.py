@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -38,9 +38,11 @@ from traingate.build.records import (
 )
 from traingate.build.shapes import as_shape, row_messages, shape_records, shape_schema
 from traingate.build.writer import FileEntry, part_name, part_pieces, write_part
+from traingate.keys import SHORT_HASH
 from traingate.store.export import regroup
 
 __all__ = [
+    "ITEM_SCHEMA",
     "MESSAGE_TAG",
     "OUTPUT",
     "WRITTEN",
@@ -50,8 +52,8 @@ __all__ = [
     "engine_batch",
     "evaluate_partition",
     "file_entry",
+    "item_payload",
     "read_fragments",
-    "read_items",
     "read_tally",
     "write_partition",
 ]
@@ -64,13 +66,15 @@ OUTPUT = (
 # What a task of the second pass returns: one row per part it wrote whole (``sha256`` set) or
 # per piece of a part it holds only some rows of (a fragment file, assembled afterwards).
 WRITTEN = "part INT, partition INT, path STRING, rows BIGINT, sha256 STRING"
+# A batch's lineage items (``OUTPUT.items``), as the lineage stage reads them
+# (``engines/spark_lineage.py``): what the lineage file keeps, kind as a plain string.
 _ITEM_FIELDS: list[tuple[str, pa.DataType]] = [
-    ("item_key", pa.string()),
+    ("item_key", pa.binary(SHORT_HASH)),
+    ("record_id", pa.binary(32)),
     ("kind", pa.string()),
-    ("record_id", pa.string()),
-    ("messages", pa.int64()),
+    ("messages", pa.int32()),
 ]
-_ITEM_SCHEMA = pa.schema(_ITEM_FIELDS)
+ITEM_SCHEMA = pa.schema(_ITEM_FIELDS)
 _WRITTEN_FIELDS: list[tuple[str, pa.DataType]] = [
     ("part", pa.int32()),
     ("partition", pa.int32()),
@@ -225,17 +229,22 @@ def _made(records: pa.RecordBatch, output: PartsOut) -> tuple[bytes, int, bytes,
         messages=row_messages(shape, shaped.rows),
         left_out=dict(shaped.left_out),
     )
-    item_table = pa.table(
+    rows = shaped.rows.cast(shape_schema(shape))
+    return _ipc(rows), rows.num_rows, item_payload(items), summary.to_json()
+
+
+def item_payload(items: Sequence[LineageItem]) -> bytes:
+    """Lineage items as a batch row's ``items`` payload (Arrow IPC of ``ITEM_SCHEMA``)."""
+    table = pa.table(
         {
-            "item_key": [i.item_key for i in items],
+            "item_key": [bytes.fromhex(i.item_key[: 2 * SHORT_HASH]) for i in items],
+            "record_id": [bytes.fromhex(i.record_id) for i in items],
             "kind": [i.kind for i in items],
-            "record_id": [i.record_id for i in items],
             "messages": [i.messages for i in items],
         },
-        schema=_ITEM_SCHEMA,
+        schema=ITEM_SCHEMA,
     )
-    rows = shaped.rows.cast(shape_schema(shape))
-    return _ipc(rows), rows.num_rows, _ipc(item_table), summary.to_json()
+    return _ipc(table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,20 +355,6 @@ def read_fragments(fragments: Sequence[str]) -> Iterator[pa.RecordBatch]:
             reader = pa.ipc.open_file(source)
             for index in range(reader.num_record_batches):
                 yield reader.get_batch(index)
-
-
-def read_items(payload: bytes | None) -> tuple[LineageItem, ...]:
-    """A batch's lineage items, back on the driver."""
-    if payload is None:
-        return ()
-    table = _read(payload)
-    return tuple(
-        LineageItem(item_key=k, kind=kind, record_id=r, messages=int(m))
-        for k, kind, r, m in zip(
-            *(cast(list[Any], table.column(name).to_pylist()) for name in _ITEM_SCHEMA.names),
-            strict=True,
-        )
-    )
 
 
 def file_entry(path: str, rows: int, sha256: str) -> FileEntry:
