@@ -554,12 +554,14 @@ class Traingate:
         messages: str | None = None,
         spark_master: str | None = None,
         shape: str = "records",
+        since: str | None = None,
     ) -> BuildResult:
         """Build the dataset of everything ``purpose`` may use as of ``as_of`` (default now)
         into the new directory ``out``: records, signed manifest, lineage, then its audit
         entry. BuildError when ``out`` exists. ``messages`` reads the messages from a lake
         (``parquet:PATH``, docs/lake.md) instead of the store; ``spark_master`` is the master
-        of ``engine="spark"``; ``shape`` the rows' shape (build/shapes.py)."""
+        of ``engine="spark"``; ``shape`` the rows' shape (build/shapes.py); ``since`` the id of
+        an earlier build to start from (an incremental build: build/incremental.py)."""
         from traingate.build.builder import build_dataset
         from traingate.build.engine import BuildRequest
         from traingate.build.engines import engine_named
@@ -581,10 +583,24 @@ class Traingate:
             messages=source,
         )
 
+        incremental = None
+        if since is not None:
+            from traingate.build.incremental import Since, load_base
+
+            if engine != "duckdb" or source is not None:
+                raise BuildError("--since builds with the duckdb engine from the store only")
+            self.settle_builds()
+            base = load_base(
+                self.store.db, build_id=since, request=request, signing_key=self.keys.signing_key
+            )
+            incremental = Since(base)
+
         def audit(result: BuildResult) -> None:
             details = _build_details(result)
             if source is not None:
                 details["messages"] = source.name
+            if since is not None:
+                details["since"] = since
             self.audit_log.append(actor=actor, action="dataset.build", details=details)
 
         self.settle_builds()
@@ -615,6 +631,7 @@ class Traingate:
                     shape=as_shape(shape),
                     progress=progress,
                     on_complete=audit,
+                    since=incremental,
                 )
             except OSError as exc:  # --out where nothing may be written (/proc/x, read-only)
                 where = exc.filename if exc.filename is not None else out

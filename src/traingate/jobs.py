@@ -151,6 +151,7 @@ def job_dict(row: stored.JobRow) -> dict[str, Any]:
         "as_of": format_instant(row.as_of),
         "format": row.format,
         "shape": row.shape,
+        "since": row.since,
         "engine": row.engine,
         "path": row.path,
         "requested_by": row.requested_by,
@@ -263,6 +264,7 @@ class BuildJobs:
         requested_by: str,
         actor: str,
         shape: str = "records",
+        since: str | None = None,
     ) -> dict[str, Any]:
         """Queue a build; what can be checked at once (purpose, format, engine) raises here."""
         from traingate.build.engines import engine_named
@@ -298,6 +300,7 @@ class BuildJobs:
             owner_process=self.owner.process,
             owner_token=self.owner.token,
             heartbeat_at=now,
+            since=since,
         )
         stored.insert_job(tg.store.db, row)
         with self._lock:
@@ -337,6 +340,7 @@ class BuildJobs:
                     engine=job.engine,
                     progress=_JobProgress(live, self._lock),
                     actor=live.actor,
+                    since=job.since,
                 )
         except TraingateError as exc:
             outcome: tuple[str | None, str | None, str | None] = (str(exc), None, None)

@@ -52,6 +52,7 @@ def start_build(
         format=body.format,
         engine=body.engine,
         shape=body.shape,
+        since=body.since,
         requested_by=principal.role or principal.kind,
         actor=principal.actor,
     )

@@ -141,6 +141,11 @@ class DatasetRequest(_Body):
         description="The rows: records (the record fields), chat, kto or openai, made from "
         "the same de-identified records (docs/builds.md).",
     )
+    since: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None,
+        description="An incremental build: the id of an earlier build of the same purpose "
+        "and policies to start from; the records are a full build's (docs/builds.md).",
+    )
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

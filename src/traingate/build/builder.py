@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -77,7 +77,12 @@ from traingate.vault.vault import Vault
 
 __all__ = ["BuildResult", "Produced", "build_dataset", "produce"]
 
+if TYPE_CHECKING:
+    from traingate.build.incremental import Since
+
 _FEEDBACK_BATCH = 1_000
+# The highest event seq a read snapshot holds: a build's watermark (migration 17).
+WATERMARK_SQL = "SELECT MAX(seq) FROM events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,7 @@ class Produced:
     messages_by_policy: Mapping[int, int] = field(default_factory=dict)
     reports_by_policy: Mapping[int, int] = field(default_factory=dict)
     written: Written | None = None  # records the engine wrote (``records`` then empty)
+    watermark: int | None = None  # the highest event seq of the store's snapshot (first step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +342,8 @@ def _conversations(
             if len(policies.policies) > 1
             else {}
         )
+        # What an incremental build starting from this one reads above (build/incremental.py).
+        watermark = None if request.messages is not None else source.scalar(WATERMARK_SQL)
         # The engine decides the next batch on its own thread while this one is turned into
         # records, counted and written (build/prefetch.py).
         with Prefetch(engine.run(request=request, source=source, store=store)) as batches:
@@ -357,8 +365,14 @@ def _conversations(
                     decisions=batch.decisions,
                     messages_by_policy=counts,
                     written=batch.written,
+                    watermark=watermark,
                 )
-                counts = {}  # counted once, carried by the first step
+                counts, watermark = {}, None  # counted once, carried by the first step
+        if watermark is not None:  # no batch: the watermark still goes to the build's row
+            yield Produced(
+                records=_NO_RECORDS, items=(), messages=Tally(), reports=Tally(),
+                watermark=watermark,
+            )  # fmt: skip
 
 
 def _parts_out(
@@ -489,10 +503,12 @@ def build_dataset(
     rows_per_file: int = ROWS_PER_FILE,
     clock: Callable[[], int] = now_micros,
     on_complete: Callable[[BuildResult], None] | None = None,
+    since: Since | None = None,
 ) -> BuildResult:
     """Build the dataset of ``request`` into the new directory ``out``, atomically, and record
     its lineage; ``on_complete`` (the audit entry) runs in the transaction that completes the
-    lineage. Raises BuildError when ``out`` exists or the build cannot complete."""
+    lineage; ``since`` makes it an incremental build (build/incremental.py). Raises
+    BuildError when ``out`` exists or the build cannot complete."""
     policies = request.policies
     policies.require_purpose(request.purpose)
     if format not in FORMATS:
@@ -549,9 +565,11 @@ def build_dataset(
                 lineage=scratch / "lineage",
             ),
         )
-        for step in produce(
+        watermark: int | None = None
+        for step in (produce if since is None else since.produce)(
             store=store, vault=vault, keys=keys, request=work, engine=engine, progress=progress
         ):
+            watermark = step.watermark if step.watermark is not None else watermark
             if step.written is not None:  # parts written by the engine, then its last rows
                 writer.adopt(step.written.files)
                 runs += step.written.lineage
@@ -597,7 +615,8 @@ def build_dataset(
                 files=files,
                 policies=policies_section(policies, messages=by_policy[0], reports=by_policy[1]),
                 shape=shaped.section(),
-            ),
+            )
+            | ({} if since is None else {"since": since.section()}),
             signing_key=keys.signing_key,
         )
         documents = with_documents(staging, manifest, schema=shape_schema(shape))  # card.py
@@ -621,6 +640,7 @@ def build_dataset(
             messages=sum(sizes.values()),
             lineage_path=str(lineage_at),
             lineage_sha256=recording.finish(),
+            watermark=watermark,
         )
 
         result = BuildResult(build_id=build.build_id, path=target, manifest=manifest)

@@ -87,6 +87,11 @@ class BuildRequest:
     by the one in force at its time. ``workdir`` is scratch space on the output's file system
     (engines may spill there); ``keep_decisions`` asks for every message's decision in the
     batches.
+
+    An incremental build (``build/incremental.py``) asks about part of the store:
+    ``conversations`` restricts the messages to those conversations (None: all); ``watermark``
+    reads the store as it was when its event seq was that (every row of a higher seq left
+    out); ``tally_only`` asks for the decisions' tally alone (no content read, no records).
     """
 
     policy: Policy | PolicySet
@@ -96,6 +101,9 @@ class BuildRequest:
     keep_decisions: bool = False
     messages: MessageSource | None = None  # None: the store's messages
     output: PartsOut | None = None  # for an engine that writes its parts: where
+    conversations: tuple[str, ...] | None = None
+    watermark: int | None = None
+    tally_only: bool = False
 
     @property
     def policies(self) -> PolicySet:

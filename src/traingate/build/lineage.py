@@ -70,7 +70,7 @@ _BUILD_COLUMNS = (
     "build_id", "built_at", "purpose", "as_of", "policy_id", "policy_sha256", "engine",
     "format", "path", "manifest_sha256", "records", "messages",
 )  # fmt: skip
-_ROW_COLUMNS = (*_BUILD_COLUMNS, "lineage_path", "lineage_sha256")
+_ROW_COLUMNS = (*_BUILD_COLUMNS, "lineage_path", "lineage_sha256", "watermark")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,9 @@ class BuildRow:
     messages: int
     lineage_path: str | None = None  # None: its items are in build_items (before migration 14)
     lineage_sha256: str | None = None
+    # The highest event seq its snapshot saw (migration 17; None: older, or messages from a
+    # lake): what an incremental build starting from it reads above (build/incremental.py).
+    watermark: int | None = None
 
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in _ROW_COLUMNS)

@@ -72,6 +72,14 @@ def dataset() -> None:
     default=None,
     help="Spark master of --engine spark [env TRAINGATE_SPARK_MASTER; default: local[2]].",
 )
+@click.option(
+    "--since",
+    metavar="BUILD_ID",
+    default=None,
+    help="An incremental build: start from that earlier build of the same purpose and "
+    "policies (Parquet records), read only what changed since, and write the records a full "
+    "build would (docs/builds.md) [default: a full build].",
+)
 @click.pass_context
 def dataset_build(
     ctx: click.Context,
@@ -83,6 +91,7 @@ def dataset_build(
     engine: str,
     messages: str | None,
     spark_master: str | None,
+    since: str | None,
 ) -> None:
     """Build DIR/manifest.json, DIR/data/part-*, DIR/README.md (dataset card) and
     DIR/croissant.json: every record PURPOSE may use, in --shape. Prints a summary (build id,
@@ -101,6 +110,7 @@ def dataset_build(
             actor=cli_actor(),
             messages=messages,
             spark_master=spark_master,
+            since=since,
         )
     emit(result.to_dict())
 

@@ -63,6 +63,7 @@ class JobRow:
     owner_process: str | None  # boot id / pid namespace / start time of the pid, if known
     owner_token: str
     heartbeat_at: int
+    since: str | None = None  # the base build of an incremental build (migration 17)
 
 
 _COLUMNS = tuple(f.name for f in fields(JobRow))

@@ -473,6 +473,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         # with it before the manifest exists; jobs queued before it built records.
         ("ALTER TABLE build_jobs ADD COLUMN shape TEXT NOT NULL DEFAULT 'records'",),
     ),
+    Migration(
+        17,
+        "incremental builds",
+        # A build's watermark: the highest event seq its read snapshot saw (writers commit in
+        # seq order under the store's write lock, so the snapshot held every event up to it
+        # and none after). An incremental build (build/incremental.py) reads what changed
+        # since a base build as the rows above its watermark: messages by event_seq, hence
+        # the index. NULL for builds recorded before (they cannot be a base) and for builds
+        # whose messages came from a lake. A job keeps the base it was asked to start from.
+        (
+            "ALTER TABLE builds ADD COLUMN watermark BIGINT",
+            "CREATE INDEX messages_seq ON messages (event_seq)",
+            "ALTER TABLE build_jobs ADD COLUMN since TEXT",
+        ),
+    ),
 )
 
 

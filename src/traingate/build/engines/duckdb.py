@@ -12,6 +12,7 @@ bounded by DuckDB's ``memory_limit`` (it spills to the scratch directory) and th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from traingate.build.compile import (
 from traingate.build.engine import DECISION_SCHEMA, BuildRequest, EngineBatch, Tally
 from traingate.build.prefetch import Prefetch
 from traingate.build.records import ENGINE_SCHEMA, group_messages
+from traingate.build.restrict import at_watermark, restricted_messages
 from traingate.build.writer import default_write_threads
 from traingate.errors import BuildError
 from traingate.store.export import StoreReader, default_stage_streams
@@ -112,16 +114,22 @@ class DuckDBEngine:
             con.close()
 
     def _load(
-        self, con: duckdb.DuckDBPyConnection, source: StoreReader, *, as_of: int, content: bool
+        self,
+        con: duckdb.DuckDBPyConnection,
+        source: StoreReader,
+        *,
+        as_of: int,
+        content: bool,
+        watermark: int | None = None,
     ) -> None:
-        """Load the ledgers that decisions read (``content``: those that only records read)."""
+        """Load the ledgers that decisions read (``content``: those that only records read),
+        as the store was at ``watermark`` (``BuildRequest.watermark``)."""
         for ledger in LEDGERS:
             if ledger.content != content:
                 continue
             params = (as_of,) * ledger.query.count("?")
-            reader = source.staged(
-                ledger.query, params, schema=ledger.schema, streams=self.stage_streams
-            )
+            query = at_watermark(ledger.query, watermark)
+            reader = source.staged(query, params, schema=ledger.schema, streams=self.stage_streams)
             con.register("ledger_source", reader)
             try:
                 con.execute(f"CREATE OR REPLACE TABLE {ledger.name} AS FROM ledger_source")
@@ -134,19 +142,30 @@ class DuckDBEngine:
         compiled = compile_purpose(
             policy=request.policy, purpose=request.purpose, as_of=request.as_of
         )
+        if request.tally_only:  # decisions alone: no content read, no records made
+            compiled = dataclasses.replace(compiled, with_content=False)
         sql, schema = message_query(
             order_text=source.order_text("conversation_id"), key=source.message_key
         )
+        sql, params = restricted_messages(
+            sql,
+            (request.as_of,),
+            source=source,
+            conversations=request.conversations,
+            watermark=request.watermark,
+        )
         with self._connect(request.workdir) as con:
             try:
-                self._load(con, source, as_of=request.as_of, content=False)
+                self._load(
+                    con, source, as_of=request.as_of, content=False, watermark=request.watermark
+                )
                 for statement in compiled.prepare[: -len(compiled.content_prepare) or None]:
                     con.execute(statement)
             except duckdb.Error as exc:
                 raise BuildError(f"DuckDB could not prepare the ledgers: {exc}") from exc
             batches = (
                 source.grouped_batches(
-                    sql, (request.as_of,), schema=schema, rows_per_batch=self.batch_messages
+                    sql, params, schema=schema, rows_per_batch=self.batch_messages
                 )
                 if request.messages is None
                 else request.messages.batches(  # a lake: its batches carry the content
