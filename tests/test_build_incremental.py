@@ -259,6 +259,31 @@ def test_a_purge_of_what_the_base_considered_makes_a_full_build(
     assert nothing.manifest["files"] == full.manifest["files"]
 
 
+@pytest.mark.parametrize("shape", ["chat", "openai"])
+def test_an_incremental_build_of_another_shape_and_format_is_a_full_build(
+    tg: Traingate, tmp_path: Path, shape: str
+) -> None:
+    e = Events()
+    tg.ingest(jsonl(_history(e)))
+    base = tg.build_dataset(purpose="model_training", out=tmp_path / "b", as_of=T1)
+    more = [
+        e.message("m3", "c", "a", Events.t(3, 1), role="assistant", content="three"),
+        e.message("m4", "e", "a", Events.t(3, 2), role="assistant", content="four"),
+    ]
+    tg.ingest(jsonl(more))
+    made = {
+        name: tg.build_dataset(
+            purpose="model_training", out=tmp_path / name, as_of=T2, shape=shape,
+            format="jsonl", **({"since": base.build_id} if name == "since" else {}),
+        ).manifest
+        for name in ("since", "full")
+    }  # fmt: skip
+    assert made["since"]["files"] == made["full"]["files"]
+    assert made["since"]["shape"] == made["full"]["shape"]
+    assert made["since"]["since"]["decided"]["conversations"] == 2
+    assert tg.verify_dataset(path=tmp_path / "since").ok
+
+
 def test_the_command_line_builds_since_a_build(tmp_path: Path) -> None:
     e = Events()
     (tmp_path / "events.jsonl").write_text("\n".join(jsonl(_history(e))) + "\n")
