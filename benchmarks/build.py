@@ -32,10 +32,12 @@ speed ratios (``--no-naive``: not measured).
 compare instead, ``--rounds`` rounds interleaved, each run in its own process: builds by the
 code of ``TREE`` (its ``src`` first on PYTHONPATH), builds by this tree (with N part-writing
 threads each, else the engine's default), and the baseline; prints each one's median and
-every run's seconds, CPU seconds, peak RSS, and the medians' ratios to the baseline and to
-``TREE``'s. Run it from a tree at a commit (``python TREE2/benchmarks/build.py`` with
-``PYTHONPATH=TREE2/src``) when the checkout holds uncommitted work, such as a migration the
-earlier tree would refuse: every phase opens (and migrates) the store.
+every run's seconds, CPU seconds (of the process: every thread, DuckDB's included), peak
+RSS, and the medians' ratios to the baseline (wall and CPU: on a loaded machine the CPU ratio
+is the steadier) and to ``TREE``'s. Run it from a tree at a commit (``python
+TREE2/benchmarks/build.py`` with ``PYTHONPATH=TREE2/src``) when the checkout holds uncommitted
+work, such as a migration the earlier tree would refuse: every phase opens (and migrates) the
+store.
 
 ``--shape S`` (repeatable; issue 16) measures builds of those shapes against ``records`` instead:
 ``--rounds`` rounds, each building ``records`` then every shape in turn (alternating, so a noisy
@@ -327,7 +329,7 @@ def phase_baseline(store: Path, out: Path) -> dict[str, Any]:
     from traingate.timeutil import parse_instant
 
     with _open(store) as tg:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         out.mkdir(parents=True)
         con = duckdb.connect(str(out / "work.duckdb"), config={"memory_limit": "768MB"})
         with open_reader(tg.store.db) as source:
@@ -371,8 +373,13 @@ def phase_baseline(store: Path, out: Path) -> dict[str, Any]:
             )
             count = con.execute(f"SELECT count(*) FROM '{target}'").fetchone()
         con.close()
-        seconds = time.perf_counter() - started
-    return {"seconds": seconds, "messages": int(count[0]) if count else 0, "rss_mb": rss_mb()}
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {
+        "seconds": seconds,
+        "messages": int(count[0]) if count else 0,
+        "cpu_s": cpu,
+        "rss_mb": rss_mb(),
+    }
 
 
 def phase_naive(store: Path, sample: int) -> dict[str, Any]:
@@ -570,6 +577,7 @@ def bench_compare(
             runs[name].append(result)
             print(json.dumps({"variant": name, "round": round_, **result}), file=sys.stderr)
     baseline = statistics.median(r["seconds"] for r in runs["baseline"])
+    baseline_cpu = statistics.median(r["cpu_s"] for r in runs["baseline"])
     reference = statistics.median(r["seconds"] for r in runs["before"]) if before else None
     rows = []
     for name, measured in runs.items():
@@ -582,9 +590,10 @@ def bench_compare(
                 "messages": measured[0]["messages"],
                 "median_s": seconds,
                 "all_s": [round(r["seconds"], 1) for r in measured],
-                "cpu_s": statistics.median(r.get("cpu_s", float("nan")) for r in measured),
+                "cpu_s": statistics.median(r["cpu_s"] for r in measured),
                 "rss_mb": max(r["rss_mb"] for r in measured),
                 "vs_baseline": seconds / baseline,
+                "cpu_vs_baseline": statistics.median(r["cpu_s"] for r in measured) / baseline_cpu,
                 "vs_before": seconds / reference if reference else float("nan"),
             }
         )
@@ -594,15 +603,15 @@ def bench_compare(
 def compare_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| backend | N conv. | variant | build s (median) | runs s | CPU s | messages/s |"
-        " peak RSS MB | / baseline | / before |"
+        " peak RSS MB | / baseline | CPU / baseline CPU | / before |"
     ]
-    lines.append("|" + "---|" * 10)
+    lines.append("|" + "---|" * 11)
     for r in rows:
         lines.append(
             f"| {r['backend']} | {r['conversations']:,} | {r['variant']} | {r['median_s']:.1f} |"
             f" {', '.join(str(s) for s in r['all_s'])} | {r['cpu_s']:.1f} |"
             f" {r['messages'] / r['median_s']:,.0f} | {r['rss_mb']:,.0f} |"
-            f" {r['vs_baseline']:.2f}x | {r['vs_before']:.2f}x |"
+            f" {r['vs_baseline']:.2f}x | {r['cpu_vs_baseline']:.2f}x | {r['vs_before']:.2f}x |"
         )
     return "\n".join(lines)
 
