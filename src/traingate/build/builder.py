@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from traingate.build.documents import with_documents
 from traingate.build.engine import BuildRequest, Engine, MessageSource, PartsOut, Tally, Written
+from traingate.build.feedback import feedback_batches, feedback_granted
 from traingate.build.lineage import BuildRow, complete_build, forget_build, record_pending
 from traingate.build.lineage_file import (
     LineageRun,
@@ -51,12 +52,7 @@ from traingate.build.lineage_file import (
 from traingate.build.manifest import manifest_body, policies_section, sign_manifest
 from traingate.build.prefetch import Prefetch
 from traingate.build.progress import Progress
-from traingate.build.records import (
-    RECORD_SCHEMA,
-    LineageItem,
-    conversation_records,
-    feedback_record,
-)
+from traingate.build.records import RECORD_SCHEMA, LineageItem, conversation_records
 from traingate.build.shapes import Shape, ShapeTally, shape_records, shape_schema
 from traingate.build.staging import claim, remove_all_leftovers
 from traingate.build.writer import (
@@ -69,7 +65,7 @@ from traingate.build.writer import (
 )
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
-from traingate.policy import PolicySet, decide_report
+from traingate.policy import PolicySet
 from traingate.store.export import StoreReader, open_reader
 from traingate.store.store import Store
 from traingate.timeutil import now_micros
@@ -128,57 +124,23 @@ def _feedback(*, vault: Vault, keys: KeyRing, request: BuildRequest) -> Iterator
     policy in force grants the purpose, each decided again by ``decide_report`` under the
     policy in force at its submission (expired and excluded reports stay out)."""
     policies, purpose, as_of = request.policies, request.purpose, request.as_of
-    if not any(
-        (basis := p.feedback_basis) is not None and purpose in basis.purposes
-        for p in policies.policies
-    ):
+    if not feedback_granted(policies, purpose):
         return
-    rows: list[dict[str, Any]] = []
-    items: list[LineageItem] = []
-    tally: Counter[tuple[str | None, str | None]] = Counter()
-    deciding: Counter[int] = Counter()
-
-    def flush() -> Produced:
-        produced = Produced(
-            records=pa.RecordBatch.from_pylist(rows, schema=RECORD_SCHEMA),
-            items=tuple(items),
+    for batch in feedback_batches(
+        vault.reports(as_of=as_of),
+        policies=policies,
+        purpose=purpose,
+        as_of=as_of,
+        signing_key=keys.signing_key,
+        size=_FEEDBACK_BATCH,
+    ):
+        yield Produced(
+            records=batch.records,
+            items=batch.items,
             messages=Tally(),
-            reports=Tally(counts=dict(tally)),
-            reports_by_policy=dict(deciding),
+            reports=batch.tally,
+            reports_by_policy=batch.by_policy,
         )
-        rows.clear()
-        items.clear()
-        tally.clear()
-        deciding.clear()
-        return produced
-
-    for report in vault.reports(as_of=as_of):
-        index = policies.index_at(report.submitted_at)
-        decision = decide_report(
-            policy=policies.policies[index],
-            submitted_at=report.submitted_at,
-            purpose=purpose,
-            as_of=as_of,
-            mode=report.snapshot.mode,
-            comment=report.snapshot.comment,
-        )
-        deciding[index] += 1
-        if decision.basis is None:
-            tally[(None, decision.primary_reason)] += 1
-            continue
-        tally[(decision.basis, None)] += 1
-        record, item = feedback_record(
-            signing_key=keys.signing_key,
-            record_key=report.record_key,
-            basis=decision.basis,
-            snapshot=report.snapshot,
-        )
-        rows.append(record)
-        items.append(item)
-        if len(rows) >= _FEEDBACK_BATCH:
-            yield flush()
-    if rows or tally:
-        yield flush()
 
 
 class _FeedbackAhead:
@@ -298,12 +260,15 @@ def produce(
 ) -> Iterator[Produced]:
     """The records of a build, in output order: conversation records (from the engine, over
     one read snapshot of the store), then feedback records (from the vault; made meanwhile on
-    a worker thread when the request has a scratch directory: ``_FeedbackAhead``)."""
+    a worker thread when the request has a scratch directory: ``_FeedbackAhead``), unless the
+    engine made them too (``makes_feedback``: the Spark engine's tasks, when it writes the
+    parts) and returned them with its records."""
+    made = request.output is not None and getattr(engine, "makes_feedback", False)
     ahead = (
         _FeedbackAhead(
             vault=vault, keys=keys, request=request, path=request.workdir / "feedback.arrows"
         )
-        if request.workdir is not None
+        if request.workdir is not None and not made
         else None
     )
     try:
@@ -312,7 +277,7 @@ def produce(
         )
         if ahead is not None:
             yield from ahead.steps()
-        else:
+        elif not made:
             yield from _feedback(vault=vault, keys=keys, request=request)
     finally:
         if ahead is not None:
@@ -360,10 +325,13 @@ def _conversations(
                     records=records,
                     items=tuple(items),
                     messages=batch.tally,
-                    reports=Tally(),
+                    reports=Tally() if batch.written is None else batch.written.reports,
                     messages_seen=batch.messages_seen,
                     decisions=batch.decisions,
                     messages_by_policy=counts,
+                    reports_by_policy={}
+                    if batch.written is None
+                    else batch.written.reports_by_policy,
                     written=batch.written,
                     watermark=watermark,
                 )

@@ -158,6 +158,10 @@ class Written:
     left_out: Mapping[str, int] = field(default_factory=dict)
     # The lineage files the engine wrote (``PartsOut.lineage``): their items are not in ``items``.
     lineage: tuple[LineageRun, ...] = ()
+    # Feedback records the engine made too (``makes_feedback``): the reports decided for them
+    # and how many each policy of the request decided (by position).
+    reports: Tally = field(default_factory=Tally)
+    reports_by_policy: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

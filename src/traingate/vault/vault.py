@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,15 @@ from traingate.vault.crypto import (
 )
 from traingate.vault.snapshot import Snapshot
 
-__all__ = ["NEVER", "Receipt", "ReportInfo", "Vault", "VaultRecord"]
+__all__ = [
+    "NEVER",
+    "Receipt",
+    "ReportInfo",
+    "Vault",
+    "VaultRecord",
+    "open_report",
+    "usable_reports_query",
+]
 
 NEVER = FAR_FUTURE  # the stored expiry of a report without one
 
@@ -133,6 +141,54 @@ class _Row:
             expires_at=expires_at,
             master_key_id=self.sealed.master_key_id,
         )
+
+
+def _master(keys: KeyRing, row: _Row) -> MasterKey:
+    if row.scheme != SCHEME:
+        raise StoreError(f"vault report {row.report_id}: unknown scheme {row.scheme!r}")
+    return keys.master(row.sealed.master_key_id)
+
+
+def _checked(row: _Row, blob: KeyBlob) -> KeyBlob:
+    if (day_of(blob.submitted_at), day_of(blob.expires_at)) != (
+        row.submitted_day,
+        row.expires_day,
+    ):
+        raise StoreError(f"vault report {row.report_id}: its days were altered")
+    return blob
+
+
+def _open_row(keys: KeyRing, row: _Row) -> tuple[KeyBlob, Snapshot]:
+    blob, plaintext = open_sealed(row.sealed, master=_master(keys, row), report_id=row.report_id)
+    return _checked(row, blob), Snapshot.from_json(plaintext)
+
+
+def usable_reports_query(prefix: str, as_of: int) -> tuple[str, tuple[int, int]]:
+    """The query (and its parameters) of the stored rows of every report that may be usable
+    at ``as_of`` by their days (``open_report`` decides by the exact instants), in the columns
+    ``open_report`` takes; ``prefix`` is that of the vault's tables where the query runs
+    (``Database.vault_prefix``, or "" in the vault's own SQLite file). For reading the rows
+    elsewhere: a Spark build stages them as stored, still encrypted
+    (``engines/spark_feedback.py``)."""
+    sql = f"SELECT {_COLUMNS} FROM {prefix}reports WHERE submitted_day <= ? AND expires_day > ?"
+    return sql, (as_of, as_of - DAY)
+
+
+def open_report(raw: Sequence[Any], *, keys: KeyRing, as_of: int) -> VaultRecord | None:
+    """One stored vault row (the columns of ``usable_reports_query``) decrypted with ``keys``
+    (its master keys and signing key): the report as a build reads it, or None when it is not
+    usable at ``as_of`` (submitted_at <= as_of < expires_at). Raises StoreError or ConfigError
+    when the key ring does not open it."""
+    row = _Row.of(tuple(raw))
+    blob, snapshot = _open_row(keys, row)
+    if not blob.submitted_at <= as_of < blob.expires_at:
+        return None  # same day as as-of, but not in the window
+    return VaultRecord(
+        record_key=keys.sign(f"feedback-record\x00{row.report_id}".encode()),
+        submitted_at=blob.submitted_at,
+        expires_at=None if blob.expires_at >= NEVER else blob.expires_at,
+        snapshot=snapshot,
+    )
 
 
 class Vault:
@@ -251,27 +307,13 @@ class Vault:
             )
         return _Row.of(rows[0][:-1])
 
-    def _master(self, row: _Row) -> MasterKey:
-        if row.scheme != SCHEME:
-            raise StoreError(f"vault report {row.report_id}: unknown scheme {row.scheme!r}")
-        return self._keys.master(row.sealed.master_key_id)
-
-    def _checked(self, row: _Row, blob: KeyBlob) -> KeyBlob:
-        if (day_of(blob.submitted_at), day_of(blob.expires_at)) != (
-            row.submitted_day,
-            row.expires_day,
-        ):
-            raise StoreError(f"vault report {row.report_id}: its days were altered")
-        return blob
-
     def _times(self, row: _Row) -> KeyBlob:
         """The exact instants of a row (unwrap only, no payload decryption)."""
-        blob = unwrap_blob(row.sealed, master=self._master(row), report_id=row.report_id)
-        return self._checked(row, blob)
+        blob = unwrap_blob(row.sealed, master=_master(self._keys, row), report_id=row.report_id)
+        return _checked(row, blob)
 
     def _open(self, row: _Row) -> tuple[KeyBlob, Snapshot]:
-        blob, plaintext = open_sealed(row.sealed, master=self._master(row), report_id=row.report_id)
-        return self._checked(row, blob), Snapshot.from_json(plaintext)
+        return _open_row(self._keys, row)
 
     def show(self, receipt: str) -> tuple[ReportInfo, Snapshot]:
         """The stored report and its decrypted snapshot. Raises ReceiptError."""
@@ -360,16 +402,9 @@ class Vault:
                 (as_of, as_of - DAY, after, _PAGE),
             )
             for raw in rows:
-                row = _Row.of(raw)
-                blob, snapshot = self._open(row)
-                if not blob.submitted_at <= as_of < blob.expires_at:
-                    continue  # same day as as-of, but not in the window
-                yield VaultRecord(
-                    record_key=self._keys.sign(f"feedback-record\x00{row.report_id}".encode()),
-                    submitted_at=blob.submitted_at,
-                    expires_at=None if blob.expires_at >= NEVER else blob.expires_at,
-                    snapshot=snapshot,
-                )
+                record = open_report(raw, keys=self._keys, as_of=as_of)
+                if record is not None:
+                    yield record
             if len(rows) < _PAGE:
                 return
             after = str(rows[-1][0])

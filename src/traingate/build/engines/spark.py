@@ -21,11 +21,13 @@ need. Spark does the moving of data; the decisions are the compiled SQL's.
 5. Every partition is decided at once, in parallel, and kept on the executors (``DISK_ONLY``).
    When the builder says where the parts go (``BuildRequest.output``, a build), the tasks have
    also made the records (record ids and lineage keys: the signing key travels in the plan)
-   in the build's shape; the driver reads one small row per batch, numbers each partition's
-   rows by a prefix sum of the counts, and a second pass writes the parts where the rows are
-   (``spark_tasks.write_partition``: whole parts in place, pieces of shared parts as fragments
-   that tasks then assemble; the last part, not full, goes back to the builder, whose feedback
-   records follow it), while the driver takes each batch's tally (``_written``), and a third
+   in the build's shape, and other tasks have made the feedback records from the vault's
+   rows, staged still encrypted (``engines/spark_feedback.py``: partitions numbered after the
+   conversation partitions, in report id order); the driver reads one small row per batch,
+   numbers each partition's rows by a prefix sum of the counts, and a second pass writes the
+   parts where the rows are (``spark_tasks.write_partition``: whole parts in place, pieces of
+   shared parts as fragments that tasks then assemble; the last part, not full, goes back to
+   the builder), while the driver takes each batch's tally (``_written``), and a third
    stage has tasks write the lineage items as sorted files (``engines/spark_lineage.py``): no
    lineage item reaches the driver. Otherwise (a policy diff, a test reading records) the
    driver reads the partitions in order (``toLocalIterator``): records arrive in conversation
@@ -56,6 +58,7 @@ import pyarrow as pa
 
 from traingate.build.compile import LEDGERS, Ledger, compile_purpose
 from traingate.build.engine import BuildRequest, EngineBatch, PartsOut, Tally, Written
+from traingate.build.engines.spark_feedback import feedback_frame, feedback_written
 from traingate.build.engines.spark_lineage import lineage_stage
 from traingate.build.engines.spark_tasks import (
     MESSAGE_TAG,
@@ -121,6 +124,7 @@ class SparkEngine:
 
     name = "spark"
     writes_parts = True
+    makes_feedback = True  # in a build (``BuildRequest.output``): ``engines/spark_feedback.py``
 
     def __init__(
         self,
@@ -176,7 +180,8 @@ class SparkEngine:
             else:
                 raise BuildError(f"the spark engine cannot read messages from {request.messages}")
             files = lake.files(as_of=request.as_of)
-            if not files:  # no message at or before as-of: nothing to decide
+            if not files:  # no message at or before as-of: nothing to decide but reports
+                yield from _feedback_only(spark, request, source, store, stage)
                 return
             partitions = self.partitions or max(
                 spark.sparkContext.defaultParallelism,
@@ -197,8 +202,13 @@ class SparkEngine:
                     # the driver takes the partitions in order (one at a time), or the tasks
                     # write the parts where the records are (``_written``).
                     evaluated.count()
-                    if request.output is not None:
-                        yield from _written(spark, evaluated, request.output, stage)
+                    if request.output is not None:  # with the feedback rows after them
+                        with feedback_frame(
+                            spark, request=request, keys=store.keys, source=source,
+                            store=store, stage=stage, first_partition=partitions,
+                        ) as made:  # fmt: skip
+                            every = evaluated if made is None else evaluated.unionByName(made)
+                            yield from _written(spark, every, request.output, stage)
                         return
                     for row in evaluated.toLocalIterator(prefetchPartitions=True):
                         yield engine_batch(
@@ -252,6 +262,23 @@ class SparkEngine:
             yield spark
         finally:
             spark.stop()
+
+
+def _feedback_only(
+    spark: SparkSession, request: BuildRequest, source: StoreReader, store: Store, stage: Path
+) -> Iterator[EngineBatch]:
+    """A build with no message to decide: its feedback rows alone (``spark_feedback``)."""
+    if request.output is None:
+        return
+    try:
+        with feedback_frame(
+            spark, request=request, keys=store.keys, source=source, store=store, stage=stage,
+            first_partition=0,
+        ) as made:  # fmt: skip
+            if made is not None:
+                yield from _written(spark, made, request.output, stage)
+    except _spark_errors() as exc:
+        raise BuildError(f"Spark failed: {_first_line(exc)}") from exc
 
 
 def _env(name: str) -> str:
@@ -428,15 +455,18 @@ def _written(
             prefetchPartitions=True
         ):
             summary = Summary.from_json(row["summary"])
-            yield EngineBatch(
-                records=_NO_RECORDS,
-                tally=read_tally(row["tally"]),
-                messages_seen=int(row["messages"]),
-                written=Written(
-                    counts=summary.counts,
-                    rows=int(row["n_rows"]),
-                    messages=summary.messages,
-                    left_out=summary.left_out,
+            yield feedback_written(
+                row["summary"],
+                EngineBatch(
+                    records=_NO_RECORDS,
+                    tally=read_tally(row["tally"]),
+                    messages_seen=int(row["messages"]),
+                    written=Written(
+                        counts=summary.counts,
+                        rows=int(row["n_rows"]),
+                        messages=summary.messages,
+                        left_out=summary.left_out,
+                    ),
                 ),
             )
         files, tail = parts.result()
