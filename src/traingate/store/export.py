@@ -14,8 +14,8 @@ column's Arrow type from the first page it reads and refuses later values of an 
 type, so queries are wrapped to leave it nothing to guess (``_typed_query``): text columns are
 cast to TEXT and, when nullable, read as text plus a null flag; every page is then cast to the
 caller's schema. On PostgreSQL rows come from a server-side cursor (psycopg) and are turned
-into Arrow here; whole tables (the ledgers builds load) are faster read by ``COPY`` parsed by
-Arrow, on one or several connections of the snapshot (``stage_parquet``, ``staged``).
+into Arrow here; whole tables can also be read by ``COPY`` parsed by Arrow, on one or several
+connections of the snapshot (``stage_parquet``, ``staged``).
 
 DuckDB's sqlite and postgres extensions are not used: the batches are handed to DuckDB (or
 anything else that reads Arrow) by the caller.
@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,7 +46,6 @@ from traingate.store.snapshot import Snapshot
 __all__ = [
     "STAGE_KEYS",
     "StoreReader",
-    "default_stage_streams",
     "open_reader",
     "regroup",
     "rows_to_batch",
@@ -324,12 +322,14 @@ class StoreReader:
         streams: int = 1,
         key: int | None = None,
     ) -> pa.RecordBatchReader:
-        """The query's rows as a RecordBatchReader (what DuckDB scans lazily), read the
-        fastest way the store has: on PostgreSQL staged first as Parquet by ``stage_parquet``
-        (``COPY``, parsed by Arrow, on ``streams`` connections of this snapshot) in a
-        temporary directory that is removed once the rows are read; on SQLite ``reader``. The
-        same rows either way, in another order."""
-        if self.dialect != "postgresql":
+        """The query's rows as a RecordBatchReader (what DuckDB scans lazily). On PostgreSQL
+        with ``streams`` > 1, staged first as Parquet by ``stage_parquet`` (``COPY`` parsed by
+        Arrow, on that many connections of this snapshot) in a temporary directory removed
+        once the rows are read; else ``reader``: one connection's server-side cursor, whose
+        binary rows cost this client less than ``COPY``'s (psycopg handles ``COPY`` a row at
+        a time, holding the GIL: 3.1-3.5 s of client CPU per million rows against 2.6 s,
+        benchmarks/stage.py). The same rows either way, in another order."""
+        if self.dialect != "postgresql" or streams <= 1:
             return self.reader(sql, params, schema=schema)
 
         def rows() -> Iterator[pa.RecordBatch]:
@@ -514,12 +514,6 @@ def _key_range(sql: str, columns: int, key: int, stream: int, streams: int) -> s
     else:
         where = f"{' AND '.join(conditions)} AND q.c{key} IS NOT NULL"
     return f"SELECT {names} FROM ({sql}) AS q({names}) WHERE {where}"
-
-
-def default_stage_streams() -> int:
-    """Connections staging a ledger on PostgreSQL when none is said: half the cores, 1 to 8
-    (each parses its rows on a thread of this process, beside the server's own work)."""
-    return max(1, min(8, (os.cpu_count() or 1) // 2))
 
 
 def stage_parquet(

@@ -35,7 +35,7 @@ from traingate.build.records import ENGINE_SCHEMA, group_messages
 from traingate.build.restrict import at_watermark, restricted_messages
 from traingate.build.writer import default_write_threads
 from traingate.errors import BuildError
-from traingate.store.export import StoreReader, default_stage_streams
+from traingate.store.export import StoreReader
 from traingate.store.store import Store
 
 __all__ = ["DuckDBEngine"]
@@ -70,9 +70,11 @@ class DuckDBEngine:
     conversations: 14.7-16.5 s of CPU against 18.4 s, the build about 1 s shorter).
     ``write_threads``: the threads that write the parts, each a whole part at a time
     (``PartWriter``; None: ``default_write_threads``, one per core up to four); the parts are
-    the same bytes for any number. ``stage_streams``: on PostgreSQL the ledgers are read by
-    ``COPY`` on that many connections of the build's snapshot (``StoreReader.staged``; None:
-    ``default_stage_streams``)."""
+    the same bytes for any number. ``stage_streams``: on PostgreSQL, more than one reads the
+    ledgers by ``COPY`` on that many connections of the build's snapshot
+    (``StoreReader.staged``); one, the default, through the snapshot's own cursor, which cost
+    this client less (benchmarks/stage.py: psycopg reads ``COPY`` a row at a time, holding
+    the GIL, so more connections added server work and no speed on 2 cores)."""
 
     name = "duckdb"
     writes_parts = False
@@ -84,13 +86,13 @@ class DuckDBEngine:
         memory_limit: str = "768MB",
         threads: int | None = 1,
         write_threads: int | None = None,
-        stage_streams: int | None = None,
+        stage_streams: int = 1,
     ) -> None:
         self.batch_messages = batch_messages
         self.memory_limit = memory_limit
         self.threads = threads
         self.write_threads = default_write_threads() if write_threads is None else write_threads
-        self.stage_streams = default_stage_streams() if stage_streams is None else stage_streams
+        self.stage_streams = stage_streams
 
     @contextlib.contextmanager
     def _connect(self, workdir: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
