@@ -16,7 +16,7 @@ then takes:
 - records of conversations outside D from the base's parts (read through its manifest, each
   part checked against its sha256), in the base's order; records of D decided afresh by the
   engine restricted to D, merged in where a full build puts them (by conversation id, then
-  basis precedence), so the parts are a full build's, byte for byte;
+  basis precedence: ``build/merge.py``), so the parts are a full build's, byte for byte;
 - the decisions' tally: the base's, less D's as the base decided them (D decided again as of
   T1 over the store as it was at W: ``BuildRequest.watermark``), plus D's now;
 - feedback records: all made again from the vault, as in any build.
@@ -32,7 +32,6 @@ purpose or policy set, or is later than the new as-of, or a policy starting in b
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import hashlib
 import json
@@ -42,8 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from traingate.build.builder import (
     WATERMARK_SQL,
@@ -56,8 +53,13 @@ from traingate.build.builder import (
 from traingate.build.engine import BuildRequest, Engine, Tally
 from traingate.build.lineage import BuildRow
 from traingate.build.manifest import signature_problem
+from traingate.build.merge import Fresh, merged
 from traingate.build.progress import Progress
-from traingate.build.records import RECORD_SCHEMA, LineageItem, _Macs, conversation_records
+from traingate.build.records import (
+    RECORD_SCHEMA,
+    LineageItem,
+    conversation_records,
+)
 from traingate.errors import BuildError
 from traingate.keys import KeyRing
 from traingate.policy import PolicySet
@@ -70,6 +72,7 @@ from traingate.vault.vault import Vault
 __all__ = ["Base", "Since", "dirty_conversations", "load_base"]
 
 _DAY = 86_400_000_000  # microseconds
+_EMPTY = pa.RecordBatch.from_pylist([], schema=RECORD_SCHEMA)
 _COLUMNS = (
     "build_id", "built_at", "purpose", "as_of", "policy_id", "policy_sha256", "engine",
     "format", "path", "manifest_sha256", "records", "messages", "lineage_path",
@@ -207,8 +210,8 @@ def dirty_conversations(
     changed = "(event_seq > ? OR (at > ? AND at <= ?))"
     since = (watermark, t1, t2)
     dirty = _column(
-        source, "SELECT DISTINCT conversation_id FROM messages WHERE event_seq > ?", (watermark,)
-    )
+        source, "SELECT conversation_id FROM messages WHERE event_seq > ?", (watermark,)
+    )  # by the index on event_seq (with DISTINCT, SQLite scans another index instead)
     windows = ([(t1, t2)] if t2 > t1 else []) + (
         _retention_windows(policies, t1, t2) if t2 > t1 else []
     )
@@ -216,7 +219,7 @@ def dirty_conversations(
         where = " OR ".join("(at > ? AND at <= ?)" for _ in windows)
         dirty |= _column(
             source,
-            f"SELECT DISTINCT conversation_id FROM messages WHERE {where}",
+            f"SELECT conversation_id FROM messages WHERE {where}",
             [bound for window in windows for bound in window],
         )
     for table in ("conversation_deletions", "conversation_settings", "flags"):
@@ -285,16 +288,6 @@ def _tally_of(engine: Engine, request: BuildRequest, source: StoreReader, store:
     return total
 
 
-@dataclass(frozen=True, slots=True)
-class _Fresh:
-    """The records of the dirty conversations, decided now, sorted by output key."""
-
-    records: pa.Table
-    keys: list[tuple[str, int]]
-    items: list[LineageItem]
-    tally: Tally
-
-
 def _fresh(
     engine: Engine,
     request: BuildRequest,
@@ -303,7 +296,9 @@ def _fresh(
     *,
     keys: KeyRing,
     precedence: dict[str, int],
-) -> _Fresh:
+) -> tuple[Fresh, Tally]:
+    """The records of the dirty conversations decided now, in output order (conversation
+    id, then basis precedence: the engine's order, sorted again), and the tally."""
     batches: list[pa.RecordBatch] = []
     order: list[tuple[str, int]] = []
     items: list[LineageItem] = []
@@ -318,27 +313,12 @@ def _fresh(
         items += made
     table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
     ranked = sorted(range(len(order)), key=order.__getitem__)  # the engine's order already
-    return _Fresh(
+    fresh = Fresh(
         records=table.take(pa.array(ranked, pa.int64())),
-        keys=[order[i] for i in ranked],
+        conversations=[order[i][0] for i in ranked],
         items=[items[i] for i in ranked],
-        tally=tally,
     )
-
-
-def _base_parts(base: Base) -> Iterator[pa.RecordBatch]:
-    """The base's records, part by part, each part checked against its manifest's sha256."""
-    root = Path(base.build.path)
-    for entry in base.manifest["files"]:
-        path = root / str(entry["path"])
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise _refuse(base.build.build_id, f"cannot read {path}: {exc.strerror}") from exc
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            raise _refuse(base.build.build_id, f"{path}: sha256 differs from its manifest")
-        table = pq.read_table(pa.BufferReader(data)).cast(RECORD_SCHEMA)
-        yield from table.to_batches()
+    return fresh, tally
 
 
 class Since:
@@ -428,7 +408,7 @@ class Since:
             if progress is not None:
                 progress.start(tally.considered)
             yield Produced(
-                records=pa.RecordBatch.from_pylist([], schema=RECORD_SCHEMA),
+                records=_EMPTY,
                 items=(),
                 messages=tally,
                 reports=Tally(),
@@ -440,7 +420,24 @@ class Since:
                 ),
                 watermark=watermark,
             )
-            yield from _merged(base, fresh, source, keys=keys, order=order, dirty=dirty)
+            conversations = sorted(  # as the build orders them: by UTF-8 bytes
+                _column(source, "SELECT conversation_id FROM conversations", ())
+            )
+            for rows, items in merged(
+                base.build,
+                base.manifest["files"],
+                fresh=fresh,
+                dirty=dirty,
+                conversations=conversations,
+                signing_key=keys.signing_key,
+            ):
+                batch = rows.combine_chunks().to_batches()
+                yield Produced(
+                    records=batch[0] if batch else _EMPTY,
+                    items=tuple(items),
+                    messages=Tally(),
+                    reports=Tally(),
+                )
             if progress is not None:
                 progress.advance(tally.considered)
             if ahead is not None:
@@ -469,11 +466,11 @@ def _decide_dirty(
     dirty: tuple[str, ...],
     keys: KeyRing,
     precedence: dict[str, int],
-) -> tuple[Tally, Tally, _Fresh]:
+) -> tuple[Tally, Tally, Fresh]:
     """The dirty conversations decided as the base decided them (tally only) and now."""
     if not dirty:
         empty = pa.Table.from_batches([], schema=RECORD_SCHEMA)
-        return Tally(), Tally(), _Fresh(records=empty, keys=[], items=[], tally=Tally())
+        return Tally(), Tally(), Fresh(records=empty, conversations=[], items=[])
     workdir = request.workdir
     then = dataclasses.replace(
         request,
@@ -489,106 +486,11 @@ def _decide_dirty(
         conversations=dirty,
         workdir=None if workdir is None else _subdir(workdir, "since-now"),
     )
-    fresh = _fresh(engine, current, source, store, keys=keys, precedence=precedence)
-    return before, fresh.tally, fresh
+    fresh, now = _fresh(engine, current, source, store, keys=keys, precedence=precedence)
+    return before, now, fresh
 
 
 def _subdir(parent: Path, name: str) -> Path:
     path = parent / name
     path.mkdir(exist_ok=True)
     return path
-
-
-def _record_ids(
-    source: StoreReader, *, macs: _Macs, bases: Sequence[tuple[str, int]]
-) -> dict[str, tuple[str, int]]:
-    """Each record id of a conversation of the store under ``bases`` (id, precedence) ->
-    (conversation id, precedence): the output key of a base record (records carry no
-    conversation id). One HMAC per conversation and basis."""
-    found: dict[str, tuple[str, int]] = {}
-    for (conversation,) in source.fetchall("SELECT conversation_id FROM conversations"):
-        for basis, rank in bases:
-            found[macs.hex("conversation", str(conversation), basis)] = (str(conversation), rank)
-    return found
-
-
-def _merged(
-    base: Base,
-    fresh: _Fresh,
-    source: StoreReader,
-    *,
-    keys: KeyRing,
-    order: Sequence[str],
-    dirty: tuple[str, ...],
-) -> Iterator[Produced]:
-    """The base's conversation records outside ``dirty`` and the fresh ones, in output
-    order (conversation id, then basis precedence), with their lineage items."""
-    macs = _Macs(keys.signing_key)
-    by_basis = base.manifest["counts"]["by_basis"]
-    held = [  # the bases of which the base holds records
-        (basis, rank)
-        for rank, basis in enumerate(order)
-        if int(by_basis.get(basis, {}).get("records", 0))
-    ]
-    named = _record_ids(source, macs=macs, bases=held)
-    dirty_set = set(dirty)
-    item_keys: dict[str, str] = {}
-    at = 0  # the next fresh record
-    for batch in _base_parts(base):
-        kinds = batch.column("kind").to_pylist()
-        ids = batch.column("record_id").to_pylist()
-        keep: list[int] = []
-        keys_of: list[tuple[str, int]] = []
-        for i, (kind, record_id) in enumerate(zip(kinds, ids, strict=True)):
-            if kind != "conversation":
-                continue
-            key = named.get(str(record_id))
-            if key is None:
-                raise _refuse(base.build.build_id, "a record of it is not of this store's data")
-            if key[0] in dirty_set:
-                continue
-            keep.append(i)
-            keys_of.append(key)
-        if not keep:
-            continue
-        kept = pa.Table.from_batches([batch]).take(pa.array(keep, pa.int64()))
-        items = _items(kept, keys_of, macs, item_keys)
-        end = bisect.bisect_left(fresh.keys, keys_of[-1], lo=at)
-        rows, row_keys = kept, keys_of
-        if end > at:
-            rows = pa.concat_tables([kept, fresh.records.slice(at, end - at)])
-            row_keys = keys_of + fresh.keys[at:end]
-            items += fresh.items[at:end]
-            at = end
-        ranked = sorted(range(len(row_keys)), key=row_keys.__getitem__)
-        yield _step(rows.take(pa.array(ranked, pa.int64())), items)
-    if at < len(fresh.keys):
-        yield _step(fresh.records.slice(at), fresh.items[at:])
-
-
-def _items(
-    rows: pa.Table,
-    keys_of: list[tuple[str, int]],
-    macs: _Macs,
-    item_keys: dict[str, str],
-) -> list[LineageItem]:
-    """Lineage items of base records (their conversation's key, as a full build makes it)."""
-    counts = pc.list_value_length(rows.column("messages")).to_pylist()
-    ids = rows.column("record_id").to_pylist()
-    items = []
-    for (conversation, _), record_id, n in zip(keys_of, ids, counts, strict=True):
-        key = item_keys.get(conversation)
-        if key is None:
-            key = item_keys[conversation] = macs.hex("lineage", "conversation", conversation)
-        items.append(
-            LineageItem(
-                item_key=key, kind="conversation", record_id=str(record_id), messages=int(n or 0)
-            )
-        )
-    return items
-
-
-def _step(rows: pa.Table, items: list[LineageItem]) -> Produced:
-    batch = rows.combine_chunks().to_batches()
-    records = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=RECORD_SCHEMA)
-    return Produced(records=records, items=tuple(items), messages=Tally(), reports=Tally())
