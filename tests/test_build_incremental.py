@@ -25,7 +25,6 @@ from tests.api_support import Api
 from tests.factories import Events, jsonl
 from tests.test_build_cli import run
 from tests.test_build_property import (
-    PURPOSES,
     VERSIONS,
     _pg_schema,
     histories,
@@ -97,7 +96,9 @@ def check_incremental(
 
 later = st.lists(ops, max_size=12)
 # The purposes message bases grant, mostly (feedback records are made again in any case).
-purposes = st.sampled_from(["model_training", "safety_review", *PURPOSES])
+purposes = st.sampled_from(
+    ["model_training", "model_training", "safety_review", "safety_model_training", "research"]
+)
 purges = st.none() | instants.map(lambda i: parse_instant(Events.t(i[0] + 30, i[1])))
 t1s = instants.map(lambda i: parse_instant(Events.t(i[0] + 3, i[1])))
 

@@ -163,14 +163,14 @@ def merged(
     at, start = 0, 0  # the next fresh record; the position of the part's first record
     for part in base_parts(build, files):
         end = start + part.num_rows
-        keep, items, order = [], [], []
+        items: list[LineageItem] = []
+        order: list[tuple[int, int, int]] = []  # (base position, 0, 0) or (after, 1, fresh)
         for i, record in enumerate(ids[start:end]):
             stored = lineage.by_record.get(record)
             if stored is None:  # a feedback record: made again
                 continue
             if stored[0] in gone:
                 continue
-            keep.append(i)
             order.append((start + i, 0, 0))
             items.append(
                 LineageItem(
@@ -181,14 +181,31 @@ def merged(
                 )
             )
         upto = bisect.bisect_left(anchors, end, lo=at)
-        rows = part.take(pa.array(keep, pa.int64()))
-        if upto > at:
-            rows = pa.concat_tables([rows, fresh.records.slice(at, upto - at)])
-            order += [(anchors[k], 1, k) for k in range(at, upto)]
-            items += fresh.items[at:upto]
-            at = upto
-        ranked = sorted(range(len(order)), key=order.__getitem__)
-        yield rows.take(pa.array(ranked, pa.int64())), items
+        order += [(anchors[k], 1, k) for k in range(at, upto)]
+        items += fresh.items[at:upto]
+        at = upto
+        order.sort()
+        yield _runs(part, fresh.records, start, order), items
         start = end
     if at < len(anchors):
         yield fresh.records.slice(at), fresh.items[at:]
+
+
+def _runs(
+    part: pa.Table, fresh: pa.Table, start: int, order: list[tuple[int, int, int]]
+) -> pa.Table:
+    """The rows ``order`` names (base rows by position from ``start``, fresh rows by index),
+    as slices of runs of consecutive rows (no copy of the records' nested lists)."""
+    pieces: list[pa.Table] = []
+    run: tuple[pa.Table, int, int] | None = None  # table, first row, rows
+    for position, fresh_row, index in order:
+        table, row = (fresh, index) if fresh_row else (part, position - start)
+        if run is not None and run[0] is table and run[1] + run[2] == row:
+            run = (table, run[1], run[2] + 1)
+            continue
+        if run is not None:
+            pieces.append(run[0].slice(run[1], run[2]))
+        run = (table, row, 1)
+    if run is not None:
+        pieces.append(run[0].slice(run[1], run[2]))
+    return pa.concat_tables(pieces) if pieces else part.slice(0, 0)

@@ -19,7 +19,7 @@ from typing import Any
 from traingate.errors import BuildError
 from traingate.store.export import StoreReader
 
-__all__ = ["SEQ_COLUMNS", "at_watermark", "restricted_messages"]
+__all__ = ["SEQ_COLUMNS", "restricted_ledger", "restricted_messages"]
 
 # The column holding the seq of the event that wrote a row, per store table.
 SEQ_COLUMNS = {"conversations": "first_seq"}
@@ -30,17 +30,52 @@ def _seq_column(table: str) -> str:
     return SEQ_COLUMNS.get(table, "event_seq")
 
 
-def at_watermark(query: str, watermark: int | None) -> str:
-    """``query`` (one store table after ``FROM``) reading only that table's rows written by
-    events of seq <= ``watermark`` (None: unchanged)."""
-    if watermark is None:
-        return query
+# What restricts each ledger table to the conversations asked about (``{c}``: the condition
+# on a conversation id column, its one parameter being the conversations): their own rows,
+# their accounts', and the consents of those accounts and of every organization they had.
+_ACCOUNTS = "SELECT account_id FROM conversations WHERE {c}"
+_BY_TABLE = {
+    "conversations": "{c}",
+    "conversation_deletions": "{c}",
+    "conversation_settings": "{c}",
+    "flags": "{c}",
+    "flag_clears": "flag_id IN (SELECT flag_id FROM flags WHERE {c})",
+    "account_plans": f"account_id IN ({_ACCOUNTS})",
+    "account_deletions": f"account_id IN ({_ACCOUNTS})",
+    "consents": f"(subject IN ({_ACCOUNTS}) OR subject IN (SELECT organization_id FROM"
+    f" account_plans WHERE account_id IN ({_ACCOUNTS})))",
+}
+
+
+def restricted_ledger(
+    query: str,
+    params: Sequence[Any],
+    *,
+    source: StoreReader,
+    conversations: Sequence[str] | None,
+    watermark: int | None,
+) -> tuple[str, tuple[Any, ...]]:
+    """``query`` (one store table after ``FROM``, ``params`` its parameters) reading only
+    that table's rows written by events of seq <= ``watermark`` and those that decisions
+    about ``conversations`` read (None: no such restriction), with its parameters."""
+    if watermark is None and conversations is None:
+        return query, tuple(params)
     found = _FROM.search(query)
     if found is None:
-        raise BuildError(f"cannot restrict a store query to a watermark: {query!r}")
+        raise BuildError(f"cannot restrict a store query: {query!r}")
     table = found.group(1)
-    rows = f"(SELECT * FROM {table} WHERE {_seq_column(table)} <= {int(watermark)}) {table}"
-    return query[: found.start(1)] + rows + query[found.end(1) :]
+    conditions, values = [], []
+    if watermark is not None:
+        conditions.append(f"{_seq_column(table)} <= {int(watermark)}")
+    if conversations is not None:
+        if table not in _BY_TABLE:
+            raise BuildError(f"cannot restrict the store table {table} to conversations")
+        condition, value = source.in_values("conversation_id", list(conversations))
+        restriction = _BY_TABLE[table].format(c=condition)
+        conditions.append(restriction)
+        values += [value] * restriction.count("?")
+    rows = f"(SELECT * FROM {table} WHERE {' AND '.join(conditions)}) {table}"
+    return query[: found.start(1)] + rows + query[found.end(1) :], (*values, *params)
 
 
 def restricted_messages(
@@ -61,7 +96,7 @@ def restricted_messages(
         conditions.append(condition)
         values.append(value)
     if watermark is not None:
-        conditions.append(f"event_seq <= {int(watermark)}")
+        conditions.append(f"event_seq <= {int(watermark)}")  # the index on conversations
     if not conditions:
         return sql, tuple(params)
     marker = "FROM messages WHERE "

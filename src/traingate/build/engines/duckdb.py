@@ -32,7 +32,7 @@ from traingate.build.compile import (
 from traingate.build.engine import DECISION_SCHEMA, BuildRequest, EngineBatch, Tally
 from traingate.build.prefetch import Prefetch
 from traingate.build.records import ENGINE_SCHEMA, group_messages
-from traingate.build.restrict import at_watermark, restricted_messages
+from traingate.build.restrict import restricted_ledger, restricted_messages
 from traingate.build.writer import default_write_threads
 from traingate.errors import BuildError
 from traingate.store.export import StoreReader
@@ -122,15 +122,21 @@ class DuckDBEngine:
         *,
         as_of: int,
         content: bool,
-        watermark: int | None = None,
+        request: BuildRequest | None = None,
     ) -> None:
-        """Load the ledgers that decisions read (``content``: those that only records read),
-        as the store was at ``watermark`` (``BuildRequest.watermark``)."""
+        """Load the ledgers that decisions read (``content``: those that only records read);
+        of the request's conversations alone, as the store was at its watermark, when it
+        says so (``BuildRequest.conversations``, ``watermark``)."""
         for ledger in LEDGERS:
             if ledger.content != content:
                 continue
-            params = (as_of,) * ledger.query.count("?")
-            query = at_watermark(ledger.query, watermark)
+            query, params = restricted_ledger(
+                ledger.query,
+                (as_of,) * ledger.query.count("?"),
+                source=source,
+                conversations=None if request is None else request.conversations,
+                watermark=None if request is None else request.watermark,
+            )
             reader = source.staged(query, params, schema=ledger.schema, streams=self.stage_streams)
             con.register("ledger_source", reader)
             try:
@@ -158,9 +164,7 @@ class DuckDBEngine:
         )
         with self._connect(request.workdir) as con:
             try:
-                self._load(
-                    con, source, as_of=request.as_of, content=False, watermark=request.watermark
-                )
+                self._load(con, source, as_of=request.as_of, content=False, request=request)
                 for statement in compiled.prepare[: -len(compiled.content_prepare) or None]:
                     con.execute(statement)
             except duckdb.Error as exc:
@@ -191,7 +195,7 @@ class DuckDBEngine:
                     keep=request.keep_decisions,
                 )  # fmt: skip
                 with Prefetch(decided) as ahead:
-                    made = self._made(making, compiled, source, ahead, request.as_of)
+                    made = self._made(making, compiled, source, ahead, request)
                     with Prefetch(made, depth=1) as rows:
                         for step, table in rows:
                             yield EngineBatch(
@@ -267,14 +271,15 @@ class DuckDBEngine:
         compiled: CompiledPurpose,
         source: StoreReader,
         steps: Iterable[_Decided],
-        as_of: int,
+        request: BuildRequest,
     ) -> Iterator[tuple[_Decided, pa.Table | None]]:
         """Stage two: each decided batch with its eligible messages' rows, in record order
         (their content read and de-identified; None: no eligible message). What only records
         read (settings) is loaded first, while stage one decides the first batch."""
+        as_of = request.as_of
         if compiled.with_content:
             try:
-                self._load(con, source, as_of=as_of, content=True)
+                self._load(con, source, as_of=as_of, content=True, request=request)
                 for statement in compiled.content_prepare:
                     con.execute(statement)
             except duckdb.Error as exc:
