@@ -26,38 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from ingest import WORDS  # benchmarks/ingest.py's word list
 
 from traingate.build.records import RECORD_SCHEMA
 from traingate.build.writer import BackgroundWriter, Format, PartWriter
-
-_WORDS = [
-    "the",
-    "a",
-    "model",
-    "answer",
-    "question",
-    "please",
-    "explain",
-    "how",
-    "why",
-    "what",
-    "data",
-    "privacy",
-    "training",
-    "feedback",
-    "report",
-    "conversation",
-    "message",
-    "account",
-    "assistant",
-    "user",
-    "help",
-    "code",
-    "python",
-    "error",
-    "table",
-    "chart",
-]
 
 
 def records(count: int, seed: int = 7) -> list[pa.RecordBatch]:
@@ -68,7 +40,7 @@ def records(count: int, seed: int = 7) -> list[pa.RecordBatch]:
         messages = [
             {
                 "role": "user" if m % 2 == 0 else "assistant",
-                "content": " ".join(rng.choices(_WORDS, k=rng.randint(20, 200))),
+                "content": " ".join(rng.choices(WORDS, k=rng.randint(20, 200))),
                 "attachments": [],
             }
             for m in range(rng.randint(2, 14))
