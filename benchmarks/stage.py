@@ -5,6 +5,12 @@ parsed by Arrow: what both engines now do) on 1, 2 and 4 connections of one expo
 snapshot, each a range of key hashes; ``--rounds`` rounds, the variants interleaved in each.
 
     python benchmarks/stage.py [--rows 1000000] [--streams 1 2 4] [--rounds 3]
+                               [--spark-streams 2 4]
+
+``--spark-streams N``: the same COPY streams run in Spark ``local[2]`` tasks, as the Spark
+engine stages a PostgreSQL store (``engines/spark_stage.py``): the client CPU is then the
+driver's alone (the tasks' is in Spark's Python workers, not counted), which is what shows
+whether the driver's work grows with the ledgers.
 
 The table is the shape of ``conversations`` (conversation id, account id, mode), filled by
 ``generate_series`` in a schema of its own, dropped at the end. For every run it measures
@@ -25,18 +31,22 @@ import argparse
 import os
 import secrets
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from traingate.build.compile import Ledger
+from traingate.build.engines.spark_stage import stage_ledgers
 from traingate.store.db import connect
 from traingate.store.export import _write_parquet, open_reader, stage_parquet
 
@@ -87,8 +97,9 @@ def _server_cpu(application: str) -> Iterator[Callable[[], float]]:
         worker.join()
 
 
-def _run(schema: str, streams: int) -> dict[str, float]:
-    """One staging (``streams`` 0: the baseline), on connections of its own."""
+def _run(schema: str, streams: int, spark: Any = None) -> dict[str, float]:
+    """One staging (``streams`` 0: the baseline), on connections of its own; in Spark tasks
+    when ``spark`` is a session."""
     application = f"tg_stage_{secrets.token_hex(4)}"
     path = f"-csearch_path={schema}"
     separator = "&" if "?" in PG_URL else "?"
@@ -105,6 +116,12 @@ def _run(schema: str, streams: int) -> dict[str, float]:
             if streams == 0:
                 paths = [Path(out) / "part-0.parquet"]
                 _write_parquet(reader.batches(_SQL, schema=_SCHEMA), _SCHEMA, paths[0])
+            elif spark is not None:
+                ledger = Ledger(name="conversations", query=_SQL, schema=_SCHEMA)
+                staged = stage_ledgers(
+                    spark, reader, [ledger], as_of=0, root=Path(out), streams=streams
+                )
+                paths = sorted(staged["conversations"].glob("*.parquet"))
             else:
                 paths = stage_parquet(
                     reader, _SQL, schema=_SCHEMA, directory=Path(out), streams=streams
@@ -118,8 +135,12 @@ def _run(schema: str, streams: int) -> dict[str, float]:
     return {"seconds": seconds, "rows": rows, "client_cpu_s": cpu, "server_cpu_s": server_cpu}
 
 
-def _name(streams: int) -> str:
-    return "baseline (rows through Python)" if streams == 0 else f"COPY, {streams} connection(s)"
+def _name(variant: tuple[str, int]) -> str:
+    where, streams = variant
+    if streams == 0:
+        return "baseline (rows through Python)"
+    tasks = " in Spark tasks" if where == "spark" else ""
+    return f"COPY, {streams} connection(s){tasks}"
 
 
 def main() -> None:
@@ -128,7 +149,15 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true", help="COPY variants only")
+    parser.add_argument("--spark-streams", type=int, nargs="*", default=[])
     args = parser.parse_args()
+    spark = None
+    if args.spark_streams:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.builder.master("local[2]").appName("stage-bench").getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
+        spark.sparkContext.pythonExec = sys.executable  # the workers import this traingate
     schema = f"tg_bench_{secrets.token_hex(4)}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
@@ -138,18 +167,20 @@ def main() -> None:
             f" FROM generate_series(1, {args.rows}) g"
         )
         conn.execute(f"ANALYZE {schema}.conversations")
-    variants = ([] if args.no_baseline else [0]) + args.streams
-    runs: dict[int, list[dict[str, float]]] = {v: [] for v in variants}
+    variants = [("driver", 0)] if not args.no_baseline else []
+    variants += [("driver", n) for n in args.streams]
+    variants += [("spark", n) for n in args.spark_streams]
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {v: [] for v in variants}
     load_before = os.getloadavg()
     try:
         for round_ in range(args.rounds):
             order = variants if round_ % 2 == 0 else variants[::-1]
-            for streams in order:
-                run = _run(schema, streams)
-                assert run["rows"] == args.rows, (streams, run)
-                runs[streams].append(run)
+            for variant in order:
+                run = _run(schema, variant[1], spark if variant[0] == "spark" else None)
+                assert run["rows"] == args.rows, (variant, run)
+                runs[variant].append(run)
                 print(
-                    f"round {round_}: {_name(streams)}: {run['seconds']:.2f} s,"
+                    f"round {round_}: {_name(variant)}: {run['seconds']:.2f} s,"
                     f" client CPU {run['client_cpu_s']:.2f} s,"
                     f" server CPU {run['server_cpu_s']:.2f} s",
                     flush=True,
@@ -157,11 +188,14 @@ def main() -> None:
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        if spark is not None:
+            spark.stop()
     load_after = os.getloadavg()
     median = {
         v: {k: statistics.median(r[k] for r in runs[v]) for k in runs[v][0]} for v in variants
     }
-    one = median[args.streams[0]]["seconds"]
+    one = median[("driver", args.streams[0])]["seconds"]
+    baseline = median.get(("driver", 0))
     print(f"\n{args.rows:,} rows, {args.rounds} rounds, medians; {os.cpu_count()} cores")
     print(
         "| variant | wall s | rows/s | client CPU s | server CPU s | vs first COPY | vs baseline |"
@@ -169,7 +203,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for v in variants:
         m = median[v]
-        base = f"{median[0]['seconds'] / m['seconds']:.2f}x" if 0 in median else "-"
+        base = f"{baseline['seconds'] / m['seconds']:.2f}x" if baseline else "-"
         print(
             f"| {_name(v)} | {m['seconds']:.2f} | {args.rows / m['seconds']:,.0f} |"
             f" {m['client_cpu_s']:.2f} | {m['server_cpu_s']:.2f} |"

@@ -49,7 +49,9 @@ __all__ = [
     "open_reader",
     "regroup",
     "rows_to_batch",
+    "stage_key",
     "stage_parquet",
+    "stage_stream",
 ]
 
 _PAGE = 20_000
@@ -169,7 +171,7 @@ class StoreReader:
         self.dialect = dialect
         self._conn = connection
         self._page = page
-        self._url = url  # PostgreSQL: what ``shared`` connects to
+        self._url = url  # PostgreSQL: what ``export_snapshot`` names to other connections
         self._names = itertools.count(1)
         # Calls into the connection, one at a time: a build reads the store from two threads
         # (listing and deciding on one, reading content on the other), over one snapshot.
@@ -320,7 +322,6 @@ class StoreReader:
         *,
         schema: pa.Schema,
         streams: int = 1,
-        key: int | None = None,
     ) -> pa.RecordBatchReader:
         """The query's rows as a RecordBatchReader (what DuckDB scans lazily). On PostgreSQL
         with ``streams`` > 1, staged first as Parquet by ``stage_parquet`` (``COPY`` parsed by
@@ -336,7 +337,7 @@ class StoreReader:
             with tempfile.TemporaryDirectory(prefix="traingate-stage-") as directory:
                 paths = stage_parquet(
                     self, sql, params, schema=schema, directory=Path(directory),
-                    streams=streams, key=key,
+                    streams=streams,
                 )  # fmt: skip
                 for path in paths:
                     yield from pq.ParquetFile(path).iter_batches()
@@ -401,28 +402,21 @@ class StoreReader:
         finally:
             spool.unlink(missing_ok=True)
 
-    @contextlib.contextmanager
-    def shared(self, count: int) -> Iterator[list[StoreReader]]:
-        """``count`` more readers of this reader's snapshot, each its own connection: on
-        PostgreSQL the snapshot is exported (``pg_export_snapshot``) and each new connection's
-        REPEATABLE READ transaction imports it (``SET TRANSACTION SNAPSHOT``), so all of them
-        read the very same rows; this reader must stay open meanwhile. Closed on exit."""
+    def export_snapshot(self) -> tuple[str, str]:
+        """PostgreSQL: the store's URL and the id of this reader's exported snapshot
+        (``pg_export_snapshot``), with which another connection, in this process or another
+        (``stage_stream`` in a Spark task), reads the very same rows. Valid while this reader
+        stays open. Raises StoreError on SQLite, whose snapshot one process holds."""
         if self.dialect != "postgresql" or self._url is None:
             raise StoreError("only a PostgreSQL snapshot can be shared by connections")
         import psycopg
 
-        with self._lock:
-            (snapshot,) = self._conn.execute("SELECT pg_export_snapshot()").fetchone()
-        readers: list[StoreReader] = []
         try:
-            for _ in range(count):
-                readers.append(_open_postgres(self._url, self._page, snapshot=str(snapshot)))
-            yield readers
+            with self._lock:
+                (snapshot,) = self._conn.execute("SELECT pg_export_snapshot()").fetchone()
         except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL: cannot share the read snapshot: {exc}") from exc
-        finally:
-            for reader in readers:
-                reader.close()
+            raise StoreError(f"PostgreSQL: cannot export the read snapshot: {exc}") from exc
+        return self._url, str(snapshot)
 
     # -- life --------------------------------------------------------------------------------
 
@@ -516,6 +510,37 @@ def _key_range(sql: str, columns: int, key: int, stream: int, streams: int) -> s
     return f"SELECT {names} FROM ({sql}) AS q({names}) WHERE {where}"
 
 
+def stage_key(schema: pa.Schema) -> int:
+    """The column whose hashes split a ledger between staging streams: the first of
+    ``STAGE_KEYS`` the schema has, else its first."""
+    return next((schema.names.index(n) for n in STAGE_KEYS if n in schema.names), 0)
+
+
+def stage_stream(
+    url: str,
+    snapshot: str,
+    sql: str,
+    params: Sequence[Any] = (),
+    *,
+    schema: pa.Schema,
+    stream: int,
+    streams: int,
+    path: Path,
+) -> None:
+    """One of ``streams`` streams of ``stage_parquet``, on a connection of its own that
+    imports the exported ``snapshot`` (``StoreReader.export_snapshot``): the rows whose
+    ``stage_key`` column hashes into the ``stream``-th range, written as the Parquet file
+    ``path`` through ``COPY``. Runs wherever the store is reachable: a thread of the builder
+    or a Spark task (``engines/spark_stage.py``), where the rows are parsed by a process of
+    their own."""
+    query = _key_range(sql, len(schema), stage_key(schema), stream, streams)
+    reader = _open_postgres(url, _PAGE, snapshot=snapshot)
+    try:
+        reader.copy_parquet(query, params, schema=schema, path=path)
+    finally:
+        reader.close()
+
+
 def stage_parquet(
     source: StoreReader,
     sql: str,
@@ -524,15 +549,14 @@ def stage_parquet(
     schema: pa.Schema,
     directory: Path,
     streams: int = 1,
-    key: int | None = None,
 ) -> list[Path]:
     """The query's rows written as Parquet files ``part-N.parquet`` of ``directory`` (which
     must exist). On PostgreSQL through ``COPY ... TO STDOUT (FORMAT csv)`` parsed by Arrow
     (``StoreReader.copy_parquet``: no Python object per value) and, with ``streams`` > 1, on
-    that many connections of the reader's snapshot (``StoreReader.shared``), each the rows
-    whose ``key``-th column falls in one range of hashes, on a thread of its own (None: the
-    first column named in ``STAGE_KEYS``, else the first); on SQLite one file of
-    ``batches``. The same rows either way (in another order, and spread over the files)."""
+    that many connections of the reader's exported snapshot, each the rows whose
+    ``stage_key`` column falls in one range of hashes (``stage_stream``), on a thread of its
+    own; on SQLite one file of ``batches``. The same rows either way (in another order, and
+    spread over the files)."""
     if source.dialect != "postgresql":
         path = directory / "part-0.parquet"
         _write_parquet(source.batches(sql, params, schema=schema), schema, path)
@@ -541,14 +565,22 @@ def stage_parquet(
         path = directory / "part-0.parquet"
         source.copy_parquet(sql, params, schema=schema, path=path)
         return [path]
-    if key is None:
-        key = next((schema.names.index(n) for n in STAGE_KEYS if n in schema.names), 0)
-    queries = [_key_range(sql, len(schema), key, i, streams) for i in range(streams)]
+    url, snapshot = source.export_snapshot()
     paths = [directory / f"part-{i}.parquet" for i in range(streams)]
-    with source.shared(streams) as readers, ThreadPoolExecutor(streams) as pool:
+    with ThreadPoolExecutor(streams) as pool:
         futures = [
-            pool.submit(reader.copy_parquet, query, params, schema=schema, path=path)
-            for reader, query, path in zip(readers, queries, paths, strict=True)
+            pool.submit(
+                stage_stream,
+                url,
+                snapshot,
+                sql,
+                params,
+                schema=schema,
+                stream=i,
+                streams=streams,
+                path=path,
+            )
+            for i, path in enumerate(paths)
         ]
         for future in futures:
             future.result()

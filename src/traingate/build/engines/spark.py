@@ -5,7 +5,8 @@ embedded DuckDB, over a batch of whole conversations and the ledger rows those c
 need. Spark does the moving of data; the decisions are the compiled SQL's.
 
 1. Inputs are staged as Parquet in the build's scratch directory: the ledgers (``LEDGERS``,
-   from the store's read snapshot) and, unless the build reads a lake (``--messages``), the
+   from the store's read snapshot; on PostgreSQL by Spark tasks that import the driver's
+   exported snapshot: ``engines/spark_stage.py``) and, unless the build reads a lake (``--messages``), the
    store's messages written as a lake (``build/lake.py``).
 2. Spark keys every ledger row by the conversation it concerns: conversation ledgers by their
    id; plans, account deletions and account-scope consents through the conversations of the
@@ -60,6 +61,7 @@ from traingate.build.compile import LEDGERS, Ledger, compile_purpose
 from traingate.build.engine import BuildRequest, EngineBatch, PartsOut, Tally, Written
 from traingate.build.engines.spark_feedback import feedback_frame, feedback_written
 from traingate.build.engines.spark_lineage import lineage_stage
+from traingate.build.engines.spark_stage import stage_ledgers
 from traingate.build.engines.spark_tasks import (
     MESSAGE_TAG,
     OUTPUT,
@@ -79,7 +81,7 @@ from traingate.build.records import ENGINE_SCHEMA
 from traingate.build.writer import FileEntry
 from traingate.errors import BuildError
 from traingate.settings import DEFAULT_SPARK_MASTER
-from traingate.store.export import StoreReader, stage_parquet
+from traingate.store.export import StoreReader
 from traingate.store.store import Store
 
 if TYPE_CHECKING:
@@ -119,8 +121,10 @@ _SESSION_DEFAULTS = {
 class SparkEngine:
     """Evaluate the compiled policy in Spark tasks. ``partitions`` fixes the number of range
     partitions (default: one per 64 MiB of Parquet input, at least the session's parallelism);
-    ``batch_messages`` bounds the rows a task decides at once; ``config`` adds Spark settings
-    to a session this engine creates."""
+    ``batch_messages`` bounds the rows a task decides at once; ``stage_streams`` is how many
+    tasks stage each ledger from a PostgreSQL store (default: the session's parallelism, at
+    most 16; each scans the ledger on the server: ``engines/spark_stage.py``); ``config`` adds
+    Spark settings to a session this engine creates."""
 
     name = "spark"
     writes_parts = True
@@ -134,6 +138,7 @@ class SparkEngine:
         partitions: int | None = None,
         batch_messages: int = 20_000,
         memory_limit: str = "384MB",
+        stage_streams: int | None = None,
         config: Mapping[str, str] | None = None,
     ) -> None:
         self.master = master
@@ -141,6 +146,7 @@ class SparkEngine:
         self.partitions = partitions
         self.batch_messages = batch_messages
         self.memory_limit = memory_limit
+        self.stage_streams = stage_streams
         self.config = dict(config or {})
 
     def run(
@@ -168,10 +174,10 @@ class SparkEngine:
         with _scratch(request.workdir) as stage, self._session(stage) as spark:
             from pyspark import StorageLevel
 
-            ledger_dirs = {
-                ledger.name: _stage_ledger(source, ledger, request.as_of, stage / "ledgers")
-                for ledger in ledgers
-            }
+            ledger_dirs = stage_ledgers(
+                spark, source, ledgers, as_of=request.as_of, root=stage / "ledgers",
+                streams=self.stage_streams or min(16, spark.sparkContext.defaultParallelism),
+            )  # fmt: skip
             if request.messages is None:
                 lake = ParquetLake(root=stage / "messages")
                 write_lake(store_messages(source, as_of=request.as_of), lake.root)
@@ -282,8 +288,6 @@ def _feedback_only(
 
 
 def _env(name: str) -> str:
-    import os
-
     return os.environ.get(name, "")
 
 
@@ -313,34 +317,6 @@ def _scratch(workdir: Path | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="traingate-spark-") as tmp:
         yield Path(tmp)
-
-
-def _stage_ledger(source: StoreReader, ledger: Ledger, as_of: int, root: Path) -> Path:
-    """One ledger from the store's snapshot as Parquet files of its own directory: on
-    PostgreSQL ``_STAGE_STREAMS`` connections of the one snapshot, each a range of its key's
-    hashes (``store/export.stage_parquet``); on SQLite one file."""
-    directory = root / ledger.name
-    directory.mkdir(parents=True)
-    params = (as_of,) * ledger.query.count("?")
-    names = ledger.schema.names
-    key = next((names.index(n) for n in _STAGE_KEYS if n in names), 0)
-    stage_parquet(
-        source,
-        ledger.query,
-        params,
-        schema=ledger.schema,
-        directory=directory,
-        streams=_STAGE_STREAMS,
-        key=key,
-    )
-    return directory
-
-
-# Staging a ledger: how many connections of the snapshot read it (PostgreSQL; each parses its
-# rows on a thread here: half the cores, 1 to 8), and the column whose hashes split it, the
-# first of these a ledger has (else its first column).
-_STAGE_STREAMS = max(1, min(8, (os.cpu_count() or 1) // 2))
-_STAGE_KEYS = ("conversation_id", "account_id", "subject", "flag_id")
 
 
 def _ddl(schema: pa.Schema) -> str:

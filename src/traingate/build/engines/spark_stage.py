@@ -1,0 +1,100 @@
+"""The Spark engine's ledgers, staged from the store's read snapshot as Parquet.
+
+On PostgreSQL the streams run in Spark tasks, not in the driver: the driver exports its read
+snapshot (``StoreReader.export_snapshot``) and each task opens a connection of its own that
+imports it and copies one range of a ledger's key hashes (``store/export.stage_stream``), so
+every task reads the very rows the driver's snapshot holds, and the rows are parsed by as many
+processes as there are streams. In the driver, streams are threads of one process: psycopg
+hands ``COPY`` over a row at a time holding the GIL (benchmarks/stage.py), so they do not add
+up, and the driver's work would grow with the ledgers. Each stream scans the ledger on the
+server and keeps its range of hashes, so streams cost the server a scan each:
+``stage_streams`` bounds them (docs/scale.md). On SQLite the store is one file of one
+machine, whose snapshot one process holds (``store/snapshot.py``): staged by the driver, one
+file a ledger.
+
+The task plan carries the store's URL (its credentials included) to the executors, as it
+carries the signing key: a cluster that builds reads the store.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from traingate.build.compile import Ledger
+from traingate.store.export import StoreReader, stage_parquet, stage_stream
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["stage_ledgers"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """One range of one ledger's key hashes: what a task copies."""
+
+    sql: str
+    params: tuple[Any, ...]
+    schema: pa.Schema
+    stream: int
+    streams: int
+    path: str
+
+
+def _copy(stream: _Stream, *, url: str, snapshot: str) -> None:
+    stage_stream(
+        url,
+        snapshot,
+        stream.sql,
+        stream.params,
+        schema=stream.schema,
+        stream=stream.stream,
+        streams=stream.streams,
+        path=Path(stream.path),
+    )
+
+
+def stage_ledgers(
+    spark: SparkSession,
+    source: StoreReader,
+    ledgers: Sequence[Ledger],
+    *,
+    as_of: int,
+    root: Path,
+    streams: int,
+) -> dict[str, Path]:
+    """Every ledger's rows as of ``as_of`` as Parquet files of its own directory under
+    ``root`` (which every executor must be able to write: the build's scratch directory);
+    returns the directories by ledger name. On PostgreSQL ``streams`` Spark tasks a ledger."""
+    directories: dict[str, Path] = {}
+    jobs: list[_Stream] = []
+    for ledger in ledgers:
+        directory = root / ledger.name
+        directory.mkdir(parents=True)
+        directories[ledger.name] = directory
+        params = (as_of,) * ledger.query.count("?")
+        if source.dialect != "postgresql":
+            stage_parquet(source, ledger.query, params, schema=ledger.schema, directory=directory)
+            continue
+        jobs += [
+            _Stream(
+                sql=ledger.query,
+                params=params,
+                schema=ledger.schema,
+                stream=i,
+                streams=streams,
+                path=str(directory / f"part-{i}.parquet"),
+            )
+            for i in range(streams)
+        ]
+    if jobs:
+        url, snapshot = source.export_snapshot()
+        copy = functools.partial(_copy, url=url, snapshot=snapshot)
+        spark.sparkContext.parallelize(jobs, len(jobs)).foreach(copy)
+    return directories
