@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from traingate.errors import StoreError
 from traingate.store.db import Database, SqliteDatabase
-from traingate.store.snapshot import Snapshot
+from traingate.store.snapshot import Compression, Snapshot, conform, is_text
 
 __all__ = [
     "STAGE_KEYS",
@@ -73,10 +73,6 @@ def _empty(schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([], schema=schema)
 
 
-def _is_text(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
-
-
 def _typed_query(sql: str, schema: pa.Schema) -> str:
     """``sql`` (whose columns are ``schema``'s, in order) wrapped so that the ADBC driver's
     type inference cannot go wrong: a text column is cast to TEXT (an integer stored in it
@@ -87,7 +83,7 @@ def _typed_query(sql: str, schema: pa.Schema) -> str:
     names = [f"c{i}" for i in range(len(schema))]
     columns: list[str] = []
     for name, field in zip(names, schema, strict=True):
-        if not _is_text(field.type):
+        if not is_text(field.type):
             columns.append(name)
         elif field.nullable:
             columns.append(f"coalesce(CAST({name} AS TEXT), '')")
@@ -98,26 +94,6 @@ def _typed_query(sql: str, schema: pa.Schema) -> str:
         f"WITH traingate_q({', '.join(names)}) AS ({sql})"
         f" SELECT {', '.join(columns)} FROM traingate_q"
     )
-
-
-def _conform(raw: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """A page of ``_typed_query``'s columns as a batch of ``schema`` (explicit casts)."""
-    arrays: list[pa.Array[Any]] = []
-    position = 0
-    for field in schema:
-        column = raw.column(position)
-        position += 1
-        if _is_text(field.type) and field.nullable:
-            null = cast(pa.BooleanArray, raw.column(position).cast(pa.bool_()))
-            position += 1
-            if pc.any(null).as_py():
-                column = pc.if_else(null, pa.scalar(None, field.type), column.cast(field.type))
-        if column.type != field.type:
-            column = column.cast(field.type)
-        if not field.nullable and column.null_count:
-            raise StoreError(f"reading the store: column {field.name} holds NULL")
-        arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def regroup(
@@ -297,7 +273,7 @@ class StoreReader:
         with self._sqlite_stream(_typed_query(sql, schema), params, size) as pages:
             for raw in pages:
                 try:
-                    batch = _conform(raw, schema)
+                    batch = conform(raw, schema)
                 except errors as exc:
                     raise StoreError(f"reading the store: {exc}") from exc
                 yield batch
@@ -362,6 +338,31 @@ class StoreReader:
         batches = self.batches(sql, params, schema=schema, page=min(self._page, rows_per_batch))
         for table in regroup(batches, rows_per_batch=rows_per_batch, key=schema.names[key]):
             yield _one_batch(table, schema)
+
+    def write_parquet(
+        self,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        schema: pa.Schema,
+        path: Path,
+        compression: Compression = "snappy",
+    ) -> None:
+        """The query's rows (columns ``schema``'s, in order) as the Parquet file ``path``,
+        written where the rows are read: on SQLite by the snapshot process itself
+        (``Snapshot.write_parquet``: the rows never reach this process), on PostgreSQL by
+        ``copy_parquet``."""
+        if self.dialect == "postgresql":
+            self.copy_parquet(sql, params, schema=schema, path=path)
+            return
+        snapshot: Snapshot = self._conn
+        try:
+            snapshot.write_parquet(
+                _typed_query(sql, schema), params, page=self._page, schema=schema,
+                path=str(path), compression=compression,
+            )  # fmt: skip
+        except StoreError as exc:
+            raise StoreError(f"reading the store: {exc}") from exc
 
     def copy_parquet(
         self, sql: str, params: Sequence[Any] = (), *, schema: pa.Schema, path: Path
@@ -555,15 +556,11 @@ def stage_parquet(
     (``StoreReader.copy_parquet``: no Python object per value) and, with ``streams`` > 1, on
     that many connections of the reader's exported snapshot, each the rows whose
     ``stage_key`` column falls in one range of hashes (``stage_stream``), on a thread of its
-    own; on SQLite one file of ``batches``. The same rows either way (in another order, and
-    spread over the files)."""
-    if source.dialect != "postgresql":
+    own; on SQLite one file, written by the snapshot process (``write_parquet``). The same
+    rows either way (in another order, and spread over the files)."""
+    if source.dialect != "postgresql" or streams <= 1:
         path = directory / "part-0.parquet"
-        _write_parquet(source.batches(sql, params, schema=schema), schema, path)
-        return [path]
-    if streams <= 1:
-        path = directory / "part-0.parquet"
-        source.copy_parquet(sql, params, schema=schema, path=path)
+        source.write_parquet(sql, params, schema=schema, path=path)
         return [path]
     url, snapshot = source.export_snapshot()
     paths = [directory / f"part-{i}.parquet" for i in range(streams)]

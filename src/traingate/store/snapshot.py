@@ -36,14 +36,17 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, Literal, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from traingate.errors import StoreError
 from traingate.pipes import child_output, read_frame, write_frame
 
-__all__ = ["Snapshot", "SnapshotServer"]
+__all__ = ["Compression", "Snapshot", "SnapshotServer", "conform", "is_text"]
+
+Compression = Literal["snappy", "none"]  # of a Parquet file the snapshot process writes
 
 _BATCH_ROWS = "adbc.sqlite.query.batch_rows"  # adbc_driver_sqlite.StatementOptions.BATCH_ROWS
 
@@ -130,10 +133,55 @@ class Snapshot:
     def close_cursor(self, cursor: int) -> None:
         self._server.call("close", cursor)
 
+    def write_parquet(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        *,
+        page: int,
+        schema: pa.Schema,
+        path: str,
+        compression: Compression,
+    ) -> int:
+        """Write the rows of ``sql`` (``export._typed_query``'s columns, conformed to
+        ``schema``) as the Parquet file ``path``, in the child: the rows never cross the
+        pipe, and the caller's process spends nothing on them. The number of rows."""
+        _, payload = self._server.call(
+            "parquet", self._number, sql, tuple(params), page, schema, path, compression
+        )
+        rows: int = pickle.loads(payload)
+        return rows
+
     def close(self) -> None:
         """End the snapshot (its read transaction and connection)."""
         if self._server.alive:
             self._server.call("end", self._number)
+
+
+def is_text(kind: pa.DataType) -> bool:
+    """Whether a column of this type is read as text (``export._typed_query``)."""
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def conform(raw: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A page of ``export._typed_query``'s columns as a batch of ``schema`` (explicit
+    casts)."""
+    arrays: list[pa.Array[Any]] = []
+    position = 0
+    for field in schema:
+        column = raw.column(position)
+        position += 1
+        if is_text(field.type) and field.nullable:
+            null = cast(pa.BooleanArray, raw.column(position).cast(pa.bool_()))
+            position += 1
+            if pc.any(null).as_py():
+                column = pc.if_else(null, pa.scalar(None, field.type), column.cast(field.type))
+        if column.type != field.type:
+            column = column.cast(field.type)
+        if not field.nullable and column.null_count:
+            raise StoreError(f"reading the store: column {field.name} holds NULL")
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 # -- the child ---------------------------------------------------------------------------------
@@ -255,6 +303,31 @@ class _Server:
         except StopIteration:
             return None
 
+    def parquet(
+        self,
+        snapshot: int,
+        sql: str,
+        params: tuple[Any, ...],
+        page: int,
+        schema: pa.Schema,
+        path: str,
+        compression: Compression,
+    ) -> int:
+        import pyarrow.parquet as pq
+
+        statement, reader = self.snapshots[snapshot].execute(sql, params, page)
+        rows = 0
+        try:
+            with pq.ParquetWriter(path, schema, compression=compression) as writer:
+                for raw in reader:
+                    batch = conform(raw, schema)
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+        finally:
+            reader.close()
+            statement.close()
+        return rows
+
     def close(self, cursor: int) -> None:
         _, statement, reader = self.cursors.pop(cursor)
         reader.close()
@@ -287,7 +360,7 @@ def _serve(requests: IO[bytes], out: IO[bytes]) -> None:
                         _reply(out, "E")
                     else:
                         _reply(out, "B", _ipc(batch))
-                elif kind in ("open", "execute", "close", "end"):
+                elif kind in ("open", "execute", "parquet", "close", "end"):
                     _reply(out, "O", pickle.dumps(getattr(server, kind)(*args)))
                 else:
                     _reply(out, "X", f"unknown request {kind!r}".encode())

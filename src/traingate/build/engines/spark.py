@@ -6,8 +6,8 @@ need. Spark does the moving of data; the decisions are the compiled SQL's.
 
 1. Inputs are staged as Parquet in the build's scratch directory: the ledgers (``LEDGERS``,
    from the store's read snapshot; on PostgreSQL by Spark tasks that import the driver's
-   exported snapshot: ``engines/spark_stage.py``) and, unless the build reads a lake (``--messages``), the
-   store's messages written as a lake (``build/lake.py``).
+   exported snapshot: ``engines/spark_stage.py``) and, unless the build reads a lake
+   (``--messages``), the store's messages written as a lake (``build/lake.py``).
 2. Spark keys every ledger row by the conversation it concerns: conversation ledgers by their
    id; plans, account deletions and account-scope consents through the conversations of the
    account; organization-scope consents through the accounts that had the organization; flag

@@ -34,7 +34,6 @@ from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from traingate import errors
 from traingate.build.engine import BuildRequest, EngineBatch, PartsOut, Tally
@@ -165,14 +164,10 @@ def _stage_reports(source: StoreReader, store: Store, as_of: int, directory: Pat
         raise StoreError(f"SQLite {db.vault_path}: cannot open a read snapshot: {exc}") from exc
     sql, params = usable_reports_query("", as_of)
     path = directory / "part-0.parquet"
-    # Uncompressed: ciphertext does not compress, and compressing it cost the driver a third
-    # of its staging CPU (at 8,000 reports, 0.1 of 0.25 s).
-    with (
-        StoreReader(dialect="sqlite", connection=snapshot) as vault,
-        pq.ParquetWriter(path, STORED_SCHEMA, compression="none") as writer,
-    ):
-        for batch in vault.batches(sql, params, schema=STORED_SCHEMA):
-            writer.write_batch(batch)
+    # Uncompressed: ciphertext does not compress (compressing it cost a third of the
+    # staging CPU: at 8,000 reports, 0.1 of 0.25 s). Written by the snapshot process.
+    with StoreReader(dialect="sqlite", connection=snapshot) as vault:
+        vault.write_parquet(sql, params, schema=STORED_SCHEMA, path=path, compression="none")
     return [path]
 
 
