@@ -174,9 +174,10 @@ class SparkEngine:
         with _scratch(request.workdir) as stage, self._session(stage) as spark:
             from pyspark import StorageLevel
 
+            streams = self.stage_streams or min(16, spark.sparkContext.defaultParallelism)
             ledger_dirs = stage_ledgers(
                 spark, source, ledgers, as_of=request.as_of, root=stage / "ledgers",
-                streams=self.stage_streams or min(16, spark.sparkContext.defaultParallelism),
+                streams=streams,
             )  # fmt: skip
             if request.messages is None:
                 lake = ParquetLake(root=stage / "messages")
@@ -187,7 +188,7 @@ class SparkEngine:
                 raise BuildError(f"the spark engine cannot read messages from {request.messages}")
             files = lake.files(as_of=request.as_of)
             if not files:  # no message at or before as-of: nothing to decide but reports
-                yield from _feedback_only(spark, request, source, store, stage)
+                yield from _feedback_only(spark, request, source, store, stage, streams)
                 return
             partitions = self.partitions or max(
                 spark.sparkContext.defaultParallelism,
@@ -212,6 +213,7 @@ class SparkEngine:
                         with feedback_frame(
                             spark, request=request, keys=store.keys, source=source,
                             store=store, stage=stage, first_partition=partitions,
+                            streams=streams,
                         ) as made:  # fmt: skip
                             every = evaluated if made is None else evaluated.unionByName(made)
                             yield from _written(spark, every, request.output, stage)
@@ -271,7 +273,12 @@ class SparkEngine:
 
 
 def _feedback_only(
-    spark: SparkSession, request: BuildRequest, source: StoreReader, store: Store, stage: Path
+    spark: SparkSession,
+    request: BuildRequest,
+    source: StoreReader,
+    store: Store,
+    stage: Path,
+    streams: int,
 ) -> Iterator[EngineBatch]:
     """A build with no message to decide: its feedback rows alone (``spark_feedback``)."""
     if request.output is None:
@@ -279,7 +286,7 @@ def _feedback_only(
     try:
         with feedback_frame(
             spark, request=request, keys=store.keys, source=source, store=store, stage=stage,
-            first_partition=0,
+            first_partition=0, streams=streams,
         ) as made:  # fmt: skip
             if made is not None:
                 yield from _written(spark, made, request.output, stage)

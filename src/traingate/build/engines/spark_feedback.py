@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from traingate import errors
 from traingate.build.engine import BuildRequest, EngineBatch, PartsOut, Tally
+from traingate.build.engines.spark_stage import StagedQuery, stage_queries
 from traingate.build.engines.spark_tasks import OUTPUT, TALLY_SCHEMA, Summary, _ipc, item_payload
 from traingate.build.feedback import feedback_batches, feedback_granted
 from traingate.build.shapes import as_shape, row_messages, shape_records, shape_schema
@@ -44,7 +45,7 @@ from traingate.errors import StoreError, TraingateError
 from traingate.keys import KeyRing
 from traingate.policy import PolicySet
 from traingate.store.db import SqliteDatabase
-from traingate.store.export import StoreReader, stage_parquet
+from traingate.store.export import StoreReader
 from traingate.store.store import Store
 from traingate.vault.vault import open_report, usable_reports_query
 
@@ -99,6 +100,7 @@ def feedback_frame(
     store: Store,
     stage: Path,
     first_partition: int,
+    streams: int,
 ) -> Iterator[DataFrame | None]:
     """The build's feedback rows (``OUTPUT``), made by Spark tasks, persisted while the
     context lasts; None when the request writes no parts or no policy grants feedback."""
@@ -109,7 +111,7 @@ def feedback_frame(
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    files = _stage_reports(source, store, request.as_of, stage / "reports")
+    files = _stage_reports(spark, source, store, request.as_of, stage, streams=streams)
     plan = FeedbackPlan(
         keys=dataclasses.replace(keys, id_key=b""),
         policies=request.policies,
@@ -146,15 +148,21 @@ def feedback_frame(
         made.unpersist()
 
 
-def _stage_reports(source: StoreReader, store: Store, as_of: int, directory: Path) -> list[Path]:
+def _stage_reports(
+    spark: SparkSession, source: StoreReader, store: Store, as_of: int, stage: Path, *, streams: int
+) -> list[Path]:
     """The vault's rows that may be usable at ``as_of`` as stored, as Parquet files of
-    ``directory``: on PostgreSQL over the build's snapshot; on SQLite over a read snapshot of
-    the vault's file, held like the store's by the snapshot process."""
-    directory.mkdir(parents=True)
+    ``stage / "reports"``: on PostgreSQL over the build's snapshot, by ``streams`` Spark tasks
+    (``engines/spark_stage.py``); on SQLite over a read snapshot of the vault's file, held
+    like the store's by the snapshot process, which writes the file."""
     db = store.db
     if source.dialect == "postgresql":
         sql, params = usable_reports_query(db.vault_prefix, as_of)
-        return stage_parquet(source, sql, params, schema=STORED_SCHEMA, directory=directory)
+        query = StagedQuery(name="reports", sql=sql, params=tuple(params), schema=STORED_SCHEMA)
+        staged = stage_queries(spark, source, [query], root=stage, streams=streams)
+        return sorted(staged["reports"].glob("*.parquet"))
+    directory = stage / "reports"
+    directory.mkdir(parents=True)
     if not isinstance(db, SqliteDatabase):
         raise StoreError(f"not a SQLite store: {db.url}")
     uri = f"file:{quote(str(db.vault_path.resolve()))}?mode=ro"

@@ -1,4 +1,5 @@
-"""The Spark engine's ledgers, staged from the store's read snapshot as Parquet.
+"""The Spark engine's inputs from the store (its ledgers, the vault's rows), staged from the
+build's read snapshot as Parquet.
 
 On PostgreSQL the streams run in Spark tasks, not in the driver: the driver exports its read
 snapshot (``StoreReader.export_snapshot``) and each task opens a connection of its own that
@@ -32,7 +33,7 @@ from traingate.store.export import StoreReader, stage_parquet, stage_stream
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["stage_ledgers"]
+__all__ = ["StagedQuery", "stage_ledgers", "stage_queries"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,33 +61,42 @@ def _copy(stream: _Stream, *, url: str, snapshot: str) -> None:
     )
 
 
-def stage_ledgers(
+@dataclass(frozen=True, slots=True)
+class StagedQuery:
+    """A query of the store's snapshot staged as the Parquet files of directory ``name``."""
+
+    name: str
+    sql: str
+    params: tuple[Any, ...]
+    schema: pa.Schema
+
+
+def stage_queries(
     spark: SparkSession,
     source: StoreReader,
-    ledgers: Sequence[Ledger],
+    queries: Sequence[StagedQuery],
     *,
-    as_of: int,
     root: Path,
     streams: int,
 ) -> dict[str, Path]:
-    """Every ledger's rows as of ``as_of`` as Parquet files of its own directory under
-    ``root`` (which every executor must be able to write: the build's scratch directory);
-    returns the directories by ledger name. On PostgreSQL ``streams`` Spark tasks a ledger."""
+    """Every query's rows as Parquet files of the directory ``root / name`` (``root`` must
+    be writable by every executor: the build's scratch directory); returns the directories
+    by name. On PostgreSQL ``streams`` Spark tasks a query; on SQLite the snapshot process
+    writes one file a query."""
     directories: dict[str, Path] = {}
     jobs: list[_Stream] = []
-    for ledger in ledgers:
-        directory = root / ledger.name
+    for query in queries:
+        directory = root / query.name
         directory.mkdir(parents=True)
-        directories[ledger.name] = directory
-        params = (as_of,) * ledger.query.count("?")
+        directories[query.name] = directory
         if source.dialect != "postgresql":
-            stage_parquet(source, ledger.query, params, schema=ledger.schema, directory=directory)
+            stage_parquet(source, query.sql, query.params, schema=query.schema, directory=directory)
             continue
         jobs += [
             _Stream(
-                sql=ledger.query,
-                params=params,
-                schema=ledger.schema,
+                sql=query.sql,
+                params=query.params,
+                schema=query.schema,
                 stream=i,
                 streams=streams,
                 path=str(directory / f"part-{i}.parquet"),
@@ -98,3 +108,25 @@ def stage_ledgers(
         copy = functools.partial(_copy, url=url, snapshot=snapshot)
         spark.sparkContext.parallelize(jobs, len(jobs)).foreach(copy)
     return directories
+
+
+def stage_ledgers(
+    spark: SparkSession,
+    source: StoreReader,
+    ledgers: Sequence[Ledger],
+    *,
+    as_of: int,
+    root: Path,
+    streams: int,
+) -> dict[str, Path]:
+    """Every ledger's rows as of ``as_of`` (``stage_queries``), by ledger name."""
+    queries = [
+        StagedQuery(
+            name=ledger.name,
+            sql=ledger.query,
+            params=(as_of,) * ledger.query.count("?"),
+            schema=ledger.schema,
+        )
+        for ledger in ledgers
+    ]
+    return stage_queries(spark, source, queries, root=root, streams=streams)
