@@ -108,8 +108,10 @@ def phase_build(store: Path, out: Path, engine: str, lake: str, master: str) -> 
             )  # fmt: skip
             seconds = time.perf_counter() - started
             driver_cpu = time.process_time() - cpu
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            child_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+        # Closing the store ended its snapshot process (SQLite), whose CPU now counts; Spark's
+        # JVM and workers are still running, so theirs does not.
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     finally:
         if spark is not None:
             spark.stop()
@@ -213,7 +215,7 @@ def main() -> None:
         print(
             f"| {r['source']} | {r['engine']} | {r['messages']:,} | {r['records']:,} | "
             f"{r['seconds']:.1f} | {r['msgs_per_s']:,.0f} | {per_core} | {session} | "
-            f"{r['driver_cpu_s']:.1f} | {r['child_cpu_s']:.1f} | {r['rss_mb']:,.0f} | "
+            f"{r['driver_cpu_s']:.2f} | {r['child_cpu_s']:.2f} | {r['rss_mb']:,.0f} | "
             f"{'yes' if r['same_manifest'] else 'NO'} |"
         )
     if exported is not None:
