@@ -1,33 +1,40 @@
-"""Ledger staging benchmark (PostgreSQL): one table of N rows staged as Parquet the way the
-Spark engine staged every ledger before (the baseline: one connection, rows through Python,
+"""Staging benchmark (PostgreSQL): one table of N rows staged as Parquet the way the Spark
+engine staged every ledger before (the baseline: one connection, rows through Python,
 ``StoreReader.batches``), and by ``store/export.stage_parquet`` (``COPY ... TO STDOUT``
 parsed by Arrow: what both engines now do) on 1, 2 and 4 connections of one exported
-snapshot, each a range of key hashes; ``--rounds`` rounds, the variants interleaved in each.
+snapshot, each a range of the table's heap blocks (a TID Range Scan: together the streams
+read the table once); ``--rounds`` rounds, the variants interleaved in each.
 
     python benchmarks/stage.py [--rows 1000000] [--streams 1 2 4] [--rounds 3]
-                               [--spark-streams 2 4]
+                               [--spark-streams 2 4] [--table conversations|reports]
 
 ``--spark-streams N``: the same COPY streams run in Spark ``local[2]`` tasks, as the Spark
 engine stages a PostgreSQL store (``engines/spark_stage.py``): the client CPU is then the
 driver's alone (the tasks' is in Spark's Python workers, not counted), which is what shows
 whether the driver's work grows with the ledgers.
 
-The table is the shape of ``conversations`` (conversation id, account id, mode), filled by
-``generate_series`` in a schema of its own, dropped at the end. For every run it measures
-wall seconds, rows/s, this process's CPU seconds (every thread: reading the COPY stream,
-parsing its CSV, writing Parquet) and the CPU seconds of the PostgreSQL backends that served
-it (``/proc/PID/stat`` of each backend, found in ``pg_stat_activity`` by the run's
+``--table conversations`` (the default) is the shape of the ``conversations`` ledger
+(conversation id, account id, mode), filled by ``generate_series``; ``--table reports`` the
+vault's table of reports as the store declares it (``store/schema.py``), each report's
+ciphertext 6,400 characters of base64 (4,800 random bytes: what the 10B extrapolation of
+docs/scale.md assumes), read by the vault's own query (``vault.usable_reports_query``); a
+modest ``--rows`` (100,000: 0.7 GB) runs in minutes. Either in a schema of its own, dropped
+at the end. For every run it measures wall seconds, rows/s and MB/s (of the query's column
+values), this process's CPU seconds (every thread: reading the COPY stream, parsing its CSV,
+writing Parquet) and the CPU seconds of the PostgreSQL backends that served it
+(``/proc/PID/stat`` of each backend, found in ``pg_stat_activity`` by the run's
 ``application_name`` and sampled every ``_SAMPLE_S``: a backend's last ~20 ms before it
 exits are not counted). Prints every run, then the medians per variant with their ratios to
-one stream and to the baseline, and the load average before and after. Every stream scans
-the whole table on the server (each keeps the rows of its hash range), and the client's
-streams are threads of one process: on a machine of few cores, shared with the server,
-streams add little.
+one stream and to the baseline, and the load average before and after. Each stream reads
+its own blocks, so the server's CPU stays about that of one scan however many streams; the
+client's streams are threads of one process: on a machine of few cores, shared with the
+server, streams add little.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import secrets
 import statistics
@@ -45,17 +52,19 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from traingate.build.compile import Ledger
-from traingate.build.engines.spark_stage import stage_ledgers
+from traingate.build.engines.spark_feedback import STORED_SCHEMA
+from traingate.build.engines.spark_stage import StagedQuery, stage_queries
 from traingate.store.db import connect
 from traingate.store.export import _write_parquet, open_reader, stage_parquet
+from traingate.vault.vault import usable_reports_query
 
 PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-_SCHEMA = pa.schema(
+_CONVERSATIONS = pa.schema(
     [("conversation_id", pa.string()), ("account_id", pa.string()), ("mode", pa.string())]
 )
-_SQL = "SELECT conversation_id, account_id, mode FROM conversations"
 _SAMPLE_S = 0.02
+_CIPHERTEXT_BYTES = 4_800  # 6,400 characters of base64
+_DAY = 86_400_000_000
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -97,9 +106,9 @@ def _server_cpu(application: str) -> Iterator[Callable[[], float]]:
         worker.join()
 
 
-def _run(schema: str, streams: int, spark: Any = None) -> dict[str, float]:
-    """One staging (``streams`` 0: the baseline), on connections of its own; in Spark tasks
-    when ``spark`` is a session."""
+def _run(schema: str, query: StagedQuery, streams: int, spark: Any = None) -> dict[str, float]:
+    """One staging of ``query`` (``streams`` 0: the baseline), on connections of its own; in
+    Spark tasks when ``spark`` is a session."""
     application = f"tg_stage_{secrets.token_hex(4)}"
     path = f"-csearch_path={schema}"
     separator = "&" if "?" in PG_URL else "?"
@@ -113,19 +122,19 @@ def _run(schema: str, streams: int, spark: Any = None) -> dict[str, float]:
         ):
             time.sleep(3 * _SAMPLE_S)  # the reader's backend is seen before it works
             began, cpu, server_before = time.perf_counter(), time.process_time(), server()
+            sql, params, rows_schema = query.sql, query.params, query.schema
             if streams == 0:
                 paths = [Path(out) / "part-0.parquet"]
-                _write_parquet(reader.batches(_SQL, schema=_SCHEMA), _SCHEMA, paths[0])
+                batches = reader.batches(sql, params, schema=rows_schema)
+                _write_parquet(batches, rows_schema, paths[0])
             elif spark is not None:
-                ledger = Ledger(name="conversations", query=_SQL, schema=_SCHEMA)
-                staged = stage_ledgers(
-                    spark, reader, [ledger], as_of=0, root=Path(out), streams=streams
-                )
-                paths = sorted(staged["conversations"].glob("*.parquet"))
+                staged = stage_queries(spark, reader, [query], root=Path(out), streams=streams)
+                paths = sorted(staged[query.name].glob("*.parquet"))
             else:
                 paths = stage_parquet(
-                    reader, _SQL, schema=_SCHEMA, directory=Path(out), streams=streams
-                )
+                    reader, sql, params, schema=rows_schema, directory=Path(out),
+                    streams=streams, table=query.table,
+                )  # fmt: skip
             seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
             rows = sum(pq.read_metadata(p).num_rows for p in paths)
             time.sleep(3 * _SAMPLE_S)
@@ -133,6 +142,53 @@ def _run(schema: str, streams: int, spark: Any = None) -> dict[str, float]:
     finally:
         db.close()
     return {"seconds": seconds, "rows": rows, "client_cpu_s": cpu, "server_cpu_s": server_cpu}
+
+
+def _fill_conversations(conn: psycopg.Connection[Any], schema: str, rows: int) -> StagedQuery:
+    conn.execute(
+        f"CREATE TABLE {schema}.conversations AS SELECT 'conv-' || md5(g::text)"
+        " AS conversation_id, 'acc-' || (g % 100000) AS account_id, 'standard' AS mode"
+        f" FROM generate_series(1, {rows}) g"
+    )
+    sql = "SELECT conversation_id, account_id, mode FROM conversations"
+    return StagedQuery("conversations", sql, (), _CONVERSATIONS, table="conversations")
+
+
+def _fill_reports(conn: psycopg.Connection[Any], schema: str, rows: int) -> StagedQuery:
+    """The vault's table of reports (``store/schema.py``, PostgreSQL's prefix), ``rows``
+    reports of random ciphertext, all usable at the query's instant."""
+    conn.execute(
+        f"""CREATE TABLE {schema}.vault_reports (
+            report_id TEXT PRIMARY KEY, dedupe_key TEXT NOT NULL UNIQUE,
+            secret_hash TEXT NOT NULL, submitted_day BIGINT NOT NULL,
+            expires_day BIGINT NOT NULL, scheme TEXT NOT NULL, master_key_id TEXT NOT NULL,
+            wrapped_key TEXT NOT NULL, nonce TEXT NOT NULL, ciphertext TEXT NOT NULL,
+            UNIQUE (expires_day, report_id), UNIQUE (master_key_id, report_id))"""
+    )
+    text = base64.urlsafe_b64encode
+    with conn.cursor().copy(f"COPY {schema}.vault_reports FROM STDIN") as copy:
+        for i in range(rows):
+            copy.write_row((
+                text(os.urandom(16)).decode(), text(os.urandom(32)).decode(),
+                text(os.urandom(32)).decode(), 10 * _DAY, 2000 * _DAY, "aes256gcm-v1", "mk-1",
+                text(os.urandom(60)).decode(), text(os.urandom(12)).decode(),
+                text(os.urandom(_CIPHERTEXT_BYTES)).decode(),
+            ))  # fmt: skip
+            if i % 20_000 == 0:
+                print(f"filling: {i:,} reports", flush=True)
+    sql, params = usable_reports_query("vault_", 100 * _DAY)
+    return StagedQuery("reports", sql, params, STORED_SCHEMA, table="vault_reports")
+
+
+def _megabytes(conn: psycopg.Connection[Any], schema: str, query: StagedQuery) -> float:
+    """The megabytes of the query's column values (as text: what COPY sends, but quoting)."""
+    columns = " + ".join(f"octet_length(CAST(q.{n} AS TEXT))" for n in query.schema.names)
+    conn.execute(f"SET search_path = {schema}")
+    (total,) = conn.execute(
+        f"SELECT sum({columns}) FROM ({query.sql.replace('?', '%s')}) AS q", query.params
+    ).fetchone() or (0,)
+    conn.execute("RESET search_path")
+    return float(total or 0) / 1e6
 
 
 def _name(variant: tuple[str, int]) -> str:
@@ -150,6 +206,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true", help="COPY variants only")
     parser.add_argument("--spark-streams", type=int, nargs="*", default=[])
+    parser.add_argument("--table", choices=["conversations", "reports"], default="conversations")
     args = parser.parse_args()
     spark = None
     if args.spark_streams:
@@ -161,12 +218,10 @@ def main() -> None:
     schema = f"tg_bench_{secrets.token_hex(4)}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-        conn.execute(
-            f"CREATE TABLE {schema}.conversations AS SELECT 'conv-' || md5(g::text)"
-            " AS conversation_id, 'acc-' || (g % 100000) AS account_id, 'standard' AS mode"
-            f" FROM generate_series(1, {args.rows}) g"
-        )
-        conn.execute(f"ANALYZE {schema}.conversations")
+        fill = _fill_reports if args.table == "reports" else _fill_conversations
+        query = fill(conn, schema, args.rows)
+        conn.execute(f"VACUUM ANALYZE {schema}.{query.table}")
+        megabytes = _megabytes(conn, schema, query)
     variants = [("driver", 0)] if not args.no_baseline else []
     variants += [("driver", n) for n in args.streams]
     variants += [("spark", n) for n in args.spark_streams]
@@ -176,7 +231,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             order = variants if round_ % 2 == 0 else variants[::-1]
             for variant in order:
-                run = _run(schema, variant[1], spark if variant[0] == "spark" else None)
+                run = _run(schema, query, variant[1], spark if variant[0] == "spark" else None)
                 assert run["rows"] == args.rows, (variant, run)
                 runs[variant].append(run)
                 print(
@@ -196,18 +251,24 @@ def main() -> None:
     }
     one = median[("driver", args.streams[0])]["seconds"]
     baseline = median.get(("driver", 0))
-    print(f"\n{args.rows:,} rows, {args.rounds} rounds, medians; {os.cpu_count()} cores")
     print(
-        "| variant | wall s | rows/s | client CPU s | server CPU s | vs first COPY | vs baseline |"
+        f"\n{args.table}: {args.rows:,} rows, {megabytes:,.0f} MB of values, {args.rounds} rounds,"
+        f" medians; {os.cpu_count()} cores"
     )
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| variant | wall s | rows/s | rows/s a stream | MB/s | MB/s a stream | client CPU s"
+        " | server CPU s | vs first COPY | vs baseline |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for v in variants:
         m = median[v]
         base = f"{baseline['seconds'] / m['seconds']:.2f}x" if baseline else "-"
+        streams = max(1, v[1])
+        rate, mb = args.rows / m["seconds"], megabytes / m["seconds"]
         print(
-            f"| {_name(v)} | {m['seconds']:.2f} | {args.rows / m['seconds']:,.0f} |"
-            f" {m['client_cpu_s']:.2f} | {m['server_cpu_s']:.2f} |"
-            f" {one / m['seconds']:.2f}x | {base} |"
+            f"| {_name(v)} | {m['seconds']:.2f} | {rate:,.0f} | {rate / streams:,.0f} |"
+            f" {mb:,.1f} | {mb / streams:,.1f} | {m['client_cpu_s']:.2f} |"
+            f" {m['server_cpu_s']:.2f} | {one / m['seconds']:.2f}x | {base} |"
         )
     print(
         "load average (1, 5, 15 min) before: "

@@ -76,11 +76,14 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
-    """One store table as the engine loads it: the store query (``?`` = as-of) and its schema."""
+    """One store table as the engine loads it: the store query (``?`` = as-of), its schema
+    and the table it reads (``FROM <table>``, once: what staging streams split by its heap
+    blocks, ``store/export.BlockRange``)."""
 
     name: str
     query: str
     schema: pa.Schema
+    table: str
     content: bool = False  # needed only when records are written
 
 
@@ -97,6 +100,7 @@ LEDGERS: tuple[Ledger, ...] = (
         "l_conversations",
         "SELECT conversation_id, account_id, mode FROM conversations",
         _schema(("conversation_id", _S), ("account_id", _S), ("mode", _S)),
+        table="conversations",
     ),
     Ledger(
         "l_account_plans",
@@ -108,32 +112,38 @@ LEDGERS: tuple[Ledger, ...] = (
             ("plan", _S),
             ("organization_id", _S),
         ),
+        table="account_plans",
     ),
     Ledger(
         "l_account_deletions",
         "SELECT account_id, at FROM account_deletions WHERE at <= ?",
         _schema(("account_id", _S), ("ts", _I)),
+        table="account_deletions",
     ),
     Ledger(
         "l_consents",
         "SELECT scope, subject, setting, at, CASE WHEN granted THEN 1 ELSE 0 END FROM consents"
         " WHERE at <= ?",
         _schema(("scope", _S), ("subject", _S), ("setting", _S), ("ts", _I), ("granted", _I)),
+        table="consents",
     ),
     Ledger(
         "l_conversation_deletions",
         "SELECT conversation_id, at FROM conversation_deletions WHERE at <= ?",
         _schema(("conversation_id", _S), ("ts", _I)),
+        table="conversation_deletions",
     ),
     Ledger(
         "l_flags",
         "SELECT flag_id, conversation_id, policy, at FROM flags WHERE at <= ?",
         _schema(("flag_id", _S), ("conversation_id", _S), ("policy", _S), ("ts", _I)),
+        table="flags",
     ),
     Ledger(
         "l_flag_clears",
         "SELECT flag_id, at FROM flag_clears WHERE at <= ?",
         _schema(("flag_id", _S), ("ts", _I)),
+        table="flag_clears",
     ),
     Ledger(
         "l_conversation_settings",
@@ -145,6 +155,7 @@ LEDGERS: tuple[Ledger, ...] = (
         " AND (replace(fields, '\"custom_style\"', '') <> fields"
         " OR replace(fields, '\"preferences\"', '') <> fields)",
         _schema(("conversation_id", _S), ("ts", _I), ("event_seq", _I), ("fields", _S)),
+        table="conversation_settings",
         content=True,
     ),
 )

@@ -49,6 +49,7 @@ __all__ = [
     "Vault",
     "VaultRecord",
     "open_report",
+    "reports_table",
     "usable_reports_query",
 ]
 
@@ -163,6 +164,12 @@ def _open_row(keys: KeyRing, row: _Row) -> tuple[KeyBlob, Snapshot]:
     return _checked(row, blob), Snapshot.from_json(plaintext)
 
 
+def reports_table(prefix: str) -> str:
+    """The vault's table of reports where its tables have the name prefix ``prefix``
+    (``Database.vault_prefix``, or "" in the vault's own SQLite file)."""
+    return f"{prefix}reports"
+
+
 def usable_reports_query(prefix: str, as_of: int) -> tuple[str, tuple[int, int]]:
     """The query (and its parameters) of the stored rows of every report that may be usable
     at ``as_of`` by their days (``open_report`` decides by the exact instants), in the columns
@@ -170,7 +177,10 @@ def usable_reports_query(prefix: str, as_of: int) -> tuple[str, tuple[int, int]]
     (``Database.vault_prefix``, or "" in the vault's own SQLite file). For reading the rows
     elsewhere: a Spark build stages them as stored, still encrypted
     (``engines/spark_feedback.py``)."""
-    sql = f"SELECT {_COLUMNS} FROM {prefix}reports WHERE submitted_day <= ? AND expires_day > ?"
+    sql = (
+        f"SELECT {_COLUMNS} FROM {reports_table(prefix)}"
+        " WHERE submitted_day <= ? AND expires_day > ?"
+    )
     return sql, (as_of, as_of - DAY)
 
 
@@ -202,7 +212,7 @@ class Vault:
         self._db = db
         self._keys = keys
         self._policy = policy
-        self._table = f"{db.vault_prefix}reports"
+        self._table = reports_table(db.vault_prefix)
         if db.dialect == "sqlite":
             # Deleted rows are overwritten with zeros in the vault file, not left in free pages.
             db.execute("PRAGMA vault.secure_delete = ON")

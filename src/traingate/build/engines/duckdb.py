@@ -71,10 +71,10 @@ class DuckDBEngine:
     ``write_threads``: the threads that write the parts, each a whole part at a time
     (``PartWriter``; None: ``default_write_threads``, one per core up to four); the parts are
     the same bytes for any number. ``stage_streams``: on PostgreSQL, more than one reads the
-    ledgers by ``COPY`` on that many connections of the build's snapshot
-    (``StoreReader.staged``); one, the default, through the snapshot's own cursor, which cost
-    this client less (benchmarks/stage.py: psycopg reads ``COPY`` a row at a time, holding
-    the GIL, so more connections added server work and no speed on 2 cores)."""
+    ledgers by ``COPY`` on that many connections of the build's snapshot, each a range of
+    the table's blocks (``StoreReader.staged``); one, the default, through the snapshot's own
+    cursor, which cost this client less (benchmarks/stage.py: psycopg reads ``COPY`` a row at
+    a time, holding the GIL, so more connections added no speed on 2 cores)."""
 
     name = "duckdb"
     writes_parts = False
@@ -137,7 +137,10 @@ class DuckDBEngine:
                 conversations=None if request is None else request.conversations,
                 watermark=None if request is None else request.watermark,
             )
-            reader = source.staged(query, params, schema=ledger.schema, streams=self.stage_streams)
+            reader = source.staged(
+                query, params, schema=ledger.schema, streams=self.stage_streams,
+                table=ledger.table,
+            )  # fmt: skip
             con.register("ledger_source", reader)
             try:
                 con.execute(f"CREATE OR REPLACE TABLE {ledger.name} AS FROM ledger_source")

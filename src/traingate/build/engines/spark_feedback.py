@@ -47,7 +47,7 @@ from traingate.policy import PolicySet
 from traingate.store.db import SqliteDatabase
 from traingate.store.export import StoreReader
 from traingate.store.store import Store
-from traingate.vault.vault import open_report, usable_reports_query
+from traingate.vault.vault import open_report, reports_table, usable_reports_query
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -158,7 +158,10 @@ def _stage_reports(
     db = store.db
     if source.dialect == "postgresql":
         sql, params = usable_reports_query(db.vault_prefix, as_of)
-        query = StagedQuery(name="reports", sql=sql, params=tuple(params), schema=STORED_SCHEMA)
+        query = StagedQuery(
+            name="reports", sql=sql, params=tuple(params), schema=STORED_SCHEMA,
+            table=reports_table(db.vault_prefix),
+        )  # fmt: skip
         staged = stage_queries(spark, source, [query], root=stage, streams=streams)
         return sorted(staged["reports"].glob("*.parquet"))
     directory = stage / "reports"
