@@ -250,6 +250,22 @@ def test_spark_reads_a_lake(tmp_path: Path, ev: Events, spark: SparkSession) -> 
     assert excluded["by_reason"]["unknown_account"] == 3  # erin's, the ghost's, eve's
     assert outputs["spark"]["counts"]["records"] == 3
     assert spark.range(3).count() == 3  # the builds used the running session, and left it
+    # ... with its SQL configuration as it was (the engine's query settings put back)
+    assert spark.conf.get("spark.sql.execution.arrow.maxBytesPerBatch", None) is None
+
+
+def test_the_engines_query_settings_are_put_back(spark: SparkSession) -> None:
+    """``spark._settings`` sets the engine's query settings for a build, then restores each
+    as it was: a set value to that value, an unset one unset."""
+    from traingate.build.engines.spark import _settings
+
+    size, records = "spark.sql.execution.arrow.maxBytesPerBatch", "spark.sql.shuffle.partitions"
+    assert spark.conf.get(size, None) is None
+    with _settings(spark, {size: "2147483647", records: "5"}):
+        assert spark.conf.get(size) == "2147483647"
+        assert spark.conf.get(records) == "5"
+    assert spark.conf.get(size, None) is None
+    assert spark.conf.get(records) == "2"  # the session's own (the fixture's)
 
 
 @pytest.mark.parametrize(
