@@ -130,10 +130,11 @@ class SparkEngine:
     partitions (default: one per 64 MiB of Parquet input, at least the session's parallelism);
     ``batch_messages`` bounds the rows a task decides at once (50,000 as in the DuckDB engine:
     against 20,000, a third less of the tasks' Python CPU, the compiled statements' fixed cost
-    spread over more rows); ``stage_streams`` is how many
-    tasks stage each ledger from a PostgreSQL store (default: the session's parallelism, at
-    most 16; each scans the ledger on the server: ``engines/spark_stage.py``); ``config`` adds
-    Spark settings to a session this engine creates."""
+    spread over more rows); ``stage_streams`` is how many tasks stage each ledger from a
+    PostgreSQL store (default: the session's parallelism, at most 16; each copies one range of
+    the ledger's heap blocks, so together they cost the server one scan:
+    ``engines/spark_stage.py``); ``config`` adds Spark settings to a session this engine
+    creates."""
 
     name = "spark"
     writes_parts = True
