@@ -253,14 +253,14 @@ def generate(conversations: int, seed: int = 20240101) -> Iterator[dict[str, Any
 
 def _cpu_s() -> float:
     """CPU seconds of this process (every thread) and of its children that have ended: the
-    SQLite snapshot process (``store/snapshot.py``) reads the store in a child of its own."""
+    SQLite snapshot process (``_store/reader_process.py``) reads the store in a child of its own."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _open(store: Path) -> Any:
-    from traingate.app import Traingate
-    from traingate.settings import Settings
+    from traingate._facade import Traingate
+    from traingate._settings import Settings
 
     url = (store / "url").read_text().strip()
     policy = os.environ.get("TRAINGATE_BENCH_POLICY") or None
@@ -303,13 +303,13 @@ def phase_ingest(store: Path, conversations: int) -> dict[str, Any]:
 def phase_build(store: Path, out: Path, shape: str = "records") -> dict[str, Any]:
     """The build; then its lineage rows are deleted again, so that every run builds against
     the same store (lineage grows with every build, and so would the cost of inserting it)."""
-    from traingate.build.lineage import forget_build
-    from traingate.timeutil import parse_instant
+    from traingate._core.timeutil import parse_instant
+    from traingate._datasets.lineage import forget_build
 
     threads = os.environ.get("TRAINGATE_BENCH_WRITE_THREADS")
     if threads:  # the DuckDB engine with that many part-writing threads (--write-threads)
-        from traingate.build import engines
-        from traingate.build.engines.duckdb import DuckDBEngine
+        from traingate._datasets import engines
+        from traingate._datasets.engines.duckdb import DuckDBEngine
 
         engines.engine_named = lambda name, **_: DuckDBEngine(write_threads=int(threads))  # type: ignore[assignment]
     with _open(store) as tg:
@@ -335,8 +335,8 @@ def phase_baseline(store: Path, out: Path) -> dict[str, Any]:
     import duckdb
     import pyarrow as pa
 
-    from traingate.store.export import open_reader
-    from traingate.timeutil import parse_instant
+    from traingate._core.timeutil import parse_instant
+    from traingate._store.export import open_reader
 
     with _open(store) as tg:
         started, cpu = time.perf_counter(), _cpu_s()
@@ -397,9 +397,9 @@ def phase_naive(store: Path, sample: int) -> dict[str, Any]:
     """The naive loop: for each message of the sample, its conversation's facts, the scalar
     decision, and (when eligible) its de-identified content; no batching, no SQL beyond the
     store's own per-item reads."""
-    from traingate.deid import redact, redact_json_text, strip_attachment
-    from traingate.policy import decide_message
-    from traingate.timeutil import parse_instant
+    from traingate._core.deid import redact, redact_json_text, strip_attachment
+    from traingate._core.policy import decide_message
+    from traingate._core.timeutil import parse_instant
 
     with _open(store) as tg:
         db, policy, as_of = tg.store.db, tg.policies, parse_instant(AS_OF)
@@ -448,11 +448,11 @@ def phase_naive(store: Path, sample: int) -> dict[str, Any]:
 def phase_scalar(store: Path, sample: int) -> dict[str, Any]:
     """The scalar engine (one conversation's facts at a time, records assembled) on a sample:
     the reference engine, already smarter than the naive loop."""
-    from traingate.build.engine import BuildRequest
-    from traingate.build.engines.scalar import ScalarEngine
-    from traingate.build.records import conversation_records
-    from traingate.store.export import open_reader
-    from traingate.timeutil import parse_instant
+    from traingate._core.timeutil import parse_instant
+    from traingate._datasets.engines.base import BuildRequest
+    from traingate._datasets.engines.scalar import ScalarEngine
+    from traingate._datasets.records import conversation_records
+    from traingate._store.export import open_reader
 
     with _open(store) as tg:
         ids = [

@@ -39,10 +39,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from ingest import _fresh_db_url  # benchmarks/ingest.py: a fresh store of a backend
 
-from traingate.app import Traingate
-from traingate.build.lake import LAKE_ATTACHMENT, LAKE_SCHEMA, ParquetLake, write_lake
-from traingate.settings import Settings
-from traingate.timeutil import DAY, format_instant, parse_instant
+from traingate._core.timeutil import DAY, format_instant, parse_instant
+from traingate._datasets.lake import LAKE_ATTACHMENT, LAKE_SCHEMA, ParquetLake, write_lake
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 START = parse_instant("2025-01-01T00:00:00Z")

@@ -73,7 +73,7 @@ def _delta(tg: Any, share: float, seed: int = 7) -> list[dict[str, Any]]:
 
 
 def phase_prepare(store: Path, conversations: int, share: float) -> dict[str, Any]:
-    from traingate.timeutil import parse_instant
+    from traingate._core.timeutil import parse_instant
 
     with _open(store) as tg:
         tg.ingest((json.dumps(e) for e in generate(conversations)), batch_size=20_000)
@@ -98,8 +98,8 @@ def _cpu() -> float:
 
 
 def phase_build(store: Path, out: Path, since: str) -> dict[str, Any]:
-    from traingate.build.lineage import forget_build
-    from traingate.timeutil import parse_instant
+    from traingate._core.timeutil import parse_instant
+    from traingate._datasets.lineage import forget_build
 
     with _open(store) as tg:
         started, cpu = time.perf_counter(), _cpu()

@@ -7,7 +7,7 @@ messages, a little feedback, flags and clears), then for each backend, in separa
 peak RSS is each run's own:
 
 - traingate: the full ingest (validation, idempotency, state checks, vault snapshots), with
-  its default parse workers (``traingate.ingest.default_workers()``: one less than the cores,
+  its default parse workers (``traingate._ingest.default_workers()``: one less than the cores,
   so one on two cores) parsing the lines past the first 20,000 while it checks and writes;
 - baseline: ``json.loads`` of each line and a bare ``executemany`` of the same rows into the same
   tables of a fresh database of the same backend, with no checks at all, committed every
@@ -205,8 +205,8 @@ def _fresh_db_url(backend: str, workdir: Path, name: str) -> str:
 
 
 def phase_traingate(file: Path, db_url: str, key_file: Path) -> dict[str, Any]:
-    from traingate.app import Traingate
-    from traingate.settings import Settings
+    from traingate._facade import Traingate
+    from traingate._settings import Settings
 
     with Traingate.open(Settings(db_url=db_url, key_file=key_file)) as tg:
         started = time.perf_counter()
@@ -289,9 +289,9 @@ def _bare_rows(
 
 def phase_baseline(file: Path, db_url: str) -> dict[str, Any]:
     """json.loads + executemany of the same rows into the same tables, no checks."""
-    from traingate.ingest import DEFAULT_BATCH
-    from traingate.store.db import connect
-    from traingate.store.schema import migrate
+    from traingate._ingest import DEFAULT_BATCH
+    from traingate._store.db import connect
+    from traingate._store.schema import migrate
 
     db = connect(db_url)
     migrate(db)
@@ -386,7 +386,7 @@ def main() -> None:
             f"generated {args.events:,} events ({file.stat().st_size / 1e6:.0f} MB) "
             f"in {time.perf_counter() - started:.1f}s"
         )
-        from traingate.ingest import default_workers
+        from traingate._ingest import default_workers
 
         print(f"traingate parses with {default_workers()} worker process(es) beside its own")
         print(

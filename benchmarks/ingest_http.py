@@ -179,8 +179,8 @@ def _drop(schema: str | None) -> None:
 
 def run(backend: str, *, clients: int, seconds: float, batch: int, pool_size: int,
         max_events: int) -> dict[str, Any]:  # fmt: skip
-    from traingate.app import Traingate
-    from traingate.settings import Settings
+    from traingate._facade import Traingate
+    from traingate._settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="tg-http-") as tmp:
         workdir = Path(tmp)

@@ -52,8 +52,8 @@ def _keys(rng: random.Random, n: int) -> list[str]:
 def write(items: int, path: Path, seed: int) -> None:
     import pyarrow as pa
 
-    from traingate.build.lineage_file import LineageSpool, write_lineage
-    from traingate.build.records import LineageItem
+    from traingate._datasets.lineage_file import LineageSpool, write_lineage
+    from traingate._datasets.records import LineageItem
 
     pa.array(["warm"])  # pyarrow's first conversion of Python objects imports pandas (~1 s)
     rng = random.Random(seed)
@@ -93,9 +93,14 @@ def write_runs(single: Path, directory: Path, seed: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from traingate.build.engines.spark_lineage import FILE_ROWS
-    from traingate.build.lineage_file import LineageRun, LineageSpool, write_directory, write_run
-    from traingate.build.records import LineageItem
+    from traingate._datasets.engines.spark_lineage import FILE_ROWS
+    from traingate._datasets.lineage_file import (
+        LineageRun,
+        LineageSpool,
+        write_directory,
+        write_run,
+    )
+    from traingate._datasets.records import LineageItem
 
     rng = random.Random(seed)
     directory.mkdir()
@@ -177,7 +182,7 @@ def lookup(path: Path, single: Path, lookups: int, seed: int) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from traingate.build.lineage_file import find_items
+    from traingate._datasets.lineage_file import find_items
 
     rng = random.Random(seed)
     present = _present(single, lookups + 1_000, seed)

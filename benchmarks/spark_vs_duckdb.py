@@ -57,8 +57,8 @@ def _generator() -> ModuleType:
 
 
 def _open(store: Path) -> Any:
-    from traingate.app import Traingate
-    from traingate.settings import Settings
+    from traingate._facade import Traingate
+    from traingate._settings import Settings
 
     return Traingate.open(
         Settings(db_url=f"sqlite:///{store / 'traingate.sqlite'}", key_file=store / "keys.json")
@@ -83,12 +83,12 @@ def phase_export(store: Path, lake: Path) -> dict[str, Any]:
 
 
 def phase_build(store: Path, out: Path, engine: str, lake: str, master: str) -> dict[str, Any]:
-    from traingate.timeutil import parse_instant
+    from traingate._core.timeutil import parse_instant
 
     session_s = 0.0
     spark = None
     if engine == "spark-driver":  # the baseline: the driver makes and writes every record
-        from traingate.build.engines.spark import SparkEngine
+        from traingate._datasets.engines.spark import SparkEngine
 
         SparkEngine.writes_parts = False
         engine = "spark"
@@ -174,7 +174,7 @@ def _tree_cpu() -> dict[str, float]:
             command = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"traingate.store.snapshot" in command:  # the store's, counted once it ends
+        if b"traingate._store.reader_process" in command:  # the store's, counted once it ends
             continue
         program = "java" if "java" in name else "python"
         times[pid] = (program, sum(int(f) for f in fields[11:15]) / tick)

@@ -1,6 +1,6 @@
 """Staging benchmark (PostgreSQL): one table of N rows staged as Parquet the way the Spark
 engine staged every ledger before (the baseline: one connection, rows through Python,
-``StoreReader.batches``), and by ``store/export.stage_parquet`` (``COPY ... TO STDOUT``
+``StoreReader.batches``), and by ``_store/export.stage_parquet`` (``COPY ... TO STDOUT``
 parsed by Arrow: what both engines now do) on 1, 2 and 4 connections of one exported
 snapshot, each a range of the table's heap blocks (a TID Range Scan: together the streams
 read the table once); ``--rounds`` rounds, the variants interleaved in each.
@@ -15,7 +15,7 @@ whether the driver's work grows with the ledgers.
 
 ``--table conversations`` (the default) is the shape of the ``conversations`` ledger
 (conversation id, account id, mode), filled by ``generate_series``; ``--table reports`` the
-vault's table of reports as the store declares it (``store/schema.py``), each report's
+vault's table of reports as the store declares it (``_store/schema.py``), each report's
 ciphertext 6,400 characters of base64 (4,800 random bytes: what the 10B extrapolation of
 docs/scale.md assumes), read by the vault's own query (``vault.usable_reports_query``); a
 modest ``--rows`` (100,000: 0.7 GB) runs in minutes. Either in a schema of its own, dropped
@@ -52,11 +52,11 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from traingate.build.engines.spark_feedback import STORED_SCHEMA
-from traingate.build.engines.spark_stage import StagedQuery, stage_queries
-from traingate.store.db import connect
-from traingate.store.export import _write_parquet, open_reader, stage_parquet
-from traingate.vault.vault import usable_reports_query
+from traingate._datasets.engines.spark_feedback import STORED_SCHEMA
+from traingate._datasets.engines.spark_stage import StagedQuery, stage_queries
+from traingate._store.db import connect
+from traingate._store.export import _write_parquet, open_reader, stage_parquet
+from traingate._vault.vault import usable_reports_query
 
 PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _CONVERSATIONS = pa.schema(
@@ -155,7 +155,7 @@ def _fill_conversations(conn: psycopg.Connection[Any], schema: str, rows: int) -
 
 
 def _fill_reports(conn: psycopg.Connection[Any], schema: str, rows: int) -> StagedQuery:
-    """The vault's table of reports (``store/schema.py``, PostgreSQL's prefix), ``rows``
+    """The vault's table of reports (``_store/schema.py``, PostgreSQL's prefix), ``rows``
     reports of random ciphertext, all usable at the query's instant."""
     conn.execute(
         f"""CREATE TABLE {schema}.vault_reports (

@@ -28,8 +28,8 @@ from typing import Any
 import pyarrow as pa
 from ingest import WORDS  # benchmarks/ingest.py's word list
 
-from traingate.build.records import RECORD_SCHEMA
-from traingate.build.writer import BackgroundWriter, Format, PartWriter
+from traingate._datasets.records import RECORD_SCHEMA
+from traingate._datasets.writer import BackgroundWriter, Format, PartWriter
 
 
 def records(count: int, seed: int = 7) -> list[pa.RecordBatch]:

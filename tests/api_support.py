@@ -12,8 +12,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.factories import Events
-from traingate.api import create_app
-from traingate.settings import Settings
+from traingate._api import create_app
+from traingate._settings import Settings
 
 T = Events.t
 

@@ -19,8 +19,8 @@ from hypothesis import settings as hypothesis_settings
 
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
-from traingate.app import Traingate
-from traingate.settings import Settings
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 # No per-example deadline: the first examples pay for imports and warm-up on a loaded CI core.
 hypothesis_settings.register_profile(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from traingate.store.db import Database
+    from traingate._store.db import Database
 
 Event = dict[str, Any]
 
@@ -146,7 +146,7 @@ def jsonl(events: Iterable[Event]) -> list[str]:
 
 def switched_ranges(switch: str) -> list[dict[str, Any]]:
     """``PolicySet.ranges()`` of consumer-2024 followed by consumer-2025 from ``switch``."""
-    from traingate.policy import bundled_policy, default_policy
+    from traingate._core.policy import bundled_policy, default_policy
 
     return [
         {
@@ -177,10 +177,12 @@ def extended_policy(
 ) -> Path:
     """The default policy under another id, declaring one more consumer plan and one more
     setting."""
-    from traingate.policy import default_policy
+    from traingate._core.policy import default_policy
 
     policy = default_policy()
-    text = resources.files("traingate.policy").joinpath(f"{policy.id}.toml").read_text("utf-8")
+    text = (
+        resources.files("traingate._core.policy").joinpath(f"{policy.id}.toml").read_text("utf-8")
+    )
     for old, new in (
         (f'id = "{policy.id}"', 'id = "test-extended"'),
         (f'effective_from = "{policy.effective_from}"', f'effective_from = "{effective_from}"'),

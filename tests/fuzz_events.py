@@ -15,10 +15,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from traingate.app import Traingate
-from traingate.deid import redact
-from traingate.events import canonical_json
-from traingate.ingest import IngestSummary
+from traingate._core.deid import redact
+from traingate._core.events import canonical_json
+from traingate._facade import Traingate
+from traingate._ingest import IngestSummary
 
 AT = "2024-03-01T12:00:00Z"
 LATER = "2024-03-01T12:00:05Z"

@@ -12,10 +12,10 @@ import pytest
 from tests.api_support import Api, history, running_api
 from tests.factories import Events, jsonl
 from tests.test_cli import run
-from traingate.app import Traingate
-from traingate.audit import AuditLog
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._audit.log import AuditLog
+from traingate._core.timeutil import parse_instant
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 T = Events.t
 
@@ -410,7 +410,7 @@ def test_concurrent_requests_are_safe(api: Api, ev: Events) -> None:
 def test_store_failures_are_503_without_details(
     api: Api, ev: Events, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from traingate.errors import StoreError
+    from traingate._errors import StoreError
 
     def broken(self: Traingate, **kwargs: Any) -> Any:
         raise StoreError("SQLite /secret/path.sqlite: disk I/O error")

@@ -17,11 +17,11 @@ from tests.api_support import Api, free_port, history, running_api
 from tests.factories import Events
 from tests.route_matrix import CALLERS, PUBLIC, is_page, matrix, routes
 from tests.test_cli import run
-from traingate.app import Traingate
-from traingate.auth import Credentials
-from traingate.settings import Settings
-from traingate.timeutil import now_micros
-from traingate.web.session import csrf_token
+from traingate._access.credentials import Credentials
+from traingate._core.timeutil import now_micros
+from traingate._facade import Traingate
+from traingate._settings import Settings
+from traingate._web.session import csrf_token
 
 T = Events.t
 

@@ -10,9 +10,9 @@ import pytest
 
 from tests.api_support import Api
 from tests.factories import Events
-from traingate.app import Traingate
-from traingate.errors import BuildError
-from traingate.settings import Settings
+from traingate._errors import BuildError
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 T = Events.t
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.factories import Events
-from traingate.app import Traingate
-from traingate.facts import ConsentChange
-from traingate.privacy import account_privacy, consent_state
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._core.facts import ConsentChange
+from traingate._core.timeutil import parse_instant
+from traingate._facade import Traingate
+from traingate._privacy import account_privacy, consent_state
+from traingate._settings import Settings
 
 T = Events.t
 

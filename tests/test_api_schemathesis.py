@@ -36,9 +36,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
-from traingate.api import openapi_document
-from traingate.api.auth import SESSION_COOKIE, csrf_token
-from traingate.settings import Settings
+from traingate._api import openapi_document
+from traingate._api.access import SESSION_COOKIE, csrf_token
+from traingate._settings import Settings
 
 # Every operation, with one caller it admits (a role, "session" or "cookie": account a).
 ADMITTED = {

@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from traingate.audit import AuditLog
-from traingate.keys import load_or_create_keys
-from traingate.settings import Settings
-from traingate.store.db import Database, connect
-from traingate.store.schema import migrate
+from traingate._audit.log import AuditLog
+from traingate._keys import load_or_create_keys
+from traingate._settings import Settings
+from traingate._store.db import Database, connect
+from traingate._store.schema import migrate
 
 
 @pytest.fixture

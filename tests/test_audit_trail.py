@@ -14,12 +14,12 @@ import pytest
 from tests.api_support import history, running_api
 from tests.factories import Events, jsonl
 from tests.test_cli import run
-from traingate.app import Traingate
-from traingate.audit import AuditEntry
-from traingate.auditing import ACTIONS, cli_actor, subject_key
-from traingate.errors import StoreError
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._audit.actions import ACTIONS, cli_actor, subject_key
+from traingate._audit.log import AuditEntry
+from traingate._core.timeutil import parse_instant
+from traingate._errors import StoreError
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 T = Events.t
 
@@ -237,7 +237,7 @@ def test_token_use_is_counted_cheaply(settings: Settings, tmp_path: Path, ev: Ev
 
 
 def test_the_pages_name_their_callers(settings: Settings, tmp_path: Path, ev: Events) -> None:
-    from traingate.web.session import csrf_token
+    from traingate._web.session import csrf_token
 
     with running_api(settings, tmp_path / "datasets") as api:
         api.ingest(history(ev))

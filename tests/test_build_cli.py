@@ -93,7 +93,7 @@ def test_build_verify_and_lineage_from_the_command_line(tmp_path: Path) -> None:
 def test_progress_bar_only_on_a_terminal() -> None:
     import io
 
-    from traingate.build.progress import terminal_progress
+    from traingate._datasets.progress import terminal_progress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -18,14 +18,14 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from tests.test_build_helpers import read_dataset
-from traingate.app import Traingate
-from traingate.build.card import size_category
-from traingate.build.croissant import CONFORMS_TO
-from traingate.build.manifest import content_sha256
-from traingate.build.shapes import SHAPES, as_shape, shape_schema
-from traingate.sample.importer import sample_events_path
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._core.manifest import content_sha256
+from traingate._core.timeutil import parse_instant
+from traingate._datasets.card import size_category
+from traingate._datasets.croissant import CONFORMS_TO
+from traingate._datasets.shapes import SHAPES, as_shape, shape_schema
+from traingate._facade import Traingate
+from traingate._sample.importer import sample_events_path
+from traingate._settings import Settings
 
 AS_OF = "2025-07-01T00:00:00Z"
 FORMATS = ("parquet", "jsonl")
@@ -240,7 +240,7 @@ def test_verify_fails_on_a_shape_that_does_not_add_up(
     sample_builds: tuple[Traingate, Path], tmp_path: Path
 ) -> None:
     """Someone holding the key cannot make a shape's rows or reasons lie: they are recounted."""
-    from traingate.build.manifest import sign_manifest
+    from traingate._core.manifest import sign_manifest
 
     tg, root = sample_builds
     copy = tmp_path / "copy"

@@ -12,11 +12,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from traingate.app import Traingate
-from traingate.build.builder import produce
-from traingate.build.engine import BuildRequest, Engine, Tally
-from traingate.build.engines.duckdb import DuckDBEngine
-from traingate.build.engines.scalar import ScalarEngine
+from traingate._datasets.builder import produce
+from traingate._datasets.engines.base import BuildRequest, Engine, Tally
+from traingate._datasets.engines.duckdb import DuckDBEngine
+from traingate._datasets.engines.scalar import ScalarEngine
+from traingate._facade import Traingate
 
 __all__ = ["Built", "all_strings", "read_dataset", "run_engine"]
 

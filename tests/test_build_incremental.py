@@ -1,4 +1,4 @@
-"""Incremental builds (``--since BUILD``, build/incremental.py) are full builds: for random
+"""Incremental builds (``--since BUILD``, _datasets/incremental.py) are full builds: for random
 histories, a base build as of T1, more events (messages, consent changes, plan changes,
 deletions, flags and clears, settings, feedback) and a purge at a random instant, the build as
 of T2 >= T1 from the base holds the records of a full build as of T2, in the same order, so the
@@ -32,10 +32,10 @@ from tests.test_build_property import (
     instants,
     ops,
 )
-from traingate.app import Traingate
-from traingate.errors import BuildError
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._core.timeutil import parse_instant
+from traingate._errors import BuildError
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 DAY = 86_400_000_000
 SPECS = pytest.mark.parametrize("spec", [None, VERSIONS], ids=["consumer-2024", "versions"])

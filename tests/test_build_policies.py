@@ -27,14 +27,14 @@ from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
 from tests.test_build_helpers import run_engine
-from traingate.app import Traingate
-from traingate.build.compile import _deadline
-from traingate.build.engine import Tally
-from traingate.build.engines.duckdb import DuckDBEngine
-from traingate.build.engines.scalar import ScalarEngine
-from traingate.policy import MODES, PolicySet, decide_report, load_policy_set, policy_at
-from traingate.settings import Settings
-from traingate.timeutil import MAX_INSTANT, Duration, parse_instant
+from traingate._core.policy import MODES, PolicySet, decide_report, load_policy_set, policy_at
+from traingate._core.policy.compile import _deadline
+from traingate._core.timeutil import MAX_INSTANT, Duration, parse_instant
+from traingate._datasets.engines.base import Tally
+from traingate._datasets.engines.duckdb import DuckDBEngine
+from traingate._datasets.engines.scalar import ScalarEngine
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 MECHANISMS = Path(__file__).parent / "policies" / "mechanisms.toml"
 DAY5 = Events.t(5)

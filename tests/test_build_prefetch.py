@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from traingate.build.prefetch import Prefetch
+from traingate._datasets.prefetch import Prefetch
 
 
 def test_items_arrive_in_order() -> None:

@@ -30,12 +30,12 @@ from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
 from tests.test_build_helpers import run_engine
-from traingate.app import Traingate
-from traingate.build.engines.duckdb import DuckDBEngine
-from traingate.build.engines.scalar import ScalarEngine
-from traingate.policy import default_policy
-from traingate.settings import Settings
-from traingate.timeutil import add_calendar_years, parse_instant
+from traingate._core.policy import default_policy
+from traingate._core.timeutil import add_calendar_years, parse_instant
+from traingate._datasets.engines.duckdb import DuckDBEngine
+from traingate._datasets.engines.scalar import ScalarEngine
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 POLICY = default_policy()
 # consumer-2025 in force from day 5 of the histories (2024-01-06T12:00:00Z).

@@ -8,8 +8,8 @@ import hmac
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traingate.build.records import _mac, _Macs
-from traingate.keys import SHORT_HASH, KeyRing, PreparedHmac
+from traingate._datasets.records import _mac, _Macs
+from traingate._keys import SHORT_HASH, KeyRing, PreparedHmac
 
 
 @settings(max_examples=200, deadline=None)

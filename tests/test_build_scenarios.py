@@ -12,11 +12,11 @@ import pytest
 
 from tests.factories import Events, jsonl
 from tests.test_build_helpers import read_dataset
-from traingate.app import Traingate
-from traingate.build import builder as builder_module
-from traingate.build.records import conversation_record_id
-from traingate.errors import BuildError, PolicyError
-from traingate.timeutil import parse_instant
+from traingate._core.timeutil import parse_instant
+from traingate._datasets import builder as builder_module
+from traingate._datasets.records import conversation_record_id
+from traingate._errors import BuildError, PolicyError
+from traingate._facade import Traingate
 
 T = Events.t
 

@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from tests.factories import jsonl
 from tests.test_build_deid import EMAIL, FORBIDDEN, TIME, T, history, leaks
 from tests.test_build_helpers import read_dataset
-from traingate import build
-from traingate.app import Traingate
-from traingate.build.records import RECORD_SCHEMA
-from traingate.build.shapes import SHAPES, ShapeTally, as_shape, shape_records
-from traingate.errors import BuildError
-from traingate.policy.model import reasons
-from traingate.timeutil import parse_instant
+from traingate import _datasets as build
+from traingate._core.policy.model import reasons
+from traingate._core.timeutil import parse_instant
+from traingate._datasets.records import RECORD_SCHEMA
+from traingate._datasets.shapes import SHAPES, ShapeTally, as_shape, shape_records
+from traingate._errors import BuildError
+from traingate._facade import Traingate
 
 SAID = reasons().shape
 OPENAI_ROLES = {"system", "developer", "user", "assistant", "tool"}

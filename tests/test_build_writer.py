@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traingate.build.records import RECORD_SCHEMA
-from traingate.build.writer import (
+from traingate._datasets.records import RECORD_SCHEMA
+from traingate._datasets.writer import (
     BackgroundWriter,
     Format,
     PartWriter,
@@ -20,7 +20,7 @@ from traingate.build.writer import (
     part_pieces,
     write_part,
 )
-from traingate.errors import BuildError
+from traingate._errors import BuildError
 
 
 def _records(start: int, n: int) -> pa.RecordBatch:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.factories import Events
-from traingate.app import Traingate
+from traingate._facade import Traingate
 
 T = Events.t
 

@@ -31,9 +31,9 @@ import httpx
 import pytest
 
 from tests.api_support import free_port
-from traingate.app import Traingate
-from traingate.build.lineage_file import LINEAGE_DIR
-from traingate.settings import Settings
+from traingate._datasets.lineage_file import LINEAGE_DIR
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 AS_OF = "2024-06-01T00:00:00Z"
 KILLS = 20
@@ -348,7 +348,7 @@ def test_a_killed_server_keeps_every_acknowledged_event(settings: Settings, tmp_
 
 
 def test_only_the_leftovers_of_dead_builds_are_removed(tmp_path: Path) -> None:
-    from traingate.build.staging import claim, remove_leftovers
+    from traingate._datasets.staging import claim, remove_leftovers
 
     for name in (".x.work-live", ".x.tmp-live", ".x.work-dead", ".x.tmp-dead", ".x.tmp-lone"):
         (tmp_path / name).mkdir()

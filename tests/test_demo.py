@@ -14,9 +14,9 @@ import urllib.request
 from pathlib import Path
 
 from tests.api_support import free_port
-from traingate.app import Traingate
-from traingate.settings import Settings
-from traingate.timeutil import now_micros, parse_instant
+from traingate._core.timeutil import now_micros, parse_instant
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 
 def _env() -> dict[str, str]:

@@ -14,10 +14,10 @@ from types import ModuleType
 import click
 import pytest
 
-from traingate.cli import cli
-from traingate.events import EVENT_TYPES
-from traingate.policy import bundled_policy, bundled_policy_ids
-from traingate.settings import SETTINGS
+from traingate._cli import cli
+from traingate._core.events import EVENT_TYPES
+from traingate._core.policy import bundled_policy, bundled_policy_ids
+from traingate._settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -25,12 +25,12 @@ from tests.api_support import Api, running_api, user_report
 from tests.factories import Events, jsonl
 from tests.test_cli import run
 from tests.test_vault_snapshot_property import _events, _expected, conversations
-from traingate.app import Traingate
-from traingate.build.lake import LAKE_ATTACHMENT, LAKE_SCHEMA, ParquetLake, write_lake
-from traingate.errors import StoreError
-from traingate.ingest import LakeArchive
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._core.timeutil import parse_instant
+from traingate._datasets.lake import LAKE_ATTACHMENT, LAKE_SCHEMA, ParquetLake, write_lake
+from traingate._errors import StoreError
+from traingate._facade import Traingate
+from traingate._ingest import LakeArchive
+from traingate._settings import Settings
 
 T = Events.t
 Event = dict[str, Any]

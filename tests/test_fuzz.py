@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from tests.api_support import Api, running_api
 from tests.fuzz_events import Case, cases, check, counts, with_prefix
 from tests.test_cli import run
-from traingate.app import Traingate
-from traingate.ingest import IngestError, IngestSummary
-from traingate.ingest.incoming import Declared, Incoming, Rejected
-from traingate.ingest.parsing import INLINE, parse_lines
-from traingate.settings import Settings
+from traingate._facade import Traingate
+from traingate._ingest import IngestError, IngestSummary
+from traingate._ingest.incoming import Declared, Incoming, Rejected
+from traingate._ingest.parsing import INLINE, parse_lines
+from traingate._settings import Settings
 
 FUZZ = settings(
     max_examples=60,

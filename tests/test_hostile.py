@@ -28,14 +28,12 @@ from hypothesis import strategies as st
 from tests.api_support import Api, history, running_api
 from tests.factories import Events, jsonl
 from tests.route_matrix import PUBLIC, is_page, matrix
-from traingate.api.body import EVENTS_LIMIT, FEEDBACK_LIMIT, FORM_LIMIT, JSON_LIMIT
-from traingate.api.paths import path_segment
-from traingate.app import Traingate
-from traingate.auditing import DayCounts, subject_key
-from traingate.cli import cli
-from traingate.policy import bundled_policy_ids
-from traingate.settings import Settings
-from traingate.timeutil import (
+from traingate._api.body import EVENTS_LIMIT, FEEDBACK_LIMIT, FORM_LIMIT, JSON_LIMIT
+from traingate._api.paths import path_segment
+from traingate._audit.actions import DayCounts, subject_key
+from traingate._cli import cli
+from traingate._core.policy import bundled_policy_ids
+from traingate._core.timeutil import (
     DAY,
     MAX_INSTANT,
     MIN_INSTANT,
@@ -44,7 +42,9 @@ from traingate.timeutil import (
     parse_instant,
     utc_date,
 )
-from traingate.web.session import csrf_token
+from traingate._facade import Traingate
+from traingate._settings import Settings
+from traingate._web.session import csrf_token
 
 T = Events.t
 MIB = 1024 * 1024
@@ -613,7 +613,7 @@ def test_the_data_directory_and_its_files_are_private_whatever_the_umask(
     assert modes.pop("traingate-data") == 0o700
     assert {"traingate.sqlite", "traingate-vault.sqlite", "keys.json"} <= set(modes), modes
     assert {name: mode for name, mode in modes.items() if mode != 0o600} == {}
-    from traingate.store.db import private_file
+    from traingate._store.db import private_file
 
     loose = tmp_path / "loose.sqlite"
     loose.write_bytes(b"")
@@ -663,7 +663,7 @@ def test_ids_with_odd_characters_work_in_every_route_and_link(
 ) -> None:
     """An account and a conversation whose ids hold '/', '..', '?', '#', '%', spaces or
     non-ASCII, or are exactly '.' or '..': every API route and page for them answers
-    (percent-encoded; a dot segment as its overlong form, api/paths.py), every link the
+    (percent-encoded; a dot segment as its overlong form, _api/paths.py), every link the
     pages write encodes the id as one segment and leads back to it, and the user can give
     feedback on it and delete it (issue 19: 404 everywhere, '../../etc/passwd' in an href)."""
     account, conversation = f"acct {odd}", odd
@@ -811,7 +811,7 @@ def test_killing_an_ingest_leaves_no_traceback_from_its_parse_worker(tmp_path: P
     while worker is None and time.monotonic() < deadline and ingest.poll() is None:
         for pid in children.read_text().split():
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"traingate.ingest.worker" in cmdline:
+            if b"traingate._ingest.worker" in cmdline:
                 worker = int(pid)
         time.sleep(0.01)
     assert worker is not None, "no parse worker started"
@@ -1118,7 +1118,7 @@ def test_leftovers_of_killed_builds_go_at_any_build_and_at_start_up(
     """What killed builds left beside their --out is removed by the next build into the same
     directory whatever its name, and by the server's start-up in its datasets directory;
     a live build's directories and files that only look alike are kept."""
-    from traingate.build.staging import claim
+    from traingate._datasets.staging import claim
 
     tg.ingest(jsonl(history(ev)))
     parent = tmp_path / "out"

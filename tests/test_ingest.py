@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.factories import Events, jsonl
-from traingate.app import Traingate
+from traingate._facade import Traingate
 
 T = Events.t
 Ev = dict[str, Any]

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.factories import Events
-from traingate.app import Traingate
-from traingate.ingest import parsing
+from traingate._facade import Traingate
+from traingate._ingest import parsing
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from tests.factories import Events, extended_policy, jsonl
-from traingate.app import Traingate
-from traingate.ingest import ingest_lines
-from traingate.policy import PolicySet, default_policy, load_policy
-from traingate.settings import Settings
+from traingate._core.policy import PolicySet, default_policy, load_policy
+from traingate._facade import Traingate
+from traingate._ingest import ingest_lines
+from traingate._settings import Settings
 
 T = Events.t
 

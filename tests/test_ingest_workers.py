@@ -1,4 +1,4 @@
-"""Parse workers (``traingate.ingest.parsing``): a file parsed in worker processes gives the
+"""Parse workers (``traingate._ingest.parsing``): a file parsed in worker processes gives the
 same summary, errors, receipts and stored rows as one parsed in the ingesting process."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from tests.factories import Events
-from traingate.app import Traingate
-from traingate.ingest import parsing
-from traingate.ingest.incoming import Declared
-from traingate.keys import ShortHasher
-from traingate.policy import MODES
-from traingate.sample.importer import sample_events_path
-from traingate.settings import Settings
+from traingate._core.policy import MODES
+from traingate._facade import Traingate
+from traingate._ingest import parsing
+from traingate._ingest.incoming import Declared
+from traingate._keys import ShortHasher
+from traingate._sample.importer import sample_events_path
+from traingate._settings import Settings
 
 # Every table ingest writes, with an order that makes two stores comparable row by row.
 TABLES = {

@@ -8,17 +8,17 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traingate.errors import EventError
-from traingate.events import parse_event, parse_line
-from traingate.facts import ConsentChange, consent_at, consent_granted, first_denial_after
-from traingate.policy import default_policy
-from traingate.timeutil import (
+from traingate._core.events import parse_event, parse_line
+from traingate._core.facts import ConsentChange, consent_at, consent_granted, first_denial_after
+from traingate._core.policy import default_policy
+from traingate._core.timeutil import (
     add_calendar_years,
     format_instant,
     from_micros,
     parse_instant,
     to_micros,
 )
+from traingate._errors import EventError
 
 PLANS = default_policy().plans
 instants = st.datetimes(

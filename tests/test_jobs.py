@@ -23,12 +23,12 @@ import pytest
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
 from tests.test_crash_safety import _population, _server
-from traingate.app import Traingate
-from traingate.build.progress import Progress
-from traingate.jobs import BuildJobs, Owner, job_dict, process_identity, stopped
-from traingate.settings import Settings
-from traingate.store import jobs as stored
-from traingate.timeutil import now_micros, parse_instant
+from traingate._api.jobs import BuildJobs, Owner, job_dict, process_identity, stopped
+from traingate._core.timeutil import now_micros, parse_instant
+from traingate._datasets.progress import Progress
+from traingate._facade import Traingate
+from traingate._settings import Settings
+from traingate._store import jobs as stored
 
 T = Events.t
 SECOND = 1_000_000

@@ -18,15 +18,15 @@ from click.testing import CliRunner
 from tests.factories import Events
 from tests.test_build_helpers import read_dataset
 from tests.test_build_scenarios import AS_OF, ingest, scenario
-from traingate.app import Traingate
-from traingate.build.engine import BuildRequest
-from traingate.build.engines.duckdb import DuckDBEngine
-from traingate.build.lake import LAKE_SCHEMA, ParquetLake, message_source, write_lake
-from traingate.cli import cli
-from traingate.errors import BuildError
-from traingate.settings import Settings
-from traingate.store.export import open_reader
-from traingate.timeutil import parse_instant
+from traingate._cli import cli
+from traingate._core.timeutil import parse_instant
+from traingate._datasets.engines.base import BuildRequest
+from traingate._datasets.engines.duckdb import DuckDBEngine
+from traingate._datasets.lake import LAKE_SCHEMA, ParquetLake, message_source, write_lake
+from traingate._errors import BuildError
+from traingate._facade import Traingate
+from traingate._settings import Settings
+from traingate._store.export import open_reader
 
 T = Events.t
 

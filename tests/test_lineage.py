@@ -20,17 +20,19 @@ from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
 from tests.test_build_helpers import read_dataset
-from traingate.app import Traingate
-from traingate.build import builder as builder_module
-from traingate.build import lineage_file
-from traingate.build.lineage import (
+from traingate._api.jobs import recorded_builds
+from traingate._cli import cli
+from traingate._core.timeutil import parse_instant
+from traingate._datasets import builder as builder_module
+from traingate._datasets import lineage_file
+from traingate._datasets.lineage import (
     builds_holding,
     forget_build,
     item_key_bytes,
     receipt_record_key,
     report_lineage,
 )
-from traingate.build.lineage_file import (
+from traingate._datasets.lineage_file import (
     LINEAGE_DIR,
     ROW_GROUP,
     SCHEMA,
@@ -38,22 +40,20 @@ from traingate.build.lineage_file import (
     find_items,
     write_lineage,
 )
-from traingate.build.records import (
+from traingate._datasets.records import (
     LineageItem,
     conversation_item_key,
     conversation_record_id,
     feedback_record_id,
     report_item_key,
 )
-from traingate.build.staging import claim
-from traingate.cli import cli
-from traingate.errors import BuildError, ConfigError, ReceiptError, StoreError
-from traingate.jobs import recorded_builds
-from traingate.keys import load_or_create_keys
-from traingate.settings import Settings
-from traingate.store.db import connect
-from traingate.store.schema import MIGRATIONS, migrate
-from traingate.timeutil import parse_instant
+from traingate._datasets.staging import claim
+from traingate._errors import BuildError, ConfigError, ReceiptError, StoreError
+from traingate._facade import Traingate
+from traingate._keys import load_or_create_keys
+from traingate._settings import Settings
+from traingate._store.db import connect
+from traingate._store.schema import MIGRATIONS, migrate
 
 T = Events.t
 

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from tests.factories import Events, jsonl
-from traingate.app import Traingate
-from traingate.build.manifest import canonical_bytes, key_id, sign_manifest, signature_problem
-from traingate.build.verify import verify_dataset
-from traingate.cli import cli
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._cli import cli
+from traingate._core.manifest import canonical_bytes, key_id, sign_manifest, signature_problem
+from traingate._core.timeutil import parse_instant
+from traingate._datasets.verify import verify_dataset
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 T = Events.t
 

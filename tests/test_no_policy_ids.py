@@ -47,7 +47,7 @@ from pathlib import Path
 
 import pytest
 
-from traingate.policy import bundled_policy, bundled_policy_ids
+from traingate._core.policy import bundled_policy, bundled_policy_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "traingate"
@@ -94,7 +94,7 @@ EXCEPTIONS = (
         "model_training",
         "the consent setting of the one migration default for rows stored before settings",
         lambda path, text, line: (
-            path == SRC / "store" / "schema.py"
+            path == SRC / "_store" / "schema.py"
             and text.startswith("ALTER TABLE consents ADD COLUMN setting")
         ),
     ),
@@ -102,7 +102,7 @@ EXCEPTIONS = (
         "max",
         "the field of pyarrow.compute.min_max's result, not a plan",
         lambda path, text, line: (
-            path == SRC / "build" / "engines" / "duckdb.py"
+            path == SRC / "_datasets" / "engines" / "duckdb.py"
             and re.search(r"\bbounds\[\"max\"\]", line) is not None
         ),
     ),
@@ -202,7 +202,7 @@ def _python_hits(source: str) -> list[tuple[int, str]]:
 
 
 def _text_hits(source: str, name: str = "example.html") -> list[tuple[int, str]]:
-    path = SRC / "web" / "templates" / name
+    path = SRC / "_web" / "templates" / name
     return [
         (h.line, h.id)
         for number, line in enumerate(source.splitlines(), 1)
@@ -251,16 +251,16 @@ def test_the_scanner_finds_quoted_values_in_templates_and_js() -> None:
 
 def test_exceptions_apply_only_where_they_say() -> None:
     scanner = Scanner({"feedback": ["basis"], "model_training": ["purpose"]})
-    schema = SRC / "store" / "schema.py"
+    schema = SRC / "_store" / "schema.py"
     migration = "ALTER TABLE consents ADD COLUMN setting TEXT NOT NULL DEFAULT 'model_training'"
     assert list(scanner.in_text(schema, migration, 1)) == []
-    assert [h.id for h in scanner.in_text(SRC / "demo.py", migration, 1)] == ["model_training"]
+    assert [h.id for h in scanner.in_text(SRC / "_cli/demo.py", migration, 1)] == ["model_training"]
     assert [h.id for h in scanner.in_text(schema, "WHERE purpose = 'model_training'", 1)] == [
         "model_training"
     ]
     assert list(scanner.in_python(SRC / "x.py", 'KIND = "feedback"\n')) == []
     plans = Scanner({"max": ["plan"]})
-    duckdb = SRC / "build" / "engines" / "duckdb.py"
+    duckdb = SRC / "_datasets" / "engines" / "duckdb.py"
     assert list(plans.in_python(duckdb, 'hi = bounds["max"].as_py()\n')) == []
     assert [h.id for h in plans.in_python(duckdb, 'if plan == "max": pass\n')] == ["max"]
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests import test_web as web
 from tests.test_pages import LISBON
-from traingate.api.apidocs import assets_dir
+from traingate._api.apidocs import assets_dir
 
 if not web.CHROMIUM.exists():  # test_web skipped (or failed under CI=true) at import already
     pytest.skip("no chromium", allow_module_level=True)

@@ -24,17 +24,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.factories import Events
-from traingate.app import Traingate
-from traingate.build.openlineage import FACET_NAME, postgres_inputs, sqlite_inputs
-from traingate.build.openlineage_emit import configured, output_schema
-from traingate.build.records import RECORD_SCHEMA
-from traingate.errors import TraingateError
-from traingate.sample.importer import sample_events_path
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._core.timeutil import parse_instant
+from traingate._datasets.openlineage import FACET_NAME, postgres_inputs, sqlite_inputs
+from traingate._datasets.openlineage_emit import configured, output_schema
+from traingate._datasets.records import RECORD_SCHEMA
+from traingate._errors import TraingateError
+from traingate._facade import Traingate
+from traingate._sample.importer import sample_events_path
+from traingate._settings import Settings
 
 SCHEMAS = Path(__file__).parent / "openlineage_schemas"
-FACET_SCHEMA = Path(__file__).parents[1] / "src" / "traingate" / "build" / "openlineage_facet.json"
+FACET_SCHEMA = (
+    Path(__file__).parents[1] / "src" / "traingate" / "_datasets" / "openlineage_facet.json"
+)
 AS_OF = parse_instant("2025-07-01T00:00:00Z")
 MASKING_TYPES = {
     "DIRECT": {"IDENTITY", "TRANSFORMATION", "AGGREGATION"},
@@ -308,7 +310,7 @@ def test_a_transport_that_fails_never_fails_the_build(
 ) -> None:
     tg, root = sample
     _file_transport(monkeypatch, root / "no-such-dir" / "events.jsonl")
-    with caplog.at_level(logging.WARNING, logger="traingate.build.openlineage_emit"):
+    with caplog.at_level(logging.WARNING, logger="traingate._datasets.openlineage_emit"):
         result = tg.build_dataset(purpose="model_training", out=root / "unsent", as_of=AS_OF)
     assert (result.path / "manifest.json").is_file()
     warned = [r.getMessage() for r in caplog.records if r.name.endswith("openlineage_emit")]
@@ -322,8 +324,8 @@ def test_unconfigured_builds_send_nothing_and_import_nothing(tmp_path: Path) -> 
     script = f"""
 import sys
 from pathlib import Path
-from traingate.app import Traingate
-from traingate.settings import Settings
+from traingate._facade import Traingate
+from traingate._settings import Settings
 root = Path({str(tmp_path)!r})
 settings = Settings(db_url=f"sqlite:///{{root / 'db.sqlite'}}", key_file=root / "keys.json")
 with Traingate.open(settings) as tg:
@@ -456,8 +458,8 @@ def test_the_vendored_schema_is_the_published_file() -> None:
 
 @pytest.mark.parametrize("shape", [None, "records", "chat", "kto", "openai"])
 def test_the_output_schema_is_the_shapes(shape: str | None, tmp_path: Path) -> None:
-    from traingate.build.builder import BuildResult
-    from traingate.build.shapes import as_shape, shape_schema
+    from traingate._datasets.builder import BuildResult
+    from traingate._datasets.shapes import as_shape, shape_schema
 
     manifest: dict[str, Any] = {"files": []}
     if shape is not None:
@@ -473,7 +475,7 @@ def test_a_shape_it_does_not_know_is_described_by_its_first_file(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from traingate.build.builder import BuildResult
+    from traingate._datasets.builder import BuildResult
 
     (tmp_path / "data").mkdir()
     part = tmp_path / "data" / f"part-00000.{suffix}"
@@ -487,8 +489,8 @@ def test_a_shape_it_does_not_know_is_described_by_its_first_file(
 
 
 def test_kto_columns_have_their_lineage() -> None:
-    from traingate.build.openlineage import column_lineage
-    from traingate.build.shapes import shape_schema
+    from traingate._datasets.openlineage import column_lineage
+    from traingate._datasets.shapes import shape_schema
 
     inputs = sqlite_inputs(main="/d/t.sqlite", vault="/d/t-vault.sqlite")
     facet = column_lineage(shape_schema("kto").names, inputs=inputs, produced_by="urn:x")

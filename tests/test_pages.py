@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import Events
-from traingate.api import create_app
-from traingate.app import Traingate
-from traingate.settings import Settings
-from traingate.web.answer import answer_for, policy_rules
+from traingate._api import create_app
+from traingate._facade import Traingate
+from traingate._settings import Settings
+from traingate._web.answer import answer_for, policy_rules
 
 ALICE, BOB = "acct-alice", "acct-bob"
 LISBON, LANDLORD, DINNER = "conv-lisbon", "conv-landlord", "conv-dinner"
@@ -515,7 +515,7 @@ def test_the_answer_for_each_state_of_an_account(tg: Traingate, ev: Events) -> N
 def test_retention_status_counts_expiries_pending_deletions_and_the_last_purge(
     tg: Traingate, ev: Events
 ) -> None:
-    from traingate.timeutil import parse_instant
+    from traingate._core.timeutil import parse_instant
 
     t = ev.t
     events = [

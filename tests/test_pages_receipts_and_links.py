@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 
 from tests.factories import Events
 from tests.test_pages import csrf_of
-from traingate.api import create_app
-from traingate.app import Traingate
-from traingate.settings import Settings
+from traingate._api import create_app
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 
 def test_no_limit_receipts_warn_and_a_used_link_says_so(tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.factories import Events, jsonl
-from traingate.app import Traingate
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._core.timeutil import parse_instant
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 T = Events.t
 E = Events

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from tests.factories import Events, jsonl, switched_ranges
-from traingate.app import Traingate
-from traingate.build.records import conversation_record_id, feedback_record_id
-from traingate.policy import bundled_policy, default_policy
-from traingate.timeutil import parse_instant
+from traingate._core.policy import bundled_policy, default_policy
+from traingate._core.timeutil import parse_instant
+from traingate._datasets.records import conversation_record_id, feedback_record_id
+from traingate._facade import Traingate
 
 SWITCH = "2026-01-01T00:00:00Z"
 VERSIONS = f"consumer-2024,consumer-2025@{SWITCH}"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from traingate.errors import PolicyError
-from traingate.policy import bundled_policy, bundled_policy_ids, load_policy
+from traingate._core.policy import bundled_policy, bundled_policy_ids, load_policy
+from traingate._errors import PolicyError
 
-SOURCE = Path(__file__).resolve().parent.parent / "src" / "traingate" / "policy"
+SOURCE = Path(__file__).resolve().parent.parent / "src" / "traingate" / "_core" / "policy"
 
 
 def _edit(text: str, old: str, new: str) -> str:

@@ -17,9 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from traingate.facts import ConsentChange, ConversationFacts, FlagFact, MessageFact, PlanChange
-from traingate.policy import bundled_policy, bundled_policy_ids, decide_report, explain_conversation
-from traingate.timeutil import DAY, parse_instant
+from traingate._core.facts import (
+    ConsentChange,
+    ConversationFacts,
+    FlagFact,
+    MessageFact,
+    PlanChange,
+)
+from traingate._core.policy import (
+    bundled_policy,
+    bundled_policy_ids,
+    decide_report,
+    explain_conversation,
+)
+from traingate._core.timeutil import DAY, parse_instant
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "policies"
 BASE = parse_instant("2025-10-01T00:00:00Z")

@@ -17,9 +17,7 @@ import pytest
 
 from tests.factories import Events, jsonl
 from tests.test_build_helpers import run_engine
-from traingate.app import Traingate
-from traingate.errors import PolicyError
-from traingate.policy import (
+from traingate._core.policy import (
     ConsentBasis,
     PolicySet,
     bundled_policy,
@@ -28,8 +26,10 @@ from traingate.policy import (
     load_policy_set,
     parse_policy_spec,
 )
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._core.timeutil import parse_instant
+from traingate._errors import PolicyError
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 SWITCH = "2026-01-01T00:00:00Z"
 VERSIONS = f"consumer-2024,consumer-2025@{SWITCH}"
@@ -116,7 +116,9 @@ def test_the_default_is_consumer_2024_alone() -> None:
 
 
 def test_policy_files_and_their_dates(tmp_path: Path) -> None:
-    data = (Path(__file__).parent.parent / "src/traingate/policy/consumer-2025.toml").read_bytes()
+    data = (
+        Path(__file__).parent.parent / "src/traingate/_core/policy/consumer-2025.toml"
+    ).read_bytes()
     (tmp_path / "mine@v2.toml").write_bytes(data.replace(b'"consumer-2025"', b'"mine"'))
     policies = load_policy_set(f"consumer-2024, {tmp_path / 'mine@v2.toml'}@2027-03-01T00:00:00Z")
     assert [p.id for p in policies.policies] == ["consumer-2024", "mine"]
@@ -394,7 +396,7 @@ def test_the_default_decides_incognito_as_before(tg: Traingate, tmp_path: Path) 
 def test_the_console_shows_the_policies_in_force(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from traingate.api import create_app
+    from traingate._api import create_app
 
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json", policy=VERSIONS

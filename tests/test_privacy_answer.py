@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from tests.factories import Event, Events
-from traingate.app import Traingate
-from traingate.privacy import PrivacyReport, account_privacy
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
-from traingate.web.answer import answer_for
+from traingate._core.timeutil import parse_instant
+from traingate._facade import Traingate
+from traingate._privacy import PrivacyReport, account_privacy
+from traingate._settings import Settings
+from traingate._web.answer import answer_for
 
 pytestmark = pytest.mark.store
 

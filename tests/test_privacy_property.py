@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from tests.factories import jsonl
 from tests.test_build_helpers import run_engine
 from tests.test_build_property import ACCOUNTS, CONVERSATIONS, VERSIONS, as_ofs, histories, history
-from traingate.app import Traingate
-from traingate.build.engines.duckdb import DuckDBEngine
-from traingate.privacy import account_privacy
-from traingate.settings import Settings
+from traingate._datasets.engines.duckdb import DuckDBEngine
+from traingate._facade import Traingate
+from traingate._privacy import account_privacy
+from traingate._settings import Settings
 
 SPECS = pytest.mark.parametrize(
     "spec",

@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.factories import Events, all_text, jsonl
-from traingate.app import Traingate
-from traingate.policy import Policy, PolicySet, bundled_policy, default_policy, parse_policy
-from traingate.retention import (
+from traingate._core.policy import Policy, PolicySet, bundled_policy, default_policy, parse_policy
+from traingate._core.timeutil import Duration, format_instant, parse_instant
+from traingate._facade import Traingate
+from traingate._retention.rules import (
     HARD_DELETE_AFTER,
     PurgeCounts,
     content_windows,
@@ -33,9 +34,8 @@ from traingate.retention import (
     report_expired,
     report_expiry,
 )
-from traingate.settings import Settings
-from traingate.store.db import sqlite_path_of
-from traingate.timeutil import Duration, format_instant, parse_instant
+from traingate._settings import Settings
+from traingate._store.db import sqlite_path_of
 
 DAY = 86_400 * 1_000_000
 LEAP = "2024-02-29T13:45:07.654321Z"
@@ -60,9 +60,9 @@ def variant_text(
 
 
 def bundled_policy_path(policy_id: str) -> str:
-    import traingate.policy
+    import traingate._core.policy
 
-    return str(Path(traingate.policy.__file__).with_name(f"{policy_id}.toml"))
+    return str(Path(traingate._core.policy.__file__).with_name(f"{policy_id}.toml"))
 
 
 def variant(policy_id: str, **changes: Any) -> Policy:
@@ -760,8 +760,8 @@ def test_the_console_retention_page_shows_content_rules_and_expiries(
 
     from fastapi.testclient import TestClient
 
-    from traingate.api import create_app
-    from traingate.timeutil import now_micros
+    from traingate._api import create_app
+    from traingate._core.timeutil import now_micros
 
     configured = Settings(
         db_url=f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}",
@@ -862,7 +862,7 @@ def test_purge_deletes_exactly_what_the_plan_expired_and_changes_no_decision(
     message's decision as of T, for every purpose, is the one before the purge."""
     import tempfile
 
-    from traingate.policy.coverage import content_expiry
+    from traingate._core.policy.coverage import content_expiry
 
     events, policy, as_of = history
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,7 @@ class Absent(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Absent())
 sys.argv = ["traingate", "demo", "--no-serve"]
-from traingate.cli import main
+from traingate._cli import main
 main()
 """
 

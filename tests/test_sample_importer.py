@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from traingate.policy import default_policy
-from traingate.sample.importer import (
+from traingate._core.policy import default_policy
+from traingate._sample.importer import (
     build_events,
     convert,
     count_by_type,
@@ -23,8 +23,8 @@ from traingate.sample.importer import (
     sample_events_path,
     write_events,
 )
-from traingate.sample.population import SamplePlans, generate_population
-from traingate.sample.sources import (
+from traingate._sample.population import SamplePlans, generate_population
+from traingate._sample.sources import (
     SourceConversation,
     parse_hh_rows,
     parse_hh_transcript,
@@ -368,9 +368,9 @@ def test_plans_and_settings_come_from_the_policy(tmp_path: Path) -> None:
     """Another policy's plans and settings: every plan appears, organizations follow the
     commercial ones, consent names the policy's settings, and every event is valid under it."""
     from tests.factories import extended_policy
-    from traingate.app import Traingate
-    from traingate.policy import load_policy
-    from traingate.settings import Settings
+    from traingate._core.policy import load_policy
+    from traingate._facade import Traingate
+    from traingate._settings import Settings
 
     path = extended_policy(tmp_path, plan="student", setting="memory")
     policy = load_policy(path)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import gzip
 from collections import Counter
 
-from traingate.app import Traingate
-from traingate.sample.importer import sample_events_path
-from traingate.timeutil import parse_instant
+from traingate._core.timeutil import parse_instant
+from traingate._facade import Traingate
+from traingate._sample.importer import sample_events_path
 
 
 def test_sample_ingests_cleanly_and_idempotently(tg: Traingate) -> None:

@@ -22,10 +22,10 @@ import pytest
 from tests.api_support import Api, history, user_report
 from tests.factories import Events
 from tests.route_matrix import CALLERS, is_page, matrix, routes
-from traingate.app import Traingate
-from traingate.errors import StoreError
-from traingate.settings import Settings
-from traingate.web.session import csrf_token
+from traingate._errors import StoreError
+from traingate._facade import Traingate
+from traingate._settings import Settings
+from traingate._web.session import csrf_token
 
 T = Events.t
 

@@ -24,11 +24,11 @@ from click.testing import CliRunner
 from tests.factories import Event, Events, jsonl
 from tests.test_build_helpers import read_dataset, run_engine
 from tests.test_build_scenarios import AS_OF, ingest, scenario
-from traingate.app import Traingate
-from traingate.build.engines.spark import SparkEngine
-from traingate.cli import cli
-from traingate.settings import Settings
-from traingate.timeutil import parse_instant
+from traingate._cli import cli
+from traingate._core.timeutil import parse_instant
+from traingate._datasets.engines.spark import SparkEngine
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -212,7 +212,7 @@ def test_spark_reads_a_lake(tmp_path: Path, ev: Events, spark: SparkSession) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from traingate.build.lake import LAKE_SCHEMA
+    from traingate._datasets.lake import LAKE_SCHEMA
 
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
     base = ["--db", db, "--key-file", str(tmp_path / "keys.json")]
@@ -257,7 +257,7 @@ def test_spark_reads_a_lake(tmp_path: Path, ev: Events, spark: SparkSession) -> 
 def test_the_engines_query_settings_are_put_back(spark: SparkSession) -> None:
     """``spark._settings`` sets the engine's query settings for a build, then restores each
     as it was: a set value to that value, an unset one unset."""
-    from traingate.build.engines.spark import _settings
+    from traingate._datasets.engines.spark import _settings
 
     size, records = "spark.sql.execution.arrow.maxBytesPerBatch", "spark.sql.shuffle.partitions"
     assert spark.conf.get(size, None) is None
@@ -278,10 +278,10 @@ def test_spark_tasks_write_the_parts_the_builder_would(
     one partition holds them, parts shared by neighbouring partitions assembled from their
     pieces, the last one left to the builder with the feedback records after it): the same
     files, byte for byte, as the DuckDB build, whose parts the builder writes."""
-    from traingate.build.builder import build_dataset
-    from traingate.build.engine import BuildRequest
-    from traingate.build.engines.duckdb import DuckDBEngine
-    from traingate.build.shapes import as_shape
+    from traingate._datasets.builder import build_dataset
+    from traingate._datasets.engines.base import BuildRequest
+    from traingate._datasets.engines.duckdb import DuckDBEngine
+    from traingate._datasets.shapes import as_shape
 
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json")
     with Traingate.open(settings) as tg:

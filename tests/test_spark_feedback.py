@@ -22,18 +22,18 @@ import pytest
 
 from tests.factories import Event, Events, jsonl
 from tests.test_spark import _engine, _manifest, history, spark  # noqa: F401 (the fixture)
-from traingate.app import Traingate
-from traingate.build.builder import BuildResult, build_dataset
-from traingate.build.engine import BuildRequest
-from traingate.build.engines import spark_feedback
-from traingate.build.engines.duckdb import DuckDBEngine
-from traingate.build.shapes import as_shape
-from traingate.errors import StoreError
-from traingate.keys import MasterKey
-from traingate.settings import Settings
-from traingate.store.store import Store
-from traingate.timeutil import parse_instant
-from traingate.vault.vault import Vault
+from traingate._core.timeutil import parse_instant
+from traingate._datasets.builder import BuildResult, build_dataset
+from traingate._datasets.engines import spark_feedback
+from traingate._datasets.engines.base import BuildRequest
+from traingate._datasets.engines.duckdb import DuckDBEngine
+from traingate._datasets.shapes import as_shape
+from traingate._errors import StoreError
+from traingate._facade import Traingate
+from traingate._keys import MasterKey
+from traingate._settings import Settings
+from traingate._store.store import Store
+from traingate._vault.vault import Vault
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
 from tests.test_spark import history, spark  # noqa: F401  (the session-wide Spark fixture)
-from traingate.app import Traingate
-from traingate.build import lineage_file
-from traingate.build.engines import spark_lineage
-from traingate.build.lineage import forget_build
-from traingate.build.lineage_file import (
+from traingate._core.timeutil import parse_instant
+from traingate._datasets import lineage_file
+from traingate._datasets.engines import spark_lineage
+from traingate._datasets.lineage import forget_build
+from traingate._datasets.lineage_file import (
     INDEX,
     SCHEMA,
     LineageRun,
@@ -36,9 +36,9 @@ from traingate.build.lineage_file import (
     write_lineage,
     write_run,
 )
-from traingate.build.records import LineageItem
-from traingate.errors import StoreError
-from traingate.timeutil import parse_instant
+from traingate._datasets.records import LineageItem
+from traingate._errors import StoreError
+from traingate._facade import Traingate
 
 T = Events.t
 BUILD = "build-dir"

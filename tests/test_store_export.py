@@ -1,4 +1,4 @@
-"""The store's read snapshot (``store/export.py``): one instant for a reader's whole life while
+"""The store's read snapshot (``_store/export.py``): one instant for a reader's whole life while
 others write, Arrow batches in the caller's schema whatever the driver infers, and batches of
 whole keys."""
 
@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
-from traingate.app import Traingate
-from traingate.errors import StoreError
-from traingate.store.db import connect
-from traingate.store.export import open_reader, regroup
+from traingate._errors import StoreError
+from traingate._facade import Traingate
+from traingate._store.db import connect
+from traingate._store.export import open_reader, regroup
 
 T = Events.t
 _META = pa.schema([("conversation_id", pa.string()), ("ts", pa.int64())])
@@ -72,7 +72,7 @@ def test_a_reader_sees_one_snapshot_while_others_write(tg: Traingate, ev: Events
 def test_a_reader_streams_a_wal_store_being_written(tmp_path: Path, ev: Events) -> None:
     """SQLite in WAL mode: a writer commits batch after batch while a reader streams in small
     pages from its snapshot; the reader neither waits nor sees a row committed after it."""
-    from traingate.settings import Settings
+    from traingate._settings import Settings
 
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'traingate.sqlite'}", key_file=tmp_path / "keys.json"

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from traingate.app import Traingate
-from traingate.errors import SchemaError, StoreError
-from traingate.events import canonical_json
-from traingate.keys import load_or_create_keys
-from traingate.policy import default_policy
-from traingate.settings import Settings
-from traingate.store.db import connect
-from traingate.store.schema import MIGRATIONS, current_version, migrate
+from traingate._core.events import canonical_json
+from traingate._core.policy import default_policy
+from traingate._errors import SchemaError, StoreError
+from traingate._facade import Traingate
+from traingate._keys import load_or_create_keys
+from traingate._settings import Settings
+from traingate._store.db import connect
+from traingate._store.schema import MIGRATIONS, current_version, migrate
 
 TABLES = (
     "events",

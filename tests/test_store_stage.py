@@ -1,4 +1,4 @@
-"""Staging store tables as Parquet (``store/export.stage_parquet``): on PostgreSQL, several
+"""Staging store tables as Parquet (``_store/export.stage_parquet``): on PostgreSQL, several
 connections of one exported snapshot, each a range of the table's heap blocks read by a TID
 Range Scan, stage exactly the rows one connection stages: none twice, none lost, none written,
 changed or deleted after the snapshot."""
@@ -15,12 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.factories import Events, jsonl
-from traingate.app import Traingate
-from traingate.build.compile import LEDGERS
-from traingate.build.restrict import restricted_ledger
-from traingate.errors import StoreError
-from traingate.settings import Settings
-from traingate.store.export import (
+from traingate._core.policy.compile import LEDGERS
+from traingate._core.timeutil import parse_instant
+from traingate._datasets.restrict import restricted_ledger
+from traingate._errors import StoreError
+from traingate._facade import Traingate
+from traingate._settings import Settings
+from traingate._store.export import (
     BLOCK_SCAN_SETTINGS,
     BlockRange,
     block_ranges,
@@ -29,8 +30,7 @@ from traingate.store.export import (
     stage_stream,
     table_blocks,
 )
-from traingate.timeutil import parse_instant
-from traingate.vault.vault import reports_table, usable_reports_query
+from traingate._vault.vault import reports_table, usable_reports_query
 
 T = Events.t
 _AS_OF = 10**18
@@ -87,7 +87,7 @@ def pg(pg_schema_url: str, tmp_path: Path) -> Any:
 def _queries(tg: Traingate) -> list[tuple[str, str, tuple[Any, ...], pa.Schema]]:
     """Every ledger's query and the vault's, as a build stages them: (table, sql, params,
     schema)."""
-    from traingate.build.engines.spark_feedback import STORED_SCHEMA
+    from traingate._datasets.engines.spark_feedback import STORED_SCHEMA
 
     queries = [
         (ledger.table, ledger.query, (_AS_OF,) * ledger.query.count("?"), ledger.schema)
@@ -340,10 +340,10 @@ def test_duckdb_builds_staged_on_several_connections_are_the_same(
     same manifest on 1 and 3 connections as the scalar engine's."""
     import json
 
-    from traingate.build.builder import build_dataset
-    from traingate.build.engine import BuildRequest
-    from traingate.build.engines.duckdb import DuckDBEngine
-    from traingate.build.engines.scalar import ScalarEngine
+    from traingate._datasets.builder import build_dataset
+    from traingate._datasets.engines.base import BuildRequest
+    from traingate._datasets.engines.duckdb import DuckDBEngine
+    from traingate._datasets.engines.scalar import ScalarEngine
 
     request = BuildRequest(policy=pg.policies, purpose="model_training", as_of=parse_instant(T(30)))
     engines = {

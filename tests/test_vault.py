@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from tests.factories import Events, all_text, jsonl
-from traingate.app import Traingate
-from traingate.errors import ConfigError, ReceiptError, StoreError
-from traingate.keys import load_or_create_keys
-from traingate.settings import Settings
-from traingate.store.db import Database, sqlite_path_of, vault_path_of
-from traingate.timeutil import parse_instant
-from traingate.vault.rotation import retire_old_masters, rotate_master_key
-from traingate.vault.snapshot import Snapshot
-from traingate.vault.vault import Receipt, Vault
+from traingate._core.report import Snapshot
+from traingate._core.timeutil import parse_instant
+from traingate._errors import ConfigError, ReceiptError, StoreError
+from traingate._facade import Traingate
+from traingate._keys import load_or_create_keys
+from traingate._settings import Settings
+from traingate._store.db import Database, sqlite_path_of, vault_path_of
+from traingate._vault.rotation import retire_old_masters, rotate_master_key
+from traingate._vault.vault import Receipt, Vault
 
 SENTENCE = "The heron counts seventeen violet lanterns beneath the quarry bridge"
 COMMENT = "Marmalade kilns whisper over the tangerine observatory at dusk"
@@ -383,7 +383,7 @@ def test_retire_is_refused_while_a_report_uses_an_old_key(
     _ingest_two_reports(tg, ev)
     from dataclasses import replace
 
-    from traingate.keys import new_master_key
+    from traingate._keys import new_master_key
 
     ring = replace(tg.keys, master_keys=(*tg.keys.master_keys, new_master_key()))
     vault = Vault(tg.store.db, keys=ring, policy=tg.policy)
@@ -392,7 +392,7 @@ def test_retire_is_refused_while_a_report_uses_an_old_key(
 
 
 def test_rotate_refuses_a_key_not_in_the_ring(tg: Traingate) -> None:
-    from traingate.keys import new_master_key
+    from traingate._keys import new_master_key
 
     with pytest.raises(ConfigError):
         tg.vault.rotate(new_master_key())

@@ -1,8 +1,8 @@
 """Property: for random conversations, the decrypted snapshot is exactly what SPEC §3 says.
 
 The expected snapshot is computed here from the events alone, independently of
-``traingate.vault.snapshot`` and ``traingate.deid``: messages with ``at`` <= the report's time in
-time order (ties in file order), integrations stripped, uploads kept, every e-mail replaced
+``traingate._core.report`` and ``traingate._core.deid``: messages with ``at`` <= the report's
+time in time order (ties in file order), integrations stripped, uploads kept, every e-mail replaced
 everywhere, style and preferences as of the report's time, and the rated message's index.
 """
 
@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
-from traingate.app import Traingate
-from traingate.policy import MODES
-from traingate.timeutil import parse_instant
-from traingate.vault.snapshot import Snapshot
+from traingate._core.policy import MODES
+from traingate._core.report import Snapshot
+from traingate._core.timeutil import parse_instant
+from traingate._facade import Traingate
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 BASE = datetime(2024, 2, 29, 23, 59, 0, tzinfo=UTC)

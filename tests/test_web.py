@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from tests.test_pages import ALICE, DINNER, LANDLORD, LISBON, world
-from traingate.app import Traingate
-from traingate.settings import Settings
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
@@ -55,7 +55,7 @@ class Site:
 def _serve(settings: Settings, datasets: Path) -> Iterator[str]:
     import uvicorn
 
-    from traingate.api import create_app
+    from traingate._api import create_app
 
     app = create_app(settings=settings, datasets_dir=datasets)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -21,7 +21,7 @@ from tests import test_web  # noqa: F401  (skips, or fails with CI=true, without
 from tests.api_support import free_port
 from tests.test_web import Site, admin_sign_in, build, shot
 from tests.test_web_privacy_history import in_browser
-from traingate.settings import Settings
+from traingate._settings import Settings
 
 TOKEN_LINE = re.compile(r"^  (\w+) \(([^)]*)\): (tgk_\S+)$", re.M)
 

@@ -15,7 +15,7 @@ from tests import test_web  # skips (or fails with CI=true) without chromium
 from tests.test_pages import LISBON
 from tests.test_web import Site, open_dialog, shot, sign_in
 from tests.test_web_privacy_history import in_browser
-from traingate.timeutil import parse_instant
+from traingate._core.timeutil import parse_instant
 
 # test_web's fresh site per test; each test drives its own chromium in a thread of its own
 # (in_browser), beside test_web's session browser

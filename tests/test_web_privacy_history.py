@@ -24,9 +24,9 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests import test_web  # skips (or fails with CI=true) without chromium
 from tests.factories import Events
-from traingate.app import Traingate
-from traingate.policy import Policy
-from traingate.settings import Settings
+from traingate._core.policy import Policy
+from traingate._facade import Traingate
+from traingate._settings import Settings
 
 ARTIFACTS = test_web.ARTIFACTS
 

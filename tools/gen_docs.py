@@ -39,7 +39,7 @@ def _commands(
 
 
 def cli_markdown() -> str:
-    from traingate.cli import cli
+    from traingate._cli import cli
 
     out = [
         "# Command-line reference",
@@ -104,12 +104,12 @@ _NOTES: dict[str, tuple[str, ...]] = {
 
 
 def events_markdown() -> str:
-    from traingate.events import AnyEvent
+    from traingate._core.events import AnyEvent
 
     out = [
         "# Event reference",
         "",
-        "Generated from the event models (`src/traingate/events.py`) by "
+        "Generated from the event models (`src/traingate/_core/events.py`) by "
         "`python tools/gen_docs.py`.",
         "Every event is one JSON object per line (or in an HTTP body). Types are strict: a",
         "boolean must be `true`/`false`, a string a JSON string. Unknown fields are rejected.",

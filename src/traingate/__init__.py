@@ -5,7 +5,7 @@
 hierarchy every method raises from; the result types are what the methods return. Everything
 else (modules and names not listed in ``__all__``) is private and may change without notice.
 
-The names are loaded on first use, so that ``import traingate.timeutil`` (and the parse
+The names are loaded on first use, so that ``import traingate._core.timeutil`` (and the parse
 workers, which import only what they run) do not pay for the store, DuckDB and Arrow.
 """
 
@@ -15,12 +15,12 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from traingate.app import Explanation, MessageExplanation, Traingate
-    from traingate.auth import IssuedSession, IssuedToken, TokenInfo
-    from traingate.build.builder import BuildResult
-    from traingate.build.lineage import Lineage
-    from traingate.build.verify import Verification
-    from traingate.errors import (
+    from traingate._access.credentials import IssuedSession, IssuedToken, TokenInfo
+    from traingate._core.timeutil import format_instant, parse_instant
+    from traingate._datasets.builder import BuildResult
+    from traingate._datasets.lineage import Lineage
+    from traingate._datasets.verify import Verification
+    from traingate._errors import (
         AccessDeniedError,
         AuthenticationError,
         BuildError,
@@ -35,11 +35,11 @@ if TYPE_CHECKING:
         TooLargeError,
         TraingateError,
     )
-    from traingate.ingest import IngestError, IngestSummary
-    from traingate.privacy import ConversationView, PrivacyReport
-    from traingate.retention import PurgeCounts
-    from traingate.settings import Settings
-    from traingate.timeutil import format_instant, parse_instant
+    from traingate._facade import Explanation, MessageExplanation, Traingate
+    from traingate._ingest import IngestError, IngestSummary
+    from traingate._privacy import ConversationView, PrivacyReport
+    from traingate._retention.rules import PurgeCounts
+    from traingate._settings import Settings
 
 __all__ = [
     "AccessDeniedError",
@@ -79,17 +79,17 @@ _ERRORS = (
     " PolicyError ReceiptError SchemaError StoreError TimestampError TooLargeError TraingateError"
 )
 _HOME: dict[str, str] = {
-    **dict.fromkeys(_ERRORS.split(), "traingate.errors"),
-    **dict.fromkeys(("Explanation", "MessageExplanation", "Traingate"), "traingate.app"),
-    **dict.fromkeys(("IssuedSession", "IssuedToken", "TokenInfo"), "traingate.auth"),
-    **dict.fromkeys(("IngestError", "IngestSummary"), "traingate.ingest"),
-    **dict.fromkeys(("ConversationView", "PrivacyReport"), "traingate.privacy"),
-    **dict.fromkeys(("format_instant", "parse_instant"), "traingate.timeutil"),
-    "BuildResult": "traingate.build.builder",
-    "Lineage": "traingate.build.lineage",
-    "Verification": "traingate.build.verify",
-    "PurgeCounts": "traingate.retention",
-    "Settings": "traingate.settings",
+    **dict.fromkeys(_ERRORS.split(), "traingate._errors"),
+    **dict.fromkeys(("Explanation", "MessageExplanation", "Traingate"), "traingate._facade"),
+    **dict.fromkeys(("IssuedSession", "IssuedToken", "TokenInfo"), "traingate._access.credentials"),
+    **dict.fromkeys(("IngestError", "IngestSummary"), "traingate._ingest"),
+    **dict.fromkeys(("ConversationView", "PrivacyReport"), "traingate._privacy"),
+    **dict.fromkeys(("format_instant", "parse_instant"), "traingate._core.timeutil"),
+    "BuildResult": "traingate._datasets.builder",
+    "Lineage": "traingate._datasets.lineage",
+    "Verification": "traingate._datasets.verify",
+    "PurgeCounts": "traingate._retention.rules",
+    "Settings": "traingate._settings",
 }
 
 

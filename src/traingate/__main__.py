@@ -1,5 +1,5 @@
 """``python -m traingate``: the same command line as ``traingate``."""
 
-from traingate.cli import main
+from traingate._cli import main
 
 main()

@@ -1,0 +1,2 @@
+"""Retention: what the policies keep and for how long (``rules``), and where every account and
+report stands against it (``status``)."""
