@@ -52,6 +52,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 import resource
@@ -683,10 +684,17 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['backend']} | {r['policy']} | {r['conversations']:,} | {r['messages']:,} | "
             f"{r['build_s']:.1f} | {r['build_cpu_s']:.1f} | "
             f"{r['msgs_per_s']:,.0f} | {r['rss_mb']:,.0f} | {r['baseline_s']:.1f} | "
-            f"{r['vs_baseline']:.2f}x | {r['naive_msgs_per_s']:,.0f} | {r['vs_naive']:.0f}x | "
-            f"{r['scalar_msgs_per_s']:,.0f} | {r['vs_scalar']:.1f}x |"
+            f"{r['vs_baseline']:.2f}x | {_measured(r['naive_msgs_per_s'], ',.0f')} | "
+            f"{_measured(r['vs_naive'], '.0f', 'x')} | "
+            f"{_measured(r['scalar_msgs_per_s'], ',.0f')} | "
+            f"{_measured(r['vs_scalar'], '.1f', 'x')} |"
         )
     return "\n".join(lines)
+
+
+def _measured(value: float, spec: str, unit: str = "") -> str:
+    """``value`` formatted, or a dash where it was not measured (NaN: ``--no-naive``)."""
+    return "—" if math.isnan(value) else f"{value:{spec}}{unit}"
 
 
 def main() -> None:
