@@ -183,3 +183,22 @@ def test_library_example_runs(tmp_path: Path) -> None:
     for name in traingate.__all__:
         assert f"`{name}`" in text, f"{name} of traingate.__all__ is not in docs/library.md"
         assert getattr(traingate, name) is not None
+
+
+def test_everything_but_the_public_api_is_private_by_name() -> None:
+    """Issue 17, point 8: every module of the package but ``traingate`` itself and its
+    ``__main__`` lies under a name with a leading underscore, so that nothing outside
+    ``traingate.__all__`` reads as public."""
+    import pkgutil
+
+    import traingate
+
+    public = [
+        module.name
+        for module in pkgutil.walk_packages(traingate.__path__, prefix="traingate.")
+        if module.name != "traingate.__main__"
+        and not any(part.startswith("_") for part in module.name.split(".")[1:])
+    ]
+    assert public == []
+    top = {module.name for module in pkgutil.iter_modules(traingate.__path__)}
+    assert len(top) > 10 and all(name.startswith("_") for name in top)
