@@ -14,7 +14,8 @@ STAMP  := $(VENV)/.installed-dev
 help:
 	@echo "make demo      the bundled real sample, two verified datasets, the privacy center and console"
 	@echo "make test      lint, type-check and run the test suite (SQLite and PostgreSQL)"
-	@echo "make pytest    only the test suite"
+	@echo "make pytest    only the test suite, on two workers (pytest-xdist); the Spark tests on one"
+	@echo "               .venv/bin/pytest -m 'not slow' leaves out the slowest tests (marker slow)"
 	@echo "make lint      ruff + mypy"
 	@echo "make format    ruff format and fix"
 	@echo "make bench     the benchmarks under benchmarks/"
@@ -57,7 +58,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks tools
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadgroup
+
+PYTEST_WORKERS ?= 2
 
 test: lint pytest
 

@@ -31,6 +31,39 @@ hypothesis_settings.load_profile("traingate")
 PG_URL = os.environ.get("TRAINGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+# The tests that took ten seconds or more on a CI core (``--durations``), marked ``slow`` with
+# every Spark test (the session alone takes ~15 s to start): ``pytest -m "not slow"`` leaves
+# them out; the default run (``make pytest``) keeps them, coverage counts them.
+SLOW = {
+    ("test_build_policies", "test_bulk_equals_scalar_for_every_policy"),
+    ("test_build_property", "test_bulk_equals_scalar_on_postgresql"),
+    ("test_privacy_property", "test_the_answer_is_what_a_build_holds"),
+    ("test_build_incremental", "test_the_command_line_builds_since_a_build"),
+    ("test_build_incremental", "test_an_incremental_build_is_a_full_build_on_postgresql"),
+    ("test_build_cli", "test_build_verify_and_lineage_from_the_command_line"),
+    ("test_build_cli", "test_verify_and_lineage_say_what_the_path_or_id_is"),
+    ("test_jobs", "test_a_killed_server_leaves_its_job_failed_and_a_restart_loses_none"),
+    ("test_demo", "test_demo_prepares_everything_and_is_safe_to_rerun"),
+    ("test_crash_safety", "test_killed_builds_leave_no_partial_output_or_lineage"),
+    ("test_vault_cli", "test_feedback_show_delete_rotate_and_purge"),
+    ("test_offline_pages", "test_every_page_loads_only_from_the_server"),
+    ("test_retention", "test_expired_submission_days_match_the_exact_expiry"),
+    ("test_fuzz", "test_post_events_takes_any_bytes"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks the slow tests; under pytest-xdist (``make pytest``: ``-n 2 --dist loadgroup``)
+    every Spark test runs on one worker, so that one JVM and one session serve them all."""
+    for item in items:
+        spark = item.get_closest_marker("spark") is not None
+        if spark:
+            item.add_marker(pytest.mark.xdist_group("spark"))
+        function = getattr(item, "originalname", item.name)
+        if spark or (item.module.__name__.rpartition(".")[2], function) in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
 def _pg_available() -> str | None:
     import psycopg
 

@@ -311,11 +311,15 @@ def test_copy_keeps_empty_text_null_quotes_and_newlines_apart(
 
 
 @pytest.mark.parametrize("streams", [2, 3])
-def test_staged_rows_are_the_rows_read(pg: Traingate, streams: int) -> None:
+def test_staged_rows_are_the_rows_read(
+    pg: Traingate, streams: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``StoreReader.staged`` (COPY on several connections) gives every ledger's rows as
     ``reader`` does, and removes what it staged once they are read."""
     import tempfile
 
+    # a temporary directory of this test's own: other xdist workers stage in the shared one
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     before = set(Path(tempfile.gettempdir()).glob("traingate-stage-*"))
     with open_reader(pg.store.db) as reader:
         for ledger in LEDGERS:
