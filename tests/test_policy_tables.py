@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import decide_in_duckdb
 from traingate._core.facts import (
     ConsentChange,
     ConversationFacts,
@@ -483,6 +484,26 @@ def test_decision_table(policy_id: str, case: Case | Report) -> None:
             assert policy.rule_text(rule_id)[1], "every decision names rules with a text"
     if case.reasons:
         assert explained[-1][1].reasons == case.reasons
+
+
+@pytest.mark.parametrize(
+    ("policy_id", "case"), [p for p in PARAMS if isinstance(p.values[1], Case)]
+)
+def test_decision_table_in_compiled_sql(policy_id: str, case: Case) -> None:
+    """The same table through the bulk evaluator: the policy compiled to SQL, run on an
+    in-memory DuckDB over the case's facts as Arrow ledgers (no store, no ingest), decides each
+    message as the table says, and as the scalar evaluator does."""
+    policy = bundled_policy(policy_id)
+    facts = case.history.facts()
+    as_of = at(case.as_of)
+    decided = decide_in_duckdb(policy=policy, facts=facts, purpose=case.purpose, as_of=as_of)
+    explained = explain_conversation(policy=policy, facts=facts, purpose=case.purpose, as_of=as_of)
+    got = tuple(basis or reason for basis, reason in decided.values())
+    assert got == case.expected
+    for message, decision in explained:
+        basis, reason = decided[message.message_id]
+        expected = (decision.basis, None if decision.eligible else decision.primary_reason)
+        assert (basis, None if basis else reason) == expected, message.message_id
 
 
 def test_every_shipped_policy_has_a_table() -> None:

@@ -1,0 +1,88 @@
+"""Helpers shared by the test modules (no tests, no fixtures: conftest.py keeps those).
+
+- ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
+  in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
+  the bulk evaluator's decisions with no store and no ingest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from traingate._core.facts import ConversationFacts
+from traingate._core.policy import Policy, PolicySet
+from traingate._core.policy.compile import LEDGERS, compile_purpose
+
+__all__ = ["decide_in_duckdb", "ledgers_of"]
+
+
+def ledgers_of(facts: Iterable[ConversationFacts], *, as_of: int) -> dict[str, pa.Table]:
+    """The ledgers (``compile.LEDGERS``, by name) that a store holding these conversations
+    gives a build as of ``as_of``: the rows of its ledger queries, as Arrow tables."""
+    rows: dict[str, list[tuple[Any, ...]]] = {ledger.name: [] for ledger in LEDGERS}
+    consents: set[tuple[Any, ...]] = set()
+    accounts: set[str] = set()
+    for f in facts:
+        rows["l_conversations"].append((f.conversation_id, f.account_id, f.mode))
+        if f.account_id not in accounts:  # an account's ledgers once, however many chats
+            accounts.add(f.account_id)
+            rows["l_account_plans"] += [
+                (f.account_id, p.at, p.seq, p.plan, p.organization_id) for p in f.plans
+            ]
+            rows["l_account_deletions"] += [(f.account_id, t) for t in f.account_deleted]
+        for (scope, subject, setting), changes in f.consents.items():
+            consents.update((scope, subject, setting, c.at, c.seq, int(c.granted)) for c in changes)
+        rows["l_conversation_deletions"] += [(f.conversation_id, t) for t in f.conversation_deleted]
+        for flag in f.flags:
+            rows["l_flags"].append((flag.flag_id, f.conversation_id, flag.policy, flag.at))
+            rows["l_flag_clears"] += [(flag.flag_id, t) for t in flag.cleared_at]
+    rows["l_consents"] = [
+        (scope, subject, setting, at, granted)
+        for scope, subject, setting, at, _, granted in sorted(consents)
+    ]
+    tables: dict[str, pa.Table] = {}
+    for ledger in LEDGERS:
+        ts = ledger.schema.names.index("ts") if "ts" in ledger.schema.names else None
+        kept = [r for r in rows[ledger.name] if ts is None or r[ts] <= as_of]  # WHERE at <= ?
+        columns = list(zip(*kept, strict=True)) or [() for _ in ledger.schema]
+        tables[ledger.name] = pa.Table.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(columns, ledger.schema, strict=True)],
+            schema=ledger.schema,
+        )
+    return tables
+
+
+def decide_in_duckdb(
+    *, policy: Policy | PolicySet, facts: ConversationFacts, purpose: str, as_of: int
+) -> dict[str, tuple[str | None, str | None]]:
+    """Each message of ``facts`` that exists at as-of, by id, with the (basis, first reason)
+    of the compiled SQL for ``purpose``, run as the DuckDB engine runs it: the ledgers loaded
+    into tables, ``prepare``, then ``decide`` over one batch of the conversation's messages."""
+    compiled = compile_purpose(policy=policy, purpose=purpose, as_of=as_of)
+    messages = sorted((m for m in facts.messages if m.at <= as_of), key=lambda m: (m.at, m.seq))
+    with duckdb.connect() as con:
+        for name, table in ledgers_of([facts], as_of=as_of).items():
+            con.register("ledger_source", table)
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS FROM ledger_source")
+            con.unregister("ledger_source")
+        for statement in compiled.prepare:
+            con.execute(statement)
+        batch = pa.table(
+            {
+                "conversation_id": pa.array([facts.conversation_id] * len(messages), pa.string()),
+                "ts": pa.array([m.at for m in messages], pa.int64()),
+                "seq": pa.array([m.seq for m in messages], pa.int64()),
+                "idx": pa.array(range(len(messages)), pa.int64()),
+            }
+        )
+        con.register("batch", batch)
+        bounds = {"lo": facts.conversation_id, "hi": facts.conversation_id}
+        con.execute(compiled.decide, bounds)
+        decided = con.execute("SELECT idx, basis, reason FROM decided ORDER BY idx").fetchall()
+        con.unregister("batch")
+    assert [idx for idx, _, _ in decided] == list(range(len(messages)))
+    return {messages[idx].message_id: (basis, reason) for idx, basis, reason in decided}
