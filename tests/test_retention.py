@@ -20,6 +20,7 @@ from tests.factories import Events, all_text, jsonl
 from traingate._core.policy import Policy, PolicySet, bundled_policy, default_policy, parse_policy
 from traingate._core.timeutil import Duration, format_instant, parse_instant
 from traingate._facade import Traingate
+from traingate._retention.purge import purge
 from traingate._retention.rules import (
     HARD_DELETE_AFTER,
     PurgeCounts,
@@ -30,7 +31,6 @@ from traingate._retention.rules import (
     hard_delete_cutoff,
     hard_delete_due,
     latest_start,
-    purge,
     report_expired,
     report_expiry,
 )

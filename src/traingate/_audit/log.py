@@ -29,6 +29,7 @@ __all__ = [
     "AuditLog",
     "AuditProblem",
     "entry_hash",
+    "last_of",
     "verify_entries",
 ]
 
@@ -182,6 +183,20 @@ def verify_entries(
             )
         )
     return problems
+
+
+def last_of(db: Database, actions: Sequence[str]) -> tuple[int, str, str] | None:
+    """(at, actor, details as stored) of the latest entry of one of ``actions``, if any: what
+    the console shows of the last purge. Needs no key (it reads, it verifies nothing)."""
+    if not actions:
+        return None
+    marks = ", ".join("?" * len(actions))
+    rows = db.execute(
+        f"SELECT at, actor, details FROM audit_log WHERE action IN ({marks})"
+        " ORDER BY seq DESC LIMIT 1",
+        tuple(actions),
+    )
+    return (int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
 
 
 class AuditLog:

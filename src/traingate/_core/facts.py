@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "ConsentChange",
@@ -16,6 +17,7 @@ __all__ = [
     "ConversationFacts",
     "FlagFact",
     "MessageFact",
+    "MessageRow",
     "PlanChange",
     "consent_at",
     "consent_granted",
@@ -24,6 +26,18 @@ __all__ = [
     "flag_active",
     "plan_at",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One stored message, as the snapshot and the builds read it (the store makes them)."""
+
+    message_id: str
+    role: str
+    at: int
+    seq: int
+    content: str
+    attachments: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from traingate._core.policy import Policy, PolicySet
+from traingate._core.policy.model import reasons
 from traingate._core.timeutil import format_instant
-from traingate._datasets.engines.base import Tally
-from traingate._datasets.writer import FileEntry
 
 __all__ = [
     "DOCUMENTS",
@@ -24,6 +25,8 @@ __all__ = [
     "MANIFEST_FORMAT",
     "RECORD_FORMAT",
     "SIGNATURE_ALGORITHM",
+    "FileEntry",
+    "Tally",
     "canonical_bytes",
     "content_sha256",
     "counts_section",
@@ -46,6 +49,49 @@ _DOMAIN = b"traingate/manifest/v1\x00"
 
 # (kind, basis) -> (records, messages)
 RecordCounts = Mapping[tuple[str, str], tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Decisions counted: (basis, None) for included messages, (None, reason) for excluded
+    ones, reason being the primary reason (``Decision.primary_reason``)."""
+
+    counts: Mapping[tuple[str | None, str | None], int] = field(default_factory=dict)
+
+    def __add__(self, other: Tally) -> Tally:
+        total: Counter[tuple[str | None, str | None]] = Counter(self.counts)
+        total.update(other.counts)
+        return Tally(counts=dict(total))
+
+    @property
+    def considered(self) -> int:
+        return sum(self.counts.values())
+
+    def included_by_basis(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for (basis, _), n in self.counts.items():
+            if basis is not None:
+                out[basis] += n
+        return dict(sorted(out.items()))
+
+    def excluded_by_reason(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for (basis, reason), n in self.counts.items():
+            if basis is None:
+                out[reason or reasons().decision.no_basis] += n
+        return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One data file as the manifest lists it (``path`` relative to the dataset directory)."""
+
+    path: str
+    rows: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "rows": self.rows, "sha256": self.sha256}
 
 
 def _pair(records: int, messages: int) -> dict[str, int]:

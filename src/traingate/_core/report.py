@@ -23,9 +23,9 @@ from typing import Any
 
 from traingate._core.deid import redact, redact_json, strip_attachment
 from traingate._core.events import FeedbackSubmitted
+from traingate._core.facts import MessageRow
 from traingate._core.timeutil import utc_date
 from traingate._errors import EventError
-from traingate._store.store import MessageRow
 
 __all__ = ["Snapshot", "merge_messages", "take_snapshot"]
 

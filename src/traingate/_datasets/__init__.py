@@ -12,7 +12,11 @@
 Submodules are imported directly (``from traingate._datasets.builder import build_dataset``).
 """
 
-# The names the command line offers (kept here so that it need not import the engines).
+from typing import Literal
+
+# The names the command line and the console offer (kept here so that they need not import
+# the engines); ``FORMATS`` is the one list of record formats (``writer`` checks against it).
+Format = Literal["parquet", "jsonl"]
 ENGINES = ("duckdb", "scalar", "spark")
-FORMATS = ("parquet", "jsonl")
+FORMATS: tuple[Format, ...] = ("parquet", "jsonl")
 SHAPES = ("records", "chat", "kto", "openai")  # = build.shapes.SHAPES (docs/builds.md)

@@ -44,7 +44,7 @@ from traingate._datasets.lineage_file import (
 from traingate._datasets.records import conversation_item_key, report_item_key
 from traingate._datasets.staging import is_live
 from traingate._keys import SHORT_HASH, KeyRing
-from traingate._store.db import Database
+from traingate._store.db import Database, chunks
 
 __all__ = [
     "BuildRow",
@@ -65,7 +65,6 @@ __all__ = [
     "settle_builds",
 ]
 
-_CHUNK = 900  # item keys in one IN list (builds recorded in build_items; SQLite's old limit)
 _BUILD_COLUMNS = (
     "build_id", "built_at", "purpose", "as_of", "policy_id", "policy_sha256", "engine",
     "format", "path", "manifest_sha256", "records", "messages",
@@ -226,8 +225,8 @@ def _stored_items(
     found: dict[str, list[StoredItem]] = {}
     if not builds:
         return found
-    for start in range(0, len(item_keys), _CHUNK):
-        clause, params = db.in_list("i.item_key", item_keys[start : start + _CHUNK])
+    for chunk in chunks(item_keys):
+        clause, params = db.in_list("i.item_key", chunk)
         for build_id, item_key, record_id, kind, messages in db.execute(
             "SELECT b.build_id, i.item_key, i.record_id, i.kind, i.messages"
             " FROM builds b CROSS JOIN build_items i"

@@ -18,11 +18,13 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from traingate._core.manifest import FileEntry
+from traingate._datasets import FORMATS, Format
 from traingate._datasets.records import RECORD_SCHEMA
 from traingate._errors import BuildError
 
@@ -46,25 +48,11 @@ __all__ = [
     "write_part",
 ]
 
-Format = Literal["parquet", "jsonl"]  # = traingate._datasets.FORMATS
-FORMATS: tuple[Format, ...] = ("parquet", "jsonl")
 _CHUNK = 1 << 20
 ROW_GROUP = 4_096  # records per Parquet row group, whatever the engine's batches
 # Rows a part, by default: small enough that a part is a worker's work (a Spark task writes
 # the parts inside its rows, the builder at most the last one), ~20 MB of zstd Parquet.
 ROWS_PER_FILE = 4 * ROW_GROUP
-
-
-@dataclass(frozen=True, slots=True)
-class FileEntry:
-    """One data file as the manifest lists it (``path`` relative to the dataset directory)."""
-
-    path: str
-    rows: int
-    sha256: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "rows": self.rows, "sha256": self.sha256}
 
 
 def as_format(text: str) -> Format:

@@ -18,17 +18,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from traingate._audit.log import last_of
 from traingate._core.policy import Policy, PolicySet
+from traingate._core.policy.expiry import report_expiry
 from traingate._core.timeutil import DAY, Duration, day_of, format_instant, from_micros
-from traingate._retention.rules import (
-    ContentExpiry,
-    content_candidates,
-    content_expiries,
-    deletion_due_at,
-    report_expiry,
-)
+from traingate._retention.purge import content_candidates, content_expiries
+from traingate._retention.rules import ContentExpiry, deletion_due_at
 from traingate._store.db import Database
-from traingate._vault.vault import NEVER
+from traingate._store.store import deletions_held
+from traingate._vault.vault import NEVER, expiry_days
 
 if TYPE_CHECKING:
     from traingate._store.store import Store
@@ -271,19 +269,15 @@ def _expiries(
     stored one, or the earlier one the policies configured now give their submission
     (``Vault.expires_at``), taken at the start of the submission day (the columns keep no
     finer time)."""
-    rows = db.execute(
-        f"SELECT submitted_day, expires_day, COUNT(*) FROM {db.vault_prefix}reports"
-        " GROUP BY submitted_day, expires_day"
-    )
     by_day: dict[int, int] = {}
     never = 0
-    for submitted, stored, count in rows:
-        configured = report_expiry(policy, int(submitted))
-        day = min(int(stored), day_of(NEVER if configured is None else configured))
+    for submitted, stored, count in expiry_days(db):
+        configured = report_expiry(policy, submitted)
+        day = min(stored, day_of(NEVER if configured is None else configured))
         if day >= day_of(NEVER):
-            never += int(count)
+            never += count
             continue
-        by_day[day] = by_day.get(day, 0) + int(count)
+        by_day[day] = by_day.get(day, 0) + count
     months: dict[str, ExpiryMonth] = {}
     for day, count in sorted(by_day.items()):
         month = from_micros(day).strftime("%Y-%m")
@@ -338,47 +332,27 @@ def _month(month: str, found: Iterable[ContentExpiry]) -> ContentMonth:
 def _pending(
     db: Database, policy: Policy | PolicySet, limit: int
 ) -> tuple[list[PendingDeletion], int]:
-    conversations = db.execute(
-        "SELECT d.conversation_id, MIN(d.at),"
-        " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = d.conversation_id)"
-        " FROM conversation_deletions d GROUP BY d.conversation_id"
-    )
-    accounts = db.execute(
-        "SELECT d.account_id, MIN(d.at),"
-        " (SELECT COUNT(*) FROM messages m JOIN conversations c"
-        "  ON c.conversation_id = m.conversation_id WHERE c.account_id = d.account_id)"
-        " FROM account_deletions d"
-        " WHERE EXISTS (SELECT 1 FROM account_plans p WHERE p.account_id = d.account_id)"
-        " OR EXISTS (SELECT 1 FROM conversations c JOIN messages m"
-        "  ON m.conversation_id = c.conversation_id WHERE c.account_id = d.account_id)"
-        " GROUP BY d.account_id"
-    )
     pending = [
         PendingDeletion(
             kind=kind,
-            subject=str(subject),
-            deleted_at=int(at),
-            due_at=deletion_due_at(policy, int(at)),
-            messages=int(messages),
+            subject=subject,
+            deleted_at=at,
+            due_at=deletion_due_at(policy, at),
+            messages=messages,
         )
-        for kind, rows in (("conversation", conversations), ("account", accounts))
+        for kind, rows in deletions_held(db).items()
         for subject, at, messages in rows
-        if kind == "account" or int(messages) > 0
+        if kind == "account" or messages > 0
     ]
     pending.sort(key=lambda p: (p.due_at, p.kind, p.subject))
     return pending[:limit], len(pending)
 
 
 def _last_purge(db: Database) -> LastPurge | None:
-    marks = ", ".join("?" * len(PURGE_ACTIONS))
-    rows = db.execute(
-        f"SELECT at, actor, details FROM audit_log WHERE action IN ({marks})"
-        " ORDER BY seq DESC LIMIT 1",
-        PURGE_ACTIONS,
-    )
-    if not rows:
+    found = last_of(db, PURGE_ACTIONS)
+    if found is None:
         return None
-    at, actor, details = rows[0]
+    at, actor, details = found
     try:
         parsed = json.loads(details)
     except ValueError:

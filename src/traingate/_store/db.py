@@ -22,9 +22,11 @@ if TYPE_CHECKING:
     from traingate._store.reader_process import SnapshotServer
 
 __all__ = [
+    "MAX_IN_LIST",
     "Database",
     "PostgresDatabase",
     "SqliteDatabase",
+    "chunks",
     "connect",
     "private_dir",
     "private_file",
@@ -33,6 +35,15 @@ __all__ = [
 ]
 
 Row = tuple[Any, ...]
+# Values in one IN list (``Database.in_list``): under SQLite's bound-parameter limit on every
+# version. The store, the purge and lineage lookups read long lists this many at a time.
+MAX_IN_LIST = 900
+
+
+def chunks(values: Sequence[Any], size: int = MAX_IN_LIST) -> Iterator[Sequence[Any]]:
+    """``values`` in consecutive slices of at most ``size`` (an IN list's worth)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 class Database(Protocol):

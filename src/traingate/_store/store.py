@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from traingate._core.facts import (
@@ -17,35 +16,44 @@ from traingate._core.facts import (
     ConversationFacts,
     FlagFact,
     MessageFact,
+    MessageRow,
     PlanChange,
 )
 from traingate._errors import NotFoundError
 from traingate._keys import KeyRing
-from traingate._store.db import Database, PostgresDatabase
+from traingate._store.db import Database, PostgresDatabase, chunks
 from traingate._store.schema import migrate
 
-__all__ = ["MessageRow", "Store"]
+__all__ = ["MessageRow", "Store", "deletions_held"]
 
 _NO_LIMIT = 2**62
-_CHUNK = 900  # stays under SQLite's bound-parameter limit on every version
 _COPY_FROM = 200  # rows; below this, COPY's setup costs more than it saves
 
 
-@dataclass(frozen=True, slots=True)
-class MessageRow:
-    """One stored message, as the snapshot and the builds read it."""
-
-    message_id: str
-    role: str
-    at: int
-    seq: int
-    content: str
-    attachments: tuple[dict[str, Any], ...]
-
-
-def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+def deletions_held(db: Database) -> dict[str, list[tuple[str, int, int]]]:
+    """The deletions whose data the store still holds, for the retention status: by kind
+    ("conversation", "account"), (subject, first deletion's time, messages held). Every
+    deleted conversation is listed (with 0 messages when they are gone), and every deleted
+    account with a plan row or a message left."""
+    conversations = db.execute(
+        "SELECT d.conversation_id, MIN(d.at),"
+        " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = d.conversation_id)"
+        " FROM conversation_deletions d GROUP BY d.conversation_id"
+    )
+    accounts = db.execute(
+        "SELECT d.account_id, MIN(d.at),"
+        " (SELECT COUNT(*) FROM messages m JOIN conversations c"
+        "  ON c.conversation_id = m.conversation_id WHERE c.account_id = d.account_id)"
+        " FROM account_deletions d"
+        " WHERE EXISTS (SELECT 1 FROM account_plans p WHERE p.account_id = d.account_id)"
+        " OR EXISTS (SELECT 1 FROM conversations c JOIN messages m"
+        "  ON m.conversation_id = c.conversation_id WHERE c.account_id = d.account_id)"
+        " GROUP BY d.account_id"
+    )
+    return {
+        kind: [(str(subject), int(at), int(messages)) for subject, at, messages in rows]
+        for kind, rows in (("conversation", conversations), ("account", accounts))
+    }
 
 
 class Store:
@@ -71,7 +79,7 @@ class Store:
         unique = sorted(set(values))
         rows: list[tuple[Any, ...]] = []
         uses = sql.count("{where}")
-        for chunk in _chunks(unique):
+        for chunk in chunks(unique):
             clause, params = self.db.in_list(column, chunk, uses=uses)
             rows.extend(self.db.execute(sql.format(where=clause), params))
         return rows

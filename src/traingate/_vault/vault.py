@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from traingate._core.policy import Policy, PolicySet
+from traingate._core.policy.expiry import expired_submissions, report_expiry
 from traingate._core.report import Snapshot
 from traingate._core.timeutil import DAY, FAR_FUTURE, day_of, format_instant
 from traingate._errors import ConfigError, ReceiptError, StoreError
 from traingate._keys import KeyRing, MasterKey
-from traingate._retention.rules import expired_submissions, report_expiry
 from traingate._store.db import Database
 from traingate._vault.crypto import (
     SCHEME,
@@ -48,6 +48,7 @@ __all__ = [
     "ReportInfo",
     "Vault",
     "VaultRecord",
+    "expiry_days",
     "open_report",
     "reports_table",
     "usable_reports_query",
@@ -182,6 +183,16 @@ def usable_reports_query(prefix: str, as_of: int) -> tuple[str, tuple[int, int]]
         " WHERE submitted_day <= ? AND expires_day > ?"
     )
     return sql, (as_of, as_of - DAY)
+
+
+def expiry_days(db: Database) -> list[tuple[int, int, int]]:
+    """(submitted_day, expires_day, reports) over the vault's reports, by those two columns:
+    what the retention status counts (no key needed, nothing decrypted)."""
+    rows = db.execute(
+        f"SELECT submitted_day, expires_day, COUNT(*) FROM {reports_table(db.vault_prefix)}"
+        " GROUP BY submitted_day, expires_day"
+    )
+    return [(int(submitted), int(expires), int(count)) for submitted, expires, count in rows]
 
 
 def open_report(raw: Sequence[Any], *, keys: KeyRing, as_of: int) -> VaultRecord | None:

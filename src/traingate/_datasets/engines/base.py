@@ -6,7 +6,6 @@ Feedback records are not an engine's business: they come from the vault, whateve
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +13,11 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from traingate._core.manifest import FileEntry, Tally
 from traingate._core.policy import Policy, PolicySet
-from traingate._core.policy.model import reasons
 from traingate._datasets.lineage_file import LineageRun
 from traingate._datasets.records import LineageItem
-from traingate._datasets.writer import FileEntry, Format
+from traingate._datasets.writer import Format
 from traingate._store.export import StoreReader
 from traingate._store.store import Store
 
@@ -108,37 +107,6 @@ class BuildRequest:
     @property
     def policies(self) -> PolicySet:
         return PolicySet.of(self.policy)
-
-
-@dataclass(frozen=True, slots=True)
-class Tally:
-    """Decisions counted: (basis, None) for included messages, (None, reason) for excluded
-    ones, reason being the primary reason (``Decision.primary_reason``)."""
-
-    counts: Mapping[tuple[str | None, str | None], int] = field(default_factory=dict)
-
-    def __add__(self, other: Tally) -> Tally:
-        total: Counter[tuple[str | None, str | None]] = Counter(self.counts)
-        total.update(other.counts)
-        return Tally(counts=dict(total))
-
-    @property
-    def considered(self) -> int:
-        return sum(self.counts.values())
-
-    def included_by_basis(self) -> dict[str, int]:
-        out: Counter[str] = Counter()
-        for (basis, _), n in self.counts.items():
-            if basis is not None:
-                out[basis] += n
-        return dict(sorted(out.items()))
-
-    def excluded_by_reason(self) -> dict[str, int]:
-        out: Counter[str] = Counter()
-        for (basis, reason), n in self.counts.items():
-            if basis is None:
-                out[reason or reasons().decision.no_basis] += n
-        return dict(sorted(out.items()))
 
 
 @dataclass(frozen=True, slots=True)
