@@ -1,5 +1,10 @@
 """Helpers shared by the test modules (no tests, no fixtures: conftest.py keeps those).
 
+- ``run``: the command line in this process (click's ``CliRunner`` on the ``traingate`` group),
+  as ``python -m traingate`` would run in a directory; ``run_process``: the real entry point in
+  a subprocess, for what needs one (the module's ``__main__``, signals, servers, file
+  descriptors). Both without the caller's ``TRAINGATE_*`` variables, both give a
+  ``CompletedProcess``.
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
@@ -7,17 +12,73 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import traceback
+import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+from click.testing import CliRunner
 
 from traingate._core.facts import ConversationFacts
 from traingate._core.policy import Policy, PolicySet
 from traingate._core.policy.compile import LEDGERS, compile_purpose
 
-__all__ = ["decide_in_duckdb", "ledgers_of"]
+__all__ = ["decide_in_duckdb", "ledgers_of", "run", "run_process"]
+
+
+def _clean_env(env: dict[str, str] | None) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
+    return clean | (env or {})
+
+
+def run_process(
+    args: list[str], *, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m traingate ARGS`` in ``cwd``: the real entry point, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "traingate", *args],
+        cwd=cwd,
+        env=_clean_env(env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def run(
+    args: list[str], *, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``traingate ARGS`` in ``cwd``, in this process: the same exit status, standard output
+    and standard error as ``run_process`` (an uncaught exception: status 1, its traceback on
+    standard error; a warning: printed on standard error, as Python's default filters do)."""
+    from traingate._cli import cli
+
+    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("TRAINGATE_")}
+    stderr: list[str] = []
+
+    def show(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+        stderr.append(warnings.formatwarning(message, category, filename, lineno))
+
+    with contextlib.chdir(cwd), warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        result = CliRunner().invoke(
+            cli, args, input=stdin, env=unset | (env or {}), prog_name="traingate"
+        )
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr.append("".join(traceback.format_exception(result.exception)))
+    return subprocess.CompletedProcess(
+        ["traingate", *args], result.exit_code, result.stdout, result.stderr + "".join(stderr)
+    )
 
 
 def ledgers_of(facts: Iterable[ConversationFacts], *, as_of: int) -> dict[str, pa.Table]:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.api_support import Api, history, running_api
 from tests.factories import Events, jsonl
-from tests.test_cli import run
+from tests.support import run
 from traingate._audit.log import AuditLog
 from traingate._core.timeutil import parse_instant
 from traingate._facade import Traingate

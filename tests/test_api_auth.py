@@ -16,7 +16,7 @@ import pytest
 from tests.api_support import Api, free_port, history, running_api
 from tests.factories import Events
 from tests.route_matrix import CALLERS, PUBLIC, is_page, matrix, routes
-from tests.test_cli import run
+from tests.support import run
 from traingate._access.credentials import Credentials
 from traingate._core.timeutil import now_micros
 from traingate._facade import Traingate

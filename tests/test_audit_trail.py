@@ -13,7 +13,7 @@ import pytest
 
 from tests.api_support import history, running_api
 from tests.factories import Events, jsonl
-from tests.test_cli import run
+from tests.support import run
 from traingate._audit.actions import ACTIONS, cli_actor, subject_key
 from traingate._audit.log import AuditEntry
 from traingate._core.timeutil import parse_instant

@@ -4,32 +4,14 @@ real processes on the default store, SPEC §4 layout and exit codes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from tests.factories import Events, jsonl
+from tests.support import run
 
 T = Events.t
-
-
-def run(
-    args: list[str], *, cwd: Path, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "traingate", *args],
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_build_verify_and_lineage_from_the_command_line(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tests.api_support import Api
 from tests.factories import Events, jsonl
-from tests.test_build_cli import run
+from tests.support import run
 from tests.test_build_property import (
     VERSIONS,
     _pg_schema,

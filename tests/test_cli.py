@@ -12,25 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.factories import Events, jsonl
+from tests.support import run, run_process
 
 T = Events.t
-
-
-def run(
-    args: list[str], *, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "traingate", *args],
-        cwd=cwd,
-        env=full_env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def history() -> list[str]:
@@ -51,7 +35,7 @@ def history() -> list[str]:
 def test_ingest_and_explain_on_the_default_store(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(history()) + "\n")
-    done = run(["ingest", str(events)], cwd=tmp_path)
+    done = run_process(["ingest", str(events)], cwd=tmp_path)  # the real entry point
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"accepted": 7, "duplicates": 0, "rejected": 0, "errors": []}
     data = tmp_path / "traingate-data"
@@ -84,7 +68,7 @@ def test_ingest_and_explain_on_the_default_store(tmp_path: Path) -> None:
 def test_ingest_from_stdin_with_rejections_exits_1(tmp_path: Path) -> None:
     lines = history()
     lines.insert(1, '{"type": "account.updated", "event_id": "bad", "at": "2024-01-01"}')
-    done = run(["ingest", "-"], cwd=tmp_path, stdin="\n".join(lines))
+    done = run_process(["ingest", "-"], cwd=tmp_path, stdin="\n".join(lines))  # exit status 1
     assert done.returncode == 1
     summary = json.loads(done.stdout)
     assert (summary["accepted"], summary["duplicates"], summary["rejected"]) == (7, 0, 1)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.api_support import Api, running_api
 from tests.fuzz_events import Case, cases, check, counts, with_prefix
-from tests.test_cli import run
+from tests.support import run
 from traingate._facade import Traingate
 from traingate._ingest import IngestError, IngestSummary
 from traingate._ingest.incoming import Declared, Incoming, Rejected

@@ -11,15 +11,13 @@ basis, so its content is kept 30 days (retention ``always``), and a chat covered
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.factories import Events, jsonl, switched_ranges
+from tests.support import run
 from traingate._core.policy import bundled_policy, default_policy
 from traingate._core.timeutil import parse_instant
 from traingate._datasets.records import conversation_record_id, feedback_record_id
@@ -225,21 +223,6 @@ def test_diff_of_equal_policies_and_every_purpose(loaded: Traingate) -> None:
 
 
 # -- the command line ------------------------------------------------------------------------
-
-
-def run(
-    args: list[str], *, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "traingate", *args],
-        cwd=cwd,
-        env=clean | (env or {}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_policy_commands(tmp_path: Path) -> None:

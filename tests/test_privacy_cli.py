@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from tests.factories import Events, jsonl
-from tests.test_cli import run
+from tests.support import run
 from tests.test_privacy_answer import NOT_USED, PURPOSES, moved_between_plans
 
 T = Events.t
