@@ -5,6 +5,8 @@
   a subprocess, for what needs one (the module's ``__main__``, signals, servers, file
   descriptors). Both without the caller's ``TRAINGATE_*`` variables, both give a
   ``CompletedProcess``.
+- ``run_engine``: a build in memory (every record and decision, no files); ``read_dataset``: a
+  dataset directory's records; ``all_strings``: every string of a record.
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
@@ -13,24 +15,41 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 import traceback
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from traingate._core.facts import ConversationFacts
 from traingate._core.policy import Policy, PolicySet
 from traingate._core.policy.compile import LEDGERS, compile_purpose
+from traingate._datasets.builder import produce
+from traingate._datasets.engines.base import BuildRequest, Engine, Tally
+from traingate._datasets.engines.duckdb import DuckDBEngine
+from traingate._datasets.engines.scalar import ScalarEngine
+from traingate._facade import Traingate
 
-__all__ = ["decide_in_duckdb", "ledgers_of", "run", "run_process"]
+__all__ = [
+    "Built",
+    "all_strings",
+    "decide_in_duckdb",
+    "ledgers_of",
+    "read_dataset",
+    "run",
+    "run_engine",
+    "run_process",
+]
 
 
 def _clean_env(env: dict[str, str] | None) -> dict[str, str]:
@@ -147,3 +166,66 @@ def decide_in_duckdb(
         con.unregister("batch")
     assert [idx for idx, _, _ in decided] == list(range(len(messages)))
     return {messages[idx].message_id: (basis, reason) for idx, basis, reason in decided}
+
+
+@dataclass(frozen=True)
+class Built:
+    records: list[dict[str, Any]]
+    messages: Tally
+    reports: Tally
+    decisions: list[tuple[str, int, str | None, str | None, int]]
+
+
+def run_engine(
+    tg: Traingate, *, purpose: str, as_of: int, engine: Engine | str = "duckdb"
+) -> Built:
+    """Every record of a build, in output order, with its decisions, without writing files."""
+    if isinstance(engine, str):
+        engine = DuckDBEngine() if engine == "duckdb" else ScalarEngine()
+    request = BuildRequest(policy=tg.policies, purpose=purpose, as_of=as_of, keep_decisions=True)
+    records: list[dict[str, Any]] = []
+    messages, reports = Tally(), Tally()
+    decisions: list[tuple[str, int, str | None, str | None, int]] = []
+    steps = produce(store=tg.store, vault=tg.vault, keys=tg.keys, request=request, engine=engine)
+    for step in steps:
+        records.extend(step.records.to_pylist())
+        messages, reports = messages + step.messages, reports + step.reports
+        if step.decisions is not None:
+            decisions.extend(
+                (r["conversation_id"], r["seq"], r["basis"], r["reason"], r["policy"])
+                for r in step.decisions.to_pylist()
+            )
+    return Built(records=records, messages=messages, reports=reports, decisions=sorted(decisions))
+
+
+def read_dataset(directory: Path) -> list[dict[str, Any]]:
+    """The records of a dataset directory, in file order."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    out: list[dict[str, Any]] = []
+    for entry in manifest["files"]:
+        path = directory / entry["path"]
+        if path.suffix == ".parquet":
+            table: pa.Table = pq.read_table(path)
+            out.extend(table.to_pylist())
+        else:
+            out.extend(json.loads(line) for line in path.read_text().splitlines())
+    return out
+
+
+def all_strings(value: Any) -> Iterator[str]:
+    """Every string in a record: values and keys, at any depth, JSON text parsed too."""
+    if isinstance(value, str):
+        yield value
+        if value[:1] in "{[":
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return
+            yield from all_strings(parsed)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from all_strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from all_strings(item)

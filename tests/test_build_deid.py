@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
-from tests.test_build_helpers import all_strings, read_dataset
+from tests.support import all_strings, read_dataset
 from traingate._core.deid import EMAIL_PATTERN, redact, redact_json
 from traingate._core.timeutil import parse_instant
 from traingate._facade import Traingate

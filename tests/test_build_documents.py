@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from tests.test_build_helpers import read_dataset
+from tests.support import read_dataset
 from traingate._core.manifest import content_sha256
 from traingate._core.timeutil import parse_instant
 from traingate._datasets.card import size_category

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
-from tests.test_build_helpers import run_engine
+from tests.support import run_engine
 from traingate._core.policy import MODES, PolicySet, decide_report, load_policy_set, policy_at
 from traingate._core.policy.compile import _deadline
 from traingate._core.timeutil import MAX_INSTANT, Duration, parse_instant

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
-from tests.test_build_helpers import run_engine
+from tests.support import run_engine
 from traingate._core.policy import default_policy
 from traingate._core.timeutil import add_calendar_years, parse_instant
 from traingate._datasets.engines.duckdb import DuckDBEngine

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.factories import Events, jsonl
-from tests.test_build_helpers import read_dataset
+from tests.support import read_dataset
 from traingate._core.timeutil import parse_instant
 from traingate._datasets import builder as builder_module
 from traingate._datasets.records import conversation_record_id

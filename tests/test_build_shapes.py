@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.factories import jsonl
+from tests.support import read_dataset
 from tests.test_build_deid import EMAIL, FORBIDDEN, TIME, T, history, leaks
-from tests.test_build_helpers import read_dataset
 from traingate import _datasets as build
 from traingate._core.policy.model import reasons
 from traingate._core.timeutil import parse_instant

@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
-from tests.test_build_helpers import read_dataset
+from tests.support import read_dataset
 from traingate._api.jobs import recorded_builds
 from traingate._cli import cli
 from traingate._core.timeutil import parse_instant

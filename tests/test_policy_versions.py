@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.factories import Events, jsonl
-from tests.test_build_helpers import run_engine
+from tests.support import run_engine
 from traingate._core.policy import (
     ConsentBasis,
     PolicySet,

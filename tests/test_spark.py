@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.factories import Event, Events, jsonl
-from tests.test_build_helpers import read_dataset, run_engine
+from tests.support import read_dataset, run_engine
 from tests.test_build_scenarios import AS_OF, ingest, scenario
 from traingate._cli import cli
 from traingate._core.timeutil import parse_instant
