@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from traingate._core.timeutil import DAY
 from traingate._errors import BuildError, StoreError
+from traingate._ingest.incoming import FeedbackSubmittedIn, Incoming
 from traingate._store.db import Database
 from traingate._store.store import MessageRow, Store
 
 if TYPE_CHECKING:
     from traingate._datasets.lake import ParquetLake
-    from traingate._ingest.incoming import Incoming
 
 __all__ = [
     "LakeArchive",
@@ -115,11 +115,7 @@ def read_key(conversation_id: str, owner: str, earliest: int, at: int) -> ReadKe
 def prefetch(store: Store, events: Sequence[Incoming], archive: MessageArchive) -> Prefetched:
     """The archive's reads for the batch's reports, as the store stands before the batch
     (outside its transaction): by what each read was asked."""
-    reports = [
-        (e.conversation_id, e.at)
-        for e in events
-        if e.type == "feedback.submitted" and e.conversation_id is not None
-    ]
+    reports = [(e.conversation_id, e.at) for e in events if isinstance(e, FeedbackSubmittedIn)]
     if not reports:
         return {}
     conversations = {conversation for conversation, _ in reports}

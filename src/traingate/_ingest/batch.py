@@ -28,7 +28,25 @@ from traingate._ingest.archive import (
     prefetch,
     read_key,
 )
-from traingate._ingest.incoming import Incoming
+from traingate._ingest.incoming import (
+    AccountDeletedIn,
+    AccountUpdatedIn,
+    ConsentUpdatedIn,
+    ConversationDeletedIn,
+    ConversationUpdatedIn,
+    FeedbackSubmittedIn,
+    Incoming,
+    MessageCreatedIn,
+    SafetyClearedIn,
+    SafetyFlaggedIn,
+)
+from traingate._store.schema import (
+    CONVERSATIONS,
+    EVENTS,
+    FEEDBACK_KEYS,
+    INGEST_TABLES,
+    REPORT_EVENTS,
+)
 from traingate._store.store import MessageRow, Store
 
 __all__ = [
@@ -109,39 +127,26 @@ class IngestSummary:
         self.errors.append(IngestError(line=exc.line or 0, event_id=exc.event_id, error=str(exc)))
 
 
-_TABLES: dict[str, tuple[str, ...]] = {
-    "events": ("seq", "event_key", "body_hash", "type", "at"),
-    "account_plans": ("event_seq", "account_id", "at", "plan", "organization_id", "email"),
-    "account_deletions": ("event_seq", "account_id", "at"),
-    "consents": ("event_seq", "scope", "subject", "setting", "at", "granted", "source"),
-    "conversations": ("conversation_id", "account_id", "first_seq", "mode"),
-    "conversation_settings": ("event_seq", "conversation_id", "at", "fields"),
-    "conversation_deletions": ("event_seq", "conversation_id", "account_id", "at"),
-    "messages": (
-        "message_id",
-        "event_seq",
-        "conversation_id",
-        "account_id",
-        "role",
-        "at",
-        "content",
-        "attachments",
-    ),
-    "flags": ("flag_id", "event_seq", "conversation_id", "policy", "at", "reason"),
-    "flag_clears": ("event_seq", "flag_id", "at"),
-    "feedback_keys": ("feedback_key",),
-    "report_events": ("event_key", "body_hash"),
-}
-
-
 # Tables with a unique index on keyed hashes, and how to get a row's hash. Their rows are
 # written in hash order: the index's pages are then visited in order, once each, instead of at
 # random (a third less time for the events of a large file).
 _KEYED = {
-    "events": itemgetter(1),
-    "report_events": itemgetter(0),
-    "feedback_keys": itemgetter(0),
+    table.name: itemgetter(table.columns.index(column))
+    for table, column in (
+        (EVENTS, "event_key"),
+        (REPORT_EVENTS, "event_key"),
+        (FEEDBACK_KEYS, "feedback_key"),
+    )
 }
+
+
+# The event types that name a conversation and the account adding to it.
+_IN_CONVERSATION = (
+    MessageCreatedIn,
+    ConversationUpdatedIn,
+    ConversationDeletedIn,
+    FeedbackSubmittedIn,
+)
 
 
 class _Batch:
@@ -166,18 +171,24 @@ class _Batch:
         feedback_keys: set[str] = set()
         reported: set[str] = set()
         for event in events:
-            if event.conversation_id is not None:
-                convs.add(event.conversation_id)
-            if event.account_id is not None:
-                accounts.add(event.account_id)
-            if event.message_id is not None:
+            if isinstance(event, MessageCreatedIn | FeedbackSubmittedIn):
                 message_ids.add(event.message_id)
-            if event.flag_id is not None:
+            if isinstance(event, _IN_CONVERSATION):
+                convs.add(event.conversation_id)
+                accounts.add(event.account_id)
+            elif isinstance(event, AccountUpdatedIn | AccountDeletedIn):
+                accounts.add(event.account_id)
+            elif isinstance(event, ConsentUpdatedIn):
+                if event.scope == "account":
+                    accounts.add(event.subject)
+            elif isinstance(event, SafetyFlaggedIn):
+                convs.add(event.conversation_id)
                 flag_ids.add(event.flag_id)
-            if event.type == "feedback.submitted":
-                feedback_keys.add(keys.id_hash("feedback", event.values[0]))
-                if event.conversation_id is not None:
-                    reported.add(event.conversation_id)
+            elif isinstance(event, SafetyClearedIn):
+                flag_ids.add(event.flag_id)
+            if isinstance(event, FeedbackSubmittedIn):
+                feedback_keys.add(keys.id_hash("feedback", event.feedback_id))
+                reported.add(event.conversation_id)
         self.event_hashes = store.known_events([event.event_key for event in events])
         known = store.conversation_records(convs)
         self.owners = {conv: owner for conv, (owner, _) in known.items()}
@@ -192,7 +203,7 @@ class _Batch:
         self.flags = store.known_flags(flag_ids)
         self.feedback = store.known_feedback(feedback_keys)
         self.seq = store.next_seq()
-        self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _TABLES}
+        self.rows: dict[str, list[tuple[Any, ...]]] = {table.name: [] for table in INGEST_TABLES}
         # line, seq, report, and the messages the archive holds for it (read at receipt)
         self.reports: list[tuple[int, int, FeedbackSubmitted, Sequence[MessageRow]]] = []
         # With an archive: for each reported conversation, the earliest time the store (and
@@ -225,10 +236,11 @@ class _Batch:
         )
 
     def flush(self) -> None:
-        for table, rows in self.rows.items():
-            if table in _KEYED:
-                rows.sort(key=_KEYED[table])
-            self.store.insert(table, _TABLES[table], rows)
+        for table in INGEST_TABLES:
+            rows = self.rows[table.name]
+            if table.name in _KEYED:
+                rows.sort(key=_KEYED[table.name])
+            self.store.insert(table.name, table.columns, rows)
             rows.clear()
 
 
@@ -236,11 +248,12 @@ def _fail(event: Incoming, field_name: str, message: str) -> EventError:
     return EventError(message, field=field_name, event_id=event.event_id)
 
 
-def _check_conversation(batch: _Batch, event: Incoming) -> tuple[str, str]:
+def _check_conversation(
+    batch: _Batch, event: MessageCreatedIn | ConversationUpdatedIn | FeedbackSubmittedIn
+) -> tuple[str, str]:
     """Refuse additions to a deleted conversation or account, or to another's conversation.
     Returns the conversation and account ids."""
     conversation_id, account_id = event.conversation_id, event.account_id
-    assert conversation_id is not None and account_id is not None  # the event types checked
     if conversation_id in batch.deleted_convs:
         raise _fail(
             event,
@@ -267,88 +280,72 @@ def _claim(batch: _Batch, conversation_id: str, account_id: str, seq: int) -> No
     if conversation_id not in batch.owners:
         batch.owners[conversation_id] = account_id
         mode = batch.modes.setdefault(conversation_id, STANDARD)
-        batch.rows["conversations"].append((conversation_id, account_id, seq, mode))
+        batch.rows[CONVERSATIONS.name].append(
+            CONVERSATIONS.row(
+                conversation_id=conversation_id, account_id=account_id, first_seq=seq, mode=mode
+            )
+        )
 
 
 def _apply(batch: _Batch, event: Incoming, seq: int) -> None:
-    """Check one event against the batch state and queue its rows (a report is queued for
-    the vault). Raises EventError to reject. ``Incoming`` documents ``values``."""
-    rows = batch.rows
-    kind, at = event.type, event.at
-    if kind == "message.created":  # the most common event first
+    """Check one event against the batch state and note what it changes there (a report is
+    queued for the vault; its own rows are the caller's, ``Incoming.rows``). Raises EventError
+    to reject."""
+    at = event.at
+    if isinstance(event, MessageCreatedIn):  # the most common event first
         conversation_id, account_id = _check_conversation(batch, event)
         message_id = event.message_id
-        assert message_id is not None
         if message_id in batch.message_places:
             raise _fail(event, "message_id", f"message_id {message_id!r} is already used")
         _claim(batch, conversation_id, account_id, seq)
-        role, content, attachments = event.values
-        rows["messages"].append(
-            (message_id, seq, conversation_id, account_id, role, at, content, attachments)
-        )
         batch.message_places[message_id] = (conversation_id, at)
         batch.note(conversation_id, at)
-    elif kind == "account.updated":
-        rows["account_plans"].append((seq, event.account_id, at, *event.values))
-    elif kind == "account.deleted":
-        assert event.account_id is not None
-        rows["account_deletions"].append((seq, event.account_id, at))
+    elif isinstance(event, AccountDeletedIn):
         batch.deleted_accounts.add(event.account_id)
-    elif kind == "consent.updated":
-        scope, subject, setting, granted, source = event.values
-        rows["consents"].append((seq, scope, subject, setting, at, granted, source))
-    elif kind == "conversation.updated":
+    elif isinstance(event, ConversationUpdatedIn):
         conversation_id, account_id = _check_conversation(batch, event)
-        mode, mode_field, settings = event.values
+        mode = event.mode
         current = batch.modes.get(conversation_id)
         if current is None:
             batch.modes[conversation_id] = mode or STANDARD
         elif mode is not None and mode != current:
+            assert event.mode_field is not None
             raise _fail(
                 event,
-                mode_field,
+                event.mode_field,
                 f"gives mode {mode!r}, but conversation {conversation_id!r} is {current!r}: a "
                 "conversation's mode is set by the first event naming it and never changes",
             )
         _claim(batch, conversation_id, account_id, seq)
-        rows["conversation_settings"].append((seq, conversation_id, at, settings))
         batch.note(conversation_id, at)
-    elif kind == "conversation.deleted":
+    elif isinstance(event, ConversationDeletedIn):
         _apply_deletion(batch, event, seq)
-    elif kind == "feedback.submitted":
+    elif isinstance(event, FeedbackSubmittedIn):
         _apply_feedback(batch, event, seq)
-    elif kind == "safety.flagged":
-        assert event.flag_id is not None
+    elif isinstance(event, SafetyFlaggedIn):
         if event.flag_id in batch.flags:
             raise _fail(event, "flag_id", f"flag_id {event.flag_id!r} is already used")
-        assert event.conversation_id is not None
-        policy, reason = event.values
-        rows["flags"].append((event.flag_id, seq, event.conversation_id, policy, at, reason))
         batch.flags.add(event.flag_id)
         batch.modes.setdefault(event.conversation_id, STANDARD)  # it names the conversation
-    elif kind == "safety.cleared":
-        if event.flag_id not in batch.flags:
-            raise _fail(event, "flag_id", f"names no flag the store holds ({event.flag_id!r})")
-        rows["flag_clears"].append((seq, event.flag_id, at))
+    elif isinstance(event, SafetyClearedIn) and event.flag_id not in batch.flags:
+        raise _fail(event, "flag_id", f"names no flag the store holds ({event.flag_id!r})")
+    # account.updated and consent.updated: nothing to check against the store
 
 
-def _apply_deletion(batch: _Batch, event: Incoming, seq: int) -> None:
+def _apply_deletion(batch: _Batch, event: ConversationDeletedIn, seq: int) -> None:
     conversation_id, account_id = event.conversation_id, event.account_id
-    assert conversation_id is not None and account_id is not None
     owner = batch.owners.get(conversation_id)
     if owner is not None and owner != account_id:
         raise _fail(
             event, "account_id", f"conversation {conversation_id!r} belongs to another account"
         )
     _claim(batch, conversation_id, account_id, seq)
-    batch.rows["conversation_deletions"].append((seq, conversation_id, account_id, event.at))
     batch.deleted_convs.add(conversation_id)
 
 
-def _apply_feedback(batch: _Batch, event: Incoming, seq: int) -> None:
+def _apply_feedback(batch: _Batch, event: FeedbackSubmittedIn, seq: int) -> None:
     conversation_id, _ = _check_conversation(batch, event)
     report = event.event
-    assert isinstance(report, FeedbackSubmitted)
     feedback_key = batch.store.keys.id_hash("feedback", report.feedback_id)
     if feedback_key in batch.feedback:
         raise _fail(event, "feedback_id", f"feedback_id {report.feedback_id!r} is already used")
@@ -365,7 +362,7 @@ def _apply_feedback(batch: _Batch, event: Incoming, seq: int) -> None:
         )
     if place[1] > event.at:
         raise _fail(event, "message_id", "the rated message is later than the report")
-    batch.rows["feedback_keys"].append((feedback_key,))
+    batch.rows[FEEDBACK_KEYS.name].append(FEEDBACK_KEYS.row(feedback_key=feedback_key))
     batch.feedback.add(feedback_key)
     batch.reports.append((event.line, seq, report, archived))
 
@@ -410,7 +407,7 @@ def write_batch(
     prefetched = prefetch(store, events, archive) if archive is not None else None
     with store.db.transaction():
         batch = _Batch(store, events, archive, prefetched)
-        rows_events, rows_reports = batch.rows["events"], batch.rows["report_events"]
+        rows = batch.rows
         known_hashes = batch.event_hashes
         for event in events:
             event_key, body_hash = event.event_key, event.body_hash
@@ -436,15 +433,14 @@ def write_batch(
                     EventError(exc.message, field=exc.field, event_id=exc.event_id, line=event.line)
                 )
                 continue
-            if event.type == "feedback.submitted":  # no seq, time or body: see report_events
-                rows_reports.append((event_key, body_hash))
-            else:
-                rows_events.append((seq, event_key, body_hash, event.type, event.at))
+            for table, row in event.rows(seq):
+                rows[table].append(row)
+            if not isinstance(event, FeedbackSubmittedIn):  # a report takes no seq
                 batch.seq += 1
             known_hashes[event_key] = body_hash
             summary.accepted += 1
             accepted[event.type] += 1
-            if isinstance(event.event, ConsentUpdated):
+            if isinstance(event, ConsentUpdatedIn):
                 consents.append(event.event)
         _file_reports(batch, sink, summary)
         if observer is not None and accepted:

@@ -21,7 +21,14 @@ from traingate._errors import SchemaError
 from traingate._keys import SHORT_HASH
 from traingate._store.db import Database
 
-__all__ = ["MIGRATIONS", "Migration", "current_version", "migrate"]
+__all__ = [
+    "INGEST_TABLES",
+    "MIGRATIONS",
+    "Migration",
+    "Table",
+    "current_version",
+    "migrate",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +496,71 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE build_jobs ADD COLUMN since TEXT",
         ),
     ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table ingest appends to, with its columns as the migrations above leave them, in the
+    order its rows give them: the one place the order is written (rows are made from it,
+    ``traingate._ingest.incoming``, and inserted under it, ``Store.insert``)."""
+
+    name: str
+    columns: tuple[str, ...]
+
+    def row(self, **values: object) -> tuple[object, ...]:
+        """A row from its values named by column, every column once."""
+        if values.keys() != set(self.columns):
+            raise ValueError(f"a row of {self.name} names {sorted(values)}, not {self.columns}")
+        return tuple(values[column] for column in self.columns)
+
+
+EVENTS = Table("events", ("seq", "event_key", "body_hash", "type", "at"))
+ACCOUNT_PLANS = Table(
+    "account_plans", ("event_seq", "account_id", "at", "plan", "organization_id", "email")
+)
+ACCOUNT_DELETIONS = Table("account_deletions", ("event_seq", "account_id", "at"))
+CONSENTS = Table(
+    "consents", ("event_seq", "scope", "subject", "setting", "at", "granted", "source")
+)
+CONVERSATIONS = Table("conversations", ("conversation_id", "account_id", "first_seq", "mode"))
+CONVERSATION_SETTINGS = Table(
+    "conversation_settings", ("event_seq", "conversation_id", "at", "fields")
+)
+CONVERSATION_DELETIONS = Table(
+    "conversation_deletions", ("event_seq", "conversation_id", "account_id", "at")
+)
+MESSAGES = Table(
+    "messages",
+    (
+        "message_id",
+        "event_seq",
+        "conversation_id",
+        "account_id",
+        "role",
+        "at",
+        "content",
+        "attachments",
+    ),
+)
+FLAGS = Table("flags", ("flag_id", "event_seq", "conversation_id", "policy", "at", "reason"))
+FLAG_CLEARS = Table("flag_clears", ("event_seq", "flag_id", "at"))
+FEEDBACK_KEYS = Table("feedback_keys", ("feedback_key",))
+REPORT_EVENTS = Table("report_events", ("event_key", "body_hash"))
+# Every table ingest appends to, in the order one transaction writes them.
+INGEST_TABLES: tuple[Table, ...] = (
+    EVENTS,
+    ACCOUNT_PLANS,
+    ACCOUNT_DELETIONS,
+    CONSENTS,
+    CONVERSATIONS,
+    CONVERSATION_SETTINGS,
+    CONVERSATION_DELETIONS,
+    MESSAGES,
+    FLAGS,
+    FLAG_CLEARS,
+    FEEDBACK_KEYS,
+    REPORT_EVENTS,
 )
 
 
