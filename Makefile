@@ -16,7 +16,7 @@ help:
 	@echo "make test      lint, type-check and run the test suite (SQLite and PostgreSQL)"
 	@echo "make pytest    only the test suite, on two workers (pytest-xdist); the Spark tests on one"
 	@echo "               .venv/bin/pytest -m 'not slow' leaves out the slowest tests (marker slow)"
-	@echo "make lint      ruff + mypy"
+	@echo "make lint      ruff + mypy + the import contract (lint-imports, docs/architecture.md)"
 	@echo "make format    ruff format and fix"
 	@echo "make bench     the benchmarks under benchmarks/"
 	@echo "make docs      regenerate docs/cli.md and docs/events.md"
@@ -49,6 +49,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

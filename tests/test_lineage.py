@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
 from tests.support import read_dataset
-from traingate._api.jobs import recorded_builds
 from traingate._cli import cli
 from traingate._core.timeutil import parse_instant
 from traingate._datasets import builder as builder_module
@@ -30,6 +29,7 @@ from traingate._datasets.lineage import (
     forget_build,
     item_key_bytes,
     receipt_record_key,
+    recorded_builds,
     report_lineage,
 )
 from traingate._datasets.lineage_file import (

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from traingate._core.timeutil import format_instant, now_micros
 from traingate._errors import ConfigError
-from traingate._store.db import private_dir
+from traingate._settings import private_dir
 
 __all__ = [
     "SHORT_HASH",

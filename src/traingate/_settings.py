@@ -17,7 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_DATA_DIR", "DEFAULT_SPARK_MASTER", "SETTINGS", "Settings", "spark_master_url"]
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_SPARK_MASTER",
+    "SETTINGS",
+    "Settings",
+    "private_dir",
+    "spark_master_url",
+]
 
 DEFAULT_DATA_DIR = Path("traingate-data")
 DEFAULT_DB_URL = f"sqlite:///{DEFAULT_DATA_DIR}/traingate.sqlite"
@@ -75,3 +82,21 @@ class Settings:
             policy=policies,
             lake=None if lake_root is None else Path(lake_root).absolute(),
         )
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0700, whatever the umask (the store,
+    the vault and the key file hold messages, e-mail addresses and the keys to reports).
+    Directories that already exist are left as they are: they may be the operator's."""
+    missing: list[Path] = []
+    walk = path
+    while not walk.exists():
+        missing.append(walk)
+        if walk.parent == walk:
+            break
+        walk = walk.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    if not path.is_dir():
+        path.mkdir()  # a file in its place: FileExistsError, as mkdir says it

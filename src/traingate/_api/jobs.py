@@ -25,13 +25,13 @@ import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traingate._core.timeutil import format_instant, now_micros
-from traingate._datasets.lineage import BuildRow
-from traingate._errors import NotFoundError, TraingateError
+from traingate._datasets.lineage import recorded_build, recorded_builds
+from traingate._errors import TraingateError
 from traingate._settings import Settings
 from traingate._store import jobs as stored
 from traingate._store.db import Database, connect
@@ -47,7 +47,7 @@ __all__ = [
     "Owner",
     "job_dict",
     "process_identity",
-    "recorded_build",
+    "recorded_build",  # = traingate._datasets.lineage's (completed builds are lineage's)
     "recorded_builds",
     "stopped",
 ]
@@ -55,7 +55,6 @@ __all__ = [
 HEARTBEAT_SECONDS = 1.0  # how often a process writes its live jobs' progress
 LEASE_SECONDS = 60.0  # a job whose owner has not beaten for this long is taken for stopped
 LIST_LIMIT = 100
-_BUILD_COLUMNS = tuple(f.name for f in fields(BuildRow))
 _log = logging.getLogger(__name__)
 
 
@@ -419,34 +418,3 @@ class BuildJobs:
                 if self._db is not None:
                     self._db.close()
                     self._db = None
-
-
-# -- completed builds, as lineage records them -------------------------------------------------
-
-
-def _manifest(path: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def recorded_builds(db: Database, *, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
-    """Completed builds the store records (lineage), newest first, without manifests."""
-    rows = stored.completed_builds(db, columns=_BUILD_COLUMNS, limit=limit)
-    return [BuildRow(*row).to_dict() for row in rows]
-
-
-def recorded_build(db: Database, build_id: str) -> dict[str, Any]:
-    """A completed build with its manifest (None when its directory is gone)."""
-    row = stored.completed_build(db, columns=_BUILD_COLUMNS, build_id=build_id)
-    if row is None:
-        raise NotFoundError(f"no build or build job {build_id!r}")
-    build = BuildRow(*row)
-    return {
-        **build.to_dict(),
-        "status": "succeeded",
-        "progress": {"messages_done": None, "messages_total": None, "fraction": 1.0},
-        "manifest": _manifest(build.path),
-    }

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from traingate._access.credentials import MAX_SESSION_TTL
+from traingate._datasets import Format
 
 __all__ = [
     "INGEST_UNPROCESSABLE",
@@ -134,7 +135,7 @@ class PurgeRequest(_Body):
 class DatasetRequest(_Body):
     purpose: Annotated[str, Field(min_length=1, max_length=64)]
     as_of: Instant | None = Field(default=None, description="Build as of this time [now].")
-    format: Literal["parquet", "jsonl"] = "parquet"
+    format: Format = "parquet"  # traingate._datasets.FORMATS
     engine: Annotated[str, Field(min_length=1, max_length=32)] = "duckdb"
     shape: Literal["records", "chat", "kto", "openai"] = Field(
         default="records",

@@ -8,7 +8,6 @@ ingest (``traingate._ingest``). Plans and consent settings come from the policie
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -232,10 +231,6 @@ class ParsedEvent:
 
     event: AnyEvent
     body: str
-
-    @property
-    def body_sha256(self) -> str:
-        return hashlib.sha256(self.body.encode()).hexdigest()
 
 
 def canonical_json(value: object) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from traingate._errors import TimestampError
 
@@ -143,8 +143,3 @@ def add_calendar_years(micros: int, years: int) -> int:
 def now_micros() -> int:
     """The wall clock, for the few places allowed to read it (purge, audit, receipts)."""
     return to_micros(datetime.now(UTC))
-
-
-def date_to_micros(day: date) -> int:
-    """Midnight UTC at the start of ``day``."""
-    return to_micros(datetime(day.year, day.month, day.day, tzinfo=UTC))

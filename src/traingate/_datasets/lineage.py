@@ -26,6 +26,7 @@ appeared is never without its lineage once settled.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -43,6 +44,7 @@ from traingate._datasets.lineage_file import (
 )
 from traingate._datasets.records import conversation_item_key, report_item_key
 from traingate._datasets.staging import is_live
+from traingate._errors import NotFoundError
 from traingate._keys import SHORT_HASH, KeyRing
 from traingate._store.db import Database, chunks
 
@@ -61,6 +63,8 @@ __all__ = [
     "item_key_bytes",
     "receipt_record_key",
     "record_pending",
+    "recorded_build",
+    "recorded_builds",
     "report_lineage",
     "settle_builds",
 ]
@@ -242,6 +246,42 @@ def _stored_items(
     return found
 
 
+def _completed(db: Database, where: str, params: Sequence[Any]) -> list[BuildRow]:
+    """The completed builds (``pending_scratch IS NULL``) matching ``where``."""
+    columns = ", ".join(_ROW_COLUMNS)
+    sql = f"SELECT {columns} FROM builds WHERE pending_scratch IS NULL {where}"
+    return [BuildRow(*row) for row in db.execute(sql, params)]
+
+
+def _manifest(path: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def recorded_builds(db: Database, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Completed builds lineage records, newest first, without manifests (the API's and the
+    console's list of datasets)."""
+    found = _completed(db, "ORDER BY built_at DESC, build_id LIMIT ?", (limit,))
+    return [build.to_dict() for build in found]
+
+
+def recorded_build(db: Database, build_id: str) -> dict[str, Any]:
+    """A completed build with its manifest (None when its directory is gone), or
+    NotFoundError."""
+    found = _completed(db, "AND build_id = ?", (build_id,))
+    if not found:
+        raise NotFoundError(f"no build or build job {build_id!r}")
+    return {
+        **found[0].to_dict(),
+        "status": "succeeded",
+        "progress": {"messages_done": None, "messages_total": None, "fraction": 1.0},
+        "manifest": _manifest(found[0].path),
+    }
+
+
 def holdings(
     db: Database, *, item_keys: Sequence[bytes]
 ) -> list[tuple[BuildRow, list[StoredItem]]]:
@@ -249,14 +289,7 @@ def holdings(
     oldest first, with those of its items, in (item key, record id) order. Each build's
     lineage file is read by key (``lineage_file.find_items``); builds of before migration 14
     are read from ``build_items``."""
-    columns = ", ".join(_ROW_COLUMNS)
-    builds = [
-        BuildRow(*row)
-        for row in db.execute(
-            f"SELECT {columns} FROM builds WHERE pending_scratch IS NULL"
-            " ORDER BY built_at, build_id"
-        )
-    ]
+    builds = _completed(db, "ORDER BY built_at, build_id", ())
     keys = sorted(set(item_keys))
     stored = _stored_items(db, [b for b in builds if b.lineage_path is None], keys)
     held: list[tuple[BuildRow, list[StoredItem]]] = []

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from traingate._errors import ConfigError, StoreError
+from traingate._settings import private_dir
 
 if TYPE_CHECKING:
     from traingate._store.reader_process import SnapshotServer
@@ -279,24 +280,6 @@ def _redact(url: str) -> str:
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@")
     return url
-
-
-def private_dir(path: Path) -> None:
-    """Create ``path`` and its missing parents with mode 0700, whatever the umask (the store,
-    the vault and the key file hold messages, e-mail addresses and the keys to reports).
-    Directories that already exist are left as they are: they may be the operator's."""
-    missing: list[Path] = []
-    walk = path
-    while not walk.exists():
-        missing.append(walk)
-        if walk.parent == walk:
-            break
-        walk = walk.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)
-    if not path.is_dir():
-        path.mkdir()  # a file in its place: FileExistsError, as mkdir says it
 
 
 def private_file(path: Path) -> None:

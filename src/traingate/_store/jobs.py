@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
-from typing import Any, Literal
+from typing import Literal
 
 from traingate._store.db import Database
 
 __all__ = [
     "JobRow",
     "JobState",
-    "completed_build",
-    "completed_builds",
     "fail_stopped",
     "finish_job",
     "heartbeat",
@@ -161,23 +159,3 @@ def job(db: Database, key: str) -> JobRow | None:
 def jobs(db: Database, *, limit: int) -> list[JobRow]:
     """The newest jobs of every process, newest first."""
     return _rows(db, "ORDER BY created_at DESC, job_id LIMIT ?", (limit,))
-
-
-def completed_builds(db: Database, *, columns: Sequence[str], limit: int) -> list[tuple[Any, ...]]:
-    """``columns`` of the completed builds lineage records (``builds``), newest first."""
-    return db.execute(
-        f"SELECT {', '.join(columns)} FROM builds WHERE pending_scratch IS NULL"
-        " ORDER BY built_at DESC, build_id LIMIT ?",
-        (limit,),
-    )
-
-
-def completed_build(
-    db: Database, *, columns: Sequence[str], build_id: str
-) -> tuple[Any, ...] | None:
-    """``columns`` of one completed build, or None."""
-    rows = db.execute(
-        f"SELECT {', '.join(columns)} FROM builds WHERE build_id = ? AND pending_scratch IS NULL",
-        (build_id,),
-    )
-    return rows[0] if rows else None

@@ -17,7 +17,7 @@ from traingate._api.access import TG
 from traingate._api.jobs import BuildJobs
 from traingate._core.policy import Policy
 from traingate._core.timeutil import parse_instant
-from traingate._datasets import ENGINES, SHAPES
+from traingate._datasets import ENGINES, FORMATS, SHAPES
 from traingate._errors import AccessDeniedError, ConfigError, NotFoundError, TraingateError
 from traingate._web.errors import PageRoute
 from traingate._web.render import SECURITY_HEADERS, page
@@ -38,7 +38,6 @@ router = APIRouter(prefix="/admin", route_class=PageRoute, include_in_schema=Fal
 
 Posted = Annotated[Form, Depends(read_form)]
 BuildId = Annotated[str, Path(max_length=128)]
-FORMATS = ("parquet", "jsonl")
 SEARCH_LIMIT = 50  # conversations the explain page's search lists
 SECTIONS: tuple[tuple[str, str, str | None], ...] = (
     ("builds", "Builds", "analyst"),
