@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
@@ -21,6 +24,9 @@ from tests.api_support import Api, history, running_api
 from tests.factories import Events
 from traingate._facade import Traingate
 from traingate._settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # No per-example deadline: the first examples pay for imports and warm-up on a loaded CI core.
 hypothesis_settings.register_profile(
@@ -133,3 +139,33 @@ def api(settings: Settings, tmp_path: Path, ev: Events) -> Iterator[Api]:
     with running_api(settings, tmp_path / "datasets") as running:
         running.ingest(history(ev))
         yield running
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: the Spark tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """One local[2] session for every Spark test (the engine uses the active session)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        _unavailable("PySpark is not installed (pip install -e '.[dev]')")
+    if shutil.which("java") is None:
+        _unavailable("Java is not installed (apt-get install openjdk-17-jre-headless)")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("traingate-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    session.sparkContext.pythonExec = sys.executable
+    yield session
+    session.stop()

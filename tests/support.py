@@ -7,6 +7,8 @@
   ``CompletedProcess``.
 - ``run_engine``: a build in memory (every record and decision, no files); ``read_dataset``: a
   dataset directory's records; ``all_strings``: every string of a record.
+- ``history``: a random but valid history for the Spark tests; ``_engine``: their engine;
+  ``_manifest``: a manifest without what differs between engines.
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import subprocess
 import sys
 import traceback
@@ -24,13 +27,14 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
+from tests.factories import Event, Events
 from traingate._core.facts import ConversationFacts
 from traingate._core.policy import Policy, PolicySet
 from traingate._core.policy.compile import LEDGERS, compile_purpose
@@ -40,10 +44,18 @@ from traingate._datasets.engines.duckdb import DuckDBEngine
 from traingate._datasets.engines.scalar import ScalarEngine
 from traingate._facade import Traingate
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from traingate._datasets.engines.spark import SparkEngine
+
 __all__ = [
     "Built",
+    "_engine",
+    "_manifest",
     "all_strings",
     "decide_in_duckdb",
+    "history",
     "ledgers_of",
     "read_dataset",
     "run",
@@ -229,3 +241,82 @@ def all_strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from all_strings(item)
+
+
+def history(seed: int, conversations: int = 40) -> list[Event]:
+    """A random but valid history: plan changes, account and organization consent granted,
+    revoked and granted again, messages before an account exists, ties in time, settings,
+    incognito conversations, flags raised and cleared, deletions of conversations and of an
+    account (last in the file, so that nothing after them is refused)."""
+    rng = random.Random(seed)
+    e = Events(prefix=f"h{seed}-")
+    texts = ["hi", "mail bob@example.org", "x@y.zz and z@w.io", "plain", "é@x.io ünï"]
+    plans = ["free", "pro", "max", "team", "enterprise", "api"]
+    setup: list[Event] = [e.consent("o1", Events.t(0), True, scope="organization")]
+    accounts = [f"a{i}" for i in range(10)]
+    for index, account in enumerate(accounts):
+        for change in range(0 if index == 0 else rng.choice([1, 1, 2])):  # a0: no plan ever
+            plan = rng.choice(plans)
+            org = rng.choice(["o1", "o2"]) if plan in ("team", "enterprise", "api") else None
+            setup.append(e.account(account, Events.t(rng.randint(0, 2) + 6 * change), plan, org))
+        granted = rng.random() < 0.7
+        for day in (rng.randint(0, 3), rng.randint(5, 9), rng.randint(10, 13)):
+            setup.append(e.consent(account, Events.t(day, rng.choice([0, 1])), granted))
+            granted = not granted if rng.random() < 0.6 else granted
+    setup.append(e.consent("o2", Events.t(6), True, scope="organization"))
+    talk: list[Event] = []
+    later: list[Event] = []
+    for c in range(conversations):
+        account = rng.choice(accounts)
+        conversation = f"c{c:03d}"
+        fields: dict[str, Any] = {}
+        if rng.random() < 0.2:
+            fields["incognito"] = True
+        if rng.random() < 0.3:
+            fields["custom_style"] = {"tone": rng.choice(texts)}
+        if rng.random() < 0.3:
+            fields["preferences"] = {rng.choice(texts): 1}
+        talk.append(e.conversation(conversation, account, Events.t(rng.randint(0, 3)), **fields))
+        for m in range(rng.randint(1, 6)):
+            attachment = {
+                "attachment_id": f"{conversation}-{m}",
+                "source": rng.choice(["upload", "github"]),
+                "name": rng.choice(texts),
+                "content": rng.choice(texts),
+            }
+            attachments = [attachment] if rng.random() < 0.2 else []
+            talk.append(
+                e.message(
+                    f"{conversation}-m{m}",
+                    conversation,
+                    account,
+                    Events.t(rng.randint(1, 15), rng.choice([0, 0, 1])),
+                    role=rng.choice(["user", "assistant"]),
+                    content=rng.choice(texts),
+                    attachments=attachments,
+                )
+            )
+        if rng.random() < 0.2:
+            later.append(e.flag(f"f-{conversation}", conversation, Events.t(rng.randint(2, 12))))
+            if rng.random() < 0.5:
+                later.append(e.clear(f"f-{conversation}", Events.t(rng.randint(12, 18))))
+        if rng.random() < 0.1:
+            later.append(
+                e.conversation_deleted(conversation, account, Events.t(rng.randint(5, 18)))
+            )
+    later.append(e.account_deleted(accounts[-1], Events.t(11)))
+    return [*setup, *talk, *later]
+
+
+def _engine(spark: SparkSession) -> SparkEngine:
+    from traingate._datasets.engines.spark import SparkEngine
+
+    # three partitions over a few dozen conversations: batches end mid-partition too
+    return SparkEngine(session=spark, partitions=3, batch_messages=7)
+
+
+def _manifest(directory: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((directory / "manifest.json").read_text())
+    assert manifest.pop("engine") in ("duckdb", "spark")
+    manifest.pop("signature")
+    return manifest

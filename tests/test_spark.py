@@ -2,7 +2,8 @@
 same records in the same order, the same part files and manifest (only ``engine`` and the
 signature over it differ), from the store on both backends and from a lake.
 
-Spark is slow to start: one local[2] session serves the whole test session (``spark``), and
+Spark is slow to start: one local[2] session serves the whole test session (``spark``, in
+conftest.py), and
 the tests are few. Select them with ``-m spark``; they run in CI (Java 17 comes from
 ``.ci/run``), and are skipped elsewhere when Java or PySpark is missing.
 """
@@ -10,23 +11,17 @@ the tests are few. Select them with ``-m spark``; they run in CI (Java 17 comes 
 from __future__ import annotations
 
 import json
-import os
-import random
-import shutil
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
 
-from tests.factories import Event, Events, jsonl
-from tests.support import read_dataset, run_engine
+from tests.factories import Events, jsonl
+from tests.support import _engine, _manifest, history, read_dataset, run_engine
 from tests.test_build_scenarios import AS_OF, ingest, scenario
 from traingate._cli import cli
 from traingate._core.timeutil import parse_instant
-from traingate._datasets.engines.spark import SparkEngine
 from traingate._facade import Traingate
 from traingate._settings import Settings
 
@@ -35,111 +30,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.spark
 T = Events.t
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: the Spark tests must run)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    """One local[2] session for every Spark test (the engine uses the active session)."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        _unavailable("PySpark is not installed (pip install -e '.[dev]')")
-    if shutil.which("java") is None:
-        _unavailable("Java is not installed (apt-get install openjdk-17-jre-headless)")
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("traingate-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    session.sparkContext.pythonExec = sys.executable
-    yield session
-    session.stop()
-
-
-def _engine(spark: SparkSession) -> SparkEngine:
-    # three partitions over a few dozen conversations: batches end mid-partition too
-    return SparkEngine(session=spark, partitions=3, batch_messages=7)
-
-
-def _manifest(directory: Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((directory / "manifest.json").read_text())
-    assert manifest.pop("engine") in ("duckdb", "spark")
-    manifest.pop("signature")
-    return manifest
-
-
-def history(seed: int, conversations: int = 40) -> list[Event]:
-    """A random but valid history: plan changes, account and organization consent granted,
-    revoked and granted again, messages before an account exists, ties in time, settings,
-    incognito conversations, flags raised and cleared, deletions of conversations and of an
-    account (last in the file, so that nothing after them is refused)."""
-    rng = random.Random(seed)
-    e = Events(prefix=f"h{seed}-")
-    texts = ["hi", "mail bob@example.org", "x@y.zz and z@w.io", "plain", "é@x.io ünï"]
-    plans = ["free", "pro", "max", "team", "enterprise", "api"]
-    setup: list[Event] = [e.consent("o1", T(0), True, scope="organization")]
-    accounts = [f"a{i}" for i in range(10)]
-    for index, account in enumerate(accounts):
-        for change in range(0 if index == 0 else rng.choice([1, 1, 2])):  # a0: no plan ever
-            plan = rng.choice(plans)
-            org = rng.choice(["o1", "o2"]) if plan in ("team", "enterprise", "api") else None
-            setup.append(e.account(account, T(rng.randint(0, 2) + 6 * change), plan, org))
-        granted = rng.random() < 0.7
-        for day in (rng.randint(0, 3), rng.randint(5, 9), rng.randint(10, 13)):
-            setup.append(e.consent(account, T(day, rng.choice([0, 1])), granted))
-            granted = not granted if rng.random() < 0.6 else granted
-    setup.append(e.consent("o2", T(6), True, scope="organization"))
-    talk: list[Event] = []
-    later: list[Event] = []
-    for c in range(conversations):
-        account = rng.choice(accounts)
-        conversation = f"c{c:03d}"
-        fields: dict[str, Any] = {}
-        if rng.random() < 0.2:
-            fields["incognito"] = True
-        if rng.random() < 0.3:
-            fields["custom_style"] = {"tone": rng.choice(texts)}
-        if rng.random() < 0.3:
-            fields["preferences"] = {rng.choice(texts): 1}
-        talk.append(e.conversation(conversation, account, T(rng.randint(0, 3)), **fields))
-        for m in range(rng.randint(1, 6)):
-            attachment = {
-                "attachment_id": f"{conversation}-{m}",
-                "source": rng.choice(["upload", "github"]),
-                "name": rng.choice(texts),
-                "content": rng.choice(texts),
-            }
-            attachments = [attachment] if rng.random() < 0.2 else []
-            talk.append(
-                e.message(
-                    f"{conversation}-m{m}",
-                    conversation,
-                    account,
-                    T(rng.randint(1, 15), rng.choice([0, 0, 1])),
-                    role=rng.choice(["user", "assistant"]),
-                    content=rng.choice(texts),
-                    attachments=attachments,
-                )
-            )
-        if rng.random() < 0.2:
-            later.append(e.flag(f"f-{conversation}", conversation, T(rng.randint(2, 12))))
-            if rng.random() < 0.5:
-                later.append(e.clear(f"f-{conversation}", T(rng.randint(12, 18))))
-        if rng.random() < 0.1:
-            later.append(e.conversation_deleted(conversation, account, T(rng.randint(5, 18))))
-    later.append(e.account_deleted(accounts[-1], T(11)))
-    return [*setup, *talk, *later]
 
 
 @pytest.mark.store

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.factories import Event, Events, jsonl
-from tests.test_spark import _engine, _manifest, history, spark  # noqa: F401 (the fixture)
+from tests.support import _engine, _manifest, history
 from traingate._core.timeutil import parse_instant
 from traingate._datasets.builder import BuildResult, build_dataset
 from traingate._datasets.engines import spark_feedback
@@ -119,7 +119,7 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_spark_feedback_equals_duckdb(
     tmp_path: Path,
     db_url: str,
-    spark: SparkSession,  # noqa: F811
+    spark: SparkSession,
 ) -> None:
     """Many reports, on both backends: the same parts, manifest and lineage per receipt."""
     with _open(tmp_path, db_url) as tg:
@@ -147,7 +147,7 @@ def test_spark_feedback_equals_duckdb(
 
 
 @pytest.mark.parametrize("shape", ["kto", "chat"])
-def test_spark_feedback_in_a_shape(tmp_path: Path, spark: SparkSession, shape: str) -> None:  # noqa: F811
+def test_spark_feedback_in_a_shape(tmp_path: Path, spark: SparkSession, shape: str) -> None:
     """The shape is applied to the feedback records in the tasks as the builder applies it
     (kto: a row per rated report, the others left out and counted)."""
     with _open(tmp_path) as tg:
@@ -163,7 +163,7 @@ def test_spark_feedback_in_a_shape(tmp_path: Path, spark: SparkSession, shape: s
 
 
 @pytest.mark.usefixtures("small_batches")
-def test_spark_feedback_after_expiry_and_purge(tmp_path: Path, spark: SparkSession) -> None:  # noqa: F811
+def test_spark_feedback_after_expiry_and_purge(tmp_path: Path, spark: SparkSession) -> None:
     """A year and more later the reports test-mechanisms decided have expired: a build
     before the purge leaves them out, and after it their vault rows are gone; then every
     conversation deleted and purged: a build with no message left, its feedback records
@@ -204,7 +204,7 @@ def test_spark_feedback_after_expiry_and_purge(tmp_path: Path, spark: SparkSessi
         assert last["feedback"] == kinds["feedback"]
 
 
-def test_a_key_ring_that_does_not_open_the_vault(tmp_path: Path, spark: SparkSession) -> None:  # noqa: F811
+def test_a_key_ring_that_does_not_open_the_vault(tmp_path: Path, spark: SparkSession) -> None:
     """A master key of the same id but other bytes (a wrong key file): both engines fail the
     build with the vault's error naming the report and the key, and write nothing."""
     with _open(tmp_path) as tg:

@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
-from tests.test_spark import history, spark  # noqa: F401  (the session-wide Spark fixture)
+from tests.support import history
 from traingate._core.timeutil import parse_instant
 from traingate._datasets import lineage_file
 from traingate._datasets.engines import spark_lineage
