@@ -9,6 +9,7 @@
   dataset directory's records; ``all_strings``: every string of a record.
 - ``history``: a random but valid history for the Spark tests; ``_engine``: their engine;
   ``_manifest``: a manifest without what differs between engines.
+- ``_records``: a batch of ``n`` records numbered from ``start``, for the writer tests.
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
@@ -42,6 +43,7 @@ from traingate._datasets.builder import produce
 from traingate._datasets.engines.base import BuildRequest, Engine, Tally
 from traingate._datasets.engines.duckdb import DuckDBEngine
 from traingate._datasets.engines.scalar import ScalarEngine
+from traingate._datasets.records import RECORD_SCHEMA
 from traingate._facade import Traingate
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ __all__ = [
     "Built",
     "_engine",
     "_manifest",
+    "_records",
     "all_strings",
     "decide_in_duckdb",
     "history",
@@ -320,3 +323,23 @@ def _manifest(directory: Path) -> dict[str, Any]:
     assert manifest.pop("engine") in ("duckdb", "spark")
     manifest.pop("signature")
     return manifest
+
+
+def _records(start: int, n: int) -> pa.RecordBatch:
+    rows = [
+        {
+            "record_id": f"r{i:06d}",
+            "kind": "conversation",
+            "basis": "opt_in",
+            "date": "2025-01-01",
+            "messages": [{"role": "user", "content": f"text {i}", "attachments": []}],
+            "custom_style": None,
+            "preferences": None,
+            "rating": None,
+            "comment": None,
+            "categories": None,
+            "rated_message_index": None,
+        }
+        for i in range(start, start + n)
+    ]
+    return pa.RecordBatch.from_pylist(rows, schema=RECORD_SCHEMA)

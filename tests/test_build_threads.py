@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.factories import Event, Events, jsonl
-from tests.test_build_writer import _records
+from tests.support import _records
 from traingate._core.timeutil import parse_instant
 from traingate._datasets.builder import build_dataset
 from traingate._datasets.engines.base import BuildRequest

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support import _records
 from traingate._datasets.records import RECORD_SCHEMA
 from traingate._datasets.writer import (
     BackgroundWriter,
@@ -21,26 +22,6 @@ from traingate._datasets.writer import (
     write_part,
 )
 from traingate._errors import BuildError
-
-
-def _records(start: int, n: int) -> pa.RecordBatch:
-    rows = [
-        {
-            "record_id": f"r{i:06d}",
-            "kind": "conversation",
-            "basis": "opt_in",
-            "date": "2025-01-01",
-            "messages": [{"role": "user", "content": f"text {i}", "attachments": []}],
-            "custom_style": None,
-            "preferences": None,
-            "rating": None,
-            "comment": None,
-            "categories": None,
-            "rated_message_index": None,
-        }
-        for i in range(start, start + n)
-    ]
-    return pa.RecordBatch.from_pylist(rows, schema=RECORD_SCHEMA)
 
 
 @pytest.mark.parametrize("record_format", ["parquet", "jsonl"])
