@@ -10,6 +10,8 @@
 - ``history``: a random but valid history for the Spark tests; ``_engine``: their engine;
   ``_manifest``: a manifest without what differs between engines.
 - ``_records``: a batch of ``n`` records numbered from ``start``, for the writer tests.
+- ``world``: Alice's three conversations (``ALICE``, ``LISBON``, ``LANDLORD``, ``DINNER``)
+  that the page and browser tests share; ``csrf_of``: a page's CSRF token.
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
@@ -21,6 +23,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import traceback
@@ -52,11 +55,17 @@ if TYPE_CHECKING:
     from traingate._datasets.engines.spark import SparkEngine
 
 __all__ = [
+    "ALICE",
+    "BOB",
+    "DINNER",
+    "LANDLORD",
+    "LISBON",
     "Built",
     "_engine",
     "_manifest",
     "_records",
     "all_strings",
+    "csrf_of",
     "decide_in_duckdb",
     "history",
     "ledgers_of",
@@ -64,6 +73,7 @@ __all__ = [
     "run",
     "run_engine",
     "run_process",
+    "world",
 ]
 
 
@@ -343,3 +353,94 @@ def _records(start: int, n: int) -> pa.RecordBatch:
         for i in range(start, start + n)
     ]
     return pa.RecordBatch.from_pylist(rows, schema=RECORD_SCHEMA)
+
+
+ALICE, BOB = "acct-alice", "acct-bob"
+LISBON, LANDLORD, DINNER = "conv-lisbon", "conv-landlord", "conv-dinner"
+
+
+def world() -> list[dict[str, Any]]:
+    """Alice, on the free plan, opted in since 2024-01-01, with three conversations (the
+    browser tests use the same world)."""
+    ev = Events()
+    t = ev.t
+    drive = {
+        "attachment_id": "att-1",
+        "source": "google_drive",
+        "name": "lisbon-itinerary.docx",
+        "content": "Flight TP1351 lands 09:40; hotel in Chiado.",
+    }
+    return [
+        ev.account(ALICE, t(0), plan="free", email="alice@example.com"),
+        ev.consent(ALICE, t(0), granted=True, source="privacy_settings"),
+        ev.conversation(
+            LISBON,
+            ALICE,
+            t(10),
+            title="Two days in Lisbon",
+            custom_style={"tone": "concise"},
+            preferences={"units": "metric"},
+        ),
+        ev.message(
+            "m-l1",
+            LISBON,
+            ALICE,
+            t(10, 1),
+            "user",
+            "I have two days in Lisbon. What should I not miss?",
+            [drive],
+        ),
+        ev.message(
+            "m-l2",
+            LISBON,
+            ALICE,
+            t(10, 2),
+            "assistant",
+            "Day one: walk Alfama up to São Jorge Castle, then ride tram 28 to Estrela.\n"
+            "Day two: Belém for the tower and pastéis de nata, LX Factory at sunset.",
+        ),
+        ev.message("m-l3", LISBON, ALICE, t(10, 3), "user", "Is tram 28 worth the queue?"),
+        ev.message(
+            "m-l4",
+            LISBON,
+            ALICE,
+            t(10, 4),
+            "assistant",
+            "Board at Martim Moniz before 9:00 and the queue is short; later in the day "
+            "walking the same route is often faster.",
+        ),
+        ev.conversation(LANDLORD, ALICE, t(20), title="Reply to my landlord"),
+        ev.message(
+            "m-r1",
+            LANDLORD,
+            ALICE,
+            t(20, 1),
+            "user",
+            "Draft a polite reply to landlord@example.com about the broken heater.",
+        ),
+        ev.message(
+            "m-r2",
+            LANDLORD,
+            ALICE,
+            t(20, 2),
+            "assistant",
+            "Dear Ms Costa, thank you for your note. The heater in the living room has "
+            "stopped working again; could a technician come by this week?",
+        ),
+        ev.conversation(DINNER, ALICE, t(30), title="Weeknight dinner ideas"),
+        ev.message("m-d1", DINNER, ALICE, t(30, 1), "user", "Three dinners in 20 minutes?"),
+        ev.message(
+            "m-d2",
+            DINNER,
+            ALICE,
+            t(30, 2),
+            "assistant",
+            "Shakshuka, a chickpea and spinach curry, and lemon-garlic prawn pasta.",
+        ),
+    ]
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert match, "the page has no form with a CSRF token"
+    return match.group(1)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests import test_web as web
-from tests.test_pages import LISBON
+from tests.support import LISBON
 from traingate._api.apidocs import assets_dir
 
 if not web.CHROMIUM.exists():  # test_web skipped (or failed under CI=true) at import already

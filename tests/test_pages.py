@@ -8,100 +8,16 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import Events
+from tests.support import ALICE, BOB, DINNER, LISBON, csrf_of, world
 from traingate._api import create_app
 from traingate._facade import Traingate
 from traingate._settings import Settings
 from traingate._web.answer import answer_for, policy_rules
-
-ALICE, BOB = "acct-alice", "acct-bob"
-LISBON, LANDLORD, DINNER = "conv-lisbon", "conv-landlord", "conv-dinner"
-
-
-def world() -> list[dict[str, Any]]:
-    """Alice, on the free plan, opted in since 2024-01-01, with three conversations (the
-    browser tests use the same world)."""
-    ev = Events()
-    t = ev.t
-    drive = {
-        "attachment_id": "att-1",
-        "source": "google_drive",
-        "name": "lisbon-itinerary.docx",
-        "content": "Flight TP1351 lands 09:40; hotel in Chiado.",
-    }
-    return [
-        ev.account(ALICE, t(0), plan="free", email="alice@example.com"),
-        ev.consent(ALICE, t(0), granted=True, source="privacy_settings"),
-        ev.conversation(
-            LISBON,
-            ALICE,
-            t(10),
-            title="Two days in Lisbon",
-            custom_style={"tone": "concise"},
-            preferences={"units": "metric"},
-        ),
-        ev.message(
-            "m-l1",
-            LISBON,
-            ALICE,
-            t(10, 1),
-            "user",
-            "I have two days in Lisbon. What should I not miss?",
-            [drive],
-        ),
-        ev.message(
-            "m-l2",
-            LISBON,
-            ALICE,
-            t(10, 2),
-            "assistant",
-            "Day one: walk Alfama up to São Jorge Castle, then ride tram 28 to Estrela.\n"
-            "Day two: Belém for the tower and pastéis de nata, LX Factory at sunset.",
-        ),
-        ev.message("m-l3", LISBON, ALICE, t(10, 3), "user", "Is tram 28 worth the queue?"),
-        ev.message(
-            "m-l4",
-            LISBON,
-            ALICE,
-            t(10, 4),
-            "assistant",
-            "Board at Martim Moniz before 9:00 and the queue is short; later in the day "
-            "walking the same route is often faster.",
-        ),
-        ev.conversation(LANDLORD, ALICE, t(20), title="Reply to my landlord"),
-        ev.message(
-            "m-r1",
-            LANDLORD,
-            ALICE,
-            t(20, 1),
-            "user",
-            "Draft a polite reply to landlord@example.com about the broken heater.",
-        ),
-        ev.message(
-            "m-r2",
-            LANDLORD,
-            ALICE,
-            t(20, 2),
-            "assistant",
-            "Dear Ms Costa, thank you for your note. The heater in the living room has "
-            "stopped working again; could a technician come by this week?",
-        ),
-        ev.conversation(DINNER, ALICE, t(30), title="Weeknight dinner ideas"),
-        ev.message("m-d1", DINNER, ALICE, t(30, 1), "user", "Three dinners in 20 minutes?"),
-        ev.message(
-            "m-d2",
-            DINNER,
-            ALICE,
-            t(30, 2),
-            "assistant",
-            "Shakshuka, a chickpea and spinach curry, and lemon-garlic prawn pasta.",
-        ),
-    ]
 
 
 class Site:
@@ -143,12 +59,6 @@ def site(tmp_path: Path) -> Site:
 def client(site: Site) -> Iterator[TestClient]:
     with TestClient(site.app) as client:
         yield client
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
-    assert match, "the page has no form with a CSRF token"
-    return match.group(1)
 
 
 def signed_in(client: TestClient, site: Site) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from tests.factories import Events
-from tests.test_pages import csrf_of
+from tests.support import csrf_of
 from traingate._api import create_app
 from traingate._facade import Traingate
 from traingate._settings import Settings

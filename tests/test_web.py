@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_pages import ALICE, DINNER, LANDLORD, LISBON, world
+from tests.support import ALICE, DINNER, LANDLORD, LISBON, world
 from traingate._facade import Traingate
 from traingate._settings import Settings
 

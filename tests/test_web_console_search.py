@@ -10,7 +10,7 @@ import re
 from playwright.sync_api import Page, expect
 
 from tests import test_web  # skips (or fails with CI=true) without chromium
-from tests.test_pages import ALICE, DINNER, LANDLORD, LISBON
+from tests.support import ALICE, DINNER, LANDLORD, LISBON
 from tests.test_web import Site, admin_sign_in, build, shot
 from tests.test_web_privacy_history import in_browser
 

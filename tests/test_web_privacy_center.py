@@ -12,7 +12,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from tests import test_web  # skips (or fails with CI=true) without chromium
-from tests.test_pages import LISBON
+from tests.support import LISBON
 from tests.test_web import Site, open_dialog, shot, sign_in
 from tests.test_web_privacy_history import in_browser
 from traingate._core.timeutil import parse_instant
