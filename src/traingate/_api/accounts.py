@@ -10,7 +10,7 @@ from traingate._access.credentials import Principal
 from traingate._api.access import TG, Access, require_account
 from traingate._api.body import json_body, json_request_body
 from traingate._api.conversations import AsOf, as_of_param
-from traingate._api.models import ConsentRequest, error_responses
+from traingate._api.models import ConsentRequest, PrivacyAnswerBody, error_responses
 from traingate._api.paths import MAX_ID_IN_PATH, PathId
 from traingate._errors import NotFoundError
 
@@ -30,6 +30,7 @@ AccountId = Annotated[
 @router.get(
     "/{account_id}/privacy",
     summary='The account\'s answer to "Is my data used for model training?"',
+    response_model=PrivacyAnswerBody,
     responses=error_responses(401, 403, 404, 422),
 )
 def privacy(
@@ -54,6 +55,7 @@ def privacy(
 @router.put(
     "/{account_id}/consent",
     summary="Set one's own model-training consent",
+    response_model=PrivacyAnswerBody,
     responses=error_responses(401, 403, 404, 413, 415, 422),
     openapi_extra={"requestBody": json_request_body(ConsentRequest)},
 )

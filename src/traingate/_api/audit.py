@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from traingate._access.credentials import Principal
 from traingate._api.access import TG, Access
-from traingate._api.models import error_responses
+from traingate._api.models import AuditEntriesBody, AuditVerifyBody, error_responses
 
 __all__ = ["router"]
 
@@ -17,7 +17,13 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Officer = Annotated[Principal, Depends(Access("privacy_officer"))]
 
 
-@router.get("/verify", summary="Verify the audit chain", responses=error_responses(401, 403))
+@router.get(
+    "/verify",
+    summary="Verify the audit chain",
+    response_model=AuditVerifyBody,
+    response_model_exclude_unset=True,  # `warning` only when there is one
+    responses=error_responses(401, 403),
+)
 def verify(_: Officer, tg: TG) -> dict[str, Any]:
     """Check every entry's keyed hash, the chain and the signed head: `ok`, the number of
     entries by action, the head, and each problem with its `seq` and `kind` (`edited`,
@@ -27,7 +33,10 @@ def verify(_: Officer, tg: TG) -> dict[str, Any]:
 
 
 @router.get(
-    "/entries", summary="Read audit entries in order", responses=error_responses(401, 403, 422)
+    "/entries",
+    summary="Read audit entries in order",
+    response_model=AuditEntriesBody,
+    responses=error_responses(401, 403, 422),
 )
 def entries(
     _: Officer,

@@ -8,7 +8,12 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from traingate._access.credentials import Principal
 from traingate._api.access import TG, Access, require_conversation
-from traingate._api.models import error_responses
+from traingate._api.models import (
+    ConversationBody,
+    ConversationDeletedBody,
+    ExplanationBody,
+    error_responses,
+)
 from traingate._api.paths import MAX_ID_IN_PATH, PathId
 from traingate._core.timeutil import format_instant, parse_instant
 
@@ -42,6 +47,7 @@ def as_of_param(as_of: str | None) -> int | None:
 @router.get(
     "/{conversation_id}/explain",
     summary="Explain a conversation, message by message",
+    response_model=ExplanationBody,
     responses=error_responses(401, 403, 404, 422),
 )
 def explain(
@@ -61,6 +67,7 @@ def explain(
 @router.get(
     "/{conversation_id}",
     summary="Read one's own conversation",
+    response_model=ConversationBody,
     responses=error_responses(401, 403, 404, 422),
 )
 def read_conversation(
@@ -77,6 +84,7 @@ def read_conversation(
 @router.delete(
     "/{conversation_id}",
     summary="Delete one's own conversation",
+    response_model=ConversationDeletedBody,
     responses=error_responses(401, 403, 404, 422),
 )
 def delete_conversation(

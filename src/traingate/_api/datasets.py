@@ -11,7 +11,7 @@ from traingate._access.credentials import Principal
 from traingate._api.access import TG, Access
 from traingate._api.body import json_body, json_request_body
 from traingate._api.jobs import BuildJobs
-from traingate._api.models import DatasetRequest, error_responses
+from traingate._api.models import BuildBody, BuildsBody, DatasetRequest, error_responses
 from traingate._core.timeutil import parse_instant
 
 __all__ = ["router"]
@@ -33,6 +33,7 @@ Jobs = Annotated[BuildJobs, Depends(_jobs)]
     "",
     summary="Start a dataset build",
     status_code=202,
+    response_model=BuildBody,
     responses=error_responses(401, 403, 413, 415, 422),
     openapi_extra={"requestBody": json_request_body(DatasetRequest)},
 )
@@ -63,7 +64,9 @@ def start_build(
     )
 
 
-@router.get("", summary="List builds", responses=error_responses(401, 403))
+@router.get(
+    "", summary="List builds", response_model=BuildsBody, responses=error_responses(401, 403)
+)
 def list_builds(_: Analyst, tg: TG, jobs: Jobs) -> dict[str, Any]:
     """The build jobs of every server of the store (queued, running, finished; the newest
     100), and the completed builds the store records (lineage), newest first."""
@@ -73,6 +76,7 @@ def list_builds(_: Analyst, tg: TG, jobs: Jobs) -> dict[str, Any]:
 @router.get(
     "/{dataset_id}",
     summary="A build's status and manifest",
+    response_model=BuildBody,
     responses=error_responses(401, 403, 404),
 )
 def get_build(

@@ -12,7 +12,13 @@ from traingate._access.credentials import Principal
 from traingate._api.access import TG, Access, Caller, require_conversation
 from traingate._api.body import FEEDBACK_LIMIT, media_type, read_body
 from traingate._api.events import summary_response
-from traingate._api.models import INGEST_UNPROCESSABLE, FeedbackReceipt, error_responses
+from traingate._api.models import (
+    INGEST_UNPROCESSABLE,
+    FeedbackBody,
+    FeedbackDeletedBody,
+    FeedbackReceipt,
+    error_responses,
+)
 from traingate._api.openapi import SERVER_ASSIGNED, feedback_schema
 from traingate._api.problems import ApiError
 from traingate._audit.actions import END_USER
@@ -131,6 +137,7 @@ def _submit_as_user(tg: TG, principal: Principal, event: dict[str, Any]) -> JSON
 @router.get(
     "/{receipt}",
     summary="Show a feedback report by its receipt",
+    response_model=FeedbackBody,
     responses=error_responses(401, 404),
 )
 def show_feedback(principal: Caller, tg: TG, receipt: Receipt, request: Request) -> dict[str, Any]:
@@ -145,6 +152,7 @@ def show_feedback(principal: Caller, tg: TG, receipt: Receipt, request: Request)
 @router.delete(
     "/{receipt}",
     summary="Delete a feedback report by its receipt",
+    response_model=FeedbackDeletedBody,
     responses=error_responses(401, 404),
 )
 def delete_feedback(

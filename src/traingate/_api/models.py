@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from traingate._access.credentials import MAX_SESSION_TTL
 from traingate._datasets import Format
@@ -147,6 +147,137 @@ class DatasetRequest(_Body):
         description="An incremental build: the id of an earlier build of the same purpose "
         "and policies to start from; the records are a full build's (docs/builds.md).",
     )
+
+
+# -- response bodies: the keys each route answers, in its order (extra keys are refused, so a
+# body that drifts from its model fails loudly); nested objects the CLI prints alike stay open.
+
+Json = dict[str, Any]
+
+
+class PrivacyAnswerBody(_Body):
+    """The answer of `traingate privacy` (SPEC §4)."""
+
+    account_id: str
+    as_of: str
+    known: bool
+    purposes: dict[str, Json]
+    policy: Any
+    policies: list[Any]
+    plan: str | None
+    plan_class: str | None
+    organization_id: str | None
+    plan_history: list[Json]
+    deleted_at: str | None
+    settings: list[Json]
+    consent: Json
+    organization_consent: Json | None
+    consents: list[Json]
+    bases: list[Json]
+    conversations: list[Json]
+    builds: dict[str, list[Any]]
+
+
+class ExplanationBody(_Body):
+    """Why each message may or may not serve the purpose as of the time."""
+
+    conversation_id: str
+    purpose: str
+    as_of: str
+    policy: Json
+    messages: list[Json]
+
+
+class ConversationBody(_Body):
+    """A conversation's messages and settings as of a time."""
+
+    conversation_id: str
+    account_id: str
+    as_of: str
+    title: Any
+    custom_style: Any
+    preferences: Any
+    deleted_at: str | None
+    messages: list[Json]
+
+
+class ConversationDeletedBody(_Body):
+    conversation_id: str
+    deleted: bool
+    deleted_at: str
+
+
+class AuditVerifyBody(_Body):
+    """The summary of `traingate audit verify`; `warning` only for an empty log with no
+    signed head."""
+
+    ok: bool
+    entries: int
+    head: Json | None
+    first_at: str | None
+    last_at: str | None
+    actions: dict[str, int]
+    problems: list[Json]
+    pending: list[Json]
+    warning: str | None = None
+
+
+class AuditEntriesBody(_Body):
+    entries: list[Json]
+    next_after: int | None
+
+
+class BuildsBody(_Body):
+    jobs: list[Json]
+    builds: list[Json]
+
+
+class BuildBody(RootModel[Json]):
+    """A build job's status (a job id), or a completed build from lineage (a build id)."""
+
+
+class PurgeBody(_Body):
+    """What one purge deleted."""
+
+    as_of: str
+    expired_reports: int
+    conversations_purged: int
+    messages_purged: int
+    accounts_purged: int
+    messages_expired: int
+
+
+class FeedbackBody(_Body):
+    report: Json
+    snapshot: Json
+
+
+class FeedbackDeletedBody(_Body):
+    deleted: bool
+    report_id: str
+
+
+class SessionBody(_Body):
+    session: str
+    session_id: str
+    account_id: str
+    created_at: str
+    expires_at: str
+    login_path: str
+
+
+class RevokedBody(_Body):
+    revoked: bool
+
+
+class PrincipalBody(_Body):
+    """Who the caller is."""
+
+    kind: str
+    role: str | None
+    name: str | None
+    account_id: str | None
+    expires_at: str | None
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from traingate._access.credentials import Principal
 from traingate._api.access import TG, Access
 from traingate._api.body import json_body, json_request_body
-from traingate._api.models import PurgeRequest, error_responses
+from traingate._api.models import PurgeBody, PurgeRequest, error_responses
 from traingate._core.timeutil import format_instant, now_micros, parse_instant
 from traingate._errors import TimestampError
 
@@ -21,6 +21,7 @@ router = APIRouter(prefix="/v1", tags=["retention"])
 @router.post(
     "/purge",
     summary="Purge expired data",
+    response_model=PurgeBody,
     responses=error_responses(401, 403, 413, 415, 422),
     openapi_extra={"requestBody": json_request_body(PurgeRequest, required=False)},
 )

@@ -10,7 +10,13 @@ from fastapi.responses import JSONResponse
 from traingate._access.credentials import Principal
 from traingate._api.access import TG, Access, Caller
 from traingate._api.body import json_body, json_request_body
-from traingate._api.models import SessionRequest, error_responses
+from traingate._api.models import (
+    PrincipalBody,
+    RevokedBody,
+    SessionBody,
+    SessionRequest,
+    error_responses,
+)
 
 __all__ = ["router"]
 
@@ -21,6 +27,7 @@ router = APIRouter(prefix="/v1", tags=["sessions"])
     "/sessions",
     summary="Open a session for an end user",
     status_code=201,
+    response_model=SessionBody,
     responses=error_responses(401, 403, 404, 413, 415, 422),
     openapi_extra={"requestBody": json_request_body(SessionRequest)},
 )
@@ -40,6 +47,7 @@ def create_session(
 @router.delete(
     "/sessions/current",
     summary="End the caller's own session",
+    response_model=RevokedBody,
     responses=error_responses(401, 403),
 )
 def end_session(principal: Annotated[Principal, Depends(Access(user=True))], tg: TG) -> Any:
@@ -48,7 +56,9 @@ def end_session(principal: Annotated[Principal, Depends(Access(user=True))], tg:
     return {"revoked": True}
 
 
-@router.get("/me", summary="Who the caller is", responses=error_responses(401))
+@router.get(
+    "/me", summary="Who the caller is", response_model=PrincipalBody, responses=error_responses(401)
+)
 def me(principal: Caller) -> dict[str, Any]:
     """The caller's kind (`token` or `session`), role or account, and session expiry."""
     return principal.to_dict()
