@@ -12,6 +12,8 @@
 - ``_records``: a batch of ``n`` records numbered from ``start``, for the writer tests.
 - ``world``: Alice's three conversations (``ALICE``, ``LISBON``, ``LANDLORD``, ``DINNER``)
   that the page and browser tests share; ``csrf_of``: a page's CSRF token.
+- ``moved_between_plans``: an account moved from a team plan to a free one; ``PURPOSES``, the
+  purposes of the privacy answer; ``NOT_USED``, its answer for a purpose that uses nothing.
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
@@ -60,6 +62,8 @@ __all__ = [
     "DINNER",
     "LANDLORD",
     "LISBON",
+    "NOT_USED",
+    "PURPOSES",
     "Built",
     "_engine",
     "_manifest",
@@ -69,6 +73,7 @@ __all__ = [
     "decide_in_duckdb",
     "history",
     "ledgers_of",
+    "moved_between_plans",
     "read_dataset",
     "run",
     "run_engine",
@@ -444,3 +449,32 @@ def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
     assert match, "the page has no form with a CSRF token"
     return match.group(1)
+
+
+PURPOSES = (
+    "model_training",
+    "safety_model_training",
+    "safety_review",
+    "service_analytics",
+    "research",
+    "behavior_research",
+)
+NOT_USED = {"used": False, "bases": [], "conversations": []}
+
+
+def moved_between_plans(ev: Events) -> list[Event]:
+    """As the demo's acct-0001: on ``team`` with org-1 opted in (two conversations), then on
+    ``free`` without opt-in from day 100 (one more conversation)."""
+    t = ev.t
+    return [
+        ev.account("a1", t(0), plan="team", organization_id="org-1"),
+        ev.consent("org-1", t(1), granted=True, scope="organization"),
+        ev.conversation("c1", "a1", t(2), title="Quarterly report"),
+        ev.message("m1", "c1", "a1", t(2)),
+        ev.message("m2", "c1", "a1", t(2, 5), role="assistant"),
+        ev.conversation("c2", "a1", t(3), title="Hiring plan"),
+        ev.message("m3", "c2", "a1", t(3)),
+        ev.account("a1", t(100), plan="free"),
+        ev.conversation("c3", "a1", t(101), title="Holiday"),
+        ev.message("m4", "c3", "a1", t(101)),
+    ]

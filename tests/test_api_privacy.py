@@ -70,7 +70,7 @@ def test_a_denial_at_the_same_instant_as_a_grant_wins() -> None:
 @pytest.mark.store
 def test_the_route_gives_the_answer_of_account_privacy(settings: Settings, tmp_path: Path) -> None:
     from tests.api_support import running_api
-    from tests.test_privacy_answer import moved_between_plans
+    from tests.support import moved_between_plans
 
     ev = Events()
     with running_api(settings, tmp_path / "datasets") as api:

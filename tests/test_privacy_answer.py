@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.factories import Event, Events
+from tests.support import NOT_USED, PURPOSES, moved_between_plans
 from traingate._core.timeutil import parse_instant
 from traingate._facade import Traingate
 from traingate._privacy import PrivacyReport, account_privacy
@@ -23,16 +24,6 @@ from traingate._web.answer import answer_for
 pytestmark = pytest.mark.store
 
 T = Events.t
-PURPOSES = (
-    "model_training",
-    "safety_model_training",
-    "safety_review",
-    "service_analytics",
-    "research",
-    "behavior_research",
-)
-NOT_USED = {"used": False, "bases": [], "conversations": []}
-
 Opener = Callable[[str | None], Traingate]
 
 
@@ -70,24 +61,6 @@ def report(tg: Traingate, account_id: str, as_of: str) -> PrivacyReport:
 def purposes(tg: Traingate, account_id: str, as_of: str) -> dict[str, Any]:
     answer: dict[str, Any] = report(tg, account_id, as_of).to_dict()["purposes"]
     return answer
-
-
-def moved_between_plans(ev: Events) -> list[Event]:
-    """As the demo's acct-0001: on ``team`` with org-1 opted in (two conversations), then on
-    ``free`` without opt-in from day 100 (one more conversation)."""
-    t = ev.t
-    return [
-        ev.account("a1", t(0), plan="team", organization_id="org-1"),
-        ev.consent("org-1", t(1), granted=True, scope="organization"),
-        ev.conversation("c1", "a1", t(2), title="Quarterly report"),
-        ev.message("m1", "c1", "a1", t(2)),
-        ev.message("m2", "c1", "a1", t(2, 5), role="assistant"),
-        ev.conversation("c2", "a1", t(3), title="Hiring plan"),
-        ev.message("m3", "c2", "a1", t(3)),
-        ev.account("a1", t(100), plan="free"),
-        ev.conversation("c3", "a1", t(101), title="Holiday"),
-        ev.message("m4", "c3", "a1", t(101)),
-    ]
 
 
 # -- what is used ------------------------------------------------------------------------------

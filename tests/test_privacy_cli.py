@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 from tests.factories import Events, jsonl
-from tests.support import run
-from tests.test_privacy_answer import NOT_USED, PURPOSES, moved_between_plans
+from tests.support import NOT_USED, PURPOSES, moved_between_plans, run
 
 T = Events.t
 
