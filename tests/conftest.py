@@ -51,7 +51,6 @@ SLOW = {
     ("test_jobs", "test_a_killed_server_leaves_its_job_failed_and_a_restart_loses_none"),
     ("test_demo", "test_demo_prepares_everything_and_is_safe_to_rerun"),
     ("test_crash_safety", "test_killed_builds_leave_no_partial_output_or_lineage"),
-    ("test_vault_cli", "test_feedback_show_delete_rotate_and_purge"),
     ("test_offline_pages", "test_every_page_loads_only_from_the_server"),
     ("test_retention", "test_expired_submission_days_match_the_exact_expiry"),
     ("test_fuzz", "test_post_events_takes_any_bytes"),
