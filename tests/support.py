@@ -14,6 +14,8 @@
   that the page and browser tests share; ``csrf_of``: a page's CSRF token.
 - ``moved_between_plans``: an account moved from a team plan to a free one; ``PURPOSES``, the
   purposes of the privacy answer; ``NOT_USED``, its answer for a purpose that uses nothing.
+- ``_population``: opted-in accounts with a conversation each, as lines of events;
+  ``_server``: ``traingate serve`` in a subprocess on a free port; ``_env``: its environment.
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
@@ -28,6 +30,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Iterable, Iterator
@@ -36,10 +39,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
+from tests.api_support import free_port
 from tests.factories import Event, Events
 from traingate._core.facts import ConversationFacts
 from traingate._core.policy import Policy, PolicySet
@@ -50,6 +55,7 @@ from traingate._datasets.engines.duckdb import DuckDBEngine
 from traingate._datasets.engines.scalar import ScalarEngine
 from traingate._datasets.records import RECORD_SCHEMA
 from traingate._facade import Traingate
+from traingate._settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -66,8 +72,11 @@ __all__ = [
     "PURPOSES",
     "Built",
     "_engine",
+    "_env",
     "_manifest",
+    "_population",
     "_records",
+    "_server",
     "all_strings",
     "csrf_of",
     "decide_in_duckdb",
@@ -478,3 +487,87 @@ def moved_between_plans(ev: Events) -> list[Event]:
         ev.conversation("c3", "a1", t(101), title="Holiday"),
         ev.message("m4", "c3", "a1", t(101)),
     ]
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
+    env["TRAINGATE_DB"] = settings.db_url
+    env["TRAINGATE_KEY_FILE"] = str(settings.key_file)
+    return env
+
+
+def _population(accounts: int, messages: int) -> Iterator[str]:
+    """Opted-in consumer accounts, one conversation each."""
+    n = 0
+
+    def event(body: dict[str, Any]) -> str:
+        nonlocal n
+        n += 1
+        return json.dumps({"event_id": f"p{n}", **body})
+
+    for a in range(accounts):
+        acc, conv = f"acc{a}", f"conv{a}"
+        yield event(
+            {
+                "type": "account.updated",
+                "at": "2024-01-01T00:00:00Z",
+                "account_id": acc,
+                "email": f"{acc}@example.com",
+                "plan": "free",
+                "organization_id": None,
+            }
+        )
+        yield event(
+            {
+                "type": "consent.updated",
+                "at": "2024-01-01T00:00:01Z",
+                "scope": "account",
+                "account_id": acc,
+                "setting": "model_training",
+                "granted": True,
+                "source": "privacy_settings",
+            }
+        )
+        for m in range(messages):
+            yield event(
+                {
+                    "type": "message.created",
+                    "at": f"2024-01-02T00:{m // 60:02d}:{m % 60:02d}Z",
+                    "conversation_id": conv,
+                    "message_id": f"{conv}-m{m}",
+                    "account_id": acc,
+                    "role": "user" if m % 2 == 0 else "assistant",
+                    "content": f"message {m}: write to {acc}@example.com " + "lorem ipsum " * 8,
+                    "attachments": [],
+                }
+            )
+
+
+@contextlib.contextmanager
+def _server(settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "traingate", "serve", "--port", str(port)),
+            *("--datasets-dir", str(tmp_path / "datasets")),
+        ],
+        env=_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/openapi.json", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield server, base
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        server.wait(timeout=30)

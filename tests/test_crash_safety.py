@@ -12,17 +12,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,67 +27,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import free_port
+from tests.support import _env, _population, _server
 from traingate._datasets.lineage_file import LINEAGE_DIR
 from traingate._facade import Traingate
 from traingate._settings import Settings
 
 AS_OF = "2024-06-01T00:00:00Z"
 KILLS = 20
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
-    env["TRAINGATE_DB"] = settings.db_url
-    env["TRAINGATE_KEY_FILE"] = str(settings.key_file)
-    return env
-
-
-def _population(accounts: int, messages: int) -> Iterator[str]:
-    """Opted-in consumer accounts, one conversation each."""
-    n = 0
-
-    def event(body: dict[str, Any]) -> str:
-        nonlocal n
-        n += 1
-        return json.dumps({"event_id": f"p{n}", **body})
-
-    for a in range(accounts):
-        acc, conv = f"acc{a}", f"conv{a}"
-        yield event(
-            {
-                "type": "account.updated",
-                "at": "2024-01-01T00:00:00Z",
-                "account_id": acc,
-                "email": f"{acc}@example.com",
-                "plan": "free",
-                "organization_id": None,
-            }
-        )
-        yield event(
-            {
-                "type": "consent.updated",
-                "at": "2024-01-01T00:00:01Z",
-                "scope": "account",
-                "account_id": acc,
-                "setting": "model_training",
-                "granted": True,
-                "source": "privacy_settings",
-            }
-        )
-        for m in range(messages):
-            yield event(
-                {
-                    "type": "message.created",
-                    "at": f"2024-01-02T00:{m // 60:02d}:{m % 60:02d}Z",
-                    "conversation_id": conv,
-                    "message_id": f"{conv}-m{m}",
-                    "account_id": acc,
-                    "role": "user" if m % 2 == 0 else "assistant",
-                    "content": f"message {m}: write to {acc}@example.com " + "lorem ipsum " * 8,
-                    "attachments": [],
-                }
-            )
 
 
 @pytest.fixture(scope="module")
@@ -196,36 +139,6 @@ def test_killed_builds_leave_no_partial_output_or_lineage(
 
 
 # -- the server, killed under ingest load -----------------------------------------------------
-
-
-@contextlib.contextmanager
-def _server(settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "traingate", "serve", "--port", str(port)),
-            *("--datasets-dir", str(tmp_path / "datasets")),
-        ],
-        env=_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/openapi.json", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield server, base
-    finally:
-        if server.poll() is None:
-            server.terminate()
-        server.wait(timeout=30)
 
 
 def _batch(client: int, number: int) -> list[str]:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
-from tests.test_crash_safety import _population, _server
+from tests.support import _population, _server
 from traingate._api.jobs import BuildJobs, Owner, job_dict, process_identity, stopped
 from traingate._core.timeutil import now_micros, parse_instant
 from traingate._datasets.progress import Progress
