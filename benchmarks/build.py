@@ -12,7 +12,7 @@ flags and clears, feedback, deletions) and ingests them into a fresh store, a SQ
 PostgreSQL schema, kept in ``--workdir`` and reused by later runs with the same N and backend.
 Then, each in its own process so that peak RSS is that run's own:
 
-- build:    ``Traingate.build_dataset(purpose="model_training")`` with the DuckDB engine;
+- build:    ``tg.datasets.build(purpose="model_training")`` with the DuckDB engine;
 - baseline: DuckDB reading the same messages (through the same store export) joined to their
             accounts and writing them to one Parquet file: the cost of merely reading and
             writing the data, no policy, no de-identification, no records;
@@ -291,7 +291,9 @@ def _new_store(store: Path, backend: str, conversations: int) -> None:
 def phase_ingest(store: Path, conversations: int) -> dict[str, Any]:
     started = time.perf_counter()
     with _open(store) as tg:
-        summary = tg.ingest((json.dumps(e) for e in generate(conversations)), batch_size=20_000)
+        summary = tg.events.ingest(
+            (json.dumps(e) for e in generate(conversations)), batch_size=20_000
+        )
         messages = tg.store.count("messages")
     return {
         "seconds": time.perf_counter() - started,
@@ -315,7 +317,7 @@ def phase_build(store: Path, out: Path, shape: str = "records") -> dict[str, Any
         engines.engine_named = lambda name, **_: DuckDBEngine(write_threads=int(threads))  # type: ignore[assignment]
     with _open(store) as tg:
         started, cpu = time.perf_counter(), _cpu_s()
-        result = tg.build_dataset(
+        result = tg.datasets.build(
             purpose="model_training", out=out, as_of=parse_instant(AS_OF), shape=shape
         )
         seconds = time.perf_counter() - started

@@ -192,7 +192,7 @@ def timed_reports(tg: Traingate, items: list[dict[str, Any]]) -> tuple[list[floa
     seconds, snapshots = [], []
     for report in items:
         began = time.perf_counter()
-        summary = tg.ingest([json.dumps(report)], workers=0)
+        summary = tg.events.ingest([json.dumps(report)], workers=0)
         seconds.append(time.perf_counter() - began)
         if summary.rejected or not summary.receipts:
             raise SystemExit(f"report rejected: {summary.errors}")
@@ -223,7 +223,7 @@ def run(backend: str, args: argparse.Namespace, workdir: Path, lake: Path) -> di
         try:
             with Traingate.open(settings) as tg:
                 began = time.perf_counter()
-                summary = tg.ingest(events(n, days, messages=mode == "store"))
+                summary = tg.events.ingest(events(n, days, messages=mode == "store"))
                 results[f"{mode}_setup_s"] = time.perf_counter() - began
                 assert summary.rejected == 0, summary.errors[:3]
                 seconds, snapshots = timed_reports(tg, items)

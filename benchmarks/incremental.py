@@ -76,12 +76,12 @@ def phase_prepare(store: Path, conversations: int, share: float) -> dict[str, An
     from traingate._core.timeutil import parse_instant
 
     with _open(store) as tg:
-        tg.ingest((json.dumps(e) for e in generate(conversations)), batch_size=20_000)
-        base = tg.build_dataset(
+        tg.events.ingest((json.dumps(e) for e in generate(conversations)), batch_size=20_000)
+        base = tg.datasets.build(
             purpose="model_training", out=store / "base", as_of=parse_instant(T1)
         )
         delta = _delta(tg, share)
-        summary = tg.ingest(json.dumps(e) for e in delta)
+        summary = tg.events.ingest(json.dumps(e) for e in delta)
         events = tg.store.count("events")
     return {
         "base": base.build_id,
@@ -103,7 +103,7 @@ def phase_build(store: Path, out: Path, since: str) -> dict[str, Any]:
 
     with _open(store) as tg:
         started, cpu = time.perf_counter(), _cpu()
-        result = tg.build_dataset(
+        result = tg.datasets.build(
             purpose="model_training", out=out, as_of=parse_instant(T2), since=since or None
         )
         seconds, cpu = time.perf_counter() - started, _cpu() - cpu

@@ -211,7 +211,7 @@ def phase_traingate(file: Path, db_url: str, key_file: Path) -> dict[str, Any]:
     with Traingate.open(Settings(db_url=db_url, key_file=key_file)) as tg:
         started = time.perf_counter()
         with file.open(encoding="utf-8") as lines:
-            summary = tg.ingest(lines)
+            summary = tg.events.ingest(lines)
         elapsed = time.perf_counter() - started
     assert summary.rejected == 0, summary.errors[:3]
     return {"seconds": elapsed, "events": summary.accepted}

@@ -189,7 +189,7 @@ def run(backend: str, *, clients: int, seconds: float, batch: int, pool_size: in
         settings = Settings(db_url=url, key_file=key_file)
         try:
             with Traingate.open(settings) as tg:
-                token = tg.create_token(role="ingest", name="bench").token
+                token = tg.access.create_token(role="ingest", name="bench").token
                 before = tg.store.count("events")
             per_client = max(1, max_events // batch // clients)
             rng = random.Random(11)

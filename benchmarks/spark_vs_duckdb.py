@@ -69,7 +69,7 @@ def phase_ingest(store: Path, conversations: int) -> dict[str, Any]:
     events = _generator().generate(conversations)
     started = time.perf_counter()
     with _open(store) as tg:
-        summary = tg.ingest((json.dumps(e) for e in events), batch_size=20_000)
+        summary = tg.events.ingest((json.dumps(e) for e in events), batch_size=20_000)
         messages = tg.store.count("messages")
     return {"seconds": time.perf_counter() - started, "accepted": summary.accepted,
             "rejected": summary.rejected, "messages": messages}  # fmt: skip
@@ -78,7 +78,7 @@ def phase_ingest(store: Path, conversations: int) -> dict[str, Any]:
 def phase_export(store: Path, lake: Path) -> dict[str, Any]:
     started = time.perf_counter()
     with _open(store) as tg:
-        result = tg.export_lake(out=lake)
+        result = tg.datasets.export_lake(out=lake)
     return {"seconds": time.perf_counter() - started, **result.to_dict()}
 
 
@@ -117,7 +117,7 @@ def phase_build(store: Path, out: Path, engine: str, lake: str, master: str) -> 
             started, cpu = time.perf_counter(), time.process_time()
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             tree = _tree_cpu()
-            result = tg.build_dataset(
+            result = tg.datasets.build(
                 purpose="model_training", out=out, as_of=parse_instant(AS_OF), engine=engine,
                 messages=lake or None,
             )  # fmt: skip

@@ -29,7 +29,7 @@ class Api:
     def token(self, role: str) -> str:
         if role not in self.tokens:
             with self.client.app.state.traingate_pool.lease() as tg:  # type: ignore[attr-defined]
-                self.tokens[role] = tg.create_token(role=role, name=f"test-{role}").token
+                self.tokens[role] = tg.access.create_token(role=role, name=f"test-{role}").token
         return self.tokens[role]
 
     def as_role(self, role: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from tests.support import run
 from traingate._audit.log import AuditLog
 from traingate._core.timeutil import parse_instant
 from traingate._facade import Traingate
+from traingate._facade.privacy import Privacy
 from traingate._settings import Settings
 
 T = Events.t
@@ -218,7 +219,7 @@ def test_explain_matches_the_library(api: Api, settings: Settings, ev: Events) -
     )
     assert done.status_code == 200
     with Traingate.open(settings) as tg:
-        expected = tg.explain(
+        expected = tg.privacy.explain(
             conversation_id="c", purpose="model_training", as_of=parse_instant(T(9))
         )
     assert done.json() == expected.to_dict()
@@ -284,7 +285,7 @@ def test_privacy_counts_conversations_per_build(
 ) -> None:
     api.ingest(history(ev))
     with Traingate.open(settings) as tg:
-        result = tg.build_dataset(
+        result = tg.datasets.build(
             purpose="model_training", out=tmp_path / "b1", as_of=parse_instant(T(9))
         )
     body = api.client.get("/v1/accounts/a/privacy", headers=api.as_user("a")).json()
@@ -412,10 +413,10 @@ def test_store_failures_are_503_without_details(
 ) -> None:
     from traingate._errors import StoreError
 
-    def broken(self: Traingate, **kwargs: Any) -> Any:
+    def broken(self: Privacy, **kwargs: Any) -> Any:
         raise StoreError("SQLite /secret/path.sqlite: disk I/O error")
 
-    monkeypatch.setattr(Traingate, "privacy", broken)
+    monkeypatch.setattr(Privacy, "answer", broken)
     done = api.client.get("/v1/accounts/a/privacy", headers=api.as_role("privacy_officer"))
     assert done.status_code == 503
     assert done.json()["error"] == {

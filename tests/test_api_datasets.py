@@ -12,6 +12,7 @@ from tests.api_support import Api
 from tests.factories import Events
 from traingate._errors import BuildError
 from traingate._facade import Traingate
+from traingate._facade.datasets import Datasets
 from traingate._settings import Settings
 
 T = Events.t
@@ -64,7 +65,7 @@ def test_builds_made_elsewhere_answer_from_lineage(
     api: Api, settings: Settings, tmp_path: Path
 ) -> None:
     with Traingate.open(settings) as tg:
-        result = tg.build_dataset(purpose="research", out=tmp_path / "cli-build", as_of=0)
+        result = tg.datasets.build(purpose="research", out=tmp_path / "cli-build", as_of=0)
     body = api.client.get(f"/v1/datasets/{result.build_id}", headers=api.as_role("analyst"))
     assert body.status_code == 200
     assert body.json()["status"] == "succeeded"
@@ -91,10 +92,10 @@ def test_a_failed_build_reports_its_error(
     if not db_url.startswith("sqlite"):
         pytest.skip("the job machinery is the same on both backends")
 
-    def broken(self: Traingate, **kwargs: Any) -> Any:
+    def broken(self: Datasets, **kwargs: Any) -> Any:
         raise BuildError("the engine ran out of disk")
 
-    monkeypatch.setattr(Traingate, "build_dataset", broken)
+    monkeypatch.setattr(Datasets, "build", broken)
     started = api.client.post(
         "/v1/datasets", json={"purpose": "research"}, headers=api.as_role("analyst")
     )

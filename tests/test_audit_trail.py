@@ -25,7 +25,7 @@ T = Events.t
 
 
 def _entries(tg: Traingate, action: str | None = None) -> list[AuditEntry]:
-    return [e for e in tg.audit_log.entries() if action is None or e.action == action]
+    return [e for e in tg.audit.log.entries() if action is None or e.action == action]
 
 
 def _details(entry: AuditEntry) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def _details(entry: AuditEntry) -> dict[str, Any]:
 
 def test_ingest_batches_and_consent_changes(tg: Traingate, ev: Events) -> None:
     events = history(ev)
-    summary = tg.ingest(jsonl(events), actor="token:abc", batch_size=5)
+    summary = tg.events.ingest(jsonl(events), actor="token:abc", batch_size=5)
     assert summary.rejected == 0
     batches = _entries(tg, "ingest.batch")
     assert [_details(e)["accepted"] for e in batches] == [5, 5, 2]  # one per transaction
@@ -62,10 +62,10 @@ def test_ingest_batches_and_consent_changes(tg: Traingate, ev: Events) -> None:
     for raw in ('"a"', '"o"', "example.com"):
         assert raw not in text
     # re-sending changes nothing and writes nothing
-    again = tg.ingest(jsonl(events))
+    again = tg.events.ingest(jsonl(events))
     assert again.duplicates == len(events)
     assert len(_entries(tg)) == len(batches) + len(consents)
-    assert tg.audit_verify()["ok"]
+    assert tg.audit.verify()["ok"]
 
 
 def test_a_batch_that_fails_leaves_no_entry(tg: Traingate, ev: Events) -> None:
@@ -78,7 +78,7 @@ def test_a_batch_that_fails_leaves_no_entry(tg: Traingate, ev: Events) -> None:
     tg.vault = Broken()  # type: ignore[assignment]
     try:
         with pytest.raises(StoreError):
-            tg.ingest(jsonl(events))
+            tg.events.ingest(jsonl(events))
     finally:
         tg.vault = original
     assert _entries(tg) == []
@@ -86,19 +86,19 @@ def test_a_batch_that_fails_leaves_no_entry(tg: Traingate, ev: Events) -> None:
 
 
 def test_vault_purge_build_tokens_and_sessions(tg: Traingate, ev: Events, tmp_path: Path) -> None:
-    summary = tg.ingest(
+    summary = tg.events.ingest(
         jsonl([*history(ev), ev.feedback("f1", "a", "c", "m2", T(5), comment="hi")])
     )
     receipt = summary.receipts[0][2]
-    info, _ = tg.feedback_show(receipt, actor="session:s1")
-    tg.feedback_delete(receipt, actor="session:s1")
+    info, _ = tg.feedback.show(receipt, actor="session:s1")
+    tg.feedback.delete(receipt, actor="session:s1")
     later = parse_instant("2040-01-01T00:00:00Z")
-    counts = tg.purge(as_of=later, actor="system")
-    built = tg.build_dataset(
+    counts = tg.retention.purge(as_of=later, actor="system")
+    built = tg.datasets.build(
         purpose="model_training", out=tmp_path / "ds", as_of=later, format="jsonl", actor="cli:x"
     )
-    token = tg.create_token(role="analyst", name="nightly", actor="cli:root")
-    session = tg.create_session(account_id="a", actor=f"token:{token.token_id}")
+    token = tg.access.create_token(role="analyst", name="nightly", actor="cli:root")
+    session = tg.access.create_session(account_id="a", actor=f"token:{token.token_id}")
 
     def one(action: str) -> tuple[str, dict[str, Any]]:
         [entry] = _entries(tg, action)
@@ -131,19 +131,19 @@ def test_vault_purge_build_tokens_and_sessions(tg: Traingate, ev: Events, tmp_pa
     for secret in (receipt, token.token, session.token, receipt.split(".")[1]):
         assert secret not in text
     assert set(e.action for e in _entries(tg)) <= set(ACTIONS)
-    assert tg.audit_verify()["ok"]
+    assert tg.audit.verify()["ok"]
 
 
 def test_export_filters_by_account(tg: Traingate, ev: Events) -> None:
-    tg.ingest(jsonl(history(ev)))
-    tg.record_consent(account_id="b", granted=True, actor="session:sb")
-    mine = tg.audit_entries(accounts=["b"])
+    tg.events.ingest(jsonl(history(ev)))
+    tg.events.record_consent(account_id="b", granted=True, actor="session:sb")
+    mine = tg.audit.entries(accounts=["b"])
     assert [e.action for e in mine] == ["consent.change"]
     assert mine[0].actor == "session:sb"
-    assert [e.action for e in tg.audit_entries(organizations=["o"])] == ["consent.change"]
-    assert tg.audit_entries(accounts=["nobody"]) == []
-    everything = tg.audit_entries()
-    assert [e.seq for e in tg.audit_entries(after=2, limit=2)] == [3, 4]
+    assert [e.action for e in tg.audit.entries(organizations=["o"])] == ["consent.change"]
+    assert tg.audit.entries(accounts=["nobody"]) == []
+    everything = tg.audit.entries()
+    assert [e.seq for e in tg.audit.entries(after=2, limit=2)] == [3, 4]
     assert [e.seq for e in everything] == list(range(1, len(everything) + 1))
 
 
@@ -200,7 +200,7 @@ def test_api_audit_routes_and_actors(settings: Settings, tmp_path: Path, ev: Eve
         assert rest["entries"][0]["seq"] == 4
         assert api.client.get("/v1/audit/verify", headers=api.as_role("analyst")).status_code == 403
         with Traingate.open(settings) as tg:
-            entries = list(tg.audit_log.entries())
+            entries = list(tg.audit.log.entries())
         ingest_id = api.token("ingest").removeprefix("tgk_").split(".")[0]
         batch = next(e for e in entries if e.action == "ingest.batch")
         assert batch.actor == f"token:{ingest_id}"
@@ -231,7 +231,7 @@ def test_token_use_is_counted_cheaply(settings: Settings, tmp_path: Path, ev: Ev
     # shutting the app down writes the uses counted since
     with Traingate.open(settings) as tg:
         uses = [_details(e) for e in _entries(tg, "token.use")]
-        assert tg.audit_verify()["ok"]
+        assert tg.audit.verify()["ok"]
     me = [u for u in uses if u["token_id"] == analyst_id and u["route"] == "/v1/me"]
     assert sum(u["uses"] for u in me) == 5
 
@@ -252,7 +252,7 @@ def test_the_pages_name_their_callers(settings: Settings, tmp_path: Path, ev: Ev
         assert done.status_code == 303
         api.client.cookies.clear()
         with Traingate.open(settings) as tg:
-            entries = list(tg.audit_log.entries())
+            entries = list(tg.audit.log.entries())
     link_id = link.removeprefix("tgs_").split(".")[0]
     cookie_id = cookie.removeprefix("tgs_").split(".")[0]
     exchanged = [e for e in entries if e.action == "session.create"][-1]

@@ -85,12 +85,14 @@ def leaks(records: list[dict[str, Any]]) -> list[str]:
 @pytest.mark.store
 @pytest.mark.parametrize("record_format", ["parquet", "jsonl"])
 def test_no_ids_emails_or_times_leave(tg: Traingate, tmp_path: Path, record_format: str) -> None:
-    summary = tg.ingest(jsonl(history()))
+    summary = tg.events.ingest(jsonl(history()))
     assert summary.rejected == 0, summary.errors
     total = 0
     for purpose in tg.policy.purposes:
         out = tmp_path / purpose
-        tg.build_dataset(purpose=purpose, out=out, as_of=parse_instant(T(30)), format=record_format)
+        tg.datasets.build(
+            purpose=purpose, out=out, as_of=parse_instant(T(30)), format=record_format
+        )
         records = read_dataset(out)
         total += len(records)
         assert leaks(records) == [], purpose

@@ -57,10 +57,10 @@ def sample_builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Tr
     settings = Settings(db_url=f"sqlite:///{root}/store.db", key_file=root / "keys.json")
     with Traingate.open(settings) as tg:
         with gzip.open(sample_events_path(), "rt", encoding="utf-8") as lines:
-            assert tg.ingest(lines).rejected == 0
+            assert tg.events.ingest(lines).rejected == 0
         purpose = next(iter(tg.policy.purposes))
         for shape, record_format in itertools.product(SHAPES, FORMATS):
-            tg.build_dataset(
+            tg.datasets.build(
                 purpose=purpose, out=root / f"{shape}-{record_format}",
                 as_of=parse_instant(AS_OF), format=record_format, shape=shape,
             )  # fmt: skip
@@ -211,7 +211,7 @@ def test_size_categories(rows: int, category: str) -> None:
 def test_every_shape_verifies(sample_builds: tuple[Traingate, Path], shape: str) -> None:
     tg, root = sample_builds
     for record_format in FORMATS:
-        assert tg.verify_dataset(path=root / f"{shape}-{record_format}").problems == ()
+        assert tg.datasets.verify(path=root / f"{shape}-{record_format}").problems == ()
 
 
 @pytest.mark.parametrize("document", ["README.md", "croissant.json"])
@@ -233,7 +233,7 @@ def test_verify_fails_when_a_document_changes_or_goes(
     copy = tmp_path / "copy"
     _copy_tree(root / "kto-jsonl", copy)
     change(copy / document)
-    assert tg.verify_dataset(path=copy).problems == (f"{document}: {problem}",)
+    assert tg.datasets.verify(path=copy).problems == (f"{document}: {problem}",)
 
 
 def test_verify_fails_on_a_shape_that_does_not_add_up(
@@ -252,7 +252,7 @@ def test_verify_fails_on_a_shape_that_does_not_add_up(
     (copy / "manifest.json").write_text(json.dumps(signed))
     rows = manifest["shape"]["rows"]
     total = manifest["shape"]["left_out"]["records"]
-    assert tg.verify_dataset(path=copy).problems == (
+    assert tg.datasets.verify(path=copy).problems == (
         f"shape.rows: the manifest says {rows}, the data files hold {rows - 1}",
         f"shape.left_out: records {total} != the sum of by_reason {total + 1}",
         f"shape: rows {rows} + left out {total} != the records counted "

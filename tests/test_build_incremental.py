@@ -66,23 +66,23 @@ def check_incremental(
     t2: int,
     purge_at: int | None,
 ) -> None:
-    tg.ingest(jsonl(events[:split]))
-    base = tg.build_dataset(purpose=purpose, out=root / "base", as_of=t1)
-    tg.ingest(jsonl(events[split:]))
+    tg.events.ingest(jsonl(events[:split]))
+    base = tg.datasets.build(purpose=purpose, out=root / "base", as_of=t1)
+    tg.events.ingest(jsonl(events[split:]))
     if purge_at is not None:
-        tg.purge(as_of=purge_at)
+        tg.retention.purge(as_of=purge_at)
     try:
-        tg.build_dataset(purpose=purpose, out=root / "since", as_of=t2, since=base.build_id)
+        tg.datasets.build(purpose=purpose, out=root / "since", as_of=t2, since=base.build_id)
     except BuildError as exc:  # only a policy starting in between refuses
         assert "comes into force" in str(exc)
         event("refused: a policy starts in between")
         return
-    tg.build_dataset(purpose=purpose, out=root / "full", as_of=t2)
+    tg.datasets.build(purpose=purpose, out=root / "full", as_of=t2)
     assert _rows(root / "since") == _rows(root / "full")
     made, expected = _manifest(root / "since"), _manifest(root / "full")
     assert {k: made[k] for k in SAME} == {k: expected[k] for k in SAME}
     assert made["since"]["build_id"] == base.build_id
-    assert tg.verify_dataset(path=root / "since").ok
+    assert tg.datasets.verify(path=root / "since").ok
     how = "built in full" if made["since"]["full_rebuild"] else "incremental"
     event(how)
     decided = made["since"]["decided"]
@@ -177,15 +177,17 @@ T1, T2 = parse_instant(Events.t(3)), parse_instant(Events.t(4))
 
 
 def test_what_cannot_be_a_base_is_refused(tg: Traingate, tmp_path: Path) -> None:
-    tg.ingest(jsonl(_history(Events())))
-    base = tg.build_dataset(purpose="model_training", out=tmp_path / "b", as_of=T1)
-    chat = tg.build_dataset(purpose="model_training", out=tmp_path / "c", as_of=T1, shape="chat")
-    lines = tg.build_dataset(purpose="model_training", out=tmp_path / "j", as_of=T1, format="jsonl")
+    tg.events.ingest(jsonl(_history(Events())))
+    base = tg.datasets.build(purpose="model_training", out=tmp_path / "b", as_of=T1)
+    chat = tg.datasets.build(purpose="model_training", out=tmp_path / "c", as_of=T1, shape="chat")
+    lines = tg.datasets.build(
+        purpose="model_training", out=tmp_path / "j", as_of=T1, format="jsonl"
+    )
 
     def refused(since: str, match: str, **kwargs: Any) -> None:
         arguments: dict[str, Any] = {"purpose": "model_training", "as_of": T2, **kwargs}
         with pytest.raises(BuildError, match=match):
-            tg.build_dataset(out=tmp_path / "x", since=since, **arguments)
+            tg.datasets.build(out=tmp_path / "x", since=since, **arguments)
         assert not (tmp_path / "x").exists()
 
     refused("build-nope", "no such build")
@@ -210,24 +212,24 @@ def test_another_policy_set_is_refused(tmp_path: Path) -> None:
         )
 
     with Traingate.open(settings_("consumer-2024")) as tg:
-        tg.ingest(jsonl(_history(Events())))
-        base = tg.build_dataset(purpose="model_training", out=tmp_path / "b", as_of=T1)
+        tg.events.ingest(jsonl(_history(Events())))
+        base = tg.datasets.build(purpose="model_training", out=tmp_path / "b", as_of=T1)
     with (
         Traingate.open(settings_("consumer-2025")) as tg,
         pytest.raises(BuildError, match="policy"),
     ):
-        tg.build_dataset(
+        tg.datasets.build(
             purpose="model_training", out=tmp_path / "x", as_of=T2, since=base.build_id
         )
     switch = f"consumer-2024,consumer-2025@{Events.t(3, 1)}"
     with Traingate.open(settings_(switch)) as tg:
         with pytest.raises(BuildError, match="does not have it"):
-            tg.build_dataset(
+            tg.datasets.build(
                 purpose="model_training", out=tmp_path / "x", as_of=T2, since=base.build_id
             )
-        base = tg.build_dataset(purpose="model_training", out=tmp_path / "b2", as_of=T1)
+        base = tg.datasets.build(purpose="model_training", out=tmp_path / "b2", as_of=T1)
         with pytest.raises(BuildError, match="comes into force"):
-            tg.build_dataset(
+            tg.datasets.build(
                 purpose="model_training", out=tmp_path / "x", as_of=T2, since=base.build_id
             )
 
@@ -235,17 +237,19 @@ def test_another_policy_set_is_refused(tmp_path: Path) -> None:
 def test_a_purge_of_what_the_base_considered_makes_a_full_build(
     tg: Traingate, tmp_path: Path
 ) -> None:
-    tg.ingest(jsonl(_history(Events())))
-    base = tg.build_dataset(purpose="model_training", out=tmp_path / "b", as_of=T1)
-    assert tg.purge(as_of=T1 + 40 * DAY).messages_purged == 1  # d's message, deleted at T(2)
-    since = tg.build_dataset(
+    tg.events.ingest(jsonl(_history(Events())))
+    base = tg.datasets.build(purpose="model_training", out=tmp_path / "b", as_of=T1)
+    assert (
+        tg.retention.purge(as_of=T1 + 40 * DAY).messages_purged == 1
+    )  # d's message, deleted at T(2)
+    since = tg.datasets.build(
         purpose="model_training", out=tmp_path / "s", as_of=T2, since=base.build_id
     )
-    full = tg.build_dataset(purpose="model_training", out=tmp_path / "f", as_of=T2)
+    full = tg.datasets.build(purpose="model_training", out=tmp_path / "f", as_of=T2)
     assert "purge" in since.manifest["since"]["full_rebuild"]
     assert since.manifest["files"] == full.manifest["files"]
     assert since.manifest["exclusions"] == full.manifest["exclusions"]
-    nothing = tg.build_dataset(
+    nothing = tg.datasets.build(
         purpose="model_training", out=tmp_path / "n", as_of=T2, since=since.build_id
     )
     assert nothing.manifest["since"] == {
@@ -265,15 +269,15 @@ def test_an_incremental_build_of_another_shape_and_format_is_a_full_build(
     tg: Traingate, tmp_path: Path, shape: str
 ) -> None:
     e = Events()
-    tg.ingest(jsonl(_history(e)))
-    base = tg.build_dataset(purpose="model_training", out=tmp_path / "b", as_of=T1)
+    tg.events.ingest(jsonl(_history(e)))
+    base = tg.datasets.build(purpose="model_training", out=tmp_path / "b", as_of=T1)
     more = [
         e.message("m3", "c", "a", Events.t(3, 1), role="assistant", content="three"),
         e.message("m4", "e", "a", Events.t(3, 2), role="assistant", content="four"),
     ]
-    tg.ingest(jsonl(more))
+    tg.events.ingest(jsonl(more))
     made = {
-        name: tg.build_dataset(
+        name: tg.datasets.build(
             purpose="model_training", out=tmp_path / name, as_of=T2, shape=shape,
             format="jsonl", **({"since": base.build_id} if name == "since" else {}),
         ).manifest
@@ -282,7 +286,7 @@ def test_an_incremental_build_of_another_shape_and_format_is_a_full_build(
     assert made["since"]["files"] == made["full"]["files"]
     assert made["since"]["shape"] == made["full"]["shape"]
     assert made["since"]["since"]["decided"]["conversations"] == 2
-    assert tg.verify_dataset(path=tmp_path / "since").ok
+    assert tg.datasets.verify(path=tmp_path / "since").ok
 
 
 def test_the_command_line_builds_since_a_build(tmp_path: Path) -> None:

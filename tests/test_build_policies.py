@@ -249,7 +249,7 @@ def test_bulk_equals_scalar_for_every_policy(
             db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json", policy=spec
         )
         with Traingate.open(config) as tg:
-            summary = tg.ingest(jsonl(events))
+            summary = tg.events.ingest(jsonl(events))
             errors = {str(error.event_id) for error in summary.errors}
             for purpose in ("model_training", other):
                 _check(
@@ -318,8 +318,8 @@ def test_manifest_counts_the_new_reasons(tmp_path: Path) -> None:
         db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json", policy=spec
     )
     with Traingate.open(config) as tg:
-        assert tg.ingest(jsonl(events)).rejected == 0
-        result = tg.build_dataset(
+        assert tg.events.ingest(jsonl(events)).rejected == 0
+        result = tg.datasets.build(
             purpose="model_training", out=tmp_path / "out", as_of=parse_instant(Events.t(40))
         )
     exclusions = result.manifest["exclusions"]

@@ -265,7 +265,7 @@ def test_bulk_equals_scalar_on_sqlite(
             db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json", policy=spec
         )
         with Traingate.open(settings_) as tg:
-            tg.ingest(jsonl(history(steps)))
+            tg.events.ingest(jsonl(history(steps)))
             check_equal(tg, as_of=as_of, batch_messages=batch_messages)
 
 
@@ -296,5 +296,5 @@ def test_bulk_equals_scalar_on_postgresql(
         _pg_schema(pg_server) as url,
         Traingate.open(Settings(db_url=url, key_file=Path(tmp) / "k.json", policy=spec)) as tg,
     ):
-        tg.ingest(jsonl(history(steps)))
+        tg.events.ingest(jsonl(history(steps)))
         check_equal(tg, as_of=as_of, batch_messages=batch_messages)

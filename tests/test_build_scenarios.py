@@ -89,7 +89,7 @@ AS_OF = T(20)
 
 
 def ingest(tg: Traingate, events: list[dict[str, Any]]) -> None:
-    summary = tg.ingest(jsonl(events))
+    summary = tg.events.ingest(jsonl(events))
     assert summary.rejected == 0, summary.errors
 
 
@@ -136,7 +136,7 @@ def feedback_expected() -> dict[str, Any]:
 
 
 def build(tg: Traingate, out: Path, purpose: str, as_of: str = AS_OF, **kw: Any) -> Any:
-    return tg.build_dataset(purpose=purpose, out=out, as_of=parse_instant(as_of), **kw)
+    return tg.datasets.build(purpose=purpose, out=out, as_of=parse_instant(as_of), **kw)
 
 
 def without_id(record: dict[str, Any]) -> dict[str, Any]:
@@ -379,7 +379,7 @@ def test_empty_store_writes_an_empty_part(tg: Traingate, tmp_path: Path) -> None
     result = build(tg, tmp_path / "empty", "model_training")
     assert result.manifest["files"][0]["rows"] == 0
     assert read_dataset(result.path) == []
-    assert tg.verify_dataset(path=result.path).ok
+    assert tg.datasets.verify(path=result.path).ok
 
 
 def test_unknown_purpose_engine_and_format(tg: Traingate, tmp_path: Path) -> None:

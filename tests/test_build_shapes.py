@@ -203,13 +203,13 @@ def test_the_vectorised_shapes_equal_the_reference(
 def test_no_ids_emails_or_times_leave_in_any_shape(
     tg: Traingate, tmp_path: Path, record_format: str
 ) -> None:
-    summary = tg.ingest(jsonl(history()))
+    summary = tg.events.ingest(jsonl(history()))
     assert summary.rejected == 0, summary.errors
     left_out: dict[str, int] = {}
     for purpose in tg.policy.purposes:
         for shape in SHAPES:
             out = tmp_path / f"{purpose}-{shape}"
-            result = tg.build_dataset(
+            result = tg.datasets.build(
                 purpose=purpose, out=out, as_of=parse_instant(T(30)), format=record_format,
                 shape=shape,
             )  # fmt: skip
@@ -228,7 +228,7 @@ def test_no_ids_emails_or_times_leave_in_any_shape(
                     assert not TIME.findall(raw), (name, shape, TIME.findall(raw))
             for reason, n in result.manifest["shape"]["left_out"]["by_reason"].items():
                 left_out[reason] = left_out.get(reason, 0) + n
-            assert tg.verify_dataset(path=out).ok
+            assert tg.datasets.verify(path=out).ok
     # not vacuous: the scenario's report on a user message is left out of kto, by its reason
     assert left_out.get(SAID.rated_not_assistant, 0) > 0
     attachment_texts = [
@@ -244,8 +244,8 @@ def test_no_ids_emails_or_times_leave_in_any_shape(
 def test_a_records_build_keeps_its_manifest_files_to_the_data_parts(
     tg: Traingate, tmp_path: Path
 ) -> None:
-    tg.ingest(jsonl(history()))
-    result = tg.build_dataset(purpose=next(iter(tg.policy.purposes)), out=tmp_path / "d",
+    tg.events.ingest(jsonl(history()))
+    result = tg.datasets.build(purpose=next(iter(tg.policy.purposes)), out=tmp_path / "d",
                               as_of=parse_instant(T(30)))  # fmt: skip
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
     assert all(set(f) == {"path", "rows", "sha256"} for f in manifest["files"])

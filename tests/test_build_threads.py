@@ -88,7 +88,7 @@ def history_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traingat
     root = tmp_path_factory.mktemp("threads")
     settings = Settings(db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json")
     with Traingate.open(settings) as tg:
-        summary = tg.ingest(jsonl(_history(seed=11, conversations=60)))
+        summary = tg.events.ingest(jsonl(_history(seed=11, conversations=60)))
         assert summary.rejected == 0, summary.errors
         yield tg
 

@@ -24,10 +24,10 @@ def test_find_conversations_by_id_prefix_or_account(tg: Traingate) -> None:
         e.conversation("c_2%", "b", T(1)),
         e.conversation("a", "b", T(1)),
     ]
-    assert tg.ingest([json.dumps(x) for x in events]).rejected == 0
+    assert tg.events.ingest([json.dumps(x) for x in events]).rejected == 0
 
     def ids(text: str, limit: int = 50) -> list[str]:
-        return [c["conversation_id"] for c in tg.find_conversations(text, limit=limit)]
+        return [c["conversation_id"] for c in tg.privacy.find_conversations(text, limit=limit)]
 
     assert ids("c-10") == ["c-100", "c-101"]
     assert ids(" c-101 ") == ["c-101"]
@@ -37,7 +37,7 @@ def test_find_conversations_by_id_prefix_or_account(tg: Traingate) -> None:
     assert ids("c%") == []
     assert ids("c", limit=2) == ["c-100", "c-101"]
     assert ids("") == ids("   ") == []
-    assert tg.find_conversations("c_2%")[0] == {
+    assert tg.privacy.find_conversations("c_2%")[0] == {
         "conversation_id": "c_2%",
         "account_id": "b",
         "mode": "standard",

@@ -44,7 +44,7 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         db_url=f"sqlite:///{root / 'data' / 'traingate.sqlite'}", key_file=root / "keys.json"
     )
     with Traingate.open(settings) as tg:
-        summary = tg.ingest(_population(5000, 24), batch_size=20_000)
+        summary = tg.events.ingest(_population(5000, 24), batch_size=20_000)
     assert summary.rejected == 0 and summary.accepted == 130_000
     return settings
 
@@ -97,7 +97,7 @@ def test_killed_builds_leave_no_partial_output_or_lineage(
     reference = _lineage(big_store)
     assert len(reference) == 1
     with Traingate.open(big_store) as tg:
-        assert tg.verify_dataset(path=out_root / "reference").ok
+        assert tg.datasets.verify(path=out_root / "reference").ok
 
     rng = random.Random(20_240_601)
     completed = 0
@@ -112,7 +112,7 @@ def test_killed_builds_leave_no_partial_output_or_lineage(
         if out.exists():  # it finished before the kill: whole, verified, in lineage
             completed += 1
             with Traingate.open(big_store) as tg:
-                assert tg.verify_dataset(path=out).ok
+                assert tg.datasets.verify(path=out).ok
             digest = hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
             assert list(new.values()) == [(str(out), digest)]
             out.rename(out_root / f"done-{completed}")
@@ -131,9 +131,9 @@ def test_killed_builds_leave_no_partial_output_or_lineage(
         f"done-{n}" for n in range(1, completed + 1)
     }, "the leftovers of killed builds were not removed"
     with Traingate.open(big_store) as tg:
-        assert tg.verify_dataset(path=out).ok
-        assert tg.audit_verify()["ok"]
-        builds = [e for e in tg.audit_log.entries() if e.action == "dataset.build"]
+        assert tg.datasets.verify(path=out).ok
+        assert tg.audit.verify()["ok"]
+        builds = [e for e in tg.audit.log.entries() if e.action == "dataset.build"]
     assert len(builds) == completed + 2  # the reference, the completed ones, the rerun
     assert len(_lineage(big_store)) == completed + 2
 
@@ -224,8 +224,8 @@ def _post(base: str, token: str, lines: list[str]) -> dict[str, Any]:
 
 def test_a_killed_server_keeps_every_acknowledged_event(settings: Settings, tmp_path: Path) -> None:
     with Traingate.open(settings) as tg:
-        ingest = tg.create_token(role="ingest").token
-        officer = tg.create_token(role="privacy_officer").token
+        ingest = tg.access.create_token(role="ingest").token
+        officer = tg.access.create_token(role="privacy_officer").token
     with _server(settings, tmp_path) as (server, base):
         load = _Load(base=base, token=ingest)
         clients = [threading.Thread(target=load.client, args=(n,)) for n in range(4)]

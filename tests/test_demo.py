@@ -62,7 +62,7 @@ def _console_tokens_open_their_pages(printed: str, cwd: Path) -> None:
     )
     with Traingate.open(settings) as tg:
         for role, _, token in found:
-            assert tg.authenticate(token).role == role
+            assert tg.access.authenticate(token).role == role
 
 
 def test_demo_serves_until_ctrl_c(tmp_path: Path) -> None:

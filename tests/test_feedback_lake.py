@@ -133,7 +133,7 @@ def test_store_lake_and_both_give_the_same_snapshot(
         if where != "store":
             land(lake, messages)
         stored = [e for e in events if where != "lake" or not _is_message(e)]
-        summary = lake_tg.ingest(jsonl(stored))
+        summary = lake_tg.events.ingest(jsonl(stored))
         assert summary.rejected == 0, (where, summary.errors)
         ((_, _, receipt),) = summary.receipts
         snapshots[where] = _snapshot(lake_tg, receipt)
@@ -190,12 +190,12 @@ def test_messages_offloaded_by_lake_export_give_the_snapshots_of_the_store(
     history, reports = _history(e), _reports(e)
     source = Settings(db_url=f"sqlite:///{tmp_path / 'src.sqlite'}", key_file=tmp_path / "k.json")
     with Traingate.open(source) as full:
-        summary = full.ingest(jsonl([*history, *reports]))
+        summary = full.events.ingest(jsonl([*history, *reports]))
         assert summary.rejected == 0, summary.errors
         expected = [_snapshot(full, receipt) for _, _, receipt in summary.receipts]
         lake.rmdir()
-        full.export_lake(out=lake)
-    summary = lake_tg.ingest(jsonl([*(x for x in history if not _is_message(x)), *reports]))
+        full.datasets.export_lake(out=lake)
+    summary = lake_tg.events.ingest(jsonl([*(x for x in history if not _is_message(x)), *reports]))
     assert summary.rejected == 0, summary.errors
     assert [_snapshot(lake_tg, receipt) for _, _, receipt in summary.receipts] == expected
     assert expected[0]["messages"][0]["content"] == "write to me at [email]"
@@ -211,12 +211,12 @@ def test_older_messages_in_the_lake_and_recent_ones_in_the_store(
     history, reports = _history(e), _reports(e)
     older = [x for x in history if _is_message(x) and x["at"] < T(2)]
     land(lake, older)
-    summary = lake_tg.ingest(jsonl([*(x for x in history if x not in older), *reports]))
+    summary = lake_tg.events.ingest(jsonl([*(x for x in history if x not in older), *reports]))
     assert summary.rejected == 0, summary.errors
     split = [_snapshot(lake_tg, receipt) for _, _, receipt in summary.receipts]
     source = Settings(db_url=f"sqlite:///{tmp_path / 'src.sqlite'}", key_file=tmp_path / "k.json")
     with Traingate.open(source) as full:
-        with_store = full.ingest(jsonl([*history, *reports]))
+        with_store = full.events.ingest(jsonl([*history, *reports]))
         assert split == [_snapshot(full, receipt) for _, _, receipt in with_store.receipts]
     assert [len(s["messages"]) for s in split] == [3, 4, 1]
 
@@ -259,8 +259,8 @@ def test_a_message_the_lake_does_not_hold_for_the_owner_is_rejected_alike(
     stored, landed = setup(e)
     messages = [x for x in _history(e) if _is_message(x)]
     land(lake, [*messages, *landed])
-    lake_tg.ingest(jsonl([*(x for x in _history(e) if not _is_message(x)), *stored]))
-    summary = lake_tg.ingest(jsonl([e.feedback("f9", "a", "c", "m9", T(2))]))
+    lake_tg.events.ingest(jsonl([*(x for x in _history(e) if not _is_message(x)), *stored]))
+    summary = lake_tg.events.ingest(jsonl([e.feedback("f9", "a", "c", "m9", T(2))]))
     assert summary.rejected == 1 and not summary.receipts
     error = summary.errors[0].error
     assert error.endswith(f"field 'message_id': {expected}"), error
@@ -273,8 +273,8 @@ def test_ownership_and_time_checks_hold_for_lake_messages(lake_tg: Traingate, la
     land(lake, [x for x in history if _is_message(x)])
     # a conversation the store does not know, though the lake holds it
     land(lake, [e.message("z1", "zz", "a", T(1, 3))])
-    lake_tg.ingest(jsonl([x for x in history if not _is_message(x)]))
-    summary = lake_tg.ingest(
+    lake_tg.events.ingest(jsonl([x for x in history if not _is_message(x)]))
+    summary = lake_tg.events.ingest(
         jsonl(
             [
                 e.feedback("g1", "b", "c", "m1", T(2)),
@@ -304,12 +304,12 @@ def test_the_read_opens_only_the_conversations_days(lake_tg: Traingate, lake: Pa
     for day in ("2023-06-01", "2024-01-01", "2024-01-05", "2030-01-01"):
         (lake / f"date={day}").mkdir(exist_ok=True)
         (lake / f"date={day}" / "broken.parquet").write_bytes(b"not parquet")
-    lake_tg.ingest(jsonl([x for x in history if not _is_message(x)]))
+    lake_tg.events.ingest(jsonl([x for x in history if not _is_message(x)]))
     # c starts on 2024-01-02 (T(1)): its read covers 2024-01-01 .. the report's day
-    summary = lake_tg.ingest(jsonl([e.feedback("f1", "a", "c2", "k1", T(3, 2))]))
+    summary = lake_tg.events.ingest(jsonl([e.feedback("f1", "a", "c2", "k1", T(3, 2))]))
     assert summary.rejected == 0 and len(summary.receipts) == 1, summary.errors
     with pytest.raises(StoreError, match=r"date=2024-01-01/broken\.parquet"):
-        lake_tg.ingest(jsonl([e.feedback("f2", "a", "c", "m2", T(2))]))
+        lake_tg.events.ingest(jsonl([e.feedback("f2", "a", "c", "m2", T(2))]))
     assert lake_tg.store.known_feedback([lake_tg.keys.id_hash("feedback", "f2")]) == set()
 
 
@@ -486,14 +486,14 @@ def test_the_lake_is_read_before_the_write_lock_unless_the_batch_changes_the_con
     history = _history(e)
     land(lake, [x for x in history if _is_message(x)])
     land(lake, [e.message("new-m", "new", "a", T(5, 3))])
-    lake_tg.ingest(jsonl([x for x in history if not _is_message(x)]))
+    lake_tg.events.ingest(jsonl([x for x in history if not _is_message(x)]))
     assert isinstance(lake_tg.archive, LakeArchive)
     recording = _Recording(inner=lake_tg.archive, db=lake_tg.store.db)
     lake_tg.archive = recording
-    summary = lake_tg.ingest(jsonl(_reports(e)))
+    summary = lake_tg.events.ingest(jsonl(_reports(e)))
     assert summary.accepted == 3 and recording.inside == [False, False, False]
     recording.inside.clear()
-    summary = lake_tg.ingest(
+    summary = lake_tg.events.ingest(
         jsonl(
             [
                 e.conversation("new", "a", T(5)),  # the batch gives the conversation its owner

@@ -53,7 +53,7 @@ def test_library_ingest(tg: Traingate, case: Case) -> None:
     prefix = _prefix()
     lines = with_prefix(case, prefix)
     before = counts(tg)
-    summary = tg.ingest(lines)
+    summary = tg.events.ingest(lines)
     check(tg, lines, summary, before, prefix)
 
 
@@ -63,7 +63,7 @@ def test_library_ingest_one_batch_per_event(tg: Traingate, case: Case) -> None:
     prefix = _prefix()
     lines = with_prefix(case, prefix)
     before = counts(tg)
-    summary = tg.ingest(lines, batch_size=1)
+    summary = tg.events.ingest(lines, batch_size=1)
     check(tg, lines, summary, before, prefix)
 
 
@@ -146,7 +146,7 @@ def test_cli_ingest(db_url: str, tmp_path: Path, batches: list[Case]) -> None:
         summary["receipts"] = [json.loads(line) for line in receipts.read_text().splitlines()]
     with Traingate.open(settings_) as tg:  # the file's lines are ``lines``: no raw \r or \n
         check(tg, lines, _summary(summary), before, prefix)
-        assert tg.audit_verify()["ok"]
+        assert tg.audit.verify()["ok"]
 
 
 def test_huge_and_hostile_content_round_trips(tg: Traingate) -> None:
@@ -184,7 +184,7 @@ def test_huge_and_hostile_content_round_trips(tg: Traingate) -> None:
     }
     lines.append(json.dumps(too_long))
     before = counts(tg)
-    summary = tg.ingest(lines)
+    summary = tg.events.ingest(lines)
     assert (summary.accepted, summary.rejected) == (4, 1)
     assert summary.errors[0].line == 5 and "content" in summary.errors[0].error
     check(tg, lines, summary, before, prefix)
@@ -211,7 +211,7 @@ def test_nul_and_lone_surrogates_are_rejected_on_every_backend(
         + text
         + "}"
     )
-    summary = tg.ingest([line])
+    summary = tg.events.ingest([line])
     assert summary.rejected == 1, summary
     assert f"field {field!r}" in summary.errors[0].error
     assert counts(tg)["messages"] == 0
@@ -228,7 +228,7 @@ def test_a_nul_deep_in_a_style_is_named(tg: Traingate) -> None:
             "custom_style": {"tone": ["dry", {"x\x00": 1}]},
         }
     )
-    [error] = tg.ingest([line]).errors
+    [error] = tg.events.ingest([line]).errors
     assert "NUL" in error.error and "custom_style.tone[1]" in error.error
 
 
@@ -270,7 +270,7 @@ def _styled(depth: int) -> str:
 
 def test_free_form_json_nests_at_most_64_levels(tg: Traingate, tmp_path: Path) -> None:
     """Deeper styles would break the recursive redaction of every later snapshot and build."""
-    rejected = tg.ingest([_styled(65), _styled(5000)])
+    rejected = tg.events.ingest([_styled(65), _styled(5000)])
     assert rejected.rejected == 2 and "64 levels" in rejected.errors[0].error
     deepest = [
         _styled(64),
@@ -300,11 +300,11 @@ def test_free_form_json_nests_at_most_64_levels(tg: Traingate, tmp_path: Path) -
             }
         ),
     ]
-    summary = tg.ingest(deepest)
+    summary = tg.events.ingest(deepest)
     assert summary.accepted == 3, summary.errors
-    _, snapshot = tg.feedback_show(summary.receipts[0][2])
+    _, snapshot = tg.feedback.show(summary.receipts[0][2])
     assert snapshot.custom_style is not None
-    built = tg.build_dataset(
+    built = tg.datasets.build(
         purpose="model_training", out=tmp_path / "ds", as_of=10**15 * 2, format="jsonl"
     )
     assert built.manifest["counts"]["records"] == 1  # the report; the conversation has no consent
@@ -423,4 +423,4 @@ def test_post_events_takes_any_bytes(
     assert not {e["line"] for e in answer["errors"]} & set(wanted)
     with Traingate.open(api.settings) as tg:
         for account in wanted.values():
-            assert tg.privacy(account_id=account).known, account
+            assert tg.privacy.answer(account_id=account).known, account

@@ -270,9 +270,9 @@ def test_large_bodies_to_every_route_leave_the_server_memory_bounded(
     own answer when it reads no body), never a 5xx, and the server's peak RSS grows by less
     than 100 MiB (before issue 19: 262 MB to 1.77 GB for one POST /admin/login)."""
     with Traingate.open(settings) as tg:
-        tg.ingest([json.dumps(e) for e in history(ev)])
+        tg.events.ingest([json.dumps(e) for e in history(ev)])
         roles = ("ingest", "analyst", "privacy_officer")
-        tokens = {r: tg.create_token(role=r).token for r in roles}
+        tokens = {r: tg.access.create_token(role=r).token for r in roles}
     with httpx.Client(base_url=served.base, timeout=30) as client:
         sessions = [
             client.post(
@@ -524,9 +524,9 @@ def test_cookie_authenticated_api_changes_need_the_csrf_token(api: Api, ev: Even
             refused = api.client.request(method, path, headers={**cookie, **extra}, **kwargs)
             assert refused.status_code == 403, (method, path, extra, refused.text)
     with Traingate.open(api.settings) as tg:
-        assert tg.conversation_owner("c") == "a"
-        assert tg.privacy(account_id="a").to_dict()["conversations"]
-        tg.report_info(receipt)  # still stored
+        assert tg.privacy.conversation_owner("c") == "a"
+        assert tg.privacy.answer(account_id="a").to_dict()["conversations"]
+        tg.feedback.info(receipt)  # still stored
     for method, path, kwargs in calls:
         api.client.cookies.clear()
         headers = {**cookie, "X-CSRF-Token": csrf_token(session), "Origin": "http://testserver"}
@@ -569,7 +569,7 @@ def test_tokens_are_listed_and_revoked_from_the_command_line(api: Api) -> None:
     again = runner.invoke(cli, ["token", "revoke", token_id], env=env)
     assert again.exit_code == 2 and "no live token" in again.output
     with Traingate.open(api.settings) as tg:
-        assert [e.details for e in tg.audit_log.entries() if e.action == "token.revoke"]
+        assert [e.details for e in tg.audit.log.entries() if e.action == "token.revoke"]
 
 
 def test_sessions_of_a_deleted_account_stop_working(api: Api, ev: Events) -> None:
@@ -630,7 +630,7 @@ def test_wal_and_shm_files_are_private_while_the_store_is_open(tmp_path: Path, e
             db_url=f"sqlite:///{tmp_path}/d/store.sqlite", key_file=tmp_path / "d" / "k.json"
         )
         with Traingate.open(settings) as tg:
-            tg.ingest(jsonl(history(ev)))
+            tg.events.ingest(jsonl(history(ev)))
             files = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "d").iterdir()}
     finally:
         os.umask(previous)
@@ -864,9 +864,9 @@ def test_end_user_reports_get_server_ids_and_time_and_learn_nothing(api: Api, ev
 
 
 def _audited(tg: Traingate, ev: Events) -> dict[str, Any]:
-    tg.ingest(jsonl(history(ev)))
-    tg.create_token(role="analyst")
-    summary = tg.audit_verify()
+    tg.events.ingest(jsonl(history(ev)))
+    tg.access.create_token(role="analyst")
+    summary = tg.audit.verify()
     assert summary["ok"] and summary["entries"] >= 2
     head: dict[str, Any] = summary["head"]
     return head
@@ -878,9 +878,9 @@ def test_a_wiped_audit_log_is_caught_with_an_expected_head(tg: Traingate, ev: Ev
     head = _audited(tg, ev)
     tg.store.db.execute("DELETE FROM audit_log")
     tg.store.db.execute("DELETE FROM audit_head")
-    plain = tg.audit_verify()
+    plain = tg.audit.verify()
     assert plain["entries"] == 0 and "wiped" in plain["warning"]
-    expected = tg.audit_verify(expect_head=(head["seq"], head["hash"]))
+    expected = tg.audit.verify(expect_head=(head["seq"], head["hash"]))
     assert not expected["ok"]
     assert [p["kind"] for p in expected["problems"]] == ["head"]
     assert f"seq {head['seq']} was expected" in expected["problems"][0]["message"]
@@ -893,14 +893,14 @@ def test_an_entry_appended_after_the_head_is_inserted(tg: Traingate, ev: Events)
         " SELECT seq + 1, at, actor, action, details, hash, hash FROM audit_log WHERE seq = ?",
         (head["seq"],),
     )
-    problems = tg.audit_verify()["problems"]
+    problems = tg.audit.verify()["problems"]
     assert [(p["seq"], p["kind"]) for p in problems] == [(head["seq"] + 1, "inserted")]
 
 
 def test_a_dropped_head_table_is_named(tg: Traingate, ev: Events, settings: Settings) -> None:
     _audited(tg, ev)
     tg.store.db.execute("DROP TABLE audit_head")
-    summary = tg.audit_verify()
+    summary = tg.audit.verify()
     assert not summary["ok"]
     assert "audit_head cannot be read" in summary["problems"][0]["message"]
     env = {"TRAINGATE_DB": settings.db_url, "TRAINGATE_KEY_FILE": str(settings.key_file)}
@@ -962,20 +962,20 @@ def test_the_audit_log_never_joins_a_report_to_its_reader(api: Api, ev: Events) 
     assert api.client.delete(f"/v1/feedback/{receipts[0]}", headers=user).status_code == 200
     today = utc_date(now_micros())
     with Traingate.open(api.settings) as tg:  # the server is still up: nothing flushed yet
-        assert DayCounts(tg.audit_log).pending() == [
+        assert DayCounts(tg.audit.log).pending() == [
             (today, "end-user", "ingest.day", {"accepted": 2, "duplicates": 0, "rejected": 0}),
             (today, "receipt-holders", "vault.uses", {"reads": 2, "deletions": 1}),
         ]
-        assert [(p["actor"], p["day"]) for p in tg.audit_verify()["pending"]] == [
+        assert [(p["actor"], p["day"]) for p in tg.audit.verify()["pending"]] == [
             ("end-user", today),
             ("receipt-holders", today),
         ]  # what audit verify shows of counts not yet in the chain
         tomorrow = utc_date(now_micros() + DAY)
-        sealed = DayCounts(tg.audit_log).seal(before=tomorrow)
+        sealed = DayCounts(tg.audit.log).seal(before=tomorrow)
         assert [utc_date(e.at) >= today for e in sealed] == [True, True]
-        assert DayCounts(tg.audit_log).pending() == []
+        assert DayCounts(tg.audit.log).pending() == []
         account_key = subject_key(tg.keys, scope="account", subject="a")
-        report_ids = [tg.report_info(r).report_id for r in receipts[1:]]
+        report_ids = [tg.feedback.info(r).report_id for r in receipts[1:]]
     env = {"TRAINGATE_DB": api.settings.db_url, "TRAINGATE_KEY_FILE": str(api.settings.key_file)}
     exported = CliRunner().invoke(cli, ["audit", "export"], env=env)
     assert exported.exit_code == 0, exported.output
@@ -1012,7 +1012,7 @@ def test_only_the_api_refuses_a_purge_as_of_the_future(api: Api) -> None:
 
 def tg_verify_ok(api: Api) -> bool:
     with Traingate.open(api.settings) as tg:
-        return bool(tg.audit_verify()["ok"])
+        return bool(tg.audit.verify()["ok"])
 
 
 def test_a_killed_server_keeps_the_days_counts_and_seals_them_at_start_up(
@@ -1021,18 +1021,18 @@ def test_a_killed_server_keeps_the_days_counts_and_seals_them_at_start_up(
     """Counts of an earlier day that a server never sealed (it was killed) are in the store
     and become one entry per day and actor when the next server starts."""
     with Traingate.open(settings) as tg:
-        tg.ingest(jsonl(history(ev)))
+        tg.events.ingest(jsonl(history(ev)))
         earlier = now_micros() - 3 * DAY
-        counts = DayCounts(tg.audit_log)
+        counts = DayCounts(tg.audit.log)
         counts.add(actor="receipt-holders", action="vault.uses", counts={"reads": 1}, now=earlier)
         counts.add(actor="receipt-holders", action="vault.uses", counts={"reads": 2}, now=earlier)
         counts.add(actor="end-user", action="ingest.day", counts={"accepted": 1}, now=earlier)
         assert [p[0] for p in counts.pending()] == [utc_date(earlier)] * 2
-        before = tg.audit_log.head()
+        before = tg.audit.log.head()
     with running_api(settings, tmp_path / "datasets"), Traingate.open(settings) as tg:
-        assert DayCounts(tg.audit_log).pending() == []
+        assert DayCounts(tg.audit.log).pending() == []
         assert before is not None
-        new = [e.to_dict() for e in tg.audit_log.entries(after=before[0])]
+        new = [e.to_dict() for e in tg.audit.log.entries(after=before[0])]
     day = utc_date(earlier)
     assert [(e["actor"], e["details"]) for e in new] == [
         ("end-user", {"day": day, "accepted": 1, "duplicates": 0, "rejected": 0}),
@@ -1120,7 +1120,7 @@ def test_leftovers_of_killed_builds_go_at_any_build_and_at_start_up(
     a live build's directories and files that only look alike are kept."""
     from traingate._datasets.staging import claim
 
-    tg.ingest(jsonl(history(ev)))
+    tg.events.ingest(jsonl(history(ev)))
     parent = tmp_path / "out"
     parent.mkdir()
     dead = [".old.work-0123456789ab", ".old.tmp-0123456789ab", ".other.tmp-ba9876543210"]
@@ -1129,7 +1129,7 @@ def test_leftovers_of_killed_builds_go_at_any_build_and_at_start_up(
     (parent / ".notes.tmp-0123456789ab").write_text("a file, not a build's")
     held = claim(parent / ".live.work-aaaaaaaaaaaa")
     try:
-        tg.build_dataset(purpose="model_training", out=parent / "new", as_of=parse_instant(T(9)))
+        tg.datasets.build(purpose="model_training", out=parent / "new", as_of=parse_instant(T(9)))
     finally:
         held.release()
     left = {p.name for p in parent.iterdir()}

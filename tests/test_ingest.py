@@ -215,7 +215,7 @@ def test_each_rejection_kind(tg: Traingate, name: str) -> None:
     make, field = REJECTIONS[name]
     good = base(e)
     extra = make(e)
-    summary = tg.ingest(jsonl([*good, *extra]))
+    summary = tg.events.ingest(jsonl([*good, *extra]))
     assert summary.rejected == 1, summary.errors
     assert summary.accepted == len(good) + len(extra) - 1
     error = summary.errors[0]
@@ -233,7 +233,7 @@ def test_each_rejection_kind(tg: Traingate, name: str) -> None:
 def test_malformed_lines_name_their_line(tg: Traingate) -> None:
     e = Events()
     lines = [*jsonl(base(e)), "{not json", "[1, 2]", "", json.dumps(e.account("z", T(9)))]
-    summary = tg.ingest(lines)
+    summary = tg.events.ingest(lines)
     assert (summary.accepted, summary.rejected) == (6, 2)
     assert [err.line for err in summary.errors] == [6, 7]
     assert summary.errors[0].event_id is None
@@ -246,7 +246,7 @@ def test_mixed_file_summary_and_duplicates(tg: Traingate) -> None:
     lines = jsonl(good)
     lines.insert(2, json.dumps(e.account("z", T(5), plan="gold")))
     lines.append(json.dumps(e.message("m1", "c", "a", T(9))))
-    first = tg.ingest(lines)
+    first = tg.events.ingest(lines)
     assert first.to_dict() == {
         "accepted": 5,
         "duplicates": 0,
@@ -255,7 +255,7 @@ def test_mixed_file_summary_and_duplicates(tg: Traingate) -> None:
     }
     assert [err.line for err in first.errors] == [3, 7]
     counts = {t: tg.store.count(t) for t in ("events", "messages", "account_plans")}
-    again = tg.ingest(lines)
+    again = tg.events.ingest(lines)
     assert (again.accepted, again.duplicates, again.rejected) == (0, 5, 2)
     assert {t: tg.store.count(t) for t in counts} == counts
 
@@ -264,7 +264,7 @@ def test_duplicate_within_one_file_and_across_batches(tg: Traingate) -> None:
     e = Events()
     events = base(e)
     lines = jsonl(events) + jsonl(events)
-    summary = tg.ingest(lines, batch_size=2)
+    summary = tg.events.ingest(lines, batch_size=2)
     assert (summary.accepted, summary.duplicates, summary.rejected) == (5, 5, 0)
 
 
@@ -272,7 +272,7 @@ def test_equal_as_parsed_json_is_a_duplicate(tg: Traingate) -> None:
     e = Events()
     event = e.account("a", T(0))
     reordered = json.dumps(dict(reversed(list(event.items()))), indent=1).replace("\n", " ")
-    summary = tg.ingest([json.dumps(event), reordered])
+    summary = tg.events.ingest([json.dumps(event), reordered])
     assert (summary.accepted, summary.duplicates) == (1, 1)
 
 
@@ -281,14 +281,14 @@ def test_valid_events_around_a_bad_one_are_kept_across_batches(tg: Traingate) ->
     events = base(e)
     lines = jsonl(events)
     lines.insert(3, '{"type": "message.created"}')
-    summary = tg.ingest(lines, batch_size=2)
+    summary = tg.events.ingest(lines, batch_size=2)
     assert (summary.accepted, summary.rejected) == (5, 1)
     assert tg.store.count("messages") == 2
 
 
 def test_offsets_are_stored_as_utc(tg: Traingate) -> None:
     e = Events()
-    tg.ingest(
+    tg.events.ingest(
         jsonl(
             [
                 e.account("a", "2024-03-01T00:30:00+02:00"),
@@ -296,7 +296,7 @@ def test_offsets_are_stored_as_utc(tg: Traingate) -> None:
             ]
         )
     )
-    result = tg.explain(conversation_id="c", purpose="model_training")
+    result = tg.privacy.explain(conversation_id="c", purpose="model_training")
     assert result.to_dict()["messages"][0]["at"] == "2024-02-29T22:30:00.5Z"
     facts = tg.store.conversation_facts("c")
     assert facts.plans[0].at == facts.messages[0].at - 500_000
@@ -304,7 +304,7 @@ def test_offsets_are_stored_as_utc(tg: Traingate) -> None:
 
 def test_incognito_is_set_by_the_first_event_only(tg: Traingate) -> None:
     e = Events()
-    summary = tg.ingest(
+    summary = tg.events.ingest(
         jsonl(
             [
                 e.account("a", T(0)),
@@ -336,7 +336,7 @@ def test_the_time_range_at_its_edges(tg: Traingate) -> None:
         e.feedback("f2", "a", "c", "m2", "8999-12-31T23:59:59.999999Z", comment="edge"),
         e.account("z", "9000-01-01T00:00:00.000000+00:01"),
     ]
-    summary = tg.ingest(jsonl(events))
+    summary = tg.events.ingest(jsonl(events))
     assert (summary.accepted, summary.rejected) == (5, 4), summary.errors
     assert [err.line for err in summary.errors] == [2, 5, 6, 7]
     for error in summary.errors:
@@ -344,4 +344,4 @@ def test_the_time_range_at_its_edges(tg: Traingate) -> None:
         assert "1970-01-01T00:00:00Z" in error.error and "9000-01-01T00:00:00Z" in error.error
     assert tg.store.count("messages") == 2
     assert [receipt[0] for receipt in summary.receipts] == [8]
-    assert tg.feedback_show(summary.receipts[0][2])[1].comment == "edge"
+    assert tg.feedback.show(summary.receipts[0][2])[1].comment == "edge"

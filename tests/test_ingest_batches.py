@@ -31,10 +31,10 @@ def test_bad_bytes_midway_keep_the_batches_before_them(
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
 
     with pytest.raises(UnicodeDecodeError):
-        tg.ingest(text(), batch_size=4, workers=workers)
+        tg.events.ingest(text(), batch_size=4, workers=workers)
     assert tg.store.count("account_plans") == 1
     assert tg.store.count("consents") == 7  # two batches of four
-    again = tg.ingest(lines)
+    again = tg.events.ingest(lines)
     assert (again.accepted, again.duplicates, again.rejected) == (2, 8, 0)
 
 
@@ -49,9 +49,9 @@ def test_ids_are_known_across_probe_chunks_and_report_keys(tg: Traingate, ev: Ev
         if n % 100 == 99:
             events.append(ev.feedback(f"f{n}", account, conv, f"m{n}", ev.t(2, n)))
     lines = [json.dumps(event) for event in events]
-    first = tg.ingest(lines)
+    first = tg.events.ingest(lines)
     assert (first.accepted, first.duplicates, first.rejected) == (len(lines), 0, 0)
-    again = tg.ingest(lines)
+    again = tg.events.ingest(lines)
     assert (again.accepted, again.duplicates, again.rejected) == (0, len(lines), 0)
     report, message = events[-1], events[-2]
     assert report["type"] == "feedback.submitted" and message["type"] == "message.created"
@@ -59,6 +59,6 @@ def test_ids_are_known_across_probe_chunks_and_report_keys(tg: Traingate, ev: Ev
         json.dumps({**ev.message("m-new", conv, account, ev.t(3)), "event_id": eid})
         for eid in (report["event_id"], message["event_id"])
     ]
-    refused = tg.ingest(clash)
+    refused = tg.events.ingest(clash)
     assert refused.rejected == 2
     assert all(e.error.endswith("already accepted with a different body") for e in refused.errors)

@@ -38,7 +38,7 @@ def test_the_first_event_sets_the_mode_across_batches_and_files(
     tg: Traingate, batch_size: int
 ) -> None:
     e = Events()
-    first = tg.ingest(
+    first = tg.events.ingest(
         jsonl(
             [
                 e.account("a", T(0)),
@@ -66,7 +66,7 @@ def test_the_first_event_sets_the_mode_across_batches_and_files(
         e.conversation("flagged", "a", T(3), incognito=True),
         e.conversation("none", "a", T(3), mode="temporary"),
     ]
-    second = tg.ingest(jsonl(later), batch_size=batch_size)
+    second = tg.events.ingest(jsonl(later), batch_size=batch_size)
     assert (second.accepted, second.rejected) == (5, 6), second.errors
     assert [(err.line, err.event_id) for err in second.errors] == [
         (line, later[line - 1]["event_id"]) for line in range(6, 12)
@@ -86,14 +86,14 @@ def test_the_first_event_sets_the_mode_across_batches_and_files(
     }
     assert tg.store.conversation_facts("tmp").mode == "temporary"
     # The flagged conversation has no owner yet; its first named-by event was the flag.
-    third = tg.ingest(jsonl([e.message("m2", "flagged", "a", T(4))]))
+    third = tg.events.ingest(jsonl([e.message("m2", "flagged", "a", T(4))]))
     assert third.accepted == 1
     assert tg.store.conversation_mode("flagged") == "standard"
 
 
 def test_a_rejected_first_event_sets_no_mode(tg: Traingate) -> None:
     e = Events()
-    summary = tg.ingest(
+    summary = tg.events.ingest(
         jsonl(
             [
                 e.account("a", T(0)),
@@ -115,7 +115,7 @@ def test_a_rejected_first_event_sets_no_mode(tg: Traingate) -> None:
 def test_consent_is_kept_per_scope_subject_and_setting(extended: Traingate) -> None:
     e = Events()
     with extended as tg:
-        summary = tg.ingest(
+        summary = tg.events.ingest(
             jsonl(
                 [
                     e.account("a", T(0), plan="student"),
@@ -206,9 +206,9 @@ def test_snapshots_carry_the_conversations_mode(tg: Traingate) -> None:
             e.message(f"m-{conv}", conv, "a", T(2)),
             e.feedback(f"f-{conv}", "a", conv, f"m-{conv}", T(3), comment="ok"),
         ]
-    summary = tg.ingest(jsonl(events))
+    summary = tg.events.ingest(jsonl(events))
     assert summary.rejected == 0, summary.errors
-    modes = [tg.feedback_show(receipt)[1].mode for _, _, receipt in summary.receipts]
+    modes = [tg.feedback.show(receipt)[1].mode for _, _, receipt in summary.receipts]
     assert modes == ["standard", "incognito", "temporary"]
 
 
@@ -225,7 +225,7 @@ def test_feedback_without_retention_is_kept_with_no_expiry(
     e = Events()
     with Traingate.open(settings) as tg:
         plan = next(p for p, kind in tg.policy.plans.items() if kind == "consumer")
-        summary = tg.ingest(
+        summary = tg.events.ingest(
             jsonl(
                 [
                     e.account("a", T(0), plan=plan),
@@ -240,7 +240,7 @@ def test_feedback_without_retention_is_kept_with_no_expiry(
         assert (summary.accepted, summary.rejected) == (5, 1), summary.errors
         assert summary.errors[0].line == 5 and "field 'at'" in summary.errors[0].error
         [(_, _, receipt)] = summary.receipts
-        info, snapshot = tg.feedback_show(receipt)
+        info, snapshot = tg.feedback.show(receipt)
         assert info.expires_at is None
         assert (snapshot.mode, snapshot.comment) == ("temporary", "kept")
 
@@ -260,7 +260,7 @@ def test_conversation_facts_take_a_fixed_number_of_queries(
             e.flag(f"g{n}", "c", T(n)),
             e.clear(f"g{n}", T(n + 1)),
         ]
-    assert tg.ingest(jsonl(events)).rejected == 0
+    assert tg.events.ingest(jsonl(events)).rejected == 0
     db = tg.store.db
     calls: list[str] = []
     execute = db.execute

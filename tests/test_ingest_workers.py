@@ -117,8 +117,8 @@ def test_workers_match_parsing_here(
 ) -> None:
     monkeypatch.setattr(parsing, "CHUNK", 7)
     lines = _mixed(ev)
-    here = reference.ingest(lines, workers=0, batch_size=25)
-    there = tg.ingest(lines, workers=workers, batch_size=25)
+    here = reference.events.ingest(lines, workers=0, batch_size=25)
+    there = tg.events.ingest(lines, workers=workers, batch_size=25)
     assert there.to_dict() == here.to_dict()
     assert (here.accepted, here.duplicates, here.rejected) == (327, 37, 105)
     assert len(there.receipts) == len(here.receipts) == 40
@@ -131,8 +131,8 @@ def test_the_bundled_sample_through_workers(
     monkeypatch.setattr(parsing, "CHUNK", 997)
     with gzip.open(sample_events_path(), "rt", encoding="utf-8") as source:
         lines = list(source)
-    here = reference.ingest(lines, workers=0, batch_size=5_000)
-    there = tg.ingest(lines, workers=2, batch_size=5_000)
+    here = reference.events.ingest(lines, workers=0, batch_size=5_000)
+    there = tg.events.ingest(lines, workers=2, batch_size=5_000)
     assert there.to_dict() == here.to_dict()
     assert there.rejected == 0 and there.accepted > 15_000
     assert [r[:2] for r in there.receipts] == [r[:2] for r in here.receipts]
@@ -157,8 +157,8 @@ def test_a_worker_that_fails_is_replaced_by_parsing_here(
     else:
         monkeypatch.setattr(parsing.subprocess, "Popen", _cannot_start)
     lines = _mixed(ev)
-    here = reference.ingest(lines, workers=0, batch_size=25)
-    there = tg.ingest(lines, workers=2, batch_size=25)
+    here = reference.events.ingest(lines, workers=0, batch_size=25)
+    there = tg.events.ingest(lines, workers=2, batch_size=25)
     assert there.to_dict() == here.to_dict()
     assert _rows(tg) == _rows(reference)
 

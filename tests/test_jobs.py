@@ -27,6 +27,7 @@ from traingate._api.jobs import BuildJobs, Owner, job_dict, process_identity, st
 from traingate._core.timeutil import now_micros, parse_instant
 from traingate._datasets.progress import Progress
 from traingate._facade import Traingate
+from traingate._facade.datasets import Datasets
 from traingate._settings import Settings
 from traingate._store import jobs as stored
 
@@ -80,12 +81,12 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Gate:
     """Builds that stop after their first batch (``reached``) until ``release`` is set: the
     real build, holding on to its progress."""
     reached, release = threading.Event(), threading.Event()
-    build = Traingate.build_dataset
+    build = Datasets.build
 
-    def gated(self: Traingate, *, progress: Progress, **kwargs: Any) -> Any:
+    def gated(self: Datasets, *, progress: Progress, **kwargs: Any) -> Any:
         return build(self, progress=_Gate(progress, reached, release), **kwargs)
 
-    monkeypatch.setattr(Traingate, "build_dataset", gated)
+    monkeypatch.setattr(Datasets, "build", gated)
     return reached, release
 
 
@@ -168,7 +169,7 @@ def test_progress_is_written_by_the_heartbeat_not_per_batch(
     """A batch counts in memory; only the heartbeat (here: none until the end) writes it."""
     reached, release = gate
     with Traingate.open(settings) as tg:
-        assert tg.ingest(json.dumps(e) for e in history(ev)).rejected == 0
+        assert tg.events.ingest(json.dumps(e) for e in history(ev)).rejected == 0
         jobs = BuildJobs(settings=settings, datasets_dir=tmp_path / "d", heartbeat_seconds=3600)
         try:
             job = jobs.submit(
@@ -384,8 +385,8 @@ def test_a_killed_server_leaves_its_job_failed_and_a_restart_loses_none(
     (SIGKILL) mid-build; A restarted marks its job failed with the reason, before anyone lists
     it; both list every job."""
     with Traingate.open(settings) as tg:
-        assert tg.ingest(_population(800, 20), batch_size=20_000).rejected == 0
-        analyst = tg.create_token(role="analyst").token
+        assert tg.events.ingest(_population(800, 20), batch_size=20_000).rejected == 0
+        analyst = tg.access.create_token(role="analyst").token
     build = {"purpose": "model_training", "as_of": "2024-06-01T00:00:00Z"}
     with (
         _server(settings, tmp_path / "a") as (a, base_a),

@@ -50,7 +50,7 @@ def _lake_rows(root: Path) -> list[dict[str, Any]]:
 @pytest.mark.store
 def test_export_writes_every_message_by_date(tg: Traingate, ev: Events, tmp_path: Path) -> None:
     ingest(tg, scenario(ev))
-    result = tg.export_lake(out=tmp_path / "lake")
+    result = tg.datasets.export_lake(out=tmp_path / "lake")
     assert result.to_dict() == {
         "path": str(tmp_path / "lake"),
         "messages": 10,
@@ -73,10 +73,10 @@ def test_export_writes_every_message_by_date(tg: Traingate, ev: Events, tmp_path
     seqs = {r["message_id"]: r["seq"] for r in rows}
     assert seqs["m-a1"] < seqs["m-a2"] < seqs["m-a4"] < seqs["m-a3"]
     # the export is audited, and never writes into an existing directory
-    assert list(tg.audit_log.entries())[-1].action == "lake.export"
+    assert list(tg.audit.log.entries())[-1].action == "lake.export"
     with pytest.raises(BuildError, match="already exists"):
-        tg.export_lake(out=tmp_path / "lake")
-    cut = tg.export_lake(out=tmp_path / "early", as_of=parse_instant(T(3)))
+        tg.datasets.export_lake(out=tmp_path / "lake")
+    cut = tg.datasets.export_lake(out=tmp_path / "early", as_of=parse_instant(T(3)))
     assert cut.messages == 5
 
 
@@ -86,10 +86,10 @@ def test_lake_build_equals_store_build(
     tg: Traingate, ev: Events, tmp_path: Path, purpose: str
 ) -> None:
     ingest(tg, scenario(ev))
-    tg.export_lake(out=tmp_path / "lake")
+    tg.datasets.export_lake(out=tmp_path / "lake")
     as_of = parse_instant(AS_OF)
-    store = tg.build_dataset(purpose=purpose, out=tmp_path / "store", as_of=as_of)
-    lake = tg.build_dataset(
+    store = tg.datasets.build(purpose=purpose, out=tmp_path / "store", as_of=as_of)
+    lake = tg.datasets.build(
         purpose=purpose,
         out=tmp_path / "lake-build",
         as_of=as_of,
@@ -97,7 +97,7 @@ def test_lake_build_equals_store_build(
     )
     assert read_dataset(tmp_path / "lake-build") == read_dataset(tmp_path / "store")
     assert _manifest(lake) == _manifest(store)  # the same bytes, the same signature
-    entry = list(tg.audit_log.entries())[-1]
+    entry = list(tg.audit.log.entries())[-1]
     assert entry.action == "dataset.build"
     assert json.loads(entry.details)["messages"] == f"parquet:{tmp_path}/lake"
 
@@ -115,10 +115,10 @@ def test_lake_build_under_a_policy_set_and_small_batches(tmp_path: Path) -> None
         ingest(tg, [*scenario(e), e.conversation("conv-inc", "alice", T(12), incognito=True),
                     e.message("m-i1", "conv-inc", "alice", T(12)),
                     e.message("m-i2", "conv-inc", "alice", T(12), role="assistant")])  # fmt: skip
-        tg.export_lake(out=tmp_path / "lake")
+        tg.datasets.export_lake(out=tmp_path / "lake")
         as_of = parse_instant(AS_OF)
-        store = tg.build_dataset(purpose="model_training", out=tmp_path / "a", as_of=as_of)
-        lake = tg.build_dataset(
+        store = tg.datasets.build(purpose="model_training", out=tmp_path / "a", as_of=as_of)
+        lake = tg.datasets.build(
             purpose="model_training", out=tmp_path / "b", as_of=as_of,
             messages=f"parquet:{tmp_path}/lake",
         )  # fmt: skip
@@ -163,7 +163,7 @@ def test_messages_the_store_cannot_vouch_for_are_unknown_accounts(
     with Traingate.open(settings) as tg:
         ingest(tg, scenario(ev))
         lake = tmp_path / "lake"
-        tg.export_lake(out=lake)
+        tg.datasets.export_lake(out=lake)
         extra = [
             # a conversation the store never heard of
             _message(conversation_id="conv-ghost", message_id="g1", account_id="alice", at=T(12)),
@@ -191,8 +191,8 @@ def test_messages_the_store_cannot_vouch_for_are_unknown_accounts(
         (lake / "date=2024-02-01").mkdir()
         (lake / "date=2024-02-01" / "part-0.parquet").write_text("not parquet")
         as_of = parse_instant(AS_OF)
-        store = tg.build_dataset(purpose="model_training", out=tmp_path / "a", as_of=as_of)
-        built = tg.build_dataset(
+        store = tg.datasets.build(purpose="model_training", out=tmp_path / "a", as_of=as_of)
+        built = tg.datasets.build(
             purpose="model_training", out=tmp_path / "b", as_of=as_of, messages=f"parquet:{lake}"
         )
     assert read_dataset(tmp_path / "b") == read_dataset(tmp_path / "a")

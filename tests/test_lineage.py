@@ -70,14 +70,14 @@ def history(e: Events) -> list[dict[str, Any]]:
 
 
 def receipt_of(tg: Traingate, ev: Events) -> str:
-    summary = tg.ingest(jsonl(history(ev)))
+    summary = tg.events.ingest(jsonl(history(ev)))
     assert summary.rejected == 0, summary.errors
     ((_, _, receipt),) = summary.receipts
     return receipt
 
 
 def build(tg: Traingate, out: Path, purpose: str, day: int) -> Any:
-    return tg.build_dataset(purpose=purpose, out=out, as_of=parse_instant(T(day)))
+    return tg.datasets.build(purpose=purpose, out=out, as_of=parse_instant(T(day)))
 
 
 @pytest.mark.store
@@ -89,7 +89,7 @@ def test_lineage_lists_the_builds_holding_an_item(
     sr = build(tg, tmp_path / "sr", "safety_review", 3)
     research = build(tg, tmp_path / "rs", "research", 3)
 
-    c1 = tg.lineage(conversation_id="c1").to_dict()
+    c1 = tg.datasets.lineage(conversation_id="c1").to_dict()
     assert c1["item"] == {"kind": "conversation", "conversation_id": "c1"}
     assert [b["build_id"] for b in c1["builds"]] == [mt.build_id]
     (entry,) = c1["builds"]
@@ -100,33 +100,33 @@ def test_lineage_lists_the_builds_holding_an_item(
     assert entry["as_of"] == T(3)
     assert entry["records"] == 3  # c1, c2 and the report
 
-    c2 = tg.lineage(conversation_id="c2").to_dict()
+    c2 = tg.datasets.lineage(conversation_id="c2").to_dict()
     assert [b["build_id"] for b in c2["builds"]] == [mt.build_id, sr.build_id]
 
-    report = tg.lineage(receipt=receipt).to_dict()
+    report = tg.datasets.lineage(receipt=receipt).to_dict()
     assert report["item"] == {"kind": "feedback_report"}
     assert [b["build_id"] for b in report["builds"]] == [mt.build_id, research.build_id]
     feedback_ids = {r["record_id"] for r in read_dataset(research.path)}
     assert set(report["builds"][1]["item"]["records"]) == feedback_ids
 
-    assert tg.lineage(conversation_id="never-seen").to_dict()["builds"] == []
+    assert tg.datasets.lineage(conversation_id="never-seen").to_dict()["builds"] == []
 
 
 @pytest.mark.store
 def test_lineage_outlives_deletion_and_purge(tg: Traingate, ev: Events, tmp_path: Path) -> None:
     receipt = receipt_of(tg, ev)
     built = build(tg, tmp_path / "mt", "model_training", 3)
-    tg.ingest(jsonl([ev.conversation_deleted("c1", "a", T(4))]))
-    tg.feedback_delete(receipt)
-    tg.purge(as_of=parse_instant(T(100)))
+    tg.events.ingest(jsonl([ev.conversation_deleted("c1", "a", T(4))]))
+    tg.feedback.delete(receipt)
+    tg.retention.purge(as_of=parse_instant(T(100)))
     after = build(tg, tmp_path / "after", "model_training", 5)
-    assert [b["build_id"] for b in tg.lineage(conversation_id="c1").to_dict()["builds"]] == [
+    assert [
+        b["build_id"] for b in tg.datasets.lineage(conversation_id="c1").to_dict()["builds"]
+    ] == [built.build_id]
+    assert [b["build_id"] for b in tg.datasets.lineage(receipt=receipt).to_dict()["builds"]] == [
         built.build_id
     ]
-    assert [b["build_id"] for b in tg.lineage(receipt=receipt).to_dict()["builds"]] == [
-        built.build_id
-    ]
-    assert after.build_id not in json.dumps(tg.lineage(conversation_id="c1").to_dict())
+    assert after.build_id not in json.dumps(tg.datasets.lineage(conversation_id="c1").to_dict())
 
 
 @pytest.mark.store
@@ -150,7 +150,7 @@ def test_a_failed_build_leaves_no_lineage(
     monkeypatch.setattr(builder_module.os, "rename", fail)
     with pytest.raises(BuildError, match=r"cannot write the dataset .*rename refused"):
         build(tg, tmp_path / "mt", "model_training", 3)
-    assert tg.lineage(conversation_id="c1").builds == ()
+    assert tg.datasets.lineage(conversation_id="c1").builds == ()
     assert tg.store.db.execute("SELECT COUNT(*) FROM build_items")[0][0] == 0
     assert list(tmp_path.glob(".mt*")) == [] and not (tmp_path / "mt").exists()
 
@@ -194,14 +194,16 @@ def test_a_failure_finishing_the_files_rolls_the_pending_lineage_back(
     assert list(tmp_path.glob(".mt*")) == [] and not (tmp_path / "mt").exists()
     monkeypatch.setattr(builder_module.BackgroundWriter, "close", close)
     again = build(tg, tmp_path / "mt", "model_training", 3)  # the store was left writable
-    assert [b.build.build_id for b in tg.lineage(conversation_id="c1").builds] == [again.build_id]
+    assert [b.build.build_id for b in tg.datasets.lineage(conversation_id="c1").builds] == [
+        again.build_id
+    ]
 
 
 def test_lineage_needs_exactly_one_item(tg: Traingate) -> None:
     with pytest.raises(ConfigError):
-        tg.lineage()
+        tg.datasets.lineage()
     with pytest.raises(ConfigError):
-        tg.lineage(conversation_id="c", receipt="r.s")
+        tg.datasets.lineage(conversation_id="c", receipt="r.s")
 
 
 def test_lineage_command(tg: Traingate, ev: Events, tmp_path: Path, settings: Settings) -> None:
@@ -236,7 +238,7 @@ def _killed_after_rename(tg: Traingate, tmp_path: Path) -> tuple[str, Path]:
 
 
 def _audited_builds(tg: Traingate) -> list[dict[str, Any]]:
-    return [json.loads(e.details) for e in tg.audit_log.entries() if e.action == "dataset.build"]
+    return [json.loads(e.details) for e in tg.audit.log.entries() if e.action == "dataset.build"]
 
 
 @pytest.mark.store
@@ -247,7 +249,8 @@ def test_pending_lineage_is_invisible_to_readers(tg: Traingate, ev: Events, tmp_
     db = tg.store.db
     assert builds_holding(db, item_key=conversation_item_key(tg.keys.signing_key, "c1")) == []
     assert recorded_builds(db) == []
-    assert [b["build_id"] for b in tg.recorded_builds()] == [build_id]  # settled, then read
+    tg.datasets.settle()  # as opening the facade and a build do; reads skip pending builds
+    assert [b["build_id"] for b in tg.datasets.recorded_builds()] == [build_id]  # then read
 
 
 @pytest.mark.store
@@ -257,16 +260,18 @@ def test_settling_completes_a_build_whose_directory_stands(
     receipt_of(tg, ev)
     build_id, _ = _killed_after_rename(tg, tmp_path)
     before = len(_audited_builds(tg))
-    tg.settle_builds()
-    tg.settle_builds()  # a second settler finds nothing left to do
+    tg.datasets.settle()
+    tg.datasets.settle()  # a second settler finds nothing left to do
     assert tg.store.db.execute(
         "SELECT pending_scratch FROM builds WHERE build_id = ?", (build_id,)
     ) == [(None,)]
     audited = _audited_builds(tg)
     assert len(audited) == before + 1
     assert audited[-1]["build_id"] == build_id and audited[-1]["settled"] is True
-    assert [b.build.build_id for b in tg.lineage(conversation_id="c1").builds] == [build_id]
-    assert tg.audit_verify()["ok"]
+    assert [b.build.build_id for b in tg.datasets.lineage(conversation_id="c1").builds] == [
+        build_id
+    ]
+    assert tg.audit.verify()["ok"]
 
 
 @pytest.mark.store
@@ -277,11 +282,11 @@ def test_settling_forgets_a_build_whose_directory_never_appeared(
     _killed_after_rename(tg, tmp_path)
     (tmp_path / "mt").rename(tmp_path / "elsewhere")  # as if killed before the rename
     before = len(_audited_builds(tg))
-    tg.settle_builds()
+    tg.datasets.settle()
     assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]
     assert tg.store.db.execute("SELECT COUNT(*) FROM build_items") == [(0,)]
     assert len(_audited_builds(tg)) == before
-    assert tg.lineage(conversation_id="c1").builds == ()
+    assert tg.datasets.lineage(conversation_id="c1").builds == ()
 
 
 @pytest.mark.store
@@ -291,11 +296,11 @@ def test_settling_leaves_a_running_build_alone(tg: Traingate, ev: Events, tmp_pa
     (tmp_path / "mt").rename(tmp_path / "elsewhere")  # not renamed into place yet
     held = claim(scratch)  # the build is alive: it holds its scratch directory
     try:
-        tg.settle_builds()
+        tg.datasets.settle()
         assert tg.store.db.execute(
             "SELECT pending_scratch FROM builds WHERE build_id = ?", (build_id,)
         ) == [(str(scratch),)]
-        assert tg.lineage(conversation_id="c1").builds == ()  # pending: not yet lineage
+        assert tg.datasets.lineage(conversation_id="c1").builds == ()  # pending: not yet lineage
     finally:
         held.release()
 
@@ -331,16 +336,16 @@ def test_lineage_recorded_before_compaction_is_found_after(settings: Settings) -
     finally:
         db.close()
     with Traingate.open(settings) as tg:
-        (entry,) = tg.lineage(conversation_id="c1").builds
+        (entry,) = tg.datasets.lineage(conversation_id="c1").builds
         assert (entry.build.build_id, entry.messages) == ("build-1", 5)
         assert entry.record_ids == tuple(sorted([record, other]))
-        assert tg.lineage(conversation_id="c2").builds == ()
+        assert tg.datasets.lineage(conversation_id="c2").builds == ()
         (held,) = report_lineage(
             tg.store.db, signing_key=tg.keys.signing_key, record_key="rk"
         ).builds
         assert held.record_ids == (report,)
         forget_build(tg.store.db, build_id="build-1")
-        assert tg.lineage(conversation_id="c1").builds == ()
+        assert tg.datasets.lineage(conversation_id="c1").builds == ()
 
 
 def _items(draw_keys: list[bytes], rng: random.Random) -> list[LineageItem]:
@@ -496,7 +501,7 @@ def test_a_build_writes_its_lineage_beside_the_dataset(
     assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest and pending is None
     inside = [p.name for p in (tmp_path / "mt").rglob("*") if p.is_file()]
     assert inside and f"{built.build_id}.parquet" not in inside
-    assert tg.verify_dataset(path=tmp_path / "mt").ok
+    assert tg.datasets.verify(path=tmp_path / "mt").ok
     assert tg.store.db.execute("SELECT COUNT(*) FROM build_items") == [(0,)]
     table = pq.read_table(path)
     assert table.num_rows == built.manifest["counts"]["records"] == 3
@@ -517,7 +522,7 @@ def test_lineage_of_a_build_whose_file_is_gone_is_an_error(
     path, _, _ = _row(tg, built.build_id)
     Path(path).unlink()
     with pytest.raises(StoreError, match=f"cannot read the lineage of {built.build_id}"):
-        tg.lineage(conversation_id="c1")
+        tg.datasets.lineage(conversation_id="c1")
     base = ["--db", settings.db_url, "--key-file", str(settings.key_file), "lineage"]
     result = CliRunner().invoke(cli, [*base, "--conversation", "c1"])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
@@ -558,7 +563,7 @@ def test_settling_forgets_a_build_killed_before_its_directory_appeared(
     build_id, _ = _killed_after_rename(tg, tmp_path)
     path, _, _ = _row(tg, build_id)
     (tmp_path / "mt").rename(tmp_path / "elsewhere")
-    tg.settle_builds()
+    tg.datasets.settle()
     assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]
     assert not Path(path).exists() and not (tmp_path / LINEAGE_DIR).exists()
 
@@ -572,9 +577,9 @@ def test_settling_completes_only_a_build_whose_lineage_file_is_whole(
     build_id, _ = _killed_after_rename(tg, tmp_path)
     path, _, _ = _row(tg, build_id)
     Path(path).write_bytes(b"not the lineage")
-    tg.settle_builds()
+    tg.datasets.settle()
     assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]
-    assert tg.lineage(conversation_id="c1").builds == ()
+    assert tg.datasets.lineage(conversation_id="c1").builds == ()
 
 
 @pytest.mark.store
@@ -598,9 +603,9 @@ def test_builds_of_before_migration_14_are_read_beside_newer_ones(
         ("build-old", item_key_bytes(key), bytes.fromhex(record)),
     )
     new = build(tg, tmp_path / "mt", "model_training", 3)
-    (old, newer) = tg.lineage(conversation_id="c1").builds
+    (old, newer) = tg.datasets.lineage(conversation_id="c1").builds
     assert (old.build.build_id, old.record_ids, old.messages) == ("build-old", (record,), 4)
     assert (newer.build.build_id, newer.messages) == (new.build_id, 1)
-    answer = tg.privacy(account_id="a", as_of=parse_instant(T(3))).to_dict()
+    answer = tg.privacy.answer(account_id="a", as_of=parse_instant(T(3))).to_dict()
     (c1,) = [c for c in answer["conversations"] if c["conversation_id"] == "c1"]
     assert c1["builds"]["model_training"] == ["build-old", new.build_id]

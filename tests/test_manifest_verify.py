@@ -33,9 +33,9 @@ def history(e: Events) -> list[dict[str, Any]]:
 @pytest.fixture
 def dataset(tg: Traingate, ev: Events, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     record_format = getattr(request, "param", "parquet")
-    assert tg.ingest(jsonl(history(ev))).rejected == 0
+    assert tg.events.ingest(jsonl(history(ev))).rejected == 0
     out = tmp_path / "ds"
-    tg.build_dataset(
+    tg.datasets.build(
         purpose="model_training", out=out, as_of=parse_instant(T(5)), format=record_format
     )
     return out
@@ -55,7 +55,7 @@ def rewrite_manifest(path: Path, change: Any) -> None:
 @pytest.mark.store
 @pytest.mark.parametrize("dataset", ["parquet", "jsonl"], indirect=True)
 def test_intact_dataset_verifies(tg: Traingate, dataset: Path) -> None:
-    result = tg.verify_dataset(path=dataset)
+    result = tg.datasets.verify(path=dataset)
     assert result.ok, result.problems
     assert manifest_of(dataset)["counts"]["records"] == 4
 
@@ -69,7 +69,7 @@ def test_a_changed_byte_in_a_data_file_is_caught(tg: Traingate, dataset: Path) -
     if bytes(data) == part.read_bytes():
         data[middle - 1] ^= 0x01
     part.write_bytes(bytes(data))
-    result = tg.verify_dataset(path=dataset)
+    result = tg.datasets.verify(path=dataset)
     assert not result.ok
     assert any(f"data/{part.name}: sha256 differs" in p for p in result.problems), result.problems
 
@@ -80,7 +80,7 @@ def test_a_changed_count_in_the_manifest_is_caught(tg: Traingate, dataset: Path)
         manifest["counts"]["records"] += 1
 
     rewrite_manifest(dataset, change)
-    problems = tg.verify_dataset(path=dataset).problems
+    problems = tg.datasets.verify(path=dataset).problems
     assert any("signature does not match" in p for p in problems), problems
     assert any(p.startswith("counts.records: the manifest says 5") for p in problems), problems
 
@@ -91,7 +91,7 @@ def test_a_forged_manifest_still_fails_on_the_recount(tg: Traingate, dataset: Pa
     manifest["counts"]["by_basis"]["opt_in"]["messages"] -= 1
     resigned = sign_manifest(manifest, signing_key=tg.keys.signing_key)
     (dataset / "manifest.json").write_text(json.dumps(resigned))
-    problems = tg.verify_dataset(path=dataset).problems
+    problems = tg.datasets.verify(path=dataset).problems
     assert problems == (
         "counts.by_basis.opt_in.messages: the manifest says 8, the data files hold 9",
     )
@@ -104,7 +104,7 @@ def test_exclusion_arithmetic_is_checked(tg: Traingate, dataset: Path) -> None:
     (dataset / "manifest.json").write_text(
         json.dumps(sign_manifest(manifest, signing_key=tg.keys.signing_key))
     )
-    problems = tg.verify_dataset(path=dataset).problems
+    problems = tg.datasets.verify(path=dataset).problems
     assert any("considered 11 != included 9 + excluded 0" in p for p in problems), problems
     assert any("excluded 0 != the sum of by_reason 1" in p for p in problems), problems
 
@@ -113,7 +113,7 @@ def test_missing_extra_and_truncated_files(tg: Traingate, dataset: Path) -> None
     (dataset / "data" / "part-00099.parquet").write_bytes(b"not mine")
     part = dataset / "data" / "part-00000.parquet"
     part.rename(dataset / "data" / "renamed.parquet")
-    problems = tg.verify_dataset(path=dataset).problems
+    problems = tg.datasets.verify(path=dataset).problems
     assert "data/part-00000.parquet: missing" in problems
     assert "data/part-00099.parquet: not listed in the manifest" in problems
     assert "data/renamed.parquet: not listed in the manifest" in problems
@@ -123,8 +123,8 @@ def test_another_key_and_no_manifest(tg: Traingate, dataset: Path, tmp_path: Pat
     other = verify_dataset(dataset, signing_key=b"\x01" * 32)
     assert any("another signing key" in p for p in other.problems)
     (dataset / "manifest.json").unlink()
-    assert not tg.verify_dataset(path=dataset).ok
-    assert not tg.verify_dataset(path=tmp_path / "nowhere").ok
+    assert not tg.datasets.verify(path=dataset).ok
+    assert not tg.datasets.verify(path=tmp_path / "nowhere").ok
 
 
 def test_manifest_paths_cannot_escape(tg: Traingate, dataset: Path) -> None:
@@ -133,7 +133,7 @@ def test_manifest_paths_cannot_escape(tg: Traingate, dataset: Path) -> None:
     (dataset / "manifest.json").write_text(
         json.dumps(sign_manifest(manifest, signing_key=tg.keys.signing_key))
     )
-    problems = tg.verify_dataset(path=dataset).problems
+    problems = tg.datasets.verify(path=dataset).problems
     assert "file '../../etc/passwd': not a path inside the dataset" in problems
 
 
@@ -181,7 +181,7 @@ def test_a_mangled_manifest_is_reported_not_raised(
     tg: Traingate, dataset: Path, garbage: Any
 ) -> None:
     (dataset / "manifest.json").write_text(json.dumps(garbage))
-    result = tg.verify_dataset(path=dataset)
+    result = tg.datasets.verify(path=dataset)
     assert not result.ok
     assert result.problems
 
@@ -193,6 +193,6 @@ def test_an_extra_file_at_the_root_fails_verification(
     """Only manifest.json and data/ make a dataset: anything else at its root is outside the
     signature and fails it (issue 19: it was ignored)."""
     (dataset / name).write_text('{"messages": ["not signed"]}\n')
-    result = tg.verify_dataset(path=dataset)
+    result = tg.datasets.verify(path=dataset)
     assert not result.ok
     assert any(p.startswith(f"{name}: not part of the dataset") for p in result.problems)

@@ -112,7 +112,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Traingate
     )
     with Traingate.open(settings) as tg:
         with gzip.open(sample_events_path(), "rt", encoding="utf-8") as lines:
-            assert tg.ingest(lines).rejected == 0
+            assert tg.events.ingest(lines).rejected == 0
         yield tg, root
 
 
@@ -122,7 +122,7 @@ def built(sample: tuple[Traingate, Path]) -> tuple[Any, list[dict[str, Any]]]:
     log = root / "events.jsonl"
     with pytest.MonkeyPatch.context() as mp:
         _file_transport(mp, log)
-        result = tg.build_dataset(purpose="model_training", out=root / "built", as_of=AS_OF)
+        result = tg.datasets.build(purpose="model_training", out=root / "built", as_of=AS_OF)
     return result, _events(log)
 
 
@@ -245,10 +245,10 @@ def test_a_lake_build_names_the_lake_as_the_messages_input(
 ) -> None:
     tg, root = sample
     lake = root / "lake"
-    tg.export_lake(out=lake, as_of=AS_OF)
+    tg.datasets.export_lake(out=lake, as_of=AS_OF)
     log = root / "lake-events.jsonl"
     _file_transport(monkeypatch, log)
-    tg.build_dataset(
+    tg.datasets.build(
         purpose="model_training", out=root / "from-lake", as_of=AS_OF, messages=f"parquet:{lake}"
     )
     start, complete = _events(log)
@@ -289,11 +289,11 @@ def test_a_failed_build_emits_fail_and_its_error_is_unchanged(
         options["format"] = "xlsx"
     log = work / "events.jsonl"
     with pytest.raises(TraingateError) as without:
-        tg.build_dataset(**options)
+        tg.datasets.build(**options)
     assert not log.exists()  # not configured: nothing
     _file_transport(monkeypatch, log)
     with pytest.raises(TraingateError) as raised:
-        tg.build_dataset(**options)
+        tg.datasets.build(**options)
     assert (type(raised.value), str(raised.value)) == (type(without.value), str(without.value))
     start, fail = _events(log)
     assert (start["eventType"], fail["eventType"]) == ("START", "FAIL")
@@ -311,7 +311,7 @@ def test_a_transport_that_fails_never_fails_the_build(
     tg, root = sample
     _file_transport(monkeypatch, root / "no-such-dir" / "events.jsonl")
     with caplog.at_level(logging.WARNING, logger="traingate._datasets.openlineage_emit"):
-        result = tg.build_dataset(purpose="model_training", out=root / "unsent", as_of=AS_OF)
+        result = tg.datasets.build(purpose="model_training", out=root / "unsent", as_of=AS_OF)
     assert (result.path / "manifest.json").is_file()
     warned = [r.getMessage() for r in caplog.records if r.name.endswith("openlineage_emit")]
     assert any("START" in m and "not sent" in m for m in warned), warned
@@ -329,7 +329,7 @@ from traingate._settings import Settings
 root = Path({str(tmp_path)!r})
 settings = Settings(db_url=f"sqlite:///{{root / 'db.sqlite'}}", key_file=root / "keys.json")
 with Traingate.open(settings) as tg:
-    tg.build_dataset(purpose="model_training", out=root / "out")
+    tg.datasets.build(purpose="model_training", out=root / "out")
 print(sorted(m for m in sys.modules if m.split(".")[0] == "openlineage"))
 """
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
@@ -360,11 +360,11 @@ def test_store_inputs_follow_the_naming_conventions_without_credentials(
         ev.conversation("c1", "a1", ev.t(0, 2)),
         ev.message("m1", "c1", "a1", ev.t(0, 3), content="write to me@example.com"),
     ]
-    summary = tg.ingest(json.dumps(e) + "\n" for e in events)
+    summary = tg.events.ingest(json.dumps(e) + "\n" for e in events)
     assert summary.rejected == 0
     log = tmp_path / "events.jsonl"
     _file_transport(monkeypatch, log)
-    tg.build_dataset(purpose="model_training", out=tmp_path / "out", as_of=parse_instant(ev.t(9)))
+    tg.datasets.build(purpose="model_training", out=tmp_path / "out", as_of=parse_instant(ev.t(9)))
     start, complete = _events(log)
     names = [(d["namespace"], d["name"]) for d in complete["inputs"]]
     if tg.store.db.dialect == "sqlite":

@@ -34,10 +34,10 @@ class Site:
             ev.message("m-b1", "conv-bob", BOB, ev.t(1), "user", "Bob's secret plan"),
         ]
         with self.open() as tg:
-            summary = tg.ingest([json.dumps(e) for e in [*world(), *bob]])
+            summary = tg.events.ingest([json.dumps(e) for e in [*world(), *bob]])
             assert summary.rejected == 0, summary.errors
             self.tokens = {
-                role: tg.create_token(role=role).token
+                role: tg.access.create_token(role=role).token
                 for role in ("analyst", "privacy_officer", "ingest")
             }
         self.app = create_app(settings=self.settings, datasets_dir=tmp_path / "datasets")
@@ -47,7 +47,7 @@ class Site:
 
     def login_path(self, account_id: str = ALICE) -> str:
         with self.open() as tg:
-            return tg.create_session(account_id=account_id).login_path
+            return tg.access.create_session(account_id=account_id).login_path
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_signing_out_revokes_the_session(client: TestClient, site: Site) -> None
     response = client.post("/logout", data={"csrf": csrf})
     assert response.status_code == 200 and "signed out" in response.text
     with site.open() as tg, pytest.raises(Exception, match="not valid"):
-        tg.authenticate(session)
+        tg.access.authenticate(session)
 
 
 def test_pages_carry_security_headers_and_stay_out_of_the_openapi_document(
@@ -150,7 +150,7 @@ def test_the_toggle_writes_a_consent_event_and_the_answer_changes(
     for rule_id in ("default_deny", "no_consent", "consent_revoked", "feedback"):
         assert f"<span>{rule_id}</span>" in response.text
     with site.open() as tg:
-        report = tg.privacy(account_id=ALICE)
+        report = tg.privacy.answer(account_id=ALICE)
     assert not report.consent.granted and report.consent.source == "privacy_settings"
 
     bad = client.post("/privacy/consent", data={"csrf": csrf, "granted": "maybe"})
@@ -172,7 +172,7 @@ def test_forms_need_the_csrf_token_and_our_origin(client: TestClient, site: Site
     )
     assert wrong_type.status_code == 422
     with site.open() as tg:
-        assert tg.privacy(account_id=ALICE).consent.granted  # nothing was written
+        assert tg.privacy.answer(account_id=ALICE).consent.granted  # nothing was written
 
 
 def test_another_accounts_conversation_is_not_found(client: TestClient, site: Site) -> None:
@@ -191,7 +191,7 @@ def test_deleting_a_conversation_writes_the_event(client: TestClient, site: Site
     with site.open() as tg:
         dinner = next(
             c
-            for c in tg.privacy(account_id=ALICE).conversations
+            for c in tg.privacy.answer(account_id=ALICE).conversations
             if c.title == "Weeknight dinner ideas"
         )
     assert dinner.deleted_at is not None
@@ -227,7 +227,7 @@ def test_feedback_answers_the_receipt_as_json_or_as_a_page(client: TestClient, s
     assert body["rating"] == "down"
     assert body["report"]["expires_at"][:4] == str(int(body["report"]["submitted_at"][:4]) + 10)
     with site.open() as tg:
-        _, snapshot = tg.feedback_show(body["receipt"])
+        _, snapshot = tg.feedback.show(body["receipt"])
     assert snapshot.comment == "Tram 28 is slow."
     assert snapshot.categories == ("not_factual", "unhelpful")
     assert snapshot.rated_message_index == 1
@@ -326,7 +326,7 @@ def test_the_explain_page_names_the_rules_of_the_cli(client: TestClient, site: S
         },
     )
     with site.open() as tg:
-        expected = tg.explain(conversation_id=LISBON, purpose="safety_review", as_of=None)
+        expected = tg.privacy.explain(conversation_id=LISBON, purpose="safety_review", as_of=None)
     rule_ids = {r["id"] for m in expected.to_dict()["messages"] for r in m["rules"]}
     assert rule_ids == {"no_active_flag"}
     assert response.status_code == 200
@@ -353,7 +353,7 @@ def test_the_retention_page_shows_pending_deletions_and_the_last_purge(
     client: TestClient, site: Site
 ) -> None:
     with site.open() as tg:
-        tg.delete_conversation(conversation_id=DINNER, account_id=ALICE)
+        tg.events.delete_conversation(conversation_id=DINNER, account_id=ALICE)
     csrf = admin(client, site.tokens["privacy_officer"])
     page = client.get("/admin/retention").text
     assert DINNER in page and "No purge is recorded" in page
@@ -366,7 +366,7 @@ def test_the_retention_page_shows_pending_deletions_and_the_last_purge(
 
 
 def _answer(tg: Traingate, account_id: str) -> tuple[str, str, set[str]]:
-    result = answer_for(tg.privacy(account_id=account_id), tg.policy)
+    result = answer_for(tg.privacy.answer(account_id=account_id), tg.policy)
     return result.tone, result.headline, {r.id for r in result.rules}
 
 
@@ -390,7 +390,7 @@ def test_the_answer_for_each_state_of_an_account(tg: Traingate, ev: Events) -> N
         ev.account_deleted("gone", t(3)),
         ev.message("m-x", "c-x", "ghost", t(1)),  # no account.updated: plan unknown
     ]
-    assert tg.ingest([json.dumps(e) for e in events]).rejected == 0
+    assert tg.events.ingest([json.dumps(e) for e in events]).rejected == 0
 
     tone, headline, rules = _answer(tg, "never")
     assert tone == "no" and "except feedback you send" in headline
@@ -400,7 +400,7 @@ def test_the_answer_for_each_state_of_an_account(tg: Traingate, ev: Events) -> N
     assert tone == "yes" and "since 6 January 2024" in headline and "opt_in" in rules
     assert (
         "the Trusted Tester program"
-        in answer_for(tg.privacy(account_id="opted"), tg.policy).summary
+        in answer_for(tg.privacy.answer(account_id="opted"), tg.policy).summary
     )
 
     tone, _, rules = _answer(tg, "revoked")
@@ -436,9 +436,9 @@ def test_retention_status_counts_expiries_pending_deletions_and_the_last_purge(
         ev.message("m-3", "c-2", "a", t(3)),
         ev.conversation_deleted("c-2", "a", t(4)),
     ]
-    assert tg.ingest([json.dumps(e) for e in events]).rejected == 0
+    assert tg.events.ingest([json.dumps(e) for e in events]).rejected == 0
     as_of = parse_instant(t(10))
-    status = tg.retention_status(as_of=as_of)
+    status = tg.retention.status(as_of=as_of)
     assert status.reports_stored == 1
     assert [(e.month, e.reports, e.expired) for e in status.expiries] == [("2034-01", 1, False)]
     assert [(p.kind, p.subject, p.messages) for p in status.pending] == [("conversation", "c-2", 1)]
@@ -446,10 +446,10 @@ def test_retention_status_counts_expiries_pending_deletions_and_the_last_purge(
     assert status.last_purge is None
 
     later = parse_instant("2034-01-03T12:00:01Z")  # the report expired, c-2 is long due
-    assert tg.retention_status(as_of=later).expiries[0].expired
-    counts = tg.purge_audited(actor="test", as_of=later)
+    assert tg.retention.status(as_of=later).expiries[0].expired
+    counts = tg.retention.purge(actor="test", as_of=later)
     assert counts.expired_reports == 1 and counts.messages_purged == 1
-    after = tg.retention_status(as_of=later)
+    after = tg.retention.status(as_of=later)
     assert after.reports_stored == 0 and after.pending == ()
     assert after.last_purge is not None and after.last_purge.actor == "test"
     assert after.last_purge.details["expired_reports"] == 1

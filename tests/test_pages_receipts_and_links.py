@@ -32,8 +32,8 @@ def test_no_limit_receipts_warn_and_a_used_link_says_so(tmp_path: Path) -> None:
     with Traingate.open(settings) as tg:
         assert tg.policy.feedback_basis is not None
         assert tg.policy.feedback_basis.retention is None
-        assert tg.ingest([json.dumps(e) for e in events]).rejected == 0
-        link = tg.create_session(account_id="acct-nolimit").login_path
+        assert tg.events.ingest([json.dumps(e) for e in events]).rejected == 0
+        link = tg.access.create_session(account_id="acct-nolimit").login_path
     app = create_app(settings=settings, datasets_dir=tmp_path / "datasets")
     with TestClient(app) as client:
         assert client.get(link).status_code == 200

@@ -383,9 +383,11 @@ CASES: dict[str, Case] = {
 
 
 def _check(tg: Traingate, case: Case) -> None:
-    summary = tg.ingest(jsonl(case.history(Events())))
+    summary = tg.events.ingest(jsonl(case.history(Events())))
     assert summary.rejected == 0, summary.errors
-    result = tg.explain(conversation_id="c", purpose=case.purpose, as_of=parse_instant(case.as_of))
+    result = tg.privacy.explain(
+        conversation_id="c", purpose=case.purpose, as_of=parse_instant(case.as_of)
+    )
     got = tuple(
         m.decision.basis if m.decision.eligible else m.decision.reasons[0] for m in result.messages
     )

@@ -66,7 +66,7 @@ FEEDBACK_2025 = side("consumer-2025", "feedback")
 
 @pytest.fixture
 def loaded(tg: Traingate) -> Traingate:
-    summary = tg.ingest(jsonl(scenario()))
+    summary = tg.events.ingest(jsonl(scenario()))
     assert summary.rejected == 0, summary.errors
     return tg
 
@@ -107,7 +107,7 @@ def report_record(
 @pytest.mark.store
 def test_diff_of_putting_consumer_2025_in_force(loaded: Traingate) -> None:
     tg = loaded
-    result = tg.policy_diff(
+    result = tg.datasets.policy_diff(
         a="consumer-2024", b=VERSIONS, as_of=parse_instant(AS_OF), purposes=["model_training"]
     ).to_dict()
     assert result == {
@@ -147,7 +147,7 @@ def test_diff_of_putting_consumer_2025_in_force(loaded: Traingate) -> None:
             }
         ],
     }
-    entries = [e for e in tg.audit_log.entries() if e.action == "policy.diff"]
+    entries = [e for e in tg.audit.log.entries() if e.action == "policy.diff"]
     assert len(entries) == 1
     details = entries[0].to_dict()["details"]
     assert details["counts"]["model_training"]["records"]["leave"] == 1
@@ -171,7 +171,7 @@ def test_diff_after_the_shorter_retention_and_in_reverse(loaded: Traingate) -> N
     """Past SWITCH + P5Y: c-after's content (kept 5 years while opt_in covers it) has expired
     too, and so has the report on it (P5Y); in reverse, both come back."""
     tg = loaded
-    forward = tg.policy_diff(
+    forward = tg.datasets.policy_diff(
         a="consumer-2024", b=VERSIONS, as_of=parse_instant(LATE), purposes=["model_training"]
     ).to_dict()["purposes"][0]
     expired = side("consumer-2025", None, "feedback_expired")
@@ -191,7 +191,7 @@ def test_diff_after_the_shorter_retention_and_in_reverse(loaded: Traingate) -> N
         ],
         key=lambda r: r["record_id"],
     )
-    backward = tg.policy_diff(
+    backward = tg.datasets.policy_diff(
         a=VERSIONS, b="consumer-2024", as_of=parse_instant(LATE), purposes=["model_training"]
     ).to_dict()["purposes"][0]
     assert backward["counts"] == {
@@ -208,10 +208,10 @@ def test_diff_after_the_shorter_retention_and_in_reverse(loaded: Traingate) -> N
 @pytest.mark.store
 def test_diff_of_equal_policies_and_every_purpose(loaded: Traingate) -> None:
     tg = loaded
-    same = tg.policy_diff(a="consumer-2024", b="consumer-2024", as_of=parse_instant(AS_OF))
+    same = tg.datasets.policy_diff(a="consumer-2024", b="consumer-2024", as_of=parse_instant(AS_OF))
     assert [p.purpose for p in same.purposes] == list(default_policy().purposes)
     assert all(p.records == () for p in same.purposes)
-    every = tg.policy_diff(
+    every = tg.datasets.policy_diff(
         a="consumer-2024", b=VERSIONS, as_of=parse_instant(AS_OF), engine="scalar"
     )
     counts = {p.purpose: p.counts()["records"] for p in every.purposes}

@@ -224,7 +224,7 @@ def history(e: Events) -> list[dict[str, Any]]:
 def versioned(db_url: str, tmp_path: Path) -> Any:
     settings = Settings(db_url=db_url, key_file=tmp_path / "keys.json", policy=VERSIONS)
     with Traingate.open(settings) as app:
-        summary = app.ingest(jsonl(history(Events())))
+        summary = app.events.ingest(jsonl(history(Events())))
         assert summary.rejected == 0, summary.errors
         yield app, summary
 
@@ -232,7 +232,9 @@ def versioned(db_url: str, tmp_path: Path) -> Any:
 def _explained(
     tg: Traingate, conversation: str, purpose: str, as_of: str = AS_OF
 ) -> list[tuple[str, str, str]]:
-    result = tg.explain(conversation_id=conversation, purpose=purpose, as_of=P(as_of)).to_dict()
+    result = tg.privacy.explain(
+        conversation_id=conversation, purpose=purpose, as_of=P(as_of)
+    ).to_dict()
     return [
         (m["message_id"], m["basis"] or m["reasons"][0], m["policy"]["id"])
         for m in result["messages"]
@@ -301,7 +303,9 @@ def test_messages_across_the_effective_date(
 @pytest.mark.store
 def test_explain_keeps_its_keys_and_names_the_policy(versioned: Any) -> None:
     tg, _ = versioned
-    result = tg.explain(conversation_id="i", purpose="model_training", as_of=P(AS_OF)).to_dict()
+    result = tg.privacy.explain(
+        conversation_id="i", purpose="model_training", as_of=P(AS_OF)
+    ).to_dict()
     assert list(result) == ["conversation_id", "purpose", "as_of", "policy", "messages"]
     assert result["policy"] == {"id": "consumer-2025", "sha256": tg.policies.policies[1].sha256}
     first, second = result["messages"][:2]
@@ -317,7 +321,7 @@ def test_explain_keeps_its_keys_and_names_the_policy(versioned: Any) -> None:
 def test_reports_keep_the_retention_of_their_submission(versioned: Any) -> None:
     tg, summary = versioned
     receipts = {event_id: receipt for _, event_id, receipt in summary.receipts}
-    expiries = sorted(tg.report_info(r).expires_at for r in receipts.values())
+    expiries = sorted(tg.feedback.info(r).expires_at for r in receipts.values())
     assert expiries == [
         P("2031-01-01T00:00:00Z"),  # r-c-after
         P("2031-01-01T00:00:00.000001Z"),  # r-i-after
@@ -343,7 +347,7 @@ def test_reports_keep_the_retention_of_their_submission(versioned: Any) -> None:
     }  # fmt: skip
     # Between P5Y and P10Y: only the reports submitted before the switch are left.
     assert reports("2031-06-01T00:00:00Z") == {"included": 2, "r-c-before": 1, "r-i-before": 1}
-    snapshots = [tg.feedback_show(r)[1] for r in receipts.values()]
+    snapshots = [tg.feedback.show(r)[1] for r in receipts.values()]
     assert sorted((s.comment, s.mode) for s in snapshots) == [
         ("r-c-after", "standard"), ("r-c-before", "standard"),
         ("r-i-after", "incognito"), ("r-i-before", "incognito"),
@@ -354,7 +358,7 @@ def test_reports_keep_the_retention_of_their_submission(versioned: Any) -> None:
 def test_the_manifest_lists_every_policy_that_decided(versioned: Any, tmp_path: Path) -> None:
     tg, _ = versioned
     first, second = tg.policies.ranges()
-    built = tg.build_dataset(purpose="model_training", out=tmp_path / "ds", as_of=P(AS_OF))
+    built = tg.datasets.build(purpose="model_training", out=tmp_path / "ds", as_of=P(AS_OF))
     manifest = built.manifest
     assert manifest["policy"] == {
         "id": "consumer-2025", "version": 2, "sha256": second["sha256"],
@@ -365,9 +369,9 @@ def test_the_manifest_lists_every_policy_that_decided(versioned: Any, tmp_path: 
     ]
     assert manifest["exclusions"]["messages"]["by_reason"] == {"mode_excluded": 2}
     assert manifest["exclusions"]["reports"]["by_reason"] == {"mode_excluded": 1}
-    assert tg.verify_dataset(path=tmp_path / "ds").ok
+    assert tg.datasets.verify(path=tmp_path / "ds").ok
     # Before the switch only consumer-2024 decided anything.
-    early = tg.build_dataset(
+    early = tg.datasets.build(
         purpose="model_training", out=tmp_path / "early", as_of=P("2025-12-31T23:59:59.999999Z")
     )
     assert early.manifest["policy"]["id"] == "consumer-2024"
@@ -378,7 +382,7 @@ def test_the_manifest_lists_every_policy_that_decided(versioned: Any, tmp_path: 
 def test_the_default_decides_incognito_as_before(tg: Traingate, tmp_path: Path) -> None:
     """Without a setting, consumer-2024 alone decides: a mode changes nothing, and content
     never expires (SPEC §1, §5)."""
-    summary = tg.ingest(jsonl(history(Events())))
+    summary = tg.events.ingest(jsonl(history(Events())))
     assert summary.rejected == 0
     assert [p.id for p in tg.policies.policies] == ["consumer-2024"]
     assert _explained(tg, "i", "model_training") == [
@@ -387,7 +391,7 @@ def test_the_default_decides_incognito_as_before(tg: Traingate, tmp_path: Path) 
         ("i-after", "opt_in", "consumer-2024"),
     ]
     assert _explained(tg, "i", "model_training", LATE) == _explained(tg, "i", "model_training")
-    built = tg.build_dataset(purpose="model_training", out=tmp_path / "ds", as_of=P(AS_OF))
+    built = tg.datasets.build(purpose="model_training", out=tmp_path / "ds", as_of=P(AS_OF))
     assert built.manifest["policies"] == [{**tg.policies.ranges()[0], "messages": 6, "reports": 4}]
     assert built.manifest["exclusions"]["messages"]["by_reason"] == {}
     assert json.loads((tmp_path / "ds" / "manifest.json").read_text()) == built.manifest
@@ -402,7 +406,7 @@ def test_the_console_shows_the_policies_in_force(tmp_path: Path) -> None:
         db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json", policy=VERSIONS
     )
     with Traingate.open(settings) as tg:
-        token = tg.create_token(role="analyst").token
+        token = tg.access.create_token(role="analyst").token
     app = create_app(settings=settings, datasets_dir=tmp_path / "datasets")
     with TestClient(app) as client:
         assert client.post("/admin/login", data={"token": token, "next": "/admin"}).is_success

@@ -44,7 +44,7 @@ def open_tg(db_url: str, tmp_path: Path) -> Iterator[Opener]:
 
 
 def ingest(tg: Traingate, events: list[Event]) -> None:
-    summary = tg.ingest([json.dumps(e) for e in events])
+    summary = tg.events.ingest([json.dumps(e) for e in events])
     assert summary.rejected == 0, summary.errors
 
 
@@ -264,7 +264,7 @@ def test_conversations_are_exactly_those_a_duckdb_build_holds(
     as_of = T(120)
     for purpose in PURPOSES:
         out = tmp_path / f"build-{purpose}"
-        build = tg.build_dataset(
+        build = tg.datasets.build(
             purpose=purpose, out=out, as_of=parse_instant(as_of), format="jsonl"
         )
         records = _records(out)
@@ -274,7 +274,7 @@ def test_conversations_are_exactly_those_a_duckdb_build_holds(
                 cid = conversation.conversation_id
                 held = [
                     entry
-                    for entry in tg.lineage(conversation_id=cid).builds
+                    for entry in tg.datasets.lineage(conversation_id=cid).builds
                     if entry.build.build_id == build.build_id
                 ]
                 use = conversation.uses[purpose]

@@ -69,5 +69,5 @@ def test_the_answer_is_what_a_build_holds(
             db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json", policy=spec
         )
         with Traingate.open(settings_) as tg:
-            tg.ingest(jsonl(history(steps)))
+            tg.events.ingest(jsonl(history(steps)))
             check_answer(tg, as_of=as_of, batch_messages=batch_messages)

@@ -389,5 +389,5 @@ def test_plans_and_settings_come_from_the_policy(tmp_path: Path) -> None:
         policy=str(path),
     )
     with Traingate.open(settings) as tg:
-        summary = tg.ingest([json.dumps(event) for event in events])
+        summary = tg.events.ingest([json.dumps(event) for event in events])
     assert summary.rejected == 0, summary.errors[:3]

@@ -24,6 +24,7 @@ from tests.factories import Events
 from tests.route_matrix import CALLERS, is_page, matrix, routes
 from traingate._errors import StoreError
 from traingate._facade import Traingate
+from traingate._facade.feedback import Feedback
 from traingate._settings import Settings
 from traingate._web.session import csrf_token
 
@@ -183,10 +184,10 @@ def test_secrets_never_reach_the_in_process_logs(
     ).json()["receipt"]
     handled += [receipt, *_secrets_of(session)]
 
-    def broken(self: Traingate, receipt: str, **_: Any) -> Any:
+    def broken(self: Feedback, receipt: str, **_: Any) -> Any:
         raise StoreError("SQLite /data/traingate-vault.sqlite: disk I/O error")
 
-    monkeypatch.setattr(Traingate, "feedback_show", broken)
+    monkeypatch.setattr(Feedback, "show", broken)
     done = api.client.get(f"/v1/feedback/{receipt}", headers={"Authorization": f"Bearer {session}"})
     assert done.status_code == 503 and receipt not in done.text
     client_side = ("httpx", "httpcore")  # the test's own HTTP client logs what it sends
@@ -198,7 +199,7 @@ def test_secrets_never_reach_the_in_process_logs(
     assert "store error on GET /v1/feedback/{receipt}: SQLite" in logged
     assert [s for s in handled if s in logged] == []
     with Traingate.open(api.settings) as tg:
-        audit = "\n".join(line for e in tg.audit_log.entries() for line in (e.details, e.actor))
+        audit = "\n".join(line for e in tg.audit.log.entries() for line in (e.details, e.actor))
     assert [s for s in handled if s in audit] == []
 
 
@@ -208,9 +209,10 @@ def test_secrets_never_reach_the_served_process_output(
     """``traingate serve`` (default logging: uvicorn's error log, no access log) through a
     flow over loopback HTTP: nothing of any credential or receipt in its output."""
     with Traingate.open(settings) as tg:
-        tg.ingest([json.dumps(e) for e in history(ev)])
+        tg.events.ingest([json.dumps(e) for e in history(ev)])
         tokens = {
-            r: tg.create_token(role=r).token for r in ("ingest", "analyst", "privacy_officer")
+            r: tg.access.create_token(role=r).token
+            for r in ("ingest", "analyst", "privacy_officer")
         }
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINGATE_")}
     env |= {"TRAINGATE_DB": settings.db_url, "TRAINGATE_KEY_FILE": str(settings.key_file)}

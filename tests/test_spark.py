@@ -39,8 +39,8 @@ def test_spark_equals_duckdb_on_the_scenario(
     """Whole builds through the facade: the same records, part files and manifest."""
     ingest(tg, scenario(ev))
     as_of = parse_instant(AS_OF)
-    tg.build_dataset(purpose="model_training", out=tmp_path / "duckdb", as_of=as_of)
-    tg.build_dataset(purpose="model_training", out=tmp_path / "spark", as_of=as_of, engine="spark")
+    tg.datasets.build(purpose="model_training", out=tmp_path / "duckdb", as_of=as_of)
+    tg.datasets.build(purpose="model_training", out=tmp_path / "spark", as_of=as_of, engine="spark")
     assert read_dataset(tmp_path / "spark") == read_dataset(tmp_path / "duckdb")
     assert _manifest(tmp_path / "spark") == _manifest(tmp_path / "duckdb")
     assert json.loads((tmp_path / "spark" / "manifest.json").read_text())["engine"] == "spark"
@@ -55,7 +55,7 @@ def test_spark_equals_duckdb_message_by_message(tmp_path: Path, spark: SparkSess
         policy="consumer-2024,consumer-2025@2024-01-09T00:00:00Z",
     )
     with Traingate.open(settings) as tg:
-        summary = tg.ingest(jsonl(history(seed=7)))
+        summary = tg.events.ingest(jsonl(history(seed=7)))
         assert summary.rejected == 0, summary.errors
         as_of = parse_instant(T(16))
         for purpose in ("model_training", "safety_review"):
@@ -75,18 +75,18 @@ def test_policy_diff_on_spark_equals_duckdb(tmp_path: Path, spark: SparkSession)
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json")
     later = "consumer-2024,consumer-2025@2024-01-09T00:00:00Z"
     with Traingate.open(settings) as tg:
-        summary = tg.ingest(jsonl(history(seed=7)))
+        summary = tg.events.ingest(jsonl(history(seed=7)))
         assert summary.rejected == 0, summary.errors
         as_of = parse_instant(T(16))
         kept = ["model_training", "safety_review"]  # each purpose is two builds
-        duck = tg.policy_diff(a="consumer-2024", b=later, as_of=as_of, purposes=kept)
-        sparked = tg.policy_diff(
+        duck = tg.datasets.policy_diff(a="consumer-2024", b=later, as_of=as_of, purposes=kept)
+        sparked = tg.datasets.policy_diff(
             a="consumer-2024", b=later, as_of=as_of, purposes=kept, engine="spark"
         )
         assert sparked.to_dict() == duck.to_dict()
         assert (
             sparked.to_dict()
-            == tg.policy_diff(
+            == tg.datasets.policy_diff(
                 a="consumer-2024", b=later, as_of=as_of, purposes=kept, engine="scalar"
             ).to_dict()
         )
@@ -109,7 +109,7 @@ def test_spark_reads_a_lake(tmp_path: Path, ev: Events, spark: SparkSession) -> 
     settings = Settings(db_url=db, key_file=tmp_path / "keys.json")
     with Traingate.open(settings) as tg:
         ingest(tg, scenario(ev))
-        tg.export_lake(out=tmp_path / "lake")
+        tg.datasets.export_lake(out=tmp_path / "lake")
     import datetime as dt
 
     at = dt.datetime(2024, 1, 5, 12, 0, 30, tzinfo=dt.UTC)
@@ -175,7 +175,7 @@ def test_spark_tasks_write_the_parts_the_builder_would(
 
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json")
     with Traingate.open(settings) as tg:
-        summary = tg.ingest(jsonl(history(seed=11, conversations=60)))
+        summary = tg.events.ingest(jsonl(history(seed=11, conversations=60)))
         assert summary.rejected == 0, summary.errors
         request = BuildRequest(policy=tg.policies, purpose="model_training", as_of=T_AS_OF)
         built = {}

@@ -79,7 +79,7 @@ def _open(tmp_path: Path, db_url: str | None = None) -> Traingate:
 
 
 def _ingest(tg: Traingate, seed: int) -> list[str]:
-    summary = tg.ingest(jsonl(reported_history(seed)))
+    summary = tg.events.ingest(jsonl(reported_history(seed)))
     assert summary.rejected == 0, summary.errors
     return [receipt for _, _, receipt in summary.receipts]
 
@@ -137,7 +137,7 @@ def test_spark_feedback_equals_duckdb(
         assert manifest["counts"]["by_kind"]["feedback"]["records"] > 10
         answers = {"spark": 0, "duckdb": 0}
         for receipt in receipts:
-            entries = {e.build.engine: e for e in tg.lineage(receipt=receipt).builds}
+            entries = {e.build.engine: e for e in tg.datasets.lineage(receipt=receipt).builds}
             assert set(entries) in ({"spark", "duckdb"}, set())
             if entries:
                 assert entries["spark"].record_ids == entries["duckdb"].record_ids
@@ -174,7 +174,7 @@ def test_spark_feedback_after_expiry_and_purge(tmp_path: Path, spark: SparkSessi
         counts = []
         for step in ("expired", "purged", "no_messages"):
             if step == "purged":
-                tg.purge(as_of=later)
+                tg.retention.purge(as_of=later)
             if step == "no_messages":
                 e = Events(prefix="del-")
                 owners = {
@@ -184,9 +184,9 @@ def test_spark_feedback_after_expiry_and_purge(tmp_path: Path, spark: SparkSessi
                     )
                 }
                 deletions = [e.conversation_deleted(c, a, T(300)) for c, a in owners.items()]
-                summary = tg.ingest(jsonl(deletions))
+                summary = tg.events.ingest(jsonl(deletions))
                 assert summary.rejected == 0, summary.errors
-                tg.purge(as_of=later)
+                tg.retention.purge(as_of=later)
             out = tmp_path / step
             built = {
                 name: _build(tg, engine, out / name, as_of=later)

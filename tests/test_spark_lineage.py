@@ -84,11 +84,11 @@ def test_a_spark_builds_lineage_answers_as_a_duckdb_builds(
     every account's privacy answer, name it exactly where they name the DuckDB build, with
     the same records and messages. Forgetting the build removes the directory."""
     monkeypatch.setattr(spark_lineage, "FILE_ROWS", 7)  # many files from a small build
-    summary = tg.ingest(jsonl(_with_reports(seed=3)))
+    summary = tg.events.ingest(jsonl(_with_reports(seed=3)))
     assert summary.rejected == 0, summary.errors
     as_of = parse_instant(T(16))
-    duck = tg.build_dataset(purpose="model_training", out=tmp_path / "duckdb", as_of=as_of)
-    sparked = tg.build_dataset(
+    duck = tg.datasets.build(purpose="model_training", out=tmp_path / "duckdb", as_of=as_of)
+    sparked = tg.datasets.build(
         purpose="model_training", out=tmp_path / "spark", as_of=as_of, engine="spark"
     )
     directory, digest = _row(tg, sparked.build_id)
@@ -103,20 +103,20 @@ def test_a_spark_builds_lineage_answers_as_a_duckdb_builds(
     )
     held = 0
     for conversation in [*conversations, "never-seen"]:
-        answer = tg.lineage(conversation_id=conversation).to_dict()
+        answer = tg.datasets.lineage(conversation_id=conversation).to_dict()
         assert _entries(answer, sparked.build_id) == _entries(answer, duck.build_id)
         held += bool(_entries(answer, duck.build_id))
     assert held > 5
     receipts = [receipt for _, _, receipt in summary.receipts]
     reported = 0
     for receipt in receipts:
-        answer = tg.lineage(receipt=receipt).to_dict()
+        answer = tg.datasets.lineage(receipt=receipt).to_dict()
         assert _entries(answer, sparked.build_id) == _entries(answer, duck.build_id)
         reported += bool(_entries(answer, duck.build_id))
     assert receipts and reported > 0
     accounts = sorted({e["account_id"] for e in _with_reports(seed=3) if "account_id" in e})
     for account in accounts:
-        report = tg.privacy(account_id=account, as_of=as_of).to_dict()
+        report = tg.privacy.answer(account_id=account, as_of=as_of).to_dict()
         for conversation in report["conversations"]:
             for ids in conversation["builds"].values():
                 assert (duck.build_id in ids) == (sparked.build_id in ids), conversation

@@ -46,11 +46,11 @@ def _read_all(tg: Traingate) -> tuple[int, int]:
 
 
 def test_a_reader_sees_one_snapshot_while_others_write(tg: Traingate, ev: Events) -> None:
-    assert tg.ingest(_messages(ev, "a", range(3), 4)).rejected == 0
+    assert tg.events.ingest(_messages(ev, "a", range(3), 4)).rejected == 0
     with open_reader(tg.store.db) as reader:
         before = reader.scalar("SELECT COUNT(*) FROM messages")
         # Committed by the store's own connection after the snapshot: not seen.
-        assert tg.ingest(_messages(ev, "b", range(5), 4)).rejected == 0
+        assert tg.events.ingest(_messages(ev, "b", range(5), 4)).rejected == 0
         assert tg.store.count("messages") == 32
         assert reader.scalar("SELECT COUNT(*) FROM messages") == before == 12
         pages = list(
@@ -79,7 +79,7 @@ def test_a_reader_streams_a_wal_store_being_written(tmp_path: Path, ev: Events) 
     )
     with Traingate.open(settings) as tg:
         assert tg.store.db.execute("PRAGMA journal_mode")[0][0] == "wal"
-        assert tg.ingest(_messages(ev, "a", range(200), 5)).rejected == 0
+        assert tg.events.ingest(_messages(ev, "a", range(200), 5)).rejected == 0
         batches = [_messages(Events(f"w{i}"), f"w{i}", range(20), 5) for i in range(10)]
         with open_reader(tg.store.db, page=50) as reader:
             started = threading.Event()
@@ -89,7 +89,7 @@ def test_a_reader_streams_a_wal_store_being_written(tmp_path: Path, ev: Events) 
                 try:
                     with Traingate.open(settings) as writer:
                         for lines in batches:
-                            writer.ingest(lines)
+                            writer.events.ingest(lines)
                             started.set()
                 except BaseException as exc:  # reported by the main thread
                     failures.append(exc)

@@ -104,7 +104,7 @@ def test_compacting_event_keys_keeps_what_was_accepted(settings: Settings) -> No
         db.close()
     changed = {**account, "plan": "pro"}
     with Traingate.open(settings) as tg:
-        summary = tg.ingest([json.dumps(account), json.dumps(changed)])
+        summary = tg.events.ingest([json.dumps(account), json.dumps(changed)])
         assert (summary.accepted, summary.duplicates, summary.rejected) == (0, 1, 1)
         assert summary.errors[0].error.endswith(
             "event_id was already accepted with a different body"

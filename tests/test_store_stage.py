@@ -80,7 +80,7 @@ def _read(batch: pa.RecordBatch) -> list[tuple[Any, ...]]:
 def pg(pg_schema_url: str, tmp_path: Path) -> Any:
     settings = Settings(db_url=pg_schema_url, key_file=tmp_path / "keys.json")
     with Traingate.open(settings) as tg:
-        assert tg.ingest(jsonl(_history(Events(), range(120)))).rejected == 0
+        assert tg.events.ingest(jsonl(_history(Events(), range(120)))).rejected == 0
         yield tg
 
 
@@ -130,7 +130,7 @@ def test_block_ranges_of_one_snapshot_stage_its_rows_once(
         url, snapshot = reader.export_snapshot()
         _change_after_the_snapshot(db.url, db.vault_prefix)
         later = jsonl(_history(Events(prefix="late"), range(1_000, 1_040)))
-        assert pg.ingest(later).rejected == 0  # inserted after the snapshot
+        assert pg.events.ingest(later).rejected == 0  # inserted after the snapshot
         for table, sql, params, schema in _queries(pg):
             paths = [tmp_path / f"{table}-{i}.parquet" for i in range(streams)]
             for blocks, path in zip(ranges[table], paths, strict=True):
@@ -275,7 +275,7 @@ def test_sqlite_stages_on_its_one_connection(tmp_path: Path) -> None:
     )
     ledger = LEDGERS[0]
     with Traingate.open(settings) as tg:
-        assert tg.ingest(jsonl(_history(Events(), range(10)))).rejected == 0
+        assert tg.events.ingest(jsonl(_history(Events(), range(10)))).rejected == 0
         with open_reader(tg.store.db) as reader:
             paths = stage_parquet(
                 reader, ledger.query, schema=ledger.schema, directory=tmp_path, streams=4

@@ -244,7 +244,7 @@ def _events(case: dict[str, Any], tag: str) -> Iterator[dict[str, Any]]:
 @given(case=conversations())
 def test_decrypted_snapshot_is_exactly_spec_section_3(tg: Traingate, case: dict[str, Any]) -> None:
     tag = secrets.token_hex(6)  # every example gets its own ids in the shared database
-    summary = tg.ingest(jsonl(_events(case, tag)))
+    summary = tg.events.ingest(jsonl(_events(case, tag)))
     assert summary.rejected == 0, summary.errors
     ((_, _, receipt),) = summary.receipts
     info, snapshot = tg.vault.show(receipt)

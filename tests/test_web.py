@@ -83,11 +83,11 @@ def _serve(settings: Settings, datasets: Path) -> Iterator[str]:
 def _site(db_url: str, tmp_path: Path) -> Iterator[Site]:
     settings = Settings(db_url=db_url, key_file=tmp_path / "keys" / "keys.json")
     with Traingate.open(settings) as tg:
-        summary = tg.ingest([json.dumps(e) for e in world()])
+        summary = tg.events.ingest([json.dumps(e) for e in world()])
         assert summary.rejected == 0, summary.errors
-        login = tg.create_session(account_id=ALICE).login_path
-        analyst = tg.create_token(role="analyst", name="ana").token
-        officer = tg.create_token(role="privacy_officer", name="olga").token
+        login = tg.access.create_session(account_id=ALICE).login_path
+        analyst = tg.access.create_token(role="analyst", name="ana").token
+        officer = tg.access.create_token(role="privacy_officer", name="olga").token
     datasets = tmp_path / "datasets"
     for url in _serve(settings, datasets):
         yield Site(url, settings, url + login, analyst, officer, datasets)
@@ -281,7 +281,7 @@ def test_thumbs_down_with_a_comment_shows_the_receipt_then_delete_it(
     held = page.evaluate("JSON.parse(localStorage.getItem('traingate.receipts'))")
     assert [entry["receipt"] for entry in held] == [receipt]
     with site.open() as tg:
-        _, snapshot = tg.feedback_show(receipt)
+        _, snapshot = tg.feedback.show(receipt)
     assert snapshot.rating == "down"
     assert snapshot.comment == "The queue at Martim Moniz is long at 8:30 too."
     assert snapshot.categories == ("not_factual",)
@@ -301,7 +301,7 @@ def test_thumbs_down_with_a_comment_shows_the_receipt_then_delete_it(
     expect(page.locator("#report-list")).to_contain_text("This browser holds no receipts")
     assert page.evaluate("JSON.parse(localStorage.getItem('traingate.receipts'))") == []
     with site.open() as tg, pytest.raises(Exception, match="receipt"):
-        tg.feedback_show(receipt)
+        tg.feedback.show(receipt)
 
 
 def focused(page: Page) -> dict[str, str]:
@@ -448,8 +448,8 @@ def test_the_privacy_officer_explains_reads_the_policy_and_retention(
     page: Page, site: Site
 ) -> None:
     with site.open() as tg:
-        tg.submit_feedback(account_id=ALICE, conversation_id=DINNER, message_id="m-d2", rating="up")
-        tg.delete_conversation(conversation_id=DINNER, account_id=ALICE)
+        tg.feedback.submit(account_id=ALICE, conversation_id=DINNER, message_id="m-d2", rating="up")
+        tg.events.delete_conversation(conversation_id=DINNER, account_id=ALICE)
     admin_sign_in(page, site, site.officer)
     expect(page).to_have_url(f"{site.url}/admin/explain")
     page.get_by_label("Conversation id").fill(LISBON)

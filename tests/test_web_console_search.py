@@ -75,7 +75,7 @@ def test_the_privacy_officer_finds_a_conversation_and_reads_dates(site: Site) ->
 def test_manifest_heading_stands_clear_and_retention_names_months(site: Site) -> None:
     def body(page: Page) -> None:
         with site.open() as tg:
-            tg.submit_feedback(
+            tg.feedback.submit(
                 account_id=ALICE, conversation_id=DINNER, message_id="m-d2", rating="up"
             )
         admin_sign_in(page, site, site.analyst)

@@ -37,7 +37,7 @@ def test_each_build_is_named_and_the_table_fits_390_px(site: Site) -> None:
     def body(page: Page) -> None:
         with site.open() as tg:
             ids = [
-                tg.build_dataset(
+                tg.datasets.build(
                     purpose="model_training",
                     out=site.datasets / name,
                     as_of=parse_instant(AS_OF),

@@ -64,10 +64,10 @@ def login(tmp_path: Path) -> Iterator[str]:
         key_file=tmp_path / "keys" / "keys.json",
     )
     with Traingate.open(settings) as tg:
-        summary = tg.ingest([json.dumps(e) for e in history()])
+        summary = tg.events.ingest([json.dumps(e) for e in history()])
         assert summary.rejected == 0, summary.errors
-        link = tg.create_session(account_id=ACCOUNT).login_path
-        tg.build_dataset(purpose="model_training", out=tmp_path / "built", format="jsonl")
+        link = tg.access.create_session(account_id=ACCOUNT).login_path
+        tg.datasets.build(purpose="model_training", out=tmp_path / "built", format="jsonl")
     for url in test_web._serve(settings, tmp_path / "datasets"):
         yield url + link
 
@@ -166,7 +166,7 @@ def test_the_console_lists_every_policy_in_force(tmp_path: Path) -> None:
         policy="consumer-2024,consumer-2025@2025-09-28T00:00:00Z",
     )
     with Traingate.open(settings) as tg:
-        token = tg.create_token(role="analyst", name="ana").token
+        token = tg.access.create_token(role="analyst", name="ana").token
         policies = tg.policies.policies
     for url in test_web._serve(settings, tmp_path / "datasets"):
         in_browser(functools.partial(_console_policies, url=url, token=token, policies=policies))

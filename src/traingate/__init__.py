@@ -1,6 +1,8 @@
 """traingate as a library: the names below are its public API (docs/library.md).
 
-``Traingate`` is the facade, one method per operation (``Traingate.open(Settings.resolve())``);
+``Traingate`` is the facade (``Traingate.open(Settings.resolve())``), its operations grouped in
+areas (``tg.events``, ``tg.privacy``, ``tg.datasets``, ``tg.feedback``, ``tg.retention``,
+``tg.access``, ``tg.audit``);
 ``Settings`` says where the store, the key file and the policy are; the errors are the one
 hierarchy every method raises from; the result types are what the methods return. Everything
 else (modules and names not listed in ``__all__``) is private and may change without notice.

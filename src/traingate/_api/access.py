@@ -126,7 +126,7 @@ def optional_caller(
     credential = _credential(request, bearer, cookie)
     if credential is None:
         return None
-    principal = tg.authenticate(credential)
+    principal = tg.access.authenticate(credential)
     from_cookie = bearer is None or not bearer.credentials
     if from_cookie and request.method not in SAFE_METHODS:
         check_csrf(request, credential, request.headers.get(CSRF_HEADER))
@@ -176,7 +176,7 @@ def require_conversation(tg: Traingate, principal: Principal, conversation_id: s
     """The conversation's owner; an end user gets 404 for conversations of other accounts
     exactly as for unknown ones."""
     try:
-        owner = tg.conversation_owner(conversation_id)
+        owner = tg.privacy.conversation_owner(conversation_id)
     except NotFoundError:
         raise NotFoundError(f"conversation {conversation_id!r} is not in the store") from None
     if principal.is_user and owner != principal.account_id:

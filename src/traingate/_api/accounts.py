@@ -46,7 +46,7 @@ def privacy(
     of them. An end user may read only their own; an account the store has no record of is
     404."""
     require_account(principal, account_id)
-    report = tg.privacy(account_id=account_id, as_of=as_of_param(as_of))
+    report = tg.privacy.answer(account_id=account_id, as_of=as_of_param(as_of))
     if not report.known:
         raise NotFoundError(f"account {account_id!r} is not in the store")
     return report.to_dict()
@@ -68,5 +68,7 @@ def set_consent(
     """The privacy center's toggle: records a `consent.updated` event (scope `account`,
     source `privacy_settings`, now) and returns the new privacy answer."""
     require_account(principal, account_id)
-    at = tg.record_consent(account_id=account_id, granted=body.granted, actor=principal.actor)
-    return tg.privacy(account_id=account_id, as_of=at).to_dict()
+    at = tg.events.record_consent(
+        account_id=account_id, granted=body.granted, actor=principal.actor
+    )
+    return tg.privacy.answer(account_id=account_id, as_of=at).to_dict()

@@ -29,7 +29,7 @@ def verify(_: Officer, tg: TG) -> dict[str, Any]:
     entries by action, the head, and each problem with its `seq` and `kind` (`edited`,
     `deleted`, `inserted`, `reordered`, `truncated`, `head`). Always 200: a broken chain is
     an answer, not an error."""
-    return tg.audit_verify()
+    return tg.audit.verify()
 
 
 @router.get(
@@ -48,7 +48,7 @@ def entries(
 ) -> dict[str, Any]:
     """Entries with `seq > after`, oldest first, as `traingate audit export` writes them;
     `next_after` is the `after` of the next page (null on the last)."""
-    found = tg.audit_entries(after=after, limit=limit + 1)
+    found = tg.audit.entries(after=after, limit=limit + 1)
     page = found[:limit]
     return {
         "entries": [entry.to_dict() for entry in page],

@@ -60,7 +60,9 @@ def explain(
     """Whether each message may serve `purpose` as of `as_of`, with the rules that decided
     (the output of `traingate explain`). An end user may explain only their own."""
     require_conversation(tg, principal, conversation_id)
-    result = tg.explain(conversation_id=conversation_id, purpose=purpose, as_of=as_of_param(as_of))
+    result = tg.privacy.explain(
+        conversation_id=conversation_id, purpose=purpose, as_of=as_of_param(as_of)
+    )
     return result.to_dict()
 
 
@@ -78,7 +80,9 @@ def read_conversation(
 ) -> dict[str, Any]:
     """The messages, style, preferences and title of the caller's own conversation."""
     require_conversation(tg, principal, conversation_id)
-    return tg.conversation(conversation_id=conversation_id, as_of=as_of_param(as_of)).to_dict()
+    return tg.privacy.conversation(
+        conversation_id=conversation_id, as_of=as_of_param(as_of)
+    ).to_dict()
 
 
 @router.delete(
@@ -95,7 +99,7 @@ def delete_conversation(
     """Record a `conversation.deleted` event (now): from then on the conversation serves no
     purpose under consent or flag bases, and purge hard-deletes it 30 days later."""
     owner = require_conversation(tg, principal, conversation_id)
-    at = tg.delete_conversation(
+    at = tg.events.delete_conversation(
         conversation_id=conversation_id, account_id=owner, actor=principal.actor
     )
     return {"conversation_id": conversation_id, "deleted": True, "deleted_at": format_instant(at)}

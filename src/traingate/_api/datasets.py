@@ -70,7 +70,7 @@ def start_build(
 def list_builds(_: Analyst, tg: TG, jobs: Jobs) -> dict[str, Any]:
     """The build jobs of every server of the store (queued, running, finished; the newest
     100), and the completed builds the store records (lineage), newest first."""
-    return {"jobs": jobs.list(tg=tg), "builds": tg.recorded_builds()}
+    return {"jobs": jobs.list(tg=tg), "builds": tg.datasets.recorded_builds()}
 
 
 @router.get(
@@ -89,4 +89,4 @@ def get_build(
     error of a failed build, and the signed manifest of a finished one, whichever server runs
     it. A build id of a build made elsewhere (the CLI) answers from lineage."""
     found = jobs.get(tg=tg, key=dataset_id)
-    return found if found is not None else tg.recorded_build(build_id=dataset_id)
+    return found if found is not None else tg.datasets.recorded_build(build_id=dataset_id)

@@ -142,5 +142,5 @@ def post_events(
     """Ingest a JSON array (`application/json`) or NDJSON (`application/x-ndjson`) body of at
     most 10,000 events, with the validation and the summary of `traingate ingest`."""
     # At most 10,000 events, parsed in the request's own process: no worker is ever started.
-    summary = tg.ingest(body.lines, workers=0, actor=principal.actor)
+    summary = tg.events.ingest(body.lines, workers=0, actor=principal.actor)
     return summary_response(summary, receipts=receipts)

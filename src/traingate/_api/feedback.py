@@ -83,7 +83,7 @@ def submit_feedback(
         line = json.dumps(event, ensure_ascii=False)
     except RecursionError:
         raise ApiError(400, "invalid_json", "the body nests too deeply") from None
-    summary = tg.ingest([line], actor=principal.actor)
+    summary = tg.events.ingest([line], actor=principal.actor)
     if summary.rejected:
         return summary_response(summary, receipts=False)
     if not summary.receipts:
@@ -94,7 +94,7 @@ def submit_feedback(
             "then and cannot be issued again",
         )
     receipt = summary.receipts[0][2]
-    info = tg.report_info(receipt)
+    info = tg.feedback.info(receipt)
     return JSONResponse({"receipt": receipt, "report": info.to_dict()}, status_code=201)
 
 
@@ -122,7 +122,7 @@ def _submit_as_user(tg: TG, principal: Principal, event: dict[str, Any]) -> JSON
         )
     require_conversation(tg, principal, conversation_id)  # another's is unknown: one 404
     assert principal.account_id is not None
-    receipt, info = tg.submit_feedback(
+    receipt, info = tg.feedback.submit(
         account_id=principal.account_id,
         conversation_id=conversation_id,
         message_id=event.get("message_id"),  # type: ignore[arg-type]  # ingest validates
@@ -143,7 +143,7 @@ def _submit_as_user(tg: TG, principal: Principal, event: dict[str, Any]) -> JSON
 def show_feedback(principal: Caller, tg: TG, receipt: Receipt, request: Request) -> dict[str, Any]:
     """The stored, de-identified snapshot and its submission and expiry times. Audited as a
     count of the day's reads, with no report and no caller (docs/audit.md)."""
-    info, snapshot = tg.feedback_show(
+    info, snapshot = tg.feedback.show(
         receipt, actor=principal.actor, tally=request.app.state.receipt_uses
     )
     return {"report": info.to_dict(), "snapshot": snapshot.to_dict()}
@@ -160,5 +160,5 @@ def delete_feedback(
 ) -> dict[str, Any]:
     """Crypto-shred the report: its data key and ciphertext are destroyed. Audited as a
     count of the day's deletions, with no report and no caller."""
-    info = tg.feedback_delete(receipt, actor=principal.actor, tally=request.app.state.receipt_uses)
+    info = tg.feedback.delete(receipt, actor=principal.actor, tally=request.app.state.receipt_uses)
     return {"deleted": True, "report_id": info.report_id}

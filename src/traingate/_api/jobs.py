@@ -330,7 +330,7 @@ class BuildJobs:
         job = live.row
         try:
             with Traingate.open(self.settings) as tg:
-                result = tg.build_dataset(
+                result = tg.datasets.build(
                     purpose=job.purpose,
                     out=Path(job.path),
                     as_of=job.as_of,

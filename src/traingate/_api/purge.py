@@ -42,4 +42,4 @@ def purge(
             f"as_of {format_instant(as_of)} is in the future: a purge deletes what has expired"
             " by now or earlier"
         )
-    return tg.purge(as_of=as_of, actor=principal.actor).to_dict()
+    return tg.retention.purge(as_of=as_of, actor=principal.actor).to_dict()

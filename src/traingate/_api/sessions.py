@@ -40,7 +40,7 @@ def create_session(
     as a bearer credential, or send them to `login_path` (the web login link, which sets an
     HttpOnly cookie)."""
     ttl = None if body.ttl_seconds is None else body.ttl_seconds * 1_000_000
-    issued = tg.create_session(account_id=body.account_id, ttl=ttl, actor=principal.actor)
+    issued = tg.access.create_session(account_id=body.account_id, ttl=ttl, actor=principal.actor)
     return JSONResponse(issued.to_dict(), status_code=201)
 
 
@@ -52,7 +52,7 @@ def create_session(
 )
 def end_session(principal: Annotated[Principal, Depends(Access(user=True))], tg: TG) -> Any:
     """Log out: the session credential stops working at once."""
-    tg.revoke_session(session_id=principal.credential_id)
+    tg.access.revoke_session(session_id=principal.credential_id)
     return {"revoked": True}
 
 

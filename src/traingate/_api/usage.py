@@ -73,7 +73,7 @@ class TokenUses:
 
 def _write(tg: Traingate, key: _Key, uses: int) -> None:
     token_id, role, method, route = key
-    tg.record_token_use(token_id=token_id, role=role, method=method, route=route, uses=uses)
+    tg.access.record_token_use(token_id=token_id, role=role, method=method, route=route, uses=uses)
 
 
 class ReceiptUses:
@@ -86,9 +86,9 @@ class ReceiptUses:
 
     def count(self, tg: Traingate, kind: str) -> None:
         """One use (``reads`` or ``deletions``) today; seals the days before it."""
-        DayCounts(tg.audit_log).add(actor=RECEIPT_HOLDERS, action="vault.uses", counts={kind: 1})
+        DayCounts(tg.audit.log).add(actor=RECEIPT_HOLDERS, action="vault.uses", counts={kind: 1})
 
     def flush(self, tg: Traingate) -> None:
         """Seal the days before today (at start-up and shutdown); today's counts stay in the
         store until the day is over."""
-        DayCounts(tg.audit_log).seal()
+        DayCounts(tg.audit.log).seal()

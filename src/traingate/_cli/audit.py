@@ -39,7 +39,7 @@ def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
     no head is intact but says so (a warning): pass --expect-head to tell it from a wiped one."""
     expected = _head(expect_head)
     with open_app(ctx) as tg:
-        summary = tg.audit_verify(expect_head=expected)
+        summary = tg.audit.verify(expect_head=expected)
     emit(summary)
     if "warning" in summary:
         click.echo(f"traingate: audit: warning: {summary['warning']}", err=True)
@@ -88,7 +88,7 @@ def audit_export(
     from traingate._audit.log import export_lines
 
     with open_app(ctx) as tg:
-        entries = tg.audit_entries(after=after, accounts=accounts, organizations=organizations)
+        entries = tg.audit.entries(after=after, accounts=accounts, organizations=organizations)
     if out is None:
         for line in export_lines(entries):
             click.echo(line)

@@ -99,7 +99,7 @@ def dataset_build(
     from traingate._datasets.progress import terminal_progress
 
     with open_app(ctx) as tg, terminal_progress() as progress:
-        result = tg.build_dataset(
+        result = tg.datasets.build(
             purpose=purpose,
             out=out,
             as_of=as_of,
@@ -138,7 +138,7 @@ def lake_export(ctx: click.Context, out: Path, as_of: int | None) -> None:
     snapshot. The lake holds messages as they are (identifiable): keep it as the store.
     Prints the path and counts as JSON."""
     with open_app(ctx) as tg:
-        result = tg.export_lake(out=out, as_of=as_of, actor=cli_actor())
+        result = tg.datasets.export_lake(out=out, as_of=as_of, actor=cli_actor())
     emit(result.to_dict())
 
 
@@ -150,7 +150,7 @@ def dataset_verify(ctx: click.Context, directory: Path) -> None:
     Exit 0 when intact; 1, naming each change, when not (or when DIR does not exist or is a
     file). DIR is printed as an absolute path, as `dataset build` prints it."""
     with open_app(ctx) as tg:
-        result = tg.verify_dataset(path=directory)
+        result = tg.datasets.verify(path=directory)
     emit(result.to_dict())
     if not result.ok:
         for problem in result.problems:
@@ -168,11 +168,13 @@ def lineage(ctx: click.Context, conversation_id: str | None, receipt: str | None
     if (conversation_id is None) == (receipt is None):
         fail("give exactly one of --conversation ID and --receipt R")
     with open_app(ctx) as tg:
-        result = tg.lineage(
+        result = tg.datasets.lineage(
             conversation_id=conversation_id,
             receipt=receipt_value(receipt) if receipt is not None else None,
         )
         if conversation_id is not None and not result.builds:
             # lineage outlives purge; unknown only when neither the store nor a build holds it
-            tg.conversation_owner(conversation_id)  # NotFoundError: "... is not in the store"
+            tg.privacy.conversation_owner(
+                conversation_id
+            )  # NotFoundError: "... is not in the store"
     emit(result.to_dict())

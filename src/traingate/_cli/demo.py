@@ -91,8 +91,8 @@ _KINDS: tuple[tuple[str, Callable[[PrivacyReport], bool]], ...] = (
 def _dataset(tg: Traingate, *, purpose: str, out: Path, as_of: int) -> DemoDataset:
     reused = out.exists()
     if not reused:
-        tg.build_dataset(purpose=purpose, out=out, as_of=as_of)
-    verification = tg.verify_dataset(path=out)
+        tg.datasets.build(purpose=purpose, out=out, as_of=as_of)
+    verification = tg.datasets.verify(path=out)
     manifest = json.loads((out / "manifest.json").read_text())
     return DemoDataset(
         purpose=purpose,
@@ -131,9 +131,9 @@ def _users(tg: Traingate) -> tuple[DemoUser, ...]:
         if kind.startswith("commercial") and any(u.kind.startswith("commercial") for u in users):
             continue
         for account_id in accounts:
-            report = tg.privacy(account_id=account_id)
+            report = tg.privacy.answer(account_id=account_id)
             if report.known and report.conversations and wanted(report):
-                session = tg.create_session(account_id=account_id, ttl=_SESSION_TTL)
+                session = tg.access.create_session(account_id=account_id, ttl=_SESSION_TTL)
                 users.append(
                     DemoUser(
                         kind=kind,
@@ -151,7 +151,7 @@ def _users(tg: Traingate) -> tuple[DemoUser, ...]:
 def prepare_demo(tg: Traingate, *, datasets_dir: Path) -> DemoPlan:
     """Load the sample, build (or verify) the demo datasets, issue login links and a token."""
     with gzip.open(sample_events_path(), "rt", encoding="utf-8") as lines:
-        summary = tg.ingest(lines)
+        summary = tg.events.ingest(lines)
     if summary.rejected:
         raise TraingateError(f"the bundled sample was rejected in part: {summary.errors[:3]}")
     as_of = parse_instant(DEMO_AS_OF)
@@ -171,7 +171,7 @@ def _console_tokens(tg: Traingate) -> tuple[ConsoleToken, ...]:
     return tuple(
         ConsoleToken(
             role=role,
-            token=tg.create_token(role=role, name=f"demo console ({role})").token,
+            token=tg.access.create_token(role=role, name=f"demo console ({role})").token,
             pages=tuple(title for _, title, need in SECTIONS if need in (role, None)),
         )
         for role in roles

@@ -50,7 +50,9 @@ def ingest(
     """
     with open_app(ctx) as tg, event_lines(file) as lines:
         try:
-            summary = tg.ingest(lines, batch_size=batch_size, workers=workers, actor=cli_actor())
+            summary = tg.events.ingest(
+                lines, batch_size=batch_size, workers=workers, actor=cli_actor()
+            )
         except UnicodeDecodeError as exc:
             fail(f"{file} is not UTF-8 text: {exc}")
     if receipts_file and summary.receipts:
@@ -82,7 +84,7 @@ def ingest(
 def explain(ctx: click.Context, conversation_id: str, purpose: str, as_of: int | None) -> None:
     """Explain, message by message, whether a conversation may serve PURPOSE, and why."""
     with open_app(ctx) as tg:
-        result = tg.explain(conversation_id=conversation_id, purpose=purpose, as_of=as_of)
+        result = tg.privacy.explain(conversation_id=conversation_id, purpose=purpose, as_of=as_of)
     emit(result.to_dict())
 
 
@@ -98,7 +100,7 @@ def sample_load(ctx: click.Context) -> None:
     from traingate._sample.importer import sample_events_path
 
     with open_app(ctx) as tg, gzip.open(sample_events_path(), "rt", encoding="utf-8") as lines:
-        summary = tg.ingest(lines, actor=cli_actor())
+        summary = tg.events.ingest(lines, actor=cli_actor())
     emit(summary.to_dict())
     sys.exit(0 if summary.rejected == 0 else 1)
 

@@ -23,7 +23,7 @@ def policy_show(ctx: click.Context, name: str | None) -> None:
     id in force, a bundled id or a policy file. JSON: plans, purposes, bases in order of
     precedence, exclusions, reasons for denial with their texts, sha256."""
     with open_app(ctx) as tg:
-        table = tg.policy_show(name=name)
+        table = tg.datasets.policy_show(name=name)
     emit(table)
 
 
@@ -56,7 +56,7 @@ def policy_diff(
     under B. A and B take what --policy takes (e.g. OLD and OLD,NEW@2026-01-01T00:00:00Z, with
     OLD and NEW bundled ids or policy files). Prints JSON; nothing is written."""
     with open_app(ctx) as tg:
-        result = tg.policy_diff(
+        result = tg.datasets.policy_diff(
             a=a, b=b, as_of=as_of, purposes=purposes, engine=engine, actor=cli_actor()
         )
     emit(result.to_dict())

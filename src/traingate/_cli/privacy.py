@@ -26,5 +26,5 @@ def privacy(ctx: click.Context, account_id: str, as_of: int | None) -> None:
     messages and the builds holding them. Feedback reports are de-linked and never attributed
     to an account. An account the store has no record of gets "known": false and no use."""
     with open_app(ctx) as tg:
-        report = tg.privacy(account_id=account_id, as_of=as_of)
+        report = tg.privacy.answer(account_id=account_id, as_of=as_of)
     emit(report.to_dict())

@@ -93,7 +93,7 @@ def token() -> None:
 def token_create(ctx: click.Context, role: str, name: str | None) -> None:
     """Create a token and print it once: only its hash is stored."""
     with open_app(ctx) as tg:
-        issued = tg.create_token(role=role, name=name, actor=cli_actor())
+        issued = tg.access.create_token(role=role, name=name, actor=cli_actor())
     emit(issued.to_dict())
 
 
@@ -102,7 +102,7 @@ def token_create(ctx: click.Context, role: str, name: str | None) -> None:
 def token_list(ctx: click.Context) -> None:
     """List every token, live or revoked: id, role, name, created, revoked (no secrets)."""
     with open_app(ctx) as tg:
-        tokens = tg.tokens()
+        tokens = tg.access.tokens()
     emit({"tokens": [t.to_dict() for t in tokens]})
 
 
@@ -114,7 +114,7 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
     secret) at once: every later request with it is refused. Exit 2 when no live token has
     that id. See docs/operations.md for rotating a token."""
     with open_app(ctx) as tg:
-        revoked = tg.revoke_token(token_id=token_id, actor=cli_actor())
+        revoked = tg.access.revoke_token(token_id=token_id, actor=cli_actor())
     emit(revoked.to_dict())
 
 
@@ -136,7 +136,9 @@ def session() -> None:
 def session_create(ctx: click.Context, account_id: str, ttl: int) -> None:
     """Open a session for ACCOUNT and print it with its login link path (/login/...)."""
     with open_app(ctx) as tg:
-        issued = tg.create_session(account_id=account_id, ttl=ttl * 1_000_000, actor=cli_actor())
+        issued = tg.access.create_session(
+            account_id=account_id, ttl=ttl * 1_000_000, actor=cli_actor()
+        )
     emit(issued.to_dict())
 
 

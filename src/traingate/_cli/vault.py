@@ -20,7 +20,7 @@ def feedback() -> None:
 def feedback_show(ctx: click.Context, receipt: str) -> None:
     """Print the stored, de-identified snapshot a receipt names."""
     with open_app(ctx) as tg:
-        info, snapshot = tg.feedback_show(receipt_value(receipt), actor=cli_actor())
+        info, snapshot = tg.feedback.show(receipt_value(receipt), actor=cli_actor())
     emit({"report": info.to_dict(), "snapshot": snapshot.to_dict()})
 
 
@@ -30,7 +30,7 @@ def feedback_show(ctx: click.Context, receipt: str) -> None:
 def feedback_delete(ctx: click.Context, receipt: str) -> None:
     """Delete the report a receipt names: its data key and ciphertext are destroyed."""
     with open_app(ctx) as tg:
-        info = tg.feedback_delete(receipt_value(receipt), actor=cli_actor())
+        info = tg.feedback.delete(receipt_value(receipt), actor=cli_actor())
     emit({"deleted": True, "report_id": info.report_id})
 
 
@@ -48,7 +48,7 @@ def keys_rotate(ctx: click.Context, retire_old: bool) -> None:
     Run it while no other traingate process writes. Prints the new key id and counts.
     """
     with open_app(ctx) as tg:
-        result = tg.rotate_keys(retire_old=retire_old, actor=cli_actor())
+        result = tg.feedback.rotate_keys(retire_old=retire_old, actor=cli_actor())
     emit(result.to_dict())
 
 
@@ -63,5 +63,5 @@ def purge(ctx: click.Context, as_of: int | None) -> None:
     deleted_after (30 days unless the policy says otherwise) before the as-of time. Prints the
     counts as JSON."""
     with open_app(ctx) as tg:
-        counts = tg.purge(as_of=as_of, actor=cli_actor())
+        counts = tg.retention.purge(as_of=as_of, actor=cli_actor())
     emit(counts.to_dict())

@@ -283,6 +283,21 @@ class Store:
             )
         )
 
+    def has_account(self, account_id: str) -> bool:
+        """Whether the store holds a plan of the account (it has been named by an event)."""
+        return bool(
+            self.db.execute(
+                "SELECT 1 FROM account_plans WHERE account_id = ? LIMIT 1", (account_id,)
+            )
+        )
+
+    def has_pending_builds(self) -> bool:
+        """Whether a build's lineage is recorded but not completed (``builds.pending_scratch``):
+        what ``settle_builds`` decides; cheap, and without importing the build modules."""
+        return bool(
+            self.db.execute("SELECT 1 FROM builds WHERE pending_scratch IS NOT NULL LIMIT 1")
+        )
+
     def account_deletions(self, account_id: str) -> tuple[int, ...]:
         return tuple(
             int(r[0])

@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from traingate._core.policy import Policy, PolicySet
 from traingate._core.policy.expiry import expired_submissions, report_expiry
@@ -44,6 +44,7 @@ from traingate._vault.crypto import (
 
 __all__ = [
     "NEVER",
+    "KeyHolder",
     "Receipt",
     "ReportInfo",
     "Vault",
@@ -99,6 +100,14 @@ class ReportInfo:
             "expires_at": None if self.expires_at is None else format_instant(self.expires_at),
             "master_key_id": self.master_key_id,
         }
+
+
+class KeyHolder(Protocol):
+    """What holds the one key ring of an open ``Traingate`` (its store), so that a rotation
+    replaces it in one place and the vault reads the new one."""
+
+    @property
+    def keys(self) -> KeyRing: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +228,11 @@ class Vault:
     caller's when there is one, as ingest does).
     """
 
-    def __init__(self, db: Database, *, keys: KeyRing, policy: Policy | PolicySet) -> None:
+    def __init__(
+        self, db: Database, *, keys: KeyRing | KeyHolder, policy: Policy | PolicySet
+    ) -> None:
         self._db = db
-        self._keys = keys
+        self._keys = keys  # a ring, or what holds the one ring (the store): read at each use
         self._policy = policy
         self._table = reports_table(db.vault_prefix)
         if db.dialect == "sqlite":
@@ -242,7 +253,7 @@ class Vault:
 
     @property
     def keys(self) -> KeyRing:
-        return self._keys
+        return self._keys if isinstance(self._keys, KeyRing) else self._keys.keys
 
     @property
     def policy(self) -> Policy | PolicySet:
@@ -263,9 +274,9 @@ class Vault:
         """
         expiry = report_expiry(self._policy, submitted_at)
         expires_at = NEVER if expiry is None else expiry
-        vault_key = self._keys.id_hash("vault-dedupe", dedupe_key)
+        vault_key = self.keys.id_hash("vault-dedupe", dedupe_key)
         secret = new_receipt_secret()
-        master = self._keys.active_master
+        master = self.keys.active_master
         with self._db.transaction():
             found = self._db.execute(
                 f"SELECT report_id FROM {self._table} WHERE dedupe_key = ?", (vault_key,)
@@ -330,11 +341,11 @@ class Vault:
 
     def _times(self, row: _Row) -> KeyBlob:
         """The exact instants of a row (unwrap only, no payload decryption)."""
-        blob = unwrap_blob(row.sealed, master=_master(self._keys, row), report_id=row.report_id)
+        blob = unwrap_blob(row.sealed, master=_master(self.keys, row), report_id=row.report_id)
         return _checked(row, blob)
 
     def _open(self, row: _Row) -> tuple[KeyBlob, Snapshot]:
-        return _open_row(self._keys, row)
+        return _open_row(self.keys, row)
 
     def show(self, receipt: str) -> tuple[ReportInfo, Snapshot]:
         """The stored report and its decrypted snapshot. Raises ReceiptError."""
@@ -423,7 +434,7 @@ class Vault:
                 (as_of, as_of - DAY, after, _PAGE),
             )
             for raw in rows:
-                record = open_report(raw, keys=self._keys, as_of=as_of)
+                record = open_report(raw, keys=self.keys, as_of=as_of)
                 if record is not None:
                     yield record
             if len(rows) < _PAGE:
@@ -450,7 +461,7 @@ class Vault:
         exists nowhere else. Runs in pages, one transaction each; re-running after a crash
         finishes the job. Returns how many data keys were re-wrapped.
         """
-        if new_master not in self._keys.master_keys:
+        if new_master not in self.keys.master_keys:
             raise ConfigError(
                 f"master key {new_master.id} is not in the key ring; save it to the key file "
                 "before rotating to it"
@@ -468,7 +479,7 @@ class Vault:
                         b64(
                             rewrap(
                                 unb64(wrapped),
-                                old=self._keys.master(str(key_id)),
+                                old=self.keys.master(str(key_id)),
                                 new=new_master,
                                 report_id=str(report_id),
                             )

@@ -105,7 +105,7 @@ def login(request: Request, form: Posted, tg: TG) -> Response:
     """Check the token, keep it in the console's cookie."""
     token, target = form.get("token").strip(), _next(form.get("next", "/admin"))
     try:
-        principal = tg.authenticate(token)
+        principal = tg.access.authenticate(token)
         if principal.is_user or principal.role not in ADMIN_ROLES:
             raise AccessDeniedError(f"the console needs a token of role {' or '.join(ADMIN_ROLES)}")
     except TraingateError as exc:
@@ -141,7 +141,7 @@ def builds(request: Request, tg: TG, admin: Admin, jobs: Jobs) -> Response:
         "admin_builds.html",
         admin,
         jobs=jobs.list(tg=tg),
-        builds=tg.recorded_builds(),
+        builds=tg.datasets.recorded_builds(),
         purposes=tg.policy.purposes,
         formats=FORMATS,
         shapes=SHAPES,
@@ -172,7 +172,7 @@ def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted
             "admin_builds.html",
             admin,
             jobs=jobs.list(tg=tg),
-            builds=tg.recorded_builds(),
+            builds=tg.datasets.recorded_builds(),
             purposes=tg.policy.purposes,
             formats=FORMATS,
             shapes=SHAPES,
@@ -186,7 +186,7 @@ def start_build(request: Request, tg: TG, admin: Admin, jobs: Jobs, form: Posted
 
 def _build(tg: TG, jobs: BuildJobs, build_id: str) -> dict[str, Any]:
     found = jobs.get(tg=tg, key=build_id)
-    return found if found is not None else tg.recorded_build(build_id=build_id)
+    return found if found is not None else tg.datasets.recorded_build(build_id=build_id)
 
 
 @router.get("/builds/{build_id}")
@@ -211,7 +211,7 @@ def build_verify(tg: TG, admin: Admin, jobs: Jobs, build_id: BuildId) -> JSONRes
     state = _build(tg, jobs, build_id)
     if state.get("status") != "succeeded":
         raise NotFoundError(f"build {build_id!r} has not finished")
-    result = tg.verify_dataset(path=FilePath(str(state["path"])))
+    result = tg.datasets.verify(path=FilePath(str(state["path"])))
     return JSONResponse(result.to_dict(), headers=SECURITY_HEADERS)
 
 
@@ -232,11 +232,11 @@ def explain(
     purpose unless one is chosen); ``q`` finds conversations by id prefix or account."""
     _require(admin, "privacy_officer")
     purpose = purpose or next(iter(tg.policy.purposes))
-    found = tg.find_conversations(q[:256], limit=SEARCH_LIMIT + 1) if q.strip() else None
+    found = tg.privacy.find_conversations(q[:256], limit=SEARCH_LIMIT + 1) if q.strip() else None
     result, error = None, None
     if conversation_id:
         try:
-            result = tg.explain(
+            result = tg.privacy.explain(
                 conversation_id=conversation_id.strip(),
                 purpose=purpose,
                 as_of=_instant(as_of, "as-of"),
@@ -323,7 +323,7 @@ def retention(request: Request, tg: TG, admin: Admin, purged: str = "") -> Respo
         request,
         "admin_retention.html",
         admin,
-        status=tg.retention_status(),
+        status=tg.retention.status(),
         policy=tg.policy,
         purged=purged == "1",
     )
@@ -333,5 +333,5 @@ def retention(request: Request, tg: TG, admin: Admin, purged: str = "") -> Respo
 def purge(request: Request, tg: TG, admin: Admin, form: Posted) -> Response:
     _require(admin, "privacy_officer")
     check_form(request, form, admin)
-    tg.purge(actor=admin.principal.actor)
+    tg.retention.purge(actor=admin.principal.actor)
     return _see_other("/admin/retention?purged=1")

@@ -71,7 +71,7 @@ class Viewer:
 def _viewer(tg: Traingate, credential: str | None) -> Viewer:
     if not credential:
         raise AuthenticationError("you are not signed in")
-    return Viewer(principal=tg.authenticate(credential), csrf=csrf_token(credential))
+    return Viewer(principal=tg.access.authenticate(credential), csrf=csrf_token(credential))
 
 
 def user_viewer(tg: TG, request: Request) -> Viewer:
@@ -107,9 +107,9 @@ def exchange_login(tg: Traingate, credential: str) -> tuple[str, int]:
     """Trade a login link's session for a fresh one with the same expiry (the link's session
     is revoked: a link works once). Returns (new credential, seconds it lasts)."""
     try:
-        principal = tg.authenticate(credential)
+        principal = tg.access.authenticate(credential)
     except AuthenticationError:
-        if tg.credentials.used_session(credential, now=now_micros()):
+        if tg.access.credentials.used_session(credential, now=now_micros()):
             raise AuthenticationError(
                 "this login link was already used, so it is not valid any more: a login link "
                 "signs you in once"
@@ -120,10 +120,10 @@ def exchange_login(tg: Traingate, credential: str) -> tuple[str, int]:
     remaining = principal.expires_at - now_micros()
     if remaining <= 0:
         raise AuthenticationError("the login link has expired: ask for a new one")
-    issued = tg.create_session(
+    issued = tg.access.create_session(
         account_id=principal.account_id, ttl=remaining, actor=principal.actor
     )
-    tg.revoke_session(session_id=principal.credential_id)
+    tg.access.revoke_session(session_id=principal.credential_id)
     return issued.token, max(1, remaining // _SECOND)
 
 

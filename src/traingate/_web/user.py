@@ -79,7 +79,7 @@ def login(
 @router.post("/logout")
 def logout(request: Request, tg: TG, user: User, form: Posted) -> Response:
     check_form(request, form, user)
-    tg.revoke_session(session_id=user.principal.credential_id)
+    tg.access.revoke_session(session_id=user.principal.credential_id)
     response = page(request, "signed_out.html", {})
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -88,7 +88,7 @@ def logout(request: Request, tg: TG, user: User, form: Posted) -> Response:
 @router.get("/privacy")
 def privacy_center(request: Request, tg: TG, user: User, done: str = "") -> Response:
     """Is my data used for model training? The live answer, the toggle, reports, conversations."""
-    report = tg.privacy(account_id=user.account_id)
+    report = tg.privacy.answer(account_id=user.account_id)
     feedback = report.policy.feedback_basis
     return page(
         request,
@@ -116,7 +116,7 @@ def set_training(request: Request, tg: TG, user: User, form: Posted) -> Response
     value = form.get("granted")
     if value not in ("true", "false"):
         raise ConfigError("granted must be true or false")
-    tg.record_consent(
+    tg.events.record_consent(
         account_id=user.account_id, granted=value == "true", actor=user.principal.actor
     )
     # The page comes back with the switch focused (privacy.js), where the keyboard left it;
@@ -131,7 +131,7 @@ def delete_conversation(
     """A conversation.deleted event through ingest."""
     check_form(request, form, user)
     owner = require_conversation(tg, user.principal, conversation_id)
-    tg.delete_conversation(
+    tg.events.delete_conversation(
         conversation_id=conversation_id, account_id=owner, actor=user.principal.actor
     )
     return _see_other("/privacy?done=deleted#conversations")
@@ -141,7 +141,7 @@ def delete_conversation(
 def conversation(request: Request, tg: TG, user: User, conversation_id: ConversationId) -> Response:
     """The messages, with thumbs up and down on every assistant message."""
     require_conversation(tg, user.principal, conversation_id)
-    view = tg.conversation(conversation_id=conversation_id)
+    view = tg.privacy.conversation(conversation_id=conversation_id)
     basis = tg.policy.feedback_basis
     return page(
         request,
@@ -191,7 +191,7 @@ def submit_feedback(
     check_form(request, form, user)
     fields = _feedback_fields(form)
     require_conversation(tg, user.principal, conversation_id)
-    receipt, info = tg.submit_feedback(
+    receipt, info = tg.feedback.submit(
         account_id=user.account_id,
         conversation_id=conversation_id,
         actor=END_USER,  # not the session: nothing joins the report to its account
