@@ -16,6 +16,8 @@
   purposes of the privacy answer; ``NOT_USED``, its answer for a purpose that uses nothing.
 - ``_population``: opted-in accounts with a conversation each, as lines of events;
   ``_server``: ``traingate serve`` in a subprocess on a free port; ``_env``: its environment.
+- ``variant_text``, ``variant``: consumer-2024 under another id, its feedback kept until
+  deleted or another ``deleted_after``; ``KEEP``: the variant that keeps feedback.
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
@@ -47,7 +49,7 @@ from click.testing import CliRunner
 from tests.api_support import free_port
 from tests.factories import Event, Events
 from traingate._core.facts import ConversationFacts
-from traingate._core.policy import Policy, PolicySet
+from traingate._core.policy import Policy, PolicySet, parse_policy
 from traingate._core.policy.compile import LEDGERS, compile_purpose
 from traingate._datasets.builder import produce
 from traingate._datasets.engines.base import BuildRequest, Engine, Tally
@@ -66,6 +68,7 @@ __all__ = [
     "ALICE",
     "BOB",
     "DINNER",
+    "KEEP",
     "LANDLORD",
     "LISBON",
     "NOT_USED",
@@ -87,6 +90,8 @@ __all__ = [
     "run",
     "run_engine",
     "run_process",
+    "variant",
+    "variant_text",
     "world",
 ]
 
@@ -571,3 +576,33 @@ def _server(settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Pop
         if server.poll() is None:
             server.terminate()
         server.wait(timeout=30)
+
+
+def variant_text(
+    policy_id: str, *, keep_feedback: bool = False, deleted_after: str | None = None
+) -> str:
+    """consumer-2024's file under another id: its feedback basis without ``retention`` (kept
+    until the receipt holder deletes it) when ``keep_feedback``, and ``deleted_after``."""
+    text = Path(bundled_policy_path("consumer-2024")).read_text(encoding="utf-8")
+    text = re.sub(r'(?m)^id = "consumer-2024"$', f'id = "{policy_id}"', text, count=1)
+    if keep_feedback:
+        text = re.sub(r'(?m)^retention = "P10Y"\n', "", text, count=1)
+        text = re.sub(r"(?ms)^\[rules\.feedback_expired\]\n(?:[^\[\n].*?\n|\n)*", "", text)
+    if deleted_after is not None:
+        line = f'deleted_after = "{deleted_after}"'
+        text, found = re.subn(r'(?m)^deleted_after = ".*"$', line, text, count=1)
+        assert found == 1
+    return text
+
+
+def bundled_policy_path(policy_id: str) -> str:
+    import traingate._core.policy
+
+    return str(Path(traingate._core.policy.__file__).with_name(f"{policy_id}.toml"))
+
+
+def variant(policy_id: str, **changes: Any) -> Policy:
+    return parse_policy(variant_text(policy_id, **changes).encode(), source=policy_id)
+
+
+KEEP = variant("keep-feedback", keep_feedback=True)

@@ -67,7 +67,7 @@ def _ingest_two_reports(tg: Traingate, ev: Events) -> list[str]:
     events = [ev.account(ACCOUNT, ev.t(0), email=EMAIL)]
     events += _report_events(ev, conv=CONV_A, day=1, comment=COMMENT)
     events += _report_events(ev, conv=CONV_B, day=2, comment=COMMENT)
-    summary = tg.events.ingest(jsonl(events))
+    summary = tg.ingest(jsonl(events))
     assert summary.rejected == 0, summary.errors
     assert len(summary.receipts) == 2
     return [receipt for _, _, receipt in summary.receipts]
@@ -297,7 +297,7 @@ def test_put_is_idempotent_on_the_dedupe_key(tg: Traingate) -> None:
 def test_a_report_without_expiry_is_stored_as_never(tg: Traingate) -> None:
     """A feedback basis without ``retention``: the report serves every as-of, shows no expiry,
     is never purged, survives key rotation and goes only by its receipt."""
-    from tests.test_retention import KEEP
+    from tests.support import KEEP
 
     vault = Vault(tg.store.db, keys=tg.keys, policy=KEEP)
     snapshot = Snapshot(
@@ -449,7 +449,7 @@ def test_a_vault_write_orphaned_by_a_crash_is_taken_over_on_reingest(
         submitted_at=parse_instant(feedback["at"]),
         dedupe_key=tg.keys.id_hash("report", feedback["event_id"]),
     )
-    summary = tg.events.ingest(jsonl(events))
+    summary = tg.ingest(jsonl(events))
     assert summary.accepted == len(events)
     ((_, _, receipt),) = summary.receipts
     assert tg.vault.count() == 1

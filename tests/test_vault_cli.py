@@ -92,7 +92,7 @@ def test_purge_deletes_expired_content_and_shows_reports_without_expiry(
     """Under consumer-2025 a plain chat's content expires 30 days after each message: ``purge``
     counts it under ``messages_expired``. Under a policy whose feedback basis has no
     retention, ``feedback show`` says ``expires_at: null``."""
-    from tests.test_retention import variant_text
+    from tests.support import variant_text
 
     e = Events()
     events = tmp_path / "events.jsonl"
