@@ -158,7 +158,7 @@ def test_purge_at_the_exact_expiry_instant_of_a_29_february_report(
         ev.message("m2", "c1", "u1", "2024-03-01T09:00:00Z"),
         ev.feedback("f2", "u1", "c1", "m2", "2024-03-01T09:00:01Z"),
     ]
-    summary = tg.ingest(jsonl(events))
+    summary = tg.events.ingest(jsonl(events))
     assert summary.rejected == 0, summary.errors
     leap_receipt = summary.receipts[0][2]
     expiry = parse_instant(LEAP_EXPIRY)
@@ -186,7 +186,7 @@ def test_purge_long_after_expiry_deletes_by_day_alone(tg: Traingate, ev: Events)
         ev.feedback("f1", "u1", "c1", "m1", ev.t(1, 1)),
         ev.feedback("f2", "u1", "c1", "m1", ev.t(2)),
     ]
-    assert tg.ingest(jsonl(events)).accepted == 3
+    assert tg.events.ingest(jsonl(events)).accepted == 3
     later = parse_instant("2034-01-02T12:00:01Z")  # the first report's exact expiry
     assert _purge(tg, later - 1) == ZERO
     assert _purge(tg, later) == {**ZERO, "expired_reports": 1}
@@ -225,7 +225,7 @@ def test_purge_hard_deletes_after_thirty_days_and_keeps_the_ledgers(
     tg: Traingate, ev: Events, settings: Settings
 ) -> None:
     events = _deleted_world(ev)
-    summary = tg.ingest(jsonl(events))
+    summary = tg.events.ingest(jsonl(events))
     assert summary.rejected == 0, summary.errors
     c1_deleted, u2_deleted = parse_instant(ev.t(10)), parse_instant(ev.t(20))
 
@@ -275,9 +275,9 @@ def test_purge_hard_deletes_after_thirty_days_and_keeps_the_ledgers(
     assert _purge(tg, u2_deleted + 300 * DAY) == ZERO
 
     # what was deleted stays deleted: re-sent events are duplicates, new ones are refused
-    again = tg.ingest(jsonl(events))
+    again = tg.events.ingest(jsonl(events))
     assert again.duplicates == len(events) and again.accepted == 0 and again.rejected == 0
-    late = tg.ingest(
+    late = tg.events.ingest(
         jsonl(
             [
                 ev.message("c1m9", "c1", "u1", ev.t(60), content="too late"),
@@ -299,17 +299,20 @@ def test_purge_hard_deletes_after_thirty_days_and_keeps_the_ledgers(
 
 def test_purge_deletes_the_sessions_of_purged_accounts(tg: Traingate, ev: Events) -> None:
     """A session row names its account: once the account is hard-deleted, none is left."""
-    assert tg.ingest(jsonl([ev.account("u7", ev.t(0)), ev.account("u8", ev.t(0))])).rejected == 0
-    sessions = [tg.create_session(account_id=a, ttl=DAY).token for a in ("u7", "u8")]
-    assert tg.ingest(jsonl([ev.account_deleted("u7", ev.t(1))])).rejected == 0
+    assert (
+        tg.events.ingest(jsonl([ev.account("u7", ev.t(0)), ev.account("u8", ev.t(0))])).rejected
+        == 0
+    )
+    sessions = [tg.access.create_session(account_id=a, ttl=DAY).token for a in ("u7", "u8")]
+    assert tg.events.ingest(jsonl([ev.account_deleted("u7", ev.t(1))])).rejected == 0
     _purge(tg, parse_instant(ev.t(1)) + 30 * DAY + 1)
     assert _count(tg, "SELECT COUNT(*) FROM sessions WHERE account_id = 'u7'") == 0
     assert _count(tg, "SELECT COUNT(*) FROM sessions WHERE account_id = 'u8'") == 1
-    assert tg.authenticate(sessions[1]).account_id == "u8"
+    assert tg.access.authenticate(sessions[1]).account_id == "u8"
 
 
 def test_purge_leaves_a_store_without_deletions_alone(tg: Traingate, ev: Events) -> None:
-    tg.ingest(jsonl([ev.account("u1", ev.t(0)), ev.message("m1", "c1", "u1", ev.t(1))]))
+    tg.events.ingest(jsonl([ev.account("u1", ev.t(0)), ev.message("m1", "c1", "u1", ev.t(1))]))
     assert _purge(tg, parse_instant("2099-01-01T00:00:00Z")) == ZERO
     assert _count(tg, "SELECT COUNT(*) FROM messages") == 1
 
@@ -330,7 +333,7 @@ def test_a_policy_put_in_force_from_an_earlier_date_shortens_the_stored_expiry(
         ev.feedback("f-after", "u1", "c1", "m1", "2024-03-01T09:00:01Z"),
     ]
     with Traingate.open(settings) as tg:
-        summary = tg.ingest(jsonl(events))
+        summary = tg.events.ingest(jsonl(events))
         assert summary.rejected == 0, summary.errors
         receipts = {line: receipt for line, _, receipt in summary.receipts}
     before, leap, after = receipts[3], receipts[4], receipts[5]
@@ -343,7 +346,7 @@ def test_a_policy_put_in_force_from_an_earlier_date_shortens_the_stored_expiry(
         assert tg.vault.show(leap)[0].expires_at == parse_instant("2029-02-28T13:45:07.654321Z")
         assert tg.vault.show(after)[0].expires_at == parse_instant("2029-03-01T09:00:01Z")
         assert tg.vault.show(before)[0].expires_at == parse_instant("2034-01-05T10:00:00Z")
-        status = tg.retention_status(as_of=parse_instant("2025-01-01T00:00:00Z"))
+        status = tg.retention.status(as_of=parse_instant("2025-01-01T00:00:00Z"))
         assert [(e.month, e.reports) for e in status.expiries] == [
             ("2029-02", 1),
             ("2029-03", 1),
@@ -436,18 +439,18 @@ def test_a_report_kept_until_its_holder_deletes_it(
         ev.feedback("f1", "u1", "c1", "m1", "2024-01-05T10:00:00Z", comment="kept"),
     ]
     with Traingate.open(_settings(settings, tmp_path, "keep")) as tg:
-        summary = tg.ingest(jsonl(events))
+        summary = tg.events.ingest(jsonl(events))
         assert summary.rejected == 0, summary.errors
         receipt = summary.receipts[0][2]
         info, snapshot = tg.vault.show(receipt)
         assert info.expires_at is None and info.to_dict()["expires_at"] is None
         assert snapshot.comment == "kept"
         assert [r.expires_at for r in tg.vault.reports(as_of=END)] == [None]
-        status = tg.retention_status(as_of=END)
+        status = tg.retention.status(as_of=END)
         assert (status.reports_stored, status.reports_without_expiry, status.expiries) == (1, 1, ())
         assert status.to_dict()["policies"][0]["feedback_retention"] is None
         assert _purge(tg, END) == ZERO
-        assert tg.feedback_delete(receipt).expires_at is None  # only its holder deletes it
+        assert tg.feedback.delete(receipt).expires_at is None  # only its holder deletes it
         assert tg.vault.count() == 0
 
 
@@ -462,12 +465,12 @@ def test_no_limit_in_the_set_shortens_never_lengthens(
         ev.feedback("f1", "u1", "c1", "m1", "2024-01-05T10:00:00Z"),
     ]
     with Traingate.open(_settings(settings, tmp_path, "keep")) as tg:
-        receipt = tg.ingest(jsonl(events[:3])).receipts[0][2]
+        receipt = tg.events.ingest(jsonl(events[:3])).receipts[0][2]
     five = parse_instant("2029-01-05T10:00:00Z")
     shorter = _settings(settings, tmp_path, "keep,consumer-2025@2024-01-03T00:00:00Z")
     with Traingate.open(shorter) as tg:
         assert tg.vault.show(receipt)[0].expires_at == five
-        status = tg.retention_status(as_of=five)
+        status = tg.retention.status(as_of=five)
         assert status.reports_without_expiry == 0
         assert [(e.month, e.reports, e.expired) for e in status.expiries] == [("2029-01", 1, True)]
         assert _purge(tg, five - 1) == ZERO
@@ -475,12 +478,12 @@ def test_no_limit_in_the_set_shortens_never_lengthens(
 
     more = [ev.feedback("f2", "u1", "c1", "m1", "2024-01-06T10:00:00Z")]
     with Traingate.open(settings) as tg:  # consumer-2024: ten years
-        receipt = tg.ingest(jsonl(more)).receipts[0][2]
+        receipt = tg.events.ingest(jsonl(more)).receipts[0][2]
     ten = parse_instant("2034-01-06T10:00:00Z")
     longer = _settings(settings, tmp_path, "consumer-2024,keep@2024-01-03T00:00:00Z")
     with Traingate.open(longer) as tg:
         assert tg.vault.show(receipt)[0].expires_at == ten
-        assert tg.retention_status(as_of=ten).reports_without_expiry == 0
+        assert tg.retention.status(as_of=ten).reports_without_expiry == 0
         assert _purge(tg, ten - 1) == ZERO
         assert _purge(tg, ten) == {**ZERO, "expired_reports": 1}
 
@@ -508,8 +511,8 @@ def test_deleted_after_of_the_policy_in_force_at_the_deletion(
         ev.account_deleted("u3", "2024-03-06T12:00:00Z"),  # P7D
     ]
     with Traingate.open(configured) as tg:
-        assert tg.ingest(jsonl(events)).rejected == 0
-        status = tg.retention_status(as_of=parse_instant("2024-03-10T00:00:00Z"))
+        assert tg.events.ingest(jsonl(events)).rejected == 0
+        status = tg.retention.status(as_of=parse_instant("2024-03-10T00:00:00Z"))
         assert [(p.subject, format_instant(p.due_at)) for p in status.pending] == [
             ("c2", "2024-03-12T12:00:00Z"),
             ("u3", "2024-03-13T12:00:00Z"),
@@ -581,15 +584,19 @@ def _stored(tg: Traingate) -> list[str]:
 
 def test_purge_deletes_messages_whose_content_expired(tg25: Traingate, ev: Events) -> None:
     tg = tg25
-    summary = tg.ingest(jsonl(_content_world(ev)))
+    summary = tg.events.ingest(jsonl(_content_world(ev)))
     assert summary.rejected == 0, summary.errors
     expired = tg.policy.vocabulary.decision.content_expiry
     plain_expiry = parse_instant(d25(31))  # 30 days after p1
 
     # before any purge, explain already says the content expired
-    before = tg.explain(conversation_id="c-plain", purpose="model_training", as_of=plain_expiry)
+    before = tg.privacy.explain(
+        conversation_id="c-plain", purpose="model_training", as_of=plain_expiry
+    )
     assert expired in before.messages[0].decision.reasons
-    early = tg.explain(conversation_id="c-plain", purpose="model_training", as_of=plain_expiry - 1)
+    early = tg.privacy.explain(
+        conversation_id="c-plain", purpose="model_training", as_of=plain_expiry - 1
+    )
     assert expired not in early.messages[0].decision.reasons
 
     assert _purge(tg, plain_expiry - 1) == ZERO
@@ -631,7 +638,7 @@ def test_purge_judges_each_message_under_the_policy_in_force_at_its_time(
         ev.message("new", "c1", "u1", "2025-10-02T12:00:00Z"),
     ]
     with Traingate.open(configured) as tg:
-        assert tg.ingest(jsonl(events)).rejected == 0
+        assert tg.events.ingest(jsonl(events)).rejected == 0
         due = parse_instant("2025-11-01T12:00:00Z")
         assert _purge(tg, due - 1) == ZERO
         assert _purge(tg, due) == {**ZERO, "messages_expired": 1}
@@ -654,7 +661,7 @@ def test_a_build_after_purge_equals_the_build_before(
 ) -> None:
     """SPEC §5: a build is the same as if purge had run at every instant."""
     tg = tg25
-    assert tg.ingest(jsonl(_content_world(ev))).rejected == 0
+    assert tg.events.ingest(jsonl(_content_world(ev))).rejected == 0
     as_of = parse_instant(d25(40))  # c-plain and c-inc expired; c-rev still opted in
     purposes = ("model_training", "safety_review")
     engines = ("duckdb", "scalar")
@@ -662,7 +669,7 @@ def test_a_build_after_purge_equals_the_build_before(
     for purpose in purposes:
         for engine in engines:
             out = tmp_path / f"before-{purpose}-{engine}"
-            tg.build_dataset(purpose=purpose, as_of=as_of, out=out, format="jsonl", engine=engine)
+            tg.datasets.build(purpose=purpose, as_of=as_of, out=out, format="jsonl", engine=engine)
             before[purpose, engine] = _records(out)
     assert before["model_training", "duckdb"], "the opted-in chats are in the build"
     assert before["safety_review", "duckdb"], "the flagged chat is in the build"
@@ -670,7 +677,7 @@ def test_a_build_after_purge_equals_the_build_before(
     for purpose in purposes:
         for engine in engines:
             out = tmp_path / f"after-{purpose}-{engine}"
-            result = tg.build_dataset(
+            result = tg.datasets.build(
                 purpose=purpose, as_of=as_of, out=out, format="jsonl", engine=engine
             )
             assert _records(out) == before[purpose, engine], (purpose, engine)
@@ -683,11 +690,11 @@ def test_retention_status_shows_the_content_rules_and_upcoming_expiries(
     tg25: Traingate, ev: Events
 ) -> None:
     tg = tg25
-    assert tg.ingest(jsonl(_content_world(ev))).rejected == 0
+    assert tg.events.ingest(jsonl(_content_world(ev))).rejected == 0
     c2025 = bundled_policy("consumer-2025")
     default_rule = next(r.id for r in c2025.retention if r.when == "always")
 
-    status = tg.retention_status(as_of=parse_instant(d25(20)))
+    status = tg.retention.status(as_of=parse_instant(d25(20)))
     [policy] = status.to_dict()["policies"]
     assert [r["id"] for r in policy["content_rules"]] == [r.id for r in c2025.retention]
     assert [r["keep"] for r in policy["content_rules"]] == [r.keep for r in c2025.retention]
@@ -702,20 +709,20 @@ def test_retention_status_shows_the_content_rules_and_upcoming_expiries(
     ]
 
     later = parse_instant(d25(35))
-    content = tg.retention_status(as_of=later).content
+    content = tg.retention.status(as_of=later).content
     assert content is not None and (content.due_messages, content.due_conversations) == (2, 2)
     _purge(tg, later)
-    content = tg.retention_status(as_of=later).content
+    content = tg.retention.status(as_of=later).content
     assert content is not None and content.due_messages == 0
-    assert tg.retention_status(as_of=later).to_dict()["content"]["due"] == {
+    assert tg.retention.status(as_of=later).to_dict()["content"]["due"] == {
         "messages": 0,
         "conversations": 0,
     }
 
 
 def test_retention_status_without_content_rules(tg: Traingate, ev: Events) -> None:
-    tg.ingest(jsonl([ev.account("u1", ev.t(0)), ev.message("m1", "c1", "u1", ev.t(1))]))
-    status = tg.retention_status(as_of=parse_instant(ev.t(400)))
+    tg.events.ingest(jsonl([ev.account("u1", ev.t(0)), ev.message("m1", "c1", "u1", ev.t(1))]))
+    status = tg.retention.status(as_of=parse_instant(ev.t(400)))
     assert status.content is None and not status.content_rules
     assert status.to_dict()["policies"][0]["content_rules"] == []
 
@@ -749,8 +756,8 @@ def test_the_console_retention_page_shows_content_rules_and_expiries(
         ev.message("soon", "c2", "u1", ago(10), content="twenty days left"),
     ]
     with Traingate.open(configured) as tg:
-        assert tg.ingest(jsonl(events)).rejected == 0
-        token = tg.create_token(role="privacy_officer").token
+        assert tg.events.ingest(jsonl(events)).rejected == 0
+        token = tg.access.create_token(role="privacy_officer").token
     c2025 = bundled_policy("consumer-2025")
     app = create_app(settings=configured, datasets_dir=tmp_path / "datasets")
     with TestClient(app) as client:
@@ -838,7 +845,7 @@ def test_purge_deletes_exactly_what_the_plan_expired_and_changes_no_decision(
     with tempfile.TemporaryDirectory() as tmp:
         base = Settings(db_url=f"sqlite:///{tmp}/data/t.sqlite", key_file=Path(tmp) / "k.json")
         with Traingate.open(_settings(base, Path(tmp), policy)) as tg:
-            summary = tg.ingest(jsonl(events))
+            summary = tg.events.ingest(jsonl(events))
             assert summary.rejected == 0, summary.errors
             conversations = sorted(
                 str(r[0]) for r in tg.store.db.execute("SELECT conversation_id FROM conversations")
@@ -853,7 +860,9 @@ def test_purge_deletes_exactly_what_the_plan_expired_and_changes_no_decision(
                     if found is not None and found[0] <= as_of:
                         expected.add(message.message_id)
                 for purpose in purposes:
-                    explained = tg.explain(conversation_id=conv, purpose=purpose, as_of=as_of)
+                    explained = tg.privacy.explain(
+                        conversation_id=conv, purpose=purpose, as_of=as_of
+                    )
                     for m in explained.messages:
                         before[conv, purpose, m.message_id] = m.decision
             counts = _purge(tg, as_of)
@@ -864,7 +873,9 @@ def test_purge_deletes_exactly_what_the_plan_expired_and_changes_no_decision(
             assert all(mid in remaining for (_, _, mid) in before if mid not in expected)
             for conv in conversations:
                 for purpose in purposes:
-                    explained = tg.explain(conversation_id=conv, purpose=purpose, as_of=as_of)
+                    explained = tg.privacy.explain(
+                        conversation_id=conv, purpose=purpose, as_of=as_of
+                    )
                     for m in explained.messages:
                         assert m.decision == before[conv, purpose, m.message_id], (conv, purpose)
             assert _purge(tg, as_of) == ZERO

@@ -67,7 +67,7 @@ def _ingest_two_reports(tg: Traingate, ev: Events) -> list[str]:
     events = [ev.account(ACCOUNT, ev.t(0), email=EMAIL)]
     events += _report_events(ev, conv=CONV_A, day=1, comment=COMMENT)
     events += _report_events(ev, conv=CONV_B, day=2, comment=COMMENT)
-    summary = tg.ingest(jsonl(events))
+    summary = tg.events.ingest(jsonl(events))
     assert summary.rejected == 0, summary.errors
     assert len(summary.receipts) == 2
     return [receipt for _, _, receipt in summary.receipts]
@@ -449,7 +449,7 @@ def test_a_vault_write_orphaned_by_a_crash_is_taken_over_on_reingest(
         submitted_at=parse_instant(feedback["at"]),
         dedupe_key=tg.keys.id_hash("report", feedback["event_id"]),
     )
-    summary = tg.ingest(jsonl(events))
+    summary = tg.events.ingest(jsonl(events))
     assert summary.accepted == len(events)
     ((_, _, receipt),) = summary.receipts
     assert tg.vault.count() == 1
