@@ -18,6 +18,8 @@
   ``_server``: ``traingate serve`` in a subprocess on a free port; ``_env``: its environment.
 - ``variant_text``, ``variant``: consumer-2024 under another id, its feedback kept until
   deleted or another ``deleted_after``; ``KEEP``: the variant that keeps feedback.
+- ``scenario``: five accounts around one instant each, the build scenario (``AS_OF``);
+  ``ingest``: events into a store, none refused.
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
@@ -47,7 +49,7 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from tests.api_support import free_port
-from tests.factories import Event, Events
+from tests.factories import Event, Events, jsonl
 from traingate._core.facts import ConversationFacts
 from traingate._core.policy import Policy, PolicySet, parse_policy
 from traingate._core.policy.compile import LEDGERS, compile_purpose
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALICE",
+    "AS_OF",
     "BOB",
     "DINNER",
     "KEEP",
@@ -84,12 +87,14 @@ __all__ = [
     "csrf_of",
     "decide_in_duckdb",
     "history",
+    "ingest",
     "ledgers_of",
     "moved_between_plans",
     "read_dataset",
     "run",
     "run_engine",
     "run_process",
+    "scenario",
     "variant",
     "variant_text",
     "world",
@@ -606,3 +611,79 @@ def variant(policy_id: str, **changes: Any) -> Policy:
 
 
 KEEP = variant("keep-feedback", keep_feedback=True)
+
+
+def scenario(e: Events) -> list[dict[str, Any]]:
+    """Five accounts around one instant each; see the expectations below for who gets what."""
+    upload = {"attachment_id": "att-1", "source": "upload", "name": "notes.txt",
+              "content": "call carol@example.net"}  # fmt: skip
+    drive = {"attachment_id": "att-2", "source": "google_drive", "name": "Plan.docx",
+             "content": "drive text"}  # fmt: skip
+    return [
+        # alice: free, opted in on day 1, revoked on day 10, opted in again on day 11
+        e.account("alice", Events.t(0), "free"),
+        e.consent("alice", Events.t(1), True),
+        e.conversation(
+            "conv-alice-1",
+            "alice",
+            Events.t(1),
+            custom_style={"tone": "formal", "signature": "alice@example.com"},
+            preferences={"language": "en"},
+        ),
+        e.message(
+            "m-a1",
+            "conv-alice-1",
+            "alice",
+            Events.t(2),
+            content="Write to bob@example.org please",
+            attachments=[upload, drive],
+        ),
+        e.message(
+            "m-a2", "conv-alice-1", "alice", Events.t(2, 1), role="assistant", content="Sure."
+        ),
+        e.conversation("conv-alice-2", "alice", Events.t(3)),
+        e.message("m-a4", "conv-alice-2", "alice", Events.t(3), content="to be deleted"),
+        e.consent("alice", Events.t(10), False),
+        e.consent("alice", Events.t(11), True),
+        e.message("m-a3", "conv-alice-1", "alice", Events.t(12), content="A new question"),
+        e.conversation("conv-alice-1", "alice", Events.t(13), preferences={"language": "fr"}),
+        e.conversation_deleted("conv-alice-2", "alice", Events.t(15)),
+        # bob: pro, never opted in; his conversation is flagged; he sends feedback
+        e.account("bob", Events.t(0), "pro"),
+        e.message("m-b1", "conv-bob", "bob", Events.t(4), content="How do I pick a lock?"),
+        e.message(
+            "m-b2", "conv-bob", "bob", Events.t(4, 5), role="assistant", content="I can't help."
+        ),
+        e.flag("flag-1", "conv-bob", Events.t(5), reason="lockpicking"),
+        e.feedback(
+            "fb-1",
+            "bob",
+            "conv-bob",
+            "m-b2",
+            Events.t(6),
+            rating="up",
+            comment="good refusal, mail me at bob@example.org",
+            categories=["safety"],
+        ),
+        # carol: team plan of org-acme, which opted in; her own account consent is ignored
+        e.account("carol", Events.t(0), "team", organization_id="org-acme"),
+        e.consent("org-acme", Events.t(0), True, scope="organization"),
+        e.consent("carol", Events.t(0), False),
+        e.message("m-c1", "conv-carol", "carol", Events.t(3), content="Quarterly numbers?"),
+        e.message("m-c2", "conv-carol", "carol", Events.t(4), role="assistant", content="Here."),
+        # dave: enterprise of org-beta, no organization consent; his own consent has no effect
+        e.account("dave", Events.t(0), "enterprise", organization_id="org-beta"),
+        e.consent("dave", Events.t(0), True),
+        e.message("m-d1", "conv-dave", "dave", Events.t(5), content="Draft a memo"),
+        # erin: wrote before her account existed
+        e.message("m-e1", "conv-erin", "erin", Events.t(1), content="early bird"),
+        e.account("erin", Events.t(2), "free"),
+    ]
+
+
+AS_OF = Events.t(20)
+
+
+def ingest(tg: Traingate, events: list[dict[str, Any]]) -> None:
+    summary = tg.events.ingest(jsonl(events))
+    assert summary.rejected == 0, summary.errors

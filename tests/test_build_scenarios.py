@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.factories import Events, jsonl
-from tests.support import read_dataset
+from tests.factories import Events
+from tests.support import AS_OF, ingest, read_dataset, scenario
 from traingate._core.timeutil import parse_instant
 from traingate._datasets import builder as builder_module
 from traingate._datasets.records import conversation_record_id
@@ -19,78 +19,6 @@ from traingate._errors import BuildError, PolicyError
 from traingate._facade import Traingate
 
 T = Events.t
-
-
-def scenario(e: Events) -> list[dict[str, Any]]:
-    """Five accounts around one instant each; see the expectations below for who gets what."""
-    upload = {"attachment_id": "att-1", "source": "upload", "name": "notes.txt",
-              "content": "call carol@example.net"}  # fmt: skip
-    drive = {"attachment_id": "att-2", "source": "google_drive", "name": "Plan.docx",
-             "content": "drive text"}  # fmt: skip
-    return [
-        # alice: free, opted in on day 1, revoked on day 10, opted in again on day 11
-        e.account("alice", T(0), "free"),
-        e.consent("alice", T(1), True),
-        e.conversation(
-            "conv-alice-1",
-            "alice",
-            T(1),
-            custom_style={"tone": "formal", "signature": "alice@example.com"},
-            preferences={"language": "en"},
-        ),
-        e.message(
-            "m-a1",
-            "conv-alice-1",
-            "alice",
-            T(2),
-            content="Write to bob@example.org please",
-            attachments=[upload, drive],
-        ),
-        e.message("m-a2", "conv-alice-1", "alice", T(2, 1), role="assistant", content="Sure."),
-        e.conversation("conv-alice-2", "alice", T(3)),
-        e.message("m-a4", "conv-alice-2", "alice", T(3), content="to be deleted"),
-        e.consent("alice", T(10), False),
-        e.consent("alice", T(11), True),
-        e.message("m-a3", "conv-alice-1", "alice", T(12), content="A new question"),
-        e.conversation("conv-alice-1", "alice", T(13), preferences={"language": "fr"}),
-        e.conversation_deleted("conv-alice-2", "alice", T(15)),
-        # bob: pro, never opted in; his conversation is flagged; he sends feedback
-        e.account("bob", T(0), "pro"),
-        e.message("m-b1", "conv-bob", "bob", T(4), content="How do I pick a lock?"),
-        e.message("m-b2", "conv-bob", "bob", T(4, 5), role="assistant", content="I can't help."),
-        e.flag("flag-1", "conv-bob", T(5), reason="lockpicking"),
-        e.feedback(
-            "fb-1",
-            "bob",
-            "conv-bob",
-            "m-b2",
-            T(6),
-            rating="up",
-            comment="good refusal, mail me at bob@example.org",
-            categories=["safety"],
-        ),
-        # carol: team plan of org-acme, which opted in; her own account consent is ignored
-        e.account("carol", T(0), "team", organization_id="org-acme"),
-        e.consent("org-acme", T(0), True, scope="organization"),
-        e.consent("carol", T(0), False),
-        e.message("m-c1", "conv-carol", "carol", T(3), content="Quarterly numbers?"),
-        e.message("m-c2", "conv-carol", "carol", T(4), role="assistant", content="Here."),
-        # dave: enterprise of org-beta, no organization consent; his own consent has no effect
-        e.account("dave", T(0), "enterprise", organization_id="org-beta"),
-        e.consent("dave", T(0), True),
-        e.message("m-d1", "conv-dave", "dave", T(5), content="Draft a memo"),
-        # erin: wrote before her account existed
-        e.message("m-e1", "conv-erin", "erin", T(1), content="early bird"),
-        e.account("erin", T(2), "free"),
-    ]
-
-
-AS_OF = T(20)
-
-
-def ingest(tg: Traingate, events: list[dict[str, Any]]) -> None:
-    summary = tg.events.ingest(jsonl(events))
-    assert summary.rejected == 0, summary.errors
 
 
 def conversation_record(

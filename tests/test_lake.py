@@ -16,8 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.factories import Events
-from tests.support import read_dataset
-from tests.test_build_scenarios import AS_OF, ingest, scenario
+from tests.support import AS_OF, ingest, read_dataset, scenario
 from traingate._cli import cli
 from traingate._core.timeutil import parse_instant
 from traingate._datasets.engines.base import BuildRequest

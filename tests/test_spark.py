@@ -18,8 +18,16 @@ import pytest
 from click.testing import CliRunner
 
 from tests.factories import Events, jsonl
-from tests.support import _engine, _manifest, history, read_dataset, run_engine
-from tests.test_build_scenarios import AS_OF, ingest, scenario
+from tests.support import (
+    AS_OF,
+    _engine,
+    _manifest,
+    history,
+    ingest,
+    read_dataset,
+    run_engine,
+    scenario,
+)
 from traingate._cli import cli
 from traingate._core.timeutil import parse_instant
 from traingate._facade import Traingate
