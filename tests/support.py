@@ -20,6 +20,8 @@
   deleted or another ``deleted_after``; ``KEEP``: the variant that keeps feedback.
 - ``scenario``: five accounts around one instant each, the build scenario (``AS_OF``);
   ``ingest``: events into a store, none refused.
+- ``deid_history``: ids, e-mail addresses and times that no record may carry (``IDS``,
+  ``MAIL``, ``FORBIDDEN``, ``EMAIL``, ``TIME``); ``leaks``: what of them a record carries.
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
@@ -50,6 +52,7 @@ from click.testing import CliRunner
 
 from tests.api_support import free_port
 from tests.factories import Event, Events, jsonl
+from traingate._core.deid import EMAIL_PATTERN
 from traingate._core.facts import ConversationFacts
 from traingate._core.policy import Policy, PolicySet, parse_policy
 from traingate._core.policy.compile import LEDGERS, compile_purpose
@@ -71,11 +74,17 @@ __all__ = [
     "AS_OF",
     "BOB",
     "DINNER",
+    "EMAIL",
+    "EVENT_PREFIX",
+    "FORBIDDEN",
+    "IDS",
     "KEEP",
     "LANDLORD",
     "LISBON",
+    "MAIL",
     "NOT_USED",
     "PURPOSES",
+    "TIME",
     "Built",
     "_engine",
     "_env",
@@ -86,8 +95,10 @@ __all__ = [
     "all_strings",
     "csrf_of",
     "decide_in_duckdb",
+    "deid_history",
     "history",
     "ingest",
+    "leaks",
     "ledgers_of",
     "moved_between_plans",
     "read_dataset",
@@ -687,3 +698,68 @@ AS_OF = Events.t(20)
 def ingest(tg: Traingate, events: list[dict[str, Any]]) -> None:
     summary = tg.events.ingest(jsonl(events))
     assert summary.rejected == 0, summary.errors
+
+
+# Ids shaped so that no innocent text contains them.
+IDS = {
+    "account": ["acct-qz7x01", "acct-qz7x02", "acct-qz7x03"],
+    "organization": ["org-qz7x09"],
+    "conversation": ["conv-qz7x11", "conv-qz7x12", "conv-qz7x13"],
+    "message": [f"msg-qz7x2{i}" for i in range(8)],
+    "feedback": ["fb-qz7x31", "fb-qz7x32"],
+    "flag": ["flag-qz7x41"],
+    "attachment": ["att-qz7x51", "att-qz7x52"],
+    "email": ["owner.one@corp-mail.example", "owner.two@corp-mail.example", "o3@x.example"],
+}
+EVENT_PREFIX = "evt-qz7x"
+MAIL = "reach me at jane.doe+ai@mail.example.co.uk or J_D%x@sub-d.example.org."
+
+
+def deid_history() -> list[dict[str, Any]]:
+    e = Events(prefix=EVENT_PREFIX)
+    a1, a2, a3 = IDS["account"]
+    c1, c2, c3 = IDS["conversation"]
+    m = IDS["message"]
+    attachments = [
+        {"attachment_id": IDS["attachment"][0], "source": "upload",
+         "name": "cv of jane.doe@mail.example.com.pdf", "content": MAIL},
+        {"attachment_id": IDS["attachment"][1], "source": "gmail", "name": "Inbox",
+         "content": "secret thread with boss@corp.example"},
+    ]  # fmt: skip
+    style = {"persona@mail.example.com": MAIL, "nested": [{"k": MAIL}], "n": 3}
+    return [
+        e.account(a1, Events.t(0), "free", email=IDS["email"][0]),
+        e.account(a2, Events.t(0), "team", IDS["organization"][0], email=IDS["email"][1]),
+        e.account(a3, Events.t(0), "max", email=IDS["email"][2]),
+        e.consent(a1, Events.t(0), True),
+        e.consent(IDS["organization"][0], Events.t(0), True, scope="organization"),
+        e.consent(a3, Events.t(0), True, source="trusted_tester_program"),
+        e.conversation(c1, a1, Events.t(1), custom_style=style, preferences={"mail": MAIL}),
+        e.message(m[0], c1, a1, Events.t(2), content=MAIL, attachments=attachments),
+        e.message(m[1], c1, a1, Events.t(2, 30), role="assistant", content="noted: " + MAIL),
+        e.message(m[2], c2, a2, Events.t(3), content="org user " + MAIL),
+        e.message(m[3], c2, a2, Events.t(3, 1), role="assistant", content="ok"),
+        e.message(
+            m[4], c3, a3, Events.t(4, 17), content="flag me " + MAIL, attachments=attachments
+        ),
+        e.flag(IDS["flag"][0], c3, Events.t(5), reason="reason " + MAIL),
+        e.feedback(
+            IDS["feedback"][0], a1, c1, m[1], Events.t(6), comment=MAIL, categories=[MAIL, "x"]
+        ),
+        e.feedback(IDS["feedback"][1], a3, c3, m[4], Events.t(7), rating="up", comment=None),
+    ]
+
+
+FORBIDDEN = [value for values in IDS.values() for value in values] + [EVENT_PREFIX]
+EMAIL = re.compile(EMAIL_PATTERN)
+TIME = re.compile(r"\d{2}:\d{2}|\dT\d{2}|\b\d{9,}\b")  # a time of day, or epoch-like numbers
+
+
+def leaks(records: list[dict[str, Any]]) -> list[str]:
+    found = []
+    for record in records:
+        for text in all_strings(record):
+            found += [f"{value!r} in {text!r}" for value in FORBIDDEN if value in text]
+            found += [f"e-mail {m!r} in {text!r}" for m in EMAIL.findall(text)]
+            found += [f"time {m!r} in {text!r}" for m in TIME.findall(text)]
+    return found

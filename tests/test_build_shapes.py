@@ -14,9 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.factories import jsonl
-from tests.support import read_dataset
-from tests.test_build_deid import EMAIL, FORBIDDEN, TIME, T, history, leaks
+from tests.factories import Events, jsonl
+from tests.support import EMAIL, FORBIDDEN, TIME, deid_history, leaks, read_dataset
 from traingate import _datasets as build
 from traingate._core.policy.model import reasons
 from traingate._core.timeutil import parse_instant
@@ -24,6 +23,8 @@ from traingate._datasets.records import RECORD_SCHEMA
 from traingate._datasets.shapes import SHAPES, ShapeTally, as_shape, shape_records
 from traingate._errors import BuildError
 from traingate._facade import Traingate
+
+T = Events.t
 
 SAID = reasons().shape
 OPENAI_ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -203,7 +204,7 @@ def test_the_vectorised_shapes_equal_the_reference(
 def test_no_ids_emails_or_times_leave_in_any_shape(
     tg: Traingate, tmp_path: Path, record_format: str
 ) -> None:
-    summary = tg.events.ingest(jsonl(history()))
+    summary = tg.events.ingest(jsonl(deid_history()))
     assert summary.rejected == 0, summary.errors
     left_out: dict[str, int] = {}
     for purpose in tg.policy.purposes:
@@ -244,7 +245,7 @@ def test_no_ids_emails_or_times_leave_in_any_shape(
 def test_a_records_build_keeps_its_manifest_files_to_the_data_parts(
     tg: Traingate, tmp_path: Path
 ) -> None:
-    tg.events.ingest(jsonl(history()))
+    tg.events.ingest(jsonl(deid_history()))
     result = tg.datasets.build(purpose=next(iter(tg.policy.purposes)), out=tmp_path / "d",
                               as_of=parse_instant(T(30)))  # fmt: skip
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
