@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traingate._core.timeutil import format_instant, now_micros
-from traingate._datasets.lineage import recorded_build, recorded_builds
 from traingate._errors import TraingateError
 from traingate._settings import Settings
 from traingate._store import jobs as stored
@@ -47,8 +46,6 @@ __all__ = [
     "Owner",
     "job_dict",
     "process_identity",
-    "recorded_build",  # = traingate._datasets.lineage's (completed builds are lineage's)
-    "recorded_builds",
     "stopped",
 ]
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from traingate._core.policy import Policy, PolicySet, policy_at
 from traingate._core.policy.expiry import (
@@ -41,9 +41,6 @@ from traingate._core.policy.expiry import (
     latest_start,
     report_expiry,
 )
-
-if TYPE_CHECKING:  # transitional, with ``__getattr__`` below
-    from traingate._retention.purge import purge as purge
 
 __all__ = [
     "HARD_DELETE_AFTER",
@@ -165,13 +162,3 @@ class PurgeCounts:
         data = asdict(self)
         data["as_of"] = format_instant(self.as_of)
         return data
-
-
-def __getattr__(name: str) -> Any:
-    """Transitional: ``purge`` moved to ``traingate._retention.purge`` (issue 18); the facade
-    imports it from here until its split lands. Remove with that import."""
-    if name == "purge":
-        from traingate._retention import purge as module
-
-        return module.purge
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
