@@ -12,7 +12,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.factories import Events
-from traingate._api import create_app
+from traingate._server import create_app
 from traingate._settings import Settings
 
 T = Events.t

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
-from traingate._api.application import _application
 from traingate._core.policy.versions import load_policy_set
+from traingate._server.application import _application
 
 
 def test_every_api_route_has_a_response_model() -> None:

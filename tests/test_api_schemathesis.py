@@ -36,8 +36,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
-from traingate._api import openapi_document
 from traingate._api.access import SESSION_COOKIE, csrf_token
+from traingate._server import openapi_document
 from traingate._settings import Settings
 
 # Every operation, with one caller it admits (a role, "session" or "cookie": account a).

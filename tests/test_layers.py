@@ -2,8 +2,9 @@
 
 `make lint` runs the import contract ([tool.importlinter] in pyproject.toml): the core imports
 no store, engine, service or edge; stores and engines import no edge; the packages are layered
-without cycles. Here: the edges (the HTTP API and the pages) never run SQL nor hold it, and
-importing the core loads no store, engine, database driver or subprocess.
+without cycles. Here: the edges (the HTTP API, the pages and the app that serves both) never
+run SQL nor hold it, and importing the core loads no store, engine, database driver or
+subprocess.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 import traingate
 
 PACKAGE = Path(traingate.__file__).parent
-EDGES = ("_api", "_web")
+EDGES = ("_api", "_web", "_server")
 # The calls that run SQL on a database handle (traingate._store.db.Database) or a DuckDB one.
 SQL_CALLS = {"execute", "executemany", "query", "script", "sql"}
 # A statement, not prose: "SELECT ... FROM", "INSERT INTO", "UPDATE ... SET", "DELETE FROM".

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from tests.factories import Events
 from tests.support import ALICE, BOB, DINNER, LISBON, csrf_of, world
-from traingate._api import create_app
 from traingate._facade import Traingate
+from traingate._server import create_app
 from traingate._settings import Settings
 from traingate._web.answer import answer_for, policy_rules
 

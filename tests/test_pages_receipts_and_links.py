@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from tests.factories import Events
 from tests.support import csrf_of
-from traingate._api import create_app
 from traingate._facade import Traingate
+from traingate._server import create_app
 from traingate._settings import Settings
 
 

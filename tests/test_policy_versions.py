@@ -400,7 +400,7 @@ def test_the_default_decides_incognito_as_before(tg: Traingate, tmp_path: Path) 
 def test_the_console_shows_the_policies_in_force(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from traingate._api import create_app
+    from traingate._server import create_app
 
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", key_file=tmp_path / "k.json", policy=VERSIONS

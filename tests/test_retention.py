@@ -737,8 +737,8 @@ def test_the_console_retention_page_shows_content_rules_and_expiries(
 
     from fastapi.testclient import TestClient
 
-    from traingate._api import create_app
     from traingate._core.timeutil import now_micros
+    from traingate._server import create_app
 
     configured = Settings(
         db_url=f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}",

@@ -55,7 +55,7 @@ class Site:
 def _serve(settings: Settings, datasets: Path) -> Iterator[str]:
     import uvicorn
 
-    from traingate._api import create_app
+    from traingate._server import create_app
 
     app = create_app(settings=settings, datasets_dir=datasets)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

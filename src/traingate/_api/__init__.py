@@ -1,10 +1,7 @@
-"""The HTTP API (FastAPI): ``create_app(settings=...)``; reference in docs/api.md.
+"""The HTTP API (FastAPI): its routes; reference in docs/api.md. The app that serves them with
+the pages is assembled above it, by ``traingate._server.create_app(settings=...)``.
 
 One router module per resource (events, feedback, conversations, accounts, sessions,
-datasets, purge), the callers and their roles in ``auth``, the one error shape in
+datasets, purge, audit), the callers and their roles in ``access``, the one error shape in
 ``problems``.
 """
-
-from traingate._api.application import create_app, openapi_document
-
-__all__ = ["create_app", "openapi_document"]

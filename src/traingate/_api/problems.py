@@ -2,16 +2,18 @@
 
 ``ApiError`` is raised by the routers for HTTP-only failures; traingate's own exceptions map to
 a status here, once; FastAPI's and Starlette's own errors (404, 405, 422 validation) are
-rewritten into the same shape.
+rewritten into the same shape (``Problem``). The app's handlers (``traingate._server.errors``)
+answer with these, or a browser on a page route with a page.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,7 +32,16 @@ from traingate._errors import (
     TraingateError,
 )
 
-__all__ = ["ApiError", "error_body", "install_handlers"]
+__all__ = [
+    "ApiError",
+    "Problem",
+    "api_error_response",
+    "error_body",
+    "http_problem",
+    "traingate_error_response",
+    "unexpected_error_response",
+    "validation_problem",
+]
 
 _log = logging.getLogger("traingate._api")
 
@@ -118,72 +129,71 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods - {"HEAD"})
 
 
-def _wants_page(request: Request) -> bool:
-    """A browser on a page route (docs/web.md): errors there are pages, not JSON."""
-    from traingate._web.errors import wants_page
+@dataclass(frozen=True)
+class Problem:
+    """An HTTP failure outside traingate's own errors (an unknown URL, a method the path does
+    not take, a value that failed validation), as the API states it. The app
+    (``traingate._server``) answers it in JSON here, or a browser on a page route with a page."""
 
-    return wants_page(request)
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+    problems: list[dict[str, str]] | None = None  # a validation error's fields
+
+    def response(self) -> JSONResponse:
+        extra = {} if self.problems is None else {"problems": self.problems}
+        body = error_body(self.code, self.message, **extra)
+        return _json(self.status, body, self.headers or _auth_headers(self.status))
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Make every error response JSON in the one shape."""
+def http_problem(request: Request, exc: StarletteHTTPException) -> Problem:
+    """FastAPI's and Starlette's own HTTP errors (404, 405 with ``Allow``, ...)."""
+    status = exc.status_code
+    code = _CODES.get(status, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
+    if status == 404 and detail == "Not Found":
+        detail = f"no such resource: {request.method} {request.url.path}"
+    headers = dict(exc.headers or {})
+    if status == 405:
+        allowed = _allowed_methods(request)
+        detail = (
+            f"method {request.method} is not allowed on {request.url.path};"
+            f" allowed: {', '.join(allowed)}"
+        )
+        headers["Allow"] = ", ".join(allowed)
+    return Problem(status, code, detail, headers)
 
-    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        headers = _auth_headers(exc.status)
-        return _json(exc.status, error_body(exc.code, exc.message, **exc.extra), headers)
 
-    async def on_traingate_error(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, StoreError):  # the details (paths, SQL) are for the log only
-            _log.warning("store error on %s: %s", _where(request), exc)
-            return _json(503, error_body("store_unavailable", "the store is unavailable; retry"))
-        for cls, status, code in _MAPPING:
-            if isinstance(exc, cls):
-                return _json(status, error_body(code, str(exc)), _auth_headers(status))
-        _log.error("unmapped %s on %s: %s", type(exc).__name__, _where(request), exc)
-        return _json(500, error_body("internal_error", "internal error; see the server log"))
+def validation_problem(exc: RequestValidationError) -> Problem:
+    """A request that failed validation: every field named, in ``problems`` too."""
+    problems = [
+        {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
+        for e in exc.errors()
+    ]
+    message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
+    return Problem(422, "invalid_request", message, problems=problems)
 
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        status = exc.status_code
-        code = _CODES.get(status, "error")
-        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
-        if status == 404 and detail == "Not Found":
-            detail = f"no such resource: {request.method} {request.url.path}"
-        headers = dict(exc.headers or {})
-        if status == 405:
-            allowed = _allowed_methods(request)
-            detail = (
-                f"method {request.method} is not allowed on {request.url.path};"
-                f" allowed: {', '.join(allowed)}"
-            )
-            headers["Allow"] = ", ".join(allowed)
-        if _wants_page(request):
-            from traingate._web.errors import status_page
 
-            shown = status_page(request, status, detail)
-            shown.headers.update(headers)
-            return shown
-        return _json(status, error_body(code, detail), headers or _auth_headers(status))
+async def api_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """An ``ApiError`` a router raised."""
+    assert isinstance(exc, ApiError)
+    headers = _auth_headers(exc.status)
+    return _json(exc.status, error_body(exc.code, exc.message, **exc.extra), headers)
 
-    async def on_validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        problems = [
-            {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
-            for e in exc.errors()
-        ]
-        message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
-        if _wants_page(request):
-            from traingate._web.errors import status_page
 
-            return status_page(request, 422, message)
-        return _json(422, error_body("invalid_request", message, problems=problems))
+async def traingate_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """One of traingate's errors, at its status (a store failure is 503, its details logged)."""
+    if isinstance(exc, StoreError):  # the details (paths, SQL) are for the log only
+        _log.warning("store error on %s: %s", _where(request), exc)
+        return _json(503, error_body("store_unavailable", "the store is unavailable; retry"))
+    for cls, status, code in _MAPPING:
+        if isinstance(exc, cls):
+            return _json(status, error_body(code, str(exc)), _auth_headers(status))
+    _log.error("unmapped %s on %s: %s", type(exc).__name__, _where(request), exc)
+    return _json(500, error_body("internal_error", "internal error; see the server log"))
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _json(500, error_body("internal_error", "internal error; see the server log"))
 
-    app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(TraingateError, on_traingate_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(Exception, on_unexpected)
+async def unexpected_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """Anything else: a bug, told the caller without its details."""
+    return _json(500, error_body("internal_error", "internal error; see the server log"))

@@ -67,7 +67,7 @@ def serve(
     """Run the HTTP API (OpenAPI at /docs) with uvicorn. See docs/api.md."""
     import uvicorn
 
-    from traingate._api import create_app
+    from traingate._server import create_app
 
     try:
         app = create_app(settings=ctx.obj, datasets_dir=datasets_dir, pool_size=pool_size)

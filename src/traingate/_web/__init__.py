@@ -1,13 +1,13 @@
 """The server-rendered pages (docs/web.md): the end user's privacy center and conversation
-view, and the admin console. ``router`` is included by the API's app factory; the pages are
-left out of the OpenAPI document.
+view, and the admin console. ``router`` is included by the app factory
+(``traingate._server``); the pages are left out of the OpenAPI document.
 
     user.py     /login/{session}, /privacy, /conversations/{id} and their forms
     admin.py    /admin/...: builds, explain, policy, retention
     session.py  cookies, CSRF tokens, form bodies
     answer.py   the privacy answer's words and rule ids (pure)
     render.py   Jinja2, filters, security headers
-    _errors.py   traingate's errors as pages
+    errors.py   traingate's errors as pages
 """
 
 from __future__ import annotations

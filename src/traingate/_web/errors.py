@@ -1,9 +1,11 @@
 """Errors on pages are pages: a route class that turns traingate's exceptions into HTML.
 
 The API answers every error in JSON (``traingate._api.problems``); a person in a browser gets a
-page instead, with the same message. On the admin console a missing or expired credential
-sends the browser to the console's login form; on the end-user pages it explains how to get a
-new login link.
+page instead, with the same message: the page routes' own errors here (``PageRoute``), the
+HTTP failures no route raises through the app's handlers (``traingate._server.errors``, which
+ask ``wants_page`` and show ``status_page``). On the admin console a missing or expired
+credential sends the browser to the console's login form; on the end-user pages it explains
+how to get a new login link.
 """
 
 from __future__ import annotations

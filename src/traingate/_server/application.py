@@ -1,5 +1,6 @@
-"""The app factory: ``create_app(settings=...)`` returns a FastAPI app with its own pool of
-``Traingate`` instances and its own build jobs on ``app.state`` (no module-level state)."""
+"""The app factory: ``create_app(settings=...)`` returns a FastAPI app, the API's routes and
+the pages, with its own pool of ``Traingate`` instances and its own build jobs on ``app.state``
+(no module-level state)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ from traingate._api.jobs import BuildJobs
 from traingate._api.openapi import install_openapi
 from traingate._api.paths import KeepEncodedSlashes
 from traingate._api.pool import TraingatePool
-from traingate._api.problems import install_handlers
 from traingate._api.usage import ReceiptUses, TokenUses
 from traingate._core.policy.versions import PolicySet, load_policy_set
+from traingate._server.errors import install_handlers
 from traingate._settings import DEFAULT_DATA_DIR, Settings
+from traingate._web import router as pages  # the pages (docs/web.md); not in the OpenAPI
 
 __all__ = ["DEFAULT_DATASETS_DIR", "create_app", "openapi_document"]
 
@@ -117,8 +119,6 @@ def _application(*, policies: PolicySet, lifespan: Lifespan | None = None) -> Fa
     app.add_middleware(KeepEncodedSlashes)  # ids with '/' in paths (_api/paths.py)
     for module in (events, feedback, conversations, accounts, sessions, datasets, purge, audit):
         app.include_router(module.router)
-    from traingate._web import router as pages  # the pages (docs/web.md); not in the OpenAPI
-
     app.include_router(pages)
     install_openapi(app, policies=policies)
     install_api_docs(app, openapi_url=_OPENAPI_URL)
