@@ -11,10 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from tests.factories import Events, jsonl
+from tests.support import run
 from traingate._cli import cli
 from traingate._core.manifest import canonical_bytes, key_id, sign_manifest, signature_problem
 from traingate._core.timeutil import parse_instant
+from traingate._datasets import builder
 from traingate._datasets.verify import verify_dataset
+from traingate._errors import ManifestError
 from traingate._facade import Traingate
 from traingate._settings import Settings
 
@@ -196,3 +199,92 @@ def test_an_extra_file_at_the_root_fails_verification(
     result = tg.datasets.verify(path=dataset)
     assert not result.ok
     assert any(p.startswith(f"{name}: not part of the dataset") for p in result.problems)
+
+
+def _drop(*path: str | int) -> Any:
+    """A change deleting the member at ``path``."""
+
+    def change(manifest: dict[str, Any]) -> None:
+        node: Any = manifest
+        for part in path[:-1]:
+            node = node[part]
+        del node[path[-1]]
+
+    return change
+
+
+def _set(value: Any, *path: str | int) -> Any:
+    """A change setting the member at ``path`` (a new one when it is not there) to ``value``."""
+
+    def change(manifest: dict[str, Any]) -> None:
+        node: Any = manifest
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+
+    return change
+
+
+# (a change to the manifest, the problem dataset verify names: the member and what is wrong)
+MALFORMED = [
+    (_set(1, "unknown"), "manifest.json: unknown: unknown member"),
+    (_set(0, "shape", "left_out", "extra"), "manifest.json: shape.left_out.extra: unknown member"),
+    (_drop("policy"), "manifest.json: policy: missing"),
+    (_drop("files", 0, "sha256"), "manifest.json: files[0].sha256: missing"),
+    (_set("4", "counts", "records"), "manifest.json: counts.records: must be an integer, not '4'"),
+    (
+        _set(True, "exclusions", "reports", "considered"),
+        "manifest.json: exclusions.reports.considered: must be an integer, not True",
+    ),
+    (
+        _set([], "counts", "by_basis"),
+        "manifest.json: counts.by_basis: must be a JSON object, not []",
+    ),
+    (_set("all", "files"), "manifest.json: files: must be a JSON array, not 'all'"),
+]
+
+
+@pytest.mark.parametrize("resign", [False, True], ids=["tampered", "resigned"])
+def test_a_malformed_manifest_names_the_member_through_the_command(
+    tg: Traingate, dataset: Path, settings: Settings, resign: bool
+) -> None:
+    """``dataset verify`` parses manifest.json with the model first: a member missing, of
+    another type or unknown is named, exit 1, never a traceback. Re-signed with the key, the
+    member is the only problem (the signature holds; the manifest is still not one)."""
+    original = manifest_of(dataset)
+    args = ["--db", settings.db_url, "--key-file", str(settings.key_file), "dataset", "verify"]
+    for change, problem in MALFORMED:
+        manifest = json.loads(json.dumps(original))
+        change(manifest)
+        if resign:
+            manifest = sign_manifest(manifest, signing_key=tg.keys.signing_key)
+        (dataset / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        done = run([*args, str(dataset)], cwd=dataset.parent)
+        assert done.returncode == 1, (problem, done.stderr)
+        assert "Traceback" not in done.stderr
+        report = json.loads(done.stdout)
+        assert report["ok"] is False
+        if resign:
+            assert report["problems"] == [problem]
+        else:
+            assert report["problems"][0].startswith("the manifest"), report["problems"]
+            assert problem in report["problems"][1:]
+        assert f"traingate: verify: {problem}\n" in done.stderr
+    (dataset / "manifest.json").write_text(json.dumps(original, indent=2))
+    assert run([*args, str(dataset)], cwd=dataset.parent).returncode == 0
+
+
+def test_the_builder_cannot_write_a_member_the_model_does_not_know(
+    tg: Traingate, ev: Events, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest is written through the model: an unknown member is a ManifestError
+    naming it, and nothing is left behind."""
+    assert tg.events.ingest(jsonl(history(ev))).rejected == 0
+    body = builder.manifest_body
+    monkeypatch.setattr(builder, "manifest_body", lambda **kw: {**body(**kw), "extra": 1})
+    out = tmp_path / "ds"
+    with pytest.raises(ManifestError, match=r"extra: unknown member") as raised:
+        tg.datasets.build(purpose="model_training", out=out, as_of=parse_instant(T(5)))
+    assert raised.value.problems == ("extra: unknown member",)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ds")) == []

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         BuildError,
         ConfigError,
         EventError,
+        ManifestError,
         NotFoundError,
         PolicyError,
         ReceiptError,
@@ -57,6 +58,7 @@ __all__ = [
     "IssuedSession",
     "IssuedToken",
     "Lineage",
+    "ManifestError",
     "MessageExplanation",
     "NotFoundError",
     "PolicyError",
@@ -77,8 +79,9 @@ __all__ = [
 ]
 
 _ERRORS = (
-    "AccessDeniedError AuthenticationError BuildError ConfigError EventError NotFoundError"
-    " PolicyError ReceiptError SchemaError StoreError TimestampError TooLargeError TraingateError"
+    "AccessDeniedError AuthenticationError BuildError ConfigError EventError ManifestError"
+    " NotFoundError PolicyError ReceiptError SchemaError StoreError TimestampError TooLargeError"
+    " TraingateError"
 )
 _HOME: dict[str, str] = {
     **dict.fromkeys(_ERRORS.split(), "traingate._errors"),

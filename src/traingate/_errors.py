@@ -11,6 +11,7 @@
      ├── NotFoundError          an item named by the caller does not exist
      ├── ReceiptError           a feedback receipt is malformed or matches no stored report
      ├── BuildError             a dataset build cannot run (output exists, engine failure)
+     ├── ManifestError          a dataset's manifest is malformed (names each member)
      ├── AuthenticationError    no credential, or an unknown, revoked or expired one
      ├── AccessDeniedError      a valid caller asked for what its role or account may not see
      ├── TooLargeError          a request body is larger than its route's limit
@@ -20,6 +21,8 @@ Callers catch ``TraingateError`` to get every expected failure; anything else is
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class TraingateError(Exception):
@@ -88,6 +91,16 @@ class ReceiptError(TraingateError):
 class BuildError(TraingateError):
     """A dataset build cannot run or complete (its output directory exists, an unknown engine
     or format, an engine failure). Nothing is left behind: no directory, no lineage rows."""
+
+
+class ManifestError(TraingateError):
+    """A dataset's manifest is not one: a member missing, of another type, or one a manifest
+    does not have. ``problems`` names each by its place in the manifest (``counts.records``,
+    ``files[0].sha256``) with what is wrong (``_core/manifest_model.py``)."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("the manifest is malformed: " + "; ".join(self.problems))
 
 
 class AuthenticationError(TraingateError):

@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -37,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from traingate._core.manifest import manifest_body, policies_section, sign_manifest
+from traingate._core.manifest_model import Manifest
 from traingate._core.policy import PolicySet
 from traingate._core.timeutil import now_micros
 from traingate._datasets.documents import with_documents
@@ -595,8 +595,11 @@ def build_dataset(
             signing_key=keys.signing_key,
         )
         documents = with_documents(staging, manifest, schema=shape_schema(shape))  # card.py
-        manifest = sign_manifest(documents, signing_key=keys.signing_key)
-        data = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        # Written through the model: a member it does not know, or of another type, is a
+        # ManifestError here, not a manifest.json (_core/manifest_model.py).
+        written = Manifest.parse(sign_manifest(documents, signing_key=keys.signing_key))
+        data = written.to_bytes()
+        manifest = written.to_json()
         (staging / "manifest.json").write_bytes(data)
         fsync_path(staging / "manifest.json")
         fsync_path(staging)

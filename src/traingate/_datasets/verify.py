@@ -1,5 +1,10 @@
 """``dataset verify``: recompute everything a manifest claims and say what changed.
 
+The manifest is parsed with the model first (``_core/manifest_model.py``): a member missing,
+of another type or unknown is named (``manifest.json: counts.records: must be an integer, not
+'9'``), with the signature's verdict, and nothing else is checked. Then everything below runs
+over the typed manifest.
+
 Checked, and each failure named: the manifest's signature (with the key file's signing key);
 every listed file exists, has its sha256 and its number of rows; no unlisted file sits in
 ``data/``; the records' counts by basis and kind, recounted from the files, equal ``counts``;
@@ -22,13 +27,11 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from traingate._core.manifest import (
-    DOCUMENTS,
-    counts_section,
-    signature_problem,
-)
+from traingate._core.manifest import counts_section, signature_problem
+from traingate._core.manifest_model import Manifest
 from traingate._datasets.shapes import SHAPES, row_messages, shape_schema
 from traingate._datasets.writer import sha256_file
+from traingate._errors import ManifestError
 
 __all__ = ["Verification", "verify_dataset"]
 
@@ -44,20 +47,6 @@ class Verification:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "ok": self.ok, "problems": list(self.problems)}
-
-
-def _m(value: Any) -> Mapping[str, Any]:
-    """A member of the manifest as a mapping ({} when it is not one: a tampered manifest)."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def _total(values: Any) -> int | None:
-    total = 0
-    for number in _m(values).values():
-        if not isinstance(number, int):
-            return None
-        total += number
-    return total
 
 
 def _counts_in(path: Path, encoding: str) -> Iterator[tuple[str, str, int]]:
@@ -98,18 +87,13 @@ def _diff(prefix: str, claimed: Any, actual: Any, out: list[str]) -> None:
         out.append(f"{prefix}: the manifest says {claimed!r}, the data files hold {actual!r}")
 
 
-def _file_problems(root: Path, manifest: Mapping[str, Any], problems: list[str]) -> list[Path]:
+def _file_problems(root: Path, manifest: Manifest, problems: list[str]) -> list[Path]:
     """Check each listed file; return the readable ones."""
-    encoding = str(_m(manifest.get("record_format")).get("encoding", ""))
+    encoding = manifest.record_format.encoding
     listed: set[Path] = set()
     readable = []
-    entries = manifest.get("files")
-    if not isinstance(entries, list):
-        problems.append("files: missing, or not a list")
-        entries = []
-    for raw in entries:
-        entry = _m(raw)
-        name = str(entry.get("path", ""))
+    for entry in manifest.files:
+        name = entry.path
         relative = PurePosixPath(name)
         if relative.is_absolute() or ".." in relative.parts or not name:
             problems.append(f"file {name!r}: not a path inside the dataset")
@@ -119,15 +103,15 @@ def _file_problems(root: Path, manifest: Mapping[str, Any], problems: list[str])
         if not path.is_file():
             problems.append(f"{name}: missing")
             continue
-        if sha256_file(path) != entry.get("sha256"):
+        if sha256_file(path) != entry.sha256:
             problems.append(f"{name}: sha256 differs from the manifest (the file was changed)")
         try:
             rows = _rows(path, encoding)
         except (OSError, ValueError) as exc:
             problems.append(f"{name}: cannot be read as {encoding}: {exc}")
             continue
-        if rows != entry.get("rows"):
-            problems.append(f"{name}: holds {rows} rows, the manifest says {entry.get('rows')}")
+        if rows != entry.rows:
+            problems.append(f"{name}: holds {rows} rows, the manifest says {entry.rows}")
         readable.append(path)
     data = root / "data"
     if data.is_dir():
@@ -145,15 +129,11 @@ def _file_problems(root: Path, manifest: Mapping[str, Any], problems: list[str])
     return readable
 
 
-def _document_problems(root: Path, manifest: Mapping[str, Any], problems: list[str]) -> list[str]:
+def _document_problems(root: Path, manifest: Manifest, problems: list[str]) -> list[str]:
     """Check each listed document's sha256; return the names listed."""
-    entries = manifest.get(DOCUMENTS, [])
-    if not isinstance(entries, list):
-        problems.append(f"{DOCUMENTS}: not a list")
-        return []
     names = []
-    for raw in entries:
-        name = str(_m(raw).get("path", ""))
+    for entry in manifest.documents or ():
+        name = entry.path
         if not name or "/" in name or name in ("manifest.json", "data", ".", ".."):
             problems.append(f"document {name!r}: not a file beside the manifest")
             continue
@@ -161,18 +141,18 @@ def _document_problems(root: Path, manifest: Mapping[str, Any], problems: list[s
         path = root / name
         if not path.is_file():
             problems.append(f"{name}: missing")
-        elif sha256_file(path) != _m(raw).get("sha256"):
+        elif sha256_file(path) != entry.sha256:
             problems.append(f"{name}: sha256 differs from the manifest (the file was changed)")
     return names
 
 
-def _shape_of(manifest: Mapping[str, Any], problems: list[str]) -> str | None:
+def _shape_of(manifest: Manifest, problems: list[str]) -> str | None:
     """The manifest's shape (``records`` when it names none: a build before shapes)."""
-    shape = _m(manifest.get("shape")).get("name", "records") if "shape" in manifest else "records"
+    shape = "records" if manifest.shape is None else manifest.shape.name
     if shape not in SHAPES:
         problems.append(f"shape: {shape!r} is not a shape ({', '.join(SHAPES)})")
         return None
-    return str(shape)
+    return shape
 
 
 def _shape_rows(path: Path, encoding: str, shape: str) -> tuple[int, int]:
@@ -205,11 +185,9 @@ _MESSAGE_KEYS = {"records": ("messages",), "chat": ("messages",), "openai": ("me
                  "kto": ("prompt", "completion")}  # fmt: skip
 
 
-def _shape_problems(
-    files: list[Path], manifest: Mapping[str, Any], shape: str, problems: list[str]
-) -> None:
+def _shape_problems(files: list[Path], manifest: Manifest, shape: str, problems: list[str]) -> None:
     """The files of a shape other than records against the manifest's ``shape`` and counts."""
-    encoding = str(_m(manifest.get("record_format")).get("encoding", ""))
+    encoding = manifest.record_format.encoding
     rows = messages = 0
     for path in files:
         try:
@@ -218,33 +196,29 @@ def _shape_problems(
             problems.append(f"{path.parent.name}/{path.name}: rows cannot be read: {exc}")
             return
         rows, messages = rows + found[0], messages + found[1]
-    claimed = _m(manifest.get("shape"))
-    _diff("shape.rows", claimed.get("rows"), rows, problems)
-    _diff("shape.messages", claimed.get("messages"), messages, problems)
+    claimed = manifest.shape
+    assert claimed is not None  # a shape other than records is named by the manifest
+    _diff("shape.rows", claimed.rows, rows, problems)
+    _diff("shape.messages", claimed.messages, messages, problems)
 
 
-def _left_out_problems(manifest: Mapping[str, Any], problems: list[str]) -> None:
+def _left_out_problems(manifest: Manifest, problems: list[str]) -> None:
     """rows + left out = the records counted; the reasons sum to the left out."""
-    if "shape" not in manifest:
+    shape = manifest.shape
+    if shape is None:
         return
-    shape = _m(manifest.get("shape"))
-    left = _m(shape.get("left_out"))
-    reasons = _total(left.get("by_reason"))
-    records = _m(manifest.get("counts")).get("records")
-    rows, total = shape.get("rows"), left.get("records")
-    if not all(isinstance(n, int) for n in (rows, total, records, reasons)):
-        problems.append("shape: rows and left_out counts must be integers")
-        return
+    rows, total, records = shape.rows, shape.left_out.records, manifest.counts.records
+    reasons = sum(shape.left_out.by_reason.values())
     if reasons != total:
         problems.append(f"shape.left_out: records {total} != the sum of by_reason {reasons}")
-    if rows + total != records:  # type: ignore[operator]
+    if rows + total != records:
         problems.append(f"shape: rows {rows} + left out {total} != the records counted {records}")
 
 
 def _recount(
-    files: list[Path], manifest: Mapping[str, Any], problems: list[str]
+    files: list[Path], manifest: Manifest, problems: list[str]
 ) -> Mapping[tuple[str, str], tuple[int, int]] | None:
-    encoding = str(_m(manifest.get("record_format")).get("encoding", ""))
+    encoding = manifest.record_format.encoding
     counts: Counter[tuple[str, str]] = Counter()
     messages: Counter[tuple[str, str]] = Counter()
     for path in files:
@@ -258,32 +232,21 @@ def _recount(
     return {key: (counts[key], messages[key]) for key in counts}
 
 
-def _exclusion_problems(manifest: Mapping[str, Any], problems: list[str]) -> None:
-    exclusions = _m(manifest.get("exclusions"))
-    by_kind = _m(_m(manifest.get("counts")).get("by_kind"))
-    included_of = {
-        "messages": _m(by_kind.get("conversation")).get("messages"),
-        "reports": _m(by_kind.get("feedback")).get("records"),
+def _exclusion_problems(manifest: Manifest, problems: list[str]) -> None:
+    """considered = included + excluded, the reasons sum to the excluded, and the included
+    equal the counts: conversations' messages, feedback records (None: counts have no kind)."""
+    by_kind = manifest.counts.by_kind
+    conversations, reports = by_kind.get("conversation"), by_kind.get("feedback")
+    sections = {
+        "messages": (
+            manifest.exclusions.messages,
+            None if conversations is None else conversations.messages,
+        ),
+        "reports": (manifest.exclusions.reports, None if reports is None else reports.records),
     }
-    for name, expected_included in included_of.items():
-        section = exclusions.get(name)
-        if not isinstance(section, Mapping):
-            problems.append(f"exclusions.{name}: missing")
-            continue
-        considered, included, excluded = (
-            section.get("considered"),
-            section.get("included"),
-            section.get("excluded"),
-        )
-        reasons = _total(section.get("by_reason"))
-        if (
-            not isinstance(considered, int)
-            or not isinstance(included, int)
-            or not isinstance(excluded, int)
-            or reasons is None
-        ):
-            problems.append(f"exclusions.{name}: counts must be integers")
-            continue
+    for name, (section, expected_included) in sections.items():
+        considered, included = section.considered, section.included
+        excluded, reasons = section.excluded, sum(section.by_reason.values())
         if considered != included + excluded:
             problems.append(
                 f"exclusions.{name}: considered {considered} != included {included}"
@@ -314,7 +277,7 @@ def verify_dataset(path: Path, *, signing_key: bytes) -> Verification:
         )
     manifest_path = path / "manifest.json"
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return Verification(
             path=shown,
@@ -322,18 +285,23 @@ def verify_dataset(path: Path, *, signing_key: bytes) -> Verification:
         )
     except (OSError, ValueError) as exc:
         return Verification(path=shown, problems=(f"manifest.json: not readable JSON: {exc}",))
-    if not isinstance(manifest, dict):
+    if not isinstance(data, dict):
         return Verification(path=shown, problems=("manifest.json: not a JSON object",))
-    problem = signature_problem(manifest, signing_key=signing_key)
+    problem = signature_problem(data, signing_key=signing_key)  # over the object as it is
     if problem:
         problems.append(problem)
+    try:
+        manifest = Manifest.parse(data)
+    except ManifestError as exc:  # no member of it can be trusted to check the rest against
+        problems += [f"manifest.json: {member}" for member in exc.problems]
+        return Verification(path=shown, problems=tuple(problems))
     files = _file_problems(path, manifest, problems)
     shape = _shape_of(manifest, problems)
     if shape == "records":
         recount = _recount(files, manifest, problems)
-        claimed = _m(manifest.get("counts"))
         if recount is not None:
-            bases = list(_m(claimed.get("by_basis")))
+            claimed = manifest.counts.model_dump()
+            bases = list(manifest.counts.by_basis)
             _diff("counts", claimed, counts_section(recount, bases=bases), problems)
     elif shape is not None:
         _shape_problems(files, manifest, shape, problems)
