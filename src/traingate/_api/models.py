@@ -150,9 +150,152 @@ class DatasetRequest(_Body):
 
 
 # -- response bodies: the keys each route answers, in its order (extra keys are refused, so a
-# body that drifts from its model fails loudly); nested objects the CLI prints alike stay open.
+# body that drifts from its model fails loudly). The objects nested in them are typed too where
+# their shape is fixed (``_Nested``: strict, so a value is never coerced into another JSON
+# value); those whose members vary (a basis's parameters, a manifest, audit details) stay open.
 
 Json = dict[str, Any]
+
+# Marks the schema of a nested body in the OpenAPI document: its values are reported from what
+# the store holds, not checked against the policies, so ``openapi._add_enums`` gives its
+# ``purpose``, ``plan``, ``setting`` and ``engine`` no enum (then drops the mark).
+REPORTED = "x-traingate-reported"
+
+
+class _Nested(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={REPORTED: True})
+
+
+class PolicyIdentity(_Nested):
+    """What names a policy (SPEC §4: id, version and hash)."""
+
+    id: str
+    version: int
+    sha256: str
+
+
+class PolicyRef(_Nested):
+    """A policy named by its id and hash."""
+
+    id: str
+    sha256: str
+
+
+class PurposeAnswerBody(_Nested):
+    """SPEC §4: `conversations`, the account's conversations with a message eligible for the
+    purpose as of T; `bases`, the bases those messages are eligible under (both sorted,
+    without repeats); `used`, whether `conversations` is not empty."""
+
+    used: bool
+    bases: list[str]
+    conversations: list[str]
+
+
+class PlanChangeBody(_Nested):
+    at: str
+    plan: str
+    plan_class: str | None
+    organization_id: str | None
+
+
+class SettingBody(_Nested):
+    """A consent basis of the policy in force at as-of, for this account then."""
+
+    basis: str
+    policy: PolicyIdentity
+    setting: str
+    scope: str
+    subject: str | None
+    plan_class: str
+    applies: bool
+    granted: bool
+    default: str
+    since: str | None
+    source: str | None
+    covers_new_messages: bool
+    exclude_modes: list[str]
+    revocation: str
+    coverage: str
+
+
+class ConsentChangeBody(_Nested):
+    at: str
+    granted: bool
+    source: str
+
+
+class ConsentBody(_Nested):
+    """A consent ledger as of the time: in force or not, since when, from which source."""
+
+    scope: str
+    subject: str
+    setting: str
+    granted: bool
+    default: str
+    since: str | None
+    source: str | None
+    history: list[ConsentChangeBody]
+
+
+class BasisBody(_Nested):
+    """A basis of the policy in force at as-of: whether it applies to the account, is in
+    effect, is used; `parameters` are the basis's own (they differ by kind)."""
+
+    id: str
+    rule: str
+    kind: str
+    purposes: list[str]
+    text: str
+    parameters: Json
+    applies: bool
+    in_effect: bool
+    used: bool
+
+
+class PlanAtBody(_Nested):
+    plan: str
+    organization_id: str | None
+
+
+class PolicyVersionBody(_Nested):
+    id: str
+    version: int
+
+
+class PurposeUseBody(_Nested):
+    """How one purpose judges one conversation's messages as of the time."""
+
+    eligible_messages: int
+    messages: int
+    bases: list[str]
+    reasons: list[str]
+    plans: list[PlanAtBody]
+    policies: list[PolicyVersionBody]
+    first_eligible_at: str | None
+    last_eligible_at: str | None
+    expired_under: list[str]
+
+
+class ConversationSummaryBody(_Nested):
+    conversation_id: str
+    title: str | None
+    mode: str
+    incognito: bool
+    messages: int
+    first_message_at: str | None
+    deleted_at: str | None
+    flagged: bool
+    purposes: dict[str, PurposeUseBody]
+    builds: dict[str, list[str]] = Field(description="Purpose -> the ids of builds holding it.")
+
+
+class BuildHoldingBody(_Nested):
+    """A build holding some of the account's conversations (`conversations`: how many)."""
+
+    build_id: str
+    built_at: str
+    as_of: str
+    conversations: int
 
 
 class PrivacyAnswerBody(_Body):
@@ -161,21 +304,40 @@ class PrivacyAnswerBody(_Body):
     account_id: str
     as_of: str
     known: bool
-    purposes: dict[str, Json]
-    policy: Any
-    policies: list[Any]
+    purposes: dict[str, PurposeAnswerBody]
+    policy: PolicyIdentity
+    policies: list[PolicyIdentity]
     plan: str | None
     plan_class: str | None
     organization_id: str | None
-    plan_history: list[Json]
+    plan_history: list[PlanChangeBody]
     deleted_at: str | None
-    settings: list[Json]
-    consent: Json
-    organization_consent: Json | None
-    consents: list[Json]
-    bases: list[Json]
-    conversations: list[Json]
-    builds: dict[str, list[Any]]
+    settings: list[SettingBody]
+    consent: ConsentBody
+    organization_consent: ConsentBody | None
+    consents: list[ConsentBody]
+    bases: list[BasisBody]
+    conversations: list[ConversationSummaryBody]
+    builds: dict[str, list[BuildHoldingBody]]
+
+
+class RuleBody(_Nested):
+    """A rule that decided: its id, the SPEC rule and its text."""
+
+    id: str
+    rule: str
+    text: str
+
+
+class MessageExplanationBody(_Nested):
+    message_id: str
+    role: str
+    at: str
+    eligible: bool
+    basis: str | None
+    reasons: list[str]
+    rules: list[RuleBody]
+    policy: PolicyIdentity
 
 
 class ExplanationBody(_Body):
@@ -184,8 +346,8 @@ class ExplanationBody(_Body):
     conversation_id: str
     purpose: str
     as_of: str
-    policy: Json
-    messages: list[Json]
+    policy: PolicyRef
+    messages: list[MessageExplanationBody]
 
 
 class ConversationBody(_Body):
@@ -207,32 +369,132 @@ class ConversationDeletedBody(_Body):
     deleted_at: str
 
 
+class AuditHeadBody(_Nested):
+    seq: int
+    hash: str
+
+
+class AuditProblemBody(_Nested):
+    """What is wrong with the chain, and where (`kind`: `edited`, `deleted`, `inserted`,
+    `reordered`, `truncated`, `head`)."""
+
+    seq: int
+    kind: str
+    message: str
+
+
+class PendingCountsBody(_Nested):
+    """One day's counts not sealed into the chain yet: beside `day`, `actor` and `action`,
+    one integer per name counted."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, int] = Field(init=False)
+
+    day: str
+    actor: str
+    action: str
+
+
 class AuditVerifyBody(_Body):
     """The summary of `traingate audit verify`; `warning` only for an empty log with no
     signed head."""
 
     ok: bool
     entries: int
-    head: Json | None
+    head: AuditHeadBody | None
     first_at: str | None
     last_at: str | None
     actions: dict[str, int]
-    problems: list[Json]
-    pending: list[Json]
+    problems: list[AuditProblemBody]
+    pending: list[PendingCountsBody]
     warning: str | None = None
 
 
+class AuditEntryBody(_Nested):
+    """One entry as `traingate audit export` writes it (`details`: the action's own)."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    details: Any
+    prev_hash: str
+    hash: str
+
+
 class AuditEntriesBody(_Body):
-    entries: list[Json]
+    entries: list[AuditEntryBody]
     next_after: int | None
 
 
+class ProgressBody(_Nested):
+    """Messages done of the total (null: not known), and the fraction done."""
+
+    messages_done: int | None
+    messages_total: int | None
+    fraction: float | None
+
+
+class RunnerBody(_Nested):
+    """The process running the job."""
+
+    host: str
+    pid: int
+
+
+class JobBody(_Nested):
+    """A build job: its status, progress, and the signed manifest of a finished one."""
+
+    job_id: str
+    build_id: str | None
+    status: str
+    purpose: str
+    as_of: str
+    format: str
+    shape: str
+    since: str | None
+    engine: str
+    path: str
+    requested_by: str
+    runner: RunnerBody
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    progress: ProgressBody
+    error: str | None
+    manifest: Json | None
+
+
+class RecordedBuildBody(_Nested):
+    """A completed build as lineage records it."""
+
+    build_id: str
+    built_at: str
+    purpose: str
+    as_of: str
+    policy: PolicyRef
+    engine: str
+    format: str
+    path: str
+    manifest_sha256: str
+    records: int
+    messages: int
+
+
+class CompletedBuildBody(RecordedBuildBody):
+    """A completed build from lineage, with its manifest (null: its directory is gone)."""
+
+    status: str
+    progress: ProgressBody
+    manifest: Json | None
+
+
 class BuildsBody(_Body):
-    jobs: list[Json]
-    builds: list[Json]
+    jobs: list[JobBody]
+    builds: list[RecordedBuildBody]
 
 
-class BuildBody(RootModel[Json]):
+class BuildBody(RootModel[JobBody | CompletedBuildBody]):
     """A build job's status (a job id), or a completed build from lineage (a build id)."""
 
 

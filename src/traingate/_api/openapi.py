@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
-from traingate._api.models import IngestRejectedBody
+from traingate._api.models import REPORTED, IngestRejectedBody
 from traingate._core.events import Event
 from traingate._core.policy.versions import PolicySet
 from traingate._datasets import ENGINES
@@ -142,8 +142,13 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _add_enums(document: dict[str, Any], enums: dict[str, list[str]]) -> None:
+    """The enums on every property and parameter so named, but those of the objects nested in
+    response bodies (marked ``REPORTED``: the store's values, which policies since may not
+    declare; the mark is dropped)."""
     for node in list(_objects(document)):
         properties = node.get("properties")
+        if node.pop(REPORTED, False):
+            continue
         if isinstance(properties, dict):
             for name, values in enums.items():
                 if isinstance(properties.get(name), dict):
