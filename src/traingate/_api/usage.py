@@ -18,6 +18,7 @@ from collections import Counter
 
 from traingate._access.credentials import Principal
 from traingate._audit.actions import RECEIPT_HOLDERS, DayCounts
+from traingate._audit.log import AuditLog
 from traingate._core.timeutil import now_micros
 from traingate._facade import Traingate
 
@@ -84,9 +85,9 @@ class ReceiptUses:
     the log cannot join a report to the session that read it, to its account, or to another
     report read with it. Lives on ``app.state.receipt_uses``."""
 
-    def count(self, tg: Traingate, kind: str) -> None:
+    def count(self, log: AuditLog, kind: str) -> None:
         """One use (``reads`` or ``deletions``) today; seals the days before it."""
-        DayCounts(tg.audit.log).add(actor=RECEIPT_HOLDERS, action="vault.uses", counts={kind: 1})
+        DayCounts(log).add(actor=RECEIPT_HOLDERS, action="vault.uses", counts={kind: 1})
 
     def flush(self, tg: Traingate) -> None:
         """Seal the days before today (at start-up and shutdown); today's counts stay in the

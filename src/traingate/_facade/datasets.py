@@ -79,6 +79,8 @@ class Datasets(Area):
             source = message_source(messages)
         if source is not None and engine == "scalar":
             raise BuildError("the scalar engine reads the store's messages only; use duckdb")
+        if since is not None and (engine != "duckdb" or source is not None):
+            raise BuildError("--since builds with the duckdb engine from the store only")
         request = BuildRequest(
             policy=tg.policies,
             purpose=purpose,
@@ -89,8 +91,6 @@ class Datasets(Area):
 
         incremental = None
         if since is not None:
-            if engine != "duckdb" or source is not None:
-                raise BuildError("--since builds with the duckdb engine from the store only")
             base = load_base(
                 tg.store.db, build_id=since, request=request, signing_key=tg.keys.signing_key
             )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterable
-from typing import Any
 
 from traingate._audit.actions import SYSTEM, IngestAuditor
 from traingate._core.timeutil import format_instant, now_micros
-from traingate._errors import EventError, PolicyError
+from traingate._errors import PolicyError
 from traingate._facade.area import Area
 from traingate._ingest import DEFAULT_BATCH, IngestSummary, ingest_lines
 
@@ -40,13 +38,6 @@ class Events(Area):
             archive=tg.archive,
         )
 
-    def ingest_one(self, event: dict[str, Any], *, actor: str) -> IngestSummary:
-        """One event a user starts, through ingest. Raises EventError when it is rejected."""
-        summary = self.ingest([json.dumps(event)], actor=actor)
-        if summary.rejected:
-            raise EventError(summary.errors[0].error, event_id=event["event_id"])
-        return summary
-
     def record_consent(
         self,
         *,
@@ -66,7 +57,7 @@ class Events(Area):
                 f"policy {in_force.label} has no account-scope consent: "
                 "an account cannot change a training setting of its own"
             )
-        self.ingest_one(
+        self._ingest_one(
             {
                 "type": "consent.updated",
                 "event_id": f"tg-consent-{secrets.token_hex(16)}",
@@ -86,7 +77,7 @@ class Events(Area):
     ) -> int:
         """Write a conversation.deleted event (at now) through ingest; returns its time."""
         at = now_micros()
-        self.ingest_one(
+        self._ingest_one(
             {
                 "type": "conversation.deleted",
                 "event_id": f"tg-delete-{secrets.token_hex(16)}",

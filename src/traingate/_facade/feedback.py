@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from traingate._audit.actions import SYSTEM
+from traingate._audit.log import AuditLog
 from traingate._core.report import Snapshot
 from traingate._core.timeutil import format_instant, now_micros, utc_date
 from traingate._errors import ConfigError
@@ -15,16 +16,13 @@ from traingate._facade.area import Area
 from traingate._vault.rotation import RotationResult, rotate_master_key
 from traingate._vault.vault import ReportInfo
 
-if TYPE_CHECKING:
-    from traingate._facade.traingate import Traingate
-
 __all__ = ["Feedback", "ReceiptTally"]
 
 
 class ReceiptTally(Protocol):
     """Where a server counts receipt holders' reads and deletions (``api.usage.ReceiptUses``)."""
 
-    def count(self, tg: Traingate, kind: str) -> None: ...
+    def count(self, log: AuditLog, kind: str) -> None: ...
 
 
 class Feedback(Area):
@@ -41,7 +39,7 @@ class Feedback(Area):
     ) -> tuple[str, ReportInfo]:
         """Write the account's feedback.submitted event (at now) through ingest; returns the
         receipt of the vaulted report and its times. Raises EventError when it is rejected."""
-        summary = self._tg.events.ingest_one(
+        summary = self._ingest_one(
             {
                 "type": "feedback.submitted",
                 "event_id": f"tg-feedback-{secrets.token_hex(16)}",
@@ -87,7 +85,7 @@ class Feedback(Area):
 
     def _count_use(self, kind: str, *, actor: str, tally: ReceiptTally | None) -> None:
         if tally is not None:
-            tally.count(self._tg, kind)
+            tally.count(self._tg.audit.log, kind)
             return
         counts = {"reads": 0, "deletions": 0, kind: 1}
         details = {"day": utc_date(now_micros()), **counts}
