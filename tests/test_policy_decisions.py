@@ -1,15 +1,24 @@
-"""SPEC §1 as decision tables: events in, ``explain`` out, on SQLite and PostgreSQL.
+"""SPEC §1 as decision tables: events in, decisions out, in memory and in compiled SQL.
 
 Each case is a small history around one conversation ``c`` of account ``a`` (days of 2024 via
 ``Events.t``) and the expected decision of each message: a basis id when eligible, else the
 first reason for denial. ``CASES`` run under the default policy (consumer-2024, SPEC §1);
-``POLICY_CASES`` run the other shipped policies through the store too (modes from events,
-consent defaults, plans only they declare), beside their in-memory tables in
-``tests/test_policy_tables.py``.
+``POLICY_CASES`` run the other shipped policies (modes from events, consent defaults, plans only
+they declare), beside their in-memory tables in ``tests/test_policy_tables.py``.
+
+A case's events become facts the product's way, never by rules written again here: they are
+ingested into a SQLite store of the case's own, which gives the conversation's facts
+(``Store.conversation_facts``, what ``tg.privacy.explain`` reads). Those facts are decided by
+the scalar evaluator (``explain_conversation``, what explain runs) and by the policy compiled to
+SQL on an in-memory DuckDB (``decide_in_duckdb``, the bulk evaluator). A handful of cases, one
+per policy and the arrival-order ones, go the whole way on each store backend (SQLite and
+PostgreSQL): ingest, then ``tg.privacy.explain``, the facts equal to SQLite's.
 """
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +26,9 @@ from pathlib import Path
 import pytest
 
 from tests.factories import Events, jsonl
+from tests.support import decide_in_duckdb
+from traingate._core.facts import ConversationFacts
+from traingate._core.policy import Policy, bundled_policy, default_policy, explain_conversation
 from traingate._core.timeutil import parse_instant
 from traingate._facade import Traingate
 from traingate._settings import Settings
@@ -382,27 +394,6 @@ CASES: dict[str, Case] = {
 }
 
 
-def _check(tg: Traingate, case: Case) -> None:
-    summary = tg.events.ingest(jsonl(case.history(Events())))
-    assert summary.rejected == 0, summary.errors
-    result = tg.privacy.explain(
-        conversation_id="c", purpose=case.purpose, as_of=parse_instant(case.as_of)
-    )
-    got = tuple(
-        m.decision.basis if m.decision.eligible else m.decision.reasons[0] for m in result.messages
-    )
-    assert got == case.expected
-    for message in result.to_dict()["messages"]:
-        assert message["rules"], "every decision names its rules"
-        assert all(rule["text"] for rule in message["rules"])
-        assert (message["basis"] is not None) == message["eligible"]
-
-
-@pytest.mark.parametrize("case", CASES.values(), ids=list(CASES))
-def test_decision_table(tg: Traingate, case: Case) -> None:
-    _check(tg, case)
-
-
 def on(e: Events, plan: str, mode: str | None = None) -> list[dict[str, object]]:
     """Account ``a`` on ``plan`` (organization org1 for a commercial one) and conversation ``c``
     of ``mode``."""
@@ -513,10 +504,113 @@ POLICY_CASES: dict[str, tuple[str, Case]] = {
 }
 
 
-@pytest.mark.parametrize(("policy", "case"), POLICY_CASES.values(), ids=list(POLICY_CASES))
-def test_decision_table_under_each_shipped_policy(
-    db_url: str, tmp_path: Path, policy: str, case: Case
-) -> None:
-    settings = Settings(db_url=db_url, key_file=tmp_path / "keys.json", policy=policy)
+# Every case by name, with the policy it runs under (None: the default one).
+TABLE: dict[str, tuple[str | None, Case]] = {
+    **{name: (None, case) for name, case in CASES.items()},
+    **POLICY_CASES,
+}
+assert len(TABLE) == len(CASES) + len(POLICY_CASES)
+
+# The cases that go the whole way on each backend: one per shipped policy, and the times that
+# arrive out of order or tie at one instant.
+THROUGH_EACH_STORE = (
+    "events arriving out of order",
+    "denial at the same instant as a later-arriving grant",
+    "consumer-2025: incognito is never used",
+    "chatgpt-2025: business only by its organization",
+    "lechat-2025: on by default, the opt-out is retroactive",
+)
+
+
+def _policy(name: str) -> Policy:
+    policy_id, _ = TABLE[name]
+    return default_policy() if policy_id is None else bundled_policy(policy_id)
+
+
+def _ingest(tg: Traingate, case: Case) -> None:
+    summary = tg.events.ingest(jsonl(case.history(Events())))
+    assert summary.rejected == 0, summary.errors
+
+
+@functools.cache
+def facts(name: str) -> ConversationFacts:
+    """Conversation ``c`` of case ``name`` as the store gives it: the case's events ingested
+    into a SQLite store of its own (under the case's policy), then ``conversation_facts``.
+    Once per case and process: the in-memory and the compiled-SQL tests share them."""
+    policy_id, case = TABLE[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        settings = Settings(
+            db_url=f"sqlite:///{root / 'traingate.sqlite'}",
+            key_file=root / "keys.json",
+            policy=policy_id,
+        )
+        with Traingate.open(settings) as tg:
+            _ingest(tg, case)
+            return tg.store.conversation_facts("c")
+
+
+def _in_memory(name: str) -> None:
+    """The scalar evaluator over the case's facts decides as the table says, every decision
+    naming its rules, each with a text, and a basis exactly when eligible."""
+    _, case = TABLE[name]
+    policy = _policy(name)
+    explained = explain_conversation(
+        policy=policy, facts=facts(name), purpose=case.purpose, as_of=parse_instant(case.as_of)
+    )
+    got = tuple(d.basis if d.eligible else d.reasons[0] for _, d in explained)
+    assert got == case.expected
+    for _, decision in explained:
+        assert decision.rule_ids, "every decision names its rules"
+        assert all(policy.rule_text(rule_id)[1] for rule_id in decision.rule_ids)
+        assert (decision.basis is not None) == decision.eligible
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_decision_table(name: str) -> None:
+    _in_memory(name)
+
+
+@pytest.mark.parametrize("name", list(POLICY_CASES))
+def test_decision_table_under_each_shipped_policy(name: str) -> None:
+    _in_memory(name)
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_decision_table_in_compiled_sql(name: str) -> None:
+    """The same tables through the bulk evaluator: the policy compiled to SQL, run on an
+    in-memory DuckDB over the case's facts as Arrow ledgers, decides each message as the table
+    says, and as the scalar evaluator does."""
+    _, case = TABLE[name]
+    policy, as_of = _policy(name), parse_instant(case.as_of)
+    decided = decide_in_duckdb(policy=policy, facts=facts(name), purpose=case.purpose, as_of=as_of)
+    explained = explain_conversation(
+        policy=policy, facts=facts(name), purpose=case.purpose, as_of=as_of
+    )
+    assert tuple(basis or reason for basis, reason in decided.values()) == case.expected
+    for message, decision in explained:
+        basis, reason = decided[message.message_id]
+        expected = (decision.basis, None if decision.eligible else decision.reasons[0])
+        assert (basis, None if basis else reason) == expected, message.message_id
+
+
+@pytest.mark.parametrize("name", THROUGH_EACH_STORE)
+def test_decision_table_through_each_store(db_url: str, tmp_path: Path, name: str) -> None:
+    """Ingest into each backend, then ``tg.privacy.explain``: the decisions of the table, every
+    message naming its rules with their texts, and the facts the tables above decide."""
+    policy_id, case = TABLE[name]
+    settings = Settings(db_url=db_url, key_file=tmp_path / "keys.json", policy=policy_id)
     with Traingate.open(settings) as tg:
-        _check(tg, case)
+        _ingest(tg, case)
+        result = tg.privacy.explain(
+            conversation_id="c", purpose=case.purpose, as_of=parse_instant(case.as_of)
+        )
+        assert tg.store.conversation_facts("c") == facts(name)
+    got = tuple(
+        m.decision.basis if m.decision.eligible else m.decision.reasons[0] for m in result.messages
+    )
+    assert got == case.expected
+    for message in result.to_dict()["messages"]:
+        assert message["rules"], "every decision names its rules"
+        assert all(rule["text"] for rule in message["rules"])
+        assert (message["basis"] is not None) == message["eligible"]
