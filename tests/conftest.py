@@ -28,6 +28,8 @@ from traingate._settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from tests.browser import Site
+
 # No per-example deadline: the first examples pay for imports and warm-up on a loaded CI core.
 hypothesis_settings.register_profile(
     "traingate", deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -138,6 +140,16 @@ def api(settings: Settings, tmp_path: Path, ev: Events) -> Iterator[Api]:
     with running_api(settings, tmp_path / "datasets") as running:
         running.ingest(history(ev))
         yield running
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    """The browser tests' site: a fresh SQLite store holding ``support.world()``, served by
+    uvicorn on 127.0.0.1 (``tests/browser.py``, which skips the test, or fails it with
+    CI=true, without chromium; the browser test modules import it first)."""
+    from tests.browser import serve_site
+
+    yield from serve_site(f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}", tmp_path)
 
 
 def _unavailable(reason: str) -> None:

@@ -25,6 +25,8 @@
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
+- ``_pg_schema``: a URL of the PostgreSQL server whose search_path is a fresh schema, dropped
+  on exit (conftest's ``pg_schema_url`` is one a test; this one serves each Hypothesis example).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import json
 import os
 import random
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -43,6 +46,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import duckdb
 import httpx
@@ -89,6 +93,7 @@ __all__ = [
     "_engine",
     "_env",
     "_manifest",
+    "_pg_schema",
     "_population",
     "_records",
     "_server",
@@ -226,6 +231,21 @@ def decide_in_duckdb(
         con.unregister("batch")
     assert [idx for idx, _, _ in decided] == list(range(len(messages)))
     return {messages[idx].message_id: (basis, reason) for idx, basis, reason in decided}
+
+
+@contextlib.contextmanager
+def _pg_schema(server: str) -> Iterator[str]:
+    import psycopg
+
+    schema = f"tg_prop_{secrets.token_hex(6)}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in server else "?"
+    try:
+        yield f"{server}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @dataclass(frozen=True)

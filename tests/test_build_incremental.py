@@ -23,15 +23,8 @@ from hypothesis import strategies as st
 
 from tests.api_support import Api
 from tests.factories import Events, jsonl
-from tests.support import run
-from tests.test_build_property import (
-    VERSIONS,
-    _pg_schema,
-    histories,
-    history,
-    instants,
-    ops,
-)
+from tests.histories import VERSIONS, histories, history, instants, ops
+from tests.support import _pg_schema, run
 from traingate._core.timeutil import parse_instant
 from traingate._errors import BuildError
 from traingate._facade import Traingate

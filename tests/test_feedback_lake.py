@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.api_support import Api, running_api, user_report
 from tests.factories import Events, jsonl
+from tests.snapshots import _events, _expected, conversations
 from tests.support import run
-from tests.test_vault_snapshot_property import _events, _expected, conversations
 from traingate._core.timeutil import parse_instant
 from traingate._datasets.lake import LAKE_ATTACHMENT, LAKE_SCHEMA, ParquetLake, write_lake
 from traingate._errors import StoreError

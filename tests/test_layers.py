@@ -4,7 +4,9 @@
 no store, engine, service or edge; stores and engines import no edge; the packages are layered
 without cycles. Here: the edges (the HTTP API, the pages and the app that serves both) never
 run SQL nor hold it, and importing the core loads no store, engine, database driver or
-subprocess.
+subprocess. And the tests' own layer: no module of tests/ imports a test module
+(tests/test_*.py); what test modules share is in the support modules (support.py,
+histories.py, snapshots.py, browser.py, ...) and the fixtures in conftest.py.
 """
 
 from __future__ import annotations
@@ -59,6 +61,66 @@ def _sql_in(path: Path) -> list[str]:
             if isinstance(text, str) and SQL_TEXT.search(text):
                 found.append(f"line {node.lineno}: SQL text {text[:60]!r}")
     return found
+
+
+TESTS = Path(__file__).resolve().parent
+TEST_MODULES = frozenset(path.stem for path in TESTS.glob("test_*.py"))
+
+
+def _test_modules_imported(path: Path) -> list[str]:
+    """The imports of a test module (tests/test_*.py) in ``path``, in any form: ``import
+    tests.test_x``, ``from tests.test_x import y``, ``from tests import test_x``, relative
+    (``from . import test_x``, ``from .test_x import y``) or bare (``import test_x``), at the
+    top or inside a function."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            targets = [module] + [f"{module}.{alias.name}".lstrip(".") for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            parts = target.split(".")
+            if parts[0] == "tests":
+                parts = parts[1:]
+            if parts and parts[0] in TEST_MODULES:
+                found.append(f"line {node.lineno}: {target}")
+                break
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    """What test modules share lives in support modules and conftest.py, so that running one
+    test module never collects, skips or fails because of another."""
+    assert len(TEST_MODULES) > 50  # the scan below would pass over nothing otherwise
+    imports = {
+        path.name: found
+        for path in sorted(TESTS.glob("*.py"))
+        if (found := _test_modules_imported(path))
+    }
+    assert imports == {}
+
+
+def test_the_import_scan_sees_each_form(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import tests.test_web\n"
+        "from tests.test_web import Site\n"
+        "from tests import test_web as web, support\n"
+        "from . import test_web\n"
+        "from .test_web import Site\n"
+        "import test_web\n"
+        "from tests.support import world\n"
+        "from tests import browser, histories\n"
+        "def f():\n"
+        "    from tests.test_build_property import history\n",
+        encoding="utf-8",
+    )
+    lines = [line.split(":")[0] for line in _test_modules_imported(probe)]
+    assert lines == [f"line {n}" for n in (1, 2, 3, 4, 5, 6, 10)]
 
 
 def test_the_edges_exist() -> None:

@@ -12,28 +12,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from tests import test_web as web
-from tests.support import LISBON
-from traingate._api.apidocs import assets_dir
-
-if not web.CHROMIUM.exists():  # test_web skipped (or failed under CI=true) at import already
-    pytest.skip("no chromium", allow_module_level=True)
-
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[web.Site]:
-    yield from web._site(f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}", tmp_path)
+from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, Site, admin_sign_in
+from tests.support import LISBON
+from traingate._api.apidocs import assets_dir
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(web.CHROMIUM), args=web.LAUNCH_ARGS
-        )
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         yield browser
         browser.close()
 
@@ -71,7 +60,7 @@ def test_the_docs_assets_are_installed_files() -> None:
 
 
 def test_every_page_loads_only_from_the_server(
-    site: web.Site, requests_seen: tuple[Page, list[str]]
+    site: Site, requests_seen: tuple[Page, list[str]]
 ) -> None:
     page, seen = requests_seen
 
@@ -94,7 +83,7 @@ def test_every_page_loads_only_from_the_server(
     page.goto(f"{site.url}/conversations/{LISBON}")
     page.wait_for_load_state("networkidle")
 
-    web.admin_sign_in(page, site, site.officer)
+    admin_sign_in(page, site, site.officer)
     expect(page).not_to_have_url(re.compile(r"/login"))
     for path in ("/admin/builds", "/admin/explain", "/admin/policy", "/admin/retention"):
         page.goto(f"{site.url}{path}")
@@ -107,5 +96,5 @@ def test_every_page_loads_only_from_the_server(
 
 
 def _artifact(name: str) -> Path:
-    web.ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return web.ARTIFACTS / f"{name}.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / f"{name}.png"

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import jsonl
+from tests.histories import ACCOUNTS, CONVERSATIONS, VERSIONS, as_ofs, histories, history
 from tests.support import run_engine
-from tests.test_build_property import ACCOUNTS, CONVERSATIONS, VERSIONS, as_ofs, histories, history
 from traingate._datasets.engines.duckdb import DuckDBEngine
 from traingate._facade import Traingate
 from traingate._privacy import account_privacy

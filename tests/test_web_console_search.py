@@ -9,14 +9,11 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests import test_web  # skips (or fails with CI=true) without chromium
+from tests.browser import Site, admin_sign_in, build, in_browser, shot
 from tests.support import ALICE, DINNER, LANDLORD, LISBON
-from tests.test_web import Site, admin_sign_in, build, shot
-from tests.test_web_privacy_history import in_browser
 
-# test_web's fresh site per test; each test drives its own chromium in a thread of its own
-# (in_browser), beside test_web's session browser
-site = test_web.site
+# Each test takes conftest.py's fresh site and drives its own chromium in a thread of its own
+# (in_browser), beside test_web's session browser.
 
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 

@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests import test_web  # noqa: F401  (skips, or fails with CI=true, without chromium)
 from tests.api_support import free_port
-from tests.test_web import Site, admin_sign_in, build, shot
-from tests.test_web_privacy_history import in_browser
+from tests.browser import Site, admin_sign_in, build, in_browser, shot
 from traingate._settings import Settings
 
 TOKEN_LINE = re.compile(r"^  (\w+) \(([^)]*)\): (tgk_\S+)$", re.M)

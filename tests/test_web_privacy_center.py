@@ -11,15 +11,12 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests import test_web  # skips (or fails with CI=true) without chromium
+from tests.browser import ARTIFACTS, Site, in_browser, open_dialog, shot, sign_in
 from tests.support import LISBON
-from tests.test_web import Site, open_dialog, shot, sign_in
-from tests.test_web_privacy_history import in_browser
 from traingate._core.timeutil import parse_instant
 
-# test_web's fresh site per test; each test drives its own chromium in a thread of its own
-# (in_browser), beside test_web's session browser
-site = test_web.site
+# Each test takes conftest.py's fresh site and drives its own chromium in a thread of its own
+# (in_browser), beside test_web's session browser.
 
 AS_OF = "2025-07-01T00:00:00Z"
 
@@ -58,7 +55,7 @@ def test_each_build_is_named_and_the_table_fits_390_px(site: Site) -> None:
             expect(item.locator("code")).to_have_attribute("title", build_id)
         shot(page, "privacy-center-builds")
         evidence = page.locator("#evidence")
-        evidence.screenshot(path=str(test_web.ARTIFACTS / "privacy-center-datasets.png"))
+        evidence.screenshot(path=str(ARTIFACTS / "privacy-center-datasets.png"))
 
         page.set_viewport_size({"width": 390, "height": 844})
         table = page.locator("#purpose-table")
@@ -67,7 +64,7 @@ def test_each_build_is_named_and_the_table_fits_390_px(site: Site) -> None:
         wrap = page.locator("#evidence .table-wrap")
         assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth"), "the table scrolls sideways"
         expect(row.locator("td[data-label='Datasets built']")).to_contain_text(ids[0][6:14])
-        evidence.screenshot(path=str(test_web.ARTIFACTS / "privacy-center-datasets-390.png"))
+        evidence.screenshot(path=str(ARTIFACTS / "privacy-center-datasets-390.png"))
         narrow(page, "privacy-center-builds")
 
     in_browser(body)
@@ -142,7 +139,7 @@ def test_a_reused_login_link_says_it_was_used_and_how_to_get_another(site: Site)
             assert response is not None and response.status == 401
             expect(again.get_by_role("alert")).to_contain_text("This login link was already used")
             expect(again.locator("#new-link")).to_contain_text("traingate session create --account")
-            test_web.shot(again, "login-link-used-390")
+            shot(again, "login-link-used-390")
             again.set_viewport_size({"width": 1280, "height": 900})
             shot(again, "login-link-used")
         finally:

@@ -5,9 +5,9 @@ organization's consent, so the headline must not be "No", and it must name them;
 account's own setting on must not claim that earlier conversations are unused.
 
 Screenshots go to test-artifacts/web/ and /tmp/privacy-*.png. Without /usr/bin/chromium the
-tests skip, except with CI=true, where they fail (as tests/test_web.py). Each test runs its
-browser in a thread of its own: Playwright's sync API holds one instance per thread, and
-tests/test_web.py's session-scoped browser may hold this one.
+tests skip, except with CI=true, where they fail (tests/browser.py). Each test runs its
+browser in a thread of its own (``in_browser``): Playwright's sync API holds one instance per
+thread, and tests/test_web.py's session-scoped browser may hold this one.
 """
 
 from __future__ import annotations
@@ -15,20 +15,17 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from tests import test_web  # skips (or fails with CI=true) without chromium
+from tests.browser import ARTIFACTS, in_browser, serve, shot
 from tests.factories import Events
 from traingate._core.policy import Policy
 from traingate._facade import Traingate
 from traingate._settings import Settings
-
-ARTIFACTS = test_web.ARTIFACTS
 
 ACCOUNT = "acct-0001"
 TEAM_CHATS = {"hh-1147": "Vendor contract review", "hh-2210": "Quarterly roadmap"}
@@ -68,49 +65,12 @@ def login(tmp_path: Path) -> Iterator[str]:
         assert summary.rejected == 0, summary.errors
         link = tg.access.create_session(account_id=ACCOUNT).login_path
         tg.datasets.build(purpose="model_training", out=tmp_path / "built", format="jsonl")
-    for url in test_web._serve(settings, tmp_path / "datasets"):
+    for url in serve(settings, tmp_path / "datasets"):
         yield url + link
 
 
-def in_browser(body: Callable[[Page], None]) -> None:
-    """Run ``body`` on a fresh page of chromium, launched as tests/test_web.py launches it, in
-    a thread of its own; fail on what the page's scripts report as errors."""
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=str(test_web.CHROMIUM), args=test_web.LAUNCH_ARGS
-                )
-                try:
-                    context = browser.new_context(
-                        viewport={"width": 1280, "height": 900}, locale="en-GB"
-                    )
-                    context.set_default_timeout(15_000)
-                    page = context.new_page()
-                    errors: list[str] = []
-                    page.on("pageerror", lambda exc: errors.append(str(exc)))
-                    page.on(
-                        "console",
-                        lambda msg: errors.append(msg.text) if msg.type == "error" else None,
-                    )
-                    body(page)
-                    assert not errors, f"the page reported errors: {errors}"
-                finally:
-                    browser.close()
-        except BaseException as exc:  # re-raised in the test's thread
-            failures.append(exc)
-
-    thread = threading.Thread(target=run, name="browser")
-    thread.start()
-    thread.join()
-    if failures:
-        raise failures[0]
-
-
 def snapshot(tab: Page, name: str) -> None:
-    test_web.shot(tab, name)
+    shot(tab, name)
     shutil.copyfile(ARTIFACTS / f"{name}.png", Path("/tmp") / f"{name}.png")
 
 
@@ -168,7 +128,7 @@ def test_the_console_lists_every_policy_in_force(tmp_path: Path) -> None:
     with Traingate.open(settings) as tg:
         token = tg.access.create_token(role="analyst", name="ana").token
         policies = tg.policies.policies
-    for url in test_web._serve(settings, tmp_path / "datasets"):
+    for url in serve(settings, tmp_path / "datasets"):
         in_browser(functools.partial(_console_policies, url=url, token=token, policies=policies))
 
 
