@@ -24,6 +24,7 @@ from traingate._cli import cli
 from traingate._core.timeutil import parse_instant
 from traingate._datasets import builder as builder_module
 from traingate._datasets import lineage_file
+from traingate._datasets import produce as produce_module
 from traingate._datasets.lineage import (
     builds_holding,
     forget_build,
@@ -167,7 +168,7 @@ def test_a_failure_making_feedback_records_fails_the_build(
         raise RuntimeError("the vault is unreadable")
         yield
 
-    monkeypatch.setattr(builder_module, "_feedback", fail)
+    monkeypatch.setattr(produce_module, "_feedback", fail)
     with pytest.raises(RuntimeError, match="the vault is unreadable"):
         build(tg, tmp_path / "mt", "model_training", 3)
     assert tg.store.db.execute("SELECT COUNT(*) FROM builds") == [(0,)]

@@ -1,7 +1,7 @@
 """Feedback records from vault reports: each report decided again under the policy in force
 at its submission (``decide_report``), the included ones made into records
 (``feedback_record``). Pure: the reports come in already decrypted, wherever they were read
-(the builder's vault, ``builder._feedback``; a Spark task, ``engines/spark_feedback.py``), so
+(the builder's vault, ``produce._feedback``; a Spark task, ``engines/spark_feedback.py``), so
 every engine makes the same records from the same reports.
 """
 

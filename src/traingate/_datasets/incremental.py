@@ -45,7 +45,10 @@ import pyarrow as pa
 from traingate._core.manifest import signature_problem
 from traingate._core.policy import PolicySet
 from traingate._core.timeutil import format_instant
-from traingate._datasets.builder import (
+from traingate._datasets.engines.base import BuildRequest, Engine, Tally
+from traingate._datasets.lineage import BuildRow
+from traingate._datasets.merge import Fresh, merged
+from traingate._datasets.produce import (
     WATERMARK_SQL,
     Produced,
     _feedback,
@@ -53,9 +56,6 @@ from traingate._datasets.builder import (
     _messages_by_policy,
     produce,
 )
-from traingate._datasets.engines.base import BuildRequest, Engine, Tally
-from traingate._datasets.lineage import BuildRow
-from traingate._datasets.merge import Fresh, merged
 from traingate._datasets.progress import Progress
 from traingate._datasets.records import (
     RECORD_SCHEMA,
@@ -323,7 +323,7 @@ def _fresh(
 
 class Since:
     """An incremental build from ``base`` (``build_dataset(since=...)``): ``produce`` makes
-    its steps in place of ``builder.produce``, ``section`` is its manifest's ``since``."""
+    its steps in place of ``produce.produce``, ``section`` is its manifest's ``since``."""
 
     def __init__(self, base: Base) -> None:
         self.base = base
@@ -351,7 +351,7 @@ class Since:
         engine: Engine,
         progress: Progress | None = None,
     ) -> Iterator[Produced]:
-        """The steps of the build, as ``builder.produce`` makes them for a full build."""
+        """The steps of the build, as ``produce.produce`` makes them for a full build."""
         with open_reader(store.db) as source:
             if _purged(source, self.base):
                 self._full = "a purge since the base deleted messages it considered; built in full"
