@@ -13,7 +13,9 @@ peak RSS is each run's own:
   tables of a fresh database of the same backend, with no checks at all, committed every
   ``DEFAULT_BATCH`` events as traingate commits.
 
-Prints one table with both and the ratio (traingate time / baseline time).
+Prints one table with both and the ratio (traingate time / baseline time), and the CPU
+seconds of each (for traingate, its own and its parse workers'), with the CPU ratio of the
+ingesting process to the baseline's, and the load average before and after.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import tempfile
 import time
 from collections.abc import Iterator
@@ -204,17 +207,26 @@ def _fresh_db_url(backend: str, workdir: Path, name: str) -> str:
     return f"{PG_URL}?options=-csearch_path%3D{schema}"
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user and system) of this process, and of its ended child processes (the
+    parse workers, once ingest has waited for them)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def phase_traingate(file: Path, db_url: str, key_file: Path) -> dict[str, Any]:
     from traingate._facade import Traingate
     from traingate._settings import Settings
 
     with Traingate.open(Settings(db_url=db_url, key_file=key_file)) as tg:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         with file.open(encoding="utf-8") as lines:
             summary = tg.events.ingest(lines)
         elapsed = time.perf_counter() - started
+        own, workers = (after - before for after, before in zip(_cpu_seconds(), cpu, strict=True))
     assert summary.rejected == 0, summary.errors[:3]
-    return {"seconds": elapsed, "events": summary.accepted}
+    return {"seconds": elapsed, "events": summary.accepted, "cpu": own, "worker_cpu": workers}
 
 
 def _bare_rows(
@@ -319,7 +331,7 @@ def phase_baseline(file: Path, db_url: str) -> dict[str, Any]:
                 db.executemany(sql[table], rows)
         batches.clear()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     count = 0
     with file.open(encoding="utf-8") as lines:
         for seq, line in enumerate(lines, start=1):
@@ -332,8 +344,9 @@ def phase_baseline(file: Path, db_url: str) -> dict[str, Any]:
                 flush()
     flush()
     elapsed = time.perf_counter() - started
+    own = _cpu_seconds()[0] - cpu[0]
     db.close()
-    return {"seconds": elapsed, "events": count}
+    return {"seconds": elapsed, "events": count, "cpu": own, "worker_cpu": 0.0}
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -389,21 +402,26 @@ def main() -> None:
         from traingate._ingest import default_workers
 
         print(f"traingate parses with {default_workers()} worker process(es) beside its own")
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(
             f"{'backend':<11} {'run':<10} {'events/s':>10} {'seconds':>8} {'peak RSS':>9}"
-            f" {'ratio':>6}"
+            f" {'ratio':>6} {'CPU s':>6} {'worker CPU s':>12} {'CPU ratio':>9}"
         )
         for backend in args.backends.split(","):
             ours = _run_child("traingate", backend, file, workdir)
             base = _run_child("baseline", backend, file, workdir)
             ratio = ours["seconds"] / base["seconds"]
+            cpu_ratio = ours["cpu"] / base["cpu"]
             for name, result in (("traingate", ours), ("baseline", base)):
                 rate = result["events"] / result["seconds"]
                 print(
                     f"{backend:<11} {name:<10} {rate:>10,.0f} {result['seconds']:>8.1f}"
                     f" {result['peak_rss_mb']:>7.0f}MB"
                     f" {ratio if name == 'traingate' else 1.0:>6.2f}"
+                    f" {result['cpu']:>6.1f} {result['worker_cpu']:>12.1f}"
+                    f" {cpu_ratio if name == 'traingate' else 1.0:>9.2f}"
                 )
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,24 @@
-"""Typed ingest rows: one dataclass per event type, its rows made from one declared column list
-per table (``schema.INGEST_TABLES``), which is the migrated schema's."""
+"""Typed ingest rows: one record per event type (a tuple of named fields), its rows made from one
+declared column list per table (``schema.INGEST_TABLES``), which is the migrated schema's."""
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
+import typing
+from typing import Any
 
-from traingate._core.events import EVENT_TYPES, ConsentUpdated, FeedbackSubmitted
+import pytest
+
+from tests.factories import Events
+from traingate._core.events import (
+    EVENT_TYPES,
+    ConsentUpdated,
+    FeedbackSubmitted,
+    canonical_json,
+    parse_event,
+)
 from traingate._ingest.incoming import (
+    _MAKERS,
     AccountDeletedIn,
     AccountUpdatedIn,
     ConsentUpdatedIn,
@@ -18,6 +29,7 @@ from traingate._ingest.incoming import (
     MessageCreatedIn,
     SafetyClearedIn,
     SafetyFlaggedIn,
+    _incoming,
 )
 from traingate._store.db import connect
 from traingate._store.schema import INGEST_TABLES, migrate
@@ -97,8 +109,53 @@ def test_one_class_per_event_type_and_its_rows_follow_the_columns() -> None:
             assert tables[-1] == "events" and len(tables) == 2
 
 
-def test_the_classes_are_frozen_slotted_and_pickle_whole() -> None:
+def test_the_classes_are_immutable_slotted_and_pickle_whole() -> None:
     for event in ONE_OF_EACH:
         assert not hasattr(event, "__dict__")
-        assert dataclasses.fields(event)
-        assert pickle.loads(pickle.dumps(event, pickle.HIGHEST_PROTOCOL)) == event
+        assert type(event)._fields[:5] == ("line", "event_id", "at", "event_key", "body_hash")
+        with pytest.raises(AttributeError):
+            event.line = 4  # type: ignore[misc]
+        again = pickle.loads(pickle.dumps(event, pickle.HIGHEST_PROTOCOL))
+        assert again == event and type(again) is type(event)
+
+
+def test_each_event_class_is_made_into_its_own_type() -> None:
+    assert sorted(kind.EVENT.__name__ for kind, _ in _MAKERS.values()) == sorted(
+        event_class.__name__ for event_class in _MAKERS
+    )
+    assert sorted(kind.type for kind, _ in _MAKERS.values()) == sorted(EVENT_TYPES)
+    for kind, _ in _MAKERS.values():  # each names its event class's type
+        assert typing.get_args(kind.EVENT.model_fields["type"].annotation) == (kind.type,)
+    assert {type(event) for event in ONE_OF_EACH} == {kind for kind, _ in _MAKERS.values()}
+
+
+def _made(event: dict[str, Any]) -> Incoming:
+    parsed = parse_event(event, plans={"free": "consumer"}).event
+    return _incoming(parsed, HEAD)
+
+
+def test_fields_read_off_the_event_or_derived() -> None:
+    make, at = Events(), Events.t(1)
+    attachment = {"attachment_id": "x", "source": "upload", "name": "n"}
+    message = _made(make.message("m", "c", "a", at, content="hi", attachments=[attachment]))
+    assert message == MessageCreatedIn(
+        *HEAD, "c", "a", "m", "user", "hi", canonical_json([{**attachment, "content": None}])
+    )
+    bare = _made(make.message("m", "c", "a", at))
+    assert isinstance(bare, MessageCreatedIn) and bare.attachments == "[]"
+    settings = {"mode": "incognito", "incognito": True, "title": "t"}
+    for given, expected in (
+        ({"incognito": True, "title": "t"}, ("incognito", "incognito", '{"title":"t"}')),
+        (settings, ("incognito", "mode", '{"title":"t"}')),
+        ({"preferences": {"b": 1, "a": None}}, (None, None, '{"preferences":{"a":null,"b":1}}')),
+    ):
+        update = _made(make.conversation("c", "a", at, **given))
+        assert update == ConversationUpdatedIn(*HEAD, "c", "a", *expected)
+    consent = _made(make.consent("o", at, granted=False, scope="organization"))
+    assert isinstance(consent, ConsentUpdatedIn)
+    assert (consent.scope, consent.subject, consent.granted) == ("organization", "o", False)
+    assert isinstance(consent.event, ConsentUpdated) and consent.event.organization_id == "o"
+    report = _made(make.feedback("f", "a", "c", "m", at))
+    assert isinstance(report, FeedbackSubmittedIn)
+    assert report == FeedbackSubmittedIn(*HEAD, "c", "a", "m", "f", report.event)
+    assert isinstance(report.event, FeedbackSubmitted) and report.event.rating == "down"
