@@ -8,13 +8,11 @@ the run instead of skipping.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck
@@ -22,6 +20,7 @@ from hypothesis import settings as hypothesis_settings
 
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
+from tests.pg import fresh_schema
 from traingate._facade import Traingate
 from traingate._settings import Settings
 
@@ -96,15 +95,8 @@ def pg_server() -> str:
 @pytest.fixture
 def pg_schema_url(pg_server: str) -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped after the test."""
-    import psycopg
-
-    schema = f"tg_test_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in pg_server else "?"
-    yield f"{pg_server}{separator}options={quote(f'-csearch_path={schema}')}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with fresh_schema(pg_server) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

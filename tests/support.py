@@ -25,7 +25,7 @@
 - ``decide_in_duckdb``: the compiled SQL of a purpose (``_core/policy/compile.py``) run on an
   in-memory DuckDB over one conversation's facts (``_core/facts.py``) given as Arrow ledgers:
   the bulk evaluator's decisions with no store and no ingest.
-- ``_pg_schema``: a URL of the PostgreSQL server whose search_path is a fresh schema, dropped
+- ``pg_schema``: a URL of the PostgreSQL server whose search_path is a fresh schema, dropped
   on exit (conftest's ``pg_schema_url`` is one a test; this one serves each Hypothesis example).
 """
 
@@ -36,7 +36,6 @@ import json
 import os
 import random
 import re
-import secrets
 import subprocess
 import sys
 import time
@@ -46,7 +45,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import duckdb
 import httpx
@@ -56,6 +54,7 @@ from click.testing import CliRunner
 
 from tests.api_support import free_port
 from tests.factories import Event, Events, jsonl
+from tests.pg import fresh_schema
 from traingate._core.deid import EMAIL_PATTERN
 from traingate._core.facts import ConversationFacts
 from traingate._core.policy import Policy, PolicySet, parse_policy
@@ -93,7 +92,6 @@ __all__ = [
     "_engine",
     "_env",
     "_manifest",
-    "_pg_schema",
     "_population",
     "_records",
     "_server",
@@ -106,6 +104,7 @@ __all__ = [
     "leaks",
     "ledgers_of",
     "moved_between_plans",
+    "pg_schema",
     "read_dataset",
     "run",
     "run_engine",
@@ -233,19 +232,9 @@ def decide_in_duckdb(
     return {messages[idx].message_id: (basis, reason) for idx, basis, reason in decided}
 
 
-@contextlib.contextmanager
-def _pg_schema(server: str) -> Iterator[str]:
-    import psycopg
-
-    schema = f"tg_prop_{secrets.token_hex(6)}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in server else "?"
-    try:
-        yield f"{server}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+def pg_schema(server: str) -> contextlib.AbstractContextManager[str]:
+    """A URL of ``server`` whose search_path is a fresh schema, dropped on exit."""
+    return fresh_schema(server, prefix="tg_prop")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from tests.api_support import Api
 from tests.factories import Events, jsonl
 from tests.histories import VERSIONS, histories, history, instants, ops
-from tests.support import _pg_schema, run
+from tests.support import pg_schema, run
 from traingate._core.timeutil import parse_instant
 from traingate._errors import BuildError
 from traingate._facade import Traingate
@@ -144,7 +144,7 @@ def test_an_incremental_build_is_a_full_build_on_postgresql(
     split = len(history(first))
     with (
         tempfile.TemporaryDirectory() as tmp,
-        _pg_schema(pg_server) as url,
+        pg_schema(pg_server) as url,
         Traingate.open(Settings(db_url=url, key_file=Path(tmp) / "k.json")) as tg,
     ):
         check_incremental(

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from tests.factories import jsonl
 from tests.histories import POLICY, VERSIONS, as_ofs, histories, history
-from tests.support import _pg_schema, run_engine
+from tests.support import pg_schema, run_engine
 from traingate._datasets.engines.duckdb import DuckDBEngine
 from traingate._datasets.engines.scalar import ScalarEngine
 from traingate._facade import Traingate
@@ -80,7 +80,7 @@ def test_bulk_equals_scalar_on_postgresql(
 ) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        _pg_schema(pg_server) as url,
+        pg_schema(pg_server) as url,
         Traingate.open(Settings(db_url=url, key_file=Path(tmp) / "k.json", policy=spec)) as tg,
     ):
         tg.events.ingest(jsonl(history(steps)))
