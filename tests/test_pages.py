@@ -17,7 +17,8 @@ from tests.support import ALICE, BOB, DINNER, LISBON, csrf_of, world
 from traingate._facade import Traingate
 from traingate._server import create_app
 from traingate._settings import Settings
-from traingate._web.answer import answer_for, policy_rules
+from traingate._web.answer import answer_for
+from traingate._web.words import policy_rules
 
 
 class Site:

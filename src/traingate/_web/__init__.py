@@ -5,7 +5,10 @@ view, and the admin console. ``router`` is included by the app factory
     user.py     /login/{session}, /privacy, /conversations/{id} and their forms
     admin.py    /admin/...: builds, explain, policy, retention
     session.py  cookies, CSRF tokens, form bodies
-    answer.py   the privacy answer's words and rule ids (pure)
+    answer.py   the privacy answer: its headline, reasons and toggle, per purpose (pure)
+    headline.py what the answer follows from; its tone, headline and summary (pure)
+    reasons.py  each reason of the answer, and the toggle's help (pure)
+    words.py    the policy's rules by id and the phrases the answer is written with (pure)
     render.py   Jinja2, filters, security headers
     errors.py   traingate's errors as pages
 """

@@ -15,7 +15,7 @@ from traingate._api.access import TG, require_conversation
 from traingate._api.paths import MAX_ID_IN_PATH, PathId
 from traingate._audit.actions import END_USER
 from traingate._errors import ConfigError
-from traingate._web.answer import answer_for, policy_rules, retention_phrase, rule_refs
+from traingate._web.answer import answer_for
 from traingate._web.errors import PageRoute
 from traingate._web.render import SECURITY_HEADERS, page
 from traingate._web.session import (
@@ -27,6 +27,7 @@ from traingate._web.session import (
     read_form,
     set_user_cookie,
 )
+from traingate._web.words import policy_rules, retention_phrase, rule_refs
 
 __all__ = ["DOWN_CATEGORIES", "UP_CATEGORIES", "router"]
 
