@@ -1,13 +1,21 @@
 """Dataset builds (docs/builds.md): the bulk policy engine, records, signed manifests, lineage.
 
-- ``compile``: the policy, a purpose and an as-of compiled to DuckDB SQL (pure).
-- ``engine`` / ``engines``: the engine interface; ``duckdb`` (bulk) and ``scalar`` (reference).
-- ``records``: the record schema, record ids, record assembly (pure).
-- ``writer``: part files (Parquet or JSON Lines), fsynced and hashed.
-- ``shapes``: the records as chat, KTO or OpenAI rows (pure); ``card`` / ``croissant`` /
-  ``documents``: the dataset card and the Croissant file written beside the data.
-- ``manifest``: the manifest and its HMAC-SHA256 signature (pure); ``verify``: its checker.
-- ``lineage``: which builds took which items; ``builder``: the atomic build itself.
+The policy compiled to SQL and the manifest are the core's (``_core/policy/compile.py``,
+``_core/manifest.py``, ``_core/manifest_model.py``); here is what runs and writes a build:
+
+- ``engines/``: the engine interface (``base``); ``duckdb`` (bulk), ``scalar`` (reference) and
+  ``spark`` (with its staging, tasks, feedback and lineage modules).
+- ``builder``: the atomic build itself, step by step; ``produce``: the records of a build, in
+  output order (engine, then feedback); ``books``: its counts and their balance check;
+  ``staging``: its hidden working directories; ``prefetch`` / ``progress``: its threads and bar.
+- ``records``: the record schema, record ids, record assembly (pure); ``feedback``: feedback
+  records from vault reports; ``shapes``: the records as chat, KTO or OpenAI rows (pure).
+- ``writer``: part files (Parquet or JSON Lines), fsynced and hashed; ``card`` / ``croissant`` /
+  ``documents`` / ``describe``: the dataset card and the Croissant file beside the data.
+- ``verify``: a dataset's checker; ``lineage`` / ``lineage_file``: which builds took which items.
+- ``incremental`` / ``merge`` / ``restrict``: builds from an earlier one (``--since``).
+- ``lake``: the message lake; ``diff``: ``policy diff``; ``openlineage`` /
+  ``openlineage_emit``: OpenLineage run events and their sending.
 
 Submodules are imported directly (``from traingate._datasets.builder import build_dataset``).
 """
@@ -19,4 +27,4 @@ from typing import Literal
 Format = Literal["parquet", "jsonl"]
 ENGINES = ("duckdb", "scalar", "spark")
 FORMATS: tuple[Format, ...] = ("parquet", "jsonl")
-SHAPES = ("records", "chat", "kto", "openai")  # = build.shapes.SHAPES (docs/builds.md)
+SHAPES = ("records", "chat", "kto", "openai")  # = _datasets.shapes.SHAPES (docs/builds.md)
