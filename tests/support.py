@@ -38,7 +38,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 import traceback
 import warnings
 from collections.abc import Iterable, Iterator
@@ -47,12 +46,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
-from tests.api_support import free_port
+from tests.api_support import free_port, wait_until_serving
 from tests.factories import Event, Events, jsonl
 from tests.pg import fresh_schema
 from traingate._core.deid import EMAIL_PATTERN
@@ -587,15 +585,7 @@ def _server(settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Pop
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/openapi.json", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.05)
+        wait_until_serving(base, server)
         yield server, base
     finally:
         if server.poll() is None:

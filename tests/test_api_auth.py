@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.api_support import Api, free_port, history, running_api
+from tests.api_support import Api, free_port, history, running_api, wait_until_serving
 from tests.factories import Events
 from tests.route_matrix import CALLERS, PUBLIC, is_page, matrix, routes
 from tests.support import run
@@ -221,15 +220,7 @@ def test_serve_runs_the_api(tmp_path: Path) -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                spec = httpx.get(f"{base}/openapi.json", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
+        spec = wait_until_serving(base, server)
         assert spec.json()["info"]["title"] == "traingate"
         me = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
         assert me.json()["role"] == "analyst"

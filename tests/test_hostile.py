@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from tests.api_support import Api, history, running_api
+from tests.api_support import Api, history, running_api, wait_until_serving
 from tests.factories import Events, jsonl
 from tests.route_matrix import PUBLIC, is_page, matrix
 from traingate._api.body import EVENTS_LIMIT, FEEDBACK_LIMIT, FORM_LIMIT, JSON_LIMIT
@@ -208,15 +208,7 @@ def served(settings: Settings, tmp_path: Path) -> Iterator[Served]:
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{base}/openapi.json", timeout=2)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise
-                    time.sleep(0.05)
+            wait_until_serving(base, server)
             yield Served(base=base, port=port, pid=server.pid)
         finally:
             server.terminate()

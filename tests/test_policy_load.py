@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import PURPOSES
 from traingate._core.policy import bundled_policy, bundled_policy_ids, load_policy
 from traingate._errors import PolicyError
 
@@ -43,16 +44,9 @@ def base() -> str:
 def test_every_shipped_policy_loads_with_a_text_for_every_reason(policy_id: str) -> None:
     policy = bundled_policy(policy_id)
     assert set(policy.rules) == set(policy.reason_ids())
-    assert sorted(policy.purposes) == sorted(
-        [
-            "model_training",
-            "safety_model_training",
-            "safety_review",
-            "service_analytics",
-            "research",
-            "behavior_research",
-        ]
-    ), "every shipped policy has the six purposes of SPEC §1"
+    assert sorted(policy.purposes) == sorted(PURPOSES), (
+        "every shipped policy has the six purposes of SPEC §1"
+    )
     assert policy.feedback_basis is not None and policy.basis("usage_policy_flag") is not None
 
 

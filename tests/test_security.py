@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import Api, history, user_report
+from tests.api_support import Api, history, user_report, wait_until_serving
 from tests.factories import Events
 from tests.route_matrix import CALLERS, is_page, matrix, routes
 from traingate._errors import StoreError
@@ -234,15 +234,7 @@ def test_secrets_never_reach_the_served_process_output(
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{base}/openapi.json", timeout=2)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise
-                    time.sleep(0.05)
+            wait_until_serving(base, server)
             with httpx.Client(base_url=base, timeout=10) as client:
                 handled = _flow(client, tokens, ev)
         finally:
