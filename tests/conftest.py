@@ -21,6 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
 from tests.pg import fresh_schema
+from tests.stores import Stores
 from traingate._facade import Traingate
 from traingate._settings import Settings
 
@@ -133,6 +134,15 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 def tg(settings: Settings) -> Iterator[Traingate]:
     with Traingate.open(settings) as app:
         yield app
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Stores]:
+    """SQLite stores a property test reuses across its examples, emptied for each
+    (``tests/stores.py``); the test suppresses Hypothesis' function_scoped_fixture check."""
+    reused = Stores(tmp_path / "stores")
+    yield reused
+    reused.close()
 
 
 @pytest.fixture

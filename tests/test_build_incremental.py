@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from tests.api_support import Api
 from tests.factories import Events, jsonl
 from tests.histories import VERSIONS, histories, history, instants, ops
+from tests.stores import Stores
 from tests.support import pg_schema, run
 from traingate._core.timeutil import parse_instant
 from traingate._errors import BuildError
@@ -97,7 +98,11 @@ t1s = instants.map(lambda i: parse_instant(Events.t(i[0] + 3, i[1])))
 
 
 @SPECS
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
     first=histories,
     then=later,
@@ -107,6 +112,7 @@ t1s = instants.map(lambda i: parse_instant(Events.t(i[0] + 3, i[1])))
     purge_at=purges,
 )
 def test_an_incremental_build_is_a_full_build_on_sqlite(
+    stores: Stores,
     spec: str | None,
     first: list[tuple[Any, ...]],
     then: list[tuple[Any, ...]],
@@ -117,16 +123,11 @@ def test_an_incremental_build_is_a_full_build_on_sqlite(
 ) -> None:
     events = history(first + then)
     split = len(history(first))
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        settings_ = Settings(
-            db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json", policy=spec
-        )
-        with Traingate.open(settings_) as tg:
-            check_incremental(
-                tg, root, events=events, split=split, purpose=purpose, t1=t1, t2=t1 + gap,
-                purge_at=purge_at,
-            )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:  # the builds' directories, new each example
+        check_incremental(
+            stores.empty(spec), Path(tmp), events=events, split=split, purpose=purpose, t1=t1,
+            t2=t1 + gap, purge_at=purge_at,
+        )  # fmt: skip
 
 
 @pytest.mark.store

@@ -15,7 +15,6 @@ the long run of the first policy on both backends.
 from __future__ import annotations
 
 import functools
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import Events, jsonl
+from tests.stores import Stores
 from tests.support import run_engine
 from traingate._core.policy import MODES, PolicySet, decide_report, load_policy_set, policy_at
 from traingate._core.policy.compile import _deadline
@@ -238,24 +238,16 @@ def _check(tg: Traingate, events: list[dict[str, Any]], errors: set[str], *, pur
     batch_messages=st.integers(1, 8),
 )
 def test_bulk_equals_scalar_for_every_policy(
-    name: str, data: st.DataObject, as_of: int, other: str, batch_messages: int
+    stores: Stores, name: str, data: st.DataObject, as_of: int, other: str, batch_messages: int
 ) -> None:
     spec = SPECS[name]
     policies = _policies(spec)
     events = history(policies, data.draw(ops(policies), label="steps"))
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        config = Settings(
-            db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json", policy=spec
-        )
-        with Traingate.open(config) as tg:
-            summary = tg.events.ingest(jsonl(events))
-            errors = {str(error.event_id) for error in summary.errors}
-            for purpose in ("model_training", other):
-                _check(
-                    tg, events, errors, purpose=purpose, as_of=as_of,
-                    batch_messages=batch_messages,
-                )  # fmt: skip
+    tg = stores.empty(spec)
+    summary = tg.events.ingest(jsonl(events))
+    errors = {str(error.event_id) for error in summary.errors}
+    for purpose in ("model_training", other):
+        _check(tg, events, errors, purpose=purpose, as_of=as_of, batch_messages=batch_messages)
 
 
 @functools.cache

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from tests.factories import jsonl
 from tests.histories import POLICY, VERSIONS, as_ofs, histories, history
+from tests.stores import Stores
 from tests.support import pg_schema, run_engine
 from traingate._datasets.engines.duckdb import DuckDBEngine
 from traingate._datasets.engines.scalar import ScalarEngine
@@ -56,19 +57,18 @@ def check_equal(tg: Traingate, *, as_of: int, batch_messages: int) -> None:
 
 
 @SPECS
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(steps=histories, as_of=as_ofs, batch_messages=st.integers(1, 8))
 def test_bulk_equals_scalar_on_sqlite(
-    spec: str | None, steps: list[tuple[Any, ...]], as_of: int, batch_messages: int
+    stores: Stores, spec: str | None, steps: list[tuple[Any, ...]], as_of: int, batch_messages: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        settings_ = Settings(
-            db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json", policy=spec
-        )
-        with Traingate.open(settings_) as tg:
-            tg.events.ingest(jsonl(history(steps)))
-            check_equal(tg, as_of=as_of, batch_messages=batch_messages)
+    tg = stores.empty(spec)
+    tg.events.ingest(jsonl(history(steps)))
+    check_equal(tg, as_of=as_of, batch_messages=batch_messages)
 
 
 @pytest.mark.store

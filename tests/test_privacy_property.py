@@ -6,8 +6,6 @@ for P as of then, and ``bases`` exactly the bases of those messages."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +14,11 @@ from hypothesis import strategies as st
 
 from tests.factories import jsonl
 from tests.histories import ACCOUNTS, CONVERSATIONS, VERSIONS, as_ofs, histories, history
+from tests.stores import Stores
 from tests.support import run_engine
 from traingate._datasets.engines.duckdb import DuckDBEngine
 from traingate._facade import Traingate
 from traingate._privacy import account_privacy
-from traingate._settings import Settings
 
 SPECS = pytest.mark.parametrize(
     "spec",
@@ -58,16 +56,15 @@ def check_answer(tg: Traingate, *, as_of: int, batch_messages: int) -> None:
 
 
 @SPECS
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(steps=histories, as_of=as_ofs, batch_messages=st.integers(1, 8))
 def test_the_answer_is_what_a_build_holds(
-    spec: str | None, steps: list[tuple[Any, ...]], as_of: int, batch_messages: int
+    stores: Stores, spec: str | None, steps: list[tuple[Any, ...]], as_of: int, batch_messages: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        settings_ = Settings(
-            db_url=f"sqlite:///{root / 'db.sqlite'}", key_file=root / "k.json", policy=spec
-        )
-        with Traingate.open(settings_) as tg:
-            tg.events.ingest(jsonl(history(steps)))
-            check_answer(tg, as_of=as_of, batch_messages=batch_messages)
+    tg = stores.empty(spec)
+    tg.events.ingest(jsonl(history(steps)))
+    check_answer(tg, as_of=as_of, batch_messages=batch_messages)
