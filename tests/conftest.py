@@ -1,8 +1,7 @@
 """Shared fixtures. Store tests run against SQLite and PostgreSQL (``db_url`` is parametrized).
 
 PostgreSQL: ``TRAINGATE_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``). Each
-test gets a migrated schema holding no rows, its own while it runs (``pg_schema_url``: a pool
-of schemas emptied between tests, ``tests/pg.py``). With ``CI=true`` an unreachable PostgreSQL fails
+test gets its own schema, dropped afterwards. With ``CI=true`` an unreachable PostgreSQL fails
 the run instead of skipping.
 """
 
@@ -13,7 +12,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck
@@ -21,7 +20,7 @@ from hypothesis import settings as hypothesis_settings
 
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
-from tests.pg import SchemaPool, fresh_schema
+from tests.pg import fresh_schema
 from tests.stores import Stores
 from traingate._facade import Traingate
 from traingate._settings import Settings
@@ -75,13 +74,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
     """Under ``--dist loadgroup`` the Spark tests' node ids name their group (``...@spark``),
     or the run stops: on pytest 9.2 xdist 3.8's suffix is silently lost
     (pytest-dev/pytest-xdist#1386), and the Spark tests then ran on both workers, a JVM each,
     at a third of the speed (pyproject pins pytest below 9.2 for that)."""
-    if node.config.getoption("dist") != "loadgroup":
-        return
     spark = [i for i in ids if i.startswith("tests/test_spark.py::")]
     if spark and not any(i.endswith("@spark") for i in spark):
         raise pytest.UsageError(
@@ -112,45 +109,20 @@ def pg_server() -> str:
     return PG_URL
 
 
-@pytest.fixture(scope="session")
-def pg_pool(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaPool]:
-    """This process's migrated schemas (``tests/pg.py``), dropped at the end of the run."""
-    keys = tmp_path_factory.mktemp("pg-pool") / "keys.json"
-
-    def migrate(url: str) -> None:
-        with Traingate.open(Settings(db_url=url, key_file=keys)):
-            pass
-
-    pool = SchemaPool(pg_server, migrate=migrate)
-    yield pool
-    pool.close()
-
-
 @pytest.fixture
-def pg_schema_url(pg_pool: SchemaPool) -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a migrated schema holding no rows, as a new
-    store's: one of the pool's, emptied after the test (or dropped, if the test changed it)."""
-    with pg_pool.schema() as url:
+def pg_schema_url(pg_server: str) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped after the test."""
+    with fresh_schema(pg_server) as url:
         yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store of each backend holding no rows (on PostgreSQL already migrated)."""
+    """A fresh, empty database of each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}"
     url: str = request.getfixturevalue("pg_schema_url")
     return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def new_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new database of each backend, with no table at all (for the migrations' tests)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}"
-        return
-    with fresh_schema(request.getfixturevalue("pg_server")) as url:
-        yield url
 
 
 @pytest.fixture

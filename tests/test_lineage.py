@@ -307,10 +307,9 @@ def test_settling_leaves_a_running_build_alone(tg: Traingate, ev: Events, tmp_pa
 
 
 @pytest.mark.store
-def test_lineage_recorded_before_compaction_is_found_after(new_db_url: str, tmp_path: Path) -> None:
+def test_lineage_recorded_before_compaction_is_found_after(settings: Settings) -> None:
     """Migration 9 keeps item keys as their first 16 bytes and record ids as bytes: lineage
     recorded in the hex form of migration 3 is still found, with the same record ids."""
-    settings = Settings(db_url=new_db_url, key_file=tmp_path / "keys" / "keys.json")
     keys = load_or_create_keys(settings.key_file)
     conversation_key = conversation_item_key(keys.signing_key, "c1")
     record = conversation_record_id(keys.signing_key, "c1", "opt_in")

@@ -31,12 +31,6 @@ TABLES = (
 )
 
 
-@pytest.fixture
-def db_url(new_db_url: str) -> str:
-    """The migrations start from nothing: a new database, not a pooled schema, migrated."""
-    return new_db_url
-
-
 def test_upgrade_from_empty_step_by_step(db_url: str) -> None:
     db = connect(db_url)
     try:

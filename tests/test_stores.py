@@ -1,17 +1,12 @@
 """``tests/stores.py``: an emptied store is a new store to a property test. It holds no row in
 any table of the store or the vault but its migrations, and the same history ingested into it
-is decided as in a new store, message by message, for every purpose. ``tests/pg.py``: a pooled
-PostgreSQL schema comes back to the next test empty, or not at all if a test changed it."""
+is decided as in a new store, message by message, for every purpose."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote
-
-import psycopg
 
 from tests.factories import jsonl
-from tests.pg import SchemaPool
 from tests.stores import Stores
 from tests.support import PURPOSES, history, run_engine
 from traingate._core.timeutil import parse_instant
@@ -44,43 +39,3 @@ def test_an_emptied_store_is_a_new_store(stores: Stores, tmp_path: Path) -> None
             assert got.messages == expected.messages, purpose
             assert got.reports == expected.reports, purpose
             assert len(got.records) == len(expected.records), purpose
-
-
-def _schema(url: str) -> str:
-    return unquote(url).rpartition("search_path=")[2]
-
-
-def _rows(url: str) -> dict[str, int]:
-    schema = _schema(url)
-    with psycopg.connect(url.partition("?")[0], autocommit=True) as conn:
-        tables = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
-        ).fetchall()
-        return {
-            table: conn.execute(f'SELECT COUNT(*) FROM {schema}."{table}"').fetchone()[0]
-            for (table,) in tables
-        }
-
-
-def test_a_pooled_schema_comes_back_empty_or_not_at_all(
-    pg_pool: SchemaPool, tmp_path: Path
-) -> None:
-    """``tests/pg.py``: after a test its schema holds no row but its migrations, and is the
-    next test's; a schema the test changed is dropped, and the next test has another."""
-    with pg_pool.schema() as url:
-        settings = Settings(db_url=url, key_file=tmp_path / "k")
-        with Traingate.open(settings) as tg:
-            assert tg.events.ingest(jsonl(history(seed=5))).accepted > 0
-        assert _rows(url)["messages"] > 0
-        used = _schema(url)
-    with pg_pool.schema() as url:
-        assert _schema(url) == used
-        counts = _rows(url)
-        assert counts.pop("schema_migrations") > 0
-        assert counts and set(counts.values()) == {0}, counts
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ALTER TABLE messages ADD COLUMN extra TEXT")
-    with pg_pool.schema() as url:
-        assert _schema(url) != used
-    with psycopg.connect(url.partition("?")[0]) as conn:
-        assert not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (used,)).fetchall()
