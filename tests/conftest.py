@@ -12,7 +12,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck
@@ -74,11 +74,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     """Under ``--dist loadgroup`` the Spark tests' node ids name their group (``...@spark``),
     or the run stops: on pytest 9.2 xdist 3.8's suffix is silently lost
     (pytest-dev/pytest-xdist#1386), and the Spark tests then ran on both workers, a JVM each,
     at a third of the speed (pyproject pins pytest below 9.2 for that)."""
+    if node.config.getoption("dist") != "loadgroup":
+        return
     spark = [i for i in ids if i.startswith("tests/test_spark.py::")]
     if spark and not any(i.endswith("@spark") for i in spark):
         raise pytest.UsageError(
