@@ -65,10 +65,8 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks tools
 	$(BIN)/ruff check --fix src tests benchmarks tools
 
-# PYTHONDONTWRITEBYTECODE (set on CI machines) unset for the suite: pytest's rewritten test
-# modules and any module not compiled at install are then cached once, not redone per process.
 pytest: $(STAMP)
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadgroup
 
 PYTEST_WORKERS ?= 2
 
