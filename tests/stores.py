@@ -4,7 +4,8 @@ ring, as a new one would, without paying per example for a new store's migration
 snapshot reader, a child process that imports pyarrow (~0.25 s of a core each).
 
 Emptying deletes every row of every table of the store and of its vault, in one transaction, but
-``schema_migrations``; AUTOINCREMENT counters restart. The stores open lazily, one per policy
+``schema_migrations`` (no table is AUTOINCREMENT: test_stores would see a
+``sqlite_sequence`` left with rows). The stores open lazily, one per policy
 specification, under the test's temporary directory, and close with the test."""
 
 from __future__ import annotations
@@ -47,10 +48,6 @@ class Stores:
                 )
                 for (name,) in tables:
                     db.execute(f'DELETE FROM {schema}."{name}"')
-                if db.execute(
-                    f"SELECT 1 FROM {schema}.sqlite_master WHERE name = 'sqlite_sequence'"
-                ):
-                    db.execute(f"DELETE FROM {schema}.sqlite_sequence")
         return tg
 
     def close(self) -> None:
