@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.api_support import Api
+from tests.budgets import budget
 from tests.factories import Events, jsonl
 from tests.histories import VERSIONS, histories, history, instants, ops
 from tests.stores import Stores
@@ -99,7 +100,7 @@ t1s = instants.map(lambda i: parse_instant(Events.t(i[0] + 3, i[1])))
 
 @SPECS
 @settings(
-    max_examples=30,
+    max_examples=budget(quick=10, thorough=30),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.budgets import budget
 from tests.factories import Events, jsonl
 from tests.stores import Stores
 from tests.support import run_engine
@@ -230,7 +231,11 @@ def _check(tg: Traingate, events: list[dict[str, Any]], errors: set[str], *, pur
 
 
 @pytest.mark.parametrize("name", list(SPECS))
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=budget(quick=8, thorough=25),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(
     data=st.data(),
     as_of=as_ofs,

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.budgets import budget
 from tests.factories import jsonl
 from tests.histories import POLICY, VERSIONS, as_ofs, histories, history
 from tests.stores import Stores
@@ -58,7 +59,7 @@ def check_equal(tg: Traingate, *, as_of: int, batch_messages: int) -> None:
 
 @SPECS
 @settings(
-    max_examples=40,
+    max_examples=budget(quick=12, thorough=40),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -73,7 +74,9 @@ def test_bulk_equals_scalar_on_sqlite(
 
 @pytest.mark.store
 @SPECS
-@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=budget(quick=3, thorough=6), deadline=None, suppress_health_check=list(HealthCheck)
+)
 @given(steps=histories, as_of=as_ofs, batch_messages=st.integers(1, 8))
 def test_bulk_equals_scalar_on_postgresql(
     pg_server: str, spec: str | None, steps: list[tuple[Any, ...]], as_of: int, batch_messages: int

@@ -27,13 +27,14 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.budgets import budget
 from tests.support import _env, _population, _server
 from traingate._datasets.lineage_file import LINEAGE_DIR
 from traingate._facade import Traingate
 from traingate._settings import Settings
 
 AS_OF = "2024-06-01T00:00:00Z"
-KILLS = 20
+KILLS = budget(quick=8, thorough=20)  # builds killed at random moments
 
 
 @pytest.fixture(scope="module")

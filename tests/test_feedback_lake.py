@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.api_support import Api, running_api, user_report
+from tests.budgets import budget
 from tests.factories import Events, jsonl
 from tests.snapshots import _events, _expected, conversations
 from tests.support import run
@@ -115,7 +116,7 @@ def _started(case: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.store
 @settings(
-    max_examples=40,
+    max_examples=budget(quick=15, thorough=40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

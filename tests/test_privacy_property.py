@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.budgets import budget
 from tests.factories import jsonl
 from tests.histories import ACCOUNTS, CONVERSATIONS, VERSIONS, as_ofs, histories, history
 from tests.stores import Stores
@@ -57,7 +58,7 @@ def check_answer(tg: Traingate, *, as_of: int, batch_messages: int) -> None:
 
 @SPECS
 @settings(
-    max_examples=8,
+    max_examples=budget(quick=3, thorough=8),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

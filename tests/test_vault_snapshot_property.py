@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from tests.budgets import budget
 from tests.factories import jsonl
 from tests.snapshots import EMAIL, _at, _events, _expected, conversations
 from traingate._core.report import Snapshot
@@ -25,7 +26,7 @@ from traingate._facade import Traingate
 
 @pytest.mark.store
 @settings(
-    max_examples=150,
+    max_examples=budget(quick=50, thorough=150),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
