@@ -9,7 +9,8 @@ store's own connection, would truncate the WAL index under that connection's map
 (a lock of the same process never conflicts, so it believes itself alone: a concurrent reader
 dies of SIGBUS), and on close drop the connection's locks, so that another process could begin
 writing while that connection's transaction was still open. So the driver runs here, in a
-process of its own (``python -m traingate._store.reader_process``), whose locks are its own.
+process of its own (``python -m traingate._store.reader_main``, which runs ``main`` without
+NumPy), whose locks are its own.
 
 One such process serves every snapshot of a store (``SqliteDatabase.snapshots``): it starts at
 the first and ends with the store's connection, so a build pays for starting an interpreter
@@ -58,7 +59,7 @@ class SnapshotServer:
     def __init__(self) -> None:
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "traingate._store.reader_process"],
+                [sys.executable, "-m", "traingate._store.reader_main"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )
