@@ -194,6 +194,10 @@ def spark() -> Iterator[SparkSession]:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.sql.session.timeZone", "UTC")
+        # The driver's JIT stops at C1 and one thread collects: the tests' jobs are many and
+        # tiny, so C2's compiling and a parallel collector cost more than they win (the Spark
+        # tests alone, measured: 262 -> 208 s of CPU, the same wall time).
+        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
