@@ -231,6 +231,31 @@ def test_a_snapshot_process_that_died_is_reported_and_replaced(tmp_path: Path) -
         db.close()
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps")
+def test_the_snapshot_process_reads_without_numpy(tmp_path: Path) -> None:
+    """The child is started without NumPy (``_store/reader_main.py``), and still makes pages of
+    every kind: text with NULLs (``conform``: pyarrow.compute), numbers and bytes."""
+    db = connect(f"sqlite:///{tmp_path / 'lean.sqlite'}")
+    try:
+        db.script(
+            [
+                "CREATE TABLE t (k INTEGER, s TEXT, b BLOB)",
+                "INSERT INTO t VALUES (1, 'a', x'00'), (2, NULL, NULL), (3, '', x'ff')",
+            ]
+        )
+        with open_reader(db) as reader:
+            assert reader.fetchall("SELECT k, s, b FROM t ORDER BY k") == [
+                (1, "a", b"\x00"),
+                (2, None, None),
+                (3, "", b"\xff"),
+            ]
+            maps = Path(f"/proc/{db.snapshots()._process.pid}/maps").read_text()
+        assert "pyarrow" in maps  # the child's own libraries: the check reads the right process
+        assert "numpy" not in maps
+    finally:
+        db.close()
+
+
 def test_a_missing_store_is_refused(tmp_path: Path) -> None:
     db = connect(f"sqlite:///{tmp_path / 'gone.sqlite'}")
     db.close()
