@@ -63,6 +63,54 @@ def test_report_expiry_adds_ten_calendar_years(submitted: str, expiry: str) -> N
     assert report_expired(expires_at=end, as_of=end)
 
 
+def test_content_expires_when_the_keep_of_the_rule_that_applies_runs_out() -> None:
+    """``content_expiry`` of a message that no basis covers, under a policy whose rule for
+    every message keeps content for a duration: the message's time plus that keep, named by
+    that rule (a case the random histories of the purge property reach only sometimes)."""
+    from traingate._core.facts import ConversationFacts, MessageFact
+    from traingate._core.policy.coverage import content_expiry
+
+    policy = bundled_policy("consumer-2025")
+    default = next(r for r in policy.retention if r.basis_id is None and r.mode is None)
+    at = parse_instant("2025-03-01T12:00:00Z")
+    message = MessageFact(message_id="m1", at=at, seq=0, role="user")
+    facts = ConversationFacts(conversation_id="c1", account_id="a1", messages=(message,), plans=())
+    assert content_expiry(policy, facts, message) == (
+        default.keep_duration.add_to(at),
+        default.id,
+    )
+
+
+def test_content_never_expires_when_its_rule_stops_applying_before_the_keep_runs_out() -> None:
+    """Under a policy whose only retention rule is a flag basis's, content flagged for a day and
+    then cleared is under that rule for a day only, far less than its keep: it never expires
+    (no instant at which a rule that applies has run out)."""
+    from traingate._core.facts import ConversationFacts, FlagFact, MessageFact, PlanChange
+    from traingate._core.policy.coverage import content_expiry
+    from traingate._core.policy.model import FlagBasis
+
+    policy = bundled_policy("consumer-2025")
+    flagged, basis = next(
+        (r, b)
+        for r in policy.retention
+        if r.basis_id is not None and isinstance(b := policy.basis(r.basis_id), FlagBasis)
+    )
+    only_flagged = policy.model_copy(update={"retention": (flagged,)})
+    at = parse_instant("2025-03-01T12:00:00Z")
+    day = Duration.parse("P1D").add_to(at) - at
+    message = MessageFact(message_id="m1", at=at, seq=0, role="user")
+    plan = next(iter(policy.plans))
+    facts = ConversationFacts(
+        conversation_id="c1",
+        account_id="a1",
+        messages=(message,),
+        plans=(PlanChange(at=at - 1, seq=0, plan=plan, organization_id=None),),
+        flags=(FlagFact(flag_id="f1", at=at, policy=basis.flag_policy, cleared_at=(at + day,)),),
+    )
+    assert content_expiry(policy, facts, message) is not None  # the default rule's keep
+    assert content_expiry(only_flagged, facts, message) is None
+
+
 def test_hard_delete_is_more_than_thirty_days() -> None:
     deleted = parse_instant("2024-05-01T10:00:00Z")
     assert HARD_DELETE_AFTER == 30 * DAY
