@@ -97,7 +97,6 @@ def test_content_never_expires_when_its_rule_stops_applying_before_the_keep_runs
     )
     only_flagged = policy.model_copy(update={"retention": (flagged,)})
     at = parse_instant("2025-03-01T12:00:00Z")
-    day = Duration.parse("P1D").add_to(at) - at
     message = MessageFact(message_id="m1", at=at, seq=0, role="user")
     plan = next(iter(policy.plans))
     facts = ConversationFacts(
@@ -105,7 +104,7 @@ def test_content_never_expires_when_its_rule_stops_applying_before_the_keep_runs
         account_id="a1",
         messages=(message,),
         plans=(PlanChange(at=at - 1, seq=0, plan=plan, organization_id=None),),
-        flags=(FlagFact(flag_id="f1", at=at, policy=basis.flag_policy, cleared_at=(at + day,)),),
+        flags=(FlagFact(flag_id="f1", at=at, policy=basis.flag_policy, cleared_at=(at + DAY,)),),
     )
     assert content_expiry(policy, facts, message) is not None  # the default rule's keep
     assert content_expiry(only_flagged, facts, message) is None
