@@ -166,6 +166,31 @@ def test_the_engines_query_settings_are_put_back(spark: SparkSession) -> None:
     assert spark.conf.get(records) == "2"  # the session's own (the fixture's)
 
 
+def test_a_task_freezes_what_the_worker_holds_and_keeps_nothing_of_its_own(
+    spark: SparkSession,
+) -> None:
+    """Every function the engine's tasks run freezes the worker's objects first
+    (``engines/spark_worker.task``), so PySpark's collection after each task walks only the
+    task's own objects; the frozen count stays level from task to task (a task's objects are
+    still freed, none kept)."""
+    import gc
+    import os
+
+    from traingate._datasets.engines.spark_worker import task
+
+    frozen = task(lambda rows: [(os.getpid(), gc.get_freeze_count()) for _ in rows])
+    one = spark.sparkContext.parallelize([0], 1)
+    seen: dict[int, list[int]] = {}
+    for _ in range(6):
+        ((pid, count),) = one.mapPartitions(frozen).collect()
+        seen.setdefault(pid, []).append(count)
+    assert min(min(counts) for counts in seen.values()) > 1_000, seen  # pyspark's, at least
+    level = [counts[1:] for counts in seen.values() if len(counts) >= 3]
+    assert level, f"no worker ran three of the six tasks: {seen}"
+    for counts in level:
+        assert max(counts) - min(counts) < 50, seen
+
+
 @pytest.mark.parametrize(
     ("rows_per_file", "shape"), [(2, "records"), (3, "chat"), (1000, "records")]
 )

@@ -76,6 +76,7 @@ from traingate._datasets.engines.spark_tasks import (
     read_tally,
     write_partition,
 )
+from traingate._datasets.engines.spark_worker import task
 from traingate._datasets.lake import ParquetLake, store_messages, write_lake
 from traingate._datasets.records import ENGINE_SCHEMA
 from traingate._datasets.writer import FileEntry
@@ -538,6 +539,7 @@ def _parts(
     return files, tuple(read_fragments(tail))
 
 
+@task
 def _assemble(job: tuple[int, list[str]], *, output: PartsOut) -> tuple[int, str, int, str]:
     part, fragments = job
     return assemble_part(part, fragments, output=output)

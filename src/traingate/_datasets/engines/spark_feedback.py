@@ -46,6 +46,7 @@ from traingate._datasets.engines.spark_tasks import (
     _ipc,
     item_payload,
 )
+from traingate._datasets.engines.spark_worker import task
 from traingate._datasets.feedback import feedback_batches, feedback_granted
 from traingate._datasets.shapes import as_shape, row_messages, shape_records, shape_schema
 from traingate._errors import StoreError, TraingateError
@@ -191,6 +192,7 @@ def _stage_reports(
 # -- in the tasks -------------------------------------------------------------------------------
 
 
+@task
 def feedback_partition(
     index: int, rows: Iterable[Any], *, plan: FeedbackPlan
 ) -> Iterator[tuple[Any, ...]]:

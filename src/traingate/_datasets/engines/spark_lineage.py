@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from traingate._datasets.engines.base import PartsOut
 from traingate._datasets.engines.spark_tasks import ITEM_SCHEMA
+from traingate._datasets.engines.spark_worker import task
 from traingate._datasets.lineage_file import ROW_GROUP, LineageRun, write_run
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def lineage_stage(
     return tuple(sorted(runs, key=lambda run: (run.first, run.name)))
 
 
+@task
 def _explode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Every batch row's lineage items, as rows (a task of the stage's first half)."""
     for batch in batches:
@@ -94,6 +96,7 @@ def _explode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             yield from table.cast(ITEM_SCHEMA).cast(_ITEMS_ARROW).to_batches()
 
 
+@task
 def _write(
     batches: Iterator[pa.RecordBatch], *, directory: str, build_id: str
 ) -> Iterator[pa.RecordBatch]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from traingate._core.policy.compile import Ledger
+from traingate._datasets.engines.spark_worker import task
 from traingate._store.export import (
     BlockRange,
     StoreReader,
@@ -54,6 +55,7 @@ class _Stream:
     path: str
 
 
+@task
 def _copy(stream: _Stream, *, url: str, snapshot: str) -> None:
     stage_stream(
         url,

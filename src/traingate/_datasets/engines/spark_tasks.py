@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from traingate._datasets.engines.base import DECISION_SCHEMA, EngineBatch, PartsOut, Tally
+from traingate._datasets.engines.spark_worker import task
 from traingate._datasets.records import (
     ENGINE_SCHEMA,
     LineageItem,
@@ -111,6 +112,7 @@ class TaskPlan:
     output: PartsOut | None = None
 
 
+@task
 def evaluate_partition(
     batches: Iterator[pa.RecordBatch], *, plan: TaskPlan
 ) -> Iterator[pa.RecordBatch]:
@@ -277,6 +279,7 @@ class Summary:
 # -- the second pass: the parts, written where the rows are ------------------------------------
 
 
+@task
 def write_partition(
     batches: Iterator[pa.RecordBatch],
     *,
