@@ -11,7 +11,9 @@ with CI=true, fails it (``.ci/run`` installs chromium). Every browser test modul
 - ``shot``: a screenshot, after checking the contrast of every text of the page (``CONTRAST``).
 - ``sign_in``, ``open_dialog``: the end user signing in, opening the feedback dialog;
   ``admin_sign_in``, ``build``: the console signed into with a token, a build started there.
-- ``in_browser``: a function run on a fresh page of chromium in a thread of its own.
+
+The browser itself is conftest.py's ``browser`` (one chromium per test process) and each
+test's ``page`` a fresh context of it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing (CI=true: .ci/run installs it)", pytrace=False)
     pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium", allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -195,40 +197,3 @@ def build(page: Page, site: Site, *, purpose: str = "model_training") -> dict[st
     expect(page.locator("#verification")).to_contain_text("verified")
     manifest: dict[str, Any] = json.loads(page.locator("#manifest pre.json").text_content() or "")
     return manifest
-
-
-def in_browser(body: Callable[[Page], None]) -> None:
-    """Run ``body`` on a fresh page of chromium, launched as test_web.py's session browser, in
-    a thread of its own; fail on what the page's scripts report as errors."""
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=str(CHROMIUM), args=LAUNCH_ARGS
-                )
-                try:
-                    context = browser.new_context(
-                        viewport={"width": 1280, "height": 900}, locale="en-GB"
-                    )
-                    context.set_default_timeout(15_000)
-                    page = context.new_page()
-                    errors: list[str] = []
-                    page.on("pageerror", lambda exc: errors.append(str(exc)))
-                    page.on(
-                        "console",
-                        lambda msg: errors.append(msg.text) if msg.type == "error" else None,
-                    )
-                    body(page)
-                    assert not errors, f"the page reported errors: {errors}"
-                finally:
-                    browser.close()
-        except BaseException as exc:  # re-raised in the test's thread
-            failures.append(exc)
-
-    thread = threading.Thread(target=run, name="browser")
-    thread.start()
-    thread.join()
-    if failures:
-        raise failures[0]

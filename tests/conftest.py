@@ -26,6 +26,7 @@ from traingate._facade import Traingate
 from traingate._settings import Settings
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
     from pyspark.sql import SparkSession
 
     from tests.browser import Site
@@ -170,6 +171,44 @@ def site(tmp_path: Path) -> Iterator[Site]:
     from tests.browser import serve_site
 
     yield from serve_site(f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}", tmp_path)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One chromium for every browser test of the process (a worker's, under xdist), driven
+    by Playwright's sync API in the main thread, which holds one Playwright per thread."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, LAUNCH_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    """What the page's scripts and the browser console reported as errors (a test that
+    provokes an error status on purpose clears it)."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, console_errors: list[str]) -> Iterator[Page]:
+    """A fresh page (a context of its own: no cookies, no storage) of the session's chromium,
+    1280 x 900, en-GB; the test fails if the page's scripts reported an error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: console_errors.append(msg.text) if msg.type == "error" else None,
+    )
+    yield page
+    context.close()
+    assert not console_errors, f"the page reported errors: {console_errors}"
 
 
 def _unavailable(reason: str) -> None:

@@ -12,19 +12,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, expect
 
-from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, Site, admin_sign_in
+from tests.browser import ARTIFACTS, Site, admin_sign_in
 from tests.support import LISBON
 from traingate._api.apidocs import assets_dir
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

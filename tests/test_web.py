@@ -6,7 +6,7 @@ receipt; delete that report with the receipt; delete a conversation and see it m
 the next build; an admin starts a build and sees its manifest. A screenshot of every page is
 saved under test-artifacts/web/. Without /usr/bin/chromium the tests skip, except with
 CI=true, where they fail (at the import of tests/browser.py, which holds the helpers the
-browser tests share; the ``site`` fixture is conftest.py's).
+browser tests share; the ``site``, ``browser`` and ``page`` fixtures are conftest.py's).
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 from tests.browser import (
-    CHROMIUM,
-    LAUNCH_ARGS,
     Site,
     admin_sign_in,
     build,
@@ -38,36 +36,6 @@ from tests.support import ALICE, DINNER, LANDLORD, LISBON
 def backend_site(db_url: str, tmp_path: Path) -> Iterator[Site]:
     """The site on each backend (``db_url`` of conftest: SQLite and PostgreSQL)."""
     yield from serve_site(db_url, tmp_path)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def console_errors() -> list[str]:
-    """What the page's scripts and the browser console reported as errors (a test that
-    provokes an error status on purpose clears it)."""
-    return []
-
-
-@pytest.fixture
-def page(browser: Browser, console_errors: list[str]) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: console_errors.append(msg.text) if msg.type == "error" else None,
-    )
-    yield page
-    context.close()
-    assert not console_errors, f"the page reported errors: {console_errors}"
 
 
 def accept_dialogs(page: Page) -> None:

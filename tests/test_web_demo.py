@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.api_support import free_port
-from tests.browser import Site, admin_sign_in, build, in_browser, shot
+from tests.browser import Site, admin_sign_in, build, shot
 from traingate._settings import Settings
 
 TOKEN_LINE = re.compile(r"^  (\w+) \(([^)]*)\): (tgk_\S+)$", re.M)
@@ -83,31 +83,28 @@ def _nav(page: Page) -> list[str]:
 
 
 def test_the_tokens_the_demo_prints_open_the_pages_it_promises(
-    demo: tuple[Site, dict[str, tuple[str, list[str]]]],
+    demo: tuple[Site, dict[str, tuple[str, list[str]]]], page: Page
 ) -> None:
     site, roles = demo
 
-    def body(page: Page) -> None:
-        admin_sign_in(page, site, site.analyst)
-        expect(page).to_have_url(f"{site.url}/admin/builds")
-        nav = _nav(page)
-        assert set(roles["analyst"][1]) <= set(nav), nav
-        assert "Explain" not in nav, nav
-        # "start a build and watch it": the form starts one, its page follows it to the end
-        manifest = build(page, site)
-        assert manifest["counts"]["records"] > 0
-        shot(page, "demo-analyst-build")
-        page.get_by_role("button", name="Sign out").click()
-        expect(page).to_have_url(re.compile(r"/admin/login"))
+    admin_sign_in(page, site, site.analyst)
+    expect(page).to_have_url(f"{site.url}/admin/builds")
+    nav = _nav(page)
+    assert set(roles["analyst"][1]) <= set(nav), nav
+    assert "Explain" not in nav, nav
+    # "start a build and watch it": the form starts one, its page follows it to the end
+    manifest = build(page, site)
+    assert manifest["counts"]["records"] > 0
+    shot(page, "demo-analyst-build")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/admin/login"))
 
-        admin_sign_in(page, site, site.officer)
-        expect(page).to_have_url(f"{site.url}/admin/explain")
-        nav = _nav(page)
-        assert set(roles["privacy_officer"][1]) <= set(nav), nav
-        shot(page, "demo-officer-explain")
-        page.get_by_role("link", name="Retention").click()
-        expect(page).to_have_url(f"{site.url}/admin/retention")
-        expect(page.locator("main h1")).to_be_visible()
-        shot(page, "demo-officer-retention")
-
-    in_browser(body)
+    admin_sign_in(page, site, site.officer)
+    expect(page).to_have_url(f"{site.url}/admin/explain")
+    nav = _nav(page)
+    assert set(roles["privacy_officer"][1]) <= set(nav), nav
+    shot(page, "demo-officer-explain")
+    page.get_by_role("link", name="Retention").click()
+    expect(page).to_have_url(f"{site.url}/admin/retention")
+    expect(page.locator("main h1")).to_be_visible()
+    shot(page, "demo-officer-retention")

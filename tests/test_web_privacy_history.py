@@ -5,14 +5,11 @@ organization's consent, so the headline must not be "No", and it must name them;
 account's own setting on must not claim that earlier conversations are unused.
 
 Screenshots go to test-artifacts/web/ and /tmp/privacy-*.png. Without /usr/bin/chromium the
-tests skip, except with CI=true, where they fail (tests/browser.py). Each test runs its
-browser in a thread of its own (``in_browser``): Playwright's sync API holds one instance per
-thread, and tests/test_web.py's session-scoped browser may hold this one.
+tests skip, except with CI=true, where they fail (tests/browser.py).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 from collections.abc import Iterator
@@ -21,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import ARTIFACTS, in_browser, serve, shot
+from tests.browser import ARTIFACTS, serve, shot
 from tests.factories import Events
 from traingate._core.policy import Policy
 from traingate._facade import Traingate
@@ -74,8 +71,8 @@ def snapshot(tab: Page, name: str) -> None:
     shutil.copyfile(ARTIFACTS / f"{name}.png", Path("/tmp") / f"{name}.png")
 
 
-def test_a_past_organization_consent_is_the_answer(login: str) -> None:
-    in_browser(lambda page: _past_organization_consent(page, login))
+def test_a_past_organization_consent_is_the_answer(login: str, page: Page) -> None:
+    _past_organization_consent(page, login)
 
 
 def _past_organization_consent(page: Page, login: str) -> None:
@@ -119,7 +116,7 @@ def _past_organization_consent(page: Page, login: str) -> None:
     snapshot(page, "privacy-acct-0001-on")
 
 
-def test_the_console_lists_every_policy_in_force(tmp_path: Path) -> None:
+def test_the_console_lists_every_policy_in_force(tmp_path: Path, page: Page) -> None:
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'data' / 'traingate.sqlite'}",
         key_file=tmp_path / "keys" / "keys.json",
@@ -129,7 +126,7 @@ def test_the_console_lists_every_policy_in_force(tmp_path: Path) -> None:
         token = tg.access.create_token(role="analyst", name="ana").token
         policies = tg.policies.policies
     for url in serve(settings, tmp_path / "datasets"):
-        in_browser(functools.partial(_console_policies, url=url, token=token, policies=policies))
+        _console_policies(page, url=url, token=token, policies=policies)
 
 
 def _console_policies(page: Page, *, url: str, token: str, policies: tuple[Policy, ...]) -> None:
