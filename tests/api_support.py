@@ -103,10 +103,13 @@ def wait_until_serving(
     """Poll ``base``'s OpenAPI document until the server process answers; its response.
     Raises the last connection error when ``server`` exits or ``seconds`` pass first."""
     deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return httpx.get(f"{base}/openapi.json", timeout=2)
-        except httpx.TransportError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise
-            time.sleep(0.05)
+    # One client for every poll: a new one sets up TLS (~20 ms of CPU, taken from the server
+    # starting beside it) each time.
+    with httpx.Client(timeout=2) as client:
+        while True:
+            try:
+                return client.get(f"{base}/openapi.json")
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.05)
