@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from tests.api_support import Api, history, running_api, wait_until_serving
 from tests.factories import Events, jsonl
 from tests.route_matrix import PUBLIC, is_page, matrix
+from traingate._access.credentials import _new_id
 from traingate._api.body import EVENTS_LIMIT, FEEDBACK_LIMIT, FORM_LIMIT, JSON_LIMIT
 from traingate._api.paths import path_segment
 from traingate._audit.actions import DayCounts, subject_key
@@ -562,6 +563,27 @@ def test_tokens_are_listed_and_revoked_from_the_command_line(api: Api) -> None:
     assert again.exit_code == 2 and "no live token" in again.output
     with Traingate.open(api.settings) as tg:
         assert [e.details for e in tg.audit.log.entries() if e.action == "token.revoke"]
+
+
+def test_a_token_id_that_begins_with_a_dash_is_revoked_from_the_command_line(api: Api) -> None:
+    """Token ids are command-line arguments: a new one never begins with '-' (one in 64 did,
+    and ``token revoke`` read it as an unknown option), and ``token revoke`` takes an older
+    one that does as the id it is."""
+    assert not [i for i in (_new_id() for _ in range(5_000)) if i.startswith("-")]
+    officer = api.token("privacy_officer")
+    token_id, secret = officer.removeprefix("tgk_").split(".", 1)
+    dashed = "-x" + token_id[2:]  # "-h..." would still ask for help: docs/operations.md
+    with Traingate.open(api.settings) as tg, tg.store.db.transaction():
+        tg.store.db.execute(
+            "UPDATE api_tokens SET token_id = ? WHERE token_id = ?", (dashed, token_id)
+        )
+    bearer = {"Authorization": f"Bearer tgk_{dashed}.{secret}"}
+    assert api.client.get("/v1/audit/verify", headers=bearer).is_success
+    env = {"TRAINGATE_DB": api.settings.db_url, "TRAINGATE_KEY_FILE": str(api.settings.key_file)}
+    revoked = CliRunner().invoke(cli, ["token", "revoke", dashed], env=env)
+    assert revoked.exit_code == 0, revoked.output
+    assert json.loads(revoked.stdout)["token_id"] == dashed
+    assert api.client.get("/v1/audit/verify", headers=bearer).status_code == 401
 
 
 def test_sessions_of_a_deleted_account_stop_working(api: Api, ev: Events) -> None:

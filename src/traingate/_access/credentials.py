@@ -49,7 +49,11 @@ _DUMMY_HASH = _hash("-" * 43)
 
 
 def _new_id() -> str:
-    return secrets.token_urlsafe(12)  # 16 characters
+    """16 characters of base64url, never a leading '-': the id is a command-line argument
+    (``traingate token revoke TOKEN_ID``), where a leading '-' reads as an option."""
+    while (token_id := secrets.token_urlsafe(12)).startswith("-"):
+        pass
+    return token_id
 
 
 def _new_secret() -> str:

@@ -106,7 +106,9 @@ def token_list(ctx: click.Context) -> None:
     emit({"tokens": [t.to_dict() for t in tokens]})
 
 
-@token.command("revoke")
+# An id that begins with '-' (one in 64 of those made before new ids stopped beginning with
+# one) is taken as the id, not as an unknown option.
+@token.command("revoke", context_settings={"ignore_unknown_options": True})
 @click.argument("token_id", metavar="TOKEN_ID")
 @click.pass_context
 def token_revoke(ctx: click.Context, token_id: str) -> None:
