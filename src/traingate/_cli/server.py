@@ -107,14 +107,18 @@ def token_list(ctx: click.Context) -> None:
 
 
 # An id that begins with '-' (one in 64 of those made before new ids stopped beginning with
-# one) is taken as the id, not as an unknown option.
-@token.command("revoke", context_settings={"ignore_unknown_options": True})
+# one) is taken as the id, whatever letters follow: no option of this command has a short
+# name (not even -h, which would match any id holding an 'h'), and unknown ones are ids.
+@token.command(
+    "revoke", context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]}
+)
 @click.argument("token_id", metavar="TOKEN_ID")
 @click.pass_context
 def token_revoke(ctx: click.Context, token_id: str) -> None:
     """Revoke the token TOKEN_ID (the token_id of token create and token list, not the
     secret) at once: every later request with it is refused. Exit 2 when no live token has
-    that id. See docs/operations.md for rotating a token."""
+    that id. An id may begin with '-' (so -h is an id here, not help). See
+    docs/operations.md for rotating a token."""
     with open_app(ctx) as tg:
         revoked = tg.access.revoke_token(token_id=token_id, actor=cli_actor())
     emit(revoked.to_dict())
