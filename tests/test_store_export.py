@@ -221,8 +221,11 @@ def test_a_snapshot_process_that_died_is_reported_and_replaced(tmp_path: Path) -
         db.script(["CREATE TABLE t (k INTEGER)", "INSERT INTO t VALUES (7)"])
         with open_reader(db) as reader:
             assert reader.scalar("SELECT k FROM t") == 7
-            db.snapshots()._process.kill()
-            db.snapshots()._process.wait()
+            # One handle on the process: once it has died, db.snapshots() starts another,
+            # which a second lookup would kill or wait for instead (a hang, seen in CI).
+            process = db.snapshots()._process
+            process.kill()
+            process.wait()
             with pytest.raises(StoreError, match="snapshot reader process"):
                 reader.scalar("SELECT k FROM t")
         with open_reader(db) as reader:  # a new process
