@@ -34,13 +34,12 @@ define install_project
 	else echo "==> uv's cache does not hold it all: installing from the index"; $(UV_INSTALL) $(1); fi
 endef
 
-# The targets that run Python (the tests, the demo, the benchmarks) write bytecode as modules are
-# first imported (into __pycache__ beside them: .venv, src, tests), also when
-# PYTHONDONTWRITEBYTECODE is set, as on CI machines: otherwise every process they start (servers,
-# parse workers, snapshot readers, Spark's Python workers) compiles each module it imports, every
-# time. Compiling all of site-packages at install instead cost ~24 s on 2 cores, three times what
-# is ever imported (the test suite imports ~45 of its ~130 MB of source).
-BYTECODE = PYTHONDONTWRITEBYTECODE=
+# Every target writes bytecode as modules are first imported (into __pycache__ beside them: .venv,
+# src, tests), also when PYTHONDONTWRITEBYTECODE is set, as on CI machines: otherwise every process
+# the tests and the demo start (servers, parse workers, snapshot readers, Spark's Python workers)
+# compiles each module it imports, every time. Compiling all of site-packages at install instead
+# cost ~24 s on 2 cores, three times what is ever imported (the suite imports ~45 of ~130 MB).
+export PYTHONDONTWRITEBYTECODE =
 
 $(BIN)/python:
 	@echo "==> Creating $(VENV) with $(PYTHON)"
@@ -61,7 +60,7 @@ install: $(STAMP)
 
 demo: $(RUNTIME)
 	@echo "==> Running the demo (traingate demo --port $(DEMO_PORT))"
-	$(BYTECODE) $(BIN)/traingate demo --port $(DEMO_PORT)
+	$(BIN)/traingate demo --port $(DEMO_PORT)
 
 DEMO_PORT ?= 8000
 
@@ -80,7 +79,7 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks tools
 	$(BIN)/ruff check --fix src tests benchmarks tools
 
-PYTEST = $(BYTECODE) $(BIN)/pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST = $(BIN)/pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadgroup
 PYTEST_WORKERS ?= 2
 
 pytest: $(STAMP)
@@ -103,7 +102,7 @@ test: $(STAMP)
 	[ $$tested -eq 0 ] && [ $$linted -eq 0 ]
 
 bench: $(STAMP)
-	$(BYTECODE) $(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/ingest.py
 
 docs: $(STAMP)
 	$(BIN)/python tools/gen_docs.py
