@@ -1,8 +1,9 @@
 """Shared fixtures. Store tests run against SQLite and PostgreSQL (``db_url`` is parametrized).
 
 PostgreSQL: ``TRAINGATE_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``). Each
-test gets its own schema, dropped afterwards. With ``CI=true`` an unreachable PostgreSQL fails
-the run instead of skipping.
+test process works in a database of its own, created there and dropped at its end
+(``tests/pg.py`` says why), and each test in a schema of its own, dropped afterwards. With
+``CI=true`` an unreachable PostgreSQL fails the run instead of skipping.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from hypothesis import settings as hypothesis_settings
 
 from tests.api_support import Api, history, running_api
 from tests.factories import Events
-from tests.pg import fresh_schema
+from tests.pg import fresh_schema, run_database
 from tests.stores import Stores
 from traingate._facade import Traingate
 from traingate._settings import Settings
@@ -102,14 +103,16 @@ def _pg_available() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> str:
+def pg_server() -> Iterator[str]:
+    """A URL of a database of this test process's own on the PostgreSQL at ``PG_URL``."""
     problem = _pg_available()
     if problem is not None:
         message = f"PostgreSQL at {PG_URL} is unreachable: {problem}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message + " (CI=true: a missing PostgreSQL is a failure)")
         pytest.skip(message)
-    return PG_URL
+    with run_database(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture
